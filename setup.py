@@ -1,0 +1,30 @@
+"""wcsvod: an open server for Flashphoner-style VOD over WebRTC."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="wcsvod",
+    version="0.1.0",
+    description="Plays MP4 files to browsers over WebRTC, speaking the Flashphoner WCS protocol",
+    python_requires=">=3.11",
+    packages=find_packages(include=["wcs", "wcs.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/wcsvod_plugin.py"], "wcs": ["web/static/*"]},
+    install_requires=[
+        "twisted[tls]>=24.7,<27",
+        "autobahn>=24.4,<27",
+        "pyopenssl>=24.0,<27",
+        "service-identity>=24.1,<27",
+        "cryptography>=42",
+        "av>=14,<19",
+        "aiortc>=1.14,<1.17",
+        "treq>=24.9,<27",
+        "botocore>=1.34,<2",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "playwright>=1.48,<2",
+            "moto[server]>=5,<6",
+        ],
+    },
+)

@@ -1,0 +1,299 @@
+"""Reads ``flashphoner.properties`` once, at start, into a typed :class:`Settings`.
+
+This is the only module that reads the properties file.  Every value is
+checked here, so that a bad one stops the start with the key named, rather
+than failing later in the middle of a stream.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from twisted.logger import Logger
+
+log = Logger()
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "conf" / "flashphoner.properties"
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """``aws_s3_credentials=zone;login;hash``: region, access key id, secret."""
+
+    region: str
+    access_key: str
+    secret_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the server uses, already checked and converted."""
+
+    media_dir: Path = REPO_ROOT / "media"
+    ws_port: int = 8080
+    wss_port: int = 8443
+    http_port: int = 8081
+    https_port: int = 8444
+    bind_address: str = "0.0.0.0"
+    announced_ips: tuple[str, ...] = ()
+    vod_live_loop: bool = False
+    vod_stream_timeout: int = 30000
+    vod_mp4_container_new: bool = True
+    aws_s3_credentials: S3Credentials | None = None
+    aws_s3_endpoint: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    state_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        )
+        / "wcsvod"
+    )
+    ping_interval: int = 5000
+    ping_probes: int = 10
+    ws_max_message_size: int = 256 * 1024
+    websdk_dir: Path | None = None
+
+
+# --- value converters: each takes the raw text and returns the typed value or
+# raises ValueError with a short reason.
+
+
+def _port(text: str) -> int:
+    """A TCP port, or 0 to leave that listener off."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError("must be a port number from 1 to 65535, or 0 for off")
+    return int(text)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return lowered == "true"
+
+
+def _non_negative(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _positive(text: str) -> int:
+    number = _non_negative(text)
+    if number == 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError("must be an IP address") from None
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    return tuple(_address(part.strip()) for part in text.split(",") if part.strip())
+
+
+def _s3_credentials(text: str) -> S3Credentials | None:
+    if not text:
+        return None
+    parts = text.split(";")
+    if len(parts) != 3 or not all(part.strip() for part in parts):
+        raise ValueError("must be three non-empty parts: zone;login;hash")
+    region, access, secret = (part.strip() for part in parts)
+    return S3Credentials(region, access, secret)
+
+
+def _url(text: str) -> str:
+    if text and not text.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL, or empty for AWS")
+    return text.rstrip("/")
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ValueError("must be a path")
+    return Path(text).expanduser()
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text).expanduser() if text else None
+
+
+def _secret(value: Any) -> str:
+    """How a value is shown in an error: credentials never reach the logs."""
+    return "<hidden>"
+
+
+# key in the properties file -> (Settings attribute, converter, how to show it)
+_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
+    "media_dir": ("media_dir", _path, repr),
+    "ws.port": ("ws_port", _port, repr),
+    "wss.port": ("wss_port", _port, repr),
+    "http.port": ("http_port", _port, repr),
+    "https.port": ("https_port", _port, repr),
+    "bind_address": ("bind_address", _address, repr),
+    "ip": ("announced_ips", _addresses, repr),
+    "vod_live_loop": ("vod_live_loop", _bool, repr),
+    "vod_stream_timeout": ("vod_stream_timeout", _non_negative, repr),
+    "vod_mp4_container_new": ("vod_mp4_container_new", _bool, repr),
+    "aws_s3_credentials": ("aws_s3_credentials", _s3_credentials, _secret),
+    "aws_s3_endpoint": ("aws_s3_endpoint", _url, repr),
+    "tls_cert": ("tls_cert", _optional_path, repr),
+    "tls_key": ("tls_key", _optional_path, repr),
+    "state_dir": ("state_dir", _path, repr),
+    "keep_alive.server_interval": ("ping_interval", _positive, repr),
+    "keep_alive.probes": ("ping_probes", _positive, repr),
+    "ws_max_message_size": ("ws_max_message_size", _positive, repr),
+    "websdk_dir": ("websdk_dir", _optional_path, repr),
+}
+
+
+def parse_properties(text: str) -> Iterator[tuple[int, str, str]]:
+    """Yield ``(line number, key, value)`` from Java properties text.
+
+    Follows ``java.util.Properties.load``: ``#``/``!`` comments, ``=``, ``:``
+    or white space between key and value, a trailing backslash continues the
+    line, and ``\\t``, ``\\n``, ``\\uXXXX`` escapes.
+    """
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        number = index + 1
+        logical = lines[index].lstrip()
+        index += 1
+        if not logical or logical[0] in "#!":
+            continue
+        while _continues(logical) and index < len(lines):
+            logical = logical[:-1] + lines[index].lstrip()
+            index += 1
+        if _continues(logical):
+            logical = logical[:-1]
+        key, value = _split(logical)
+        yield number, _unescape(key), _unescape(value)
+
+
+def _continues(line: str) -> bool:
+    """True when the line ends in an odd number of backslashes."""
+    trailing = len(line) - len(line.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+def _split(line: str) -> tuple[str, str]:
+    position = 0
+    while position < len(line):
+        char = line[position]
+        if char == "\\":
+            position += 2
+            continue
+        if char in "=: \t\f":
+            break
+        position += 1
+    key = line[:position]
+    rest = line[position:].lstrip(" \t\f")
+    if rest[:1] in ("=", ":"):
+        rest = rest[1:].lstrip(" \t\f")
+    return key, rest.rstrip()
+
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char != "\\" or position + 1 == len(text):
+            out.append(char)
+            position += 1
+            continue
+        escaped = text[position + 1]
+        if escaped == "u" and len(text) >= position + 6:
+            try:
+                out.append(chr(int(text[position + 2:position + 6], 16)))
+                position += 6
+                continue
+            except ValueError:
+                pass
+        out.append(_ESCAPES.get(escaped, escaped))
+        position += 2
+    return "".join(out)
+
+
+def load(path: Path | None = None, overrides: Mapping[str, str] | None = None) -> Settings:
+    """Read the properties file (if any) and apply command-line overrides.
+
+    Raises :class:`ConfigError` naming the key and the value for the first
+    bad value; logs a warning once for each key it does not know.
+    """
+    raw: dict[str, tuple[str, str]] = {}
+    source = path if path is not None else DEFAULT_CONFIG
+    if path is not None or source.exists():
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"config file {str(source)!r}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {str(source)!r}: not UTF-8 text") from None
+        for number, key, value in parse_properties(text):
+            raw[key] = (value, f"{source}:{number}")
+    for key, value in (overrides or {}).items():
+        raw[key] = (value, "command line")
+    return settings_from(raw)
+
+
+def settings_from(raw: Mapping[str, tuple[str, str]]) -> Settings:
+    """Turn ``{key: (text, where)}`` into :class:`Settings`, checking each value."""
+    values: dict[str, Any] = {}
+    warned: set[str] = set()
+    for key, (text, where) in raw.items():
+        known = _KEYS.get(key)
+        if known is None:
+            if key not in warned:
+                warned.add(key)
+                log.warn("{where}: unknown key {key!r} ignored", where=where, key=key)
+            continue
+        attribute, convert, show = known
+        try:
+            values[attribute] = convert(text.strip())
+        except ValueError as error:
+            raise ConfigError(f"{where}: {key}={show(text)}: {error}") from None
+    settings = replace(Settings(), **values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Checks that need more than one value, or the file system."""
+    if not settings.media_dir.is_dir():
+        raise ConfigError(f"media_dir={str(settings.media_dir)!r}: not a directory")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("tls_cert and tls_key: set both or neither")
+    for key in ("tls_cert", "tls_key", "websdk_dir"):
+        value = getattr(settings, key)
+        if value is not None and not value.exists():
+            raise ConfigError(f"{key}={str(value)!r}: no such file or directory")
+    seen: dict[int, str] = {}
+    for key in ("ws.port", "wss.port", "http.port", "https.port"):
+        port = getattr(settings, _KEYS[key][0])
+        if port and port in seen:
+            raise ConfigError(f"{key}={port}: already used by {seen[port]}")
+        seen[port] = key

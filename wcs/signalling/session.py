@@ -1,0 +1,173 @@
+"""One signalling session: the WCS conversation with one browser tab.
+
+The session knows the protocol (which message gets which answer) but not the
+socket: it is handed a ``send`` and a ``close`` callable, so it can be driven
+by the Autobahn protocol in production and by plain calls in unit tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+
+from wcs.signalling import messages
+from wcs.signalling.messages import Message, MessageError, StreamRequest
+
+log = Logger()
+
+SIP_MESSAGES = frozenset(
+    {"call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf"}
+)
+QUIET_MESSAGES = frozenset(
+    {"pong", "sendStreamEvent", "pushLogs", "submitBugReport", "sessionDebug"}
+)
+
+
+class StreamHandler(Protocol):
+    """What a session needs from the streams side (the stream front door)."""
+
+    def play(self, session: Session, request: StreamRequest) -> None: ...
+
+    def publish(self, session: Session, request: StreamRequest) -> None: ...
+
+    def stop(self, session: Session, request: StreamRequest) -> None: ...
+
+    def available(self, name: str) -> tuple[bool, str]: ...
+
+    def release(self, session: Session) -> None: ...
+
+
+class Session:
+    """State and answers for one browser session."""
+
+    def __init__(self, send: Callable[[str], None], close: Callable[[], None],
+                 streams: StreamHandler, peer: str = "?", path: str = "/") -> None:
+        self._send = send
+        self._close = close
+        self.streams = streams
+        self.peer = peer
+        self.path = path
+        self.id = str(uuid.uuid4())
+        self.auth_token = str(uuid.uuid4())
+        self.established = False
+        self.closed = False
+        self.connection: dict[str, Any] = {}
+        self.missed_pings = 0
+        self._warned: set[str] = set()
+
+    # --- wire
+
+    def send(self, text: str) -> None:
+        if not self.closed:
+            self._send(text)
+
+    def receive(self, payload: bytes, is_binary: bool) -> None:
+        """Handle one frame; nothing a client sends can raise out of here."""
+        self.missed_pings = 0
+        try:
+            message = messages.parse_frame(payload, is_binary)
+        except MessageError as error:
+            self._refuse(None, error)
+            return
+        try:
+            self._dispatch(message)
+        except MessageError as error:
+            self._refuse(message.name, error)
+        except Exception:
+            log.failure("session {session}: {name} failed", session=self.id,
+                        name=message.name)
+            self.send(messages.fail(f"{message.name}: internal error"))
+
+    def oversized(self, size: int, limit: int) -> None:
+        """A frame larger than the limit was discarded unread."""
+        self._refuse(None, MessageError(
+            f"message of {size} bytes discarded: larger than {limit} bytes"))
+
+    def _refuse(self, name: str | None, error: MessageError) -> None:
+        """Log a bad message and answer it the way the protocol allows."""
+        log.warn("session {session}: bad {name} message: {info}", session=self.id,
+                 name=name or "", info=error.info)
+        if error.media_session_id is not None:
+            self.send(messages.frame("notifyStreamStatusEvent", {
+                "mediaSessionId": error.media_session_id,
+                "status": "FAILED",
+                "info": error.info,
+            }))
+        else:
+            self.send(messages.fail(error.info))
+
+    # --- messages
+
+    def _dispatch(self, message: Message) -> None:
+        name, body = message.name, message.body
+        if name == "connection":
+            self._on_connection(body)
+        elif name == "ping":
+            self.send(messages.pong())
+        elif name in QUIET_MESSAGES:
+            log.debug("session {session}: {name}", session=self.id, name=name)
+        elif not self.established:
+            raise MessageError(f"{name} before connection")
+        elif name in ("playStream", "publishStream"):
+            request = StreamRequest.parse(body)
+            handler = self.streams.play if name == "playStream" else self.streams.publish
+            handler(self, request)
+        elif name in ("stopStream", "unPublishStream"):
+            self.streams.stop(self, StreamRequest.parse(body))
+        elif name == "availableStream":
+            self._on_available(body)
+        elif name == "sendData":
+            self.send(messages.data_status(body.get("operationId"), "ACCEPTED"))
+        elif name == "snapshot":
+            self._on_snapshot(body)
+        elif name in SIP_MESSAGES:
+            raise MessageError(f"{name}: SIP calls are not supported by this server")
+        elif name not in self._warned:
+            self._warned.add(name)
+            log.info("session {session}: unknown message {name!r} ignored",
+                     session=self.id, name=name)
+
+    def _on_connection(self, body: dict[str, Any]) -> None:
+        if self.established:
+            raise MessageError("connection sent twice")
+        app_key = messages.text_field(body, "appKey", default="defaultApp")
+        self.connection = dict(body, appKey=app_key)
+        self.established = True
+        log.info("session {session} established from {peer} on {path} (app {app})",
+                 session=self.id, peer=self.peer, path=self.path, app=app_key)
+        self.send(messages.get_user_data(self.connection, self.auth_token, self.id))
+
+    def _on_available(self, body: dict[str, Any]) -> None:
+        media_session_id = messages.text_field(body, "mediaSessionId", limit=128) or ""
+        name = messages.text_field(body, "name") or ""
+        available, info = self.streams.available(name)
+        self.send(messages.available_stream(media_session_id, available, info))
+
+    def _on_snapshot(self, body: dict[str, Any]) -> None:
+        media_session_id = messages.text_field(body, "mediaSessionId", limit=128)
+        if media_session_id:
+            self.send(messages.stream_event(media_session_id, "snapshotFailed",
+                                            {"info": "Snapshots are not supported"}))
+
+    # --- life
+
+    def tick(self, probes: int) -> None:
+        """One ping period: ping, or drop a client silent for ``probes`` periods."""
+        if self.missed_pings >= probes:
+            log.info("session {session}: no answer to {n} pings, closing",
+                     session=self.id, n=probes)
+            self._close()
+            return
+        self.missed_pings += 1
+        self.send(messages.ping())
+
+    def released(self, reason: str) -> None:
+        """The socket is gone: give back everything this session held."""
+        if self.closed:
+            return
+        self.closed = True
+        self.streams.release(self)
+        log.info("session {session} closed ({reason})", session=self.id, reason=reason)

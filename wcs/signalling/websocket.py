@@ -1,0 +1,118 @@
+"""Autobahn glue: WebSocket connections on any path, each driving a Session.
+
+Oversized messages are discarded as they stream in (never buffered) and the
+session is told, so one bad frame never costs memory or the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from wcs.config import Settings
+from wcs.signalling.session import Session, StreamHandler
+
+log = Logger()
+
+
+class SignallingProtocol(WebSocketServerProtocol):
+    """One WebSocket: frames in and out of its :class:`Session`."""
+
+    factory: SignallingFactory
+    session: Session | None = None
+
+    def onConnect(self, request: Any) -> None:
+        self._path = request.path
+        self._peer = request.peer
+
+    def onOpen(self) -> None:
+        self.session = Session(
+            send=self._send_text,
+            close=lambda: self.sendClose(code=1000, reason="ping timeout"),
+            streams=self.factory.streams,
+            peer=self._peer,
+            path=self._path,
+        )
+        self.factory.sessions[self.session.id] = self.session
+        log.info("session {session} opened from {peer} on {path}",
+                 session=self.session.id, peer=self._peer, path=self._path)
+
+    def _send_text(self, text: str) -> None:
+        self.sendMessage(text.encode("utf-8"), isBinary=False)
+
+    # streaming receive, so that an oversized message is dropped, not buffered
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        super().onMessageBegin(isBinary)
+        self._received = 0
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        self._received += len(payload)
+        if self._received <= self.factory.settings.ws_max_message_size:
+            super().onMessageFrameData(payload)
+
+    def onMessageFrame(self, payload: list[bytes]) -> None:
+        if self._received <= self.factory.settings.ws_max_message_size:
+            super().onMessageFrame(payload)
+
+    def onMessageEnd(self) -> None:
+        limit = self.factory.settings.ws_max_message_size
+        if self._received > limit:
+            self.message_data = None
+            if self.session is not None:
+                self.session.oversized(self._received, limit)
+            return
+        super().onMessageEnd()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.session is not None:
+            self.session.receive(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            self.factory.sessions.pop(session.id, None)
+            session.released(f"code {code}" + (f", {reason}" if reason else ""))
+
+
+class SignallingFactory(WebSocketServerFactory):
+    """Accepts the upgrade on any path and pings every session on a timer."""
+
+    protocol = SignallingProtocol
+
+    def __init__(self, settings: Settings, streams: StreamHandler) -> None:
+        super().__init__()
+        self.settings = settings
+        self.streams = streams
+        self.sessions: dict[str, Session] = {}
+        self.setProtocolOptions(
+            maxMessagePayloadSize=0,  # enforced above, without dropping the socket
+            maxFramePayloadSize=0,
+            autoPingInterval=0,
+            utf8validateIncoming=False,  # bad UTF-8 is refused by the parser instead
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=3,
+        )
+        self._pinger = LoopingCall(self._ping_all)
+
+    def startFactory(self) -> None:
+        if not self._pinger.running:
+            self._pinger.start(self.settings.ping_interval / 1000.0, now=False)
+
+    def stopFactory(self) -> None:
+        if self._pinger.running:
+            self._pinger.stop()
+
+    def _ping_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.tick(self.settings.ping_probes)
+
+    def by_token(self, token: str) -> Session | None:
+        """The session that was given this ``authToken`` (media sockets use it)."""
+        for session in self.sessions.values():
+            if session.auth_token == token:
+                return session
+        return None

@@ -1,0 +1,30 @@
+"""The web port's resource tree: pages at ``/``, REST at ``/rest-api/``,
+the Web SDK (when configured) at ``/client2/`` as on a real WCS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.web import resource, server, static
+
+from wcs.config import Settings
+from wcs.web.rest import RestRoot
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
+    """The root resource, and the REST root that API areas attach to."""
+    root = static.File(str(STATIC_DIR))
+    root.indexNames = ["index.html"]
+    rest = RestRoot()
+    root.putChild(b"rest-api", rest)
+    if settings.websdk_dir is not None:
+        root.putChild(b"client2", static.File(str(settings.websdk_dir)))
+    return root, rest
+
+
+def build_site(root: resource.Resource) -> server.Site:
+    site = server.Site(root)
+    site.displayTracebacks = False
+    return site
