@@ -108,7 +108,7 @@ class Session:
         elif name == "ping":
             self.send(messages.pong())
         elif name in QUIET_MESSAGES:
-            log.debug("session {session}: {name}", session=self.id, name=name)
+            pass
         elif not self.established:
             raise MessageError(f"{name} before connection")
         elif name in ("playStream", "publishStream"):

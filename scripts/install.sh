@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what wcsvod needs, re-runnably: `scripts/install.sh` for the server,
+# `scripts/install.sh --test` for the test suite too (Chromium, ffmpeg, the Web SDK).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=false
+[ "${1:-}" = "--test" ] && want_test=true
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# System packages: only what is missing, so a re-run costs nothing.
+apt_packages=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+if $want_test; then
+  command -v chromium >/dev/null || apt_packages+=(chromium)
+  command -v ffmpeg >/dev/null || apt_packages+=(ffmpeg)
+  command -v ip >/dev/null || apt_packages+=(iproute2)
+  command -v unshare >/dev/null || apt_packages+=(util-linux)
+  command -v npm >/dev/null || apt_packages+=(npm)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "install.sh: apt-get install ${apt_packages[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+# The Python environment, rebuilt only when setup.py changes.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+extra=""; $want_test && extra="[test]"
+stamp=".venv/.installed$extra"
+digest=$(sha256sum setup.py | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  # compat mode puts the repository itself on sys.path, where twistd finds
+  # twisted/plugins/wcsvod_plugin.py.
+  if ! .venv/bin/pip install -q --disable-pip-version-check -e ".$extra" \
+       --config-settings editable_mode=compat > .venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+  fi
+  echo "$digest" > "$stamp"
+fi
+
+# The official Web SDK, for the end-to-end tests.
+if $want_test && [ ! -f node_modules/@flashphoner/websdk/flashphoner.js ]; then
+  npm install --silent --no-progress
+fi

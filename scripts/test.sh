@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (re-runnably) and runs the whole suite in a
+# fresh network namespace that has only loopback. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh --test
+if [ "$(id -u)" = 0 ]; then netns=(unshare -n); else netns=(unshare -rn); fi
+exec "${netns[@]}" -- sh -c 'ip link set lo up && exec .venv/bin/python -m pytest "$@"' pytest "$@"

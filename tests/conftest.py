@@ -1,0 +1,84 @@
+"""Shared fixtures: real servers, real Chromium, all on loopback."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+]
+
+# Records every text the page's #status shows, so transient states can be asserted.
+STATUS_RECORDER = """
+window.__statuses = [];
+document.addEventListener('DOMContentLoaded', () => {
+  const status = document.getElementById('status');
+  if (!status) return;
+  new MutationObserver(() => {
+    const text = status.textContent.trim();
+    if (text && window.__statuses[window.__statuses.length - 1] !== text) {
+      window.__statuses.push(text);
+    }
+  }).observe(status, {childList: true, characterData: true, subtree: true});
+});
+"""
+
+
+@pytest.fixture
+def loopback() -> None:
+    require_loopback_only()
+
+
+@pytest.fixture
+def start_server(loopback: None, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``twistd wcsvod`` with extra properties; every one is stopped after."""
+    servers: list[ServerProcess] = []
+
+    def start(**settings: str) -> ServerProcess:
+        workdir = Path(tempfile.mkdtemp(dir=tmp_path))
+        settings = {k.replace("__", "."): v for k, v in settings.items()}
+        settings.setdefault("media_dir", str(tmp_path))
+        settings.setdefault("websdk_dir", str(WEBSDK))
+        server = ServerProcess(workdir, settings)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    require_loopback_only()
+    if not CHROMIUM.exists():
+        raise AssertionError(f"{CHROMIUM} is missing: run scripts/test.sh, which installs it")
+    if not (WEBSDK / "flashphoner.js").exists():
+        raise AssertionError(f"{WEBSDK} is missing: run scripts/test.sh, which installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    context.add_init_script(STATUS_RECORDER)
+    page = context.new_page()
+    page.console_messages = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_messages.append(message.text))
+    yield page
+    context.close()

@@ -1,0 +1,177 @@
+"""Test harness: the real server as a ``twistd`` child, a raw WebSocket client,
+and the checks that keep network tests on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+WEBSDK = REPO / "node_modules" / "@flashphoner" / "websdk"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def require_loopback_only() -> None:
+    """Fail (never skip) unless this process sits in a namespace with only ``lo``."""
+    names = sorted(name for _index, name in socket.if_nameindex())
+    if names != ["lo"]:
+        raise AssertionError(
+            f"network tests must run in a loopback-only namespace, found {names}; "
+            "run them through scripts/test.sh")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes]) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"server did not listen on {port} in time")
+
+
+class ServerProcess:
+    """``twistd -n wcsvod`` with a properties file written for the test."""
+
+    def __init__(self, workdir: Path, settings: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.ports = {key: free_port() for key in ("ws.port", "wss.port", "http.port", "https.port")}
+        values = {
+            **{key: str(port) for key, port in self.ports.items()},
+            "bind_address": "127.0.0.1",
+            "ip": "127.0.0.1",
+            "state_dir": str(workdir / "state"),
+            **settings,
+        }
+        self.config = workdir / "flashphoner.properties"
+        self.config.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        self.log_path = workdir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['ws.port']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http.port']}"
+
+    def start(self) -> ServerProcess:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "twistd"), "-n", "--pidfile=", "wcsvod", "--config", str(self.config)],
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        for key in ("ws.port", "http.port"):
+            wait_for_port(self.ports[key], deadline, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class RawWebSocket:
+    """A deliberately minimal client that can send anything, even bad frames."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        host_port = url.split("://", 1)[1].split("/", 1)
+        host, port = host_port[0].rsplit(":", 1)
+        path = "/" + (host_port[1] if len(host_port) > 1 else "")
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during handshake")
+            head += chunk
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status:
+            raise ConnectionError(f"handshake refused: {status!r}")
+        self.buffer = head.split(b"\r\n\r\n", 1)[1]
+
+    def send_frame(self, payload: bytes, opcode: int = 1) -> None:
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode])
+        length = len(payload)
+        if length < 126:
+            header += bytes([0x80 | length])
+        elif length < 65536:
+            header += bytes([0x80 | 126]) + struct.pack("!H", length)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack("!Q", length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def send_json(self, message: str, *data: Any) -> None:
+        self.send_frame(json.dumps({"message": message, "data": list(data)}).encode())
+
+    def _read(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:count], self.buffer[count:]
+        return out
+
+    def receive(self) -> tuple[int, bytes]:
+        """The next frame as (opcode, payload); the server never masks."""
+        first, second = self._read(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", self._read(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", self._read(8))[0]
+        return first & 0x0F, self._read(length)
+
+    def receive_json(self, skip: tuple[str, ...] = ("ping",),
+                     timeout: float = 5.0) -> dict[str, Any]:
+        """The next text message, skipping server pings (which it answers)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            opcode, payload = self.receive()
+            if opcode == 8:
+                raise ConnectionError(f"server closed: {payload!r}")
+            if opcode != 1:
+                continue
+            message = json.loads(payload)
+            if message.get("message") in skip:
+                self.send_json("pong", None)
+                continue
+            return message
+        raise TimeoutError(f"no message but {skip} within {timeout} s")
+
+    def close(self) -> None:
+        self.sock.close()
