@@ -82,3 +82,21 @@ def page(browser: object) -> Iterator[object]:
     page.on("console", lambda message: page.console_messages.append(message.text))
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    """Test files made once per run by real encoders (Debian's ffmpeg, libx264, AAC)."""
+    from tools.makemedia import make_mp4
+
+    folder = tmp_path_factory.mktemp("media")
+    make_mp4(folder / "main.mp4", seconds=8, profile="main")
+    make_mp4(folder / "baseline.mp4", seconds=6, profile="baseline")
+    make_mp4(folder / "high.mp4", seconds=6, profile="high")
+    make_mp4(folder / "bframes.mp4", seconds=6, profile="high", bframes=3)
+    make_mp4(folder / "audio-only.mp4", seconds=5, video=False)
+    make_mp4(folder / "video-only.mp4", seconds=5, audio=False)
+    (folder / "sub").mkdir()
+    make_mp4(folder / "sub" / "nested.mp4", seconds=4)
+    (folder / "not-an-mp4.mp4").write_text("hello, I am text\n")
+    return folder

@@ -7,21 +7,7 @@ import json
 import time
 
 from tests.harness import RawWebSocket
-
-PLAYER = "/client2/examples/demo/streaming/player/player.html"
-
-
-def open_player(page, server, stream_name: str) -> None:
-    page.goto(f"{server.http_url}{PLAYER}?streamName={stream_name}")
-    page.fill("#url", server.ws_url)
-    page.click("#playBtn")
-
-
-def wait_status(page, wanted: str, timeout_ms: int = 15000) -> list[str]:
-    page.wait_for_function(
-        "wanted => window.__statuses.includes(wanted)", arg=wanted, timeout=timeout_ms)
-    return page.evaluate("window.__statuses")
-
+from tests.pages import open_player, wait_status
 
 def connect_raw(server, path: str = "/") -> tuple[RawWebSocket, dict]:
     client = RawWebSocket(server.ws_url + path)

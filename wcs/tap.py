@@ -25,6 +25,8 @@ from wcs import config  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.signalling.streams import SessionStreams  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
+from wcs.streams.registry import StreamRegistry  # noqa: E402
+from wcs.webrtc import ice  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 
 log = Logger()
@@ -99,7 +101,9 @@ def _compose(settings: Settings) -> service.MultiService:
     from twisted.internet import reactor
 
     top = service.MultiService()
-    signalling = SignallingFactory(settings, SessionStreams())
+    ice.announce(settings.announced_ips)
+    registry = StreamRegistry(settings, reactor)
+    signalling = SignallingFactory(settings, SessionStreams(registry, reactor))
     root, _rest = build_root(settings)
     site = build_site(root)
     tls = None

@@ -1,43 +1,148 @@
-"""A session's streams: turns play, publish and stop into answers.
+"""A session's streams: play, publish and stop turned into registry calls and
+WebRTC peers, and every status change sent (and logged) as WCS does.
 
-No media source exists yet, so every play is refused with the status and
-info WCS uses for a name it does not know; stop always completes, so the
-SDK's stop() never spins (wcs-protocol.md §2.3).
+Every play and publish gets a running or terminal status, and stop always
+completes, so the SDK's stop() never spins (wcs-protocol.md §2.3, §9.4).
 """
 
 from __future__ import annotations
 
-from twisted.logger import Logger
+from collections.abc import Callable
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wcs import aio
+from wcs.media.errors import MediaError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
+from wcs.streams.registry import StreamRegistry, VodStream
+from wcs.webrtc.viewer import WebRTCViewer
 
 log = Logger()
+
+#: A peer that has not connected by then is given up (WCS: "Failed by ICE timeout").
+ICE_TIMEOUT = 20.0
+
+
+def report(session: Session, request: StreamRequest, status: str,
+           info: str | None = None, **extra: object) -> None:
+    """Send one stream status to the page and log it."""
+    log.info("session {session} stream {stream} ({name}): {status}{info}",
+             session=session.id, stream=request.media_session_id, name=request.name,
+             status=status, info=f" ({info})" if info else "")
+    session.send(messages.stream_status(request, status, info, **extra))
+
+
+class Playback:
+    """One ``playStream`` over WebRTC, from the offer to its terminal status."""
+
+    def __init__(self, session: Session, request: StreamRequest, stream: VodStream,
+                 clock: IReactorTime, on_done: Callable[[Playback], None]) -> None:
+        self.session = session
+        self.request = request
+        self.stream = stream
+        self.clock = clock
+        self._on_done = on_done
+        self.viewer = WebRTCViewer(stream.info, f"{request.name} [{request.media_session_id[:8]}]",
+                                   self._viewer_state)
+        self.done = False
+        self._timer: IDelayedCall | None = None
+
+    def start(self) -> None:
+        self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
+                                           "Failed by ICE timeout")
+        d = aio.deferred(self.viewer.answer(self.request.sdp))
+        d.addCallbacks(self._answered, self._not_answered)
+
+    def _answered(self, sdp: str) -> None:
+        if not self.done:
+            self.session.send(messages.set_remote_sdp(self.request.media_session_id, sdp))
+
+    def _not_answered(self, failure: Failure) -> None:
+        if isinstance(failure.value, MediaError):
+            info = failure.value.info
+        else:
+            log.failure("{name}: negotiation failed", failure, name=self.request.name)
+            info = "Failed to negotiate WebRTC"
+        self.end("FAILED", info)
+
+    def _viewer_state(self, state: str, info: str | None) -> None:
+        if self.done:
+            return
+        if state == "connected":
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            report(self.session, self.request, "PLAYING")
+            self.stream.subscribe(self.viewer)
+        elif state == "finished" and info is None:
+            self.end("STOPPED", None)
+        else:
+            self.end("FAILED", info)
+
+    def end(self, status: str | None, info: str | None) -> None:
+        """Finish once: release the viewer and the stream, then tell the page."""
+        if self.done:
+            return
+        self.done = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.stream.unsubscribe(self.viewer)
+        aio.deferred(self.viewer.close()).addErrback(
+            lambda f: log.failure("closing a peer failed", f))
+        if status is not None:
+            report(self.session, self.request, status, info)
+        self._on_done(self)
 
 
 class SessionStreams:
     """The stream handler shared by every session."""
 
+    def __init__(self, registry: StreamRegistry, clock: IReactorTime) -> None:
+        self.registry = registry
+        self.clock = clock
+        self._playbacks: dict[str, dict[str, Playback]] = {}
+
     def play(self, session: Session, request: StreamRequest) -> None:
-        self._status(session, request, "FAILED", "Stream not found")
+        playing = self._playbacks.setdefault(session.id, {})
+        if request.media_session_id in playing:
+            report(session, request, "FAILED", "Stream with this mediaSessionId already exists")
+            return
+        if request.media_provider != "WebRTC":
+            report(session, request, "FAILED",
+                   f"Media provider {request.media_provider} is not supported")
+            return
+        try:
+            stream = self.registry.open(request.name)
+        except MediaError as error:
+            report(session, request, "FAILED", error.info)
+            return
+        playback = Playback(session, request, stream, self.clock, self._forget)
+        playing[request.media_session_id] = playback
+        report(session, request, "PENDING")
+        playback.start()
 
     def publish(self, session: Session, request: StreamRequest) -> None:
-        self._status(session, request, "FAILED", "Publishing is not supported")
+        report(session, request, "FAILED", "Publishing is not supported yet")
 
     def stop(self, session: Session, request: StreamRequest) -> None:
+        playback = self._playbacks.get(session.id, {}).get(request.media_session_id)
+        if playback is not None:
+            playback.end("STOPPED", "Stopped by user")
+            return
         status = "UNPUBLISHED" if request.published else "STOPPED"
-        self._status(session, request, status, "Stopped by user")
+        report(session, request, status, "Stopped by user")
 
     def available(self, name: str) -> tuple[bool, str]:
-        return False, "Stream not found"
+        return self.registry.available(name)
 
     def release(self, session: Session) -> None:
-        pass
+        for playback in list(self._playbacks.pop(session.id, {}).values()):
+            playback.end(None, None)
 
-    def _status(self, session: Session, request: StreamRequest, status: str,
-                info: str) -> None:
-        log.info("session {session} stream {stream} ({name}): {status} {info}",
-                 session=session.id, stream=request.media_session_id,
-                 name=request.name, status=status, info=info)
-        session.send(messages.stream_status(request, status, info))
+    def _forget(self, playback: Playback) -> None:
+        playing = self._playbacks.get(playback.session.id)
+        if playing is not None:
+            playing.pop(playback.request.media_session_id, None)

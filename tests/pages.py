@@ -1,0 +1,42 @@
+"""Driving the SDK's unchanged demo pages (and our own) in Chromium."""
+
+from __future__ import annotations
+
+PLAYER = "/client2/examples/demo/streaming/player/player.html"
+VIDEO = "#remoteVideo video"
+
+
+def open_player(page, server, stream_name: str, query: str = "") -> None:
+    page.goto(f"{server.http_url}{PLAYER}?streamName={stream_name}{query}")
+    page.fill("#url", server.ws_url)
+    page.click("#playBtn")
+
+
+def wait_status(page, wanted: str, timeout_ms: int = 15000) -> list[str]:
+    """Wait until #status has shown ``wanted`` (at any time), return all it showed."""
+    try:
+        page.wait_for_function(
+            "wanted => window.__statuses.includes(wanted)", arg=wanted, timeout=timeout_ms)
+    except Exception as error:
+        statuses = page.evaluate("window.__statuses")
+        info = page.inner_text("#info") if page.query_selector("#info") else ""
+        raise AssertionError(f"status {wanted} not shown; saw {statuses}, info {info!r}") from error
+    return page.evaluate("window.__statuses")
+
+
+def video_state(page, selector: str = VIDEO) -> dict:
+    return page.evaluate("""selector => {
+        const v = document.querySelector(selector);
+        if (!v) return null;
+        const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
+        return {width: v.videoWidth, height: v.videoHeight, time: v.currentTime,
+                frames: q.totalVideoFrames || 0, paused: v.paused};
+    }""", selector)
+
+
+def wait_video(page, selector: str = VIDEO, timeout_ms: int = 10000) -> dict:
+    page.wait_for_function("""selector => {
+        const v = document.querySelector(selector);
+        return v && v.videoWidth > 0 && v.currentTime > 0;
+    }""", arg=selector, timeout=timeout_ms)
+    return video_state(page, selector)

@@ -1,0 +1,64 @@
+"""Makes test and sample MP4 files with Debian's ffmpeg (libx264 + AAC).
+
+``python -m tools.makemedia media/sample.mp4`` regenerates the bundled sample.
+The picture is ffmpeg's ``testsrc2`` (moving pattern, visible clock), so a
+frozen or torn stream is easy to see; the sound is a steady tone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+
+PROFILES = ("baseline", "main", "high")
+
+
+def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int = 360,
+             fps: int = 30, profile: str = "main", bframes: int = 0, gop: int = 60,
+             video: bool = True, audio: bool = True, faststart: bool = True,
+             audio_rate: int = 44100, bitrate: str = "280k") -> Path:
+    """Encode a test file; raises if ffmpeg is missing or fails."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg is not installed (scripts/install.sh --test installs it)")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}")
+    if profile == "baseline" and bframes:
+        raise ValueError("baseline H.264 has no B-frames")
+    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
+    if video:
+        args += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={audio_rate}"]
+    args += ["-t", str(seconds)]
+    if video:
+        args += ["-c:v", "libx264", "-profile:v", profile, "-pix_fmt", "yuv420p",
+                 "-preset", "veryfast", "-b:v", bitrate, "-maxrate", bitrate,
+                 "-bufsize", bitrate, "-g", str(gop), "-keyint_min", str(gop),
+                 "-sc_threshold", "0", "-bf", str(bframes)]
+    if audio:
+        args += ["-c:a", "aac", "-b:a", "64k", "-ac", "2"]
+    if faststart:
+        args += ["-movflags", "+faststart"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(args + [str(path)], check=True, timeout=300)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--profile", choices=PROFILES, default="main")
+    parser.add_argument("--bframes", type=int, default=0)
+    parser.add_argument("--size", default="640x360")
+    args = parser.parse_args()
+    width, height = (int(part) for part in args.size.split("x"))
+    make_mp4(args.output, seconds=args.seconds, profile=args.profile,
+             bframes=args.bframes, width=width, height=height)
+
+
+if __name__ == "__main__":
+    main()

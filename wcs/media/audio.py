@@ -1,0 +1,75 @@
+"""AAC → Opus, because WebRTC browsers cannot decode AAC.
+
+Done once per stream, whatever the number of viewers. A frame that fails to
+decode (WCS's "AAC frames of type 0") is dropped and counted; playback goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import av
+from twisted.logger import Logger
+
+from wcs.media.sample import OPUS_CLOCK, Sample
+
+log = Logger()
+
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+
+
+class OpusTranscoder:
+    """Feeds AAC packets, yields 20 ms Opus samples on the stream's clock."""
+
+    def __init__(self, decoder: av.AudioCodecContext, label: str) -> None:
+        self.decoder = decoder
+        self.label = label
+        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_CLOCK,
+                                           frame_size=OPUS_FRAME)
+        self.encoder = av.CodecContext.create("libopus", "w")
+        self.encoder.sample_rate = OPUS_CLOCK
+        self.encoder.layout = "stereo"
+        self.encoder.format = "s16"
+        self.encoder.bit_rate = 64000
+        self.encoder.options = {"application": "audio", "frame_duration": "20"}
+        self.encoder.open()
+        self.dropped = 0
+        self._next_pts: int | None = None
+
+    def feed(self, packet: av.Packet | None, offset: float) -> Iterator[Sample]:
+        """Transcode one AAC packet (``None`` flushes); ``offset`` is the
+        stream time (s) of the file's zero."""
+        try:
+            frames = self.decoder.decode(packet)
+        except av.FFmpegError as error:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warn("{label}: undecodable AAC frame dropped ({error}); "
+                         "later ones are only counted", label=self.label, error=error)
+            return
+        for frame in frames:
+            if self._next_pts is None and frame.pts is not None and frame.time_base:
+                self._next_pts = round((float(frame.pts * frame.time_base) + offset)
+                                       * OPUS_CLOCK)
+            frame.pts = None
+            for chunk in self.resampler.resample(frame):
+                yield from self._encode(chunk)
+        if packet is None:
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[Sample]:
+        """The tail: a partial last frame is padded by the resampler, or dropped."""
+        try:
+            for chunk in self.resampler.resample(None):
+                yield from self._encode(chunk)
+            yield from self._encode(None)
+        except (av.FFmpegError, ValueError):
+            pass
+
+    def _encode(self, frame: av.AudioFrame | None) -> Iterator[Sample]:
+        if frame is not None:
+            frame.pts = None
+        for packet in self.encoder.encode(frame):
+            pts = self._next_pts or 0
+            self._next_pts = pts + OPUS_FRAME
+            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK)

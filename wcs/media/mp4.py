@@ -1,0 +1,139 @@
+"""Reading an MP4 file sample by sample with PyAV: checked on open, never read whole.
+
+Samples come out merged across tracks in time order (a k-way merge, since
+each track is in order on its own but files interleave in chunks), with
+video converted to Annex B and AAC transcoded to Opus.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+from twisted.logger import Logger
+
+from wcs.media import h264
+from wcs.media.audio import OpusTranscoder
+from wcs.media.errors import MediaError, wrong_format
+from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
+
+log = Logger()
+
+#: Samples held at most while waiting for the other track (bounds memory
+#: for badly interleaved files; past it, samples go out as read).
+MERGE_LIMIT = 2000
+
+
+class Mp4File:
+    """An open, checked MP4 file with H.264 and/or AAC."""
+
+    def __init__(self, path: Path, label: str) -> None:
+        self.label = label
+        try:
+            self.container = av.open(str(path), "r", timeout=5.0)
+        except av.FFmpegError as error:
+            raise wrong_format(f"not a readable MP4 file ({_reason(error)})") from None
+        try:
+            self._check()
+        except MediaError:
+            self.container.close()
+            raise
+
+    def _check(self) -> None:
+        container = self.container
+        if not {"mp4", "mov"} & set(container.format.name.split(",")):
+            raise wrong_format(f"{container.format.name} is not an MP4 container")
+        self.video = container.streams.video[0] if container.streams.video else None
+        self.audio = container.streams.audio[0] if container.streams.audio else None
+        if self.video is None and self.audio is None:
+            raise wrong_format("no video or audio track")
+        if self.video is not None and self.video.codec_context.name != "h264":
+            raise wrong_format(f"video codec {self.video.codec_context.name} is not H.264")
+        if self.audio is not None and self.audio.codec_context.name != "aac":
+            raise wrong_format(f"audio codec {self.audio.codec_context.name} is not AAC")
+        self.avc = h264.parse_avcc(self.video.codec_context.extradata) if self.video else None
+        starts = [float(s.start_time * s.time_base) for s in (self.video, self.audio)
+                  if s is not None and s.start_time is not None]
+        self.origin = min(starts) if starts else 0.0
+        self.info = MediaInfo(
+            duration=(container.duration or 0) / av.time_base,
+            video=self._video_info(),
+            audio=AudioInfo("opus", OPUS_CLOCK, 2) if self.audio else None,
+        )
+
+    def _video_info(self) -> VideoInfo | None:
+        if self.video is None or self.avc is None:
+            return None
+        context = self.video.codec_context
+        rate = self.video.average_rate or self.video.guessed_rate
+        return VideoInfo(context.width, context.height, float(rate) if rate else 0.0,
+                         self.avc.profile_level_id, self.avc.record)
+
+    @property
+    def has_b_frames(self) -> bool:
+        """True when the decoder must reorder (PTS and DTS differ)."""
+        return bool(self.video is not None and self.video.codec_context.has_b_frames)
+
+    def samples(self) -> Iterator[Sample]:
+        """Every sample, merged across tracks by due time."""
+        queues: dict[str, deque[Sample]] = {kind: deque() for kind in self._kinds()}
+        for sample in self._read():
+            queues[sample.kind].append(sample)
+            while all(queues.values()) or sum(map(len, queues.values())) > MERGE_LIMIT:
+                yield _pop_earliest(queues)
+        while any(queues.values()):
+            yield _pop_earliest(queues)
+
+    def _kinds(self) -> list[str]:
+        return [kind for kind, stream in (("video", self.video), ("audio", self.audio))
+                if stream is not None]
+
+    def _read(self) -> Iterator[Sample]:
+        """Samples in file order; a broken tail ends the stream, it does not raise."""
+        transcoder = OpusTranscoder(self.audio.codec_context, self.label) if self.audio else None
+        streams = [s for s in (self.video, self.audio) if s is not None]
+        try:
+            for packet in self.container.demux(streams):
+                if packet.size == 0:
+                    continue
+                if packet.stream is self.video:
+                    sample = self._video_sample(packet)
+                    if sample is not None:
+                        yield sample
+                elif transcoder is not None:
+                    yield from transcoder.feed(packet, -self.origin)
+        except av.FFmpegError as error:
+            log.warn("{label}: read stopped early ({error})", label=self.label,
+                     error=_reason(error))
+        if transcoder is not None:
+            yield from transcoder.feed(None, -self.origin)
+            if transcoder.dropped:
+                log.warn("{label}: {n} undecodable AAC frames dropped in all",
+                         label=self.label, n=transcoder.dropped)
+
+    def _video_sample(self, packet: av.Packet) -> Sample | None:
+        assert self.avc is not None
+        if packet.pts is None or packet.time_base is None:
+            return None
+        data, is_idr = h264.to_annexb(bytes(packet), self.avc)
+        if not data:
+            return None
+        pts_seconds = float(packet.pts * packet.time_base) - self.origin
+        dts = packet.dts if packet.dts is not None else packet.pts
+        return Sample("video", data, round(pts_seconds * VIDEO_CLOCK), VIDEO_CLOCK,
+                      float(dts * packet.time_base) - self.origin,
+                      keyframe=is_idr or packet.is_keyframe)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _pop_earliest(queues: dict[str, deque[Sample]]) -> Sample:
+    kind = min((q[0].time, kind) for kind, q in queues.items() if q)[1]
+    return queues[kind].popleft()
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)

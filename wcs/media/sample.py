@@ -1,0 +1,62 @@
+"""What flows through the pipeline: encoded samples and the description of a stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+VIDEO_CLOCK = 90000
+OPUS_CLOCK = 48000
+
+
+@dataclass(slots=True)
+class Sample:
+    """One encoded frame, ready for a subscriber.
+
+    ``pts`` is in ``clock`` units (RTP timestamps come from it); ``time`` is
+    when it is due, in seconds from the start of the stream (decode order,
+    so pacing never runs backwards).
+    """
+
+    kind: str  # "video" or "audio"
+    data: bytes
+    pts: int
+    clock: int
+    time: float
+    keyframe: bool = True
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    profile_level_id: str  # as in SDP, e.g. "4d401e"
+    codec_config: bytes  # the avcC record, for subscribers that need it (MSE)
+    reencoded: bool = False
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str  # what subscribers receive: "opus"
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a stream carries; a subscriber negotiates from this."""
+
+    duration: float
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+
+class Subscriber(Protocol):
+    """Anything that takes samples: a WebRTC peer, an MSE socket, a recorder."""
+
+    def deliver(self, sample: Sample) -> None:
+        """Take one sample; must not block, and must bound its own buffering."""
+
+    def finished(self, reason: str | None) -> None:
+        """No more samples: ``None`` at the end of the media, else why it broke."""

@@ -1,0 +1,1 @@
+"""The WebRTC layer: the only part of wcsvod that imports aiortc."""

@@ -1,0 +1,160 @@
+"""One browser receiving one stream over WebRTC, without re-encoding.
+
+The browser always offers (recvonly, no candidates, no trickle); we answer
+with every candidate in the SDP, H.264 in the file's own profile and Opus,
+then send the pipeline's encoded samples as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from fractions import Fraction
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+from twisted.logger import Logger
+
+from wcs.media.errors import MediaError
+from wcs.media.sample import MediaInfo, Sample
+from wcs.webrtc import codecs
+
+log = Logger()
+
+#: Samples queued per track before a slow peer is cut back to the next keyframe.
+QUEUE_LIMIT = 256
+
+
+class EncodedTrack(MediaStreamTrack):
+    """A track whose frames are already encoded; ``recv`` hands them to aiortc."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue()
+        self._need_key = kind == "video"
+        self.dropped = 0
+
+    def push(self, sample: Sample) -> None:
+        if self.readyState != "live":
+            return
+        if self._need_key:
+            if not sample.keyframe:
+                return
+            self._need_key = False
+        if self._queue.qsize() >= QUEUE_LIMIT:
+            # the peer is not reading: drop what is queued, restart at a keyframe
+            self.dropped += self._queue.qsize()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._need_key = self.kind == "video"
+            if self._need_key and not sample.keyframe:
+                return
+        packet = av.Packet(sample.data)
+        packet.pts = sample.pts
+        packet.time_base = Fraction(1, sample.clock)
+        self._queue.put_nowait(packet)
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._queue.get()
+        if packet is None:
+            raise MediaStreamError
+        return packet
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            self._queue.put_nowait(None)
+        super().stop()
+
+
+class WebRTCViewer:
+    """A subscriber that sends a stream to one browser.
+
+    ``on_state`` is called with "connected", or "failed"/"finished" and an info.
+    """
+
+    def __init__(self, info: MediaInfo, label: str,
+                 on_state: Callable[[str, str | None], None]) -> None:
+        self.info = info
+        self.label = label
+        self._on_state = on_state
+        self.tracks: dict[str, EncodedTrack] = {}
+        self.pc: RTCPeerConnection | None = None
+        self.connected = False
+        self._done = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Negotiate; the answer carries all our candidates (no trickle)."""
+        try:
+            offer = SessionDescription.parse(offer_sdp)
+        except Exception:
+            raise MediaError("Invalid SDP offer") from None
+        offered = {m.kind: m for m in offer.media if m.kind in ("audio", "video") and m.port}
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.on("connectionstatechange", self._state_changed)
+        if self.info.video is not None and "video" in offered:
+            ids = [str(c.parameters.get("profile-level-id", "42e01f"))
+                   for c in offered["video"].rtp.codecs if c.mimeType.lower() == "video/h264"]
+            preferences = codecs.h264_preferences(self.info.video.profile_level_id, ids)
+            if not preferences:
+                raise MediaError(
+                    f"Browser cannot play H.264 profile {self.info.video.profile_level_id}")
+            self._add("video", preferences)
+        if self.info.audio is not None and "audio" in offered:
+            names = {c.mimeType.lower() for c in offered["audio"].rtp.codecs}
+            if "audio/opus" not in names:
+                raise MediaError("Browser offers no Opus audio")
+            self._add("audio", codecs.opus_preferences())
+        if not self.tracks:
+            raise MediaError("Nothing to play: the offer and the file share no media")
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    def _add(self, kind: str, preferences: list) -> None:
+        assert self.pc is not None
+        track = self.tracks[kind] = EncodedTrack(kind)
+        transceiver = self.pc.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(preferences)
+
+    async def _state_changed(self) -> None:
+        assert self.pc is not None
+        state = self.pc.connectionState
+        log.debug("{label}: peer connection {state}", label=self.label, state=state)
+        if state == "connected" and not self.connected:
+            self.connected = True
+            self._on_state("connected", None)
+        elif state == "failed":
+            self._end("failed", "Failed by ICE timeout" if not self.connected
+                      else "Failed by peer connection")
+
+    def _end(self, state: str, info: str | None) -> None:
+        if not self._done:
+            self._done = True
+            self._on_state(state, info)
+
+    # Subscriber
+
+    def deliver(self, sample: Sample) -> None:
+        track = self.tracks.get(sample.kind)
+        if track is not None:
+            track.push(sample)
+
+    def finished(self, reason: str | None) -> None:
+        self._end("finished", reason)
+
+    async def close(self) -> None:
+        self._done = True
+        for track in self.tracks.values():
+            track.stop()
+        if self.pc is not None:
+            await self.pc.close()
