@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 from twisted.logger import Logger
 
-from wcs.media import h264
+from wcs.media import boxes, h264
 from wcs.media.audio import OpusTranscoder
 from wcs.media.errors import MediaError, wrong_format
 from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
@@ -31,6 +31,11 @@ class Mp4File:
 
     def __init__(self, path: Path, label: str) -> None:
         self.label = label
+        try:
+            with path.open("rb") as handle:
+                self.boxes = boxes.check_layout(handle, path.stat().st_size)
+        except OSError as error:
+            raise wrong_format(f"cannot read the file ({error.strerror})") from None
         try:
             self.container = av.open(str(path), "r", timeout=5.0)
         except av.FFmpegError as error:
