@@ -97,19 +97,42 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def handshake(host: str, port: str, path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    host_port = url.split("://", 1)[1].split("/", 1)
+    host, port = host_port[0].rsplit(":", 1)
+    return host, port, "/" + (host_port[1] if len(host_port) > 1 else "")
+
+
+def encode_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A masked client frame, as RFC 6455 requires of clients."""
+    mask = os.urandom(4)
+    header = bytes([0x80 | opcode])
+    length = len(payload)
+    if length < 126:
+        header += bytes([0x80 | length])
+    elif length < 65536:
+        header += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        header += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    whole = int.from_bytes(mask * (length // 4 + 1), "big") >> (8 * (4 - length % 4))
+    masked = (int.from_bytes(payload, "big") ^ whole).to_bytes(length, "big") if length else b""
+    return header + mask + masked
+
+
 class RawWebSocket:
     """A deliberately minimal client that can send anything, even bad frames."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
-        host_port = url.split("://", 1)[1].split("/", 1)
-        host, port = host_port[0].rsplit(":", 1)
-        path = "/" + (host_port[1] if len(host_port) > 1 else "")
+        host, port, path = split_url(url)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(handshake(host, port, path))
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)
@@ -122,17 +145,7 @@ class RawWebSocket:
         self.buffer = head.split(b"\r\n\r\n", 1)[1]
 
     def send_frame(self, payload: bytes, opcode: int = 1) -> None:
-        mask = os.urandom(4)
-        header = bytes([0x80 | opcode])
-        length = len(payload)
-        if length < 126:
-            header += bytes([0x80 | length])
-        elif length < 65536:
-            header += bytes([0x80 | 126]) + struct.pack("!H", length)
-        else:
-            header += bytes([0x80 | 127]) + struct.pack("!Q", length)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
+        self.sock.sendall(encode_frame(payload, opcode))
 
     def send_json(self, message: str, *data: Any) -> None:
         self.send_frame(json.dumps({"message": message, "data": list(data)}).encode())

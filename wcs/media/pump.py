@@ -6,6 +6,7 @@ timer jitter never adds up to drift.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import av
@@ -37,7 +38,7 @@ class Pump:
         self._call: IDelayedCall | None = None
         self._start: float | None = None
         self.running = False
-        self.sent = 0
+        self.sent: Counter[str] = Counter()
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)
@@ -86,7 +87,7 @@ class Pump:
         self._call = self._clock.callLater(delay, self._run)
 
     def _emit(self, sample: Sample) -> None:
-        self.sent += 1
+        self.sent[sample.kind] += 1
         for subscriber in list(self.subscribers):
             try:
                 subscriber.deliver(sample)

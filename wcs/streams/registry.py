@@ -118,7 +118,9 @@ class StreamRegistry:
 
     def _gone(self, stream: VodStream) -> None:
         if self.streams.pop(stream.id, None) is not None:
-            log.info("stream {id} ({uri}) released", id=stream.id, uri=str(stream.uri))
+            log.info("stream {id} ({uri}) released after sending {video} video and {audio} "
+                     "audio samples", id=stream.id, uri=str(stream.uri),
+                     video=stream.pump.sent["video"], audio=stream.pump.sent["audio"])
 
     def available(self, name: str) -> tuple[bool, str]:
         """For ``availableStream``: can ``name`` be played right now?"""

@@ -1,0 +1,180 @@
+"""A real aiortc viewer that speaks the WCS protocol and decodes every frame.
+
+It offers the way the SDK does (recvonly audio + video), records every
+decoded frame with its arrival time, and stops by itself at a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from tests.harness import encode_frame, handshake, split_url
+from wcs.webrtc.codecs import register_profiles
+
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+register_profiles()  # so the offer carries Main and High as browsers' do
+
+
+class AsyncWebSocket:
+    """Just enough of a WebSocket client on asyncio streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, url: str) -> AsyncWebSocket:
+        host, port, path = split_url(url)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(handshake(host, port, path))
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(head[:80])
+        return cls(reader, writer)
+
+    async def send(self, message: str, *data: Any) -> None:
+        self.writer.write(encode_frame(json.dumps({"message": message, "data": list(data)})
+                                       .encode()))
+        await self.writer.drain()
+
+    async def receive(self) -> tuple[int, bytes]:
+        first, second = await self.reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    async def receive_json(self) -> dict[str, Any]:
+        while True:
+            opcode, payload = await self.receive()
+            if opcode == 8:
+                raise ConnectionError("closed by server")
+            if opcode == 1:
+                message = json.loads(payload)
+                if message.get("message") == "ping":
+                    await self.send("pong", None)
+                    continue
+                return message
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Received:
+    """What one play produced, as the viewer saw it."""
+
+    statuses: list[str] = field(default_factory=list)
+    infos: list[str] = field(default_factory=list)
+    answer: str = ""
+    video: list[tuple[float, int, int, int]] = field(default_factory=list)  # arrival, pts, w, h
+    audio: list[tuple[float, int, int]] = field(default_factory=list)  # arrival, pts, samples
+    play_sent: float = 0.0
+
+    def fps(self) -> float:
+        times = [v[0] for v in self.video]
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def drift(self, window: float = 1.0) -> float:
+        """How far video and audio moved apart (s), from the first to the last second.
+
+        Each track's lateness is arrival time minus media time; its change
+        between the start and the end is that track's drift against the
+        wall clock, and the difference of the two is A/V drift.
+        """
+        def lateness(rows: list, clock: int) -> tuple[float, float]:
+            base = rows[0][0] - rows[0][1] / clock
+            first, last = rows[0][0], rows[-1][0]
+            start = sorted(r[0] - r[1] / clock - base for r in rows if r[0] <= first + window)
+            end = sorted(r[0] - r[1] / clock - base for r in rows if r[0] >= last - window)
+            return start[len(start) // 2], end[len(end) // 2]
+
+        video_start, video_end = lateness(self.video, 90000)
+        audio_start, audio_end = lateness(self.audio, 48000)
+        return (video_end - video_start) - (audio_end - audio_start)
+
+
+async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float | None = None,
+               video: bool = True, audio: bool = True) -> Received:
+    """Play ``name`` until the server ends it, ``stop_after`` seconds, or ``timeout``."""
+    result = Received()
+    ws = await AsyncWebSocket.connect(ws_url)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    consumers: list[asyncio.Task] = []
+
+    async def consume(track) -> None:
+        rows = result.video if track.kind == "video" else result.audio
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                pts = frame.pts
+                if rows:  # undo 32-bit RTP timestamp wrap-around
+                    previous = rows[-1][1]
+                    pts += (previous - previous % 2**32)
+                    if pts < previous - 2**31:
+                        pts += 2**32
+                if track.kind == "video":
+                    rows.append((now, pts, frame.width, frame.height))
+                else:
+                    rows.append((now, pts, frame.samples))
+        except MediaStreamError:
+            pass
+
+    pc.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
+    try:
+        await ws.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})
+        assert (await ws.receive_json())["message"] == "getUserData"
+        if audio:
+            pc.addTransceiver("audio", direction="recvonly")
+        if video:
+            pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        media_session_id = str(uuid.uuid1())
+        request = {"mediaSessionId": media_session_id, "name": name, "published": False,
+                   "hasVideo": True, "hasAudio": True, "status": "PENDING",
+                   "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp}
+        result.play_sent = time.monotonic()
+        await ws.send("playStream", request)
+        deadline = time.monotonic() + timeout
+        stop_at = None
+        while time.monotonic() < deadline:
+            wait = deadline - time.monotonic()
+            if stop_at is not None:
+                wait = min(wait, max(0.0, stop_at - time.monotonic()))
+            try:
+                message = await asyncio.wait_for(ws.receive_json(), max(wait, 0.01))
+            except asyncio.TimeoutError:
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    await ws.send("stopStream", dict(request, sdp=None))
+                    stop_at = None
+                continue
+            if message["message"] == "setRemoteSDP":
+                result.answer = message["data"][1]
+                await pc.setRemoteDescription(RTCSessionDescription(result.answer, "answer"))
+            elif message["message"] == "notifyStreamStatusEvent":
+                event = message["data"][0]
+                result.statuses.append(event["status"])
+                if event.get("info"):
+                    result.infos.append(event["info"])
+                if event["status"] == "PLAYING" and stop_after is not None:
+                    stop_at = time.monotonic() + stop_after
+                if event["status"] in ("STOPPED", "FAILED"):
+                    break
+        await asyncio.sleep(0.3)  # let the last frames out of the jitter buffers
+    finally:
+        await pc.close()
+        for task in consumers:
+            task.cancel()
+        ws.close()
+    return result
