@@ -20,6 +20,25 @@ CHROMIUM_ARGS = [
 # Records every text the page's #status shows, so transient states can be asserted.
 STATUS_RECORDER = """
 window.__statuses = [];
+window.__pcs = [];
+(() => {
+  const Native = window.RTCPeerConnection;
+  if (!Native) return;
+  const Wrapped = function (...args) {
+    const pc = new Native(...args);
+    window.__pcs.push(pc);
+    return pc;
+  };
+  Wrapped.prototype = Native.prototype;
+  const setRemote = Native.prototype.setRemoteDescription;
+  window.__remoteSdps = [];
+  Native.prototype.setRemoteDescription = function (description) {
+    window.__remoteSdps.push(description && description.sdp);
+    return setRemote.apply(this, arguments);
+  };
+  Object.setPrototypeOf(Wrapped, Native);
+  window.RTCPeerConnection = Wrapped;
+})();
 document.addEventListener('DOMContentLoaded', () => {
   const status = document.getElementById('status');
   if (!status) return;

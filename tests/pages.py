@@ -40,3 +40,21 @@ def wait_video(page, selector: str = VIDEO, timeout_ms: int = 10000) -> dict:
         return v && v.videoWidth > 0 && v.currentTime > 0;
     }""", arg=selector, timeout=timeout_ms)
     return video_state(page, selector)
+
+
+def inbound_video_stats(page) -> dict:
+    """Chromium's own receive figures for the page's last peer connection."""
+    return page.evaluate("""async () => {
+        const pc = window.__pcs[window.__pcs.length - 1];
+        const report = await pc.getStats();
+        for (const s of report.values()) {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') {
+                return {framesDecoded: s.framesDecoded, framesReceived: s.framesReceived,
+                        framesDropped: s.framesDropped, freezeCount: s.freezeCount,
+                        totalFreezesDuration: s.totalFreezesDuration,
+                        keyFramesDecoded: s.keyFramesDecoded, pliCount: s.pliCount,
+                        decoder: s.decoderImplementation};
+            }
+        }
+        return null;
+    }""")

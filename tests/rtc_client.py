@@ -178,3 +178,12 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
             task.cancel()
         ws.close()
     return result
+
+
+def run(coroutine: Any, timeout: float = 120.0) -> Any:
+    """``asyncio.run`` in a thread of its own: Playwright's sync API keeps an
+    event loop running in the main thread once a browser is up."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout)

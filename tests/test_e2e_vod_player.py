@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from tests.pages import VIDEO, open_player, video_state, wait_status, wait_video
+import pytest
+
+from tests.pages import inbound_video_stats, open_player, video_state, wait_status, wait_video
 
 
 def test_plays_vod_file_to_decoded_frames_then_stops(start_server, page, media):
@@ -21,3 +23,22 @@ def test_plays_vod_file_to_decoded_frames_then_stops(start_server, page, media):
     statuses = wait_status(page, "STOPPED")
     assert statuses[-2:] == ["PLAYING", "STOPPED"]
     assert page.inner_text("#playBtn") == "Start"
+
+
+@pytest.mark.parametrize("name", ["high.mp4", "bframes.mp4", "baseline.mp4"])
+def test_profiles_and_bframes_decode_without_freezes(start_server, page, media, name):
+    """Chromium's own figures: every frame decoded, no freeze (B-frames included)."""
+    server = start_server(media_dir=str(media))
+    open_player(page, server, f"vod://{name}")
+    wait_status(page, "PLAYING")
+    stats = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and "STOPPED" not in page.evaluate("window.__statuses"):
+        stats = inbound_video_stats(page) or stats
+        time.sleep(0.25)
+    assert "STOPPED" in page.evaluate("window.__statuses"), "the end of the file stops the stream"
+    assert page.inner_text("#playBtn") == "Start"
+    frames = 180  # 6 s at 30 fps
+    assert stats["freezeCount"] == 0, stats
+    assert stats["framesDecoded"] >= frames - 12, stats  # the last 0.25 s may fall after the poll
+    assert stats["framesDropped"] <= 2, stats

@@ -7,7 +7,7 @@ import asyncio
 import av
 import pytest
 
-from tests.rtc_client import play
+from tests.rtc_client import play, run
 
 
 def frames_in(path) -> int:
@@ -16,10 +16,10 @@ def frames_in(path) -> int:
 
 
 @pytest.mark.parametrize("name, profile", [
-    ("baseline.mp4", "42"), ("main.mp4", "4d"), ("high.mp4", "64")])
+    ("baseline.mp4", "42"), ("main.mp4", "4d"), ("high.mp4", "64"), ("bframes.mp4", "64")])
 def test_every_frame_arrives_in_order_at_file_rate(start_server, media, name, profile):
     server = start_server(media_dir=str(media))
-    got = asyncio.run(play(server.ws_url, f"vod://{name}", timeout=30))
+    got = run(play(server.ws_url, f"vod://{name}", timeout=30))
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], (got.statuses, got.infos)
     expected = frames_in(media / name)
     # aiortc's receiver releases a frame only when the next one starts, so a
@@ -40,10 +40,10 @@ def test_every_frame_arrives_in_order_at_file_rate(start_server, media, name, pr
 
 def test_audio_only_and_video_only(start_server, media):
     server = start_server(media_dir=str(media))
-    audio = asyncio.run(play(server.ws_url, "vod://audio-only.mp4"))
+    audio = run(play(server.ws_url, "vod://audio-only.mp4"))
     assert audio.statuses[-1] == "STOPPED" and not audio.video and len(audio.audio) > 200
     assert "m=video" in audio.answer and "a=sendonly" in audio.answer.split("m=video")[0]
-    video = asyncio.run(play(server.ws_url, "vod://video-only.mp4"))
+    video = run(play(server.ws_url, "vod://video-only.mp4"))
     assert video.statuses[-1] == "STOPPED" and not video.audio
     assert len(video.video) == frames_in(media / "video-only.mp4") - 1
 
@@ -57,7 +57,7 @@ def test_personal_means_independent_playback(start_server, media):
         second = await play(server.ws_url, "vod://main.mp4", stop_after=1.5)
         return await first, second
 
-    first, second = asyncio.run(two())
+    first, second = run(two())
     assert first.statuses[-1] == second.statuses[-1] == "STOPPED"
     # the late viewer started from the beginning of the file, not 2 s in
     late_start = second.video[0][1]

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 from twisted.logger import Logger
 
-from wcs.media import boxes, h264
+from wcs.media import boxes, h264, reencode
 from wcs.media.audio import OpusTranscoder
 from wcs.media.errors import MediaError, wrong_format
 from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
@@ -73,8 +73,10 @@ class Mp4File:
             return None
         context = self.video.codec_context
         rate = self.video.average_rate or self.video.guessed_rate
+        profile = (reencode.profile_level_id(self.avc.level_idc) if self.has_b_frames
+                   else self.avc.profile_level_id)
         return VideoInfo(context.width, context.height, float(rate) if rate else 0.0,
-                         self.avc.profile_level_id, self.avc.record)
+                         profile, self.avc.record, reencoded=self.has_b_frames)
 
     @property
     def has_b_frames(self) -> bool:
@@ -98,12 +100,16 @@ class Mp4File:
     def _read(self) -> Iterator[Sample]:
         """Samples in file order; a broken tail ends the stream, it does not raise."""
         transcoder = OpusTranscoder(self.audio.codec_context, self.label) if self.audio else None
+        remover = (reencode.BFrameRemover(self.video, self.origin)
+                   if self.video is not None and self.has_b_frames else None)
         streams = [s for s in (self.video, self.audio) if s is not None]
         try:
             for packet in self.container.demux(streams):
                 if packet.size == 0:
                     continue
-                if packet.stream is self.video:
+                if packet.stream is self.video and remover is not None:
+                    yield from remover.feed(packet)
+                elif packet.stream is self.video:
                     sample = self._video_sample(packet)
                     if sample is not None:
                         yield sample
@@ -112,6 +118,8 @@ class Mp4File:
         except av.FFmpegError as error:
             log.warn("{label}: read stopped early ({error})", label=self.label,
                      error=_reason(error))
+        if remover is not None:
+            yield from remover.feed(None)
         if transcoder is not None:
             yield from transcoder.feed(None, -self.origin)
             if transcoder.dropped:

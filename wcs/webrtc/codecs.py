@@ -7,7 +7,7 @@ browsers offer are registered here, once.
 
 from __future__ import annotations
 
-from aiortc import RTCRtpSender
+from aiortc import RTCRtpSender, rtp
 from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
@@ -16,7 +16,9 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.sdp import H264Profile, parse_h264_profile_level_id
 
-EXTRA_PROFILES = ("4d001f", "640c1f", "64001f")
+# Chromium offers High only as High 4:4:4 Predictive (f4001f), whose decoders
+# also decode High, Main and Constrained Baseline.
+EXTRA_PROFILES = ("4d001f", "640c1f", "64001f", "f4001f")
 
 # A decoder of the key profile can decode streams of the listed ones.
 DECODES = {
@@ -30,11 +32,29 @@ DECODES = {
     H264Profile.PROFILE_HIGH: {H264Profile.PROFILE_HIGH, H264Profile.PROFILE_CONSTRAINED_HIGH,
                                H264Profile.PROFILE_MAIN,
                                H264Profile.PROFILE_CONSTRAINED_BASELINE},
+    H264Profile.PROFILE_PREDICTIVE_HIGH_444: {
+        H264Profile.PROFILE_PREDICTIVE_HIGH_444, H264Profile.PROFILE_HIGH,
+        H264Profile.PROFILE_CONSTRAINED_HIGH, H264Profile.PROFILE_MAIN,
+        H264Profile.PROFILE_CONSTRAINED_BASELINE},
 }
 
 
+class _DynamicPayloadTypes:
+    """96–127 and 35–63: Chromium now numbers codecs in both ranges (RFC 8872)."""
+
+    def __contains__(self, payload_type: object) -> bool:
+        return isinstance(payload_type, int) and (
+            96 <= payload_type <= 127 or 35 <= payload_type <= 63)
+
+
 def register_profiles() -> None:
-    """Add Main, Constrained High and High to aiortc's H.264 entries (idempotent)."""
+    """Add Main, Constrained High and High to aiortc's H.264 entries (idempotent).
+
+    Also lets aiortc answer with the browser's own payload type when it lies
+    in 35–63; aiortc only honours 96–127 and would otherwise answer with a
+    number the browser uses for something else (its RTX, for instance).
+    """
+    rtp.DYNAMIC_PAYLOAD_TYPES = _DynamicPayloadTypes()  # type: ignore[assignment]
     video = CODECS["video"]
     known = {c.parameters.get("profile-level-id") for c in video if c.mimeType == "video/H264"}
     used = {c.payloadType for c in video}
