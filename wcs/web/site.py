@@ -3,9 +3,11 @@ the Web SDK (when configured) at ``/client2/`` as on a real WCS."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from twisted.web import resource, server, static
+from twisted.web.server import Request
 
 from wcs.config import Settings
 from wcs.web.rest import RestRoot
@@ -13,10 +15,26 @@ from wcs.web.rest import RestRoot
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
+class PageConfig(resource.Resource):
+    """``/config.json``: what our own page needs to know to reach the WebSocket."""
+
+    isLeaf = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.body = json.dumps({"wsPort": settings.ws_port,
+                                "wssPort": settings.wss_port}).encode()
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        return self.body
+
+
 def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     """The root resource, and the REST root that API areas attach to."""
     root = static.File(str(STATIC_DIR))
     root.indexNames = ["index.html"]
+    root.putChild(b"config.json", PageConfig(settings))
     rest = RestRoot()
     root.putChild(b"rest-api", rest)
     if settings.websdk_dir is not None:
