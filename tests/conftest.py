@@ -106,7 +106,7 @@ def page(browser: object) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> Path:
     """Test files made once per run by real encoders (Debian's ffmpeg, libx264, AAC)."""
-    from tools.makemedia import make_mp4
+    from tools.makemedia import corrupt_audio, make_mp4
 
     folder = tmp_path_factory.mktemp("media")
     make_mp4(folder / "main.mp4", seconds=8, profile="main")
@@ -115,6 +115,7 @@ def media(tmp_path_factory) -> Path:
     make_mp4(folder / "bframes.mp4", seconds=6, profile="high", bframes=3)
     make_mp4(folder / "audio-only.mp4", seconds=5, video=False)
     make_mp4(folder / "video-only.mp4", seconds=5, audio=False)
+    corrupt_audio(folder / "high.mp4", folder / "corrupt-aac.mp4", frames=10)
     (folder / "sub").mkdir()
     make_mp4(folder / "sub" / "nested.mp4", seconds=4)
     (folder / "not-an-mp4.mp4").write_text("hello, I am text\n")

@@ -105,8 +105,10 @@ class Received:
 
 
 async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float | None = None,
-               video: bool = True, audio: bool = True) -> Received:
-    """Play ``name`` until the server ends it, ``stop_after`` seconds, or ``timeout``."""
+               video: bool = True, audio: bool = True,
+               drop_after: float | None = None) -> Received:
+    """Play ``name`` until the server ends it, ``stop_after`` seconds (then
+    stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``."""
     result = Received()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -169,6 +171,9 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     result.infos.append(event["info"])
                 if event["status"] == "PLAYING" and stop_after is not None:
                     stop_at = time.monotonic() + stop_after
+                if event["status"] == "PLAYING" and drop_after is not None:
+                    await asyncio.sleep(drop_after)
+                    break
                 if event["status"] in ("STOPPED", "FAILED"):
                     break
         await asyncio.sleep(0.3)  # let the last frames out of the jitter buffers

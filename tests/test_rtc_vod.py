@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import av
 import pytest
@@ -63,3 +64,29 @@ def test_personal_means_independent_playback(start_server, media):
     late_start = second.video[0][1]
     assert second.video[-1][1] - late_start < 90000 * 2.5
     assert len(second.video) >= 30
+
+
+def test_undecodable_aac_frames_are_dropped_counted_and_logged_once(start_server, media):
+    server = start_server(media_dir=str(media))
+    clean = run(play(server.ws_url, "vod://high.mp4"))
+    damaged = run(play(server.ws_url, "vod://corrupt-aac.mp4"))
+    assert damaged.statuses[-1] == "STOPPED"
+    assert len(damaged.video) == len(clean.video)
+    # 10 AAC frames of 1024 samples at 44.1 kHz are missing: about 11 Opus packets
+    missing = len(clean.audio) - len(damaged.audio)
+    assert 8 <= missing <= 13, missing
+    log = server.log()
+    assert log.count("undecodable AAC frame dropped") == 1
+    assert "10 undecodable AAC frames dropped in all" in log
+
+
+def test_closing_the_session_releases_everything(start_server, media):
+    server = start_server(media_dir=str(media))
+    got = run(play(server.ws_url, "vod://main.mp4", drop_after=1.5))
+    assert got.statuses == ["PENDING", "PLAYING"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "released after sending" not in server.log():
+        time.sleep(0.1)
+    log = server.log()
+    assert "released after sending" in log and "peer connection closed" in log
+    assert " closed (code" in log

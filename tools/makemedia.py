@@ -47,6 +47,23 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
     return path
 
 
+def corrupt_audio(source: Path, target: Path, frames: int = 10, first: int = 20,
+                  step: int = 10) -> int:
+    """Copy ``source`` with ``frames`` AAC frames overwritten by 0xff bytes, which
+    the AAC decoder refuses; returns how many were damaged."""
+    import av
+
+    with av.open(str(source)) as container:
+        spots = [(p.pos, p.size) for p in container.demux(audio=0) if p.size]
+    chosen = spots[first:first + frames * step:step]
+    shutil.copyfile(source, target)
+    with target.open("r+b") as handle:
+        for position, size in chosen:
+            handle.seek(position)
+            handle.write(b"\xff" * size)
+    return len(chosen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
