@@ -1,0 +1,153 @@
+"""Personal VOD figures: time to first frame in Chromium, CPU per viewer, and
+peak RSS for a one-hour file against a one-minute one.
+
+Run with ``scripts/bench.sh bench/vod_personal.py`` (loopback-only namespace).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import CHROMIUM_ARGS, STATUS_RECORDER  # noqa: E402
+from tests.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only  # noqa: E402
+from tests.pages import open_player  # noqa: E402
+from tests.rtc_client import play, run  # noqa: E402
+from tools.makemedia import make_mp4  # noqa: E402
+
+FIRST_FRAME = """
+window.__firstFrame = null;
+window.__playSent = null;
+const nativeSend = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (typeof data === 'string' && data.includes('"playStream"')) window.__playSent = performance.now();
+  return nativeSend.apply(this, arguments);
+};
+const poll = () => {
+  const v = document.querySelector('#remoteVideo video');
+  if (v && v.requestVideoFrameCallback && !v.__hooked) {
+    v.__hooked = true;
+    v.requestVideoFrameCallback((now) => { window.__firstFrame = now; });
+  }
+  if (window.__firstFrame === null) setTimeout(poll, 5);
+};
+document.addEventListener('DOMContentLoaded', poll);
+"""
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = 100.0
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss_pages = int(fields[21])
+    return cpu, rss_pages * 4096
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def first_frame_times(server: ServerProcess, runs: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        for _ in range(runs):
+            context = browser.new_context()
+            context.add_init_script(STATUS_RECORDER + FIRST_FRAME)
+            page = context.new_page()
+            open_player(page, server, "vod://clip.mp4")
+            page.wait_for_function("window.__firstFrame !== null", timeout=15000)
+            times.append(page.evaluate("window.__firstFrame - window.__playSent") / 1000)
+            page.click("#playBtn")
+            page.wait_for_function("window.__statuses.includes('STOPPED')")
+            context.close()
+        browser.close()
+    return times
+
+
+def cpu_per_viewer(server: ServerProcess, viewers: int, seconds: float) -> float:
+    import asyncio
+
+    async def many():
+        return await asyncio.gather(*(play(server.ws_url, "vod://clip.mp4", stop_after=seconds)
+                                      for _ in range(viewers)))
+
+    pid = server.process.pid
+    import threading
+
+    samples = []
+    done = threading.Event()
+
+    def measure():
+        time.sleep(2.0)  # past negotiation
+        start = proc_stat(pid)[0], time.monotonic()
+        time.sleep(seconds - 3.0)
+        end = proc_stat(pid)[0], time.monotonic()
+        samples.append((end[0] - start[0]) / (end[1] - start[1]))
+        done.set()
+
+    threading.Thread(target=measure, daemon=True).start()
+    results = run(many(), timeout=seconds + 60)
+    done.wait(10)
+    assert all(r.statuses[-1] == "STOPPED" for r in results), [r.statuses for r in results]
+    return samples[0] / viewers
+
+
+def rss_while_playing(folder: Path, name: str, seconds: float) -> tuple[int, int]:
+    server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder)}).start()
+    try:
+        idle = proc_stat(server.process.pid)[1]
+        run(play(server.ws_url, f"vod://{name}", stop_after=seconds), timeout=seconds + 60)
+        return idle, peak_rss(server.process.pid)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    require_loopback_only()
+    folder = Path(tempfile.mkdtemp(prefix="wcsvod-bench-"))
+    make_mp4(folder / "clip.mp4", seconds=30, profile="main")
+    minute = make_mp4(folder / "minute.mp4", seconds=60, profile="main")
+    listing = folder / "list.txt"
+    listing.write_text("".join(f"file '{minute}'\n" for _ in range(60)))
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", "-movflags", "+faststart",
+                    str(folder / "hour.mp4")], check=True)
+    print(f"files: minute {minute.stat().st_size / 1e6:.1f} MB, "
+          f"hour {(folder / 'hour.mp4').stat().st_size / 1e6:.1f} MB")
+
+    server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
+                                                      "websdk_dir": str(WEBSDK)}).start()
+    try:
+        times = first_frame_times(server, runs=10)
+        print(f"playStream → first decoded frame in Chromium (10 runs): "
+              f"median {statistics.median(times) * 1000:.0f} ms, "
+              f"max {max(times) * 1000:.0f} ms")
+        for viewers in (1, 10):
+            cores = cpu_per_viewer(server, viewers, seconds=12)
+            print(f"CPU per personal viewer with {viewers:>2} viewers "
+                  f"(640x360 30 fps H.264 passthrough + AAC→Opus): "
+                  f"{cores * 100:.2f} % of a core")
+    finally:
+        server.stop()
+
+    for name in ("minute.mp4", "hour.mp4"):
+        idle, peak = rss_while_playing(folder, name, seconds=15)
+        print(f"RSS playing {name:<10}: idle {idle / 2**20:.0f} MiB, "
+              f"peak {peak / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
