@@ -80,6 +80,7 @@ class Received:
     video: list[tuple[float, int, int, int]] = field(default_factory=list)  # arrival, pts, w, h
     audio: list[tuple[float, int, int]] = field(default_factory=list)  # arrival, pts, samples
     play_sent: float = 0.0
+    first_picture: str = ""  # digest of the first decoded picture's luma plane
 
     def fps(self) -> float:
         times = [v[0] for v in self.video]
@@ -127,6 +128,10 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     if pts < previous - 2**31:
                         pts += 2**32
                 if track.kind == "video":
+                    if not rows:
+                        import hashlib
+                        result.first_picture = hashlib.sha256(
+                            bytes(frame.planes[0])).hexdigest()
                     rows.append((now, pts, frame.width, frame.height))
                 else:
                     rows.append((now, pts, frame.samples))

@@ -42,3 +42,14 @@ def test_profiles_and_bframes_decode_without_freezes(start_server, page, media, 
     assert stats["freezeCount"] == 0, stats
     assert stats["framesDecoded"] >= frames - 12, stats  # the last 0.25 s may fall after the poll
     assert stats["framesDropped"] <= 2, stats
+
+
+def test_bundled_sample_plays_with_the_default_media_folder(start_server, page):
+    from wcs.config import REPO_ROOT
+
+    server = start_server(media_dir=str(REPO_ROOT / "media"))
+    open_player(page, server, "vod://sample.mp4")
+    wait_status(page, "PLAYING")
+    state = wait_video(page)
+    assert (state["width"], state["height"]) == (640, 360)
+
