@@ -89,6 +89,17 @@ class Announcer(service.Service):
             log.info("WebSocket sessions on ws://{host}:{port}/", host=host, port=s.ws_port)
 
 
+class StreamsService(service.Service):
+    """Ends every stream cleanly when the server stops (viewers get STOPPED)."""
+
+    def __init__(self, registry: StreamRegistry) -> None:
+        self.registry = registry
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.registry.close_all()
+
+
 def makeService(options: Options) -> service.MultiService:
     """Compose the listeners; a bad setting stops the start with one line."""
     try:
@@ -129,6 +140,7 @@ def _compose(settings: Settings) -> service.MultiService:
         listener = StreamServerEndpointService(endpoint, factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
+    StreamsService(registry).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top
 

@@ -21,6 +21,8 @@ from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Samp
 
 log = Logger()
 
+#: Ticks in one Opus packet (20 ms at 48 kHz).
+AUDIO_FRAME = 960
 #: Samples held at most while waiting for the other track (bounds memory
 #: for badly interleaved files; past it, samples go out as read).
 MERGE_LIMIT = 2000
@@ -36,6 +38,7 @@ class Mp4File:
                 self.boxes = boxes.check_layout(handle, path.stat().st_size)
         except OSError as error:
             raise wrong_format(f"cannot read the file ({error.strerror})") from None
+        log.info("{label}: opened {path}", label=label, path=str(path))
         try:
             self.container = av.open(str(path), "r", timeout=5.0)
         except av.FFmpegError as error:
@@ -83,8 +86,51 @@ class Mp4File:
         """True when the decoder must reorder (PTS and DTS differ)."""
         return bool(self.video is not None and self.video.codec_context.has_b_frames)
 
-    def samples(self) -> Iterator[Sample]:
-        """Every sample, merged across tracks by due time."""
+    def samples(self, loop: bool = False) -> Iterator[Sample]:
+        """Every sample in due order; with ``loop``, again and again from the start.
+
+        Each pass starts where the previous pass's video ended (the audio's if
+        there is no video), so video timestamps keep their exact rhythm across
+        the loop; audio that would overlap the previous pass is trimmed, so
+        audio never runs backwards and A/V sync does not drift loop by loop.
+        """
+        offset = 0.0
+        audio_next: int | None = None  # where the next audio packet should start
+        while True:
+            ends = {"video": offset, "audio": offset}
+            for sample in self._one_pass():
+                if offset:
+                    sample = shifted(sample, offset)
+                if sample.kind == "audio":
+                    if audio_next is not None and sample.pts < audio_next - AUDIO_FRAME // 2:
+                        continue
+                    if audio_next is not None and sample.pts < audio_next:
+                        sample.pts = audio_next
+                        sample.time = audio_next / sample.clock
+                    audio_next = sample.pts + AUDIO_FRAME
+                ends[sample.kind] = max(ends[sample.kind],
+                                        sample.pts / sample.clock + self._duration(sample))
+                yield sample
+            end = ends["video"] if self.video is not None else ends["audio"]
+            if not loop or end <= offset:
+                return
+            offset = end
+            self._rewind()
+
+    def _duration(self, sample: Sample) -> float:
+        if sample.kind == "audio":
+            return AUDIO_FRAME / OPUS_CLOCK
+        fps = self.info.video.fps if self.info.video else 0.0
+        return 1 / fps if fps else 0.0
+
+    def _rewind(self) -> None:
+        self.container.seek(0)
+        for stream in (self.video, self.audio):
+            if stream is not None:
+                stream.codec_context.flush_buffers()
+
+    def _one_pass(self) -> Iterator[Sample]:
+        """One pass over the file, merged across tracks by due time."""
         queues: dict[str, deque[Sample]] = {kind: deque() for kind in self._kinds()}
         for sample in self._read():
             queues[sample.kind].append(sample)
@@ -141,6 +187,12 @@ class Mp4File:
 
     def close(self) -> None:
         self.container.close()
+
+
+def shifted(sample: Sample, seconds: float) -> Sample:
+    """The same sample, ``seconds`` later."""
+    return Sample(sample.kind, sample.data, sample.pts + round(seconds * sample.clock),
+                  sample.clock, sample.time + seconds, sample.keyframe)
 
 
 def _pop_earliest(queues: dict[str, deque[Sample]]) -> Sample:

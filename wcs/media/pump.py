@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from wcs.media.errors import MediaError
-from wcs.media.sample import Sample, Subscriber
+from wcs.media.sample import Sample
 
 log = Logger()
 
@@ -25,27 +25,25 @@ BURST = 64
 
 
 class Pump:
-    """Reads samples lazily and fans each out to every subscriber when due."""
+    """Reads samples lazily and hands each to ``send`` when it is due.
+
+    ``on_end`` gets ``None`` at the end of the samples, or the info of the
+    error that stopped them.
+    """
 
     def __init__(self, samples: Iterator[Sample], clock: IReactorTime, label: str,
-                 on_end: Callable[[str | None], None] | None = None) -> None:
+                 send: Callable[[Sample], None],
+                 on_end: Callable[[str | None], None]) -> None:
         self._samples = samples
         self._clock = clock
         self.label = label
+        self._send = send
         self._on_end = on_end
-        self.subscribers: list[Subscriber] = []
         self._pending: Sample | None = None
         self._call: IDelayedCall | None = None
         self._start: float | None = None
         self.running = False
         self.sent: Counter[str] = Counter()
-
-    def add(self, subscriber: Subscriber) -> None:
-        self.subscribers.append(subscriber)
-
-    def remove(self, subscriber: Subscriber) -> None:
-        if subscriber in self.subscribers:
-            self.subscribers.remove(subscriber)
 
     def start(self) -> None:
         if self.running:
@@ -54,7 +52,7 @@ class Pump:
         self._call = self._clock.callLater(0, self._run)
 
     def stop(self) -> None:
-        """Stop pacing; subscribers are not told (whoever stops us tells them)."""
+        """Stop pacing; nobody is told (whoever stops us tells the subscribers)."""
         self.running = False
         if self._call is not None and self._call.active():
             self._call.cancel()
@@ -80,26 +78,13 @@ class Pump:
             if due > now + LEAD:
                 break
             sample, self._pending = self._pending, None
-            self._emit(sample)
+            self.sent[sample.kind] += 1
+            self._send(sample)
             if not self.running:
                 return
         delay = 0.0 if self._pending is None else max(0.0, self._start + self._pending.time - now - LEAD)
         self._call = self._clock.callLater(delay, self._run)
 
-    def _emit(self, sample: Sample) -> None:
-        self.sent[sample.kind] += 1
-        for subscriber in list(self.subscribers):
-            try:
-                subscriber.deliver(sample)
-            except Exception:
-                log.failure("{label}: subscriber failed; dropped", label=self.label)
-                self.remove(subscriber)
-                subscriber.finished("Internal error")
-
     def _finish(self, reason: str | None) -> None:
         self.stop()
-        for subscriber in list(self.subscribers):
-            subscriber.finished(reason)
-        self.subscribers.clear()
-        if self._on_end is not None:
-            self._on_end(reason)
+        self._on_end(reason)

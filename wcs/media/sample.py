@@ -58,5 +58,6 @@ class Subscriber(Protocol):
     def deliver(self, sample: Sample) -> None:
         """Take one sample; must not block, and must bound its own buffering."""
 
-    def finished(self, reason: str | None) -> None:
-        """No more samples: ``None`` at the end of the media, else why it broke."""
+    def finished(self, info: str | None, failed: bool) -> None:
+        """No more samples: the end of the media (no info), a stop (with an
+        info), or a failure (``failed``, with the reason)."""

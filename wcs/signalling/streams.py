@@ -77,10 +77,8 @@ class Playback:
                 self._timer.cancel()
             report(self.session, self.request, "PLAYING")
             self.stream.subscribe(self.viewer)
-        elif state == "finished" and info is None:
-            self.end("STOPPED", None)
         else:
-            self.end("FAILED", info)
+            self.end("STOPPED" if state == "stopped" else "FAILED", info)
 
     def end(self, status: str | None, info: str | None) -> None:
         """Finish once: release the viewer and the stream, then tell the page."""

@@ -1,7 +1,10 @@
 """The one stream registry: every VOD stream, its id, status and viewers.
 
-A personal stream (``vod://``) belongs to the viewer that asked for it and
-plays from the start for that viewer only; it ends with its viewer.
+- A personal stream (``vod://``) belongs to the viewer that asked for it,
+  plays from the start for that viewer only, and ends with its viewer.
+- A live stream (``vod-live://``) is one broadcast of a file, shared by every
+  viewer of its name; it runs on its own clock, may loop, and outlives its
+  last viewer by ``vod_stream_timeout`` ms when the file is longer than that.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from wcs.config import Settings
 from wcs.media import local
 from wcs.media.errors import MediaError
+from wcs.media.fanout import Broadcast
 from wcs.media.mp4 import Mp4File
 from wcs.media.pump import Pump
 from wcs.media.sample import MediaInfo, Subscriber
@@ -24,58 +28,86 @@ from wcs.streams import uri as uris
 log = Logger()
 
 STREAM_NOT_FOUND = "Stream not found"
+STATUS = "PROCESSED_LOCAL"
 
 
 class VodStream:
-    """One capture of one file: a source, a pump and its subscribers."""
+    """One capture of one file: a paced source fanned out to its subscribers."""
 
     def __init__(self, uri: uris.StreamUri, name: str, media: Mp4File, clock: IReactorTime,
-                 on_gone: Callable[[VodStream], None]) -> None:
+                 on_gone: Callable[[VodStream], None], *, live: bool = False,
+                 loop: bool = False, timeout: float = 0.0, persistent: bool = False) -> None:
         self.id = str(uuid.uuid4())
         self.uri = uri
         self.name = name
         self.media = media
         self.info: MediaInfo = media.info
-        self.status = "PROCESSED_LOCAL"
+        self.status = STATUS
+        self.live = live
+        self.loop = loop
+        self.timeout = timeout
+        self.persistent = persistent
+        self.clock = clock
         self._on_gone = on_gone
-        self.pump = Pump(media.samples(), clock, f"{uri} [{self.id[:8]}]", self._ended)
+        label = f"{uri} [{self.id[:8]}]"
+        self.broadcast = Broadcast(label, cache_gop=live)
+        self.pump = Pump(media.samples(loop=loop), clock, label, self.broadcast.send,
+                         self._ended)
+        self._timer: IDelayedCall | None = None
         self.closed = False
+        if live:
+            self.pump.start()
 
     @property
     def viewers(self) -> int:
-        return len(self.pump.subscribers)
+        return len(self.broadcast)
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Start sending to ``subscriber`` (a personal stream starts playing now)."""
+        """Start sending to ``subscriber``: a personal stream starts now, a
+        live one is joined at its current GOP."""
         if self.closed:
-            subscriber.finished(STREAM_NOT_FOUND)
+            subscriber.finished(STREAM_NOT_FOUND, True)
             return
-        self.pump.add(subscriber)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.broadcast.add(subscriber)
         self.pump.start()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.pump.remove(subscriber)
-        if not self.pump.subscribers:
+        self.broadcast.remove(subscriber)
+        if self.broadcast or self.closed:
+            return
+        if not self.live:
+            self.close()
+        elif self.persistent:
+            return
+        elif self.timeout > 0 and (self.loop or self.info.duration > self.timeout):
+            log.info("stream {id} ({uri}) has no viewer; kept for {t} s", id=self.id,
+                     uri=str(self.uri), t=self.timeout)
+            self._timer = self.clock.callLater(self.timeout, self.close)
+        else:
             self.close()
 
-    def terminate(self, reason: str) -> None:
-        """Stop for everyone: each subscriber is told ``reason``."""
-        subscribers = list(self.pump.subscribers)
+    def terminate(self, info: str) -> None:
+        """Stop for everyone; each viewer is told ``info`` (and STOPPED)."""
+        broadcast = self.broadcast
         self.close()
-        for subscriber in subscribers:
-            subscriber.finished(reason)
+        broadcast.finish(info, failed=False)
 
     def _ended(self, reason: str | None) -> None:
         log.info("stream {id} ({uri}) reached its end{reason}", id=self.id, uri=str(self.uri),
                  reason=f": {reason}" if reason else "")
+        broadcast = self.broadcast
         self.close()
+        broadcast.finish(reason, failed=reason is not None)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
         self.pump.stop()
-        self.pump.subscribers.clear()
         self.media.close()
         self._on_gone(self)
 
@@ -87,25 +119,34 @@ class StreamRegistry:
         self.settings = settings
         self.clock = clock
         self.streams: dict[str, VodStream] = {}
+        self.live: dict[str, VodStream] = {}
 
     def open(self, name: str) -> VodStream:
         """The stream a viewer of ``name`` should subscribe to.
 
         Raises :class:`MediaError` with the info the viewer should see.
         """
+        existing = self.live.get(name)
+        if existing is not None and not existing.closed:
+            return existing
         parsed = uris.parse(name)
         if parsed.scheme == uris.PERSONAL:
-            return self._personal(parsed)
+            return self._create(parsed, name, live=False)
         if parsed.scheme == uris.LIVE:
-            raise MediaError("Live VOD (vod-live://) is not supported yet")
+            return self._create(parsed, name, live=True, loop=self.settings.vod_live_loop)
         raise MediaError(STREAM_NOT_FOUND)
 
-    def _personal(self, parsed: uris.StreamUri) -> VodStream:
+    def _create(self, parsed: uris.StreamUri, name: str, *, live: bool, loop: bool = False,
+                persistent: bool = False) -> VodStream:
         path = self._local_path(parsed.path)
-        stream = VodStream(parsed, str(parsed), self._open_file(path, str(parsed)), self.clock,
-                           self._gone)
+        stream = VodStream(parsed, name, Mp4File(path, str(parsed)), self.clock, self._gone,
+                           live=live, loop=loop, persistent=persistent,
+                           timeout=self.settings.vod_stream_timeout / 1000.0)
         self.streams[stream.id] = stream
-        log.info("stream {id} created for {uri}", id=stream.id, uri=str(parsed))
+        if live:
+            self.live[name] = stream
+        log.info("stream {id} created for {uri} as {name!r}{loop}", id=stream.id,
+                 uri=str(parsed), name=name, loop=" (looping)" if loop else "")
         return stream
 
     def _local_path(self, name: str) -> Path:
@@ -113,10 +154,9 @@ class StreamRegistry:
             raise MediaError("S3 sources are not supported yet")
         return local.resolve(self.settings.media_dir, name)
 
-    def _open_file(self, path: Path, label: str) -> Mp4File:
-        return Mp4File(path, label)
-
     def _gone(self, stream: VodStream) -> None:
+        if self.live.get(stream.name) is stream:
+            del self.live[stream.name]
         if self.streams.pop(stream.id, None) is not None:
             log.info("stream {id} ({uri}) released after sending {video} video and {audio} "
                      "audio samples", id=stream.id, uri=str(stream.uri),
@@ -124,12 +164,17 @@ class StreamRegistry:
 
     def available(self, name: str) -> tuple[bool, str]:
         """For ``availableStream``: can ``name`` be played right now?"""
+        if name in self.live:
+            return True, "Available"
         try:
             parsed = uris.parse(name)
-            if parsed.scheme == uris.PERSONAL:
-                path = self._local_path(parsed.path)
-                Mp4File(path, name).close()
+            if parsed.scheme in (uris.PERSONAL, uris.LIVE):
+                Mp4File(self._local_path(parsed.path), name).close()
                 return True, "Available"
         except MediaError as error:
             return False, error.info
         return False, STREAM_NOT_FOUND
+
+    def close_all(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.terminate("Server shutdown")

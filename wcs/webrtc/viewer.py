@@ -79,7 +79,8 @@ class EncodedTrack(MediaStreamTrack):
 class WebRTCViewer:
     """A subscriber that sends a stream to one browser.
 
-    ``on_state`` is called with "connected", or "failed"/"finished" and an info.
+    ``on_state`` is called once with "connected", then at most once with
+    "failed" or "stopped" and an info.
     """
 
     def __init__(self, info: MediaInfo, label: str,
@@ -149,8 +150,8 @@ class WebRTCViewer:
         if track is not None:
             track.push(sample)
 
-    def finished(self, reason: str | None) -> None:
-        self._end("finished", reason)
+    def finished(self, info: str | None, failed: bool) -> None:
+        self._end("failed" if failed else "stopped", info)
 
     async def close(self) -> None:
         self._done = True

@@ -1,0 +1,87 @@
+"""Fan-out: one paced sample stream to many subscribers, with instant late join.
+
+The current GOP (video since the last IDR) is kept, so a viewer who joins
+mid-GOP starts at once on that IDR instead of waiting for the next one. The
+cached frames go out with their timestamps pressed together just before the
+live edge, so the viewer decodes them in a blink and shows the same moment
+as everyone else; its audio starts at the live edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.logger import Logger
+
+from wcs.media.sample import Sample, Subscriber
+
+log = Logger()
+
+#: Longest GOP kept for late joiners (frames); past it, joiners wait for an IDR.
+GOP_LIMIT = 300
+#: How far apart (in clock ticks) the pressed-together cached frames are.
+BURST_STEP = 1
+
+
+class Broadcast:
+    """The subscribers of one stream and the GOP a newcomer needs."""
+
+    def __init__(self, label: str, cache_gop: bool = True) -> None:
+        self.label = label
+        self.cache_gop = cache_gop
+        self.subscribers: list[Subscriber] = []
+        self._gop: list[Sample] = []
+        self._gop_overflow = False
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
+
+    def add(self, subscriber: Subscriber) -> None:
+        """Join now: the cached GOP first (pressed together), then live samples."""
+        self.subscribers.append(subscriber)
+        if not self._gop:
+            return
+        last = self._gop[-1].pts
+        count = len(self._gop)
+        for index, cached in enumerate(self._gop):
+            pts = last - (count - 1 - index) * BURST_STEP
+            self._deliver(subscriber, replace(cached, pts=pts))
+
+    def remove(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers:
+            self.subscribers.remove(subscriber)
+
+    def send(self, sample: Sample) -> None:
+        """One live sample to everyone (the pump calls this when it is due)."""
+        if sample.kind == "video" and self.cache_gop:
+            self._remember(sample)
+        for subscriber in list(self.subscribers):
+            self._deliver(subscriber, sample)
+
+    def _remember(self, sample: Sample) -> None:
+        if sample.keyframe:
+            self._gop = [sample]
+            self._gop_overflow = False
+        elif self._gop and not self._gop_overflow:
+            if len(self._gop) >= GOP_LIMIT:
+                self._gop = []
+                self._gop_overflow = True
+                log.info("{label}: GOP longer than {n} frames; late joiners wait for "
+                         "the next keyframe", label=self.label, n=GOP_LIMIT)
+            else:
+                self._gop.append(sample)
+
+    def _deliver(self, subscriber: Subscriber, sample: Sample) -> None:
+        try:
+            subscriber.deliver(sample)
+        except Exception:
+            log.failure("{label}: subscriber failed; dropped", label=self.label)
+            self.remove(subscriber)
+            subscriber.finished("Internal error", True)
+
+    def finish(self, info: str | None, failed: bool) -> None:
+        """The stream ended: tell everyone, forget everyone."""
+        subscribers, self.subscribers = self.subscribers, []
+        self._gop = []
+        for subscriber in subscribers:
+            subscriber.finished(info, failed)
