@@ -116,6 +116,8 @@ def media(tmp_path_factory) -> Path:
     make_mp4(folder / "audio-only.mp4", seconds=5, video=False)
     make_mp4(folder / "video-only.mp4", seconds=5, audio=False)
     corrupt_audio(folder / "high.mp4", folder / "corrupt-aac.mp4", frames=10)
+    make_mp4(folder / "live.mp4", seconds=20, barcode=True)
+    make_mp4(folder / "loop.mp4", seconds=3, barcode=True)
     (folder / "sub").mkdir()
     make_mp4(folder / "sub" / "nested.mp4", seconds=4)
     (folder / "not-an-mp4.mp4").write_text("hello, I am text\n")

@@ -18,6 +18,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from tests.harness import encode_frame, handshake, split_url
+from tools.makemedia import read_barcode
 from wcs.webrtc.codecs import register_profiles
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -81,6 +82,7 @@ class Received:
     audio: list[tuple[float, int, int]] = field(default_factory=list)  # arrival, pts, samples
     play_sent: float = 0.0
     first_picture: str = ""  # digest of the first decoded picture's luma plane
+    numbers: list[int] = field(default_factory=list)  # barcode frame numbers, if any
 
     def fps(self) -> float:
         times = [v[0] for v in self.video]
@@ -107,9 +109,10 @@ class Received:
 
 async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float | None = None,
                video: bool = True, audio: bool = True,
-               drop_after: float | None = None) -> Received:
+               drop_after: float | None = None, read: bool = True) -> Received:
     """Play ``name`` until the server ends it, ``stop_after`` seconds (then
-    stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``."""
+    stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``.
+    With ``read=False`` the tracks are never read: a viewer that stalls."""
     result = Received()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -133,12 +136,16 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                         result.first_picture = hashlib.sha256(
                             bytes(frame.planes[0])).hexdigest()
                     rows.append((now, pts, frame.width, frame.height))
+                    plane = frame.planes[0]
+                    row = bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size])
+                    result.numbers.append(read_barcode(row))
                 else:
                     rows.append((now, pts, frame.samples))
         except MediaStreamError:
             pass
 
-    pc.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
+    if read:
+        pc.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
     try:
         await ws.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})
         assert (await ws.receive_json())["message"] == "getUserData"

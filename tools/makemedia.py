@@ -13,13 +13,24 @@ import subprocess
 from pathlib import Path
 
 PROFILES = ("baseline", "main", "high")
+BARCODE = ("geq=lum='if(lt(Y,32),if(mod(floor(N/pow(2,floor(X/40))),2),235,16),lum(X,Y))'"
+           ":cb='if(lt(Y,32),128,cb(X,Y))':cr='if(lt(Y,32),128,cr(X,Y))'")
+
+
+def read_barcode(luma_row: bytes) -> int:
+    """The frame number from one luma row inside the top band (y < 32)."""
+    return sum(1 << bit for bit in range(16) if luma_row[40 * bit + 20] > 128)
 
 
 def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int = 360,
              fps: int = 30, profile: str = "main", bframes: int = 0, gop: int = 60,
              video: bool = True, audio: bool = True, faststart: bool = True,
-             audio_rate: int = 44100, bitrate: str = "280k") -> Path:
-    """Encode a test file; raises if ffmpeg is missing or fails."""
+             audio_rate: int = 44100, bitrate: str = "280k", barcode: bool = False) -> Path:
+    """Encode a test file; raises if ffmpeg is missing or fails.
+
+    With ``barcode``, the top 32 rows carry the frame number as 16 black or
+    white blocks 40 px wide, least significant bit first (see ``read_barcode``).
+    """
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError("ffmpeg is not installed (scripts/install.sh --test installs it)")
@@ -33,6 +44,8 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={audio_rate}"]
     args += ["-t", str(seconds)]
+    if video and barcode:
+        args += ["-vf", BARCODE]
     if video:
         args += ["-c:v", "libx264", "-profile:v", profile, "-pix_fmt", "yuv420p",
                  "-preset", "veryfast", "-b:v", bitrate, "-maxrate", bitrate,
