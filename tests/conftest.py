@@ -20,7 +20,21 @@ CHROMIUM_ARGS = [
 # Records every text the page's #status shows, so transient states can be asserted.
 STATUS_RECORDER = """
 window.__statuses = [];
+window.__statusTimes = [];
+window.__firstFrameAt = null;
 window.__pcs = [];
+(() => {
+  // when the first video frame is presented, by the page's own clock
+  const hook = () => {
+    const video = document.querySelector('#remoteVideo video, video');
+    if (video && video.requestVideoFrameCallback && !video.__hooked) {
+      video.__hooked = true;
+      video.requestVideoFrameCallback((now) => { window.__firstFrameAt = now; });
+    }
+    if (window.__firstFrameAt === null) setTimeout(hook, 5);
+  };
+  document.addEventListener('DOMContentLoaded', hook);
+})();
 (() => {
   const Native = window.RTCPeerConnection;
   if (!Native) return;
@@ -46,6 +60,7 @@ document.addEventListener('DOMContentLoaded', () => {
     const text = status.textContent.trim();
     if (text && window.__statuses[window.__statuses.length - 1] !== text) {
       window.__statuses.push(text);
+      window.__statusTimes.push(performance.now());
     }
   }).observe(status, {childList: true, characterData: true, subtree: true});
 });

@@ -58,3 +58,19 @@ def inbound_video_stats(page) -> dict:
         }
         return null;
     }""")
+
+
+def frame_number(page, selector: str = VIDEO) -> int:
+    """The barcode frame number of the picture the page shows now."""
+    return page.evaluate("""selector => {
+        const v = document.querySelector(selector);
+        const canvas = document.createElement('canvas');
+        canvas.width = v.videoWidth;
+        canvas.height = v.videoHeight;
+        const g = canvas.getContext('2d');
+        g.drawImage(v, 0, 0);
+        const row = g.getImageData(0, 16, canvas.width, 1).data;
+        let n = 0;
+        for (let bit = 0; bit < 16; bit++) if (row[(40 * bit + 20) * 4] > 128) n |= 1 << bit;
+        return n;
+    }""", selector)

@@ -1,0 +1,102 @@
+"""Fan-out and per-viewer buffering, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+
+from wcs.media.fanout import GOP_LIMIT, Broadcast
+from wcs.media.sample import Sample
+from wcs.webrtc.viewer import QUEUE_LIMIT, EncodedTrack
+
+
+def video(n: int, key: bool) -> Sample:
+    return Sample("video", b"frame%d" % n, n * 3000, 90000, n / 30, keyframe=key)
+
+
+def audio(n: int) -> Sample:
+    return Sample("audio", b"a", n * 960, 48000, n / 50)
+
+
+class Sink:
+    def __init__(self):
+        self.got: list[Sample] = []
+        self.ended = None
+
+    def deliver(self, sample):
+        self.got.append(sample)
+
+    def finished(self, info, failed):
+        self.ended = (info, failed)
+
+
+def test_late_joiner_gets_the_gop_pressed_before_the_live_edge():
+    broadcast = Broadcast("t")
+    early = Sink()
+    broadcast.add(early)
+    for n in range(75):  # keyframes at 0 and 60
+        broadcast.send(video(n, n % 60 == 0))
+        broadcast.send(audio(n))
+    late = Sink()
+    broadcast.add(late)
+    cached = late.got
+    assert [s.data for s in cached] == [b"frame%d" % n for n in range(60, 75)]
+    assert cached[0].keyframe and all(s.kind == "video" for s in cached)
+    assert cached[-1].pts == 74 * 3000
+    assert [b.pts - a.pts for a, b in zip(cached, cached[1:])] == [1] * 14
+    broadcast.send(video(75, False))
+    assert late.got[-1].pts == early.got[-1].pts == 75 * 3000
+
+
+def test_gop_cache_is_bounded():
+    broadcast = Broadcast("t")
+    broadcast.send(video(0, True))
+    for n in range(1, GOP_LIMIT + 10):
+        broadcast.send(video(n, False))
+    late = Sink()
+    broadcast.add(late)
+    assert late.got == []  # waits for the next keyframe instead
+    broadcast.send(video(999, True))
+    assert late.got[-1].keyframe
+
+
+def test_a_failing_subscriber_is_dropped_and_told():
+    class Broken(Sink):
+        def deliver(self, sample):
+            raise RuntimeError("boom")
+
+    broadcast = Broadcast("t")
+    broken, fine = Broken(), Sink()
+    broadcast.add(broken)
+    broadcast.add(fine)
+    broadcast.send(video(0, True))
+    assert broken.ended == ("Internal error", True)
+    assert len(broadcast) == 1 and len(fine.got) == 1
+
+
+def test_finish_tells_everyone():
+    broadcast = Broadcast("t")
+    sinks = [Sink(), Sink()]
+    for sink in sinks:
+        broadcast.add(sink)
+    broadcast.finish("Stopped by server", failed=False)
+    assert [s.ended for s in sinks] == [("Stopped by server", False)] * 2
+    assert len(broadcast) == 0
+
+
+def test_track_starts_on_a_keyframe_and_stays_bounded_when_not_read():
+    async def scenario():
+        track = EncodedTrack("video")
+        track.push(video(0, False))  # not a keyframe: dropped
+        assert track._queue.qsize() == 0
+        for n in range(1, 3 * QUEUE_LIMIT):
+            track.push(video(n, n % 60 == 1))
+            assert track._queue.qsize() <= QUEUE_LIMIT
+        assert track.dropped > 0
+        first = await track.recv()
+        track.stop()
+        return first
+
+    first = asyncio.run(scenario())
+    assert bytes(first).startswith(b"frame")
+    # after a cut the queue restarted at a keyframe: frame numbers 1 + 60k
+    assert (int(bytes(first)[5:]) - 1) % 60 == 0
