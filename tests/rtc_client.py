@@ -109,10 +109,12 @@ class Received:
 
 async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float | None = None,
                video: bool = True, audio: bool = True,
-               drop_after: float | None = None, read: bool = True) -> Received:
+               drop_after: float | None = None, read: bool = True,
+               stop_event: asyncio.Event | None = None) -> Received:
     """Play ``name`` until the server ends it, ``stop_after`` seconds (then
     stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``.
-    With ``read=False`` the tracks are never read: a viewer that stalls."""
+    With ``read=False`` the tracks are never read: a viewer that stalls.
+    ``stop_event``, when set, also sends stopStream."""
     result = Received()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -166,6 +168,11 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
             wait = deadline - time.monotonic()
             if stop_at is not None:
                 wait = min(wait, max(0.0, stop_at - time.monotonic()))
+            if stop_event is not None:
+                wait = min(wait, 0.2)
+                if stop_event.is_set() and stop_at is None:
+                    stop_at = time.monotonic()
+                    stop_event = None
             try:
                 message = await asyncio.wait_for(ws.receive_json(), max(wait, 0.01))
             except asyncio.TimeoutError:
