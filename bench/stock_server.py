@@ -20,12 +20,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aioice.ice  # noqa: E402
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection  # noqa: E402
-from aiortc import RTCRtpSender  # noqa: E402
-from aiortc import RTCSessionDescription  # noqa: E402
+from aiortc import (  # noqa: E402
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,  # noqa: E402
+    RTCSessionDescription,  # noqa: E402
+)
 from aiortc.contrib.media import MediaPlayer, MediaRelay  # noqa: E402
-from autobahn.asyncio.websocket import WebSocketServerFactory  # noqa: E402
-from autobahn.asyncio.websocket import WebSocketServerProtocol  # noqa: E402
+from autobahn.asyncio.websocket import (
+    WebSocketServerFactory,  # noqa: E402
+    WebSocketServerProtocol,  # noqa: E402
+)
 
 from wcs.media import h264  # noqa: E402
 

@@ -21,25 +21,6 @@ from tests.pages import open_player  # noqa: E402
 from tests.rtc_client import play, run  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 
-FIRST_FRAME = """
-window.__firstFrame = null;
-window.__playSent = null;
-const nativeSend = WebSocket.prototype.send;
-WebSocket.prototype.send = function (data) {
-  if (typeof data === 'string' && data.includes('"playStream"')) window.__playSent = performance.now();
-  return nativeSend.apply(this, arguments);
-};
-const poll = () => {
-  const v = document.querySelector('#remoteVideo video');
-  if (v && v.requestVideoFrameCallback && !v.__hooked) {
-    v.__hooked = true;
-    v.requestVideoFrameCallback((now) => { window.__firstFrame = now; });
-  }
-  if (window.__firstFrame === null) setTimeout(poll, 5);
-};
-document.addEventListener('DOMContentLoaded', poll);
-"""
-
 
 def proc_stat(pid: int) -> tuple[float, int]:
     """(CPU seconds, RSS bytes) of a process, from /proc."""
@@ -65,11 +46,11 @@ def first_frame_times(server: ServerProcess, runs: int) -> list[float]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         for _ in range(runs):
             context = browser.new_context()
-            context.add_init_script(STATUS_RECORDER + FIRST_FRAME)
+            context.add_init_script(STATUS_RECORDER)
             page = context.new_page()
             open_player(page, server, "vod://clip.mp4")
-            page.wait_for_function("window.__firstFrame !== null", timeout=15000)
-            times.append(page.evaluate("window.__firstFrame - window.__playSent") / 1000)
+            page.wait_for_function("window.__firstFrameAt !== null", timeout=15000)
+            times.append(page.evaluate("window.__firstFrameAt - window.__playSent") / 1000)
             page.click("#playBtn")
             page.wait_for_function("window.__statuses.includes('STOPPED')")
             context.close()

@@ -22,7 +22,18 @@ STATUS_RECORDER = """
 window.__statuses = [];
 window.__statusTimes = [];
 window.__firstFrameAt = null;
+window.__playSent = null;
 window.__pcs = [];
+(() => {
+  // when the page asked for a stream, by the page's own clock
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === 'string' && data.includes('"playStream"')) {
+      window.__playSent = performance.now();
+    }
+    return send.apply(this, arguments);
+  };
+})();
 (() => {
   // when the first video frame is presented, by the page's own clock
   const hook = () => {

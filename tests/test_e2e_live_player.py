@@ -34,7 +34,8 @@ def test_two_pages_show_the_same_frame_and_the_late_one_starts_at_once(
             late_number = frame_number(late)
             differences.append(abs(early_number - late_number))
             time.sleep(0.2)
-        print(f"late page: video {shown_at - playing_at:.0f} ms after PLAYING; frame differences {differences}")
+        print(f"late page: video {shown_at - playing_at:.0f} ms after PLAYING; "
+              f"frame differences {differences}")
         assert statistics.median(differences) <= 3, differences
         assert early_number > 90, "the page really is 3 s into the file"
     finally:

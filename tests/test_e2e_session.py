@@ -9,6 +9,7 @@ import time
 from tests.harness import RawWebSocket
 from tests.pages import open_player, wait_status
 
+
 def connect_raw(server, path: str = "/") -> tuple[RawWebSocket, dict]:
     client = RawWebSocket(server.ws_url + path)
     client.send_json("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})

@@ -26,8 +26,8 @@ from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.signalling.streams import SessionStreams  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
-from wcs.webrtc import ice  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
+from wcs.webrtc import ice  # noqa: E402
 
 log = Logger()
 

@@ -82,7 +82,9 @@ class Pump:
             self._send(sample)
             if not self.running:
                 return
-        delay = 0.0 if self._pending is None else max(0.0, self._start + self._pending.time - now - LEAD)
+        delay = 0.0
+        if self._pending is not None:
+            delay = max(0.0, self._start + self._pending.time - now - LEAD)
         self._call = self._clock.callLater(delay, self._run)
 
     def _finish(self, reason: str | None) -> None:
