@@ -188,3 +188,13 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def run(coroutine: Any, timeout: float = 120.0) -> Any:
+    """``asyncio.run`` in a thread of its own: Playwright's sync API keeps an
+    event loop running in the main thread once a browser is up."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout)

@@ -17,7 +17,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from tests.harness import encode_frame, handshake, split_url
+from tests.harness import encode_frame, handshake, run, split_url  # noqa: F401 (run)
 from tools.makemedia import read_barcode
 from wcs.webrtc.codecs import register_profiles
 
@@ -203,11 +203,3 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
         ws.close()
     return result
 
-
-def run(coroutine: Any, timeout: float = 120.0) -> Any:
-    """``asyncio.run`` in a thread of its own: Playwright's sync API keeps an
-    event loop running in the main thread once a browser is up."""
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result(timeout)

@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from tests.pages import inbound_video_stats, open_player, video_state, wait_status, wait_video
+from tests.pages import (
+    inbound_video_stats,
+    open_player,
+    video_state,
+    wait_status,
+    wait_video,
+)
 
 
 def test_plays_vod_file_to_decoded_frames_then_stops(start_server, page, media):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from tests.harness import run
 from wcs.media.fanout import GOP_LIMIT, Broadcast
 from wcs.media.sample import Sample
 from wcs.webrtc.viewer import QUEUE_LIMIT, EncodedTrack
@@ -96,7 +95,7 @@ def test_track_starts_on_a_keyframe_and_stays_bounded_when_not_read():
         track.stop()
         return first
 
-    first = asyncio.run(scenario())
+    first = run(scenario())
     assert bytes(first).startswith(b"frame")
     # after a cut the queue restarted at a keyframe: frame numbers 1 + 60k
     assert (int(bytes(first)[5:]) - 1) % 60 == 0
