@@ -25,6 +25,7 @@ setup(
             "pytest>=8,<10",
             "playwright>=1.48,<2",
             "moto[server]>=5,<6",
+            "jsonschema>=4.20,<5",
         ],
     },
 )

@@ -63,6 +63,7 @@ class Settings:
     ping_probes: int = 10
     ws_max_message_size: int = 256 * 1024
     websdk_dir: Path | None = None
+    rest_api_key: str = field(default="", repr=False)
 
 
 # --- value converters: each takes the raw text and returns the typed value or
@@ -137,6 +138,12 @@ def _optional_path(text: str) -> Path | None:
     return Path(text).expanduser() if text else None
 
 
+def _token(text: str) -> str:
+    if text and (len(text) < 8 or not text.isprintable() or " " in text):
+        raise ValueError("must be at least 8 printable characters without spaces, or empty")
+    return text
+
+
 def _secret(value: Any) -> str:
     """How a value is shown in an error: credentials never reach the logs."""
     return "<hidden>"
@@ -163,6 +170,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "keep_alive.probes": ("ping_probes", _positive, repr),
     "ws_max_message_size": ("ws_max_message_size", _positive, repr),
     "websdk_dir": ("websdk_dir", _optional_path, repr),
+    "rest_api_key": ("rest_api_key", _token, _secret),
 }
 
 

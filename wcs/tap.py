@@ -27,6 +27,7 @@ from wcs.signalling.streams import SessionStreams  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
+from wcs.web.vod import VodApi  # noqa: E402
 from wcs.webrtc import ice  # noqa: E402
 
 log = Logger()
@@ -115,7 +116,8 @@ def _compose(settings: Settings) -> service.MultiService:
     ice.announce(settings.announced_ips)
     registry = StreamRegistry(settings, reactor)
     signalling = SignallingFactory(settings, SessionStreams(registry, reactor))
-    root, _rest = build_root(settings)
+    root, rest = build_root(settings)
+    rest.putChild(b"vod", VodApi(registry, settings.rest_api_key))
     site = build_site(root)
     tls = None
     if settings.wss_port or settings.https_port:

@@ -17,7 +17,14 @@ from twisted.logger import Logger
 from wcs.media import boxes, h264, reencode
 from wcs.media.audio import OpusTranscoder
 from wcs.media.errors import MediaError, wrong_format
-from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
+from wcs.media.sample import (
+    OPUS_CLOCK,
+    VIDEO_CLOCK,
+    AudioInfo,
+    MediaInfo,
+    Sample,
+    VideoInfo,
+)
 
 log = Logger()
 

@@ -28,6 +28,10 @@ from wcs.streams import uri as uris
 log = Logger()
 
 STREAM_NOT_FOUND = "Stream not found"
+
+
+class NameTaken(Exception):
+    """A live stream already runs under that name."""
 STATUS = "PROCESSED_LOCAL"
 
 
@@ -135,6 +139,27 @@ class StreamRegistry:
         if parsed.scheme == uris.LIVE:
             return self._create(parsed, name, live=True, loop=self.settings.vod_live_loop)
         raise MediaError(STREAM_NOT_FOUND)
+
+    def startup(self, uri: str, name: str, loop: bool | None = None) -> VodStream:
+        """Start a live broadcast of ``uri`` under ``name``, with or without viewers.
+
+        Raises :class:`NameTaken`, or :class:`MediaError` for the uri.
+        """
+        parsed = uris.parse(uri)
+        if parsed.scheme != uris.LIVE:
+            raise MediaError("only vod-live:// streams can be started")
+        if name in self.live:
+            raise NameTaken(name)
+        return self._create(parsed, name, live=True, persistent=True,
+                            loop=self.settings.vod_live_loop if loop is None else loop)
+
+    def find(self, *, name: str | None = None, uri: str | None = None,
+             stream_id: str | None = None) -> list[VodStream]:
+        """Streams matching every criterion given."""
+        return [stream for stream in self.streams.values()
+                if (name is None or stream.name == name)
+                and (uri is None or str(stream.uri) == uri)
+                and (stream_id is None or stream.id == stream_id)]
 
     def _create(self, parsed: uris.StreamUri, name: str, *, live: bool, loop: bool = False,
                 persistent: bool = False) -> VodStream:
