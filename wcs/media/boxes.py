@@ -25,6 +25,27 @@ class Box:
     size: int
 
 
+def parse_header(header: bytes, offset: int, file_size: int, first: bool) -> Box:
+    """One top-level box from its first 8–16 bytes; refuses damage."""
+    if len(header) < 8:
+        raise wrong_format("file is truncated (a box header is cut off)")
+    size, raw_kind = struct.unpack(">I4s", header[:8])
+    kind = raw_kind.decode("latin-1")
+    if first and kind not in FIRST_BOXES:
+        raise wrong_format("not an MP4 file")
+    if size == 1:
+        if len(header) < 16:
+            raise wrong_format("file is truncated (a box header is cut off)")
+        size = struct.unpack(">Q", header[8:16])[0]
+    elif size == 0:
+        size = file_size - offset
+    if size < 8:
+        raise wrong_format(f"box {kind!r} at byte {offset} has a bad size")
+    if offset + size > file_size:
+        raise wrong_format(f"file is truncated ({kind} box ends past the end of the file)")
+    return Box(kind, offset, size)
+
+
 def top_level(handle: BinaryIO, file_size: int) -> list[Box]:
     """Walk the top-level boxes with seeks; raises ``wrong_format`` on damage."""
     boxes: list[Box] = []
@@ -33,34 +54,22 @@ def top_level(handle: BinaryIO, file_size: int) -> list[Box]:
         if len(boxes) >= MAX_BOXES:
             raise wrong_format("too many top-level boxes")
         handle.seek(offset)
-        header = handle.read(16)
-        if len(header) < 8:
-            raise wrong_format("file is truncated (a box header is cut off)")
-        size, raw_kind = struct.unpack(">I4s", header[:8])
-        kind = raw_kind.decode("latin-1")
-        if not boxes and kind not in FIRST_BOXES:
-            raise wrong_format("not an MP4 file")
-        if size == 1:
-            if len(header) < 16:
-                raise wrong_format("file is truncated (a box header is cut off)")
-            size = struct.unpack(">Q", header[8:16])[0]
-        elif size == 0:
-            size = file_size - offset
-        if size < 8:
-            raise wrong_format(f"box {kind!r} at byte {offset} has a bad size")
-        if offset + size > file_size:
-            raise wrong_format(f"file is truncated ({kind} box ends past the end of the file)")
-        boxes.append(Box(kind, offset, size))
-        offset += size
+        box = parse_header(handle.read(16), offset, file_size, not boxes)
+        boxes.append(box)
+        offset += box.size
     return boxes
 
 
-def check_layout(handle: BinaryIO, file_size: int) -> list[Box]:
-    """The boxes of a complete MP4 with a ``moov``; refuses anything else."""
-    boxes = top_level(handle, file_size)
+def check_boxes(boxes: list[Box]) -> list[Box]:
+    """A complete MP4 has a ``moov``."""
     kinds = [box.kind for box in boxes]
     if not kinds:
         raise wrong_format("not an MP4 file")
     if "moov" not in kinds:
         raise wrong_format("no moov box (the file is incomplete)")
     return boxes
+
+
+def check_layout(handle: BinaryIO, file_size: int) -> list[Box]:
+    """The boxes of a complete MP4 with a ``moov``; refuses anything else."""
+    return check_boxes(top_level(handle, file_size))

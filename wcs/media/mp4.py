@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 from twisted.logger import Logger
@@ -38,16 +39,25 @@ MERGE_LIMIT = 2000
 class Mp4File:
     """An open, checked MP4 file with H.264 and/or AAC."""
 
-    def __init__(self, path: Path, label: str) -> None:
+    def __init__(self, source: Path | BinaryIO, label: str,
+                 layout: list[boxes.Box] | None = None) -> None:
+        """Open ``source``: a local path (its layout is checked here), or a
+        file object whose box ``layout`` the caller has already checked."""
         self.label = label
+        if isinstance(source, Path):
+            try:
+                with source.open("rb") as handle:
+                    self.boxes = boxes.check_layout(handle, source.stat().st_size)
+            except OSError as error:
+                raise wrong_format(f"cannot read the file ({error.strerror})") from None
+            target: str | BinaryIO = str(source)
+        else:
+            self.boxes = layout or []
+            target = source
+        log.info("{label}: opened {path}", label=label, path=str(source) if isinstance(
+            source, Path) else label)
         try:
-            with path.open("rb") as handle:
-                self.boxes = boxes.check_layout(handle, path.stat().st_size)
-        except OSError as error:
-            raise wrong_format(f"cannot read the file ({error.strerror})") from None
-        log.info("{label}: opened {path}", label=label, path=str(path))
-        try:
-            self.container = av.open(str(path), "r", timeout=5.0)
+            self.container = av.open(target, "r", timeout=5.0)
         except av.FFmpegError as error:
             raise wrong_format(f"not a readable MP4 file ({_reason(error)})") from None
         try:

@@ -22,6 +22,10 @@ log = Logger()
 LEAD = 0.005
 #: Most samples sent in one reactor turn when catching up.
 BURST = 64
+#: How often a pump whose source is not ready looks again (s).
+RETRY = 0.05
+#: How long a source may keep the pump waiting before the stream fails (s).
+STALL_LIMIT = 15.0
 
 
 class Pump:
@@ -33,12 +37,15 @@ class Pump:
 
     def __init__(self, samples: Iterator[Sample], clock: IReactorTime, label: str,
                  send: Callable[[Sample], None],
-                 on_end: Callable[[str | None], None]) -> None:
+                 on_end: Callable[[str | None], None],
+                 ready: Callable[[], bool] | None = None) -> None:
         self._samples = samples
         self._clock = clock
         self.label = label
         self._send = send
         self._on_end = on_end
+        self._ready = ready
+        self._waiting_since: float | None = None
         self._pending: Sample | None = None
         self._call: IDelayedCall | None = None
         self._start: float | None = None
@@ -63,6 +70,8 @@ class Pump:
         now = self._clock.seconds()
         for _ in range(BURST):
             if self._pending is None:
+                if not self._source_ready(now):
+                    return
                 try:
                     self._pending = next(self._samples)
                 except StopIteration:
@@ -86,6 +95,29 @@ class Pump:
         if self._pending is not None:
             delay = max(0.0, self._start + self._pending.time - now - LEAD)
         self._call = self._clock.callLater(delay, self._run)
+
+    def _source_ready(self, now: float) -> bool:
+        """Whether the next sample can be read without waiting (a download may
+        lag); if not, look again soon, and give up after ``STALL_LIMIT``."""
+        if self._ready is None:
+            return True
+        try:
+            ready = self._ready()
+        except MediaError as error:
+            self._finish(error.info)
+            return False
+        if ready:
+            if self._waiting_since is not None and self._start is not None:
+                self._start += now - self._waiting_since  # resume where we paused
+            self._waiting_since = None
+            return True
+        if self._waiting_since is None:
+            self._waiting_since = now
+        elif now - self._waiting_since > STALL_LIMIT:
+            self._finish("Source stalled")
+            return False
+        self._call = self._clock.callLater(RETRY, self._run)
+        return False
 
     def _finish(self, reason: str | None) -> None:
         self.stop()

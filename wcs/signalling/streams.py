@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,34 +40,43 @@ def report(session: Session, request: StreamRequest, status: str,
 class Playback:
     """One ``playStream`` over WebRTC, from the offer to its terminal status."""
 
-    def __init__(self, session: Session, request: StreamRequest, stream: VodStream,
-                 clock: IReactorTime, on_done: Callable[[Playback], None]) -> None:
+    def __init__(self, session: Session, request: StreamRequest, clock: IReactorTime,
+                 on_done: Callable[[Playback], None]) -> None:
         self.session = session
         self.request = request
-        self.stream = stream
         self.clock = clock
         self._on_done = on_done
-        self.viewer = WebRTCViewer(stream.info, f"{request.name} [{request.media_session_id[:8]}]",
-                                   self._viewer_state)
+        self.stream: VodStream | None = None
+        self.viewer: WebRTCViewer | None = None
         self.done = False
         self._timer: IDelayedCall | None = None
 
-    def start(self) -> None:
+    def opened(self, stream: VodStream) -> None:
+        """The stream exists (at once for files, later for S3): negotiate."""
+        self.stream = stream
+        if self.done:  # stopped while the source was opening
+            stream.unsubscribe(None)
+            return
+        self.viewer = WebRTCViewer(
+            stream.info, f"{self.request.name} [{self.request.media_session_id[:8]}]",
+            self._viewer_state)
+        report(self.session, self.request, "PENDING")
         self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
                                            "Failed by ICE timeout")
         d = aio.deferred(self.viewer.answer(self.request.sdp))
-        d.addCallbacks(self._answered, self._not_answered)
+        d.addCallbacks(self._answered, self.refused)
 
     def _answered(self, sdp: str) -> None:
         if not self.done:
             self.session.send(messages.set_remote_sdp(self.request.media_session_id, sdp))
 
-    def _not_answered(self, failure: Failure) -> None:
+    def refused(self, failure: Failure) -> None:
+        """The source could not be opened, or the offer not answered."""
         if isinstance(failure.value, MediaError):
             info = failure.value.info
         else:
-            log.failure("{name}: negotiation failed", failure, name=self.request.name)
-            info = "Failed to negotiate WebRTC"
+            log.failure("{name}: play failed", failure, name=self.request.name)
+            info = "Internal error"
         self.end("FAILED", info)
 
     def _viewer_state(self, state: str, info: str | None) -> None:
@@ -76,6 +86,7 @@ class Playback:
             if self._timer is not None and self._timer.active():
                 self._timer.cancel()
             report(self.session, self.request, "PLAYING")
+            assert self.stream is not None and self.viewer is not None
             self.stream.subscribe(self.viewer)
         else:
             self.end("STOPPED" if state == "stopped" else "FAILED", info)
@@ -87,9 +98,11 @@ class Playback:
         self.done = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self.stream.unsubscribe(self.viewer)
-        aio.deferred(self.viewer.close()).addErrback(
-            lambda f: log.failure("closing a peer failed", f))
+        if self.stream is not None:
+            self.stream.unsubscribe(self.viewer)
+        if self.viewer is not None:
+            aio.deferred(self.viewer.close()).addErrback(
+                lambda f: log.failure("closing a peer failed", f))
         if status is not None:
             report(self.session, self.request, status, info)
         self._on_done(self)
@@ -112,15 +125,10 @@ class SessionStreams:
             report(session, request, "FAILED",
                    f"Media provider {request.media_provider} is not supported")
             return
-        try:
-            stream = self.registry.open(request.name)
-        except MediaError as error:
-            report(session, request, "FAILED", error.info)
-            return
-        playback = Playback(session, request, stream, self.clock, self._forget)
+        playback = Playback(session, request, self.clock, self._forget)
         playing[request.media_session_id] = playback
-        report(session, request, "PENDING")
-        playback.start()
+        maybeDeferred(self.registry.open, request.name).addCallbacks(
+            playback.opened, playback.refused)
 
     def publish(self, session: Session, request: StreamRequest) -> None:
         report(session, request, "FAILED", "Publishing is not supported yet")

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wcs.config import Settings
-from wcs.media import local
+from wcs.media import local, s3
 from wcs.media.errors import MediaError
 from wcs.media.fanout import Broadcast
 from wcs.media.mp4 import Mp4File
 from wcs.media.pump import Pump
+from wcs.media.ranged import RangedFile
 from wcs.media.sample import MediaInfo, Subscriber
 from wcs.streams import uri as uris
 
@@ -40,7 +42,9 @@ class VodStream:
 
     def __init__(self, uri: uris.StreamUri, name: str, media: Mp4File, clock: IReactorTime,
                  on_gone: Callable[[VodStream], None], *, live: bool = False,
-                 loop: bool = False, timeout: float = 0.0, persistent: bool = False) -> None:
+                 loop: bool = False, timeout: float = 0.0, persistent: bool = False,
+                 ready: Callable[[], bool] | None = None,
+                 closers: tuple[Callable[[], None], ...] = ()) -> None:
         self.id = str(uuid.uuid4())
         self.uri = uri
         self.name = name
@@ -56,7 +60,8 @@ class VodStream:
         label = f"{uri} [{self.id[:8]}]"
         self.broadcast = Broadcast(label, cache_gop=live)
         self.pump = Pump(media.samples(loop=loop), clock, label, self.broadcast.send,
-                         self._ended)
+                         self._ended, ready)
+        self._closers = closers
         self._timer: IDelayedCall | None = None
         self.closed = False
         if live:
@@ -77,8 +82,10 @@ class VodStream:
         self.broadcast.add(subscriber)
         self.pump.start()
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.broadcast.remove(subscriber)
+    def unsubscribe(self, subscriber: Subscriber | None) -> None:
+        """``subscriber`` leaves (``None``: a viewer that never joined gave up)."""
+        if subscriber is not None:
+            self.broadcast.remove(subscriber)
         if self.broadcast or self.closed:
             return
         if not self.live:
@@ -113,6 +120,8 @@ class VodStream:
             self._timer.cancel()
         self.pump.stop()
         self.media.close()
+        for closer in self._closers:
+            closer()
         self._on_gone(self)
 
 
@@ -124,15 +133,19 @@ class StreamRegistry:
         self.clock = clock
         self.streams: dict[str, VodStream] = {}
         self.live: dict[str, VodStream] = {}
+        self._opening: dict[str, list[Deferred[VodStream]]] = {}
+        self.s3 = s3.S3Client(settings.aws_s3_credentials, settings.aws_s3_endpoint)
 
-    def open(self, name: str) -> VodStream:
-        """The stream a viewer of ``name`` should subscribe to.
-
-        Raises :class:`MediaError` with the info the viewer should see.
-        """
+    def open(self, name: str) -> VodStream | Deferred[VodStream]:
+        """The stream a viewer of ``name`` should subscribe to (a Deferred while
+        a remote source opens). Fails with :class:`MediaError` and its info."""
         existing = self.live.get(name)
         if existing is not None and not existing.closed:
             return existing
+        if name in self._opening:  # another viewer is opening the same broadcast
+            waiting: Deferred[VodStream] = Deferred()
+            self._opening[name].append(waiting)
+            return waiting
         parsed = uris.parse(name)
         if parsed.scheme == uris.PERSONAL:
             return self._create(parsed, name, live=False)
@@ -140,7 +153,8 @@ class StreamRegistry:
             return self._create(parsed, name, live=True, loop=self.settings.vod_live_loop)
         raise MediaError(STREAM_NOT_FOUND)
 
-    def startup(self, uri: str, name: str, loop: bool | None = None) -> VodStream:
+    def startup(self, uri: str, name: str,
+                loop: bool | None = None) -> VodStream | Deferred[VodStream]:
         """Start a live broadcast of ``uri`` under ``name``, with or without viewers.
 
         Raises :class:`NameTaken`, or :class:`MediaError` for the uri.
@@ -148,7 +162,7 @@ class StreamRegistry:
         parsed = uris.parse(uri)
         if parsed.scheme != uris.LIVE:
             raise MediaError("only vod-live:// streams can be started")
-        if name in self.live:
+        if name in self.live or name in self._opening:
             raise NameTaken(name)
         return self._create(parsed, name, live=True, persistent=True,
                             loop=self.settings.vod_live_loop if loop is None else loop)
@@ -162,22 +176,43 @@ class StreamRegistry:
                 and (stream_id is None or stream.id == stream_id)]
 
     def _create(self, parsed: uris.StreamUri, name: str, *, live: bool, loop: bool = False,
-                persistent: bool = False) -> VodStream:
-        path = self._local_path(parsed.path)
-        stream = VodStream(parsed, name, Mp4File(path, str(parsed)), self.clock, self._gone,
-                           live=live, loop=loop, persistent=persistent,
-                           timeout=self.settings.vod_stream_timeout / 1000.0)
-        self.streams[stream.id] = stream
+                persistent: bool = False) -> VodStream | Deferred[VodStream]:
+        options = {"live": live, "loop": loop, "persistent": persistent}
+        if not parsed.path.startswith("s3/"):
+            media = Mp4File(local.resolve(self.settings.media_dir, parsed.path), str(parsed))
+            return self._start(parsed, name, media, **options)
+        location = s3.parse(parsed.path)
+        opening = s3.open_object(self.s3, location, self.settings.state_dir / "s3-cache",
+                                 str(parsed), self.settings.vod_mp4_container_new)
         if live:
+            self._opening[name] = []
+
+        def opened(pair: tuple[Mp4File, RangedFile]) -> VodStream:
+            media, remote = pair
+            return self._start(parsed, name, media, ready=remote.ready,
+                               closers=(remote.close,), **options)
+
+        def settle(result: object) -> object:
+            for waiting in self._opening.pop(name, []) if live else []:
+                if isinstance(result, Failure):
+                    waiting.errback(result)
+                else:
+                    waiting.callback(result)
+            return result
+
+        return opening.addCallback(opened).addBoth(settle)
+
+    def _start(self, parsed: uris.StreamUri, name: str, media: Mp4File,
+               **options: object) -> VodStream:
+        stream = VodStream(parsed, name, media, self.clock, self._gone,
+                           timeout=self.settings.vod_stream_timeout / 1000.0,
+                           **options)  # type: ignore[arg-type]
+        self.streams[stream.id] = stream
+        if stream.live:
             self.live[name] = stream
         log.info("stream {id} created for {uri} as {name!r}{loop}", id=stream.id,
-                 uri=str(parsed), name=name, loop=" (looping)" if loop else "")
+                 uri=str(parsed), name=name, loop=" (looping)" if stream.loop else "")
         return stream
-
-    def _local_path(self, name: str) -> Path:
-        if name.startswith("s3/"):
-            raise MediaError("S3 sources are not supported yet")
-        return local.resolve(self.settings.media_dir, name)
 
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:
@@ -194,7 +229,10 @@ class StreamRegistry:
         try:
             parsed = uris.parse(name)
             if parsed.scheme in (uris.PERSONAL, uris.LIVE):
-                Mp4File(self._local_path(parsed.path), name).close()
+                if parsed.path.startswith("s3/"):
+                    s3.parse(parsed.path)
+                    return True, "Available (S3 objects are checked when played)"
+                Mp4File(local.resolve(self.settings.media_dir, parsed.path), name).close()
                 return True, "Available"
         except MediaError as error:
             return False, error.info

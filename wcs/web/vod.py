@@ -10,9 +10,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from wcs.media.errors import FILE_NOT_FOUND, MediaError
 from wcs.streams.registry import NameTaken, StreamRegistry, VodStream
@@ -92,12 +94,19 @@ def stream_name(body: dict[str, Any]) -> str:
     return name
 
 
+def _finish(request: Request, body: bytes) -> None:
+    """Complete an answer that waited (a remote source opening)."""
+    if not request.finished and not request._disconnected:
+        request.write(body)
+        request.finish()
+
+
 class Operation(resource.Resource):
     """One endpoint: checks access, reads the body, maps errors to JSON."""
 
     isLeaf = True
 
-    def __init__(self, handler: Callable[[Request], tuple[int, Any]], api_key: str,
+    def __init__(self, handler: Callable[[Request], Any], api_key: str,
                  get_allowed: bool = False) -> None:
         super().__init__()
         self.handler = handler
@@ -115,14 +124,23 @@ class Operation(resource.Resource):
                               else b"POST, OPTIONS")
             return error(request, 405, f"{request.method.decode('ascii', 'replace')} is not "
                                        "allowed here")
-        try:
-            status, body = self.handler(request)
-        except BadRequest as refused:
-            return error(request, refused.status, refused.message)
-        except Exception as failure:  # a bug: say so, keep serving
-            log.failure("REST {path} failed", path=request.path.decode("ascii", "replace"))
-            return error(request, 500, f"internal error: {type(failure).__name__}")
-        return write_json(request, status, body)
+        answer = maybeDeferred(self.handler, request)
+        answer.addCallbacks(lambda result: write_json(request, *result), self._failed,
+                            errbackArgs=(request,))
+        written: list[bytes] = []
+        answer.addCallback(written.append)
+        if written:
+            return written[0]
+        answer.addCallback(lambda _: _finish(request, written[0]))
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _failed(failure: Failure, request: Request) -> bytes:
+        if isinstance(failure.value, BadRequest):
+            return error(request, failure.value.status, failure.value.message)
+        log.failure("REST {path} failed", failure,
+                    path=request.path.decode("ascii", "replace"))
+        return error(request, 500, f"internal error: {type(failure.value).__name__}")
 
     def _authorised(self, request: Request) -> bool:
         if not self.api_key:
@@ -156,16 +174,22 @@ class VodApi(resource.Resource):
         assert uri is not None
         if not uri.startswith("vod-live://"):
             raise BadRequest(400, "startup only creates live VOD: 'uri' must be vod-live://...")
-        try:
-            stream = self.registry.startup(uri, name, loop)
-        except NameTaken:
-            raise BadRequest(409, f"a stream named {name!r} already exists") from None
-        except MediaError as refused:
-            status = 404 if refused.info == FILE_NOT_FOUND else 400
-            raise BadRequest(status, refused.info) from None
-        log.info("REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name,
-                 id=stream.id)
-        return 200, item(stream)
+
+        def started(stream: VodStream) -> tuple[int, Any]:
+            log.info("REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name,
+                     id=stream.id)
+            return 200, item(stream)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(NameTaken):
+                raise BadRequest(409, f"a stream named {name!r} already exists")
+            if failure.check(MediaError):
+                info = failure.value.info
+                raise BadRequest(404 if info == FILE_NOT_FOUND else 400, info)
+            failure.raiseException()
+
+        return maybeDeferred(self.registry.startup, uri, name, loop).addCallbacks(
+            started, refused)
 
     def find(self, request: Request) -> tuple[int, Any]:
         body = read_body(request)

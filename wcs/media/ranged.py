@@ -1,0 +1,209 @@
+"""A remote object as a seekable file, filled chunk by chunk while it is read.
+
+Chunks are fetched on demand and a bounded distance ahead of the reader,
+into a sparse local file (deleted on close), so a huge object is neither
+held in memory nor fetched faster than it is played. The reader never
+waits: ``ready()`` says whether the next bytes are here, and the pump asks
+before it reads (a read of missing bytes is an error, not a wait).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from twisted.internet.defer import (
+    Deferred,
+    fail,
+    gatherResults,
+    inlineCallbacks,
+    succeed,
+)
+from twisted.logger import Logger
+
+from wcs.media import boxes
+from wcs.media.errors import MediaError, wrong_format
+
+log = Logger()
+
+CHUNK = 1024 * 1024
+#: How far ahead of the reader the download runs.
+AHEAD = 8 * CHUNK
+#: Bytes that must be present past the read position before the reader may go on.
+MARGIN = CHUNK
+#: Most chunk requests under way at once.
+PARALLEL = 2
+#: Largest moov fetched when it sits after the media data.
+MAX_MOOV = 64 * CHUNK
+
+
+class NotYetDownloaded(OSError):
+    """The reader went past what has arrived; the pump should have waited."""
+
+
+class RangedFile(io.RawIOBase):
+    """Reads from the chunks that have arrived; fetches the rest as needed."""
+
+    def __init__(self, fetch: Callable[[int, int], Deferred], size: int, path: Path,
+                 label: str) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self.size = size
+        self.path = path
+        self.label = label
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._have: set[int] = set()
+        self._pending: dict[int, Deferred] = {}
+        self._waiters: dict[int, list[Deferred]] = {}
+        self._position = 0
+        self.error: str | None = None
+        self.downloaded = 0
+
+    # file protocol, for PyAV
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        count = min(len(buffer), max(0, self.size - self._position))
+        if count == 0:
+            return 0
+        if not self.has(self._position, count):
+            raise NotYetDownloaded(f"bytes {self._position}+{count} have not arrived")
+        data = os.pread(self._fd, count, self._position)
+        buffer[:len(data)] = data
+        self._position += len(data)
+        self.prefetch()
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            for pending in list(self._pending.values()):
+                pending.cancel()
+            self._waiters.clear()
+            os.close(self._fd)
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        super().close()
+
+    # chunks
+
+    def has(self, start: int, length: int) -> bool:
+        end = min(self.size, start + length)
+        return all(index in self._have for index in range(start // CHUNK, (end - 1) // CHUNK + 1))
+
+    def ready(self) -> bool:
+        """True when the reader can go on; raises the download's error if it failed."""
+        if self.error is not None:
+            raise MediaError(self.error)
+        self.prefetch()
+        return self.has(self._position, MARGIN)
+
+    def prefetch(self) -> None:
+        """Keep up to ``AHEAD`` bytes past the reader requested, ``PARALLEL`` at a time."""
+        if self.error is not None or self.closed:
+            return
+        last = min(self.size - 1, self._position + AHEAD) // CHUNK
+        for index in range(self._position // CHUNK, last + 1):
+            if len(self._pending) >= PARALLEL:
+                break
+            if index not in self._have and index not in self._pending:
+                self._request(index)
+
+    def ensure(self, start: int, length: int) -> Deferred:
+        """Fires once bytes ``start``..``start+length`` have arrived (or errbacks)."""
+        end = min(self.size, start + length)
+        waits = []
+        for index in range(start // CHUNK, (end - 1) // CHUNK + 1):
+            if index in self._have:
+                continue
+            if index not in self._pending:
+                self._request(index)
+            waiter: Deferred = Deferred()
+            self._waiters.setdefault(index, []).append(waiter)
+            waits.append(waiter)
+        if self.error is not None:
+            return fail(MediaError(self.error))
+        if not waits:
+            return succeed(None)
+        return gatherResults(waits, consumeErrors=True).addErrback(
+            lambda failure: failure.value.subFailure)
+
+    def store(self, index: int, data: bytes) -> None:
+        os.pwrite(self._fd, data, index * CHUNK)
+        self._have.add(index)
+        self.downloaded += len(data)
+        for waiter in self._waiters.pop(index, []):
+            waiter.callback(None)
+
+    def _request(self, index: int) -> None:
+        start = index * CHUNK
+        end = min(self.size, start + CHUNK) - 1
+        fetching = self._fetch(start, end)
+        self._pending[index] = fetching
+
+        def arrived(data: bytes) -> None:
+            self._pending.pop(index, None)
+            if self.closed:
+                return
+            if len(data) != end - start + 1:
+                raise MediaError("S3 download was cut short")
+            self.store(index, data)
+
+        def failed(failure):  # type: ignore[no-untyped-def]
+            self._pending.pop(index, None)
+            if self.closed:
+                return None
+            if self.error is None:
+                self.error = getattr(failure.value, "info", None) or "Download failed"
+                log.warn("{label}: download failed at byte {start}: {error}",
+                         label=self.label, start=start, error=self.error)
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    waiter.errback(MediaError(self.error))
+            self._waiters.clear()
+            return None
+
+        fetching.addCallback(arrived).addErrback(failed)
+
+
+@inlineCallbacks
+def prepare(file: RangedFile):  # type: ignore[no-untyped-def]
+    """Walk the box headers, fetch ``moov`` wherever it is and the start of the
+    media, so that the MP4 reader can open the file; returns the boxes."""
+    found: list[boxes.Box] = []
+    offset = 0
+    while offset < file.size:
+        if len(found) >= boxes.MAX_BOXES:
+            raise wrong_format("too many top-level boxes")
+        yield file.ensure(offset, 16)
+        header = os.pread(file._fd, min(16, file.size - offset), offset)
+        box = boxes.parse_header(header, offset, file.size, not found)
+        found.append(box)
+        offset += box.size
+    boxes.check_boxes(found)
+    kinds = [box.kind for box in found]
+    moov = found[kinds.index("moov")]
+    if moov.size > MAX_MOOV:
+        raise wrong_format(f"moov box of {moov.size} bytes is too large")
+    if "mdat" in kinds and kinds.index("mdat") < kinds.index("moov"):
+        log.info("{label}: moov is after the media data; fetching it first", label=file.label)
+    for box in found:
+        wanted = box.size if box.kind != "mdat" else min(box.size, 2 * CHUNK)
+        yield file.ensure(box.offset, wanted)
+    return found
