@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -148,3 +149,35 @@ def media(tmp_path_factory) -> Path:
     make_mp4(folder / "sub" / "nested.mp4", seconds=4)
     (folder / "not-an-mp4.mp4").write_text("hello, I am text\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def s3(media: Path, tmp_path_factory) -> Iterator[object]:
+    """moto's S3 server on loopback with the test files (and a few of its own)."""
+    from tests.s3 import S3Server
+    from tools.makemedia import make_mp4
+
+    require_loopback_only()
+    extra = tmp_path_factory.mktemp("s3-media")
+    make_mp4(extra / "moov-at-end.mp4", seconds=6, faststart=False)
+    part = make_mp4(extra / "part.mp4", seconds=40, bitrate="2000k")
+    (extra / "parts.txt").write_text(f"file '{part}'\n" * 6)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(extra / "parts.txt"), "-c", "copy", "-movflags", "+faststart",
+                    str(extra / "large.mp4")], check=True)  # 4 minutes, about 60 MB
+    server = S3Server()
+    server.upload({"main.mp4": media / "main.mp4", "live.mp4": media / "live.mp4",
+                   "folder/high.mp4": media / "high.mp4",
+                   "moov-at-end.mp4": extra / "moov-at-end.mp4",
+                   "large.mp4": extra / "large.mp4",
+                   "not-an-mp4.mp4": media / "not-an-mp4.mp4"})
+    server.sizes = {"large.mp4": (extra / "large.mp4").stat().st_size}
+    yield server
+    server.stop()
+
+
+def s3_settings(endpoint: str, access_key: str | None = None) -> dict[str, str]:
+    from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    return {"aws_s3_endpoint": endpoint,
+            "aws_s3_credentials": f"{REGION};{access_key or ACCESS_KEY};{SECRET_KEY}"}

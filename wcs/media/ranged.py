@@ -24,7 +24,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 
 from wcs.media import boxes
-from wcs.media.errors import MediaError, wrong_format
+from wcs.media.errors import FILE_NOT_FOUND, MediaError, wrong_format
 
 log = Logger()
 
@@ -35,6 +35,10 @@ AHEAD = 8 * CHUNK
 MARGIN = CHUNK
 #: Most chunk requests under way at once.
 PARALLEL = 2
+#: Tries per chunk before the download is given up.
+TRIES = 3
+#: Wait before trying a chunk again (s).
+RETRY_DELAY = 0.5
 #: Largest moov fetched when it sits after the media data.
 MAX_MOOV = 64 * CHUNK
 
@@ -57,8 +61,9 @@ class RangedFile(io.RawIOBase):
         self._have: set[int] = set()
         self._pending: dict[int, Deferred] = {}
         self._waiters: dict[int, list[Deferred]] = {}
+        self._failures: dict[int, int] = {}
+        self._lost: dict[int, str] = {}  # chunks given up, and why
         self._position = 0
-        self.error: str | None = None
         self.downloaded = 0
 
     # file protocol, for PyAV
@@ -91,6 +96,8 @@ class RangedFile(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            log.info("{label}: closed after downloading {got} of {size} bytes",
+                     label=self.label, got=self.downloaded, size=self.size)
             for pending in list(self._pending.values()):
                 pending.cancel()
             self._waiters.clear()
@@ -108,21 +115,25 @@ class RangedFile(io.RawIOBase):
         return all(index in self._have for index in range(start // CHUNK, (end - 1) // CHUNK + 1))
 
     def ready(self) -> bool:
-        """True when the reader can go on; raises the download's error if it failed."""
-        if self.error is not None:
-            raise MediaError(self.error)
+        """True when the reader can go on; raises once it needs a chunk that
+        could not be downloaded (so everything before it still plays)."""
+        end = min(self.size, self._position + MARGIN)
+        for index in range(self._position // CHUNK, max(self._position, end - 1) // CHUNK + 1):
+            if index in self._lost:
+                raise MediaError(self._lost[index])
         self.prefetch()
         return self.has(self._position, MARGIN)
 
     def prefetch(self) -> None:
         """Keep up to ``AHEAD`` bytes past the reader requested, ``PARALLEL`` at a time."""
-        if self.error is not None or self.closed:
+        if self.closed:
             return
         last = min(self.size - 1, self._position + AHEAD) // CHUNK
         for index in range(self._position // CHUNK, last + 1):
             if len(self._pending) >= PARALLEL:
                 break
-            if index not in self._have and index not in self._pending:
+            if index not in self._have and index not in self._pending \
+                    and index not in self._lost:
                 self._request(index)
 
     def ensure(self, start: int, length: int) -> Deferred:
@@ -137,8 +148,10 @@ class RangedFile(io.RawIOBase):
             waiter: Deferred = Deferred()
             self._waiters.setdefault(index, []).append(waiter)
             waits.append(waiter)
-        if self.error is not None:
-            return fail(MediaError(self.error))
+        lost = [self._lost[i] for i in range(start // CHUNK, (end - 1) // CHUNK + 1)
+                if i in self._lost]
+        if lost:
+            return fail(MediaError(lost[0]))
         if not waits:
             return succeed(None)
         return gatherResults(waits, consumeErrors=True).addErrback(
@@ -150,6 +163,10 @@ class RangedFile(io.RawIOBase):
         self.downloaded += len(data)
         for waiter in self._waiters.pop(index, []):
             waiter.callback(None)
+
+    def _retry(self, index: int) -> None:
+        if not self.closed and index not in self._have and index not in self._pending:
+            self._request(index)
 
     def _request(self, index: int) -> None:
         start = index * CHUNK
@@ -169,14 +186,20 @@ class RangedFile(io.RawIOBase):
             self._pending.pop(index, None)
             if self.closed:
                 return None
-            if self.error is None:
-                self.error = getattr(failure.value, "info", None) or "Download failed"
-                log.warn("{label}: download failed at byte {start}: {error}",
-                         label=self.label, start=start, error=self.error)
-            for waiters in self._waiters.values():
-                for waiter in waiters:
-                    waiter.errback(MediaError(self.error))
-            self._waiters.clear()
+            info = getattr(failure.value, "info", None) or "S3 download failed"
+            tries = self._failures[index] = self._failures.get(index, 0) + 1
+            if tries < TRIES and info not in (FILE_NOT_FOUND,):
+                from twisted.internet import reactor
+
+                log.info("{label}: bytes from {start} failed ({info}); trying again",
+                         label=self.label, start=start, info=info)
+                reactor.callLater(RETRY_DELAY, self._retry, index)
+                return None
+            self._lost[index] = info
+            log.warn("{label}: gave up on bytes from {start}: {info}", label=self.label,
+                     start=start, info=info)
+            for waiter in self._waiters.pop(index, []):
+                waiter.errback(MediaError(info))
             return None
 
         fetching.addCallback(arrived).addErrback(failed)

@@ -51,8 +51,12 @@ def parse(path: str) -> S3Location:
     _, bucket, key = (path.split("/", 2) + ["", ""])[:3]
     if not BUCKET.match(bucket):
         raise invalid_name(f"{bucket!r} is not an S3 bucket name")
-    if not key or ".." in key.split("/") or any(ord(c) < 32 for c in key):
-        raise invalid_name("the S3 key is empty or not allowed")
+    if not key:
+        raise invalid_name("the S3 key is empty")
+    if ".." in key.split("/"):
+        raise invalid_name("'..' is not allowed")
+    if any(ord(c) < 32 for c in key):
+        raise invalid_name("control characters are not allowed")
     return S3Location(bucket, key)
 
 
