@@ -127,3 +127,12 @@ def test_sdk_player_plays_from_s3(start_server, page, media, s3):
     open_player(page, server, "vod://s3/media/main.mp4")
     wait_status(page, "PLAYING")
     assert wait_video(page)["width"] == 640
+
+
+def test_container_new_false_downloads_everything_first(start_server, media, s3):
+    server = start_server(media_dir=str(media), vod_mp4_container_new="false",
+                          **s3_settings(s3.url))
+    got = run(play(server.ws_url, "vod://s3/media/main.mp4", stop_after=1))
+    assert got.statuses[-2:] == ["PLAYING", "STOPPED"]
+    size = (media / "main.mp4").stat().st_size
+    assert f"{size} bytes in S3; playing after {size} bytes" in server.log()
