@@ -93,3 +93,13 @@ def to_annexb(data: bytes, config: AvcConfig) -> tuple[bytes, bool]:
     is_idr = NAL_IDR in types
     prefix = config.parameter_sets if is_idr and NAL_SPS not in types else b""
     return prefix + b"".join(START_CODE + nal for nal in units), is_idr
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B access unit (3- or 4-byte start codes)."""
+    units = []
+    for part in data.split(b"\x00\x00\x01"):
+        part = part.rstrip(b"\x00") if part else part
+        if part:
+            units.append(part)
+    return units

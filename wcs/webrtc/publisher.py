@@ -1,0 +1,173 @@
+"""One browser publishing over WebRTC: its encoded frames, as received.
+
+aiortc decodes everything it receives; a publisher's frames are wanted as
+they are (H.264 to record without re-encoding, Opus to forward), so the
+receivers of publishing peers get a decoder that hands the depayloaded
+frame through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import aiortc.rtcrtpreceiver
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+from twisted.logger import Logger
+
+from wcs.media import h264
+from wcs.media.errors import MediaError
+from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
+from wcs.webrtc import codecs
+
+log = Logger()
+
+
+class Encoded:
+    """A received frame, still encoded: what the pass-through decoder returns."""
+
+    def __init__(self, data: bytes, timestamp: int) -> None:
+        self.data = data
+        self.timestamp = timestamp
+
+
+_stock_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
+#: Decoder queues of publishers' receivers: their frames are passed through.
+_passthrough_queues: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _decoder_worker(loop: asyncio.AbstractEventLoop, input_q: Any, output_q: Any,
+                    decode_error: Any) -> None:
+    """aiortc's decoder thread body; for publishers, hands frames on as received."""
+    if input_q not in _passthrough_queues:
+        _stock_decoder_worker(loop, input_q, output_q, decode_error)
+        return
+    while True:
+        task = input_q.get()
+        if task is None:
+            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+            return
+        _codec, encoded_frame = task
+        frame = Encoded(encoded_frame.data, encoded_frame.timestamp)
+        asyncio.run_coroutine_threadsafe(output_q.put(frame), loop)
+
+
+aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
+
+
+def pass_through(receiver: RTCRtpReceiver) -> None:
+    """Make ``receiver`` deliver encoded frames (call before media flows)."""
+    _passthrough_queues.add(receiver._RTCRtpReceiver__decoder_queue)  # type: ignore[attr-defined]
+
+
+class WebRTCPublisher:
+    """Receives one published stream and turns its frames into samples.
+
+    ``on_sample`` gets every frame (Annex B H.264 on a 90 kHz clock, Opus on
+    48 kHz, times from the first frame); ``on_state`` gets "connected", then
+    "failed" with an info.
+    """
+
+    def __init__(self, label: str, on_sample: Callable[[Sample], None],
+                 on_state: Callable[[str, str | None], None]) -> None:
+        self.label = label
+        self._on_sample = on_sample
+        self._on_state = on_state
+        self.pc: RTCPeerConnection | None = None
+        self.info: MediaInfo | None = None
+        self.connected = False
+        self._origins: dict[str, int] = {}
+        self._last: dict[str, int] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._video_receiver: RTCRtpReceiver | None = None
+        self._done = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        try:
+            offer = SessionDescription.parse(offer_sdp)
+        except Exception:
+            raise MediaError("Invalid SDP offer") from None
+        offered = {m.kind: m for m in offer.media if m.kind in ("audio", "video") and m.port}
+        if not offered:
+            raise MediaError("The offer has no audio or video to publish")
+        codecs.register_profiles()
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.on("connectionstatechange", self._state_changed)
+        pc.on("track", self._track)
+        video_profile = None
+        if "video" in offered:
+            ids = [str(c.parameters.get("profile-level-id", "42e01f"))
+                   for c in offered["video"].rtp.codecs if c.mimeType.lower() == "video/h264"
+                   and str(c.parameters.get("packetization-mode", "0")) == "1"]
+            if not ids:
+                raise MediaError("Publishing needs H.264 video; the offer has none")
+            video_profile = "42e01f" if "42e01f" in ids else ids[0]
+            transceiver = pc.addTransceiver("video", direction="recvonly")
+            transceiver.setCodecPreferences(codecs.h264_preferences(video_profile, ids))
+            pass_through(transceiver.receiver)
+            self._video_receiver = transceiver.receiver
+        if "audio" in offered:
+            transceiver = pc.addTransceiver("audio", direction="recvonly")
+            transceiver.setCodecPreferences(codecs.opus_preferences())
+            pass_through(transceiver.receiver)
+        self.info = MediaInfo(
+            duration=0.0,
+            video=VideoInfo(0, 0, 0.0, video_profile, b"") if video_profile else None,
+            audio=AudioInfo("opus", OPUS_CLOCK, 2) if "audio" in offered else None)
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    def _track(self, track: Any) -> None:
+        self._tasks.append(asyncio.ensure_future(self._read(track)))
+
+    async def _read(self, track: Any) -> None:
+        kind = track.kind
+        clock = VIDEO_CLOCK if kind == "video" else OPUS_CLOCK
+        try:
+            while True:
+                self._emit(kind, clock, await track.recv())
+        except MediaStreamError:
+            pass
+
+    def _emit(self, kind: str, clock: int, frame: Encoded) -> None:
+        origin = self._origins.setdefault(kind, frame.timestamp)
+        pts = (frame.timestamp - origin) % 2**32
+        last = self._last.get(kind)
+        if last is not None and pts < last - 2**31:  # wrapped past 2^32
+            pts += ((last // 2**32) + 1) * 2**32
+        self._last[kind] = pts
+        keyframe = True
+        if kind == "video":
+            types = {nal[0] & 0x1F for nal in h264.split_annexb(frame.data) if nal}
+            keyframe = h264.NAL_IDR in types
+        self._on_sample(Sample(kind, frame.data, pts, clock, pts / clock, keyframe))
+
+    def request_keyframe(self) -> None:
+        """Ask the browser for an IDR (a viewer joined with no GOP to give it)."""
+        receiver = self._video_receiver
+        ssrcs = getattr(receiver, "_RTCRtpReceiver__remote_ssrc", None) if receiver else None
+        if receiver is not None and ssrcs is not None:
+            asyncio.ensure_future(receiver._send_rtcp_pli(ssrcs))
+
+    async def _state_changed(self) -> None:
+        assert self.pc is not None
+        state = self.pc.connectionState
+        if state == "connected" and not self.connected:
+            self.connected = True
+            self._on_state("connected", None)
+        elif state == "failed" and not self._done:
+            self._done = True
+            self._on_state("failed", "Failed by ICE timeout" if not self.connected
+                           else "Failed by peer connection")
+
+    async def close(self) -> None:
+        self._done = True
+        if self.pc is not None:
+            await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
