@@ -64,6 +64,7 @@ class Settings:
     ws_max_message_size: int = 256 * 1024
     websdk_dir: Path | None = None
     rest_api_key: str = field(default="", repr=False)
+    record_template: str = "{streamName}-{startTime}"
 
 
 # --- value converters: each takes the raw text and returns the typed value or
@@ -144,6 +145,16 @@ def _token(text: str) -> str:
     return text
 
 
+def _template(text: str) -> str:
+    try:
+        text.format(streamName="s", startTime="t", mediaSessionId="m")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("may use only {streamName}, {startTime} and {mediaSessionId}") from None
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
 def _secret(value: Any) -> str:
     """How a value is shown in an error: credentials never reach the logs."""
     return "<hidden>"
@@ -171,6 +182,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "ws_max_message_size": ("ws_max_message_size", _positive, repr),
     "websdk_dir": ("websdk_dir", _optional_path, repr),
     "rest_api_key": ("rest_api_key", _token, _secret),
+    "stream_record_policy_template": ("record_template", _template, repr),
 }
 
 

@@ -115,7 +115,7 @@ def _compose(settings: Settings) -> service.MultiService:
     top = service.MultiService()
     ice.announce(settings.announced_ips)
     registry = StreamRegistry(settings, reactor)
-    signalling = SignallingFactory(settings, SessionStreams(registry, reactor))
+    signalling = SignallingFactory(settings, SessionStreams(registry, settings, reactor))
     root, rest = build_root(settings)
     rest.putChild(b"vod", VodApi(registry, settings.rest_api_key))
     site = build_site(root)

@@ -47,6 +47,10 @@ class Broadcast:
             pts = last - (count - 1 - index) * BURST_STEP
             self._deliver(subscriber, replace(cached, pts=pts))
 
+    def has_gop(self) -> bool:
+        """Whether a newcomer can start at once (a keyframe is cached)."""
+        return bool(self._gop)
+
     def remove(self, subscriber: Subscriber) -> None:
         if subscriber in self.subscribers:
             self.subscribers.remove(subscriber)

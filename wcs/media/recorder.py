@@ -143,8 +143,7 @@ class Recorder:
                 self._encode(chunk)
         self.samples["audio"] += 1
 
-    def _encode(self, frame: av.AudioFrame | None, container: av.container.OutputContainer | None
-                = None) -> None:
+    def _encode(self, frame: av.AudioFrame | None, container: object | None = None) -> None:
         assert self._aac is not None and self.audio_stream is not None
         container = container or self.container
         if frame is not None:

@@ -81,6 +81,14 @@ class Session:
                         name=message.name)
             self.send(messages.fail(f"{message.name}: internal error"))
 
+    def report_stream(self, request: StreamRequest, status: str, info: str | None = None,
+                      **extra: object) -> None:
+        """Send one stream status to the page, and log it (one line per change)."""
+        log.info("session {session} stream {stream} ({name}): {status}{info}",
+                 session=self.id, stream=request.media_session_id, name=request.name,
+                 status=status, info=f" ({info})" if info else "")
+        self.send(messages.stream_status(request, status, info, **extra))
+
     def oversized(self, size: int, limit: int) -> None:
         """A frame larger than the limit was discarded unread."""
         self._refuse(None, MessageError(

@@ -15,9 +15,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wcs import aio
+from wcs.config import Settings
 from wcs.media.errors import MediaError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
+from wcs.signalling.publishing import Publication
 from wcs.signalling.session import Session
 from wcs.streams.registry import StreamRegistry, VodStream
 from wcs.webrtc.viewer import WebRTCViewer
@@ -26,15 +28,6 @@ log = Logger()
 
 #: A peer that has not connected by then is given up (WCS: "Failed by ICE timeout").
 ICE_TIMEOUT = 20.0
-
-
-def report(session: Session, request: StreamRequest, status: str,
-           info: str | None = None, **extra: object) -> None:
-    """Send one stream status to the page and log it."""
-    log.info("session {session} stream {stream} ({name}): {status}{info}",
-             session=session.id, stream=request.media_session_id, name=request.name,
-             status=status, info=f" ({info})" if info else "")
-    session.send(messages.stream_status(request, status, info, **extra))
 
 
 class Playback:
@@ -60,7 +53,7 @@ class Playback:
         self.viewer = WebRTCViewer(
             stream.info, f"{self.request.name} [{self.request.media_session_id[:8]}]",
             self._viewer_state)
-        report(self.session, self.request, "PENDING")
+        self.session.report_stream(self.request, "PENDING")
         self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
                                            "Failed by ICE timeout")
         d = aio.deferred(self.viewer.answer(self.request.sdp))
@@ -85,7 +78,7 @@ class Playback:
         if state == "connected":
             if self._timer is not None and self._timer.active():
                 self._timer.cancel()
-            report(self.session, self.request, "PLAYING")
+            self.session.report_stream(self.request, "PLAYING")
             assert self.stream is not None and self.viewer is not None
             self.stream.subscribe(self.viewer)
         else:
@@ -104,42 +97,62 @@ class Playback:
             aio.deferred(self.viewer.close()).addErrback(
                 lambda f: log.failure("closing a peer failed", f))
         if status is not None:
-            report(self.session, self.request, status, info)
+            self.session.report_stream(self.request, status, info)
         self._on_done(self)
 
 
 class SessionStreams:
     """The stream handler shared by every session."""
 
-    def __init__(self, registry: StreamRegistry, clock: IReactorTime) -> None:
+    def __init__(self, registry: StreamRegistry, settings: Settings,
+                 clock: IReactorTime) -> None:
         self.registry = registry
+        self.settings = settings
         self.clock = clock
-        self._playbacks: dict[str, dict[str, Playback]] = {}
+        self._playbacks: dict[str, dict[str, Playback | Publication]] = {}
+
+    def _admit(self, session: Session,
+               request: StreamRequest) -> dict[str, Playback | Publication] | None:
+        """The session's active streams, if this request may join them."""
+        active = self._playbacks.setdefault(session.id, {})
+        if request.media_session_id in active:
+            session.report_stream(request, "FAILED",
+                                  "Stream with this mediaSessionId already exists")
+            return None
+        if request.media_provider != "WebRTC":
+            session.report_stream(request, "FAILED",
+                                  f"Media provider {request.media_provider} is not supported")
+            return None
+        return active
 
     def play(self, session: Session, request: StreamRequest) -> None:
-        playing = self._playbacks.setdefault(session.id, {})
-        if request.media_session_id in playing:
-            report(session, request, "FAILED", "Stream with this mediaSessionId already exists")
-            return
-        if request.media_provider != "WebRTC":
-            report(session, request, "FAILED",
-                   f"Media provider {request.media_provider} is not supported")
+        active = self._admit(session, request)
+        if active is None:
             return
         playback = Playback(session, request, self.clock, self._forget)
-        playing[request.media_session_id] = playback
+        active[request.media_session_id] = playback
         maybeDeferred(self.registry.open, request.name).addCallbacks(
             playback.opened, playback.refused)
 
     def publish(self, session: Session, request: StreamRequest) -> None:
-        report(session, request, "FAILED", "Publishing is not supported yet")
+        active = self._admit(session, request)
+        if active is None:
+            return
+        publication = Publication(session, request, self.registry, self.settings, self.clock,
+                                  self._forget)
+        active[request.media_session_id] = publication
+        publication.start()
 
     def stop(self, session: Session, request: StreamRequest) -> None:
-        playback = self._playbacks.get(session.id, {}).get(request.media_session_id)
-        if playback is not None:
-            playback.end("STOPPED", "Stopped by user")
+        active = self._playbacks.get(session.id, {}).get(request.media_session_id)
+        if isinstance(active, Publication):
+            active.end("UNPUBLISHED", None)
+            return
+        if active is not None:
+            active.end("STOPPED", "Stopped by user")
             return
         status = "UNPUBLISHED" if request.published else "STOPPED"
-        report(session, request, status, "Stopped by user")
+        session.report_stream(request, status, "Stopped by user")
 
     def available(self, name: str) -> tuple[bool, str]:
         return self.registry.available(name)
@@ -148,7 +161,7 @@ class SessionStreams:
         for playback in list(self._playbacks.pop(session.id, {}).values()):
             playback.end(None, None)
 
-    def _forget(self, playback: Playback) -> None:
+    def _forget(self, playback: Playback | Publication) -> None:
         playing = self._playbacks.get(playback.session.id)
         if playing is not None:
             playing.pop(playback.request.media_session_id, None)

@@ -24,7 +24,7 @@ from wcs.media.fanout import Broadcast
 from wcs.media.mp4 import Mp4File
 from wcs.media.pump import Pump
 from wcs.media.ranged import RangedFile
-from wcs.media.sample import MediaInfo, Subscriber
+from wcs.media.sample import MediaInfo, Sample, Subscriber
 from wcs.streams import uri as uris
 
 log = Logger()
@@ -125,6 +125,52 @@ class VodStream:
         self._on_gone(self)
 
 
+class PublishedStream:
+    """A stream a browser publishes: fanned out live to whoever plays its name."""
+
+    live = True
+    loop = False
+
+    def __init__(self, name: str, info: MediaInfo, request_keyframe: Callable[[], None],
+                 on_gone: Callable[[PublishedStream], None]) -> None:
+        self.id = str(uuid.uuid4())
+        self.name = name
+        self.uri = uris.StreamUri("", name)
+        self.info = info
+        self.status = "PUBLISHING"
+        self.broadcast = Broadcast(f"published {name!r}", cache_gop=True)
+        self._request_keyframe = request_keyframe
+        self._on_gone = on_gone
+        self.closed = False
+
+    @property
+    def viewers(self) -> int:
+        return len(self.broadcast)
+
+    def send(self, sample: Sample) -> None:
+        self.broadcast.send(sample)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        if self.closed:
+            subscriber.finished(STREAM_NOT_FOUND, True)
+            return
+        self.broadcast.add(subscriber)
+        if not self.broadcast.has_gop():
+            self._request_keyframe()  # browsers send IDRs only when asked
+
+    def unsubscribe(self, subscriber: Subscriber | None) -> None:
+        if subscriber is not None:
+            self.broadcast.remove(subscriber)
+
+    def terminate(self, info: str) -> None:
+        """The publisher stopped (or was stopped): every viewer gets STOPPED."""
+        if self.closed:
+            return
+        self.closed = True
+        self.broadcast.finish(info, failed=False)
+        self._on_gone(self)
+
+
 class StreamRegistry:
     """Finds or creates streams for front doors; owns their lifecycles."""
 
@@ -134,6 +180,7 @@ class StreamRegistry:
         self.streams: dict[str, VodStream] = {}
         self.live: dict[str, VodStream] = {}
         self._opening: dict[str, list[Deferred[VodStream]]] = {}
+        self.published: dict[str, PublishedStream] = {}
         self.s3 = s3.S3Client(settings.aws_s3_credentials, settings.aws_s3_endpoint)
 
     def open(self, name: str) -> VodStream | Deferred[VodStream]:
@@ -142,6 +189,9 @@ class StreamRegistry:
         existing = self.live.get(name)
         if existing is not None and not existing.closed:
             return existing
+        published = self.published.get(name)
+        if published is not None:
+            return published
         if name in self._opening:  # another viewer is opening the same broadcast
             waiting: Deferred[VodStream] = Deferred()
             self._opening[name].append(waiting)
@@ -166,6 +216,21 @@ class StreamRegistry:
             raise NameTaken(name)
         return self._create(parsed, name, live=True, persistent=True,
                             loop=self.settings.vod_live_loop if loop is None else loop)
+
+    def publish(self, name: str, info: MediaInfo,
+                request_keyframe: Callable[[], None]) -> PublishedStream:
+        """Register a published stream; its name must be free."""
+        if name in self.published or name in self.live or name in self._opening:
+            raise NameTaken(name)
+        stream = PublishedStream(name, info, request_keyframe, self._unpublished)
+        self.published[name] = stream
+        log.info("stream {id} published as {name!r}", id=stream.id, name=name)
+        return stream
+
+    def _unpublished(self, stream: PublishedStream) -> None:
+        if self.published.get(stream.name) is stream:
+            del self.published[stream.name]
+            log.info("stream {id} ({name!r}) unpublished", id=stream.id, name=stream.name)
 
     def find(self, *, name: str | None = None, uri: str | None = None,
              stream_id: str | None = None) -> list[VodStream]:
@@ -224,7 +289,7 @@ class StreamRegistry:
 
     def available(self, name: str) -> tuple[bool, str]:
         """For ``availableStream``: can ``name`` be played right now?"""
-        if name in self.live:
+        if name in self.live or name in self.published:
             return True, "Available"
         try:
             parsed = uris.parse(name)
@@ -239,5 +304,5 @@ class StreamRegistry:
         return False, STREAM_NOT_FOUND
 
     def close_all(self) -> None:
-        for stream in list(self.streams.values()):
+        for stream in [*self.streams.values(), *self.published.values()]:
             stream.terminate("Server shutdown")

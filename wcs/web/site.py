@@ -30,6 +30,25 @@ class PageConfig(resource.Resource):
         return self.body
 
 
+class Records(static.File):
+    """``/client/records/NAME.mp4``: finished recordings, where the SDK's
+    recording page links them. Plain ``.mp4`` files of the media folder only:
+    no listing, no sub-folders, no partial (hidden) files."""
+
+    def directoryListing(self) -> resource.Resource:
+        return resource.NoResource()
+
+    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+        if path.startswith(b".") or not path.endswith(b".mp4") or b"/" in path:
+            return resource.NoResource()
+        child = super().getChild(path, request)
+        if not isinstance(child, static.File) or not child.isfile():
+            return resource.NoResource()
+        if not Path(child.path).resolve().is_relative_to(Path(self.path).resolve()):
+            return resource.NoResource()  # a symlink that leads out of the media folder
+        return child
+
+
 def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     """The root resource, and the REST root that API areas attach to."""
     root = static.File(str(STATIC_DIR))
@@ -37,6 +56,9 @@ def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     root.putChild(b"config.json", PageConfig(settings))
     rest = RestRoot()
     root.putChild(b"rest-api", rest)
+    client = resource.Resource()
+    client.putChild(b"records", Records(str(settings.media_dir)))
+    root.putChild(b"client", client)
     if settings.websdk_dir is not None:
         root.putChild(b"client2", static.File(str(settings.websdk_dir)))
     return root, rest

@@ -1,0 +1,81 @@
+"""A real aiortc publisher speaking the WCS protocol: it sends a file's own
+H.264 and Opus (no encoding) so that what the server records can be compared
+byte for byte with what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from tests.rtc_client import AsyncWebSocket
+from wcs.media.mp4 import Mp4File
+from wcs.webrtc.viewer import EncodedTrack
+
+
+@dataclass
+class Published:
+    statuses: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    sent_video: list[bytes] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bool = True,
+                  timeout: float = 30.0) -> Published:
+    """Publish ``seconds`` of ``path`` as ``name``, then unPublishStream."""
+    result = Published()
+    ws = await AsyncWebSocket.connect(ws_url)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    media = Mp4File(path, "publisher")
+    tracks = {kind: EncodedTrack(kind) for kind in ("video", "audio")}
+    for track in tracks.values():
+        pc.addTrack(track)
+    request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": True,
+               "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": record,
+               "mediaProvider": "WebRTC"}
+
+    async def pump() -> None:
+        started = time.monotonic()
+        for sample in media.samples():
+            if sample.time > seconds:
+                break
+            delay = started + sample.time - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if sample.kind == "video":
+                result.sent_video.append(sample.data)
+            tracks[sample.kind].push(sample)
+        result.seconds = time.monotonic() - started
+
+    try:
+        await ws.send("connection", {"appKey": "defaultApp"})
+        await ws.receive_json()
+        await pc.setLocalDescription(await pc.createOffer())
+        await ws.send("publishStream", dict(request, sdp=pc.localDescription.sdp))
+        deadline = time.monotonic() + timeout
+        sending = None
+        while time.monotonic() < deadline:
+            message = await asyncio.wait_for(ws.receive_json(), deadline - time.monotonic())
+            if message["message"] == "setRemoteSDP":
+                await pc.setRemoteDescription(RTCSessionDescription(message["data"][1], "answer"))
+            elif message["message"] == "notifyStreamStatusEvent":
+                event = message["data"][0]
+                result.statuses.append(event["status"])
+                result.events.append(event)
+                if event["status"] == "PUBLISHING":
+                    sending = asyncio.ensure_future(pump())
+                    await sending
+                    await asyncio.sleep(0.3)
+                    await ws.send("unPublishStream", dict(request, record=False))
+                if event["status"] in ("UNPUBLISHED", "FAILED"):
+                    break
+    finally:
+        await pc.close()
+        media.close()
+        ws.close()
+    return result
