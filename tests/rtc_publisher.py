@@ -26,8 +26,11 @@ class Published:
 
 
 async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bool = True,
-                  timeout: float = 30.0) -> Published:
-    """Publish ``seconds`` of ``path`` as ``name``, then unPublishStream."""
+                  timeout: float = 30.0, gap: tuple[float, float] | None = None,
+                  drop_socket: bool = False) -> Published:
+    """Publish ``seconds`` of ``path`` as ``name``, then unPublishStream (or, with
+    ``drop_socket``, just close the socket). Samples due inside ``gap`` are not
+    sent: the sender pauses, its timestamps jump."""
     result = Published()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -47,6 +50,8 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
             delay = started + sample.time - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if gap is not None and gap[0] <= sample.time < gap[1]:
+                continue
             if sample.kind == "video":
                 result.sent_video.append(sample.data)
             tracks[sample.kind].push(sample)
@@ -71,6 +76,8 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
                     sending = asyncio.ensure_future(pump())
                     await sending
                     await asyncio.sleep(0.3)
+                    if drop_socket:
+                        break
                     await ws.send("unPublishStream", dict(request, record=False))
                 if event["status"] in ("UNPUBLISHED", "FAILED"):
                     break

@@ -38,3 +38,78 @@ def test_recorded_video_is_byte_identical_and_audio_is_aac(start_server, media, 
     got = run(play(server.ws_url, f"vod://{name}"))
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"]
     assert len(got.video) >= len(recorded) - 2
+
+
+def recorded(folder, name: str) -> tuple[float, int]:
+    """(duration in s, video samples) of a record."""
+    with av.open(str(folder / name)) as container:
+        frames = sum(1 for p in container.demux(video=0) if p.size)
+        return container.duration / 1e6, frames
+
+
+def test_a_pause_in_the_sender_keeps_real_timing(start_server, media, tmp_path):
+    server = start_server(media_dir=str(tmp_path))
+    sent = run(publish(server.ws_url, "paused", media / "baseline.mp4", seconds=5,
+                       gap=(1.5, 3.0)))
+    assert sent.statuses == ["PUBLISHING", "UNPUBLISHED"]
+    duration, frames = recorded(tmp_path, sent.events[-1]["recordName"])
+    assert abs(duration - 5.0) < 0.5, duration  # the 1.5 s gap is kept, not squeezed out
+    assert abs(frames - len(sent.sent_video)) <= 2
+
+
+def test_published_stream_plays_live_by_name(start_server, media, tmp_path):
+    import asyncio
+
+    server = start_server(media_dir=str(tmp_path))
+
+    async def both():
+        publisher = asyncio.ensure_future(publish(server.ws_url, "cam", media / "live.mp4",
+                                                  seconds=6, record=False))
+        await asyncio.sleep(1.5)
+        viewer = await play(server.ws_url, "cam", stop_after=2.5)
+        return await publisher, viewer
+
+    sent, got = run(both())
+    assert sent.statuses == ["PUBLISHING", "UNPUBLISHED"]
+    assert "recordName" not in sent.events[0]
+    assert got.statuses == ["PENDING", "PLAYING", "STOPPED"]
+    assert len(got.video) > 45
+    numbers = got.numbers
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_publisher_stop_stops_its_viewers_and_duplicates_are_refused(start_server, media,
+                                                                     tmp_path):
+    import asyncio
+
+    server = start_server(media_dir=str(tmp_path))
+
+    async def scene():
+        first = asyncio.ensure_future(publish(server.ws_url, "dup", media / "live.mp4",
+                                              seconds=4, record=False))
+        await asyncio.sleep(1.0)
+        viewer = asyncio.ensure_future(play(server.ws_url, "dup", timeout=15))
+        second = await publish(server.ws_url, "dup", media / "main.mp4", seconds=1)
+        return await first, second, await viewer
+
+    first, second, viewer = run(scene())
+    assert first.statuses == ["PUBLISHING", "UNPUBLISHED"]
+    assert second.statuses == ["FAILED"]
+    assert second.events[0]["info"] == "Stream 'dup' is already being published"
+    assert viewer.statuses[-1] == "STOPPED" and viewer.infos == ["Stopped by publisher stop"]
+
+
+def test_dropped_session_still_finalises_the_record(start_server, media, tmp_path):
+    server = start_server(media_dir=str(tmp_path))
+    sent = run(publish(server.ws_url, "gone", media / "baseline.mp4", seconds=3,
+                       drop_socket=True))
+    name = sent.events[0]["recordName"]
+    import time
+
+    deadline = time.monotonic() + 5
+    while not (tmp_path / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    duration, frames = recorded(tmp_path, name)
+    assert abs(duration - 3.0) < 0.5 and frames >= len(sent.sent_video) - 2
+    got = run(play(server.ws_url, f"vod-live://{name}", stop_after=1))
+    assert got.statuses == ["PENDING", "PLAYING", "STOPPED"]
