@@ -89,12 +89,12 @@ def start_server(loopback: None, tmp_path: Path) -> Iterator[Callable[..., Serve
     """Start ``twistd wcsvod`` with extra properties; every one is stopped after."""
     servers: list[ServerProcess] = []
 
-    def start(**settings: str) -> ServerProcess:
+    def start(wrap: list[str] | None = None, **settings: str) -> ServerProcess:
         workdir = Path(tempfile.mkdtemp(dir=tmp_path))
         settings = {k.replace("__", "."): v for k, v in settings.items()}
         settings.setdefault("media_dir", str(tmp_path))
         settings.setdefault("websdk_dir", str(WEBSDK))
-        server = ServerProcess(workdir, settings)
+        server = ServerProcess(workdir, settings, wrap)
         servers.append(server)
         return server.start()
 

@@ -51,8 +51,10 @@ def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes]) 
 class ServerProcess:
     """``twistd -n wcsvod`` with a properties file written for the test."""
 
-    def __init__(self, workdir: Path, settings: Mapping[str, str]) -> None:
+    def __init__(self, workdir: Path, settings: Mapping[str, str],
+                 wrap: list[str] | None = None) -> None:
         self.workdir = workdir
+        self.wrap = wrap or []
         self.ports = {key: free_port() for key in ("ws.port", "wss.port", "http.port", "https.port")}
         values = {
             **{key: str(port) for key, port in self.ports.items()},
@@ -77,7 +79,8 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "twistd"), "-n", "--pidfile=", "wcsvod", "--config", str(self.config)],
+            [*self.wrap, str(VENV_BIN / "twistd"), "-n", "--pidfile=", "wcsvod", "--config",
+             str(self.config)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         for key in ("ws.port", "http.port"):

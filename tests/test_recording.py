@@ -113,3 +113,44 @@ def test_dropped_session_still_finalises_the_record(start_server, media, tmp_pat
     assert abs(duration - 3.0) < 0.5 and frames >= len(sent.sent_video) - 2
     got = run(play(server.ws_url, f"vod-live://{name}", stop_after=1))
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"]
+
+
+def tiny_disk(folder, options: str) -> list[str]:
+    """Run the server in a mount namespace where ``folder`` is a small tmpfs."""
+    return ["unshare", "-m", "sh", "-c",
+            f'mount -t tmpfs -o {options} wcsvod-test {folder} && exec "$0" "$@"']
+
+
+def test_a_full_disk_fails_the_publication_and_leaves_no_partial_file(start_server, media,
+                                                                     tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "size=160k"))
+    sent = run(publish(server.ws_url, "big", media / "high.mp4", seconds=5))
+    assert sent.statuses[-1] == "FAILED", sent.events
+    assert "No space left on device" in sent.events[-1]["info"]
+    listing = subprocess_listing(server)
+    assert ".part" not in listing and ".mp4" not in listing, listing
+
+
+def test_a_read_only_media_folder_fails_at_once(start_server, media, tmp_path):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "ro,size=64k"))
+    sent = run(publish(server.ws_url, "cam", media / "baseline.mp4", seconds=1))
+    assert sent.statuses == ["FAILED"]
+    assert "Cannot record to" in sent.events[0]["info"]
+    assert "Read-only file system" in sent.events[0]["info"]
+
+
+def subprocess_listing(server) -> str:
+    """What the server sees in its media folder (its tmpfs is private to it)."""
+    import subprocess
+
+    pid = server.process.pid
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    target = children.stdout.split()[0] if children.stdout.split() else str(pid)
+    media = [line for line in server.config.read_text().splitlines()
+             if line.startswith("media_dir=")][0].split("=", 1)[1]
+    return subprocess.run(["nsenter", "-t", target, "-m", "ls", "-a", media],
+                          capture_output=True, text=True).stdout

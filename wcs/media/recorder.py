@@ -9,6 +9,7 @@ sender keeps the real timing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 from fractions import Fraction
@@ -55,10 +56,12 @@ class Recorder:
         self.final = folder / name
         self.partial = folder / f".{name}.part"
         try:
+            self.partial.touch(exist_ok=False)  # PyAV opens lazily: find out now
             self.container = av.open(str(self.partial), "w", format="mp4",
                                      options={"movflags": "+faststart"})
         except (OSError, av.FFmpegError) as error:
-            self.partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.partial.unlink(missing_ok=True)
             raise MediaError(f"Cannot record to {folder}: "
                              f"{getattr(error, 'strerror', None) or error}") from None
         self.video_stream: av.VideoStream | None = None

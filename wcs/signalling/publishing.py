@@ -67,8 +67,8 @@ class Publication:
             return
         self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
                                            "Failed by ICE timeout")
-        aio.deferred(self.publisher.answer(self.request.sdp)).addCallbacks(
-            self._answered, self._refused)
+        answering = aio.deferred(self.publisher.answer(self.request.sdp))
+        answering.addCallback(self._answered).addErrback(self._refused)
 
     def _fail(self, info: str) -> None:
         self.done = True
@@ -122,6 +122,8 @@ class Publication:
             self.stream.send(sample)
         if self.recorder is not None:
             self.recorder.deliver(sample)
+            if self.recorder.failed:  # the disk filled up, for instance
+                self.end("FAILED", self.recorder.failed)
 
     def _record_info(self) -> dict[str, object]:
         return {"recordName": self.record_name} if self.record_name else {}

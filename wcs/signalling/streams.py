@@ -56,8 +56,8 @@ class Playback:
         self.session.report_stream(self.request, "PENDING")
         self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
                                            "Failed by ICE timeout")
-        d = aio.deferred(self.viewer.answer(self.request.sdp))
-        d.addCallbacks(self._answered, self.refused)
+        answering = aio.deferred(self.viewer.answer(self.request.sdp))
+        answering.addCallback(self._answered).addErrback(self.refused)
 
     def _answered(self, sdp: str) -> None:
         if not self.done:
@@ -131,8 +131,8 @@ class SessionStreams:
             return
         playback = Playback(session, request, self.clock, self._forget)
         active[request.media_session_id] = playback
-        maybeDeferred(self.registry.open, request.name).addCallbacks(
-            playback.opened, playback.refused)
+        opening = maybeDeferred(self.registry.open, request.name)
+        opening.addCallback(playback.opened).addErrback(playback.refused)
 
     def publish(self, session: Session, request: StreamRequest) -> None:
         active = self._admit(session, request)
