@@ -27,7 +27,7 @@ class Published:
 
 async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bool = True,
                   timeout: float = 30.0, gap: tuple[float, float] | None = None,
-                  drop_socket: bool = False) -> Published:
+                  drop_socket: bool = False, vp8: bool = False) -> Published:
     """Publish ``seconds`` of ``path`` as ``name``, then unPublishStream (or, with
     ``drop_socket``, just close the socket). Samples due inside ``gap`` are not
     sent: the sender pauses, its timestamps jump."""
@@ -36,8 +36,19 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     media = Mp4File(path, "publisher")
     tracks = {kind: EncodedTrack(kind) for kind in ("video", "audio")}
-    for track in tracks.values():
-        pc.addTrack(track)
+    player = None
+    if vp8:  # decoded pictures, which aiortc encodes as VP8 (the only codec offered)
+        from aiortc import RTCRtpSender
+        from aiortc.contrib.media import MediaPlayer
+
+        player = MediaPlayer(str(path))
+        pc.addTrack(player.audio)
+        video = pc.addTransceiver(player.video, direction="sendonly")
+        video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                   if c.mimeType == "video/VP8"])
+    else:
+        for track in tracks.values():
+            pc.addTrack(track)
     request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": True,
                "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": record,
                "mediaProvider": "WebRTC"}
@@ -63,7 +74,6 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
         await pc.setLocalDescription(await pc.createOffer())
         await ws.send("publishStream", dict(request, sdp=pc.localDescription.sdp))
         deadline = time.monotonic() + timeout
-        sending = None
         while time.monotonic() < deadline:
             message = await asyncio.wait_for(ws.receive_json(), deadline - time.monotonic())
             if message["message"] == "setRemoteSDP":
@@ -73,8 +83,12 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
                 result.statuses.append(event["status"])
                 result.events.append(event)
                 if event["status"] == "PUBLISHING":
-                    sending = asyncio.ensure_future(pump())
-                    await sending
+                    started = time.monotonic()
+                    if player is None:
+                        await pump()
+                    else:
+                        await asyncio.sleep(seconds)
+                        result.seconds = time.monotonic() - started
                     await asyncio.sleep(0.3)
                     if drop_socket:
                         break
@@ -84,5 +98,8 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
     finally:
         await pc.close()
         media.close()
+        if player is not None:
+            for track in (player.audio, player.video):
+                track.stop()
         ws.close()
     return result

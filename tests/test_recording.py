@@ -154,3 +154,17 @@ def subprocess_listing(server) -> str:
              if line.startswith("media_dir=")][0].split("=", 1)[1]
     return subprocess.run(["nsenter", "-t", target, "-m", "ls", "-a", media],
                           capture_output=True, text=True).stdout
+
+
+def test_a_vp8_only_publisher_is_recorded_as_h264(start_server, media, tmp_path):
+    server = start_server(media_dir=str(tmp_path))
+    sent = run(publish(server.ws_url, "vp8cam", media / "baseline.mp4", seconds=4, vp8=True))
+    assert sent.statuses == ["PUBLISHING", "UNPUBLISHED"], sent.events
+    name = sent.events[-1]["recordName"]
+    with av.open(str(tmp_path / name)) as container:
+        assert sorted(s.codec_context.name for s in container.streams) == ["aac", "h264"]
+        duration = container.duration / 1e6
+        frames = sum(1 for p in container.demux(video=0) if p.size)
+    assert abs(duration - sent.seconds) < 0.7, (duration, sent.seconds)
+    assert frames > 90
+    assert "offers VP8 only; it is re-encoded to H.264" in server.log()

@@ -11,6 +11,7 @@ B-frames, the usual case, still go through untouched.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 
 import av
 
@@ -25,43 +26,87 @@ def profile_level_id(level_idc: int) -> str:
     return f"6400{level_idc:02x}"
 
 
-class BFrameRemover:
-    """Feeds decode-order packets, yields display-order Annex B samples."""
+class X264:
+    """x264 for live use: no B-frames, no lookahead, IDRs where asked."""
 
-    def __init__(self, stream: av.video.stream.VideoStream, origin: float) -> None:
-        self.decoder = stream.codec_context
+    def __init__(self, width: int, height: int, time_base: Fraction, rate: float,
+                 bitrate: int, origin: float = 0.0, profile: str = "high") -> None:
+        self.time_base = time_base
         self.origin = origin
-        self.time_base = stream.time_base
-        rate = stream.average_rate or stream.guessed_rate or 30
         self.encoder = av.CodecContext.create("libx264", "w")
-        self.encoder.width = self.decoder.width
-        self.encoder.height = self.decoder.height
+        self.encoder.width = width
+        self.encoder.height = height
         self.encoder.pix_fmt = "yuv420p"
-        self.encoder.time_base = self.time_base
-        self.encoder.framerate = rate
-        self.encoder.bit_rate = stream.bit_rate or self.decoder.bit_rate or DEFAULT_BITRATE
-        self.encoder.profile = "high"
+        self.encoder.time_base = time_base
+        self.encoder.framerate = Fraction(rate).limit_denominator(1001)
+        self.encoder.bit_rate = bitrate
+        self.encoder.profile = profile
         self.encoder.options = {
             "preset": "veryfast", "tune": "zerolatency", "bf": "0",
-            "x264-params": f"keyint={int(float(rate) * 10)}:scenecut=0:forced-idr=1:"
+            "x264-params": f"keyint={max(1, int(rate * 10))}:scenecut=0:forced-idr=1:"
                            "repeat-headers=1:annexb=1",
         }
         self.encoder.open()
 
-    def feed(self, packet: av.Packet | None) -> Iterator[Sample]:
-        """One source packet in (``None`` flushes), re-encoded samples out."""
-        for frame in self.decoder.decode(packet):
-            keyframe = frame.key_frame
-            frame.pict_type = av.video.frame.PictureType.I if keyframe else \
-                av.video.frame.PictureType.NONE
-            yield from self._encode(frame)
-        if packet is None:
-            yield from self._encode(None)
-
-    def _encode(self, frame: av.VideoFrame | None) -> Iterator[Sample]:
+    def encode(self, frame: av.VideoFrame | None, keyframe: bool = False) -> Iterator[Sample]:
+        """One picture in (``None`` flushes); Annex B samples out."""
+        if frame is not None:
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            frame.pict_type = (av.video.frame.PictureType.I if keyframe
+                               else av.video.frame.PictureType.NONE)
         for out in self.encoder.encode(frame):
             if out.pts is None:
                 continue
             seconds = float(out.pts * self.time_base) - self.origin
             yield Sample("video", bytes(out), round(seconds * VIDEO_CLOCK), VIDEO_CLOCK,
                          seconds, keyframe=out.is_keyframe)
+
+
+class BFrameRemover:
+    """Feeds decode-order packets, yields display-order Annex B samples."""
+
+    def __init__(self, stream: av.video.stream.VideoStream, origin: float) -> None:
+        self.decoder = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate or 30
+        self.x264 = X264(self.decoder.width, self.decoder.height, stream.time_base,
+                         float(rate), stream.bit_rate or self.decoder.bit_rate
+                         or DEFAULT_BITRATE, origin)
+
+    def feed(self, packet: av.Packet | None) -> Iterator[Sample]:
+        """One source packet in (``None`` flushes), re-encoded samples out."""
+        for frame in self.decoder.decode(packet):
+            yield from self.x264.encode(frame, keyframe=frame.key_frame)
+        if packet is None:
+            yield from self.x264.encode(None)
+
+
+class Vp8ToH264:
+    """A VP8 publisher's frames as H.264: viewers and recordings only take H.264.
+
+    Decoded and encoded once per published stream; the first picture after a
+    VP8 keyframe becomes an IDR, so late joiners and the recorder start clean.
+    """
+
+    def __init__(self, bitrate: int = DEFAULT_BITRATE) -> None:
+        self.decoder = av.CodecContext.create("vp8", "r")
+        self.bitrate = bitrate
+        self.x264: X264 | None = None
+
+    def feed(self, sample: Sample) -> Iterator[Sample]:
+        packet = av.Packet(sample.data)
+        packet.pts = sample.pts
+        packet.time_base = Fraction(1, VIDEO_CLOCK)
+        try:
+            frames = self.decoder.decode(packet)
+        except av.FFmpegError:
+            return  # a damaged frame: the next keyframe repairs the picture
+        for frame in frames:
+            if self.x264 is None:
+                if not sample.keyframe:
+                    continue
+                self.x264 = X264(frame.width, frame.height, Fraction(1, VIDEO_CLOCK), 30.0,
+                                 self.bitrate, profile="baseline")
+            frame.pts = sample.pts
+            frame.time_base = Fraction(1, VIDEO_CLOCK)
+            yield from self.x264.encode(frame, keyframe=sample.keyframe)

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from wcs.media import h264
 from wcs.media.errors import MediaError
+from wcs.media.reencode import Vp8ToH264
 from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
 from wcs.webrtc import codecs
 
@@ -84,6 +85,7 @@ class WebRTCPublisher:
         self._last: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
         self._video_receiver: RTCRtpReceiver | None = None
+        self._vp8: Vp8ToH264 | None = None
         self._done = False
 
     async def answer(self, offer_sdp: str) -> str:
@@ -100,14 +102,25 @@ class WebRTCPublisher:
         pc.on("track", self._track)
         video_profile = None
         if "video" in offered:
+            offered_codecs = offered["video"].rtp.codecs
             ids = [str(c.parameters.get("profile-level-id", "42e01f"))
-                   for c in offered["video"].rtp.codecs if c.mimeType.lower() == "video/h264"
+                   for c in offered_codecs if c.mimeType.lower() == "video/h264"
                    and str(c.parameters.get("packetization-mode", "0")) == "1"]
-            if not ids:
-                raise MediaError("Publishing needs H.264 video; the offer has none")
-            video_profile = "42e01f" if "42e01f" in ids else ids[0]
             transceiver = pc.addTransceiver("video", direction="recvonly")
-            transceiver.setCodecPreferences(codecs.h264_preferences(video_profile, ids))
+            if ids:
+                video_profile = "42e01f" if "42e01f" in ids else ids[0]
+                transceiver.setCodecPreferences(codecs.h264_preferences(video_profile, ids))
+            elif any(c.mimeType.lower() == "video/vp8" for c in offered_codecs):
+                # viewers and recordings take H.264: re-encode once, here
+                log.info("{label}: the browser offers VP8 only; it is re-encoded to H.264",
+                         label=self.label)
+                self._vp8 = Vp8ToH264()
+                video_profile = "42e01f"
+                transceiver.setCodecPreferences(
+                    [c for c in RTCRtpReceiver.getCapabilities("video").codecs
+                     if c.mimeType == "video/VP8"])
+            else:
+                raise MediaError("Publishing needs H.264 or VP8 video; the offer has neither")
             pass_through(transceiver.receiver)
             self._video_receiver = transceiver.receiver
         if "audio" in offered:
@@ -142,6 +155,12 @@ class WebRTCPublisher:
             pts += ((last // 2**32) + 1) * 2**32
         self._last[kind] = pts
         keyframe = True
+        if kind == "video" and self._vp8 is not None:
+            keyframe = bool(frame.data) and frame.data[0] & 0x01 == 0  # VP8 frame tag
+            for sample in self._vp8.feed(Sample(kind, frame.data, pts, clock, pts / clock,
+                                                keyframe)):
+                self._on_sample(sample)
+            return
         if kind == "video":
             types = {nal[0] & 0x1F for nal in h264.split_annexb(frame.data) if nal}
             keyframe = h264.NAL_IDR in types
