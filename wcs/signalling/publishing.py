@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -19,40 +19,32 @@ from wcs.config import Settings
 from wcs.media.errors import MediaError
 from wcs.media.recorder import Recorder, record_name
 from wcs.media.sample import Sample
-from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
+from wcs.signalling.negotiation import Negotiation
 from wcs.signalling.session import Session
 from wcs.streams.registry import NameTaken, PublishedStream, StreamRegistry
 from wcs.webrtc.publisher import WebRTCPublisher
 
 log = Logger()
 
-ICE_TIMEOUT = 20.0
-
-
 def check_name(name: str) -> None:
     if not name or "://" in name or not name.isprintable() or len(name) > 256:
         raise MediaError("Invalid stream name for publishing")
 
 
-class Publication:
+class Publication(Negotiation):
     """From the offer to UNPUBLISHED (or FAILED), releasing everything once."""
 
     def __init__(self, session: Session, request: StreamRequest, registry: StreamRegistry,
                  settings: Settings, clock: IReactorTime,
                  on_done: Callable[[Publication], None]) -> None:
-        self.session = session
-        self.request = request
+        super().__init__(session, request, clock, on_done)
         self.registry = registry
         self.settings = settings
-        self.clock = clock
-        self._on_done = on_done
         self.publisher = WebRTCPublisher(f"publish {request.name!r}", self._sample, self._state)
         self.stream: PublishedStream | None = None
         self.recorder: Recorder | None = None
         self.record_name: str | None = None
-        self.done = False
-        self._timer: IDelayedCall | None = None
 
     def start(self) -> None:
         try:
@@ -65,10 +57,9 @@ class Publication:
         except NameTaken:
             self._fail(f"Stream {self.request.name!r} is already being published")
             return
-        self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
-                                           "Failed by ICE timeout")
+        self.arm_ice_timeout()
         answering = aio.deferred(self.publisher.answer(self.request.sdp))
-        answering.addCallback(self._answered).addErrback(self._refused)
+        answering.addCallback(self._answered).addErrback(self.refused)
 
     def _fail(self, info: str) -> None:
         self.done = True
@@ -95,22 +86,13 @@ class Publication:
         except MediaError as error:
             self.end("FAILED", error.info)
             return
-        self.session.send(messages.set_remote_sdp(self.request.media_session_id, sdp))
-
-    def _refused(self, failure: Failure) -> None:
-        if isinstance(failure.value, MediaError):
-            info = failure.value.info
-        else:
-            log.failure("{name}: publish failed", failure, name=self.request.name)
-            info = "Internal error"
-        self.end("FAILED", info)
+        self.send_answer(sdp)
 
     def _state(self, state: str, info: str | None) -> None:
         if self.done:
             return
         if state == "connected":
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
+            self.disarm()
             self.session.report_stream(self.request, "PUBLISHING", **self._record_info())
         else:
             self.end("FAILED", info)
@@ -133,8 +115,7 @@ class Publication:
         if self.done:
             return
         self.done = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        self.disarm()
         aio.deferred(self.publisher.close()).addErrback(
             lambda f: log.failure("closing a publisher failed", f))
         if self.stream is not None:

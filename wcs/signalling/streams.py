@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from wcs import aio
 from wcs.config import Settings
-from wcs.media.errors import MediaError
-from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
+from wcs.signalling.negotiation import Negotiation
 from wcs.signalling.publishing import Publication
 from wcs.signalling.session import Session
 from wcs.streams.registry import StreamRegistry, VodStream
@@ -26,23 +24,14 @@ from wcs.webrtc.viewer import WebRTCViewer
 
 log = Logger()
 
-#: A peer that has not connected by then is given up (WCS: "Failed by ICE timeout").
-ICE_TIMEOUT = 20.0
-
-
-class Playback:
+class Playback(Negotiation):
     """One ``playStream`` over WebRTC, from the offer to its terminal status."""
 
     def __init__(self, session: Session, request: StreamRequest, clock: IReactorTime,
                  on_done: Callable[[Playback], None]) -> None:
-        self.session = session
-        self.request = request
-        self.clock = clock
-        self._on_done = on_done
+        super().__init__(session, request, clock, on_done)
         self.stream: VodStream | None = None
         self.viewer: WebRTCViewer | None = None
-        self.done = False
-        self._timer: IDelayedCall | None = None
 
     def opened(self, stream: VodStream) -> None:
         """The stream exists (at once for files, later for S3): negotiate."""
@@ -54,30 +43,15 @@ class Playback:
             stream.info, f"{self.request.name} [{self.request.media_session_id[:8]}]",
             self._viewer_state)
         self.session.report_stream(self.request, "PENDING")
-        self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
-                                           "Failed by ICE timeout")
+        self.arm_ice_timeout()
         answering = aio.deferred(self.viewer.answer(self.request.sdp))
-        answering.addCallback(self._answered).addErrback(self.refused)
-
-    def _answered(self, sdp: str) -> None:
-        if not self.done:
-            self.session.send(messages.set_remote_sdp(self.request.media_session_id, sdp))
-
-    def refused(self, failure: Failure) -> None:
-        """The source could not be opened, or the offer not answered."""
-        if isinstance(failure.value, MediaError):
-            info = failure.value.info
-        else:
-            log.failure("{name}: play failed", failure, name=self.request.name)
-            info = "Internal error"
-        self.end("FAILED", info)
+        answering.addCallback(self.send_answer).addErrback(self.refused)
 
     def _viewer_state(self, state: str, info: str | None) -> None:
         if self.done:
             return
         if state == "connected":
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
+            self.disarm()
             self.session.report_stream(self.request, "PLAYING")
             assert self.stream is not None and self.viewer is not None
             self.stream.subscribe(self.viewer)
@@ -89,8 +63,7 @@ class Playback:
         if self.done:
             return
         self.done = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        self.disarm()
         if self.stream is not None:
             self.stream.unsubscribe(self.viewer)
         if self.viewer is not None:

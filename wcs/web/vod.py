@@ -191,7 +191,8 @@ class VodApi(resource.Resource):
         return maybeDeferred(self.registry.startup, uri, name, loop).addCallbacks(
             started, refused)
 
-    def find(self, request: Request) -> tuple[int, Any]:
+    def _select(self, request: Request) -> list[VodStream]:
+        """The streams a find or terminate body names (400 if none named, 404 if none)."""
         body = read_body(request)
         criteria = {"name": text(body, "localStreamName"), "uri": text(body, "uri"),
                     "stream_id": text(body, "localMediaSessionId")}
@@ -200,7 +201,10 @@ class VodApi(resource.Resource):
         found = self.registry.find(**criteria)
         if not found:
             raise BadRequest(404, "no such stream")
-        return 200, [item(stream) for stream in found]
+        return found
+
+    def find(self, request: Request) -> tuple[int, Any]:
+        return 200, [item(stream) for stream in self._select(request)]
 
     def find_all(self, request: Request) -> tuple[int, Any]:
         if request.method == b"POST":
@@ -211,14 +215,7 @@ class VodApi(resource.Resource):
         return 200, [item(stream) for stream in streams]
 
     def terminate(self, request: Request) -> tuple[int, Any]:
-        body = read_body(request)
-        criteria = {"name": text(body, "localStreamName"), "uri": text(body, "uri"),
-                    "stream_id": text(body, "localMediaSessionId")}
-        if not any(criteria.values()):
-            raise BadRequest(400, "give localStreamName, uri or localMediaSessionId")
-        found = self.registry.find(**criteria)
-        if not found:
-            raise BadRequest(404, "no such stream")
+        found = self._select(request)
         for stream in found:
             log.info("REST terminate: stream {id} ({name!r})", id=stream.id, name=stream.name)
             stream.terminate("Stopped by server")

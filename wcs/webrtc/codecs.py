@@ -7,6 +7,8 @@ browsers offer are registered here, once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiortc import RTCRtpSender, rtp
 from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import (
@@ -14,7 +16,9 @@ from aiortc.rtcrtpparameters import (
     RTCRtpCodecCapability,
     RTCRtpCodecParameters,
 )
-from aiortc.sdp import H264Profile, parse_h264_profile_level_id
+from aiortc.sdp import H264Profile, SessionDescription, parse_h264_profile_level_id
+
+from wcs.media.errors import MediaError
 
 # Chromium offers High only as High 4:4:4 Predictive (f4001f), whose decoders
 # also decode High, Main and Constrained Baseline.
@@ -112,3 +116,12 @@ def h264_preferences(file_profile_level_id: str,
 def opus_preferences() -> list[RTCRtpCodecCapability]:
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs
             if c.mimeType == "audio/opus"]
+
+
+def offered_media(offer_sdp: str) -> dict[str, Any]:
+    """The offer's audio and video sections that are not rejected, by kind."""
+    try:
+        offer = SessionDescription.parse(offer_sdp)
+    except Exception:
+        raise MediaError("Invalid SDP offer") from None
+    return {m.kind: m for m in offer.media if m.kind in ("audio", "video") and m.port}

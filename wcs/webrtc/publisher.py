@@ -16,7 +16,6 @@ from typing import Any
 import aiortc.rtcrtpreceiver
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from aiortc.sdp import SessionDescription
 from twisted.logger import Logger
 
 from wcs.media import h264
@@ -89,11 +88,7 @@ class WebRTCPublisher:
         self._done = False
 
     async def answer(self, offer_sdp: str) -> str:
-        try:
-            offer = SessionDescription.parse(offer_sdp)
-        except Exception:
-            raise MediaError("Invalid SDP offer") from None
-        offered = {m.kind: m for m in offer.media if m.kind in ("audio", "video") and m.port}
+        offered = codecs.offered_media(offer_sdp)
         if not offered:
             raise MediaError("The offer has no audio or video to publish")
         codecs.register_profiles()

@@ -19,7 +19,6 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from aiortc.sdp import SessionDescription
 from twisted.logger import Logger
 
 from wcs.media.errors import MediaError
@@ -95,11 +94,7 @@ class WebRTCViewer:
 
     async def answer(self, offer_sdp: str) -> str:
         """Negotiate; the answer carries all our candidates (no trickle)."""
-        try:
-            offer = SessionDescription.parse(offer_sdp)
-        except Exception:
-            raise MediaError("Invalid SDP offer") from None
-        offered = {m.kind: m for m in offer.media if m.kind in ("audio", "video") and m.port}
+        offered = codecs.offered_media(offer_sdp)
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.on("connectionstatechange", self._state_changed)
         if self.info.video is not None and "video" in offered:
