@@ -26,6 +26,7 @@ def test_recorded_video_is_byte_identical_and_audio_is_aac(start_server, media, 
     with av.open(str(path)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.codec_context.name, audio.codec_context.name) == ("h264", "aac")
+        audio_seconds = float(audio.duration * audio.time_base)
         config = h264.parse_avcc(video.codec_context.extradata)
         recorded = [h264.split_avcc(bytes(p), config.length_size)
                     for p in container.demux(video=0) if p.size]
@@ -34,6 +35,7 @@ def test_recorded_video_is_byte_identical_and_audio_is_aac(start_server, media, 
     assert recorded == sent_units[: len(recorded)]
     assert len(recorded) >= len(sent_units) - 2, "all but the frames still in flight at stop"
     assert abs(duration - sent.seconds) < 0.5, (duration, sent.seconds)
+    assert abs(audio_seconds - sent.seconds) < 0.5, (audio_seconds, sent.seconds)
     # and it plays back as personal VOD
     got = run(play(server.ws_url, f"vod://{name}"))
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"]
