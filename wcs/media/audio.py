@@ -72,4 +72,5 @@ class OpusTranscoder:
         for packet in self.encoder.encode(frame):
             pts = self._next_pts or 0
             self._next_pts = pts + OPUS_FRAME
-            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK)
+            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
+                         codec="opus")

@@ -41,6 +41,10 @@ class Broadcast:
         self.subscribers.append(subscriber)
         if not self._gop:
             return
+        if not getattr(subscriber, "pressed_join", True):  # it paces the GOP itself
+            for cached in self._gop:
+                self._deliver(subscriber, cached)
+            return
         last = self._gop[-1].pts
         count = len(self._gop)
         for index, cached in enumerate(self._gop):

@@ -85,7 +85,9 @@ class Mp4File:
         self.info = MediaInfo(
             duration=(container.duration or 0) / av.time_base,
             video=self._video_info(),
-            audio=AudioInfo("opus", OPUS_CLOCK, 2) if self.audio else None,
+            audio=AudioInfo("opus", OPUS_CLOCK, 2,
+                            bytes(self.audio.codec_context.extradata or b""))
+            if self.audio else None,
         )
 
     def _video_info(self) -> VideoInfo | None:
@@ -118,13 +120,16 @@ class Mp4File:
             for sample in self._one_pass():
                 if offset:
                     sample = shifted(sample, offset)
-                if sample.kind == "audio":
+                if sample.codec == "opus":
                     if audio_next is not None and sample.pts < audio_next - AUDIO_FRAME // 2:
                         continue
                     if audio_next is not None and sample.pts < audio_next:
                         sample.pts = audio_next
                         sample.time = audio_next / sample.clock
                     audio_next = sample.pts + AUDIO_FRAME
+                if sample.codec == "aac":
+                    yield sample
+                    continue
                 ends[sample.kind] = max(ends[sample.kind],
                                         sample.pts / sample.clock + self._duration(sample))
                 yield sample
@@ -177,6 +182,9 @@ class Mp4File:
                     if sample is not None:
                         yield sample
                 elif transcoder is not None:
+                    aac = self._aac_sample(packet)
+                    if aac is not None:
+                        yield aac
                     yield from transcoder.feed(packet, -self.origin)
         except av.FFmpegError as error:
             log.warn("{label}: read stopped early ({error})", label=self.label,
@@ -189,6 +197,15 @@ class Mp4File:
                 log.warn("{label}: {n} undecodable AAC frames dropped in all",
                          label=self.label, n=transcoder.dropped)
 
+    def _aac_sample(self, packet: av.Packet) -> Sample | None:
+        """The AAC frame as stored, for subscribers that take AAC (MSE)."""
+        if packet.pts is None or packet.time_base is None or self.audio is None:
+            return None
+        rate = self.audio.codec_context.sample_rate or OPUS_CLOCK
+        seconds = float(packet.pts * packet.time_base) - self.origin
+        return Sample("audio", bytes(packet), round(seconds * rate), rate, seconds,
+                      codec="aac")
+
     def _video_sample(self, packet: av.Packet) -> Sample | None:
         assert self.avc is not None
         if packet.pts is None or packet.time_base is None:
@@ -200,7 +217,7 @@ class Mp4File:
         dts = packet.dts if packet.dts is not None else packet.pts
         return Sample("video", data, round(pts_seconds * VIDEO_CLOCK), VIDEO_CLOCK,
                       float(dts * packet.time_base) - self.origin,
-                      keyframe=is_idr or packet.is_keyframe)
+                      keyframe=is_idr or packet.is_keyframe, codec="h264")
 
     def close(self) -> None:
         self.container.close()
@@ -209,7 +226,7 @@ class Mp4File:
 def shifted(sample: Sample, seconds: float) -> Sample:
     """The same sample, ``seconds`` later."""
     return Sample(sample.kind, sample.data, sample.pts + round(seconds * sample.clock),
-                  sample.clock, sample.time + seconds, sample.keyframe)
+                  sample.clock, sample.time + seconds, sample.keyframe, sample.codec)
 
 
 def _pop_earliest(queues: dict[str, deque[Sample]]) -> Sample:

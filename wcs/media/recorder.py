@@ -87,7 +87,7 @@ class Recorder:
                 return
             if sample.kind == "video":
                 self._video(sample)
-            elif self.audio_stream is not None:
+            elif self.audio_stream is not None and sample.codec != "aac":
                 self._audio(sample)
         except (OSError, av.FFmpegError) as error:
             self.failed = f"Recording failed: {getattr(error, 'strerror', None) or error}"
@@ -99,6 +99,8 @@ class Recorder:
     def _start(self, sample: Sample) -> bool:
         """Begin at the first video keyframe (or the first audio, for audio only)."""
         if self.info.video is not None and not (sample.kind == "video" and sample.keyframe):
+            return False
+        if sample.codec == "aac":
             return False
         if self.info.video is not None:
             width, height = _picture_size(sample.data)

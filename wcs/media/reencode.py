@@ -60,7 +60,7 @@ class X264:
                 continue
             seconds = float(out.pts * self.time_base) - self.origin
             yield Sample("video", bytes(out), round(seconds * VIDEO_CLOCK), VIDEO_CLOCK,
-                         seconds, keyframe=out.is_keyframe)
+                         seconds, keyframe=out.is_keyframe, codec="h264")
 
 
 class BFrameRemover:

@@ -24,6 +24,7 @@ class Sample:
     clock: int
     time: float
     keyframe: bool = True
+    codec: str = ""  # "h264", "opus" or "aac": audio comes both ways, subscribers pick
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class AudioInfo:
-    codec: str  # what subscribers receive: "opus"
+    codec: str  # what WebRTC subscribers receive: "opus"
     sample_rate: int
     channels: int
+    aac_config: bytes = b""  # the file's AudioSpecificConfig, when AAC also flows as stored
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,22 @@ class StreamHandler(Protocol):
 
     def release(self, session: Session) -> None: ...
 
+    def media_transport(self, owner: Session, media: Session) -> None: ...
+
 
 class Session:
     """State and answers for one browser session."""
 
     def __init__(self, send: Callable[[str], None], close: Callable[[], None],
-                 streams: StreamHandler, peer: str = "?", path: str = "/") -> None:
+                 streams: StreamHandler, peer: str = "?", path: str = "/",
+                 channel: Any = None,
+                 lookup: Callable[[str], Session | None] = lambda token: None) -> None:
         self._send = send
         self._close = close
         self.streams = streams
+        self.channel = channel  # this socket as a binary media channel (MSE)
+        self._lookup = lookup
+        self.media_owner: Session | None = None
         self.peer = peer
         self.path = path
         self.id = str(uuid.uuid4())
@@ -113,6 +120,8 @@ class Session:
         name, body = message.name, message.body
         if name == "connection":
             self._on_connection(body)
+        elif name == "connectMediaTransport":
+            self._on_media_transport(body)
         elif name == "ping":
             self.send(messages.pong())
         elif name in QUIET_MESSAGES:
@@ -147,6 +156,20 @@ class Session:
         log.info("session {session} established from {peer} on {path} (app {app})",
                  session=self.id, peer=self.peer, path=self.path, app=app_key)
         self.send(messages.get_user_data(self.connection, self.auth_token, self.id))
+
+    def _on_media_transport(self, body: dict[str, Any]) -> None:
+        """The SDK's second socket for MSE media, known only by its authToken."""
+        token = messages.text_field(body, "authToken", limit=128) or ""
+        owner = self._lookup(token)
+        if owner is None or owner is self or self.established:
+            log.info("session {session}: media transport with an unknown token refused",
+                     session=self.id)
+            self._close()
+            return
+        self.media_owner = owner
+        log.info("session {session} is the media transport of session {owner}",
+                 session=self.id, owner=owner.id)
+        self.streams.media_transport(owner, self)
 
     def _on_available(self, body: dict[str, Any]) -> None:
         media_session_id = messages.text_field(body, "mediaSessionId", limit=128) or ""

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from wcs import aio
 from wcs.config import Settings
 from wcs.signalling.messages import StreamRequest
+from wcs.signalling.mse import MsePlayback
 from wcs.signalling.negotiation import Negotiation
 from wcs.signalling.publishing import Publication
 from wcs.signalling.session import Session
@@ -82,27 +83,39 @@ class SessionStreams:
         self.registry = registry
         self.settings = settings
         self.clock = clock
-        self._playbacks: dict[str, dict[str, Playback | Publication]] = {}
+        self._playbacks: dict[str, dict[str, Playback | MsePlayback | Publication]] = {}
+        self._waiting: dict[str, list[MsePlayback]] = {}  # MSE plays without a socket yet
+        self._channels: dict[str, Session] = {}  # media sockets without a play yet
 
-    def _admit(self, session: Session,
-               request: StreamRequest) -> dict[str, Playback | Publication] | None:
+    def _admit(self, session: Session, request: StreamRequest
+               ) -> dict[str, Playback | MsePlayback | Publication] | None:
         """The session's active streams, if this request may join them."""
         active = self._playbacks.setdefault(session.id, {})
         if request.media_session_id in active:
             session.report_stream(request, "FAILED",
                                   "Stream with this mediaSessionId already exists")
             return None
-        if request.media_provider != "WebRTC":
+        if request.media_provider not in self.providers(request):
             session.report_stream(request, "FAILED",
-                                  f"Media provider {request.media_provider} is not supported")
+                                  f"Media provider {request.media_provider} is not supported"
+                                  + (" for publishing" if request.published else ""))
             return None
         return active
+
+    @staticmethod
+    def providers(request: StreamRequest) -> tuple[str, ...]:
+        return ("WebRTC",) if request.published else ("WebRTC", "MSE")
 
     def play(self, session: Session, request: StreamRequest) -> None:
         active = self._admit(session, request)
         if active is None:
             return
-        playback = Playback(session, request, self.clock, self._forget)
+        playback: Playback | MsePlayback
+        if request.media_provider == "MSE":
+            playback = MsePlayback(session, request, self.clock, self._forget,
+                                   self._wait_for_channel)
+        else:
+            playback = Playback(session, request, self.clock, self._forget)
         active[request.media_session_id] = playback
         opening = maybeDeferred(self.registry.open, request.name)
         opening.addCallback(playback.opened).addErrback(playback.refused)
@@ -130,11 +143,35 @@ class SessionStreams:
     def available(self, name: str) -> tuple[bool, str]:
         return self.registry.available(name)
 
+    def media_transport(self, owner: Session, media: Session) -> None:
+        """A media socket arrived for ``owner``: give it to the MSE play waiting
+        for one, or keep it for the next."""
+        waiting = self._waiting.get(owner.id)
+        if waiting:
+            waiting.pop(0).attach(media.channel)
+        else:
+            self._channels[owner.id] = media
+
+    def _wait_for_channel(self, playback: MsePlayback) -> None:
+        media = self._channels.pop(playback.session.id, None)
+        if media is not None and not media.closed:
+            playback.attach(media.channel)
+        else:
+            self._waiting.setdefault(playback.session.id, []).append(playback)
+
     def release(self, session: Session) -> None:
+        self._waiting.pop(session.id, None)
+        self._channels.pop(session.id, None)
+        if session.media_owner is not None and \
+                self._channels.get(session.media_owner.id) is session:
+            del self._channels[session.media_owner.id]
         for playback in list(self._playbacks.pop(session.id, {}).values()):
             playback.end(None, None)
 
-    def _forget(self, playback: Playback | Publication) -> None:
+    def _forget(self, playback: Playback | MsePlayback | Publication) -> None:
+        waiting = self._waiting.get(playback.session.id)
+        if waiting and playback in waiting:
+            waiting.remove(playback)
         playing = self._playbacks.get(playback.session.id)
         if playing is not None:
             playing.pop(playback.request.media_session_id, None)

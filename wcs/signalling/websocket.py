@@ -18,6 +18,24 @@ from wcs.signalling.session import Session, StreamHandler
 log = Logger()
 
 
+class SocketChannel:
+    """This socket as a media channel: binary frames out, with backpressure."""
+
+    def __init__(self, protocol: SignallingProtocol) -> None:
+        self.protocol = protocol
+
+    def send(self, data: bytes) -> None:
+        self.protocol.sendMessage(data, isBinary=True)
+
+    def register_producer(self, producer: object) -> None:
+        self.protocol.transport.registerProducer(producer, True)
+
+    def unregister_producer(self) -> None:
+        transport = self.protocol.transport
+        if transport is not None and getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+
+
 class SignallingProtocol(WebSocketServerProtocol):
     """One WebSocket: frames in and out of its :class:`Session`."""
 
@@ -35,6 +53,8 @@ class SignallingProtocol(WebSocketServerProtocol):
             streams=self.factory.streams,
             peer=self._peer,
             path=self._path,
+            channel=SocketChannel(self),
+            lookup=self.factory.by_token,
         )
         self.factory.sessions[self.session.id] = self.session
         log.info("session {session} opened from {peer} on {path}",

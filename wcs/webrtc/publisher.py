@@ -159,7 +159,8 @@ class WebRTCPublisher:
         if kind == "video":
             types = {nal[0] & 0x1F for nal in h264.split_annexb(frame.data) if nal}
             keyframe = h264.NAL_IDR in types
-        self._on_sample(Sample(kind, frame.data, pts, clock, pts / clock, keyframe))
+        self._on_sample(Sample(kind, frame.data, pts, clock, pts / clock, keyframe,
+                               "h264" if kind == "video" else "opus"))
 
     def request_keyframe(self) -> None:
         """Ask the browser for an IDR (a viewer joined with no GOP to give it)."""

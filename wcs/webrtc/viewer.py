@@ -141,6 +141,8 @@ class WebRTCViewer:
     # Subscriber
 
     def deliver(self, sample: Sample) -> None:
+        if sample.codec == "aac":
+            return  # browsers take Opus over WebRTC
         track = self.tracks.get(sample.kind)
         if track is not None:
             track.push(sample)
