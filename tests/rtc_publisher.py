@@ -58,6 +58,8 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
         for sample in media.samples():
             if sample.time > seconds:
                 break
+            if sample.codec == "aac":
+                continue  # a browser sends Opus; the file's AAC is for MSE viewers
             delay = started + sample.time - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
