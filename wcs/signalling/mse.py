@@ -62,15 +62,8 @@ class MsePlayback(Negotiation):
     def _viewer_state(self, state: str, info: str | None) -> None:
         self.end("STOPPED" if state == "stopped" else "FAILED", info)
 
-    def end(self, status: str | None, info: str | None) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.disarm()
+    def release(self) -> None:
         if self.stream is not None:
             self.stream.unsubscribe(self.viewer)
         if self.viewer is not None:
             self.viewer.close()
-        if status is not None:
-            self.session.report_stream(self.request, status, info)
-        self._on_done(self)

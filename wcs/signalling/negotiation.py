@@ -56,4 +56,15 @@ class Negotiation:
         self.end("FAILED", info)
 
     def end(self, status: str | None, info: str | None) -> None:
-        raise NotImplementedError
+        """Finish once: release what is held, then tell the page (if ``status``)."""
+        if self.done:
+            return
+        self.done = True
+        self.disarm()
+        self.release()
+        if status is not None:
+            self.session.report_stream(self.request, status, info)
+        self._on_done(self)
+
+    def release(self) -> None:
+        """Give back the peer, the viewer, the stream: whatever this holds."""

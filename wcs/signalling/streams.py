@@ -59,20 +59,12 @@ class Playback(Negotiation):
         else:
             self.end("STOPPED" if state == "stopped" else "FAILED", info)
 
-    def end(self, status: str | None, info: str | None) -> None:
-        """Finish once: release the viewer and the stream, then tell the page."""
-        if self.done:
-            return
-        self.done = True
-        self.disarm()
+    def release(self) -> None:
         if self.stream is not None:
             self.stream.unsubscribe(self.viewer)
         if self.viewer is not None:
             aio.deferred(self.viewer.close()).addErrback(
                 lambda f: log.failure("closing a peer failed", f))
-        if status is not None:
-            self.session.report_stream(self.request, status, info)
-        self._on_done(self)
 
 
 class SessionStreams:
