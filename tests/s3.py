@@ -50,8 +50,10 @@ class Proxy:
     """Forwards GETs to S3, refusing wrong credentials (moto does not check
     them) and, when asked, cutting every transfer that starts past a byte."""
 
-    def __init__(self, upstream_port: int, cut_from: int | None = None) -> None:
+    def __init__(self, upstream_port: int, cut_from: int | None = None,
+                 stall: bool = False) -> None:
         self.requests: list[dict[str, str]] = []
+        self.stalled = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -84,6 +86,9 @@ class Proxy:
                 if cut_from is not None and start and int(start.group(1)) >= cut_from:
                     self.wfile.write(body[: len(body) // 3])
                     self.wfile.flush()
+                    if stall:  # the transfer just stops, the connection stays open
+                        proxy.stalled.wait(30)
+                        return
                     self.connection.shutdown(2)  # the connection drops mid-body
                     return
                 self.wfile.write(body)
@@ -95,5 +100,6 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        self.stalled.set()
         self.server.shutdown()
         self.server.server_close()

@@ -136,3 +136,19 @@ def test_container_new_false_downloads_everything_first(start_server, media, s3)
     assert got.statuses[-2:] == ["PLAYING", "STOPPED"]
     size = (media / "main.mp4").stat().st_size
     assert f"{size} bytes in S3; playing after {size} bytes" in server.log()
+
+
+def test_a_stalled_transfer_ends_the_stream_in_bounded_time(start_server, media, s3):
+    proxy = Proxy(s3.port, cut_from=3 * 1024 * 1024, stall=True)
+    try:
+        server = start_server(media_dir=str(media), aws_s3_request_timeout="1000",
+                              **s3_settings(proxy.url))
+        started = time.monotonic()
+        got = run(play(server.ws_url, "vod://s3/media/large.mp4", timeout=60))
+        assert got.statuses[:2] == ["PENDING", "PLAYING"]
+        assert got.statuses[-1] == "FAILED", got.statuses
+        assert got.infos[-1] == "S3 download stalled"  # timed out, three times
+        assert time.monotonic() - started < 40
+        assert "gave up on bytes from" in server.log()
+    finally:
+        proxy.stop()

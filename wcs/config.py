@@ -51,6 +51,7 @@ class Settings:
     vod_mp4_container_new: bool = True
     aws_s3_credentials: S3Credentials | None = None
     aws_s3_endpoint: str = ""
+    aws_s3_request_timeout: int = 10000
     tls_cert: Path | None = None
     tls_key: Path | None = None
     state_dir: Path = field(
@@ -174,6 +175,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "vod_mp4_container_new": ("vod_mp4_container_new", _bool, repr),
     "aws_s3_credentials": ("aws_s3_credentials", _s3_credentials, _secret),
     "aws_s3_endpoint": ("aws_s3_endpoint", _url, repr),
+    "aws_s3_request_timeout": ("aws_s3_request_timeout", _positive, repr),
     "tls_cert": ("tls_cert", _optional_path, repr),
     "tls_key": ("tls_key", _optional_path, repr),
     "state_dir": ("state_dir", _path, repr),

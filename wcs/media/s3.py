@@ -35,6 +35,7 @@ BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 ACCESS_DENIED = "Access to the S3 object was denied (check aws_s3_credentials)"
 UNREACHABLE = "S3 endpoint unreachable"
+STALLED = "S3 download stalled"
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ class S3Client:
     """Signed GETs against AWS, or any S3-compatible endpoint (path-style)."""
 
     def __init__(self, credentials: S3Credentials | None, endpoint: str,
-                 http: Any = treq) -> None:
+                 timeout: float = REQUEST_TIMEOUT, http: Any = treq) -> None:
         self.credentials = credentials
         self.endpoint = endpoint
+        self.timeout = timeout
         self.http = http
 
     def url(self, location: S3Location) -> str:
@@ -98,7 +100,7 @@ class S3Client:
         limit = end - start + 1 + 64 * 1024  # a server that ignores Range is cut off
         try:
             request = self.http.get(url, headers={k: [v] for k, v in headers.items()})
-            request.addTimeout(REQUEST_TIMEOUT, reactor)
+            request.addTimeout(self.timeout, reactor)
             response = yield request
             parts: list[bytes] = []
             received = [0]
@@ -110,7 +112,7 @@ class S3Client:
                 parts.append(data)
 
             reading = treq.collect(response, keep)
-            reading.addTimeout(REQUEST_TIMEOUT, reactor)
+            reading.addTimeout(self.timeout, reactor)
             yield reading
             body = b"".join(parts)
         except (error.ConnectError, error.DNSLookupError, error.TimeoutError,
@@ -120,6 +122,9 @@ class S3Client:
             raise MediaError(UNREACHABLE) from None
         except MediaError:
             raise
+        except defer.TimeoutError:
+            log.warn("S3 {location}: no data for {t} s", location=str(location), t=self.timeout)
+            raise MediaError(STALLED) from None
         except Exception as failure:  # the connection broke mid-body, and the like
             log.warn("S3 {location}: transfer failed: {failure}", location=str(location),
                      failure=failure)

@@ -181,7 +181,8 @@ class StreamRegistry:
         self.live: dict[str, VodStream] = {}
         self._opening: dict[str, list[Deferred[VodStream]]] = {}
         self.published: dict[str, PublishedStream] = {}
-        self.s3 = s3.S3Client(settings.aws_s3_credentials, settings.aws_s3_endpoint)
+        self.s3 = s3.S3Client(settings.aws_s3_credentials, settings.aws_s3_endpoint,
+                              settings.aws_s3_request_timeout / 1000.0)
 
     def open(self, name: str) -> VodStream | Deferred[VodStream]:
         """The stream a viewer of ``name`` should subscribe to (a Deferred while
