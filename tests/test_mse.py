@@ -68,3 +68,26 @@ def test_packetizer_unit():
     assert [body for _, _, body in audio] == [b"\x00\x12\x10", b"\x01AAC"]
     assert packer.pack(Sample("audio", b"opus", 0, 48000, 0.0, codec="opus")) is None
     assert MSE_OFFER.count("m=") == 2
+
+
+def test_a_published_stream_reaches_mse_with_aac(start_server, media, tmp_path):
+    import asyncio
+
+    from tests.rtc_publisher import publish
+
+    server = start_server(media_dir=str(tmp_path))
+
+    async def both():
+        publisher = asyncio.ensure_future(publish(server.ws_url, "cam", media / "live.mp4",
+                                                  seconds=6, record=False))
+        await asyncio.sleep(1.5)
+        viewer = await watch(server.ws_url, "cam", seconds=3)
+        return await publisher, viewer
+
+    sent, got = run(both())
+    assert sent.statuses == ["PUBLISHING", "UNPUBLISHED"]
+    assert got.statuses == ["PENDING", "PLAYING", "STOPPED"]
+    assert "m=video 1 " in got.answer and "m=audio 1 " in got.answer
+    audio = [head for kind, _, head in got.order if kind == 8]
+    assert audio[0][0] == 0 and len(audio) > 100, "AudioSpecificConfig, then AAC frames"
+    assert got.records.get(9, 0) > 60

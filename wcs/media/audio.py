@@ -16,6 +16,7 @@ from wcs.media.sample import OPUS_CLOCK, Sample
 log = Logger()
 
 OPUS_FRAME = 960  # 20 ms at 48 kHz
+AAC_FRAME = 1024
 
 
 class OpusTranscoder:
@@ -74,3 +75,41 @@ class OpusTranscoder:
             self._next_pts = pts + OPUS_FRAME
             yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
                          codec="opus")
+
+
+class AacTranscoder:
+    """Opus → AAC, once per published stream, for the subscribers that take AAC (MSE)."""
+
+    def __init__(self) -> None:
+        self.decoder = av.CodecContext.create("libopus", "r")
+        self.encoder = av.CodecContext.create("aac", "w")
+        self.encoder.sample_rate = OPUS_CLOCK
+        self.encoder.layout = "stereo"
+        self.encoder.format = "fltp"
+        self.encoder.bit_rate = 128000
+        self.encoder.open()
+        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=OPUS_CLOCK,
+                                           frame_size=AAC_FRAME)
+        self._next_pts: int | None = None
+
+    @property
+    def config(self) -> bytes:
+        """The AudioSpecificConfig of what comes out."""
+        return bytes(self.encoder.extradata or b"")
+
+    def feed(self, opus: Sample) -> Iterator[Sample]:
+        if self._next_pts is None:
+            self._next_pts = opus.pts
+        try:
+            frames = self.decoder.decode(av.Packet(opus.data))
+        except av.FFmpegError:
+            return  # a damaged packet: its 20 ms are left out
+        for frame in frames:
+            frame.pts = None
+            for chunk in self.resampler.resample(frame):
+                chunk.pts = None
+                for packet in self.encoder.encode(chunk):
+                    pts = self._next_pts
+                    self._next_pts += AAC_FRAME
+                    yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
+                                 codec="aac")

@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 from twisted.logger import Logger
 
 from wcs.media import h264
+from wcs.media.audio import AacTranscoder
 from wcs.media.errors import MediaError
 from wcs.media.reencode import Vp8ToH264
 from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
@@ -85,6 +86,7 @@ class WebRTCPublisher:
         self._tasks: list[asyncio.Task] = []
         self._video_receiver: RTCRtpReceiver | None = None
         self._vp8: Vp8ToH264 | None = None
+        self._aac: AacTranscoder | None = None
         self._done = False
 
     async def answer(self, offer_sdp: str) -> str:
@@ -122,10 +124,12 @@ class WebRTCPublisher:
             transceiver = pc.addTransceiver("audio", direction="recvonly")
             transceiver.setCodecPreferences(codecs.opus_preferences())
             pass_through(transceiver.receiver)
+        if "audio" in offered:
+            self._aac = AacTranscoder()  # MSE viewers take AAC: once, here
         self.info = MediaInfo(
             duration=0.0,
             video=VideoInfo(0, 0, 0.0, video_profile, b"") if video_profile else None,
-            audio=AudioInfo("opus", OPUS_CLOCK, 2) if "audio" in offered else None)
+            audio=AudioInfo("opus", OPUS_CLOCK, 2, self._aac.config) if self._aac else None)
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
@@ -159,8 +163,12 @@ class WebRTCPublisher:
         if kind == "video":
             types = {nal[0] & 0x1F for nal in h264.split_annexb(frame.data) if nal}
             keyframe = h264.NAL_IDR in types
-        self._on_sample(Sample(kind, frame.data, pts, clock, pts / clock, keyframe,
-                               "h264" if kind == "video" else "opus"))
+        sample = Sample(kind, frame.data, pts, clock, pts / clock, keyframe,
+                        "h264" if kind == "video" else "opus")
+        self._on_sample(sample)
+        if kind == "audio" and self._aac is not None:
+            for aac in self._aac.feed(sample):
+                self._on_sample(aac)
 
     def request_keyframe(self) -> None:
         """Ask the browser for an IDR (a viewer joined with no GOP to give it)."""
