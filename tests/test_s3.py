@@ -118,6 +118,13 @@ def test_rest_startup_and_live_broadcast_from_s3(start_server, media, s3):
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"] and len(got.video) > 45
     live = run(play(server.ws_url, "vod-live://s3/media/live.mp4", stop_after=1))
     assert live.statuses[-2:] == ["PLAYING", "STOPPED"]
+    # the MSE path takes the same names: a REST-started S3 broadcast and a vod://s3 file
+    from tests.mse_client import watch
+
+    for name in ("cloud", "vod://s3/media/main.mp4"):
+        mse = run(watch(server.ws_url, name, seconds=1.5))
+        assert mse.statuses == ["PENDING", "PLAYING", "STOPPED"], (name, mse.statuses)
+        assert mse.records.get(9, 0) > 20 and mse.records.get(8, 0) > 20, name
 
 
 def test_sdk_player_plays_from_s3(start_server, page, media, s3):
