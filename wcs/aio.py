@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from twisted.internet.defer import Deferred
 
@@ -49,7 +49,3 @@ def deferred(awaitable: Awaitable[T]) -> Deferred[T]:
     """asyncio → Twisted: run a coroutine or future, get a Deferred."""
     return Deferred.fromFuture(asyncio.ensure_future(awaitable, loop=loop()))
 
-
-def future(d: Deferred[Any]) -> asyncio.Future[Any]:
-    """Twisted → asyncio: something to ``await`` in a coroutine."""
-    return d.asFuture(loop())
