@@ -37,7 +37,7 @@ def test_record_download_and_play_back(start_server, page, browser, tmp_path):
     path = folder / name
     assert body == path.read_bytes()
     with path.open("rb") as handle:
-        kinds = [box.kind for box in boxes.top_level(handle, path.stat().st_size)]
+        kinds = [box.kind for box in boxes.check_layout(handle, path.stat().st_size)]
     assert kinds.index("moov") < kinds.index("mdat")
     with av.open(str(path)) as container:
         codecs = sorted(s.codec_context.name for s in container.streams)

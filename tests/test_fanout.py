@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.harness import run
-from wcs.media.fanout import GOP_LIMIT, Broadcast
 from wcs.media.sample import Sample
+from wcs.streams.fanout import GOP_LIMIT, Broadcast
 from wcs.webrtc.viewer import QUEUE_LIMIT, EncodedTrack
 
 
@@ -17,6 +17,8 @@ def audio(n: int) -> Sample:
 
 
 class Sink:
+    pressed_join = True
+
     def __init__(self):
         self.got: list[Sample] = []
         self.ended = None
@@ -24,7 +26,7 @@ class Sink:
     def deliver(self, sample):
         self.got.append(sample)
 
-    def finished(self, info, failed):
+    def closed(self, info, failed):
         self.ended = (info, failed)
 
 

@@ -21,7 +21,7 @@ def test_recorded_video_is_byte_identical_and_audio_is_aac(start_server, media, 
     path = folder / name
     assert path.exists() and not list(folder.glob(".*.part"))
     with path.open("rb") as handle:
-        kinds = [box.kind for box in boxes.top_level(handle, path.stat().st_size)]
+        kinds = [box.kind for box in boxes.check_layout(handle, path.stat().st_size)]
     assert kinds.index("moov") < kinds.index("mdat"), kinds
     with av.open(str(path)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]

@@ -7,7 +7,7 @@ import os
 import urllib.error
 import urllib.request
 
-from wcs.media.recorder import record_name
+from wcs.recording.recorder import record_name
 
 NOON = datetime.datetime(2026, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
 

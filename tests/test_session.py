@@ -93,7 +93,7 @@ class Harness:
         self.session = Session(lambda text: self.sent.append(json.loads(text)),
                                self.close, self.streams)
 
-    def close(self):
+    def close(self, reason):
         self.closed += 1
 
     def send(self, name, *data):

@@ -6,6 +6,7 @@ user never has to type ``--reactor``; twistd imports it before the reactor.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from wcs import aio
@@ -15,20 +16,22 @@ try:
 except aio.ReactorError as _error:
     raise SystemExit(f"wcsvod: {_error}") from None
 
-from twisted.application import service  # noqa: E402
-from twisted.application.internet import StreamServerEndpointService  # noqa: E402
+from twisted.application import service, strports  # noqa: E402
 from twisted.internet import endpoints  # noqa: E402
+from twisted.internet.interfaces import IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
 
 from wcs import config  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
-from wcs.signalling.streams import SessionStreams  # noqa: E402
+from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
+from wcs.sources import Sources  # noqa: E402
+from wcs.sources.s3 import S3Client  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
+from wcs.transports import Transports  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
-from wcs.webrtc import ice  # noqa: E402
 
 log = Logger()
 
@@ -109,40 +112,51 @@ def makeService(options: Options) -> service.MultiService:
         raise SystemExit(f"wcsvod: {error}") from None
 
 
+def listen_descriptions(settings: Settings) -> dict[str, str]:
+    """The ``strports`` description of each listener that is on, by its port key."""
+    interface = endpoints.quoteStringArgument(settings.bind_address)
+    plain = {"ws.port": settings.ws_port, "http.port": settings.http_port}
+    secure = {"wss.port": settings.wss_port, "https.port": settings.https_port}
+    descriptions = {key: f"tcp:{port}:interface={interface}"
+                    for key, port in plain.items() if port}
+    if any(secure.values()):
+        from wcs.tls import certificate_files
+
+        cert, key = (endpoints.quoteStringArgument(str(path))
+                     for path in certificate_files(settings))
+        descriptions.update({
+            key_name: f"ssl:{port}:interface={interface}:certKey={cert}:privateKey={key}"
+            for key_name, port in secure.items() if port})
+    return descriptions
+
+
 def _compose(settings: Settings) -> service.MultiService:
     from twisted.internet import reactor
 
     top = service.MultiService()
-    ice.announce(settings.announced_ips)
-    registry = StreamRegistry(settings, reactor)
-    signalling = SignallingFactory(settings, SessionStreams(registry, settings, reactor))
+    sources = Sources(settings.media_dir, _s3_client(settings, reactor),
+                      settings.state_dir / "s3-cache", settings.vod_mp4_container_new)
+    registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
+                              timeout=settings.vod_stream_timeout / 1000.0)
+    transports = Transports(reactor, settings.media_dir, settings.record_template,
+                            settings.announced_ips)
+    signalling = SignallingFactory(settings, StreamRequests(registry, transports, reactor),
+                                   reactor)
     root, rest = build_root(settings)
     rest.putChild(b"vod", VodApi(registry, settings.rest_api_key))
     site = build_site(root)
-    tls = None
-    if settings.wss_port or settings.https_port:
-        from wcs.tls import certificate_options
-
-        tls = certificate_options(settings)
-    listeners = [
-        (settings.ws_port, signalling, None),
-        (settings.wss_port, signalling, tls),
-        (settings.http_port, site, None),
-        (settings.https_port, site, tls),
-    ]
-    for port, factory, context in listeners:
-        if not port:
-            continue
-        if context is None:
-            endpoint = endpoints.TCP4ServerEndpoint(
-                reactor, port, interface=settings.bind_address)
-        else:
-            endpoint = endpoints.SSL4ServerEndpoint(
-                reactor, port, context, interface=settings.bind_address)
-        listener = StreamServerEndpointService(endpoint, factory)
-        listener._raiseSynchronously = True
-        listener.setServiceParent(top)
+    factories = {"ws.port": signalling, "wss.port": signalling,
+                 "http.port": site, "https.port": site}
+    for key, description in listen_descriptions(settings).items():
+        strports.service(description, factories[key]).setServiceParent(top)
     StreamsService(registry).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top
 
+
+def _s3_client(settings: Settings, clock: IReactorTime) -> S3Client:
+    """Region, access key and secret are handed over as plain values."""
+    credentials = settings.aws_s3_credentials
+    return S3Client(clock, endpoint=settings.aws_s3_endpoint,
+                    timeout=settings.aws_s3_request_timeout / 1000.0,
+                    **(dataclasses.asdict(credentials) if credentials else {}))

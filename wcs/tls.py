@@ -20,20 +20,20 @@ from wcs.config import ConfigError, Settings
 log = Logger()
 
 
-def certificate_options(settings: Settings) -> ssl.CertificateOptions:
-    """Load the configured certificate, or make (once) and load a self-signed one."""
+def certificate_files(settings: Settings) -> tuple[Path, Path]:
+    """The configured PEM pair, or a self-signed one made once; checked to load,
+    so that a bad pair stops the start with both keys named."""
     if settings.tls_cert is not None and settings.tls_key is not None:
         cert_path, key_path = settings.tls_cert, settings.tls_key
     else:
         cert_path, key_path = self_signed(settings.state_dir / "tls")
     try:
-        certificate = ssl.PrivateCertificate.loadPEM(
-            cert_path.read_text() + key_path.read_text())
+        ssl.PrivateCertificate.loadPEM(cert_path.read_text() + key_path.read_text())
     except Exception as error:  # OpenSSL, PEM and I/O errors alike
         raise ConfigError(
             f"tls_cert={str(cert_path)!r}, tls_key={str(key_path)!r}: "
             f"cannot load the PEM pair ({error})") from None
-    return certificate.options()
+    return cert_path, key_path
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -1,5 +1,6 @@
-"""The media pipeline: sources, MP4 sample reading, pacing, AAC→Opus, fan-out.
+"""The media pipeline: MP4 reading, H.264 and AAC handling, pacing.
 
-It hands encoded samples to whoever subscribes and knows nothing of
-WebSocket, REST or peer connections.
+It turns an opened file into encoded samples on time, and knows nothing of
+where the file came from, of streams and their subscribers, of WebSocket,
+REST or peer connections.
 """

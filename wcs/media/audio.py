@@ -11,12 +11,9 @@ from collections.abc import Iterator
 import av
 from twisted.logger import Logger
 
-from wcs.media.sample import OPUS_CLOCK, Sample
+from wcs.media.sample import AAC_FRAME, OPUS_CLOCK, OPUS_FRAME, Sample
 
 log = Logger()
-
-OPUS_FRAME = 960  # 20 ms at 48 kHz
-AAC_FRAME = 1024
 
 
 class OpusTranscoder:

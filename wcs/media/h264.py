@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wcs.media.errors import wrong_format
+from wcs.errors import WrongFormat
 
 START_CODE = b"\x00\x00\x00\x01"
 NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
@@ -40,16 +40,16 @@ class AvcConfig:
 def parse_avcc(record: bytes | None) -> AvcConfig:
     """Read an ``avcC`` record; refuses Annex B extradata or a broken record."""
     if not record or len(record) < 7 or record[0] != 1:
-        raise wrong_format("H.264 track has no avcC configuration")
+        raise WrongFormat("H.264 track has no avcC configuration")
     try:
         length_size = (record[4] & 0x03) + 1
         position = 5
         sps, position = _parameter_sets(record, position, record[5] & 0x1F)
         pps, position = _parameter_sets(record, position, record[position])
     except IndexError:
-        raise wrong_format("H.264 avcC configuration is truncated") from None
+        raise WrongFormat("H.264 avcC configuration is truncated") from None
     if not sps or not pps:
-        raise wrong_format("H.264 avcC configuration has no SPS or PPS")
+        raise WrongFormat("H.264 avcC configuration has no SPS or PPS")
     return AvcConfig(record[1], record[2], record[3], length_size, sps, pps, bytes(record))
 
 

@@ -15,11 +15,12 @@ from typing import BinaryIO
 import av
 from twisted.logger import Logger
 
+from wcs.errors import WcsError, WrongFormat
 from wcs.media import boxes, h264, reencode
 from wcs.media.audio import OpusTranscoder
-from wcs.media.errors import MediaError, wrong_format
 from wcs.media.sample import (
     OPUS_CLOCK,
+    OPUS_FRAME,
     VIDEO_CLOCK,
     AudioInfo,
     MediaInfo,
@@ -29,8 +30,6 @@ from wcs.media.sample import (
 
 log = Logger()
 
-#: Ticks in one Opus packet (20 ms at 48 kHz).
-AUDIO_FRAME = 960
 #: Samples held at most while waiting for the other track (bounds memory
 #: for badly interleaved files; past it, samples go out as read).
 MERGE_LIMIT = 2000
@@ -49,7 +48,7 @@ class Mp4File:
                 with source.open("rb") as handle:
                     self.boxes = boxes.check_layout(handle, source.stat().st_size)
             except OSError as error:
-                raise wrong_format(f"cannot read the file ({error.strerror})") from None
+                raise WrongFormat(f"cannot read the file ({error.strerror})") from None
             target: str | BinaryIO = str(source)
         else:
             self.boxes = layout or []
@@ -59,25 +58,25 @@ class Mp4File:
         try:
             self.container = av.open(target, "r", timeout=5.0)
         except av.FFmpegError as error:
-            raise wrong_format(f"not a readable MP4 file ({_reason(error)})") from None
+            raise WrongFormat(f"not a readable MP4 file ({_reason(error)})") from None
         try:
             self._check()
-        except MediaError:
+        except WcsError:
             self.container.close()
             raise
 
     def _check(self) -> None:
         container = self.container
         if not {"mp4", "mov"} & set(container.format.name.split(",")):
-            raise wrong_format(f"{container.format.name} is not an MP4 container")
+            raise WrongFormat(f"{container.format.name} is not an MP4 container")
         self.video = container.streams.video[0] if container.streams.video else None
         self.audio = container.streams.audio[0] if container.streams.audio else None
         if self.video is None and self.audio is None:
-            raise wrong_format("no video or audio track")
+            raise WrongFormat("no video or audio track")
         if self.video is not None and self.video.codec_context.name != "h264":
-            raise wrong_format(f"video codec {self.video.codec_context.name} is not H.264")
+            raise WrongFormat(f"video codec {self.video.codec_context.name} is not H.264")
         if self.audio is not None and self.audio.codec_context.name != "aac":
-            raise wrong_format(f"audio codec {self.audio.codec_context.name} is not AAC")
+            raise WrongFormat(f"audio codec {self.audio.codec_context.name} is not AAC")
         self.avc = h264.parse_avcc(self.video.codec_context.extradata) if self.video else None
         starts = [float(s.start_time * s.time_base) for s in (self.video, self.audio)
                   if s is not None and s.start_time is not None]
@@ -121,12 +120,12 @@ class Mp4File:
                 if offset:
                     sample = shifted(sample, offset)
                 if sample.codec == "opus":
-                    if audio_next is not None and sample.pts < audio_next - AUDIO_FRAME // 2:
+                    if audio_next is not None and sample.pts < audio_next - OPUS_FRAME // 2:
                         continue
                     if audio_next is not None and sample.pts < audio_next:
                         sample.pts = audio_next
                         sample.time = audio_next / sample.clock
-                    audio_next = sample.pts + AUDIO_FRAME
+                    audio_next = sample.pts + OPUS_FRAME
                 if sample.codec == "aac":
                     yield sample
                     continue
@@ -141,7 +140,7 @@ class Mp4File:
 
     def _duration(self, sample: Sample) -> float:
         if sample.kind == "audio":
-            return AUDIO_FRAME / OPUS_CLOCK
+            return OPUS_FRAME / OPUS_CLOCK
         fps = self.info.video.fps if self.info.video else 0.0
         return 1 / fps if fps else 0.0
 

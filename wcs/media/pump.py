@@ -13,7 +13,7 @@ import av
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from wcs.media.errors import MediaError
+from wcs.errors import WcsError
 from wcs.media.sample import Sample
 
 log = Logger()
@@ -77,9 +77,10 @@ class Pump:
                 except StopIteration:
                     self._finish(None)
                     return
-                except (MediaError, av.FFmpegError, OSError) as error:
+                except (WcsError, av.FFmpegError, OSError) as error:
                     log.warn("{label}: source failed: {error}", label=self.label, error=error)
-                    self._finish(getattr(error, "info", None) or "Source read failed")
+                    self._finish(error.info if isinstance(error, WcsError)
+                                 else "Source read failed")
                     return
             if self._start is None:
                 self._start = now - self._pending.time
@@ -103,7 +104,7 @@ class Pump:
             return True
         try:
             ready = self._ready()
-        except MediaError as error:
+        except WcsError as error:
             self._finish(error.info)
             return False
         if ready:

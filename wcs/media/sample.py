@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 VIDEO_CLOCK = 90000
 OPUS_CLOCK = 48000
+#: Ticks in one Opus packet: 20 ms at 48 kHz, what WebRTC browsers send and expect.
+OPUS_FRAME = 960
+#: Samples in one AAC-LC frame.
+AAC_FRAME = 1024
 
 
 @dataclass(slots=True)
@@ -53,13 +56,3 @@ class MediaInfo:
     video: VideoInfo | None
     audio: AudioInfo | None
 
-
-class Subscriber(Protocol):
-    """Anything that takes samples: a WebRTC peer, an MSE socket, a recorder."""
-
-    def deliver(self, sample: Sample) -> None:
-        """Take one sample; must not block, and must bound its own buffering."""
-
-    def finished(self, info: str | None, failed: bool) -> None:
-        """No more samples: the end of the media (no info), a stop (with an
-        info), or a failure (``failed``, with the reason)."""

@@ -1,20 +1,23 @@
-"""One MSE viewer: a subscriber that writes packed records to its media socket.
+"""One MSE viewer: a player whose media goes over the SDK's second WebSocket.
 
-The socket is a push-producer consumer: while Twisted says the socket's
-buffer is full, samples are dropped and the viewer restarts at the next
-keyframe; a viewer still stuck after ``STUCK_LIMIT`` seconds is ended.
-Server memory never grows with a slow viewer.
+The answer only says which kinds flow (wcs-protocol.md §4); playing starts
+when the SDK's media socket arrives. The socket is a push-producer consumer:
+while Twisted says its buffer is full, samples are dropped and the viewer
+restarts at the next keyframe; a viewer still stuck after ``STUCK_LIMIT``
+seconds is ended. Server memory never grows with a slow viewer.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol
 
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.media.sample import MediaInfo, Sample
+from wcs.mse.channels import MediaChannels
 from wcs.mse.packetizer import MsePacketizer
 
 log = Logger()
@@ -32,30 +35,59 @@ class MediaChannel(Protocol):
     def unregister_producer(self) -> None: ...
 
 
+def answer_sdp(info: MediaInfo) -> str:
+    """The SDK reads only whether each m-line's port is non-zero (§4)."""
+    profile = info.video.profile_level_id if info.video else "42e01f"
+    return "\r\n".join([
+        "v=0", "o=- 0 0 IN IP4 0.0.0.0", "s=wcsvod", "t=0 0",
+        f"m=video {1 if info.video else 0} RTP/AVP 112", "a=rtpmap:112 H264/90000",
+        f"a=fmtp:112 packetization-mode=1;profile-level-id={profile}", "a=sendonly",
+        f"m=audio {1 if info.audio else 0} RTP/AVP 108",
+        "a=rtpmap:108 mpeg4-generic/48000/2", "a=sendonly", ""])
+
+
 class MseViewer:
-    """Subscriber; ``on_state`` gets "stopped"/"failed" with an info, once."""
+    """Player; ``on_state`` gets "connected" when the media socket arrives, then
+    "stopped"/"failed" with an info, once."""
 
     pressed_join = False  # MSE plays the cached GOP at its own pace from its keyframe
 
-    def __init__(self, channel: MediaChannel, info: MediaInfo, label: str,
+    def __init__(self, channels: MediaChannels, session_id: str, info: MediaInfo,
+                 label: str, clock: IReactorTime,
                  on_state: Callable[[str, str | None], None]) -> None:
-        self.channel = channel
+        self.channels = channels
+        self.session_id = session_id
         self.info = info
         self.label = label
+        self.clock = clock
         self._on_state = on_state
+        self.channel: MediaChannel | None = None
         self.packetizer = MsePacketizer(info.audio.aac_config if info.audio else b"")
         self.paused_since: float | None = None
         self.need_key = info.video is not None
         self.dropped = 0
-        self.sent = 0
         self._done = False
+
+    def answer(self, offer_sdp: str) -> Deferred[str]:
+        return succeed(answer_sdp(self.info))
+
+    def answered(self) -> None:
+        """The SDK opens its media socket now (or already has)."""
+        if not self._done:
+            self.channels.wait(self.session_id, self._attach)
+
+    def _attach(self, channel: MediaChannel) -> None:
+        if self._done:
+            return
+        self.channel = channel
         channel.register_producer(self)
+        self._on_state("connected", None)
 
     # IPushProducer, driven by the socket's buffer
 
     def pauseProducing(self) -> None:
         if self.paused_since is None:
-            self.paused_since = time.monotonic()
+            self.paused_since = self.clock.seconds()
 
     def resumeProducing(self) -> None:
         self.paused_since = None
@@ -65,13 +97,16 @@ class MseViewer:
 
     # Subscriber
 
+    def keyframe_wanted(self) -> bool:
+        return self.need_key
+
     def deliver(self, sample: Sample) -> None:
-        if self._done:
+        if self._done or self.channel is None:
             return
         if self.paused_since is not None:
             self.dropped += 1
             self.need_key = self.info.video is not None
-            if time.monotonic() - self.paused_since > STUCK_LIMIT:
+            if self.clock.seconds() - self.paused_since > STUCK_LIMIT:
                 log.warn("{label}: media socket stuck; {n} samples dropped",
                          label=self.label, n=self.dropped)
                 self._end("failed", "Viewer too slow: the media connection could not keep up")
@@ -83,9 +118,8 @@ class MseViewer:
         data = self.packetizer.pack(sample)
         if data:
             self.channel.send(data)
-            self.sent += 1
 
-    def finished(self, info: str | None, failed: bool) -> None:
+    def closed(self, info: str | None, failed: bool) -> None:
         self._end("failed" if failed else "stopped", info)
 
     def _end(self, state: str, info: str | None) -> None:
@@ -95,4 +129,6 @@ class MseViewer:
 
     def close(self) -> None:
         self._done = True
-        self.channel.unregister_producer()
+        self.channels.cancel(self.session_id, self._attach)
+        if self.channel is not None:
+            self.channel.unregister_producer()

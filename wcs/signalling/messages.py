@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Longest stream name or id accepted; longer ones are refused, not cut.
-MAX_NAME = 1024
+from wcs.streams.uri import MAX_URI
+
 #: Longest SDP accepted.
 MAX_SDP = 128 * 1024
 
@@ -74,9 +74,10 @@ def parse_frame(payload: bytes, is_binary: bool) -> Message:
 # --- typed fields of data[0]
 
 
-def text_field(body: dict[str, Any], key: str, *, limit: int = MAX_NAME,
+def text_field(body: dict[str, Any], key: str, *, limit: int = MAX_URI,
                default: str | None = None) -> str | None:
-    """A string field; absent gives ``default``, another type or too long is an error."""
+    """A string field; absent gives ``default``, another type or too long is an
+    error (longer ones are refused, not cut)."""
     value = body.get(key)
     if value is None:
         return default
@@ -136,10 +137,7 @@ class StreamRequest:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> StreamRequest:
         """Check every field; the error names the stream when it can."""
-        try:
-            media_session_id = text_field(body, "mediaSessionId", limit=128)
-        except MessageError as error:
-            raise MessageError(error.info) from None
+        media_session_id = text_field(body, "mediaSessionId", limit=128)
         if not media_session_id:
             raise MessageError("'mediaSessionId' is missing")
         try:

@@ -1,19 +1,21 @@
 """What playing and publishing share: an answer to send, an ICE deadline, and
-an end that happens once."""
+one end that happens once: release what is held, then tell the page."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.media.errors import MediaError
+from wcs.errors import WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
+from wcs.streams.interfaces import Transports
 
 log = Logger()
 
@@ -24,14 +26,20 @@ ICE_TIMEOUT = 20.0
 class Negotiation:
     """One stream request of a session, from its offer to its terminal status."""
 
-    def __init__(self, session: Session, request: StreamRequest, clock: IReactorTime,
-                 on_done: Callable[[Any], None]) -> None:
+    def __init__(self, session: Session, request: StreamRequest, transports: Transports,
+                 clock: IReactorTime, on_done: Callable[[Any], None]) -> None:
         self.session = session
         self.request = request
+        self.transports = transports
         self.clock = clock
         self._on_done = on_done
         self.done = False
         self._timer: IDelayedCall | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs name this stream request."""
+        return f"{self.request.name} [{self.request.media_session_id[:8]}]"
 
     def arm_ice_timeout(self) -> None:
         self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
@@ -47,7 +55,7 @@ class Negotiation:
 
     def refused(self, failure: Failure) -> None:
         """The source could not be opened, or the offer not answered."""
-        if isinstance(failure.value, MediaError):
+        if isinstance(failure.value, WcsError):
             info = failure.value.info
         else:
             log.failure("{name}: {kind} failed", failure, name=self.request.name,
@@ -56,15 +64,32 @@ class Negotiation:
         self.end("FAILED", info)
 
     def end(self, status: str | None, info: str | None) -> None:
-        """Finish once: release what is held, then tell the page (if ``status``)."""
+        """Finish once: release what is held, then tell the page (if ``status``).
+
+        ``release`` may return a Deferred (a recording being completed): the
+        page hears the status when it fires, with the fields it fires with;
+        if it fails, the page hears FAILED with the reason.
+        """
         if self.done:
             return
         self.done = True
         self.disarm()
-        self.release()
-        if status is not None:
-            self.session.report_stream(self.request, status, info)
-        self._on_done(self)
+        releasing: Deferred[dict[str, Any] | None] = maybeDeferred(self.release)
 
-    def release(self) -> None:
+        def report(extra: dict[str, Any] | None) -> None:
+            if status is not None:
+                self.session.report_stream(self.request, status, info, **(extra or {}))
+
+        def failed(failure: Failure) -> None:
+            reason = failure.value.info if isinstance(failure.value, WcsError) else "failed"
+            log.warn("{label}: {reason}", label=self.label, reason=reason)
+            if status is not None:
+                self.session.report_stream(self.request, "FAILED",
+                                           info if status == "FAILED" else reason)
+
+        releasing.addCallbacks(report, failed)
+        releasing.addBoth(lambda _: self._on_done(self))
+
+    def release(self) -> Deferred[dict[str, Any] | None] | dict[str, Any] | None:
         """Give back the peer, the viewer, the stream: whatever this holds."""
+        return None

@@ -1,8 +1,8 @@
 """One signalling session: the WCS conversation with one browser tab.
 
 The session knows the protocol (which message gets which answer) but not the
-socket: it is handed a ``send`` and a ``close`` callable, so it can be driven
-by the Autobahn protocol in production and by plain calls in unit tests.
+socket: it is handed a ``send`` and a ``close(reason)`` callable, so it can be
+driven by the Autobahn protocol in production and by plain calls in unit tests.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class StreamHandler(Protocol):
 class Session:
     """State and answers for one browser session."""
 
-    def __init__(self, send: Callable[[str], None], close: Callable[[], None],
+    def __init__(self, send: Callable[[str], None], close: Callable[[str], None],
                  streams: StreamHandler, peer: str = "?", path: str = "/",
                  channel: Any = None,
                  lookup: Callable[[str], Session | None] = lambda token: None) -> None:
@@ -164,7 +164,7 @@ class Session:
         if owner is None or owner is self or self.established:
             log.info("session {session}: media transport with an unknown token refused",
                      session=self.id)
-            self._close()
+            self._close("unknown media token")
             return
         self.media_owner = owner
         log.info("session {session} is the media transport of session {owner}",
@@ -190,7 +190,7 @@ class Session:
         if self.missed_pings >= probes:
             log.info("session {session}: no answer to {n} pings, closing",
                      session=self.id, n=probes)
-            self._close()
+            self._close("ping timeout")
             return
         self.missed_pings += 1
         self.send(messages.ping())

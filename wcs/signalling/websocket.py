@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -49,7 +50,7 @@ class SignallingProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.session = Session(
             send=self._send_text,
-            close=lambda: self.sendClose(code=1000, reason="ping timeout"),
+            close=lambda reason: self.sendClose(code=1000, reason=reason),
             streams=self.factory.streams,
             peer=self._peer,
             path=self._path,
@@ -103,7 +104,8 @@ class SignallingFactory(WebSocketServerFactory):
 
     protocol = SignallingProtocol
 
-    def __init__(self, settings: Settings, streams: StreamHandler) -> None:
+    def __init__(self, settings: Settings, streams: StreamHandler,
+                 clock: IReactorTime) -> None:
         super().__init__()
         self.settings = settings
         self.streams = streams
@@ -117,6 +119,7 @@ class SignallingFactory(WebSocketServerFactory):
             closeHandshakeTimeout=3,
         )
         self._pinger = LoopingCall(self._ping_all)
+        self._pinger.clock = clock
 
     def startFactory(self) -> None:
         if not self._pinger.running:

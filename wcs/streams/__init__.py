@@ -1,5 +1,5 @@
-"""Stream lifecycles: names, ids, statuses, viewers, timeouts.
+"""Stream lifecycles: names, ids, statuses, subscribers, timeouts.
 
-Knows nothing of JSON, HTTP or SDP; front doors ask it for streams and
-subscribe whatever transports they own.
+Knows nothing of JSON, HTTP or SDP; front doors ask the registry for a
+stream and attach the subscribers a transport factory makes for them.
 """

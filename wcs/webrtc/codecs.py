@@ -18,7 +18,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.sdp import H264Profile, SessionDescription, parse_h264_profile_level_id
 
-from wcs.media.errors import MediaError
+from wcs.errors import NegotiationError
 
 # Chromium offers High only as High 4:4:4 Predictive (f4001f), whose decoders
 # also decode High, Main and Constrained Baseline.
@@ -123,5 +123,5 @@ def offered_media(offer_sdp: str) -> dict[str, Any]:
     try:
         offer = SessionDescription.parse(offer_sdp)
     except Exception:
-        raise MediaError("Invalid SDP offer") from None
+        raise NegotiationError("Invalid SDP offer") from None
     return {m.kind: m for m in offer.media if m.kind in ("audio", "video") and m.port}

@@ -14,15 +14,29 @@ from collections.abc import Callable
 from typing import Any
 
 import aiortc.rtcrtpreceiver
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from wcs import aio
+from wcs.errors import NegotiationError
 from wcs.media import h264
 from wcs.media.audio import AacTranscoder
-from wcs.media.errors import MediaError
 from wcs.media.reencode import Vp8ToH264
-from wcs.media.sample import OPUS_CLOCK, VIDEO_CLOCK, AudioInfo, MediaInfo, Sample, VideoInfo
+from wcs.media.sample import (
+    OPUS_CLOCK,
+    VIDEO_CLOCK,
+    AudioInfo,
+    MediaInfo,
+    Sample,
+    VideoInfo,
+)
 from wcs.webrtc import codecs
 
 log = Logger()
@@ -89,10 +103,14 @@ class WebRTCPublisher:
         self._aac: AacTranscoder | None = None
         self._done = False
 
-    async def answer(self, offer_sdp: str) -> str:
+    def answer(self, offer_sdp: str) -> Deferred[str]:
+        """Negotiate; ``info`` says what the page sends once this has fired."""
+        return aio.deferred(self._answer(offer_sdp))
+
+    async def _answer(self, offer_sdp: str) -> str:
         offered = codecs.offered_media(offer_sdp)
         if not offered:
-            raise MediaError("The offer has no audio or video to publish")
+            raise NegotiationError("The offer has no audio or video to publish")
         codecs.register_profiles()
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.on("connectionstatechange", self._state_changed)
@@ -117,7 +135,8 @@ class WebRTCPublisher:
                     [c for c in RTCRtpReceiver.getCapabilities("video").codecs
                      if c.mimeType == "video/VP8"])
             else:
-                raise MediaError("Publishing needs H.264 or VP8 video; the offer has neither")
+                raise NegotiationError(
+                    "Publishing needs H.264 or VP8 video; the offer has neither")
             pass_through(transceiver.receiver)
             self._video_receiver = transceiver.receiver
         if "audio" in offered:
@@ -188,8 +207,13 @@ class WebRTCPublisher:
             self._on_state("failed", "Failed by ICE timeout" if not self.connected
                            else "Failed by peer connection")
 
-    async def close(self) -> None:
+    def close(self) -> None:
         self._done = True
+        aio.deferred(self._close()).addErrback(
+            lambda failure: log.failure("{label}: closing the peer failed", failure,
+                                        label=self.label))
+
+    async def _close(self) -> None:
         if self.pc is not None:
             await self.pc.close()
         for task in self._tasks:

@@ -19,9 +19,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from wcs.media.errors import MediaError
+from wcs import aio
+from wcs.errors import NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.webrtc import codecs
 
@@ -38,23 +40,23 @@ class EncodedTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue()
-        self._need_key = kind == "video"
+        self.need_key = kind == "video"
         self.dropped = 0
 
     def push(self, sample: Sample) -> None:
         if self.readyState != "live":
             return
-        if self._need_key:
+        if self.need_key:
             if not sample.keyframe:
                 return
-            self._need_key = False
+            self.need_key = False
         if self._queue.qsize() >= QUEUE_LIMIT:
             # the peer is not reading: drop what is queued, restart at a keyframe
             self.dropped += self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
-            self._need_key = self.kind == "video"
-            if self._need_key and not sample.keyframe:
+            self.need_key = self.kind == "video"
+            if self.need_key and not sample.keyframe:
                 return
         packet = av.Packet(sample.data)
         packet.pts = sample.pts
@@ -76,11 +78,13 @@ class EncodedTrack(MediaStreamTrack):
 
 
 class WebRTCViewer:
-    """A subscriber that sends a stream to one browser.
+    """A player that sends a stream to one browser.
 
     ``on_state`` is called once with "connected", then at most once with
     "failed" or "stopped" and an info.
     """
+
+    pressed_join = True  # a late joiner shows the live moment at once
 
     def __init__(self, info: MediaInfo, label: str,
                  on_state: Callable[[str, str | None], None]) -> None:
@@ -92,8 +96,14 @@ class WebRTCViewer:
         self.connected = False
         self._done = False
 
-    async def answer(self, offer_sdp: str) -> str:
+    def answer(self, offer_sdp: str) -> Deferred[str]:
         """Negotiate; the answer carries all our candidates (no trickle)."""
+        return aio.deferred(self._answer(offer_sdp))
+
+    def answered(self) -> None:
+        """ICE runs by itself from here; "connected" follows."""
+
+    async def _answer(self, offer_sdp: str) -> str:
         offered = codecs.offered_media(offer_sdp)
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.on("connectionstatechange", self._state_changed)
@@ -102,16 +112,16 @@ class WebRTCViewer:
                    for c in offered["video"].rtp.codecs if c.mimeType.lower() == "video/h264"]
             preferences = codecs.h264_preferences(self.info.video.profile_level_id, ids)
             if not preferences:
-                raise MediaError(
+                raise NegotiationError(
                     f"Browser cannot play H.264 profile {self.info.video.profile_level_id}")
             self._add("video", preferences)
         if self.info.audio is not None and "audio" in offered:
             names = {c.mimeType.lower() for c in offered["audio"].rtp.codecs}
             if "audio/opus" not in names:
-                raise MediaError("Browser offers no Opus audio")
+                raise NegotiationError("Browser offers no Opus audio")
             self._add("audio", codecs.opus_preferences())
         if not self.tracks:
-            raise MediaError("Nothing to play: the offer and the file share no media")
+            raise NegotiationError("Nothing to play: the offer and the file share no media")
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
@@ -140,6 +150,10 @@ class WebRTCViewer:
 
     # Subscriber
 
+    def keyframe_wanted(self) -> bool:
+        track = self.tracks.get("video")
+        return track is not None and track.need_key
+
     def deliver(self, sample: Sample) -> None:
         if sample.codec == "aac":
             return  # browsers take Opus over WebRTC
@@ -147,11 +161,17 @@ class WebRTCViewer:
         if track is not None:
             track.push(sample)
 
-    def finished(self, info: str | None, failed: bool) -> None:
+    def closed(self, info: str | None, failed: bool) -> None:
         self._end("failed" if failed else "stopped", info)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         self._done = True
+        aio.deferred(self._close()).addErrback(
+            lambda failure: log.failure("{label}: closing the peer failed", failure,
+                                        label=self.label))
+
+    async def _close(self) -> None:
+        # from the loop, as aiortc does: a sender already woken still sends its packet
         for track in self.tracks.values():
             track.stop()
         if self.pc is not None:

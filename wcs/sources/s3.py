@@ -20,17 +20,15 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from twisted.internet import defer, error
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from wcs.config import S3Credentials
-from wcs.media import ranged
-from wcs.media.errors import FILE_NOT_FOUND, MediaError, invalid_name
+from wcs.errors import InvalidName, NotFound, SourceUnavailable, WcsError
 from wcs.media.mp4 import Mp4File
+from wcs.sources import ranged
 
 log = Logger()
 
-#: Seconds one ranged GET may take before the source gives up.
-REQUEST_TIMEOUT = 10.0
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 ACCESS_DENIED = "Access to the S3 object was denied (check aws_s3_credentials)"
@@ -51,22 +49,29 @@ def parse(path: str) -> S3Location:
     """``s3/BUCKET/KEY`` (what follows ``vod://``) to a location, checked."""
     _, bucket, key = (path.split("/", 2) + ["", ""])[:3]
     if not BUCKET.match(bucket):
-        raise invalid_name(f"{bucket!r} is not an S3 bucket name")
+        raise InvalidName.because(f"{bucket!r} is not an S3 bucket name")
     if not key:
-        raise invalid_name("the S3 key is empty")
+        raise InvalidName.because("the S3 key is empty")
     if ".." in key.split("/"):
-        raise invalid_name("'..' is not allowed")
+        raise InvalidName.because("'..' is not allowed")
     if any(ord(c) < 32 for c in key):
-        raise invalid_name("control characters are not allowed")
+        raise InvalidName.because("control characters are not allowed")
     return S3Location(bucket, key)
 
 
 class S3Client:
-    """Signed GETs against AWS, or any S3-compatible endpoint (path-style)."""
+    """Signed GETs against AWS, or any S3-compatible endpoint (path-style).
 
-    def __init__(self, credentials: S3Credentials | None, endpoint: str,
-                 timeout: float = REQUEST_TIMEOUT, http: Any = treq) -> None:
-        self.credentials = credentials
+    Without an ``access_key`` requests go unsigned (public buckets).
+    ``timeout`` is how long (s) one ranged GET may take before it is given up.
+    """
+
+    def __init__(self, clock: IReactorTime, *, region: str = "us-east-1",
+                 access_key: str = "", secret_key: str = "", endpoint: str = "",
+                 timeout: float, http: Any = treq) -> None:
+        self.clock = clock
+        self.region = region
+        self._credentials = Credentials(access_key, secret_key) if access_key else None
         self.endpoint = endpoint
         self.timeout = timeout
         self.http = http
@@ -75,32 +80,28 @@ class S3Client:
         key = quote(location.key, safe="/~")
         if self.endpoint:
             return f"{self.endpoint}/{location.bucket}/{key}"
-        region = self.credentials.region if self.credentials else "us-east-1"
-        return f"https://{location.bucket}.s3.{region}.amazonaws.com/{key}"
+        return f"https://{location.bucket}.s3.{self.region}.amazonaws.com/{key}"
 
     def signed_headers(self, url: str, headers: dict[str, str]) -> dict[str, str]:
         """The request's headers with SigV4 ``Authorization`` (none without credentials)."""
-        if self.credentials is None:
+        if self._credentials is None:
             return headers
         request = AWSRequest(method="GET", url=url, headers=headers)
-        credentials = Credentials(self.credentials.access_key, self.credentials.secret_key)
-        S3SigV4Auth(credentials, "s3", self.credentials.region).add_auth(request)
+        S3SigV4Auth(self._credentials, "s3", self.region).add_auth(request)
         return dict(request.headers.items())
 
     @defer.inlineCallbacks
     def get_range(self, location: S3Location, start: int, end: int):  # type: ignore[no-untyped-def]
         """Bytes ``start``–``end`` (inclusive): ``(body, total object size)``.
 
-        Raises :class:`MediaError` with the info a viewer should see.
+        Raises a :class:`~wcs.errors.WcsError` with the info a viewer should see.
         """
-        from twisted.internet import reactor
-
         url = self.url(location)
         headers = self.signed_headers(url, {"Range": f"bytes={start}-{end}"})
         limit = end - start + 1 + 64 * 1024  # a server that ignores Range is cut off
         try:
             request = self.http.get(url, headers={k: [v] for k, v in headers.items()})
-            request.addTimeout(self.timeout, reactor)
+            request.addTimeout(self.timeout, self.clock)
             response = yield request
             parts: list[bytes] = []
             received = [0]
@@ -108,36 +109,36 @@ class S3Client:
             def keep(data: bytes) -> None:
                 received[0] += len(data)
                 if received[0] > limit and response.code in (200, 206):
-                    raise MediaError("S3 server ignored the byte range")
+                    raise SourceUnavailable("S3 server ignored the byte range")
                 parts.append(data)
 
             reading = treq.collect(response, keep)
-            reading.addTimeout(self.timeout, reactor)
+            reading.addTimeout(self.timeout, self.clock)
             yield reading
             body = b"".join(parts)
         except (error.ConnectError, error.DNSLookupError, error.TimeoutError,
                 defer.CancelledError, OSError) as failure:
             log.warn("S3 {location}: {failure}", location=str(location),
                      failure=type(failure).__name__)
-            raise MediaError(UNREACHABLE) from None
-        except MediaError:
+            raise SourceUnavailable(UNREACHABLE) from None
+        except WcsError:
             raise
         except defer.TimeoutError:
             log.warn("S3 {location}: no data for {t} s", location=str(location), t=self.timeout)
-            raise MediaError(STALLED) from None
+            raise SourceUnavailable(STALLED) from None
         except Exception as failure:  # the connection broke mid-body, and the like
             log.warn("S3 {location}: transfer failed: {failure}", location=str(location),
                      failure=failure)
-            raise MediaError("S3 download failed") from None
+            raise SourceUnavailable(ranged.DOWNLOAD_FAILED) from None
         if response.code == 404:
-            raise MediaError(FILE_NOT_FOUND)
+            raise NotFound()
         if response.code in (401, 403):
-            raise MediaError(ACCESS_DENIED)
+            raise SourceUnavailable(ACCESS_DENIED)
         if response.code == 416:
-            raise MediaError("S3 object is empty")
+            raise SourceUnavailable("S3 object is empty")
         if response.code not in (200, 206):
             code = re.search(rb"<Code>([^<]{1,64})</Code>", body or b"")
-            raise MediaError(f"S3 error {response.code}"
+            raise SourceUnavailable(f"S3 error {response.code}"
                              + (f" ({code.group(1).decode('ascii', 'replace')})" if code else ""))
         total = _total_size(response, len(body))
         if response.code == 200:  # the server ignored Range: keep just what was asked
@@ -153,7 +154,7 @@ def _total_size(response: Any, length: int) -> int:
 
 @defer.inlineCallbacks
 def open_object(client: S3Client, location: S3Location, cache_dir: Path, label: str,
-                progressive: bool = True):  # type: ignore[no-untyped-def]
+                progressive: bool):  # type: ignore[no-untyped-def]
     """Fetch the header (and ``moov``, wherever it is) of an S3 object; returns
     ``(Mp4File, RangedFile)`` ready to play while the rest downloads.
 
@@ -164,7 +165,7 @@ def open_object(client: S3Client, location: S3Location, cache_dir: Path, label: 
     cache_dir.mkdir(parents=True, exist_ok=True)
     remote = ranged.RangedFile(
         lambda start, end: client.get_range(location, start, end).addCallback(lambda r: r[0]),
-        size, cache_dir / f"{uuid.uuid4()}.part", label)
+        size, cache_dir / f"{uuid.uuid4()}.part", label, client.clock)
     try:
         remote.store(0, first)
         if not progressive:

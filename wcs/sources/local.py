@@ -1,4 +1,4 @@
-"""The local file source: a stream name to a file inside the media folder, safely.
+"""The local file source: a location to a file inside the media folder, safely.
 
 Nothing outside the media folder is ever opened: names are refused before
 the file system is asked, and whatever symlinks resolve to is checked again.
@@ -8,30 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wcs.media.errors import FILE_NOT_FOUND, MediaError, invalid_name
-
-MAX_NAME = 1024
+from wcs.errors import InvalidName, NotFound
 
 
 def resolve(media_dir: Path, name: str) -> Path:
     """The real path of ``name`` under ``media_dir``; refuses anything that escapes."""
     if not name:
-        raise invalid_name("no file name")
-    if len(name) > MAX_NAME:
-        raise invalid_name(f"longer than {MAX_NAME} characters")
+        raise InvalidName.because("no file name")
     if any(ord(char) < 32 or char == "\x7f" for char in name):
-        raise invalid_name("control characters are not allowed")
+        raise InvalidName.because("control characters are not allowed")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise invalid_name("absolute paths are not allowed")
+        raise InvalidName.because("absolute paths are not allowed")
     if ".." in name.replace("\\", "/").split("/"):
-        raise invalid_name("'..' is not allowed")
+        raise InvalidName.because("'..' is not allowed")
     root = media_dir.resolve()
     try:
         real = (root / name).resolve()
     except (OSError, RuntimeError):  # symlink loops, names too long for the OS
-        raise MediaError(FILE_NOT_FOUND) from None
+        raise NotFound() from None
     if not real.is_relative_to(root):
-        raise invalid_name("it leads outside the media folder")
+        raise InvalidName.because("it leads outside the media folder")
     if not real.is_file():
-        raise MediaError(FILE_NOT_FOUND)
+        raise NotFound()
     return real

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from twisted.logger import Logger
 
-from wcs.media.sample import Sample, Subscriber
+from wcs.media.sample import Sample
+from wcs.streams.interfaces import Subscriber
 
 log = Logger()
 
@@ -32,6 +33,7 @@ class Broadcast:
         self.subscribers: list[Subscriber] = []
         self._gop: list[Sample] = []
         self._gop_overflow = False
+        self._finished = False
 
     def __len__(self) -> int:
         return len(self.subscribers)
@@ -41,7 +43,7 @@ class Broadcast:
         self.subscribers.append(subscriber)
         if not self._gop:
             return
-        if not getattr(subscriber, "pressed_join", True):  # it paces the GOP itself
+        if not subscriber.pressed_join:  # it plays the GOP at its own times
             for cached in self._gop:
                 self._deliver(subscriber, cached)
             return
@@ -64,6 +66,8 @@ class Broadcast:
         if sample.kind == "video" and self.cache_gop:
             self._remember(sample)
         for subscriber in list(self.subscribers):
+            if self._finished:  # a subscriber's failure ended the stream
+                return
             self._deliver(subscriber, sample)
 
     def _remember(self, sample: Sample) -> None:
@@ -85,11 +89,12 @@ class Broadcast:
         except Exception:
             log.failure("{label}: subscriber failed; dropped", label=self.label)
             self.remove(subscriber)
-            subscriber.finished("Internal error", True)
+            subscriber.closed("Internal error", True)
 
     def finish(self, info: str | None, failed: bool) -> None:
         """The stream ended: tell everyone, forget everyone."""
+        self._finished = True
         subscribers, self.subscribers = self.subscribers, []
         self._gop = []
         for subscriber in subscribers:
-            subscriber.finished(info, failed)
+            subscriber.closed(info, failed)

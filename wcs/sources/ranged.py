@@ -21,10 +21,11 @@ from twisted.internet.defer import (
     inlineCallbacks,
     succeed,
 )
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from wcs.errors import NotFound, SourceUnavailable, WcsError, WrongFormat
 from wcs.media import boxes
-from wcs.media.errors import FILE_NOT_FOUND, MediaError, wrong_format
 
 log = Logger()
 
@@ -39,6 +40,8 @@ PARALLEL = 2
 TRIES = 3
 #: Wait before trying a chunk again (s).
 RETRY_DELAY = 0.5
+#: What a chunk that failed for no stated reason is given up as.
+DOWNLOAD_FAILED = "S3 download failed"
 #: Largest moov fetched when it sits after the media data.
 MAX_MOOV = 64 * CHUNK
 
@@ -51,9 +54,10 @@ class RangedFile(io.RawIOBase):
     """Reads from the chunks that have arrived; fetches the rest as needed."""
 
     def __init__(self, fetch: Callable[[int, int], Deferred], size: int, path: Path,
-                 label: str) -> None:
+                 label: str, clock: IReactorTime) -> None:
         super().__init__()
         self._fetch = fetch
+        self._clock = clock
         self.size = size
         self.path = path
         self.label = label
@@ -62,7 +66,7 @@ class RangedFile(io.RawIOBase):
         self._pending: dict[int, Deferred] = {}
         self._waiters: dict[int, list[Deferred]] = {}
         self._failures: dict[int, int] = {}
-        self._lost: dict[int, str] = {}  # chunks given up, and why
+        self._lost: dict[int, WcsError] = {}  # chunks given up, and why
         self._position = 0
         self.downloaded = 0
 
@@ -86,13 +90,17 @@ class RangedFile(io.RawIOBase):
         count = min(len(buffer), max(0, self.size - self._position))
         if count == 0:
             return 0
-        if not self.has(self._position, count):
-            raise NotYetDownloaded(f"bytes {self._position}+{count} have not arrived")
-        data = os.pread(self._fd, count, self._position)
+        data = self.read_at(self._position, count)
         buffer[:len(data)] = data
         self._position += len(data)
         self.prefetch()
         return len(data)
+
+    def read_at(self, offset: int, count: int) -> bytes:
+        """Bytes that have arrived, without moving the read position."""
+        if not self.has(offset, count):
+            raise NotYetDownloaded(f"bytes {offset}+{count} have not arrived")
+        return os.pread(self._fd, count, offset)
 
     def close(self) -> None:
         if not self.closed:
@@ -120,7 +128,7 @@ class RangedFile(io.RawIOBase):
         end = min(self.size, self._position + MARGIN)
         for index in range(self._position // CHUNK, max(self._position, end - 1) // CHUNK + 1):
             if index in self._lost:
-                raise MediaError(self._lost[index])
+                raise self._lost[index]
         self.prefetch()
         return self.has(self._position, MARGIN)
 
@@ -151,7 +159,7 @@ class RangedFile(io.RawIOBase):
         lost = [self._lost[i] for i in range(start // CHUNK, (end - 1) // CHUNK + 1)
                 if i in self._lost]
         if lost:
-            return fail(MediaError(lost[0]))
+            return fail(lost[0])
         if not waits:
             return succeed(None)
         return gatherResults(waits, consumeErrors=True).addErrback(
@@ -179,27 +187,26 @@ class RangedFile(io.RawIOBase):
             if self.closed:
                 return
             if len(data) != end - start + 1:
-                raise MediaError("S3 download was cut short")
+                raise SourceUnavailable("S3 download was cut short")
             self.store(index, data)
 
         def failed(failure):  # type: ignore[no-untyped-def]
             self._pending.pop(index, None)
             if self.closed:
                 return None
-            info = getattr(failure.value, "info", None) or "S3 download failed"
+            problem = failure.value if isinstance(failure.value, WcsError) \
+                else SourceUnavailable(DOWNLOAD_FAILED)
             tries = self._failures[index] = self._failures.get(index, 0) + 1
-            if tries < TRIES and info not in (FILE_NOT_FOUND,):
-                from twisted.internet import reactor
-
+            if tries < TRIES and not isinstance(problem, NotFound):
                 log.info("{label}: bytes from {start} failed ({info}); trying again",
-                         label=self.label, start=start, info=info)
-                reactor.callLater(RETRY_DELAY, self._retry, index)
+                         label=self.label, start=start, info=problem.info)
+                self._clock.callLater(RETRY_DELAY, self._retry, index)
                 return None
-            self._lost[index] = info
+            self._lost[index] = problem
             log.warn("{label}: gave up on bytes from {start}: {info}", label=self.label,
-                     start=start, info=info)
+                     start=start, info=problem.info)
             for waiter in self._waiters.pop(index, []):
-                waiter.errback(MediaError(info))
+                waiter.errback(problem)
             return None
 
         fetching.addCallback(arrived).addErrback(failed)
@@ -209,21 +216,19 @@ class RangedFile(io.RawIOBase):
 def prepare(file: RangedFile):  # type: ignore[no-untyped-def]
     """Walk the box headers, fetch ``moov`` wherever it is and the start of the
     media, so that the MP4 reader can open the file; returns the boxes."""
-    found: list[boxes.Box] = []
-    offset = 0
-    while offset < file.size:
-        if len(found) >= boxes.MAX_BOXES:
-            raise wrong_format("too many top-level boxes")
-        yield file.ensure(offset, 16)
-        header = os.pread(file._fd, min(16, file.size - offset), offset)
-        box = boxes.parse_header(header, offset, file.size, not found)
-        found.append(box)
-        offset += box.size
-    boxes.check_boxes(found)
+    walker = boxes.walk(file.size)
+    try:
+        offset = next(walker)
+        while True:
+            count = min(boxes.HEADER, file.size - offset)
+            yield file.ensure(offset, count)
+            offset = walker.send(file.read_at(offset, count))
+    except StopIteration as done:
+        found: list[boxes.Box] = done.value
     kinds = [box.kind for box in found]
     moov = found[kinds.index("moov")]
     if moov.size > MAX_MOOV:
-        raise wrong_format(f"moov box of {moov.size} bytes is too large")
+        raise WrongFormat(f"moov box of {moov.size} bytes is too large")
     if "mdat" in kinds and kinds.index("mdat") < kinds.index("moov"):
         log.info("{label}: moov is after the media data; fetching it first", label=file.label)
     for box in found:

@@ -1,0 +1,73 @@
+"""Every error a page or a REST caller is told about, each kind a class.
+
+Each carries ``info``: the exact text WCS pages show (``stream.getInfo()``).
+The WebSocket side turns any :class:`WcsError` into a FAILED status with
+that info; the REST side maps the class to an HTTP status in one table
+(:data:`wcs.web.rest.HTTP_STATUS`). Anything else that escapes is a bug.
+"""
+
+from __future__ import annotations
+
+#: WCS's standard infos (``STREAM_STATUS_INFO`` in the SDK's constants.js).
+FILE_NOT_FOUND = "File not found"
+STREAM_NOT_FOUND = "Stream not found"
+WRONG_FORMAT = "File has wrong format"
+INVALID_NAME = "Invalid stream name"
+
+
+class WcsError(Exception):
+    """A request that cannot be served; ``info`` goes to the page as is."""
+
+    def __init__(self, info: str) -> None:
+        super().__init__(info)
+        self.info = info
+
+
+class NotFound(WcsError):
+    """No such file, object or stream."""
+
+    def __init__(self, info: str = FILE_NOT_FOUND) -> None:
+        super().__init__(info)
+
+
+class WrongFormat(WcsError):
+    """The file exists but is not an MP4 with H.264 and/or AAC that plays."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{WRONG_FORMAT}: {reason}")
+
+
+class InvalidName(WcsError):
+    """A name that is refused before anything is opened (a path escape, say)."""
+
+    @classmethod
+    def because(cls, reason: str) -> InvalidName:
+        return cls(f"{INVALID_NAME}: {reason}")
+
+
+class Unsupported(WcsError):
+    """Something this server does not do: a scheme, a media provider, an operation."""
+
+
+class NameTaken(WcsError):
+    """A stream already runs under that name."""
+
+    def __init__(self, info: str, name: str) -> None:
+        super().__init__(info)
+        self.name = name
+
+
+class SourceUnavailable(WcsError):
+    """A remote source that refused, stalled or broke (S3)."""
+
+
+class RecordingFailed(WcsError):
+    """A recording that cannot be made or kept (a full disk, a read-only folder)."""
+
+
+class BadRequest(WcsError):
+    """A REST request whose body or fields cannot be used."""
+
+
+class NegotiationError(WcsError):
+    """An SDP offer that cannot be answered: not a media error, the file is fine."""

@@ -1,0 +1,183 @@
+"""Recording: a subscriber that writes a stream to an MP4 in the media folder.
+
+H.264 and AAC are written as the stream carries them (never re-encoded: a
+published stream's AAC is the one its Opus is transcoded to once, for every
+subscriber that takes AAC). The file is written under a hidden partial name
+and renamed when complete, with ``moov`` moved before ``mdat`` (faststart)
+so it plays progressively. Timestamps are the stream's own, so a pause in
+a publishing page stays a pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import re
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from wcs.errors import RecordingFailed
+from wcs.media import h264
+from wcs.media.sample import VIDEO_CLOCK, MediaInfo, Sample
+
+log = Logger()
+
+
+def record_name(template: str, stream_name: str, media_session_id: str,
+                folder: Path, now: datetime.datetime | None = None) -> str:
+    """A file name from the template, safe for any file system, never an existing one."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    raw = template.format(streamName=stream_name, mediaSessionId=media_session_id,
+                          startTime=now.strftime("%Y%m%d-%H%M%S"))
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", raw).strip("._") or "record"
+    stem = stem[:120]
+    name = f"{stem}.mp4"
+    counter = 1
+    while (folder / name).exists() or (folder / f".{name}.part").exists():
+        name = f"{stem}-{counter}.mp4"
+        counter += 1
+    return name
+
+
+class Recorder:
+    """Writes the samples it is given, from the first keyframe; completes the
+    file when the stream closes it (``completed`` fires with the name).
+
+    ``on_state`` gets "failed" with the reason, once, when writing fails
+    (a full disk, say): the stream should then be ended.
+    """
+
+    pressed_join = True  # it joins before the first sample: there is no GOP to take
+
+    def __init__(self, folder: Path, name: str, info: MediaInfo, label: str,
+                 on_state: Callable[[str, str | None], None]) -> None:
+        self.name = name
+        self.label = label
+        self.info = info
+        self.final = folder / name
+        self.partial = folder / f".{name}.part"
+        self._on_state = on_state
+        try:
+            self.partial.touch(exist_ok=False)  # PyAV opens lazily: find out now
+            self.container = av.open(str(self.partial), "w", format="mp4",
+                                     options={"movflags": "+faststart"})
+        except (OSError, av.FFmpegError) as error:
+            with contextlib.suppress(OSError):
+                self.partial.unlink(missing_ok=True)
+            raise RecordingFailed(f"Cannot record to {folder}: "
+                                  f"{getattr(error, 'strerror', None) or error}") from None
+        self.completed: Deferred[str] = Deferred()
+        self.video_stream: av.VideoStream | None = None
+        self.audio_stream: av.AudioStream | None = None
+        self.started = False
+        self.failed: str | None = None
+        self._origins: dict[str, int] = {}
+        self.samples = {"video": 0, "audio": 0}
+
+    # Subscriber
+
+    def keyframe_wanted(self) -> bool:
+        return not self.started and self.info.video is not None
+
+    def deliver(self, sample: Sample) -> None:
+        if self.failed or self.container is None:
+            return
+        if sample.kind == "audio" and sample.codec != "aac":
+            return  # the AAC beside it is what goes in the file
+        try:
+            if not self.started and not self._start(sample):
+                return
+            stream = self.video_stream if sample.kind == "video" else self.audio_stream
+            if stream is not None:
+                self._mux(stream, sample)
+        except RecordingFailed as error:
+            self._fail(error.info)
+        except (OSError, av.FFmpegError) as error:
+            self._fail(f"Recording failed: {getattr(error, 'strerror', None) or error}")
+
+    def _fail(self, info: str) -> None:
+        self.failed = info
+        log.warn("{label}: {info}", label=self.label, info=info)
+        self._on_state("failed", info)
+
+    def closed(self, info: str | None, failed: bool) -> None:
+        """The stream ended: complete the file (``completed`` tells how it went)."""
+        if self.container is not None:
+            self._finish().chainDeferred(self.completed)
+
+    def _start(self, sample: Sample) -> bool:
+        """Begin at the first video keyframe (or the first audio, for audio only)."""
+        if self.info.video is not None and not (sample.kind == "video" and sample.keyframe):
+            return False
+        if self.info.video is not None:
+            width, height = _picture_size(sample.data)
+            stream = self.container.add_stream("h264", rate=30)
+            stream.width, stream.height = width, height
+            stream.time_base = Fraction(1, VIDEO_CLOCK)
+            stream.codec_context.extradata = _parameter_sets(sample.data)
+            self.video_stream = stream
+        if self.info.audio is not None and self.info.audio.aac_config:
+            audio = self.container.add_stream("aac", rate=self.info.audio.sample_rate)
+            audio.layout = "stereo" if self.info.audio.channels == 2 else "mono"
+            audio.codec_context.extradata = self.info.audio.aac_config
+            self.audio_stream = audio
+        self.started = True
+        return True
+
+    def _mux(self, stream: av.stream.Stream, sample: Sample) -> None:
+        """One sample as it is, timed from the first of its kind."""
+        origin = self._origins.setdefault(sample.kind, sample.pts)
+        packet = av.Packet(sample.data)
+        packet.pts = packet.dts = sample.pts - origin
+        packet.time_base = Fraction(1, sample.clock)
+        packet.stream = stream
+        packet.is_keyframe = sample.keyframe
+        self.container.mux(packet)
+        self.samples[sample.kind] += 1
+
+    def _finish(self) -> Deferred[str]:
+        """Close the file (the faststart rewrite runs in a thread), then give
+        it its final name. An empty or failed recording is removed and fails
+        with the reason."""
+        container, self.container = self.container, None
+
+        def close() -> str:
+            try:
+                container.close()
+            except (OSError, av.FFmpegError) as error:
+                self.failed = self.failed or f"Recording failed: {error}"
+            if self.failed or not self.started:
+                self.partial.unlink(missing_ok=True)
+                raise RecordingFailed(self.failed or "Nothing was recorded")
+            self.partial.rename(self.final)
+            return self.name
+
+        def done(name: str) -> str:
+            log.info("{label}: recorded {name} ({video} video, {audio} audio samples)",
+                     label=self.label, name=name, **self.samples)
+            return name
+
+        return deferToThread(close).addCallback(done)
+
+
+def _parameter_sets(annexb: bytes) -> bytes:
+    units = [nal for nal in h264.split_annexb(annexb)
+             if nal[0] & 0x1F in (h264.NAL_SPS, h264.NAL_PPS)]
+    if not units:
+        raise RecordingFailed("The first keyframe carries no SPS/PPS")
+    return b"".join(h264.START_CODE + nal for nal in units)
+
+
+def _picture_size(keyframe: bytes) -> tuple[int, int]:
+    """Width and height, by decoding the keyframe once."""
+    decoder = av.CodecContext.create("h264", "r")
+    frames = decoder.decode(av.Packet(keyframe)) + decoder.decode(None)
+    if not frames:
+        raise RecordingFailed("The first keyframe does not decode")
+    return frames[0].width, frames[0].height

@@ -1,0 +1,55 @@
+"""One ``playStream``, whatever the media provider: a player from the
+transports, subscribed to its stream once it connects."""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from wcs.signalling.negotiation import Negotiation
+from wcs.streams.interfaces import Player
+from wcs.streams.registry import Stream
+
+log = Logger()
+
+
+class Playback(Negotiation):
+    """From the offer to STOPPED or FAILED."""
+
+    stream: Stream | None = None
+    player: Player | None = None
+
+    def opened(self, stream: Stream) -> None:
+        """The stream exists (at once for files, later for S3): negotiate."""
+        self.stream = stream
+        if self.done:  # stopped while the source was opening
+            stream.unsubscribe(None)
+            return
+        self.player = self.transports.player(
+            self.request.media_provider, self.session.id, stream.info, self.label,
+            self._player_state)
+        self.session.report_stream(self.request, "PENDING")
+        self.arm_ice_timeout()  # ICE must connect, or the MSE media socket come
+        answering = self.player.answer(self.request.sdp)
+        answering.addCallback(self._answered).addErrback(self.refused)
+
+    def _answered(self, sdp: str) -> None:
+        self.send_answer(sdp)
+        if not self.done and self.player is not None:
+            self.player.answered()
+
+    def _player_state(self, state: str, info: str | None) -> None:
+        if self.done:
+            return
+        if state == "connected":
+            self.disarm()
+            self.session.report_stream(self.request, "PLAYING")
+            assert self.stream is not None and self.player is not None
+            self.stream.subscribe(self.player)
+        else:
+            self.end("STOPPED" if state == "stopped" else "FAILED", info)
+
+    def release(self) -> None:
+        if self.stream is not None:
+            self.stream.unsubscribe(self.player)
+        if self.player is not None:
+            self.player.close()

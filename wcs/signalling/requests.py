@@ -1,0 +1,94 @@
+"""Every session's stream requests: play, publish and stop turned into
+registry calls and transports, and every status change sent (and logged) as
+WCS does.
+
+Every play and publish gets a running or terminal status, and stop always
+completes, so the SDK's stop() never spins (wcs-protocol.md §2.3, §9.4).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+
+from wcs.signalling.messages import StreamRequest
+from wcs.signalling.playing import Playback
+from wcs.signalling.publishing import Publication
+from wcs.signalling.session import Session
+from wcs.streams.interfaces import Transports
+from wcs.streams.registry import StreamRegistry
+
+
+class StreamRequests:
+    """The stream handler shared by every session."""
+
+    def __init__(self, registry: StreamRegistry, transports: Transports,
+                 clock: IReactorTime) -> None:
+        self.registry = registry
+        self.transports = transports
+        self.clock = clock
+        self._active: dict[str, dict[str, Playback | Publication]] = {}
+
+    def _admit(self, session: Session,
+               request: StreamRequest) -> dict[str, Playback | Publication] | None:
+        """The session's active streams, if this request may join them."""
+        active = self._active.setdefault(session.id, {})
+        if request.media_session_id in active:
+            session.report_stream(request, "FAILED",
+                                  "Stream with this mediaSessionId already exists")
+            return None
+        providers = (self.transports.publish_providers if request.published
+                     else self.transports.play_providers)
+        if request.media_provider not in providers:
+            session.report_stream(request, "FAILED",
+                                  f"Media provider {request.media_provider} is not supported"
+                                  + (" for publishing" if request.published else ""))
+            return None
+        return active
+
+    def play(self, session: Session, request: StreamRequest) -> None:
+        active = self._admit(session, request)
+        if active is None:
+            return
+        playback = Playback(session, request, self.transports, self.clock, self._forget)
+        active[request.media_session_id] = playback
+        opening = self.registry.open(request.name)
+        opening.addCallback(playback.opened).addErrback(playback.refused)
+
+    def publish(self, session: Session, request: StreamRequest) -> None:
+        active = self._admit(session, request)
+        if active is None:
+            return
+        publication = Publication(session, request, self.transports, self.clock,
+                                  self._forget)
+        active[request.media_session_id] = publication
+        publication.start(self.registry)
+
+    def stop(self, session: Session, request: StreamRequest) -> None:
+        active = self._active.get(session.id, {}).get(request.media_session_id)
+        if isinstance(active, Publication):
+            active.end("UNPUBLISHED", None)
+        elif active is not None:
+            active.end("STOPPED", "Stopped by user")
+        else:
+            status = "UNPUBLISHED" if request.published else "STOPPED"
+            session.report_stream(request, status, "Stopped by user")
+
+    def available(self, name: str) -> tuple[bool, str]:
+        return self.registry.available(name)
+
+    def media_transport(self, owner: Session, media: Session) -> None:
+        """A media socket arrived for ``owner``'s plays."""
+        self.transports.media_channel(owner.id, media.channel)
+
+    def release(self, session: Session) -> None:
+        """The session's socket is gone: end what it played and published."""
+        if session.media_owner is not None:
+            self.transports.media_channel_closed(session.media_owner.id, session.channel)
+        self.transports.session_closed(session.id)
+        for negotiation in list(self._active.pop(session.id, {}).values()):
+            negotiation.end(None, None)
+
+    def _forget(self, negotiation: Playback | Publication) -> None:
+        active = self._active.get(negotiation.session.id)
+        if active is not None:
+            active.pop(negotiation.request.media_session_id, None)

@@ -1,0 +1,87 @@
+"""Opening a source: a stream's location in, an opened media out.
+
+A location is what follows ``vod://`` or ``vod-live://``: a file under the
+media folder, or ``s3/BUCKET/KEY``. Whatever it is, the caller gets an
+:class:`OpenedMedia` (what it carries, its samples, whether the next one can
+be read without waiting, and ``close``) and never learns where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, maybeDeferred
+
+from wcs.media.mp4 import Mp4File
+from wcs.media.sample import MediaInfo, Sample
+from wcs.sources import local, s3
+from wcs.sources.ranged import RangedFile
+
+#: Locations under this prefix are S3 objects: ``s3/BUCKET/KEY``.
+S3_PREFIX = "s3/"
+
+
+class OpenedMedia:
+    """An MP4 ready to be read, local or still downloading."""
+
+    def __init__(self, reader: Mp4File, remote: RangedFile | None = None) -> None:
+        self._reader = reader
+        self._remote = remote
+
+    @property
+    def info(self) -> MediaInfo:
+        return self._reader.info
+
+    def samples(self, loop: bool = False) -> Iterator[Sample]:
+        return self._reader.samples(loop=loop)
+
+    def ready(self) -> bool:
+        """Whether the next sample can be read without waiting for a download;
+        raises the source's error once the data it needs will never come."""
+        return self._remote is None or self._remote.ready()
+
+    def close(self) -> None:
+        self._reader.close()
+        if self._remote is not None:
+            self._remote.close()
+
+
+class Sources:
+    """Opens locations: local files under ``media_dir``, S3 objects through ``s3``.
+
+    ``cache_dir`` holds the partial downloads of S3 objects (each deleted on
+    close); ``progressive`` false downloads an object whole before it plays
+    (WCS's ``vod_mp4_container_new=false``).
+    """
+
+    def __init__(self, media_dir: Path, s3_client: s3.S3Client, cache_dir: Path,
+                 progressive: bool = True) -> None:
+        self.media_dir = media_dir
+        self.s3 = s3_client
+        self.cache_dir = cache_dir
+        self.progressive = progressive
+
+    def open(self, location: str, label: str) -> Deferred[OpenedMedia]:
+        """Open ``location``; fails with a :class:`~wcs.errors.WcsError` saying why."""
+        if location.startswith(S3_PREFIX):
+            return maybeDeferred(self._open_s3, location, label)
+        return maybeDeferred(self._open_local, location, label)
+
+    def _open_local(self, location: str, label: str) -> OpenedMedia:
+        return OpenedMedia(Mp4File(local.resolve(self.media_dir, location), label))
+
+    def _open_s3(self, location: str, label: str) -> Deferred[OpenedMedia]:
+        opening = s3.open_object(self.s3, s3.parse(location), self.cache_dir, label,
+                                 self.progressive)
+        return opening.addCallback(lambda opened: OpenedMedia(*opened))
+
+    def check(self, location: str) -> str:
+        """For ``availableStream``: the info if ``location`` can be played now;
+        raises the reason if not. Local files are opened and checked; S3
+        objects only by name (they are fetched when played)."""
+        if location.startswith(S3_PREFIX):
+            s3.parse(location)
+            return "Available (S3 objects are checked when played)"
+        Mp4File(local.resolve(self.media_dir, location), location).close()
+        return "Available"

@@ -1,0 +1,111 @@
+"""What plugs into a stream, and what front doors ask a transport factory for.
+
+A stream sends to :class:`Subscriber`\\ s: a WebRTC viewer, an MSE socket, a
+recorder, and next an HLS packager and an RTMP push all implement it. Front
+doors never build those themselves: they are handed a :class:`Transports`
+at start (``wcs.tap`` composes the real one) and ask it for a
+:class:`Player`, a :class:`Publisher` or a :class:`Recorder`, so they
+import no aiortc, MSE or recording code, and no asyncio bridge.
+
+Every transport reports its state through one ``on_state(state, info)``
+callback: "connected" once it can take media, then at most one of
+"stopped" or "failed" with the info for the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+
+from wcs.media.sample import MediaInfo, Sample
+
+OnState = Callable[[str, "str | None"], None]
+
+
+class Subscriber(Protocol):
+    """Takes a stream's samples; bounds its own buffering and never blocks."""
+
+    #: How a late joiner takes the cached GOP: pressed together just before the
+    #: live edge (True: shows the live moment at once), or at its own times
+    #: (False: a player that buffers, such as MSE, plays from the keyframe).
+    pressed_join: bool
+
+    def deliver(self, sample: Sample) -> None:
+        """One sample, when it is due."""
+
+    def keyframe_wanted(self) -> bool:
+        """Whether it can use nothing but a keyframe next (it just joined, or
+        it was cut back); a stream that can make one (a publisher) is asked."""
+
+    def closed(self, info: str | None, failed: bool) -> None:
+        """No more samples: the end of the media (no info), a stop (with an
+        info), or a failure (``failed``, with the reason)."""
+
+
+class Player(Subscriber, Protocol):
+    """A subscriber that plays to a page: negotiated, then fed."""
+
+    def answer(self, offer_sdp: str) -> Deferred[str]:
+        """The SDP answer for the page's offer (with every candidate: no trickle)."""
+
+    def answered(self) -> None:
+        """The page has the answer: connect, and report "connected" when playing can start."""
+
+    def close(self) -> None:
+        """Let go of the connection (the stream is left by whoever subscribed)."""
+
+
+class Publisher(Protocol):
+    """A page's media coming in; its frames go to ``on_sample`` as received."""
+
+    #: What the page sends, known once the offer is answered.
+    info: MediaInfo | None
+
+    def answer(self, offer_sdp: str) -> Deferred[str]:
+        """The SDP answer for the page's offer."""
+
+    def request_keyframe(self) -> None:
+        """Ask the page for a keyframe (a viewer joined with nothing to start on)."""
+
+    def close(self) -> None:
+        """Let go of the connection."""
+
+
+class Recorder(Subscriber, Protocol):
+    """A subscriber that writes a stream to a file; done when the stream closes it."""
+
+    #: The file's name in the media folder, as pages link it.
+    name: str
+    #: Fires with ``name`` once the file is complete, or fails with the reason.
+    completed: Deferred[str]
+
+
+class Transports(Protocol):
+    """Makes the transports front doors attach to streams."""
+
+    #: Media providers a page may play with, and publish with.
+    play_providers: tuple[str, ...]
+    publish_providers: tuple[str, ...]
+
+    def player(self, provider: str, session_id: str, info: MediaInfo, label: str,
+               on_state: OnState) -> Player:
+        """A player for one ``playStream`` of session ``session_id``."""
+
+    def publisher(self, label: str, on_sample: Callable[[Sample], None],
+                  on_state: OnState) -> Publisher:
+        """A receiver for one ``publishStream``."""
+
+    def recorder(self, stream_name: str, media_session_id: str, info: MediaInfo,
+                 on_state: OnState) -> Recorder:
+        """A recording of ``stream_name``, named by the record template."""
+
+    def media_channel(self, session_id: str, channel: Any) -> None:
+        """A session's media socket arrived (the SDK's MSE ``connectMediaTransport``)."""
+
+    def media_channel_closed(self, session_id: str, channel: Any) -> None:
+        """That media socket is gone."""
+
+    def session_closed(self, session_id: str) -> None:
+        """The session is gone: forget whatever waits on its behalf."""

@@ -1,0 +1,161 @@
+"""One stream's life: its subscribers, its source, and when it ends.
+
+- A :class:`VodStream` plays an opened media: paced by a pump, fanned out to
+  its subscribers. Personal ones (``vod://``) play from the start for their
+  one viewer and end with it; live ones (``vod-live://``) run on their own
+  clock, may loop, and outlive their last viewer by the timeout when the
+  file is longer than that.
+- A :class:`PublishedStream` carries what a page publishes to whoever plays
+  its name, and ends when the publisher stops.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from wcs.errors import STREAM_NOT_FOUND
+from wcs.media.pump import Pump
+from wcs.media.sample import MediaInfo, Sample
+from wcs.sources import OpenedMedia
+from wcs.streams import uri as uris
+from wcs.streams.fanout import Broadcast
+from wcs.streams.interfaces import Subscriber
+
+log = Logger()
+
+#: What WCS's REST API calls a VOD stream that runs.
+PROCESSED = "PROCESSED_LOCAL"
+
+
+class VodStream:
+    """One capture of one file: a paced source fanned out to its subscribers."""
+
+    def __init__(self, uri: uris.StreamUri, name: str, media: OpenedMedia,
+                 clock: IReactorTime, on_gone: Callable[[VodStream], None], *,
+                 live: bool = False, loop: bool = False, timeout: float = 0.0,
+                 persistent: bool = False) -> None:
+        self.id = str(uuid.uuid4())
+        self.uri = uri
+        self.name = name
+        self.media = media
+        self.info: MediaInfo = media.info
+        self.status = PROCESSED
+        self.live = live
+        self.loop = loop
+        self.timeout = timeout
+        self.persistent = persistent
+        self.clock = clock
+        self._on_gone = on_gone
+        label = f"{uri} [{self.id[:8]}]"
+        self.broadcast = Broadcast(label, cache_gop=live)
+        self.pump = Pump(media.samples(loop=loop), clock, label, self.broadcast.send,
+                         self._ended, media.ready)
+        self._timer: IDelayedCall | None = None
+        self.closed = False
+        if live:
+            self.pump.start()
+
+    @property
+    def viewers(self) -> int:
+        return len(self.broadcast)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Start sending to ``subscriber``: a personal stream starts now, a
+        live one is joined at its current GOP."""
+        if self.closed:
+            subscriber.closed(STREAM_NOT_FOUND, True)
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.broadcast.add(subscriber)
+        self.pump.start()
+
+    def unsubscribe(self, subscriber: Subscriber | None) -> None:
+        """``subscriber`` leaves (``None``: a viewer that never joined gave up)."""
+        if subscriber is not None:
+            self.broadcast.remove(subscriber)
+        if self.broadcast or self.closed:
+            return
+        if not self.live:
+            self.close()
+        elif self.persistent:
+            return
+        elif self.timeout > 0 and (self.loop or self.info.duration > self.timeout):
+            log.info("stream {id} ({uri}) has no viewer; kept for {t} s", id=self.id,
+                     uri=str(self.uri), t=self.timeout)
+            self._timer = self.clock.callLater(self.timeout, self.close)
+        else:
+            self.close()
+
+    def terminate(self, info: str) -> None:
+        """Stop for everyone; each viewer is told ``info`` (and STOPPED)."""
+        broadcast = self.broadcast
+        self.close()
+        broadcast.finish(info, failed=False)
+
+    def _ended(self, reason: str | None) -> None:
+        log.info("stream {id} ({uri}) reached its end{reason}", id=self.id, uri=str(self.uri),
+                 reason=f": {reason}" if reason else "")
+        broadcast = self.broadcast
+        self.close()
+        broadcast.finish(reason, failed=reason is not None)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.pump.stop()
+        self.media.close()
+        self._on_gone(self)
+
+
+class PublishedStream:
+    """A stream a page publishes: fanned out live to whoever plays its name."""
+
+    live = True
+    loop = False
+
+    def __init__(self, name: str, info: MediaInfo, request_keyframe: Callable[[], None],
+                 on_gone: Callable[[PublishedStream], None]) -> None:
+        self.id = str(uuid.uuid4())
+        self.name = name
+        self.uri = uris.StreamUri("", name)
+        self.info = info
+        self.status = "PUBLISHING"
+        self.broadcast = Broadcast(f"published {name!r}", cache_gop=True)
+        self._request_keyframe = request_keyframe
+        self._on_gone = on_gone
+        self.closed = False
+
+    @property
+    def viewers(self) -> int:
+        return len(self.broadcast)
+
+    def send(self, sample: Sample) -> None:
+        self.broadcast.send(sample)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        if self.closed:
+            subscriber.closed(STREAM_NOT_FOUND, True)
+            return
+        self.broadcast.add(subscriber)
+        if not self.broadcast.has_gop() and subscriber.keyframe_wanted():
+            self._request_keyframe()  # browsers send IDRs only when asked
+
+    def unsubscribe(self, subscriber: Subscriber | None) -> None:
+        if subscriber is not None:
+            self.broadcast.remove(subscriber)
+
+    def terminate(self, info: str) -> None:
+        """The publisher stopped (or was stopped): every viewer gets STOPPED."""
+        if self.closed:
+            return
+        self.closed = True
+        self.broadcast.finish(info, failed=False)
+        self._on_gone(self)

@@ -1,0 +1,70 @@
+"""The transports front doors attach to streams: made here, on request.
+
+This is the one place that knows which class serves which media provider
+(WebRTC through aiortc, MSE over the SDK's media socket) and how records
+are named; front doors only see :mod:`wcs.streams.interfaces`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+
+from wcs.errors import Unsupported
+from wcs.media.sample import MediaInfo, Sample
+from wcs.mse.channels import MediaChannels
+from wcs.mse.viewer import MseViewer
+from wcs.recording.recorder import Recorder, record_name
+from wcs.streams.interfaces import OnState, Player
+from wcs.webrtc import ice
+from wcs.webrtc.publisher import WebRTCPublisher
+from wcs.webrtc.viewer import WebRTCViewer
+
+
+class Transports:
+    """WebRTC and MSE players, WebRTC publishers, and recorders into ``record_dir``.
+
+    ``announced_ips`` are the addresses ICE offers (WCS's ``ip``; empty: all
+    of the machine's); records are named by ``record_template``.
+    """
+
+    play_providers = ("WebRTC", "MSE")
+    publish_providers = ("WebRTC",)
+
+    def __init__(self, clock: IReactorTime, record_dir: Path, record_template: str,
+                 announced_ips: Sequence[str] = ()) -> None:
+        self.clock = clock
+        self.record_dir = record_dir
+        self.record_template = record_template
+        self.channels = MediaChannels()
+        ice.announce(announced_ips)
+
+    def player(self, provider: str, session_id: str, info: MediaInfo, label: str,
+               on_state: OnState) -> Player:
+        if provider == "WebRTC":
+            return WebRTCViewer(info, label, on_state)
+        if provider == "MSE":
+            return MseViewer(self.channels, session_id, info, label, self.clock, on_state)
+        raise Unsupported(f"Media provider {provider} is not supported")
+
+    def publisher(self, label: str, on_sample: Callable[[Sample], None],
+                  on_state: OnState) -> WebRTCPublisher:
+        return WebRTCPublisher(label, on_sample, on_state)
+
+    def recorder(self, stream_name: str, media_session_id: str, info: MediaInfo,
+                 on_state: OnState) -> Recorder:
+        name = record_name(self.record_template, stream_name, media_session_id,
+                           self.record_dir)
+        return Recorder(self.record_dir, name, info, f"record {name}", on_state)
+
+    def media_channel(self, session_id: str, channel: Any) -> None:
+        self.channels.arrived(session_id, channel)
+
+    def media_channel_closed(self, session_id: str, channel: Any) -> None:
+        self.channels.gone(session_id, channel)
+
+    def session_closed(self, session_id: str) -> None:
+        self.channels.forget(session_id)
