@@ -21,8 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiortc.rtcrtpreceiver  # noqa: E402
 
 from bench.vod_personal import proc_stat  # noqa: E402
-from tests.harness import VENV_BIN, ServerProcess, free_port, require_loopback_only, wait_for_port  # noqa: E402  # noqa: E402
-from tests.rtc_client import play, run  # noqa: E402
+from testkit.harness import (  # noqa: E402
+    VENV_BIN,
+    ServerProcess,
+    free_port,
+    require_loopback_only,
+    wait_for_port,
+)
+from testkit.rtc_client import play, run  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 
 COUNTS = (1, 10, 50, 100)

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.live_fanout import COUNTS, MEASURE  # noqa: E402
 from bench.vod_personal import proc_stat  # noqa: E402
-from tests.harness import ServerProcess, require_loopback_only, run  # noqa: E402
-from tests.mse_client import watch  # noqa: E402
+from testkit.harness import ServerProcess, require_loopback_only, run  # noqa: E402
+from testkit.mse_client import watch  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 
 

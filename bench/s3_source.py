@@ -16,10 +16,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.vod_personal import peak_rss  # noqa: E402
-from tests.conftest import s3_settings  # noqa: E402
-from tests.harness import ServerProcess, require_loopback_only, run  # noqa: E402
-from tests.rtc_client import play  # noqa: E402
-from tests.s3 import S3Server  # noqa: E402
+from testkit.harness import ServerProcess, require_loopback_only, run  # noqa: E402
+from testkit.rtc_client import play  # noqa: E402
+from testkit.s3 import (
+    S3Server,  # noqa: E402
+    s3_settings,  # noqa: E402
+)
 from tools.makemedia import make_mp4  # noqa: E402
 
 

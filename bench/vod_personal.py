@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import CHROMIUM_ARGS, STATUS_RECORDER  # noqa: E402
-from tests.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only  # noqa: E402
-from tests.pages import open_player  # noqa: E402
-from tests.rtc_client import play, run  # noqa: E402
+from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER  # noqa: E402
+from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only  # noqa: E402
+from testkit.pages import open_player  # noqa: E402
+from testkit.rtc_client import play, run  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 
 

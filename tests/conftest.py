@@ -9,74 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
+from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
+from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
 
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-]
+#: Fixtures that start real services: a test that uses one is end to end.
+SYSTEM_FIXTURES = {"start_server", "browser", "page", "s3", "loopback"}
 
-# Records every text the page's #status shows, so transient states can be asserted.
-STATUS_RECORDER = """
-window.__statuses = [];
-window.__statusTimes = [];
-window.__firstFrameAt = null;
-window.__playSent = null;
-window.__pcs = [];
-(() => {
-  // when the page asked for a stream, by the page's own clock
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    if (typeof data === 'string' && data.includes('"playStream"')) {
-      window.__playSent = performance.now();
-    }
-    return send.apply(this, arguments);
-  };
-})();
-(() => {
-  // when the first video frame is presented, by the page's own clock
-  const hook = () => {
-    const video = document.querySelector('#remoteVideo video, video');
-    if (video && video.requestVideoFrameCallback && !video.__hooked) {
-      video.__hooked = true;
-      video.requestVideoFrameCallback((now) => { window.__firstFrameAt = now; });
-    }
-    if (window.__firstFrameAt === null) setTimeout(hook, 5);
-  };
-  document.addEventListener('DOMContentLoaded', hook);
-})();
-(() => {
-  const Native = window.RTCPeerConnection;
-  if (!Native) return;
-  const Wrapped = function (...args) {
-    const pc = new Native(...args);
-    window.__pcs.push(pc);
-    return pc;
-  };
-  Wrapped.prototype = Native.prototype;
-  const setRemote = Native.prototype.setRemoteDescription;
-  window.__remoteSdps = [];
-  Native.prototype.setRemoteDescription = function (description) {
-    window.__remoteSdps.push(description && description.sdp);
-    return setRemote.apply(this, arguments);
-  };
-  Object.setPrototypeOf(Wrapped, Native);
-  window.RTCPeerConnection = Wrapped;
-})();
-document.addEventListener('DOMContentLoaded', () => {
-  const status = document.getElementById('status');
-  if (!status) return;
-  new MutationObserver(() => {
-    const text = status.textContent.trim();
-    if (text && window.__statuses[window.__statuses.length - 1] !== text) {
-      window.__statuses.push(text);
-      window.__statusTimes.push(performance.now());
-    }
-  }).observe(status, {childList: true, characterData: true, subtree: true});
-});
-"""
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test ``unit`` or ``e2e``, so ``-m unit`` runs the fast ones alone."""
+    for item in items:
+        system = (item.module.__name__.split(".")[-1].startswith("test_e2e_")
+                  or SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())))
+        item.add_marker(pytest.mark.e2e if system else pytest.mark.unit)
 
 
 @pytest.fixture
@@ -154,7 +99,7 @@ def media(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def s3(media: Path, tmp_path_factory) -> Iterator[object]:
     """moto's S3 server on loopback with the test files (and a few of its own)."""
-    from tests.s3 import S3Server
+    from testkit.s3 import S3Server
     from tools.makemedia import make_mp4
 
     require_loopback_only()
@@ -174,10 +119,3 @@ def s3(media: Path, tmp_path_factory) -> Iterator[object]:
     server.sizes = {"large.mp4": (extra / "large.mp4").stat().st_size}
     yield server
     server.stop()
-
-
-def s3_settings(endpoint: str, access_key: str | None = None) -> dict[str, str]:
-    from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
-
-    return {"aws_s3_endpoint": endpoint,
-            "aws_s3_credentials": f"{REGION};{access_key or ACCESS_KEY};{SECRET_KEY}"}

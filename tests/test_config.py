@@ -131,15 +131,19 @@ def test_missing_config_file_is_an_error(tmp_path):
         config.load(tmp_path / "absent.properties")
 
 
-def test_unknown_key_warned_once(tmp_path):
+def test_unknown_key_warned_once_where_it_was_last_set(tmp_path):
     seen: list[dict] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        load_text(tmp_path, "mystery=1\nmystery=2\nother=3\n")
+        path = tmp_path / "test.properties"
+        path.write_text(f"media_dir={tmp_path}\nmystery=1\nmystery=2\nother=3\nthird=4\n")
+        config.load(path, {"third": "5"})
     finally:
         globalLogPublisher.removeObserver(seen.append)
-    warned = [event["key"] for event in seen if event.get("log_namespace") == "wcs.config"]
-    assert warned == ["mystery", "other"]
+    warned = [(event["key"], event["where"]) for event in seen
+              if event.get("log_namespace") == "wcs.config"]
+    assert warned == [("mystery", f"{path}:3"), ("other", f"{path}:4"),
+                      ("third", "command line")]
 
 
 def test_command_line_overrides_file(tmp_path):

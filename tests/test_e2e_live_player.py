@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from tests.conftest import STATUS_RECORDER
-from tests.pages import frame_number, open_player, wait_status, wait_video
+from testkit.browser import STATUS_RECORDER
+from testkit.pages import frame_number, open_player, wait_status, wait_video
 
 
 def test_two_pages_show_the_same_frame_and_the_late_one_starts_at_once(

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.pages import open_player, video_state, wait_status, wait_video
+from testkit.pages import open_player, video_state, wait_status, wait_video
 
 
 @pytest.mark.parametrize("name", ["vod://main.mp4", "vod-live://live.mp4",

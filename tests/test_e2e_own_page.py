@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.pages import video_state
+from testkit.pages import video_state
 
 
 def start(page, server, name: str) -> None:

@@ -8,7 +8,7 @@ import urllib.request
 
 import av
 
-from tests.pages import open_player, wait_status, wait_video
+from testkit.pages import open_player, wait_status, wait_video
 from wcs.media import boxes
 
 RECORDING = "/client2/examples/demo/streaming/stream_recording/recording.html"
@@ -46,7 +46,7 @@ def test_record_download_and_play_back(start_server, page, browser, tmp_path):
     assert abs(duration - published) < 0.5, (duration, published)
 
     player = browser.new_context()
-    from tests.conftest import STATUS_RECORDER
+    from testkit.browser import STATUS_RECORDER
 
     player.add_init_script(STATUS_RECORDER)
     viewer = player.new_page()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.harness import RawWebSocket
-from tests.pages import open_player, wait_status
+from testkit.harness import RawWebSocket
+from testkit.pages import open_player, wait_status
 
 
 def connect_raw(server, path: str = "/") -> tuple[RawWebSocket, dict]:

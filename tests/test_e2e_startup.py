@@ -8,7 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from tests.harness import VENV_BIN
+from testkit.harness import VENV_BIN
 
 
 def twistd(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tests.harness import RawWebSocket
-from tests.pages import open_player, wait_status
+from testkit.harness import RawWebSocket
+from testkit.pages import open_player, wait_status
 
 
 def test_missing_file_shows_file_not_found(start_server, page, media):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.pages import (
+from testkit.pages import (
     inbound_video_stats,
     open_player,
     video_state,

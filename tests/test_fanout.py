@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.harness import run
+from testkit.harness import run
 from wcs.media.sample import Sample
 from wcs.streams.fanout import GOP_LIMIT, Broadcast
 from wcs.webrtc.viewer import QUEUE_LIMIT, EncodedTrack

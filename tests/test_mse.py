@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.harness import run
-from tests.mse_client import MSE_OFFER, parse_records, watch
+from testkit.harness import run
+from testkit.mse_client import MSE_OFFER, parse_records, watch
 from wcs.media.sample import Sample
 from wcs.mse.packetizer import MsePacketizer
 
@@ -73,7 +73,7 @@ def test_packetizer_unit():
 def test_a_published_stream_reaches_mse_with_aac(start_server, media, tmp_path):
     import asyncio
 
-    from tests.rtc_publisher import publish
+    from testkit.rtc_publisher import publish
 
     server = start_server(media_dir=str(tmp_path))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import av
 
-from tests.harness import run
-from tests.rtc_client import play
-from tests.rtc_publisher import publish
+from testkit.harness import run
+from testkit.rtc_client import play
+from testkit.rtc_publisher import publish
 from wcs.media import boxes, h264
 
 

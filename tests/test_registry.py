@@ -11,7 +11,7 @@ from wcs.errors import InvalidName, NameTaken, NotFound, Unsupported, WrongForma
 from wcs.media.sample import MediaInfo, Sample, VideoInfo
 from wcs.streams.registry import StreamRegistry
 
-INFO = MediaInfo(duration=60.0, video=VideoInfo(640, 360, 30.0, "4d401e", b""), audio=None)
+INFO = MediaInfo(duration=60.0, video=VideoInfo(640, 360, 30.0, "4d401e"), audio=None)
 
 
 class FakeMedia:

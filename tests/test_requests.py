@@ -9,7 +9,7 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from tests.test_registry import FakeSources
+from tests.test_registry import FakeSources, Viewer
 from wcs.errors import NegotiationError, RecordingFailed
 from wcs.media.sample import MediaInfo, Sample, VideoInfo
 from wcs.signalling.messages import StreamRequest
@@ -18,18 +18,15 @@ from wcs.signalling.requests import StreamRequests
 from wcs.signalling.session import Session
 from wcs.streams.registry import StreamRegistry
 
-INFO = MediaInfo(0.0, VideoInfo(640, 360, 30.0, "42e01f", b""), None)
+INFO = MediaInfo(0.0, VideoInfo(640, 360, 30.0, "42e01f"), None)
 
 
-class FakePlayer:
-    pressed_join = True
-
+class FakePlayer(Viewer):
     def __init__(self, provider, info, on_state, fail_with=None):
+        super().__init__()
         self.provider = provider
         self.on_state = on_state
         self.fail_with = fail_with
-        self.got: list[Sample] = []
-        self.closed_with = None
         self.was_answered = False
         self.is_closed = False
 
@@ -41,14 +38,8 @@ class FakePlayer:
     def answered(self):
         self.was_answered = True
 
-    def keyframe_wanted(self):
-        return not self.got
-
-    def deliver(self, sample):
-        self.got.append(sample)
-
     def closed(self, info, failed):
-        self.closed_with = (info, failed)
+        super().closed(info, failed)
         self.on_state("failed" if failed else "stopped", info)
 
     def close(self):
@@ -73,23 +64,12 @@ class FakePublisher:
         self.is_closed = True
 
 
-class FakeRecorder:
-    pressed_join = True
-
+class FakeRecorder(Viewer):
     def __init__(self, on_state):
+        super().__init__()
         self.name = "cam-1.mp4"
         self.on_state = on_state
         self.completed: Deferred = Deferred()
-        self.got: list[Sample] = []
-
-    def keyframe_wanted(self):
-        return not self.got
-
-    def deliver(self, sample):
-        self.got.append(sample)
-
-    def closed(self, info, failed):
-        self.closed_with = (info, failed)
 
 
 class FakeTransports:
@@ -221,7 +201,7 @@ def test_a_publication_with_a_recording_reports_after_the_file(front):
     assert recorder.got and transports.players[0].got  # both subscribers of the stream
     page.session.streams.stop(page.session, StreamRequest("p1", "cam", published=True))
     assert page.statuses("m1")[-1] == ("STOPPED", "Stopped by publisher stop", None)
-    assert publisher.is_closed and recorder.closed_with == ("Stopped by publisher stop", False)
+    assert publisher.is_closed and recorder.ended == ("Stopped by publisher stop", False)
     assert page.statuses("p1")[-1][0] == "PUBLISHING"  # not before the file is complete
     recorder.completed.callback("cam-1.mp4")
     assert page.statuses("p1")[-1] == ("UNPUBLISHED", None, "cam-1.mp4")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tests.harness import run
-from tests.rest_client import SPEC, call
-from tests.rtc_client import play
+from testkit.harness import run
+from testkit.rest_client import SPEC, call
+from testkit.rtc_client import play
 
 STARTUP, FIND = "/rest-api/vod/startup", "/rest-api/vod/find"
 FIND_ALL, TERMINATE = "/rest-api/vod/find_all", "/rest-api/vod/terminate"
@@ -157,7 +157,7 @@ def started(start_server, media):
 
 
 def test_sdk_player_plays_a_rest_started_stream_and_stops_on_terminate(started, page):
-    from tests.pages import open_player, wait_status, wait_video
+    from testkit.pages import open_player, wait_status, wait_video
 
     open_player(page, started, "test")
     wait_status(page, "PLAYING")

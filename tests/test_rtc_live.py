@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.rtc_client import Received, play, run
+from testkit.rtc_client import Received, play, run
 
 GOP = 60  # the test files have a keyframe every 60 frames
 

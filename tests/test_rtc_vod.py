@@ -5,15 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import av
 import pytest
 
-from tests.rtc_client import play, run
-
-
-def frames_in(path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for packet in container.demux(video=0) if packet.size)
+from testkit.rtc_client import play, run
+from tools.makemedia import frames_in
 
 
 @pytest.mark.parametrize("name, profile", [

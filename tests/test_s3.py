@@ -7,12 +7,11 @@ import time
 
 import pytest
 
-from tests.conftest import s3_settings
-from tests.harness import free_port, run
-from tests.rest_client import call
-from tests.rtc_client import play
-from tests.s3 import ACCESS_KEY, SECRET_KEY, Proxy
-from tests.test_rtc_vod import frames_in
+from testkit.harness import free_port, run
+from testkit.rest_client import call
+from testkit.rtc_client import play
+from testkit.s3 import ACCESS_KEY, SECRET_KEY, Proxy, s3_settings
+from tools.makemedia import frames_in
 
 
 def test_faststart_object_plays_every_frame(start_server, media, s3):
@@ -119,7 +118,7 @@ def test_rest_startup_and_live_broadcast_from_s3(start_server, media, s3):
     live = run(play(server.ws_url, "vod-live://s3/media/live.mp4", stop_after=1))
     assert live.statuses[-2:] == ["PLAYING", "STOPPED"]
     # the MSE path takes the same names: a REST-started S3 broadcast and a vod://s3 file
-    from tests.mse_client import watch
+    from testkit.mse_client import watch
 
     for name in ("cloud", "vod://s3/media/main.mp4"):
         mse = run(watch(server.ws_url, name, seconds=1.5))
@@ -128,7 +127,7 @@ def test_rest_startup_and_live_broadcast_from_s3(start_server, media, s3):
 
 
 def test_sdk_player_plays_from_s3(start_server, page, media, s3):
-    from tests.pages import open_player, wait_status, wait_video
+    from testkit.pages import open_player, wait_status, wait_video
 
     server = start_server(media_dir=str(media), **s3_settings(s3.url))
     open_player(page, server, "vod://s3/media/main.mp4")

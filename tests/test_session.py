@@ -89,12 +89,14 @@ class Harness:
     def __init__(self):
         self.sent: list[dict] = []
         self.closed = 0
+        self.reasons: list[str] = []
         self.streams = FakeStreams()
         self.session = Session(lambda text: self.sent.append(json.loads(text)),
                                self.close, self.streams)
 
     def close(self, reason):
         self.closed += 1
+        self.reasons.append(reason)
 
     def send(self, name, *data):
         self.session.receive(json.dumps({"message": name, "data": list(data)}).encode(), False)
@@ -225,3 +227,13 @@ def test_release_once(h):
     assert h.streams.calls == [("release", h.session.id)]
     h.session.send(messages.ping())
     assert h.sent == []
+
+
+def test_each_close_names_its_cause(h):
+    for _ in range(3):
+        h.session.tick(2)
+    assert h.reasons == ["ping timeout"]
+    stranger = Harness()
+    stranger.session.receive(json.dumps({"message": "connectMediaTransport",
+                                         "data": [{"authToken": "nobody's"}]}).encode(), False)
+    assert stranger.reasons == ["unknown media token"]

@@ -22,6 +22,14 @@ def read_barcode(luma_row: bytes) -> int:
     return sum(1 << bit for bit in range(16) if luma_row[40 * bit + 20] > 128)
 
 
+def frames_in(path: Path) -> int:
+    """How many video frames a file holds (its non-empty video packets)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for packet in container.demux(video=0) if packet.size)
+
+
 def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int = 360,
              fps: int = 30, profile: str = "main", bframes: int = 0, gop: int = 60,
              video: bool = True, audio: bool = True, faststart: bool = True,

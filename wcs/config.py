@@ -283,15 +283,16 @@ def load(path: Path | None = None, overrides: Mapping[str, str] | None = None) -
 
 
 def settings_from(raw: Mapping[str, tuple[str, str]]) -> Settings:
-    """Turn ``{key: (text, where)}`` into :class:`Settings`, checking each value."""
+    """Turn ``{key: (text, where)}`` into :class:`Settings`, checking each value.
+
+    A key set more than once counts where it was set last (the mapping holds
+    one entry a key), so an unknown key is warned about once, naming that place.
+    """
     values: dict[str, Any] = {}
-    warned: set[str] = set()
     for key, (text, where) in raw.items():
         known = _KEYS.get(key)
         if known is None:
-            if key not in warned:
-                warned.add(key)
-                log.warn("{where}: unknown key {key!r} ignored", where=where, key=key)
+            log.warn("{where}: unknown key {key!r} ignored", where=where, key=key)
             continue
         attribute, convert, show = known
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from wcs.errors import WrongFormat
 
 START_CODE = b"\x00\x00\x00\x01"
-NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
+NAL_IDR, NAL_SPS, NAL_PPS, NAL_AUD = 5, 7, 8, 9
 
 
 @dataclass(frozen=True)

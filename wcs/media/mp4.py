@@ -38,20 +38,18 @@ MERGE_LIMIT = 2000
 class Mp4File:
     """An open, checked MP4 file with H.264 and/or AAC."""
 
-    def __init__(self, source: Path | BinaryIO, label: str,
-                 layout: list[boxes.Box] | None = None) -> None:
-        """Open ``source``: a local path (its layout is checked here), or a
-        file object whose box ``layout`` the caller has already checked."""
+    def __init__(self, source: Path | BinaryIO, label: str) -> None:
+        """Open ``source``: a local path (its box layout is checked here), or a
+        file object whose layout the caller has already checked."""
         self.label = label
         if isinstance(source, Path):
             try:
                 with source.open("rb") as handle:
-                    self.boxes = boxes.check_layout(handle, source.stat().st_size)
+                    boxes.check_layout(handle, source.stat().st_size)
             except OSError as error:
                 raise WrongFormat(f"cannot read the file ({error.strerror})") from None
             target: str | BinaryIO = str(source)
         else:
-            self.boxes = layout or []
             target = source
         log.info("{label}: opened {path}", label=label, path=str(source) if isinstance(
             source, Path) else label)
@@ -84,8 +82,7 @@ class Mp4File:
         self.info = MediaInfo(
             duration=(container.duration or 0) / av.time_base,
             video=self._video_info(),
-            audio=AudioInfo("opus", OPUS_CLOCK, 2,
-                            bytes(self.audio.codec_context.extradata or b""))
+            audio=AudioInfo(OPUS_CLOCK, 2, bytes(self.audio.codec_context.extradata or b""))
             if self.audio else None,
         )
 
@@ -96,8 +93,7 @@ class Mp4File:
         rate = self.video.average_rate or self.video.guessed_rate
         profile = (reencode.profile_level_id(self.avc.level_idc) if self.has_b_frames
                    else self.avc.profile_level_id)
-        return VideoInfo(context.width, context.height, float(rate) if rate else 0.0,
-                         profile, self.avc.record, reencoded=self.has_b_frames)
+        return VideoInfo(context.width, context.height, float(rate) if rate else 0.0, profile)
 
     @property
     def has_b_frames(self) -> bool:

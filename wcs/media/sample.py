@@ -36,16 +36,16 @@ class VideoInfo:
     height: int
     fps: float
     profile_level_id: str  # as in SDP, e.g. "4d401e"
-    codec_config: bytes  # the avcC record, for subscribers that need it (MSE)
-    reencoded: bool = False
 
 
 @dataclass(frozen=True)
 class AudioInfo:
-    codec: str  # what WebRTC subscribers receive: "opus"
+    """Audio flows twice: Opus for WebRTC, and AAC (``aac_config`` is its
+    AudioSpecificConfig) for subscribers that take AAC."""
+
     sample_rate: int
     channels: int
-    aac_config: bytes = b""  # the file's AudioSpecificConfig, when AAC also flows as stored
+    aac_config: bytes = b""
 
 
 @dataclass(frozen=True)

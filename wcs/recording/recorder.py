@@ -50,19 +50,23 @@ class Recorder:
     file when the stream closes it (``completed`` fires with the name).
 
     ``on_state`` gets "failed" with the reason, once, when writing fails
-    (a full disk, say): the stream should then be ended.
+    (a full disk, say): the stream should then be ended. ``in_thread`` runs
+    the closing rewrite off the reactor.
     """
 
     pressed_join = True  # it joins before the first sample: there is no GOP to take
 
     def __init__(self, folder: Path, name: str, info: MediaInfo, label: str,
-                 on_state: Callable[[str, str | None], None]) -> None:
+                 on_state: Callable[[str, str | None], None],
+                 in_thread: Callable[[Callable[[], str]], Deferred[str]] = deferToThread
+                 ) -> None:
         self.name = name
         self.label = label
         self.info = info
         self.final = folder / name
         self.partial = folder / f".{name}.part"
         self._on_state = on_state
+        self._in_thread = in_thread
         try:
             self.partial.touch(exist_ok=False)  # PyAV opens lazily: find out now
             self.container = av.open(str(self.partial), "w", format="mp4",
@@ -163,7 +167,7 @@ class Recorder:
                      label=self.label, name=name, **self.samples)
             return name
 
-        return deferToThread(close).addCallback(done)
+        return self._in_thread(close).addCallback(done)
 
 
 def _parameter_sets(annexb: bytes) -> bytes:

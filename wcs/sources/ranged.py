@@ -215,7 +215,7 @@ class RangedFile(io.RawIOBase):
 @inlineCallbacks
 def prepare(file: RangedFile):  # type: ignore[no-untyped-def]
     """Walk the box headers, fetch ``moov`` wherever it is and the start of the
-    media, so that the MP4 reader can open the file; returns the boxes."""
+    media, so that the MP4 reader can open the file; fires with the boxes."""
     walker = boxes.walk(file.size)
     try:
         offset = next(walker)

@@ -170,8 +170,8 @@ def open_object(client: S3Client, location: S3Location, cache_dir: Path, label: 
         remote.store(0, first)
         if not progressive:
             yield remote.ensure(0, size)
-        layout = yield ranged.prepare(remote)
-        media = Mp4File(remote, label, layout)
+        yield ranged.prepare(remote)
+        media = Mp4File(remote, label)
     except BaseException:
         remote.close()
         raise

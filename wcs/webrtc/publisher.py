@@ -147,8 +147,8 @@ class WebRTCPublisher:
             self._aac = AacTranscoder()  # MSE viewers take AAC: once, here
         self.info = MediaInfo(
             duration=0.0,
-            video=VideoInfo(0, 0, 0.0, video_profile, b"") if video_profile else None,
-            audio=AudioInfo("opus", OPUS_CLOCK, 2, self._aac.config) if self._aac else None)
+            video=VideoInfo(0, 0, 0.0, video_profile) if video_profile else None,
+            audio=AudioInfo(OPUS_CLOCK, 2, self._aac.config) if self._aac else None)
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp

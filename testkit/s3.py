@@ -9,7 +9,7 @@ import re
 import threading
 from pathlib import Path
 
-from tests.harness import free_port
+from testkit.harness import free_port
 
 ACCESS_KEY = "AKIDWCSVODTEST"
 SECRET_KEY = "wcsvod-test-secret-0123456789"
@@ -103,3 +103,8 @@ class Proxy:
         self.stalled.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def s3_settings(endpoint: str, access_key: str | None = None) -> dict[str, str]:
+    return {"aws_s3_endpoint": endpoint,
+            "aws_s3_credentials": f"{REGION};{access_key or ACCESS_KEY};{SECRET_KEY}"}

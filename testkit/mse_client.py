@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from tests.rtc_client import AsyncWebSocket
+from testkit.rtc_client import AsyncWebSocket
 
 MSE_OFFER = ("v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
              "m=video 0 RTP/AVP 112\r\na=rtpmap:112 H264/90000\r\n"

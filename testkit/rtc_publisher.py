@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.rtc_client import AsyncWebSocket
+from testkit.rtc_client import AsyncWebSocket
 from wcs.media.mp4 import Mp4File
 from wcs.webrtc.viewer import EncodedTrack
 

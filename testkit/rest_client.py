@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from tests.harness import REPO
+from testkit.harness import REPO
 
 SPEC = json.loads((REPO / "docs" / "openapi.json").read_text())
 _CONTEXT = ssl.create_default_context()

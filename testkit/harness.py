@@ -55,7 +55,8 @@ class ServerProcess:
                  wrap: list[str] | None = None) -> None:
         self.workdir = workdir
         self.wrap = wrap or []
-        self.ports = {key: free_port() for key in ("ws.port", "wss.port", "http.port", "https.port")}
+        self.ports = {key: free_port()
+                      for key in ("ws.port", "wss.port", "http.port", "https.port")}
         values = {
             **{key: str(port) for key, port in self.ports.items()},
             "bind_address": "127.0.0.1",

@@ -17,7 +17,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from tests.harness import encode_frame, handshake, run, split_url  # noqa: F401 (run)
+from testkit.harness import encode_frame, handshake, run, split_url  # noqa: F401 (run)
 from tools.makemedia import read_barcode
 from wcs.webrtc.codecs import register_profiles
 

@@ -1,0 +1,70 @@
+"""Reading an MP4 sample by sample: due order, Annex B, Opus beside AAC, loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools.makemedia import corrupt_audio, frames_in, make_mp4
+from wcs.media import h264
+from wcs.media.mp4 import Mp4File
+from wcs.media.sample import OPUS_FRAME
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mp4")
+    make_mp4(folder / "main.mp4", seconds=2, width=320, height=180)
+    make_mp4(folder / "bframes.mp4", seconds=2, width=320, height=180, profile="high",
+             bframes=3)
+    corrupt_audio(folder / "main.mp4", folder / "corrupt.mp4", frames=5)
+    return folder
+
+
+def test_samples_come_in_due_order_with_every_frame(files):
+    media = Mp4File(files / "main.mp4", "main")
+    samples = list(media.samples())
+    for codec in ("h264", "opus", "aac"):
+        times = [s.time for s in samples if s.codec == codec]
+        assert times == sorted(times), codec
+    assert {s.kind for s in samples[:20]} == {"video", "audio"}  # the tracks interleave
+    video = [s for s in samples if s.kind == "video"]
+    assert len(video) == frames_in(files / "main.mp4")
+    assert [b.pts - a.pts for a, b in zip(video, video[1:])] == [3000] * (len(video) - 1)
+    assert video[0].keyframe and video[0].codec == "h264"
+    assert [u[0] & 0x1F for u in h264.split_annexb(video[0].data)][:2] == [7, 8]
+    opus = [s for s in samples if s.codec == "opus"]
+    aac = [s for s in samples if s.codec == "aac"]
+    assert [b.pts - a.pts for a, b in zip(opus, opus[1:])] == [OPUS_FRAME] * (len(opus) - 1)
+    assert len(aac) > 0 and aac[0].clock == 44100
+    assert media.info.video.profile_level_id.startswith("4d")
+    media.close()
+
+
+def test_a_loop_keeps_time_rising_and_the_video_rhythm(files):
+    media = Mp4File(files / "main.mp4", "main")
+    looped = media.samples(loop=True)
+    samples = [next(looped) for _ in range(1000)]
+    video = [s for s in samples if s.kind == "video"]
+    assert len(video) > 2 * 60  # past the end of the 2 s file, twice
+    assert [b.pts - a.pts for a, b in zip(video, video[1:])] == [3000] * (len(video) - 1)
+    opus = [s.pts for s in samples if s.codec == "opus"]
+    assert all(b - a >= OPUS_FRAME for a, b in zip(opus, opus[1:]))
+    media.close()
+
+
+def test_b_frames_are_re_encoded_into_display_order(files):
+    media = Mp4File(files / "bframes.mp4", "bframes")
+    assert media.has_b_frames and media.info.video.profile_level_id.startswith("64")
+    video = [s for s in media.samples() if s.kind == "video"]
+    assert len(video) == frames_in(files / "bframes.mp4")
+    pts = [s.pts for s in video]
+    assert pts == sorted(pts) and [s.time for s in video] == sorted(s.time for s in video)
+    media.close()
+
+
+def test_undecodable_aac_is_dropped_not_fatal(files):
+    clean = [s for s in Mp4File(files / "main.mp4", "m").samples() if s.codec == "opus"]
+    damaged = [s for s in Mp4File(files / "corrupt.mp4", "c").samples() if s.codec == "opus"]
+    assert 3 <= len(clean) - len(damaged) <= 8  # 5 AAC frames of 23 ms: about 6 Opus packets

@@ -1,0 +1,105 @@
+"""The recorder as a subscriber: H.264 and AAC written as given, from the first
+keyframe; the file completed when the stream closes it, or removed on failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+from twisted.internet.defer import maybeDeferred
+
+from tools.makemedia import make_mp4
+from wcs.errors import RecordingFailed
+from wcs.media import h264
+from wcs.media.mp4 import Mp4File
+from wcs.media.sample import AudioInfo, MediaInfo
+from wcs.recording.recorder import Recorder
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return make_mp4(tmp_path_factory.mktemp("rec") / "in.mp4", seconds=3, width=320,
+                    height=180, audio_rate=48000)
+
+
+def recorder_for(folder: Path, source: Path, states: list) -> tuple[Recorder, Mp4File]:
+    media = Mp4File(source, "in")
+    info = MediaInfo(0.0, media.info.video, AudioInfo(48000, 2, media.info.audio.aac_config))
+    return Recorder(folder, "out.mp4", info, "test", lambda *a: states.append(a),
+                    in_thread=maybeDeferred), media
+
+
+def outcome(recorder: Recorder):
+    out: list = []
+    recorder.completed.addBoth(out.append)
+    return out[0]
+
+
+def test_writes_what_it_is_given_from_the_first_keyframe(tmp_path, source):
+    states: list = []
+    recorder, media = recorder_for(tmp_path, source, states)
+    samples = list(media.samples())
+    video = [s for s in samples if s.kind == "video"]
+    start = next(i for i, s in enumerate(samples) if s.kind == "video" and s.keyframe
+                 and s.time > 0.5)  # join at the second keyframe
+    assert recorder.keyframe_wanted()
+    for sample in samples[start:]:
+        recorder.deliver(sample)
+    assert not recorder.keyframe_wanted()
+    assert recorder.partial.exists() and not recorder.final.exists()
+    recorder.closed("Stopped by publisher stop", False)
+    assert outcome(recorder) == "out.mp4" and states == []
+    assert not recorder.partial.exists()
+    kept = [s for s in video if s.time >= samples[start].time]
+    with av.open(str(recorder.final)) as written:
+        stream = written.streams.video[0]
+        config = h264.parse_avcc(stream.codec_context.extradata)
+        units = [h264.split_avcc(bytes(p), config.length_size)
+                 for p in written.demux(stream) if p.size]
+    assert units == [h264.split_annexb(s.data) for s in kept]  # byte for byte
+    with av.open(str(recorder.final)) as written:
+        audio = written.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.sample_rate == 48000
+        seconds = sum(f.samples for f in written.decode(audio)) / 48000
+    assert abs(seconds - (3 - samples[start].time)) < 0.2
+    media.close()
+
+
+def test_nothing_recorded_is_removed_and_says_so(tmp_path, source):
+    recorder, media = recorder_for(tmp_path, source, [])
+    recorder.closed(None, False)
+    failure = outcome(recorder)
+    assert failure.check(RecordingFailed) and failure.value.info == "Nothing was recorded"
+    assert list(tmp_path.iterdir()) == []
+    media.close()
+
+
+def test_a_write_error_fails_once_and_removes_the_partial_file(tmp_path, source):
+    states: list = []
+    recorder, media = recorder_for(tmp_path, source, states)
+    samples = list(media.samples())
+    for sample in samples[:5]:
+        recorder.deliver(sample)
+    assert recorder.started
+
+    class Full:
+        def mux(self, packet):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    recorder.container = Full()
+    for sample in samples[5:15]:
+        recorder.deliver(sample)
+    assert states == [("failed", "Recording failed: No space left on device")]
+    recorder.closed(None, False)
+    assert outcome(recorder).value.info == "Recording failed: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+    media.close()
+
+
+def test_a_folder_it_cannot_write_to_is_refused_at_once(tmp_path, source):
+    with pytest.raises(RecordingFailed, match="Cannot record to"):
+        recorder_for(tmp_path / "missing", source, [])

@@ -1,0 +1,57 @@
+"""Composition: listeners as strports descriptions, one service each.
+
+``wcs.tap`` installs the asyncio reactor when imported, as ``twistd`` needs;
+this test process may already hold another reactor, so each check runs in a
+fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from testkit.harness import REPO
+
+
+def in_tap(tmp_path, code: str, **values: str):
+    """Run ``code`` after ``from wcs import tap`` with these settings; its JSON answer."""
+    overrides = {"media_dir": str(tmp_path), "state_dir": str(tmp_path / "state"), **values}
+    script = textwrap.dedent(f"""
+        import json
+        from wcs import tap
+        from wcs.config import load
+        settings = load(None, {overrides!r})
+    """) + textwrap.dedent(code)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_plain_listeners_on_the_bind_address(tmp_path):
+    described = in_tap(tmp_path, "print(json.dumps(tap.listen_descriptions(settings)))",
+                       **{"wss.port": "0", "https.port": "0", "bind_address": "127.0.0.1"})
+    assert described == {"ws.port": "tcp:8080:interface=127.0.0.1",
+                         "http.port": "tcp:8081:interface=127.0.0.1"}
+
+
+def test_tls_listeners_use_the_pem_pair_and_quote_what_needs_it(tmp_path):
+    described = in_tap(tmp_path, "print(json.dumps(tap.listen_descriptions(settings)))",
+                       **{"ws.port": "0", "http.port": "0", "bind_address": "::1",
+                          "state_dir": str(tmp_path / "a:b")})
+    assert set(described) == {"wss.port", "https.port"}
+    tls = tmp_path / "a:b" / "tls"
+    cert, key = (str(tls / name).replace(":", "\\:") for name in ("cert.pem", "key.pem"))
+    assert described["wss.port"] == f"ssl:8443:interface=\\:\\:1:certKey={cert}:privateKey={key}"
+
+
+def test_every_listener_is_a_service_that_fails_the_start_when_it_cannot_listen(tmp_path):
+    services = in_tap(tmp_path, """
+        from twisted.application.internet import StreamServerEndpointService
+        composed = tap._compose(settings)
+        print(json.dumps([s._raiseSynchronously for s in composed
+                          if isinstance(s, StreamServerEndpointService)]))
+    """, bind_address="127.0.0.1")
+    assert services == [True] * 4
