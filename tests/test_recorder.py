@@ -12,6 +12,7 @@ from twisted.internet.defer import maybeDeferred
 from tools.makemedia import make_mp4
 from wcs.errors import RecordingFailed
 from wcs.media import h264
+from wcs.media.audio import AacTranscoder
 from wcs.media.mp4 import Mp4File
 from wcs.media.sample import AudioInfo, MediaInfo
 from wcs.recording.recorder import Recorder
@@ -103,3 +104,35 @@ def test_a_write_error_fails_once_and_removes_the_partial_file(tmp_path, source)
 def test_a_folder_it_cannot_write_to_is_refused_at_once(tmp_path, source):
     with pytest.raises(RecordingFailed, match="Cannot record to"):
         recorder_for(tmp_path / "missing", source, [])
+
+
+def test_a_published_streams_aac_keeps_its_priming_and_its_tail(tmp_path, source):
+    """Opus in, as a page publishes it; the AAC made once for the stream goes in the
+    file whole: the encoder's first frame marked as priming, the flushed tail kept."""
+    media = Mp4File(source, "in")
+    samples = list(media.samples())
+    opus = [s for s in samples if s.codec == "opus"]
+    video = [s for s in samples if s.kind == "video"]
+    transcoder = AacTranscoder()
+    info = MediaInfo(0.0, media.info.video, AudioInfo(48000, 2, transcoder.config))
+    recorder = Recorder(tmp_path, "pub.mp4", info, "test", lambda *a: None,
+                        in_thread=maybeDeferred)
+    stream = sorted([*video, *opus], key=lambda s: s.time)
+    for sample in stream:
+        recorder.deliver(sample)
+        if sample.codec == "opus":
+            for aac in transcoder.feed(sample):
+                recorder.deliver(aac)
+    for aac in transcoder.flush():
+        recorder.deliver(aac)
+    recorder.closed(None, False)
+    assert outcome(recorder) == "pub.mp4"
+    with av.open(str(recorder.final)) as written:
+        audio = written.streams.audio[0]
+        first = next(p for p in written.demux(audio) if p.size)
+        assert first.pts == -1024  # the priming frame, which players skip
+    with av.open(str(recorder.final)) as written:
+        played = sum(f.samples for f in written.decode(written.streams.audio[0])) / 48000
+    sent = len(opus) * 960 / 48000
+    assert abs(played - sent) < 0.011, (played, sent)
+    media.close()

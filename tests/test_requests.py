@@ -60,6 +60,9 @@ class FakePublisher:
     def request_keyframe(self):
         self.keyframes_asked += 1
 
+    def flush(self):
+        self.on_sample(Sample("audio", b"tail", 960, 48000, 0.02, codec="aac"))
+
     def close(self):
         self.is_closed = True
 

@@ -29,7 +29,7 @@ from wcs.signalling.websocket import SignallingFactory  # noqa: E402
 from wcs.sources import Sources  # noqa: E402
 from wcs.sources.s3 import S3Client  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
-from wcs.transports import Transports  # noqa: E402
+from wcs.transports.factory import TransportFactory  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
 
@@ -138,8 +138,8 @@ def _compose(settings: Settings) -> service.MultiService:
                       settings.state_dir / "s3-cache", settings.vod_mp4_container_new)
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
                               timeout=settings.vod_stream_timeout / 1000.0)
-    transports = Transports(reactor, settings.media_dir, settings.record_template,
-                            settings.announced_ips)
+    transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
+                                  settings.announced_ips)
     signalling = SignallingFactory(settings, StreamRequests(registry, transports, reactor),
                                    reactor)
     root, rest = build_root(settings)

@@ -7,6 +7,7 @@ decode (WCS's "AAC frames of type 0") is dropped and counted; playback goes on.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 
 import av
 from twisted.logger import Logger
@@ -75,7 +76,13 @@ class OpusTranscoder:
 
 
 class AacTranscoder:
-    """Opus → AAC, once per published stream, for the subscribers that take AAC (MSE)."""
+    """Opus → AAC, once per published stream, for the subscribers that take AAC
+    (MSE viewers, the recorder).
+
+    Timestamps are the encoder's, from the first Opus packet's: the first AAC
+    packet is the encoder's priming, one frame before it, as in an MP4 file's
+    AAC; audio time runs on continuously, so a pause in the sender is not a gap.
+    """
 
     def __init__(self) -> None:
         self.decoder = av.CodecContext.create("libopus", "r")
@@ -87,7 +94,8 @@ class AacTranscoder:
         self.encoder.open()
         self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=OPUS_CLOCK,
                                            frame_size=AAC_FRAME)
-        self._next_pts: int | None = None
+        self._origin: int | None = None
+        self._encoded = 0  # samples handed to the encoder
 
     @property
     def config(self) -> bytes:
@@ -95,8 +103,8 @@ class AacTranscoder:
         return bytes(self.encoder.extradata or b"")
 
     def feed(self, opus: Sample) -> Iterator[Sample]:
-        if self._next_pts is None:
-            self._next_pts = opus.pts
+        if self._origin is None:
+            self._origin = opus.pts
         try:
             frames = self.decoder.decode(av.Packet(opus.data))
         except av.FFmpegError:
@@ -104,9 +112,26 @@ class AacTranscoder:
         for frame in frames:
             frame.pts = None
             for chunk in self.resampler.resample(frame):
-                chunk.pts = None
-                for packet in self.encoder.encode(chunk):
-                    pts = self._next_pts
-                    self._next_pts += AAC_FRAME
-                    yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
-                                 codec="aac")
+                yield from self._encode(chunk)
+
+    def flush(self) -> Iterator[Sample]:
+        """The tail the resampler and the encoder still hold, when the stream ends."""
+        if self._origin is None:
+            return
+        try:
+            for chunk in self.resampler.resample(None):
+                yield from self._encode(chunk)
+            yield from self._encode(None)
+        except (av.FFmpegError, ValueError):
+            pass
+
+    def _encode(self, frame: av.AudioFrame | None) -> Iterator[Sample]:
+        assert self._origin is not None
+        if frame is not None:
+            frame.pts = self._encoded
+            frame.time_base = Fraction(1, OPUS_CLOCK)
+            self._encoded += frame.samples
+        for packet in self.encoder.encode(frame):
+            pts = self._origin + packet.pts  # the encoder's clock is OPUS_CLOCK
+            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
+                         codec="aac")

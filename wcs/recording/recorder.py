@@ -4,8 +4,9 @@ H.264 and AAC are written as the stream carries them (never re-encoded: a
 published stream's AAC is the one its Opus is transcoded to once, for every
 subscriber that takes AAC). The file is written under a hidden partial name
 and renamed when complete, with ``moov`` moved before ``mdat`` (faststart)
-so it plays progressively. Timestamps are the stream's own, so a pause in
-a publishing page stays a pause.
+so it plays progressively. Timestamps are the stream's own, from where the
+recording starts (its first keyframe), so a pause in a publishing page
+stays a pause and the AAC encoder's priming frame is marked to be skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from twisted.logger import Logger
 
 from wcs.errors import RecordingFailed
 from wcs.media import h264
-from wcs.media.sample import VIDEO_CLOCK, MediaInfo, Sample
+from wcs.media.sample import AAC_FRAME, VIDEO_CLOCK, MediaInfo, Sample
 
 log = Logger()
 
@@ -81,7 +82,7 @@ class Recorder:
         self.audio_stream: av.AudioStream | None = None
         self.started = False
         self.failed: str | None = None
-        self._origins: dict[str, int] = {}
+        self._zero = 0.0  # stream time (s) of the recording's start
         self.samples = {"video": 0, "audio": 0}
 
     # Subscriber
@@ -92,11 +93,11 @@ class Recorder:
     def deliver(self, sample: Sample) -> None:
         if self.failed or self.container is None:
             return
-        if sample.kind == "audio" and sample.codec != "aac":
-            return  # the AAC beside it is what goes in the file
         try:
             if not self.started and not self._start(sample):
                 return
+            if sample.kind == "audio" and sample.codec != "aac":
+                return  # the AAC beside it is what goes in the file
             stream = self.video_stream if sample.kind == "video" else self.audio_stream
             if stream is not None:
                 self._mux(stream, sample)
@@ -119,6 +120,7 @@ class Recorder:
         """Begin at the first video keyframe (or the first audio, for audio only)."""
         if self.info.video is not None and not (sample.kind == "video" and sample.keyframe):
             return False
+        self._zero = sample.time
         if self.info.video is not None:
             width, height = _picture_size(sample.data)
             stream = self.container.add_stream("h264", rate=30)
@@ -135,10 +137,12 @@ class Recorder:
         return True
 
     def _mux(self, stream: av.stream.Stream, sample: Sample) -> None:
-        """One sample as it is, timed from the first of its kind."""
-        origin = self._origins.setdefault(sample.kind, sample.pts)
+        """One sample as it is, timed from the start of the recording."""
+        pts = sample.pts - round(self._zero * sample.clock)
+        if pts < -AAC_FRAME:
+            return  # audio from before the start, but for one frame of encoder priming
         packet = av.Packet(sample.data)
-        packet.pts = packet.dts = sample.pts - origin
+        packet.pts = packet.dts = pts
         packet.time_base = Fraction(1, sample.clock)
         packet.stream = stream
         packet.is_keyframe = sample.keyframe
@@ -156,10 +160,13 @@ class Recorder:
                 container.close()
             except (OSError, av.FFmpegError) as error:
                 self.failed = self.failed or f"Recording failed: {error}"
-            if self.failed or not self.started:
-                self.partial.unlink(missing_ok=True)
-                raise RecordingFailed(self.failed or "Nothing was recorded")
-            self.partial.rename(self.final)
+            try:
+                if self.failed or not self.started:
+                    self.partial.unlink(missing_ok=True)
+                    raise RecordingFailed(self.failed or "Nothing was recorded")
+                self.partial.rename(self.final)
+            except OSError as error:
+                raise RecordingFailed(f"Recording failed: {error.strerror}") from None
             return self.name
 
         def done(name: str) -> str:

@@ -15,7 +15,7 @@ from wcs.errors import WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
-from wcs.streams.interfaces import Transports
+from wcs.transports.interfaces import Transports
 
 log = Logger()
 
@@ -81,8 +81,12 @@ class Negotiation:
                 self.session.report_stream(self.request, status, info, **(extra or {}))
 
         def failed(failure: Failure) -> None:
-            reason = failure.value.info if isinstance(failure.value, WcsError) else "failed"
-            log.warn("{label}: {reason}", label=self.label, reason=reason)
+            if isinstance(failure.value, WcsError):
+                reason = failure.value.info
+                log.warn("{label}: {reason}", label=self.label, reason=reason)
+            else:
+                reason = "Internal error"
+                log.failure("{label}: releasing failed", failure, label=self.label)
             if status is not None:
                 self.session.report_stream(self.request, "FAILED",
                                            info if status == "FAILED" else reason)

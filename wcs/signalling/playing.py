@@ -6,8 +6,8 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from wcs.signalling.negotiation import Negotiation
-from wcs.streams.interfaces import Player
 from wcs.streams.registry import Stream
+from wcs.transports.interfaces import Player
 
 log = Logger()
 

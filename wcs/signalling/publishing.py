@@ -14,9 +14,9 @@ from twisted.internet.defer import Deferred
 from wcs.errors import WcsError
 from wcs.media.sample import Sample
 from wcs.signalling.negotiation import Negotiation
-from wcs.streams.interfaces import Publisher, Recorder
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PublishedStream
+from wcs.transports.interfaces import Publisher, Recorder
 
 
 class Publication(Negotiation):
@@ -72,16 +72,18 @@ class Publication(Negotiation):
             self.end("FAILED", info)
 
     def _sample(self, sample: Sample) -> None:
-        if not self.done and self.stream is not None:
+        if self.stream is not None:
             self.stream.send(sample)
 
     def _record_info(self) -> dict[str, Any]:
         return {"recordName": self.recorder.name} if self.recorder else {}
 
     def release(self) -> Deferred[dict[str, Any]] | None:
-        """The peer, then the live stream (its viewers get STOPPED, and its
-        recorder completes the file); the page hears the end after the file."""
+        """The peer (after what it still holds), then the live stream (its viewers
+        get STOPPED, its recorder completes the file); the page hears the end
+        after the file."""
         if self.publisher is not None:
+            self.publisher.flush()
             self.publisher.close()
         if self.stream is not None:
             self.stream.terminate("Stopped by publisher stop")

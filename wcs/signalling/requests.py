@@ -8,14 +8,15 @@ completes, so the SDK's stop() never spins (wcs-protocol.md §2.3, §9.4).
 
 from __future__ import annotations
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.playing import Playback
 from wcs.signalling.publishing import Publication
 from wcs.signalling.session import Session
-from wcs.streams.interfaces import Transports
 from wcs.streams.registry import StreamRegistry
+from wcs.transports.interfaces import Transports
 
 
 class StreamRequests:
@@ -51,7 +52,7 @@ class StreamRequests:
             return
         playback = Playback(session, request, self.transports, self.clock, self._forget)
         active[request.media_session_id] = playback
-        opening = self.registry.open(request.name)
+        opening = maybeDeferred(self.registry.open, request.name)
         opening.addCallback(playback.opened).addErrback(playback.refused)
 
     def publish(self, session: Session, request: StreamRequest) -> None:

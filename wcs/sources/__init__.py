@@ -83,5 +83,5 @@ class Sources:
         if location.startswith(S3_PREFIX):
             s3.parse(location)
             return "Available (S3 objects are checked when played)"
-        Mp4File(local.resolve(self.media_dir, location), location).close()
+        self._open_local(location, location).close()
         return "Available"

@@ -14,7 +14,7 @@ from dataclasses import replace
 from twisted.logger import Logger
 
 from wcs.media.sample import Sample
-from wcs.streams.interfaces import Subscriber
+from wcs.streams.subscriber import Subscriber
 
 log = Logger()
 

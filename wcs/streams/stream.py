@@ -23,7 +23,7 @@ from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia
 from wcs.streams import uri as uris
 from wcs.streams.fanout import Broadcast
-from wcs.streams.interfaces import Subscriber
+from wcs.streams.subscriber import Subscriber
 
 log = Logger()
 
@@ -118,27 +118,20 @@ class VodStream:
 class PublishedStream:
     """A stream a page publishes: fanned out live to whoever plays its name."""
 
-    live = True
-    loop = False
-
     def __init__(self, name: str, info: MediaInfo, request_keyframe: Callable[[], None],
                  on_gone: Callable[[PublishedStream], None]) -> None:
         self.id = str(uuid.uuid4())
         self.name = name
-        self.uri = uris.StreamUri("", name)
         self.info = info
-        self.status = "PUBLISHING"
         self.broadcast = Broadcast(f"published {name!r}", cache_gop=True)
         self._request_keyframe = request_keyframe
         self._on_gone = on_gone
         self.closed = False
 
-    @property
-    def viewers(self) -> int:
-        return len(self.broadcast)
-
     def send(self, sample: Sample) -> None:
-        self.broadcast.send(sample)
+        """One sample from the publisher, to everyone (nothing once it has stopped)."""
+        if not self.closed:
+            self.broadcast.send(sample)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if self.closed:

@@ -15,7 +15,6 @@ from twisted.web.server import Request
 from wcs.errors import BadRequest, NotFound
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import VodStream
-from wcs.streams.uri import stream_name_problem
 from wcs.web.rest import JsonNotFound, Operation, read_body, text
 
 log = Logger()
@@ -55,9 +54,6 @@ class VodApi(resource.Resource):
         uri = text(body, "uri", required=True)
         name = text(body, "localStreamName", required=True)
         assert uri is not None and name is not None
-        problem = stream_name_problem(name)
-        if problem is not None:
-            raise BadRequest(f"'localStreamName' {problem}")
         loop = body.get("loop")
         if loop is not None and not isinstance(loop, bool):
             raise BadRequest("'loop' must be true or false")

@@ -207,6 +207,12 @@ class WebRTCPublisher:
             self._on_state("failed", "Failed by ICE timeout" if not self.connected
                            else "Failed by peer connection")
 
+    def flush(self) -> None:
+        """Hand on what the AAC transcoder still holds (the stream is ending)."""
+        if self._aac is not None:
+            for aac in self._aac.flush():
+                self._on_sample(aac)
+
     def close(self) -> None:
         self._done = True
         aio.deferred(self._close()).addErrback(

@@ -2,7 +2,7 @@
 
 This is the one place that knows which class serves which media provider
 (WebRTC through aiortc, MSE over the SDK's media socket) and how records
-are named; front doors only see :mod:`wcs.streams.interfaces`.
+are named; front doors only see :mod:`wcs.transports.interfaces`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from wcs.media.sample import MediaInfo, Sample
 from wcs.mse.channels import MediaChannels
 from wcs.mse.viewer import MseViewer
 from wcs.recording.recorder import Recorder, record_name
-from wcs.streams.interfaces import OnState, Player
+from wcs.transports.interfaces import OnState, Player
 from wcs.webrtc import ice
 from wcs.webrtc.publisher import WebRTCPublisher
 from wcs.webrtc.viewer import WebRTCViewer
 
 
-class Transports:
+class TransportFactory:
     """WebRTC and MSE players, WebRTC publishers, and recorders into ``record_dir``.
 
     ``announced_ips`` are the addresses ICE offers (WCS's ``ip``; empty: all

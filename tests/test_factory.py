@@ -9,7 +9,7 @@ from wcs.errors import Unsupported
 from wcs.media.sample import AudioInfo, MediaInfo, VideoInfo
 from wcs.mse.viewer import MseViewer
 from wcs.recording.recorder import Recorder
-from wcs.transports import Transports
+from wcs.transports.factory import TransportFactory
 from wcs.webrtc.viewer import WebRTCViewer
 
 INFO = MediaInfo(10.0, VideoInfo(640, 360, 30.0, "42e01f"), AudioInfo(48000, 2, b"\x11\x90"))
@@ -17,7 +17,7 @@ INFO = MediaInfo(10.0, VideoInfo(640, 360, 30.0, "42e01f"), AudioInfo(48000, 2, 
 
 @pytest.fixture
 def transports(tmp_path):
-    return Transports(Clock(), tmp_path, "{streamName}-{mediaSessionId}", ["127.0.0.1"])
+    return TransportFactory(Clock(), tmp_path, "{streamName}-{mediaSessionId}", ["127.0.0.1"])
 
 
 def test_players_by_provider(transports):

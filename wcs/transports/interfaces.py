@@ -1,11 +1,11 @@
-"""What plugs into a stream, and what front doors ask a transport factory for.
+"""What front doors ask a transport factory for, and get.
 
-A stream sends to :class:`Subscriber`\\ s: a WebRTC viewer, an MSE socket, a
-recorder, and next an HLS packager and an RTMP push all implement it. Front
-doors never build those themselves: they are handed a :class:`Transports`
-at start (``wcs.tap`` composes the real one) and ask it for a
-:class:`Player`, a :class:`Publisher` or a :class:`Recorder`, so they
-import no aiortc, MSE or recording code, and no asyncio bridge.
+Front doors never build transports themselves: they are handed a
+:class:`Transports` at start (``wcs.tap`` composes the real one,
+:mod:`wcs.transports.factory`) and ask it for a :class:`Player`, a
+:class:`Publisher` or a :class:`Recorder`, so they import no aiortc, MSE or
+recording code, and no asyncio bridge. Players and recorders are stream
+subscribers (:class:`wcs.streams.subscriber.Subscriber`).
 
 Every transport reports its state through one ``on_state(state, info)``
 callback: "connected" once it can take media, then at most one of
@@ -20,28 +20,9 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 
 from wcs.media.sample import MediaInfo, Sample
+from wcs.streams.subscriber import Subscriber
 
 OnState = Callable[[str, "str | None"], None]
-
-
-class Subscriber(Protocol):
-    """Takes a stream's samples; bounds its own buffering and never blocks."""
-
-    #: How a late joiner takes the cached GOP: pressed together just before the
-    #: live edge (True: shows the live moment at once), or at its own times
-    #: (False: a player that buffers, such as MSE, plays from the keyframe).
-    pressed_join: bool
-
-    def deliver(self, sample: Sample) -> None:
-        """One sample, when it is due."""
-
-    def keyframe_wanted(self) -> bool:
-        """Whether it can use nothing but a keyframe next (it just joined, or
-        it was cut back); a stream that can make one (a publisher) is asked."""
-
-    def closed(self, info: str | None, failed: bool) -> None:
-        """No more samples: the end of the media (no info), a stop (with an
-        info), or a failure (``failed``, with the reason)."""
 
 
 class Player(Subscriber, Protocol):
@@ -68,6 +49,9 @@ class Publisher(Protocol):
 
     def request_keyframe(self) -> None:
         """Ask the page for a keyframe (a viewer joined with nothing to start on)."""
+
+    def flush(self) -> None:
+        """Hand on, through ``on_sample``, what is still held (the stream is ending)."""
 
     def close(self) -> None:
         """Let go of the connection."""

@@ -1,0 +1,32 @@
+"""What a stream sends to: the one small interface every subscriber implements.
+
+A WebRTC viewer, an MSE socket, a recorder, and next an HLS packager and an
+RTMP push: each takes the stream's samples as they are due, says whether it
+can only use a keyframe next, and is told when the stream is over.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from wcs.media.sample import Sample
+
+
+class Subscriber(Protocol):
+    """Takes a stream's samples; bounds its own buffering and never blocks."""
+
+    #: How a late joiner takes the cached GOP: pressed together just before the
+    #: live edge (True: shows the live moment at once), or at its own times
+    #: (False: a player that buffers, such as MSE, plays from the keyframe).
+    pressed_join: bool
+
+    def deliver(self, sample: Sample) -> None:
+        """One sample, when it is due."""
+
+    def keyframe_wanted(self) -> bool:
+        """Whether it can use nothing but a keyframe next (it just joined, or
+        it was cut back); a stream that can make one (a publisher) is asked."""
+
+    def closed(self, info: str | None, failed: bool) -> None:
+        """No more samples: the end of the media (no info), a stop (with an
+        info), or a failure (``failed``, with the reason)."""
