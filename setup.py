@@ -1,6 +1,6 @@
 """wcsvod: an open server for Flashphoner-style VOD over WebRTC."""
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name="wcsvod",
@@ -9,6 +9,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["wcs", "wcs.*"]) + ["twisted.plugins"],
     package_data={"twisted": ["plugins/wcsvod_plugin.py"], "wcs": ["web/static/*"]},
+    # the fast RTP sender's inner loop (wcs/webrtc/sender.py falls back to Python)
+    ext_modules=[Extension("wcs.webrtc._rtpout", ["wcs/webrtc/_rtpout.c"])],
     install_requires=[
         "twisted[tls]>=24.7,<27",
         "autobahn>=24.4,<27",
@@ -26,6 +28,7 @@ setup(
             "playwright>=1.48,<2",
             "moto[server]>=5,<6",
             "jsonschema>=4.20,<5",
+            "py-spy>=0.3",
         ],
     },
 )

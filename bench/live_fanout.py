@@ -1,121 +1,247 @@
-"""One vod-live broadcast fanned out to 1, 10, 50 and 100 aiortc viewers:
-server CPU per viewer, RTP packets per second, RSS; then the same with stock
-aiortc (bench/stock_server.py: MediaPlayer + MediaRelay) for the ratio.
+"""One vod-live broadcast to many WebRTC viewers: what the server pays per viewer.
 
-The viewers are real aiortc peers that receive and count packets but do not
-decode (the bench machine's two cores are shared with the server).
-Run with ``scripts/bench.sh bench/live_fanout.py``.
+Most viewers are cheap (``testkit/cheap_viewers.py``): real peers that finish ICE
+and DTLS, then only count the encrypted RTP packets they get, all drained by one
+poller, so that this 2-core box can drive a thousand of them and still measure
+the server rather than itself. Two more viewers decode every frame and check
+that the frame numbers (a barcode in the picture) arrive in order at full rate.
+
+For each count it prints: viewers connected, RTP packets delivered against
+expected (the file's packet rate × connected viewers × time), server CPU,
+µs of server CPU per delivered packet per viewer, % of a core per viewer, RSS,
+and the decoding viewers' frame rate. Each engine runs in the same process
+of this benchmark, side by side:
+- ``wcsvod`` as configured by default;
+- ``wcsvod (aiortc senders)``: the server with ``webrtc_sender=aiortc``, today's
+  path of one aiortc sender per viewer, kept for the ratio;
+- stock aiortc (``bench/stock_server.py``: MediaPlayer + MediaRelay), up to the
+  count it can hold.
+
+Run with ``scripts/bench.sh bench/live_fanout.py [--counts 10,100,300,1000]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiortc.rtcrtpreceiver  # noqa: E402
+import av  # noqa: E402
+from aiortc.codecs.h264 import H264Encoder  # noqa: E402
 
-from bench.vod_personal import proc_stat  # noqa: E402
+from bench.vod_personal import proc_stat, proc_times  # noqa: E402
+from testkit.cheap_viewers import CheapViewer, Counter, watch  # noqa: E402
 from testkit.harness import (  # noqa: E402
     VENV_BIN,
     ServerProcess,
     free_port,
     require_loopback_only,
+    run,
     wait_for_port,
 )
-from testkit.rtc_client import play, run  # noqa: E402
+from testkit.rtc_client import play  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
+from wcs.media.mp4 import Mp4File  # noqa: E402
 
-COUNTS = (1, 10, 50, 100)
-MEASURE = 8.0
-packets = 0
-
-
-class NullDecoder:
-    def decode(self, frame):
-        return []
-
-
-def count_packets() -> None:
-    """Count every RTP packet the viewers receive; decode nothing."""
-    aiortc.rtcrtpreceiver.get_decoder = lambda codec: NullDecoder()
-    original = aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet
-
-    async def counting(self, packet, arrival_time_ms):
-        global packets
-        packets += 1
-        return await original(self, packet, arrival_time_ms)
-
-    aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet = counting
+MEASURE = 10.0
+#: Viewers started per second while a count fills up.
+ARRIVALS = 25
+#: Decoding viewers beside the counting ones.
+FULL = 2
+#: The benchmark's own CPU per process, so a saturated client shows.
+SELF = "self"
 
 
-async def fan_out(ws_url: str, name: str, viewers: int, pid: int) -> dict:
+def packet_rate(clip: Path) -> float:
+    """RTP packets per second the file makes, packetised as aiortc does (MTU 1300)."""
+    media = Mp4File(clip, "rate")
+    packets = 0
+    for sample in media.samples():
+        if sample.codec == "h264":
+            packet = av.Packet(sample.data)
+            packet.pts, packet.time_base = sample.pts, Fraction(1, 90000)
+            packets += len(H264Encoder().pack(packet)[0])
+        elif sample.codec == "opus":
+            packets += 1
+    duration = media.info.duration
+    media.close()
+    return packets / duration
+
+
+def profile_summary(raw: Path, top: int = 25) -> str:
+    """py-spy's raw stacks as the functions that took the server's time: by
+    their own time (the leaf of a stack) and by time inside them (inclusive)."""
+    own: dict[str, int] = {}
+    inside: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+                  for f in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+        for frame in set(frames):
+            inside[frame] = inside.get(frame, 0) + int(count)
+    lines = [f"{total} samples"]
+    for title, table in (("own time", own), ("time inside", inside)):
+        lines.append(f"  by {title}:")
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"    {count * 100 / total:5.1f}%  {frame}")
+    return "\n".join(lines)
+
+
+async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
+                  profile: Path | None = None) -> dict:
+    counter = Counter()
     stop = asyncio.Event()
-    tasks = []
-    for index in range(viewers):
-        tasks.append(asyncio.ensure_future(play(ws_url, name, timeout=120, read=False,
-                                                stop_event=stop)))
-        if index % 10 == 9:
-            await asyncio.sleep(1.0)  # let handshakes through in batches
-    await asyncio.sleep(3.0)
-    cpu0, _ = proc_stat(pid)
-    packets0, t0 = packets, time.monotonic()
+    views = [CheapViewer() for _ in range(viewers)]
+    cheap = []
+    started = time.monotonic()
+    for index, view in enumerate(views):
+        cheap.append(asyncio.ensure_future(watch(ws_url, name, counter, stop, timeout=600,
+                                                 viewer=view)))
+        if index % ARRIVALS == ARRIVALS - 1:
+            await asyncio.sleep(1.0)
+    full = [asyncio.ensure_future(play(ws_url, name, timeout=600, stop_event=stop))
+            for _ in range(FULL)]
+    for _ in range(600):  # until every viewer has connected, or 60 s after the last came
+        await asyncio.sleep(0.1)
+        if all(v.connected_at or v.statuses[-1:] == ["FAILED"] for v in views):
+            break
+    joined = time.monotonic() - started
+    await asyncio.sleep(2.0)
+    user0, system0, _ = proc_times(pid)
+    me0, _ = proc_stat(SELF)
+    counted0 = sum(v.rtp for v in views)
+    t0 = time.monotonic()
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--format", "raw",
+                                "--nonblocking", "--rate", "200", "--duration",
+                                str(int(MEASURE)), "--pid", str(pid), "--output",
+                                str(profile)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     await asyncio.sleep(MEASURE)
-    cpu1, rss = proc_stat(pid)
-    packets1, t1 = packets, time.monotonic()
+    user1, system1, rss = proc_times(pid)
+    me1, _ = proc_stat(SELF)
+    counted1 = sum(v.rtp for v in views)
+    t1 = time.monotonic()
+    connected = sum(v.connected_at is not None for v in views)
     stop.set()
-    results = await asyncio.gather(*tasks)
-    playing = sum("PLAYING" in r.statuses for r in results)
-    return {"viewers": viewers, "playing": playing, "cpu": (cpu1 - cpu0) / (t1 - t0),
-            "pps": (packets1 - packets0) / (t1 - t0), "rss": rss}
+    await asyncio.gather(*cheap, return_exceptions=True)
+    decoded = await asyncio.gather(*full, return_exceptions=True)
+    counter.stop()
+    if spy is not None:
+        spy.wait(30)
+    seconds = t1 - t0
+    cpu0, cpu1 = user0 + system0, user1 + system1
+    delivered = counted1 - counted0
+    expected = rate * connected * seconds
+    fps = [_window_fps(r, t0, t1) for r in decoded if not isinstance(r, BaseException)]
+    in_order = all(_in_order(r) for r in decoded if not isinstance(r, BaseException))
+    return {"viewers": viewers, "connected": connected, "joined": joined,
+            "delivered": delivered / expected if expected else 0.0,
+            "cpu": (cpu1 - cpu0) / seconds, "client": (me1 - me0) / seconds,
+            "kernel": (system1 - system0) / (cpu1 - cpu0) if cpu1 > cpu0 else 0.0,
+            "us": (cpu1 - cpu0) * 1e6 / delivered if delivered else float("inf"),
+            "rss": rss, "fps": min(fps) if fps else 0.0, "in_order": in_order}
+
+
+def _window_fps(received, t0: float, t1: float) -> float:
+    times = [row[0] for row in received.video if t0 <= row[0] <= t1]
+    return len(times) / (t1 - t0) if times else 0.0
+
+
+def _in_order(received) -> bool:
+    numbers = received.numbers
+    return bool(numbers) and all(b == a + 1 or b == 0 for a, b in zip(numbers, numbers[1:]))
 
 
 def report(title: str, rows: list[dict]) -> None:
     print(title)
-    print(f"{'viewers':>8} {'playing':>8} {'server CPU':>11} {'per viewer':>11} "
-          f"{'packets/s':>10} {'RSS MiB':>8}")
-    for row in rows:
-        print(f"{row['viewers']:>8} {row['playing']:>8} {row['cpu'] * 100:>10.1f}% "
-              f"{row['cpu'] / row['viewers'] * 100:>10.2f}% {row['pps']:>10.0f} "
-              f"{row['rss'] / 2**20:>8.0f}")
+    print(f"{'viewers':>8} {'connected':>9} {'join s':>7} {'delivered':>9} {'server CPU':>10} "
+          f"{'µs/pkt/viewer':>13} {'% core/viewer':>13} {'RSS MiB':>8} {'full fps':>8} "
+          f"{'in order':>8} {'kernel':>6} {'client CPU':>10}")
+    for r in rows:
+        print(f"{r['viewers']:>8} {r['connected']:>9} {r['joined']:>7.1f} "
+              f"{r['delivered'] * 100:>8.1f}% {r['cpu'] * 100:>9.1f}% {r['us']:>13.1f} "
+              f"{r['cpu'] / r['viewers'] * 100:>13.3f} {r['rss'] / 2**20:>8.0f} "
+              f"{r['fps']:>8.1f} {str(r['in_order']):>8} {r['kernel'] * 100:>5.0f}% "
+              f"{r['client'] * 100:>9.1f}%")
+    sys.stdout.flush()
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", default="10,100,300,1000")
+    parser.add_argument("--stock-counts", default="10,100,300")
+    parser.add_argument("--engines", default="wcsvod,aiortc,stock")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="profile the server (py-spy) at this count of viewers")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.counts.split(",") if c]
+    stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
+    engines = args.engines.split(",")
     require_loopback_only()
-    count_packets()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-fanout-"))
-    # Constrained Baseline so that stock aiortc negotiates it without help
-    clip = make_mp4(folder / "clip.mp4", seconds=60, profile="baseline", bitrate="500k")
-    results = {}
-    server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
-                                                      "vod_live_loop": "true"}).start()
-    try:
-        results["wcsvod"] = [run(fan_out(server.ws_url, "vod-live://clip.mp4", n,
-                                         server.process.pid), timeout=300) for n in COUNTS]
-    finally:
-        server.stop()
-    report("wcsvod (one reader, Opus encoded once, shared fan-out):", results["wcsvod"])
-
-    port = free_port()
-    stock = subprocess.Popen([str(VENV_BIN / "python"), "bench/stock_server.py", str(clip),
-                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, time.monotonic() + 20, stock)
-        results["stock"] = [run(fan_out(f"ws://127.0.0.1:{port}", "clip", n, stock.pid),
-                                timeout=300) for n in COUNTS]
-    finally:
-        stock.terminate()
-        stock.wait(10)
-    report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", results["stock"])
-    print("CPU per viewer, stock / wcsvod:")
-    for ours, theirs in zip(results["wcsvod"], results["stock"]):
-        ratio = (theirs["cpu"] / theirs["viewers"]) / (ours["cpu"] / ours["viewers"])
-        print(f"{ours['viewers']:>8} viewers: {ratio:.1f}x")
+    # 640x360 H.264 at 450 kb/s + AAC (→ Opus): the issue's 0.5 Mb/s broadcast.
+    # Constrained Baseline so that stock aiortc negotiates it without help.
+    clip = make_mp4(folder / "clip.mp4", seconds=60, profile="baseline", bitrate="450k",
+                    barcode=True)
+    rate = packet_rate(clip)
+    print(f"broadcast: {clip.stat().st_size * 8 / 60 / 1e6:.2f} Mb/s, "
+          f"{rate:.1f} RTP packets/s per viewer")
+    results: dict[str, list[dict]] = {}
+    servers = {"wcsvod": {}, "aiortc": {"webrtc_sender": "aiortc"}}
+    for engine in [e for e in engines if e in servers]:
+        settings = {"media_dir": str(folder), "vod_live_loop": "true", **servers[engine]}
+        rows = []
+        for count in counts:
+            server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
+            raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
+            try:
+                rows.append(run(fan_out(server.ws_url, "vod-live://clip.mp4", count,
+                                        server.process.pid, rate, raw), timeout=900))
+            finally:
+                server.stop()
+            if raw is not None and raw.exists():
+                print(f"{engine} at {count} viewers, where the server's time went:")
+                print(profile_summary(raw))
+        results[engine] = rows
+        report(f"{engine}:", rows)
+    if "stock" in engines:
+        rows = []
+        for count in stock_counts:
+            port = free_port()
+            stock = subprocess.Popen([str(VENV_BIN / "python"), "bench/stock_server.py",
+                                      str(clip), str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for_port(port, time.monotonic() + 20, stock)
+                rows.append(run(fan_out(f"ws://127.0.0.1:{port}", "clip", count, stock.pid,
+                                        rate), timeout=900))
+            finally:
+                stock.terminate()
+                stock.wait(10)
+        results["stock"] = rows
+        report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
+    anchor = results.get("wcsvod", [])
+    for other in ("aiortc", "stock"):
+        pairs = [(a, b) for a in anchor for b in results.get(other, [])
+                 if a["viewers"] == b["viewers"]]
+        if pairs:
+            print(f"µs per packet per viewer, {other} / wcsvod:")
+            for ours, theirs in pairs:
+                print(f"{ours['viewers']:>8} viewers: {theirs['us'] / ours['us']:.2f}x")
 
 
 if __name__ == "__main__":

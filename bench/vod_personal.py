@@ -22,13 +22,17 @@ from testkit.rtc_client import play, run  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 
 
-def proc_stat(pid: int) -> tuple[float, int]:
+def proc_stat(pid: int | str) -> tuple[float, int]:
     """(CPU seconds, RSS bytes) of a process, from /proc."""
+    user, system, rss = proc_times(pid)
+    return user + system, rss
+
+
+def proc_times(pid: int | str) -> tuple[float, float, int]:
+    """(user CPU seconds, kernel CPU seconds, RSS bytes) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = 100.0
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss_pages = int(fields[21])
-    return cpu, rss_pages * 4096
+    return int(fields[11]) / ticks, int(fields[12]) / ticks, int(fields[21]) * 4096
 
 
 def peak_rss(pid: int) -> int:

@@ -25,11 +25,11 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 
-# The Python environment, rebuilt only when setup.py changes.
+# The Python environment, rebuilt only when setup.py or the C helper changes.
 [ -x .venv/bin/python ] || python3 -m venv .venv
 extra=""; $want_test && extra="[test]"
 stamp=".venv/.installed$extra"
-digest=$(sha256sum setup.py | cut -c1-16)
+digest=$(cat setup.py wcs/webrtc/*.c | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   # compat mode puts the repository itself on sys.path, where twistd finds
   # twisted/plugins/wcsvod_plugin.py.

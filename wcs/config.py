@@ -66,6 +66,7 @@ class Settings:
     websdk_dir: Path | None = None
     rest_api_key: str = field(default="", repr=False)
     record_template: str = "{streamName}-{startTime}"
+    webrtc_sender: str = "fast"
 
 
 # --- value converters: each takes the raw text and returns the typed value or
@@ -156,6 +157,12 @@ def _template(text: str) -> str:
     return text
 
 
+def _sender(text: str) -> str:
+    if text not in ("fast", "aiortc"):
+        raise ValueError("must be fast or aiortc")
+    return text
+
+
 def _secret(value: Any) -> str:
     """How a value is shown in an error: credentials never reach the logs."""
     return "<hidden>"
@@ -185,6 +192,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "websdk_dir": ("websdk_dir", _optional_path, repr),
     "rest_api_key": ("rest_api_key", _token, _secret),
     "stream_record_policy_template": ("record_template", _template, repr),
+    "webrtc_sender": ("webrtc_sender", _sender, repr),
 }
 
 

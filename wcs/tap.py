@@ -139,7 +139,8 @@ def _compose(settings: Settings) -> service.MultiService:
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
                               timeout=settings.vod_stream_timeout / 1000.0)
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
-                                  settings.announced_ips)
+                                  settings.announced_ips,
+                                  fast_sender=settings.webrtc_sender == "fast")
     signalling = SignallingFactory(settings, StreamRequests(registry, transports, reactor),
                                    reactor)
     root, rest = build_root(settings)

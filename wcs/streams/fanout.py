@@ -10,6 +10,7 @@ as everyone else; its audio starts at the live edge.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -25,12 +26,20 @@ BURST_STEP = 1
 
 
 class Broadcast:
-    """The subscribers of one stream and the GOP a newcomer needs."""
+    """The subscribers of one stream and the GOP a newcomer needs.
+
+    A kind of subscriber that offers a ``Batch`` (see
+    :class:`wcs.streams.subscriber.Subscriber`) takes live samples through one
+    batch per broadcast, which sends to all of them at once; the others get a
+    ``deliver`` call each.
+    """
 
     def __init__(self, label: str, cache_gop: bool = True) -> None:
         self.label = label
         self.cache_gop = cache_gop
         self.subscribers: list[Subscriber] = []
+        self._singles: list[Subscriber] = []
+        self._batches: dict[type, Any] = {}
         self._gop: list[Sample] = []
         self._gop_overflow = False
         self._finished = False
@@ -41,34 +50,60 @@ class Broadcast:
     def add(self, subscriber: Subscriber) -> None:
         """Join now: the cached GOP first (pressed together), then live samples."""
         self.subscribers.append(subscriber)
-        if not self._gop:
+        for cached in self._join_burst(subscriber):
+            self._deliver(subscriber, cached)
+        if subscriber not in self.subscribers:  # it failed on the burst
             return
-        if not subscriber.pressed_join:  # it plays the GOP at its own times
-            for cached in self._gop:
-                self._deliver(subscriber, cached)
-            return
+        kind = type(subscriber)
+        if getattr(kind, "Batch", None) is None:
+            self._singles.append(subscriber)
+        else:
+            batch = self._batches.get(kind)
+            if batch is None:
+                batch = self._batches[kind] = kind.Batch()  # type: ignore[attr-defined]
+            batch.add(subscriber)
+
+    def _join_burst(self, subscriber: Subscriber) -> list[Sample]:
+        """The cached GOP for a newcomer: as it was, or pressed before the live edge."""
+        if not self._gop or not subscriber.pressed_join:
+            return list(self._gop)
         last = self._gop[-1].pts
         count = len(self._gop)
-        for index, cached in enumerate(self._gop):
-            pts = last - (count - 1 - index) * BURST_STEP
-            self._deliver(subscriber, replace(cached, pts=pts))
+        return [replace(cached, pts=last - (count - 1 - index) * BURST_STEP)
+                for index, cached in enumerate(self._gop)]
 
     def has_gop(self) -> bool:
         """Whether a newcomer can start at once (a keyframe is cached)."""
         return bool(self._gop)
 
     def remove(self, subscriber: Subscriber) -> None:
-        if subscriber in self.subscribers:
-            self.subscribers.remove(subscriber)
+        if subscriber not in self.subscribers:
+            return
+        self.subscribers.remove(subscriber)
+        if subscriber in self._singles:
+            self._singles.remove(subscriber)
+        batch = self._batches.get(type(subscriber))
+        if batch is not None:
+            batch.remove(subscriber)
 
     def send(self, sample: Sample) -> None:
         """One live sample to everyone (the pump calls this when it is due)."""
         if sample.kind == "video" and self.cache_gop:
             self._remember(sample)
-        for subscriber in list(self.subscribers):
+        for subscriber in list(self._singles):
             if self._finished:  # a subscriber's failure ended the stream
                 return
             self._deliver(subscriber, sample)
+        for batch in list(self._batches.values()):
+            if self._finished:
+                return
+            try:
+                batch.deliver(sample)
+            except Exception:
+                log.failure("{label}: subscribers failed; dropped", label=self.label)
+                for subscriber in list(batch):
+                    self.remove(subscriber)
+                    subscriber.closed("Internal error", True)
 
     def _remember(self, sample: Sample) -> None:
         if sample.keyframe:
@@ -95,6 +130,8 @@ class Broadcast:
         """The stream ended: tell everyone, forget everyone."""
         self._finished = True
         subscribers, self.subscribers = self.subscribers, []
+        self._singles = []
+        self._batches = {}
         self._gop = []
         for subscriber in subscribers:
             subscriber.closed(info, failed)

@@ -27,6 +27,11 @@ class Subscriber(Protocol):
         """Whether it can use nothing but a keyframe next (it just joined, or
         it was cut back); a stream that can make one (a publisher) is asked."""
 
+    # A kind of subscriber may also offer a ``Batch`` class: a broadcast makes one
+    # for its subscribers of that kind, ``add``s and ``remove``s them, iterates it
+    # for its members, and hands it each live sample with ``deliver(sample)``, to
+    # send to all of them at once (the WebRTC viewer does: one call a sample).
+
     def closed(self, info: str | None, failed: bool) -> None:
         """No more samples: the end of the media (no info), a stop (with an
         info), or a failure (``failed``, with the reason)."""

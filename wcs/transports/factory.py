@@ -28,15 +28,17 @@ class TransportFactory:
     """WebRTC and MSE players, WebRTC publishers, and recorders into ``record_dir``.
 
     ``announced_ips`` are the addresses ICE offers (WCS's ``ip``; empty: all
-    of the machine's); records are named by ``record_template``.
+    of the machine's); records are named by ``record_template``; ``fast_sender``
+    false sends WebRTC through aiortc's own per-viewer senders.
     """
 
     play_providers = ("WebRTC", "MSE")
     publish_providers = ("WebRTC",)
 
     def __init__(self, clock: IReactorTime, record_dir: Path, record_template: str,
-                 announced_ips: Sequence[str] = ()) -> None:
+                 announced_ips: Sequence[str] = (), fast_sender: bool = True) -> None:
         self.clock = clock
+        self.fast_sender = fast_sender
         self.record_dir = record_dir
         self.record_template = record_template
         self.channels = MediaChannels()
@@ -45,7 +47,7 @@ class TransportFactory:
     def player(self, provider: str, session_id: str, info: MediaInfo, label: str,
                on_state: OnState) -> Player:
         if provider == "WebRTC":
-            return WebRTCViewer(info, label, on_state)
+            return WebRTCViewer(info, label, on_state, fast=self.fast_sender)
         if provider == "MSE":
             return MseViewer(self.channels, session_id, info, label, self.clock, on_state)
         raise Unsupported(f"Media provider {provider} is not supported")

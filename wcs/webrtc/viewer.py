@@ -8,7 +8,7 @@ then send the pipeline's encoded samples as they come.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import av
@@ -26,6 +26,9 @@ from wcs import aio
 from wcs.errors import NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.webrtc import codecs
+from wcs.webrtc.packetizer import payloads
+from wcs.webrtc.rtpstream import RtpStream
+from wcs.webrtc.sender import FastSender, adopt, send_to_all
 
 log = Logger()
 
@@ -81,17 +84,20 @@ class WebRTCViewer:
     """A player that sends a stream to one browser.
 
     ``on_state`` is called once with "connected", then at most once with
-    "failed" or "stopped" and an info.
+    "failed" or "stopped" and an info. With ``fast`` (the default) each track
+    is a :class:`~wcs.webrtc.sender.FastSender` that sends a sample's packets
+    at once; without, an :class:`EncodedTrack` that aiortc's own sender reads.
     """
 
     pressed_join = True  # a late joiner shows the live moment at once
 
     def __init__(self, info: MediaInfo, label: str,
-                 on_state: Callable[[str, str | None], None]) -> None:
+                 on_state: Callable[[str, str | None], None], fast: bool = True) -> None:
         self.info = info
         self.label = label
         self._on_state = on_state
-        self.tracks: dict[str, EncodedTrack] = {}
+        self.fast = fast
+        self.tracks: dict[str, EncodedTrack | FastSender] = {}
         self.pc: RTCPeerConnection | None = None
         self.connected = False
         self._done = False
@@ -128,9 +134,18 @@ class WebRTCViewer:
 
     def _add(self, kind: str, preferences: list) -> None:
         assert self.pc is not None
-        track = self.tracks[kind] = EncodedTrack(kind)
-        transceiver = self.pc.addTransceiver(track, direction="sendonly")
+        if self.fast:
+            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+            self.tracks[kind] = adopt(transceiver.sender, f"{self.label} {kind}",
+                                      self._keyframe_requested)
+        else:
+            track = self.tracks[kind] = EncodedTrack(kind)
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
         transceiver.setCodecPreferences(preferences)
+
+    def _keyframe_requested(self) -> None:
+        """The browser asked for a keyframe: a file's next one comes within a GOP."""
+        log.debug("{label}: keyframe requested", label=self.label)
 
     async def _state_changed(self) -> None:
         assert self.pc is not None
@@ -138,7 +153,11 @@ class WebRTCViewer:
         log.debug("{label}: peer connection {state}", label=self.label, state=state)
         if state == "connected" and not self.connected:
             self.connected = True
-            self._on_state("connected", None)
+            for track in self.tracks.values():
+                if isinstance(track, FastSender):
+                    await track.ready.wait()  # aiortc hands it the keys right after
+            if not self._done:
+                self._on_state("connected", None)
         elif state == "failed":
             self._end("failed", "Failed by ICE timeout" if not self.connected
                       else "Failed by peer connection")
@@ -158,8 +177,49 @@ class WebRTCViewer:
         if sample.codec == "aac":
             return  # browsers take Opus over WebRTC
         track = self.tracks.get(sample.kind)
-        if track is not None:
+        if isinstance(track, FastSender):
+            track.send_sample(*payloads(sample), sample.pts, sample.keyframe)
+        elif track is not None:
             track.push(sample)
+
+    class Batch:
+        """A broadcast's WebRTC viewers: a live sample is cut once and sent to every
+        fast track of its kind in one call (viewers on aiortc senders get it each)."""
+
+        def __init__(self) -> None:
+            self.viewers: list[WebRTCViewer] = []
+            self.streams: dict[str, list[RtpStream]] = {"video": [], "audio": []}
+            self.tracks: dict[str, list[EncodedTrack]] = {"video": [], "audio": []}
+
+        def __iter__(self) -> Iterator[WebRTCViewer]:
+            return iter(list(self.viewers))
+
+        def add(self, viewer: WebRTCViewer) -> None:
+            self.viewers.append(viewer)
+            for kind, track in viewer.tracks.items():
+                if isinstance(track, FastSender) and track.stream is not None:
+                    self.streams[kind].append(track.stream)
+                elif isinstance(track, EncodedTrack):
+                    self.tracks[kind].append(track)
+
+        def remove(self, viewer: WebRTCViewer) -> None:
+            if viewer in self.viewers:
+                self.viewers.remove(viewer)
+            for kind, track in viewer.tracks.items():
+                stream = getattr(track, "stream", None)
+                if stream in self.streams[kind]:
+                    self.streams[kind].remove(stream)
+                if track in self.tracks[kind]:
+                    self.tracks[kind].remove(track)
+
+        def deliver(self, sample: Sample) -> None:
+            if sample.codec == "aac":
+                return  # browsers take Opus over WebRTC
+            streams = self.streams[sample.kind]
+            if streams:
+                send_to_all(streams, *payloads(sample), sample.pts, sample.keyframe)
+            for track in self.tracks[sample.kind]:
+                track.push(sample)
 
     def closed(self, info: str | None, failed: bool) -> None:
         self._end("failed" if failed else "stopped", info)
@@ -173,6 +233,7 @@ class WebRTCViewer:
     async def _close(self) -> None:
         # from the loop, as aiortc does: a sender already woken still sends its packet
         for track in self.tracks.values():
-            track.stop()
+            if isinstance(track, EncodedTrack):
+                track.stop()
         if self.pc is not None:
             await self.pc.close()

@@ -1,0 +1,151 @@
+"""One viewer's RTP track on the fast path: its header, its SRTP, its socket.
+
+:func:`open_stream` gives the C implementation (``wcs/webrtc/_rtpout.c``) when it
+is built, else :class:`PyRtpStream`, the same loop in Python that writes the
+same bytes (``tests/test_rtpstream.py`` holds them side by side). Either way
+:func:`send_all` sends one sample to every viewer of a broadcast at once.
+
+A stream numbers its own packets: the sample's payloads are shared, the
+header (sequence number, timestamp base, SSRC, payload type, extensions) is
+the viewer's. A socket that cannot take a packet cuts the sample short and
+the video waits for the next keyframe; nothing queues.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any, Protocol
+
+from pylibsrtp import Session
+
+try:
+    from pylibsrtp._binding import ffi, lib
+
+    from wcs.webrtc import _rtpout
+except ImportError:  # not built: the Python loop below
+    _rtpout = None
+
+#: Samples remembered per stream, to find the packet a NACK names.
+SENT_HISTORY = 256
+_HEADER = struct.Struct("!BBHII")
+
+
+class RtpStream(Protocol):
+    """What both implementations offer."""
+
+    seq: int
+    packets: int
+    octets: int
+    dropped: int
+    last_rtp: int
+    last_time: float
+    ts_base: int
+    need_key: bool
+
+    def send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
+             abs_send_time: int, sample: int, now: float) -> None: ...
+
+    def find(self, seq: int) -> tuple[int, int, int] | None: ...
+
+
+class PyRtpStream:
+    """The C loop in Python, for when it is not built (and to check it)."""
+
+    def __init__(self, sock: socket.socket, address: tuple[str, int], session: Session,
+                 ssrc: int, payload_type: int, seq: int, ts_base: int, extension: bytes,
+                 abs_send_time_at: int, video: bool) -> None:
+        self._sock = sock.dup()  # its own, as the C stream has
+        self._address = address
+        self._protect = session.protect
+        self._ssrc = ssrc
+        self._payload_type = payload_type
+        self.seq = seq
+        self.ts_base = ts_base
+        self._extension = bytearray(extension)
+        self._abs_send_time_at = abs_send_time_at
+        self._video = video
+        self._need_key = video
+        self.packets = self.octets = self.dropped = self.last_rtp = 0
+        self.last_time = 0.0
+        self._sent: list[tuple[int, int, int, int] | None] = [None] * SENT_HISTORY
+        self._next = 0
+
+    @property
+    def need_key(self) -> bool:
+        return self._need_key
+
+    @need_key.setter
+    def need_key(self, value: bool) -> None:
+        self._need_key = bool(value) and self._video
+
+    def send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
+             abs_send_time: int, sample: int, now: float) -> None:
+        if self._need_key:
+            if not keyframe:
+                return
+            self._need_key = False
+        ts = (self.ts_base + media_ts) & 0xFFFFFFFF
+        at = self._abs_send_time_at
+        if at >= 0:
+            self._extension[at:at + 3] = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
+        extension = bytes(self._extension)
+        first = (0x90 if extension else 0x80)
+        last = len(payloads) - 1
+        done = 0
+        for index, payload in enumerate(payloads):
+            marker = 0x80 if index == last else 0
+            number = (self.seq + index) & 0xFFFF
+            packet = _HEADER.pack(first, marker | self._payload_type, number, ts,
+                                  self._ssrc) + extension + payload
+            try:
+                self._sock.sendto(self._protect(packet), self._address)
+            except OSError:
+                self.dropped += 1
+                self._need_key = self._video
+                break
+            self.octets += len(payload)
+            done += 1
+        if done:
+            self._sent[self._next % SENT_HISTORY] = (self.seq, sample, done, ts)
+            self._next += 1
+            self.seq = (self.seq + done) & 0xFFFF
+            self.packets += done
+            self.last_rtp = ts
+            self.last_time = now
+
+    def find(self, seq: int) -> tuple[int, int, int] | None:
+        for entry in self._sent:
+            if entry is not None:
+                offset = (seq - entry[0]) & 0xFFFF
+                if offset < entry[2]:
+                    return entry[1], offset, entry[3]
+        return None
+
+
+def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
+                ssrc: int, payload_type: int, seq: int, ts_base: int, extension: bytes,
+                abs_send_time_at: int, video: bool, native: bool = True) -> RtpStream:
+    """A viewer's track: in C when built (and ``native``), else in Python.
+
+    ``session`` must outlive the stream (the C loop uses it through a pointer).
+    """
+    if native and _rtpout is not None:
+        return _rtpout.RtpStream(
+            fd=sock.fileno(), host=address[0], port=address[1],
+            protect=int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+            context=int(ffi.cast("uintptr_t", session._srtp[0])), ssrc=ssrc,
+            payload_type=payload_type, seq=seq, ts_base=ts_base, extension=extension,
+            abs_send_time_at=abs_send_time_at, video=video)
+    return PyRtpStream(sock, address, session, ssrc, payload_type, seq, ts_base, extension,
+                       abs_send_time_at, video)
+
+
+def send_all(streams: list[Any], payloads: tuple[bytes, ...], media_ts: int,
+             keyframe: bool, abs_send_time: int, sample: int, now: float) -> None:
+    """One sample to every stream of a broadcast (all of one implementation)."""
+    if streams and _rtpout is not None and isinstance(streams[0], _rtpout.RtpStream):
+        _rtpout.send_all(streams, payloads, media_ts, keyframe, abs_send_time, sample, now)
+        return
+    for stream in streams:
+        stream.send(payloads, media_ts, keyframe, abs_send_time, sample, now)

@@ -1,0 +1,292 @@
+"""The fast RTP sender: per viewer, only what must differ per viewer.
+
+aiortc still does what it does well for every viewer: SDP, ICE and consent,
+DTLS and the SRTP keys, RTCP routing. Its per-viewer send loop (a queue, a
+packetiser, a header object and a task per track) is replaced: a sample's RTP
+payloads are cut once (:mod:`wcs.webrtc.packetizer`), and each viewer's track
+(:mod:`wcs.webrtc.rtpstream`) only writes its own header and extensions,
+protects with its SRTP session and sends on its ICE socket, at once, from the
+caller's turn of the loop; :func:`send_all` does that for every viewer of a
+broadcast in one call.
+
+Per viewer it answers NACKs from the shared payloads (over RTX when it was
+negotiated), sends RTCP sender reports with the NTP/RTP mapping of its last
+packet, and tells its owner when the browser asks for a keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+)
+from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
+from twisted.logger import Logger
+
+from wcs.webrtc import packetizer
+from wcs.webrtc.rtpstream import RtpStream, open_stream, send_all
+
+log = Logger()
+
+#: Seconds between the 1970 and 1900 epochs, for NTP times.
+NTP_EPOCH = 2208988800
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_HEADER = struct.Struct("!BBHII")
+
+
+def abs_send_time(now: float) -> int:
+    """The abs-send-time extension: 6.18 fixed-point seconds, 24 bits."""
+    return int((now + NTP_EPOCH) * 262144) & 0xFFFFFF
+
+
+def ntp(now: float) -> int:
+    """A wall-clock time as a 64-bit NTP timestamp (32.32 fixed point)."""
+    return int((now + NTP_EPOCH) * 2**32)
+
+
+def extension_block(parameters: RTCRtpSendParameters, video: bool) -> tuple[bytes, int]:
+    """The one-byte header extension block aiortc writes (mid; abs-send-time for
+    video), and where in it the abs-send-time value goes (-1: nowhere)."""
+    values = b""
+    at = -1
+    for extension in parameters.headerExtensions:
+        if extension.uri == MID and parameters.muxId:
+            mid = parameters.muxId.encode()
+            values += bytes([extension.id << 4 | (len(mid) - 1)]) + mid
+        elif extension.uri == ABS_SEND_TIME and video:
+            at = 4 + len(values) + 1
+            values += bytes([extension.id << 4 | 2]) + b"\x00\x00\x00"
+    if not values:
+        return b"", -1
+    values += b"\x00" * (-len(values) % 4)
+    return b"\xbe\xde" + (len(values) // 4).to_bytes(2, "big") + values, at
+
+
+class FastSender(RTCRtpSender):
+    """An aiortc sender whose RTP goes out through a :class:`RtpStream`.
+
+    Made by :func:`adopt` from the sender aiortc created for a transceiver;
+    aiortc calls :meth:`send` once DTLS is up, which is when it can start.
+    """
+
+    def _fast_init(self, label: str, on_keyframe_request: Callable[[], None],
+                   native: bool = True) -> None:
+        self.label = label
+        self.on_keyframe_request = on_keyframe_request
+        self.ready = asyncio.Event()
+        self.stream: RtpStream | None = None
+        self._native = native
+        self._started = False
+        self._sock: socket.socket | None = None
+        self._address: Any = None
+        self._srtp: Any = None
+        self._pt = 0
+        self._rtx_pt: int | None = None
+        self._rtx_seq = random.randint(0, 0xFFFF)
+        self._extension = b""
+        self._cname = ""
+
+    @property
+    def need_key(self) -> bool:
+        return self.stream is None or self.stream.need_key
+
+    # aiortc's side
+
+    async def send(self, parameters: RTCRtpSendParameters) -> None:
+        """DTLS is up and the parameters are final: take the socket and the keys."""
+        if self._started:
+            return
+        self._started = True
+        codec = parameters.codecs[0]
+        self._pt = codec.payloadType
+        for other in parameters.codecs:
+            if (other.mimeType.lower().endswith("/rtx")
+                    and other.parameters.get("apt") == codec.payloadType):
+                self._rtx_pt = other.payloadType
+        self._cname = parameters.rtcp.cname or ""
+        video = self.kind == "video"
+        self._extension, abs_at = extension_block(parameters, video)
+        dtls = self.transport
+        dtls._register_rtp_sender(self, parameters)
+        self._srtp = dtls._tx_srtp  # kept alive as long as the stream may use it
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            raise ConnectionError("no ICE pair was nominated")
+        fd = pair.protocol.transport.get_extra_info("socket").fileno()
+        self._sock = socket.socket(fileno=os.dup(fd))
+        self._sock.setblocking(False)
+        self._address = pair.remote_addr[:2]
+        self.stream = open_stream(
+            self._sock, self._address, self._srtp, self._ssrc, self._pt,
+            random.randint(0, 0xFFFF), random.randint(0, 0xFFFFFFFF), self._extension,
+            abs_at, video, native=self._native)
+        REPORTS.add(self)
+        self.ready.set()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        stream, self.stream = self.stream, None
+        REPORTS.discard(self)
+        try:
+            self.transport._unregister_rtp_sender(self)
+        except Exception:  # already gone with the transport
+            pass
+        if stream is not None:
+            await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for seq in packet.lost:
+                self.retransmit(seq)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI,
+                                                                    RTCP_PSFB_FIR):
+            self.on_keyframe_request()
+
+    async def getStats(self) -> RTCStatsReport:
+        stream = self.stream
+        report = RTCStatsReport()
+        report.add(RTCOutboundRtpStreamStats(
+            timestamp=_now(), type="outbound-rtp", id=f"outbound-rtp_{id(self)}",
+            ssrc=self._ssrc, kind=self.kind, transportId=self.transport._stats_id,
+            packetsSent=stream.packets if stream else 0,
+            bytesSent=stream.octets if stream else 0, trackId=str(self._track_id)))
+        report.update(self.transport._get_stats())
+        return report
+
+    # the fast path
+
+    def send_sample(self, number: int, payloads: tuple[bytes, ...], media_ts: int,
+                    keyframe: bool) -> None:
+        """One sample's packets to this viewer alone (a late joiner's GOP, say)."""
+        stream = self.stream
+        if stream is not None:
+            now = time.time()
+            stream.send(payloads, media_ts, keyframe, abs_send_time(now), number, now)
+
+    def retransmit(self, seq: int) -> None:
+        """Send a lost packet again (over RTX when negotiated), if still remembered."""
+        stream, sock = self.stream, self._sock
+        found = stream.find(seq) if stream is not None else None
+        if found is None or sock is None:
+            return
+        number, index, ts = found
+        payloads = packetizer.recent(number)
+        if payloads is None or index >= len(payloads):
+            return
+        payload = payloads[index]
+        marker = 0x80 if index == len(payloads) - 1 else 0
+        first = 0x90 if self._extension else 0x80
+        if self._rtx_pt is not None:
+            header = _HEADER.pack(first, marker | self._rtx_pt, self._rtx_seq, ts,
+                                  self._rtx_ssrc)
+            payload = seq.to_bytes(2, "big") + payload
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        else:
+            header = _HEADER.pack(first, marker | self._pt, seq, ts, self._ssrc)
+        try:
+            sock.sendto(self._srtp.protect(header + self._extension + payload), self._address)
+        except OSError:
+            pass
+
+    def report(self) -> None:
+        """An RTCP sender report (and SDES), with the NTP/RTP mapping of the last packet."""
+        stream, sock = self.stream, self._sock
+        if stream is None or sock is None:
+            return
+        packets: list[Any] = [RtcpSrPacket(ssrc=self._ssrc, sender_info=RtcpSenderInfo(
+            ntp_timestamp=ntp(stream.last_time), rtp_timestamp=stream.last_rtp,
+            packet_count=stream.packets & 0xFFFFFFFF, octet_count=stream.octets & 0xFFFFFFFF))]
+        if self._cname:
+            packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(
+                ssrc=self._ssrc, items=[(1, self._cname.encode())])]))
+        try:
+            sock.sendto(self._srtp.protect_rtcp(b"".join(bytes(p) for p in packets)),
+                        self._address)
+        except OSError:
+            pass
+
+    async def _send_rtcp(self, packets: list[Any]) -> None:
+        try:
+            await self.transport._send_rtp(b"".join(bytes(p) for p in packets))
+        except ConnectionError:
+            pass
+
+
+class Reports:
+    """One timer for every fast sender's reports (each every 0.5–1.5 s, as RFC 3550
+    varies them), rather than a task a sender."""
+
+    TICK = 0.1
+
+    def __init__(self) -> None:
+        self._due: dict[FastSender, float] = {}
+        self._task: asyncio.Task | None = None
+
+    def add(self, sender: FastSender) -> None:
+        self._due[sender] = time.monotonic() + 0.5 + random.random()
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    def discard(self, sender: FastSender) -> None:
+        self._due.pop(sender, None)
+
+    async def _run(self) -> None:
+        while self._due:
+            await asyncio.sleep(self.TICK)
+            now = time.monotonic()
+            for sender, due in list(self._due.items()):
+                if due <= now and sender in self._due:
+                    self._due[sender] = now + 0.5 + random.random()
+                    sender.report()
+
+
+REPORTS = Reports()
+
+
+def send_to_all(streams: list[RtpStream], number: int, payloads: tuple[bytes, ...],
+                media_ts: int, keyframe: bool) -> None:
+    """One sample to the tracks of every viewer of a broadcast, in one call."""
+    now = time.time()
+    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), number, now)
+
+
+def adopt(sender: RTCRtpSender, label: str, on_keyframe_request: Callable[[], None],
+          native: bool = True) -> FastSender:
+    """Turn the sender aiortc made for a transceiver into a :class:`FastSender`
+    (before negotiation ends: aiortc calls ``send`` when DTLS is up)."""
+    sender.__class__ = FastSender
+    fast = sender  # type: ignore[assignment]
+    assert isinstance(fast, FastSender)
+    fast._fast_init(label, on_keyframe_request, native)
+    return fast
+
+
+def _now() -> Any:
+    from aiortc.clock import current_datetime
+
+    return current_datetime()
