@@ -28,16 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import av  # noqa: E402
-from aiortc.codecs.h264 import H264Encoder  # noqa: E402
-
 from bench.vod_personal import proc_stat, proc_times  # noqa: E402
-from testkit.cheap_viewers import CheapViewer, Counter, watch  # noqa: E402
+from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch  # noqa: E402
 from testkit.harness import (  # noqa: E402
     VENV_BIN,
     ServerProcess,
@@ -48,7 +44,6 @@ from testkit.harness import (  # noqa: E402
 )
 from testkit.rtc_client import play  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
-from wcs.media.mp4 import Mp4File  # noqa: E402
 
 MEASURE = 10.0
 #: Viewers started per second while a count fills up.
@@ -57,22 +52,6 @@ ARRIVALS = 25
 FULL = 2
 #: The benchmark's own CPU per process, so a saturated client shows.
 SELF = "self"
-
-
-def packet_rate(clip: Path) -> float:
-    """RTP packets per second the file makes, packetised as aiortc does (MTU 1300)."""
-    media = Mp4File(clip, "rate")
-    packets = 0
-    for sample in media.samples():
-        if sample.codec == "h264":
-            packet = av.Packet(sample.data)
-            packet.pts, packet.time_base = sample.pts, Fraction(1, 90000)
-            packets += len(H264Encoder().pack(packet)[0])
-        elif sample.codec == "opus":
-            packets += 1
-    duration = media.info.duration
-    media.close()
-    return packets / duration
 
 
 def profile_summary(raw: Path, top: int = 25) -> str:

@@ -13,14 +13,20 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs.h264 import H264Encoder
 
 from testkit.rtc_client import AsyncWebSocket
+from wcs.media.mp4 import Mp4File
 
 #: How often the counter drains every socket (s).
 POLL = 0.02
@@ -163,3 +169,66 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
         ws.close()
     return viewer
 
+
+
+class Crowd:
+    """Counting viewers of one stream, run by a thread of their own, so that a
+    test can drive a browser beside them."""
+
+    def __init__(self, ws_url: str, name: str, count: int, per_second: int = 25) -> None:
+        self.viewers = [CheapViewer() for _ in range(count)]
+        self._args = (ws_url, name, per_second)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._loop.run_until_complete,
+                                        args=(self._run(),), daemon=True)
+
+    def __enter__(self) -> Crowd:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    async def _run(self) -> None:
+        ws_url, name, per_second = self._args
+        self._stop = asyncio.Event()
+        counter = Counter()
+        tasks = []
+        for index, viewer in enumerate(self.viewers):
+            tasks.append(asyncio.ensure_future(watch(ws_url, name, counter, self._stop,
+                                                     timeout=300, viewer=viewer)))
+            if index % per_second == per_second - 1:
+                await asyncio.sleep(1.0)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        counter.stop()
+
+    def connected(self) -> int:
+        return sum(v.connected_at is not None for v in self.viewers)
+
+    def wait_connected(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.connected() < len(self.viewers):
+            time.sleep(0.2)
+        return self.connected()
+
+    def packets(self) -> int:
+        return sum(v.rtp for v in self.viewers)
+
+
+def packet_rate(clip: Path) -> float:
+    """RTP packets per second the file makes, packetised as aiortc does (MTU 1300)."""
+    media = Mp4File(clip, "rate")
+    packets = 0
+    for sample in media.samples():
+        if sample.codec == "h264":
+            packet = av.Packet(sample.data)
+            packet.pts, packet.time_base = sample.pts, Fraction(1, 90000)
+            packets += len(H264Encoder().pack(packet)[0])
+        elif sample.codec == "opus":
+            packets += 1
+    duration = media.info.duration
+    media.close()
+    return packets / duration

@@ -60,6 +60,26 @@ def inbound_video_stats(page) -> dict:
     }""")
 
 
+def inbound_stats(page) -> dict:
+    """Chromium's receive figures for audio and video of the page's last peer connection."""
+    return page.evaluate("""async () => {
+        const pc = window.__pcs[window.__pcs.length - 1];
+        const out = {};
+        for (const s of (await pc.getStats()).values()) {
+            if (s.type === 'inbound-rtp') {
+                out[s.kind] = {packetsReceived: s.packetsReceived, packetsLost: s.packetsLost,
+                               jitterBufferDelay: s.jitterBufferDelay,
+                               jitterBufferEmittedCount: s.jitterBufferEmittedCount,
+                               framesDecoded: s.framesDecoded, framesDropped: s.framesDropped,
+                               freezeCount: s.freezeCount,
+                               totalSamplesReceived: s.totalSamplesReceived,
+                               concealedSamples: s.concealedSamples};
+            }
+        }
+        return out;
+    }""")
+
+
 def frame_number(page, selector: str = VIDEO) -> int:
     """The barcode frame number of the picture the page shows now."""
     return page.evaluate("""selector => {

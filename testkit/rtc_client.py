@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpSrPacket
 
 from testkit.harness import encode_frame, handshake, run, split_url  # noqa: F401 (run)
 from tools.makemedia import read_barcode
@@ -83,6 +85,12 @@ class Received:
     play_sent: float = 0.0
     first_picture: str = ""  # digest of the first decoded picture's luma plane
     numbers: list[int] = field(default_factory=list)  # barcode frame numbers, if any
+    keyframes: list[float] = field(default_factory=list)  # arrivals of decoded keyframes
+    rtp: list[tuple[str, float, int]] = field(default_factory=list)  # kind, arrival, RTP ts
+    sender_reports: list[tuple[str, float, int, int]] = field(
+        default_factory=list)  # kind, arrival, NTP, RTP
+    dropped: int = 0  # video packets this viewer threw away on purpose
+    pli_sent: float | None = None
 
     def fps(self) -> float:
         times = [v[0] for v in self.video]
@@ -110,15 +118,27 @@ class Received:
 async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float | None = None,
                video: bool = True, audio: bool = True,
                drop_after: float | None = None, read: bool = True,
-               stop_event: asyncio.Event | None = None) -> Received:
+               stop_event: asyncio.Event | None = None, video_loss: float = 0.0,
+               pli_after: float | None = None) -> Received:
     """Play ``name`` until the server ends it, ``stop_after`` seconds (then
     stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``.
     With ``read=False`` the tracks are never read: a viewer that stalls.
-    ``stop_event``, when set, also sends stopStream."""
+    ``stop_event``, when set, also sends stopStream. ``video_loss`` throws away
+    that share of the video packets as they arrive (retransmissions too), so
+    only NACKs can repair them; ``pli_after`` sends a PLI that long after PLAYING."""
     result = Received()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     consumers: list[asyncio.Task] = []
+
+    def send_pli() -> None:
+        """Ask the server for a keyframe, as a decoder that lost its picture does."""
+        for transceiver in pc.getTransceivers():
+            receiver = transceiver.receiver
+            if transceiver.kind == "video":
+                for ssrc in receiver._RTCRtpReceiver__remote_streams:
+                    result.pli_sent = time.monotonic()
+                    asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
 
     async def consume(track) -> None:
         rows = result.video if track.kind == "video" else result.audio
@@ -138,6 +158,8 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                         result.first_picture = hashlib.sha256(
                             bytes(frame.planes[0])).hexdigest()
                     rows.append((now, pts, frame.width, frame.height))
+                    if frame.key_frame:
+                        result.keyframes.append(now)
                     plane = frame.planes[0]
                     row = bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size])
                     result.numbers.append(read_barcode(row))
@@ -148,13 +170,36 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
 
     if read:
         pc.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
+    chance = random.Random(7)
+
+    def watch_receiver(receiver: Any, kind: str) -> None:
+        """Record what arrives (RTP timestamps, sender reports); lose video on purpose."""
+        rtp_in, rtcp_in = receiver._handle_rtp_packet, receiver._handle_rtcp_packet
+
+        async def rtp(packet: Any, arrival_time_ms: int) -> None:
+            codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)
+            if kind == "video" and video_loss and chance.random() < video_loss:
+                result.dropped += 1
+                return
+            if codec is not None and not codec.mimeType.lower().endswith("/rtx"):
+                result.rtp.append((kind, time.time(), packet.timestamp))
+            await rtp_in(packet, arrival_time_ms)
+
+        async def rtcp(packet: Any) -> None:
+            if isinstance(packet, RtcpSrPacket):
+                result.sender_reports.append((kind, time.time(),
+                                              packet.sender_info.ntp_timestamp,
+                                              packet.sender_info.rtp_timestamp))
+            await rtcp_in(packet)
+
+        receiver._handle_rtp_packet, receiver._handle_rtcp_packet = rtp, rtcp
     try:
         await ws.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})
         assert (await ws.receive_json())["message"] == "getUserData"
         if audio:
-            pc.addTransceiver("audio", direction="recvonly")
+            watch_receiver(pc.addTransceiver("audio", direction="recvonly").receiver, "audio")
         if video:
-            pc.addTransceiver("video", direction="recvonly")
+            watch_receiver(pc.addTransceiver("video", direction="recvonly").receiver, "video")
         await pc.setLocalDescription(await pc.createOffer())
         media_session_id = str(uuid.uuid1())
         request = {"mediaSessionId": media_session_id, "name": name, "published": False,
@@ -190,6 +235,8 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     result.infos.append(event["info"])
                 if event["status"] == "PLAYING" and stop_after is not None:
                     stop_at = time.monotonic() + stop_after
+                if event["status"] == "PLAYING" and pli_after is not None:
+                    asyncio.get_running_loop().call_later(pli_after, send_pli)
                 if event["status"] == "PLAYING" and drop_after is not None:
                     await asyncio.sleep(drop_after)
                     break

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from testkit.rtc_client import AsyncWebSocket
 from wcs.media.mp4 import Mp4File
@@ -23,6 +24,7 @@ class Published:
     events: list[dict] = field(default_factory=list)
     sent_video: list[bytes] = field(default_factory=list)
     seconds: float = 0.0
+    plis: int = 0  # keyframe requests (PLI) the server sent this publisher
 
 
 async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bool = True,
@@ -49,6 +51,15 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
     else:
         for track in tracks.values():
             pc.addTrack(track)
+    for sender in pc.getSenders():
+        rtcp_in = sender._handle_rtcp_packet
+
+        async def counting(packet, rtcp_in=rtcp_in) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+                result.plis += 1
+            await rtcp_in(packet)
+
+        sender._handle_rtcp_packet = counting
     request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": True,
                "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": record,
                "mediaProvider": "WebRTC"}

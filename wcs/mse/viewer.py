@@ -62,6 +62,7 @@ class MseViewer:
         self.clock = clock
         self._on_state = on_state
         self.channel: MediaChannel | None = None
+        self.on_keyframe_request: Callable[[], None] = lambda: None  # MSE never asks
         self.packetizer = MsePacketizer(info.audio.aac_config if info.audio else b"")
         self.paused_since: float | None = None
         self.need_key = info.video is not None

@@ -44,6 +44,7 @@ class Playback(Negotiation):
             self.disarm()
             self.session.report_stream(self.request, "PLAYING")
             assert self.stream is not None and self.player is not None
+            self.player.on_keyframe_request = self.stream.request_keyframe
             self.stream.subscribe(self.player)
         else:
             self.end("STOPPED" if state == "stopped" else "FAILED", info)

@@ -95,7 +95,7 @@ class StreamRegistry:
                 request_keyframe: Callable[[], None]) -> PublishedStream:
         """Register a published stream; its name must be free."""
         self.check_publishable(name)
-        stream = PublishedStream(name, info, request_keyframe, self._unpublished)
+        stream = PublishedStream(name, info, request_keyframe, self._unpublished, self.clock)
         self.published[name] = stream
         log.info("stream {id} published as {name!r}", id=stream.id, name=name)
         return stream

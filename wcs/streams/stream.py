@@ -29,6 +29,8 @@ log = Logger()
 
 #: What WCS's REST API calls a VOD stream that runs.
 PROCESSED = "PROCESSED_LOCAL"
+#: Least time (s) between two keyframe requests to a publishing page.
+KEYFRAME_INTERVAL = 0.5
 
 
 class VodStream:
@@ -73,6 +75,9 @@ class VodStream:
             self._timer.cancel()
         self.broadcast.add(subscriber)
         self.pump.start()
+
+    def request_keyframe(self) -> None:
+        """A viewer lost its picture: a file's next keyframe comes within a GOP."""
 
     def unsubscribe(self, subscriber: Subscriber | None) -> None:
         """``subscriber`` leaves (``None``: a viewer that never joined gave up)."""
@@ -119,12 +124,14 @@ class PublishedStream:
     """A stream a page publishes: fanned out live to whoever plays its name."""
 
     def __init__(self, name: str, info: MediaInfo, request_keyframe: Callable[[], None],
-                 on_gone: Callable[[PublishedStream], None]) -> None:
+                 on_gone: Callable[[PublishedStream], None], clock: IReactorTime) -> None:
         self.id = str(uuid.uuid4())
         self.name = name
         self.info = info
         self.broadcast = Broadcast(f"published {name!r}", cache_gop=True)
-        self._request_keyframe = request_keyframe
+        self._ask_publisher = request_keyframe
+        self._clock = clock
+        self._asked_at: float | None = None
         self._on_gone = on_gone
         self.closed = False
 
@@ -139,7 +146,15 @@ class PublishedStream:
             return
         self.broadcast.add(subscriber)
         if not self.broadcast.has_gop() and subscriber.keyframe_wanted():
-            self._request_keyframe()  # browsers send IDRs only when asked
+            self.request_keyframe()  # browsers send IDRs only when asked
+
+    def request_keyframe(self) -> None:
+        """Ask the publishing page for a keyframe, at most once every
+        ``KEYFRAME_INTERVAL`` seconds however many viewers ask."""
+        now = self._clock.seconds()
+        if self._asked_at is None or now - self._asked_at >= KEYFRAME_INTERVAL:
+            self._asked_at = now
+            self._ask_publisher()
 
     def unsubscribe(self, subscriber: Subscriber | None) -> None:
         if subscriber is not None:

@@ -28,6 +28,10 @@ OnState = Callable[[str, "str | None"], None]
 class Player(Subscriber, Protocol):
     """A subscriber that plays to a page: negotiated, then fed."""
 
+    #: Called when the page asks for a keyframe (a browser's PLI); whoever
+    #: subscribes the player points it at the stream's ``request_keyframe``.
+    on_keyframe_request: Callable[[], None]
+
     def answer(self, offer_sdp: str) -> Deferred[str]:
         """The SDP answer for the page's offer (with every candidate: no trickle)."""
 

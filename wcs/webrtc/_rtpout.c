@@ -36,6 +36,7 @@ static unsigned char buffers[BATCH][MAX_PACKET + TRAILER];
 typedef struct {
     PyObject_HEAD
     int fd;
+    PyObject *session; /* what owns ``context``: kept alive while we use it */
     struct sockaddr_storage address;
     socklen_t address_length;
     protect_fn protect;
@@ -63,9 +64,10 @@ typedef struct {
 } RtpStream;
 
 static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"fd", "host", "port", "protect", "context", "ssrc",
-                               "payload_type", "seq", "ts_base", "extension",
+    static char *keywords[] = {"fd", "host", "port", "protect", "context", "session",
+                               "ssrc", "payload_type", "seq", "ts_base", "extension",
                                "abs_send_time_at", "video", NULL};
+    PyObject *session;
     const char *host;
     int port, video;
     unsigned long long protect_address, context_address;
@@ -73,11 +75,13 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     Py_buffer extension;
     Py_ssize_t abs_send_time_at;
     int fd;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKkikky*np", keywords, &fd,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOkikky*np", keywords, &fd,
                                      &host, &port, &protect_address, &context_address,
-                                     &ssrc, &self->payload_type, &seq, &ts_base,
+                                     &session, &ssrc, &self->payload_type, &seq, &ts_base,
                                      &extension, &abs_send_time_at, &video))
         return -1;
+    Py_INCREF(session);
+    Py_XSETREF(self->session, session);
     if (extension.len > MAX_EXTENSION ||
         (abs_send_time_at >= 0 && abs_send_time_at + 3 > extension.len)) {
         PyBuffer_Release(&extension);
@@ -245,6 +249,7 @@ static PyObject *stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 static void stream_dealloc(RtpStream *self) {
     if (self->fd >= 0)
         close(self->fd);
+    Py_XDECREF(self->session);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -190,11 +190,15 @@ class WebRTCPublisher:
                 self._on_sample(aac)
 
     def request_keyframe(self) -> None:
-        """Ask the browser for an IDR (a viewer joined with no GOP to give it)."""
+        """Ask the browser for an IDR (a viewer joined with no GOP to give it, or
+        lost its picture): a PLI to each video source it has sent from."""
         receiver = self._video_receiver
-        ssrcs = getattr(receiver, "_RTCRtpReceiver__remote_ssrc", None) if receiver else None
-        if receiver is not None and ssrcs is not None:
-            asyncio.ensure_future(receiver._send_rtcp_pli(ssrcs))
+        if receiver is None:
+            return
+        seen = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        retransmissions = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        for ssrc in [s for s in seen if s not in retransmissions]:
+            asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
 
     async def _state_changed(self) -> None:
         assert self.pc is not None

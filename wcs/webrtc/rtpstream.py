@@ -128,13 +128,14 @@ def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
                 abs_send_time_at: int, video: bool, native: bool = True) -> RtpStream:
     """A viewer's track: in C when built (and ``native``), else in Python.
 
-    ``session`` must outlive the stream (the C loop uses it through a pointer).
+    The stream keeps ``session`` (the C loop uses its libsrtp context) and a
+    descriptor of ``sock`` of its own, so that neither can go before it does.
     """
     if native and _rtpout is not None:
         return _rtpout.RtpStream(
             fd=sock.fileno(), host=address[0], port=address[1],
             protect=int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
-            context=int(ffi.cast("uintptr_t", session._srtp[0])), ssrc=ssrc,
+            context=int(ffi.cast("uintptr_t", session._srtp[0])), session=session, ssrc=ssrc,
             payload_type=payload_type, seq=seq, ts_base=ts_base, extension=extension,
             abs_send_time_at=abs_send_time_at, video=video)
     return PyRtpStream(sock, address, session, ssrc, payload_type, seq, ts_base, extension,

@@ -97,6 +97,7 @@ class WebRTCViewer:
         self.label = label
         self._on_state = on_state
         self.fast = fast
+        self.on_keyframe_request: Callable[[], None] = lambda: None
         self.tracks: dict[str, EncodedTrack | FastSender] = {}
         self.pc: RTCPeerConnection | None = None
         self.connected = False
@@ -144,8 +145,9 @@ class WebRTCViewer:
         transceiver.setCodecPreferences(preferences)
 
     def _keyframe_requested(self) -> None:
-        """The browser asked for a keyframe: a file's next one comes within a GOP."""
+        """The browser asked for a keyframe (PLI or FIR): the stream decides how."""
         log.debug("{label}: keyframe requested", label=self.label)
+        self.on_keyframe_request()
 
     async def _state_changed(self) -> None:
         assert self.pc is not None
