@@ -120,13 +120,32 @@ def main() -> None:
         print(f"playStream → first decoded frame in Chromium (10 runs): "
               f"median {statistics.median(times) * 1000:.0f} ms, "
               f"max {max(times) * 1000:.0f} ms")
-        for viewers in (1, 10):
-            cores = cpu_per_viewer(server, viewers, seconds=12)
-            print(f"CPU per personal viewer with {viewers:>2} viewers "
-                  f"(640x360 30 fps H.264 passthrough + AAC→Opus): "
-                  f"{cores * 100:.2f} % of a core")
     finally:
         server.stop()
+
+    cost: dict[str, dict[int, float]] = {}
+    for label, settings in (("audio transcoded at every play", {"vod_audio_cache_size": "0"}),
+                            ("audio from the Opus cache", {})):
+        server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
+                                                          **settings}).start()
+        try:
+            if settings == {}:  # a first play starts the file's one transcoding
+                run(play(server.ws_url, "vod://clip.mp4", stop_after=1), timeout=60)
+                deadline = time.monotonic() + 60
+                while "transcoded once" not in server.log() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            cost[label] = {}
+            for viewers in (1, 10):
+                cores = cpu_per_viewer(server, viewers, seconds=12)
+                cost[label][viewers] = cores
+                print(f"CPU per personal viewer with {viewers:>2} viewers, {label} "
+                      f"(640x360 30 fps H.264 passthrough): {cores * 100:.2f} % of a core")
+        finally:
+            server.stop()
+    before, after = cost.values()
+    for viewers in (1, 10):
+        print(f"per-viewer CPU, transcoding / cache, {viewers:>2} viewers: "
+              f"{before[viewers] / after[viewers]:.1f}x")
 
     for name in ("minute.mp4", "hour.mp4"):
         idle, peak = rss_while_playing(folder, name, seconds=15)

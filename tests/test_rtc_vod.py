@@ -89,3 +89,17 @@ def test_closing_the_session_releases_everything(start_server, media):
     log = server.log()
     assert "released after sending" in log and "peer connection closed" in log
     assert " closed (code" in log
+
+
+def test_a_files_audio_is_transcoded_once_for_later_plays(start_server, media):
+    server = start_server(media_dir=str(media))
+    run(play(server.ws_url, "vod://main.mp4", stop_after=1))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "transcoded once" not in server.log():
+        time.sleep(0.1)  # the first play started the background job
+    again = run(play(server.ws_url, "vod://main.mp4", timeout=30))
+    assert server.log().count("audio from the Opus cache") == 1
+    assert again.statuses == ["PENDING", "PLAYING", "STOPPED"]
+    samples = [row[2] for row in again.audio]
+    assert set(samples) == {960} and len(again.audio) >= 8 * 50 - 5  # all 8 s of Opus
+    assert abs(again.drift()) < 0.04

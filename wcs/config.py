@@ -67,6 +67,7 @@ class Settings:
     rest_api_key: str = field(default="", repr=False)
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
+    vod_audio_cache_size: int = 1024
 
 
 # --- value converters: each takes the raw text and returns the typed value or
@@ -193,6 +194,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rest_api_key": ("rest_api_key", _token, _secret),
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
+    "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),
 }
 
 

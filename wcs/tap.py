@@ -27,6 +27,7 @@ from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
 from wcs.sources import Sources  # noqa: E402
+from wcs.sources.opus_cache import OpusCache  # noqa: E402
 from wcs.sources.s3 import S3Client  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
@@ -94,14 +95,17 @@ class Announcer(service.Service):
 
 
 class StreamsService(service.Service):
-    """Ends every stream cleanly when the server stops (viewers get STOPPED)."""
+    """Ends every stream cleanly when the server stops (viewers get STOPPED), and
+    the sources' background work."""
 
-    def __init__(self, registry: StreamRegistry) -> None:
+    def __init__(self, registry: StreamRegistry, sources: Sources) -> None:
         self.registry = registry
+        self.sources = sources
 
     def stopService(self) -> None:
         super().stopService()
         self.registry.close_all()
+        self.sources.close()
 
 
 def makeService(options: Options) -> service.MultiService:
@@ -134,8 +138,9 @@ def _compose(settings: Settings) -> service.MultiService:
     from twisted.internet import reactor
 
     top = service.MultiService()
+    opus = OpusCache(settings.state_dir / "opus-cache", settings.vod_audio_cache_size * 2**20)
     sources = Sources(settings.media_dir, _s3_client(settings, reactor),
-                      settings.state_dir / "s3-cache", settings.vod_mp4_container_new)
+                      settings.state_dir / "s3-cache", settings.vod_mp4_container_new, opus)
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
                               timeout=settings.vod_stream_timeout / 1000.0)
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
@@ -150,7 +155,7 @@ def _compose(settings: Settings) -> service.MultiService:
                  "http.port": site, "https.port": site}
     for key, description in listen_descriptions(settings).items():
         strports.service(description, factories[key]).setServiceParent(top)
-    StreamsService(registry).setServiceParent(top)
+    StreamsService(registry, sources).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top
 

@@ -20,9 +20,11 @@ log = Logger()
 class OpusTranscoder:
     """Feeds AAC packets, yields 20 ms Opus samples on the stream's clock."""
 
-    def __init__(self, decoder: av.AudioCodecContext, label: str) -> None:
+    def __init__(self, decoder: av.AudioCodecContext, label: str, quiet: bool = False) -> None:
+        """``quiet`` only counts undecodable frames (for work no viewer waits on)."""
         self.decoder = decoder
         self.label = label
+        self.quiet = quiet
         self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_CLOCK,
                                            frame_size=OPUS_FRAME)
         self.encoder = av.CodecContext.create("libopus", "w")
@@ -42,7 +44,7 @@ class OpusTranscoder:
             frames = self.decoder.decode(packet)
         except av.FFmpegError as error:
             self.dropped += 1
-            if self.dropped == 1:
+            if self.dropped == 1 and not self.quiet:
                 log.warn("{label}: undecodable AAC frame dropped ({error}); "
                          "later ones are only counted", label=self.label, error=error)
             return

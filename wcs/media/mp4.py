@@ -8,7 +8,7 @@ video converted to Annex B and AAC transcoded to Opus.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,6 +42,8 @@ class Mp4File:
         """Open ``source``: a local path (its box layout is checked here), or a
         file object whose layout the caller has already checked."""
         self.label = label
+        self._cached_opus: Callable[[], Iterator[Sample]] | None = None
+        self.opus_dropped = 0
         if isinstance(source, Path):
             try:
                 with source.open("rb") as handle:
@@ -162,7 +164,38 @@ class Mp4File:
 
     def _read(self) -> Iterator[Sample]:
         """Samples in file order; a broken tail ends the stream, it does not raise."""
-        transcoder = OpusTranscoder(self.audio.codec_context, self.label) if self.audio else None
+        if self.audio is not None and self._cached_opus is not None:
+            yield from _merged(self._read_media(None), self._cached_opus())
+        else:
+            yield from self._read_media(
+                OpusTranscoder(self.audio.codec_context, self.label) if self.audio else None)
+
+    def replay_opus(self, opus: Callable[[], Iterator[Sample]]) -> None:
+        """Take this file's audio already transcoded (what :meth:`opus_samples`
+        gave once; ``opus`` replays it from the start at each call) instead of
+        transcoding it again."""
+        self._cached_opus = opus
+
+    def opus_samples(self) -> Iterator[Sample]:
+        """This file's audio as Opus, exactly as a pass over the file makes it
+        (the same packets in, the same transcoder): for a cache to replay. Call
+        it on a file just opened: from its start, as a first pass reads it.
+        Undecodable frames are counted in ``opus_dropped``, not logged."""
+        if self.audio is None:
+            return
+        transcoder = OpusTranscoder(self.audio.codec_context, self.label, quiet=True)
+        try:
+            for packet in self.container.demux(self.audio):
+                if packet.size:
+                    yield from transcoder.feed(packet, -self.origin)
+        except av.FFmpegError as error:
+            log.warn("{label}: read stopped early ({error})", label=self.label,
+                     error=_reason(error))
+        yield from transcoder.feed(None, -self.origin)
+        self.opus_dropped = transcoder.dropped
+
+    def _read_media(self, transcoder: OpusTranscoder | None) -> Iterator[Sample]:
+        """Video and AAC as stored (and Opus from ``transcoder``), in file order."""
         remover = (reencode.BFrameRemover(self.video, self.origin)
                    if self.video is not None and self.has_b_frames else None)
         streams = [s for s in (self.video, self.audio) if s is not None]
@@ -176,11 +209,12 @@ class Mp4File:
                     sample = self._video_sample(packet)
                     if sample is not None:
                         yield sample
-                elif transcoder is not None:
+                else:
                     aac = self._aac_sample(packet)
                     if aac is not None:
                         yield aac
-                    yield from transcoder.feed(packet, -self.origin)
+                    if transcoder is not None:
+                        yield from transcoder.feed(packet, -self.origin)
         except av.FFmpegError as error:
             log.warn("{label}: read stopped early ({error})", label=self.label,
                      error=_reason(error))
@@ -222,6 +256,20 @@ def shifted(sample: Sample, seconds: float) -> Sample:
     """The same sample, ``seconds`` later."""
     return Sample(sample.kind, sample.data, sample.pts + round(seconds * sample.clock),
                   sample.clock, sample.time + seconds, sample.keyframe, sample.codec)
+
+
+def _merged(media: Iterator[Sample], opus: Iterator[Sample]) -> Iterator[Sample]:
+    """File-order samples with cached Opus slotted in by time, beside the AAC."""
+    waiting = next(opus, None)
+    for sample in media:
+        yield sample
+        if sample.codec == "aac":
+            while waiting is not None and waiting.time <= sample.time:
+                yield waiting
+                waiting = next(opus, None)
+    while waiting is not None:
+        yield waiting
+        waiting = next(opus, None)
 
 
 def _pop_earliest(queues: dict[str, deque[Sample]]) -> Sample:

@@ -12,11 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 
 from wcs.media.mp4 import Mp4File
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import local, s3
+from wcs.sources.opus_cache import OpusCache
 from wcs.sources.ranged import RangedFile
+
+log = Logger()
 
 #: Locations under this prefix are S3 objects: ``s3/BUCKET/KEY``.
 S3_PREFIX = "s3/"
@@ -52,15 +56,17 @@ class Sources:
 
     ``cache_dir`` holds the partial downloads of S3 objects (each deleted on
     close); ``progressive`` false downloads an object whole before it plays
-    (WCS's ``vod_mp4_container_new=false``).
+    (WCS's ``vod_mp4_container_new=false``). ``opus`` keeps local files' audio
+    transcoded once, so that later plays of a file do not transcode again.
     """
 
     def __init__(self, media_dir: Path, s3_client: s3.S3Client, cache_dir: Path,
-                 progressive: bool = True) -> None:
+                 progressive: bool = True, opus: OpusCache | None = None) -> None:
         self.media_dir = media_dir
         self.s3 = s3_client
         self.cache_dir = cache_dir
         self.progressive = progressive
+        self.opus = opus
 
     def open(self, location: str, label: str) -> Deferred[OpenedMedia]:
         """Open ``location``; fails with a :class:`~wcs.errors.WcsError` saying why."""
@@ -69,7 +75,14 @@ class Sources:
         return maybeDeferred(self._open_local, location, label)
 
     def _open_local(self, location: str, label: str) -> OpenedMedia:
-        return OpenedMedia(Mp4File(local.resolve(self.media_dir, location), label))
+        path = local.resolve(self.media_dir, location)
+        media = Mp4File(path, label)
+        if media.audio is not None and self.opus is not None:
+            replay = self.opus.replay(path)
+            if replay is not None:
+                media.replay_opus(replay)
+                log.info("{label}: audio from the Opus cache", label=label)
+        return OpenedMedia(media)
 
     def _open_s3(self, location: str, label: str) -> Deferred[OpenedMedia]:
         opening = s3.open_object(self.s3, s3.parse(location), self.cache_dir, label,
@@ -83,5 +96,10 @@ class Sources:
         if location.startswith(S3_PREFIX):
             s3.parse(location)
             return "Available (S3 objects are checked when played)"
-        self._open_local(location, location).close()
+        Mp4File(local.resolve(self.media_dir, location), location).close()
         return "Available"
+
+    def close(self) -> None:
+        """Stop background work (the audio cache's job)."""
+        if self.opus is not None:
+            self.opus.close()
