@@ -162,6 +162,8 @@ def report(title: str, rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", default="10,100,300,1000")
+    parser.add_argument("--aiortc-counts", default="10,100,300,600",
+                        help="counts for today's aiortc senders (they saturate early)")
     parser.add_argument("--stock-counts", default="10,100,300")
     parser.add_argument("--engines", default="wcsvod,aiortc,stock")
     parser.add_argument("--profile", type=int, default=0,
@@ -181,10 +183,11 @@ def main() -> None:
           f"{rate:.1f} RTP packets/s per viewer")
     results: dict[str, list[dict]] = {}
     servers = {"wcsvod": {}, "aiortc": {"webrtc_sender": "aiortc"}}
+    aiortc_counts = [int(c) for c in args.aiortc_counts.split(",") if c]
     for engine in [e for e in engines if e in servers]:
         settings = {"media_dir": str(folder), "vod_live_loop": "true", **servers[engine]}
         rows = []
-        for count in counts:
+        for count in counts if engine == "wcsvod" else aiortc_counts:
             server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
             raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
             try:

@@ -101,3 +101,23 @@ def test_track_starts_on_a_keyframe_and_stays_bounded_when_not_read():
     assert bytes(first).startswith(b"frame")
     # after a cut the queue restarted at a keyframe: frame numbers 1 + 60k
     assert (int(bytes(first)[5:]) - 1) % 60 == 0
+
+
+def test_a_viewer_is_taken_out_of_its_batch_whole_even_after_its_sender_stopped():
+    from wcs.webrtc.sender import FastSender
+    from wcs.webrtc.viewer import WebRTCViewer
+
+    def viewer(stream: object) -> WebRTCViewer:
+        made = WebRTCViewer.__new__(WebRTCViewer)
+        sender = FastSender.__new__(FastSender)
+        sender.stream = stream
+        made.tracks = {"video": sender}
+        return made
+
+    batch = WebRTCViewer.Batch()
+    first, second = viewer("stream 1"), viewer("stream 2")
+    batch.add(first)
+    batch.add(second)
+    first.tracks["video"].stream = None  # aiortc stopped it before the stream let go
+    batch.remove(first)
+    assert batch.streams["video"] == ["stream 2"] and list(batch) == [second]

@@ -102,3 +102,35 @@ def test_close_stops_the_job_and_leaves_no_partial_entry(tmp_path):
     cache.close()
     time.sleep(0.5)
     assert list((tmp_path / "cache").glob("*")) == []
+
+
+def test_a_file_larger_than_the_whole_cache_is_not_transcoded_again_and_again(clip, tmp_path):
+    cache = OpusCache(tmp_path / "cache", 1000)  # far less than 3 s of Opus
+    assert cache.replay(clip) is None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not cache._unfit:
+        time.sleep(0.05)
+    assert cache._unfit and list((tmp_path / "cache").glob("*")) == []
+    cache.replay(clip)
+    assert cache._jobs.empty()  # not queued again
+    cache.close()
+
+
+def test_an_entry_removed_while_it_plays_still_plays(clip, tmp_path):
+    cache = OpusCache(tmp_path / "cache", 2**30)
+    cache.replay(clip)
+    replay = wait_for(cache, clip)
+    for entry in (tmp_path / "cache").glob("*.opus"):
+        entry.unlink()  # trimmed away, say
+    assert len(list(replay())) == len(list(replay())) > 100
+    cache.close()
+
+
+def test_a_truncated_entry_ends_where_it_is_cut(clip, tmp_path):
+    cache = OpusCache(tmp_path / "cache", 2**30)
+    cache.replay(clip)
+    whole = len(list(wait_for(cache, clip)()))
+    entry = next((tmp_path / "cache").glob("*.opus"))
+    entry.write_bytes(entry.read_bytes()[:-7])
+    assert len(list(cache.replay(clip)())) == whole - 1
+    cache.close()

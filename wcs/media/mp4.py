@@ -38,9 +38,10 @@ MERGE_LIMIT = 2000
 class Mp4File:
     """An open, checked MP4 file with H.264 and/or AAC."""
 
-    def __init__(self, source: Path | BinaryIO, label: str) -> None:
+    def __init__(self, source: Path | BinaryIO, label: str, announce: bool = True) -> None:
         """Open ``source``: a local path (its box layout is checked here), or a
-        file object whose layout the caller has already checked."""
+        file object whose layout the caller has already checked. ``announce``
+        false keeps it out of the log (work in the background)."""
         self.label = label
         self._cached_opus: Callable[[], Iterator[Sample]] | None = None
         self.opus_dropped = 0
@@ -53,8 +54,9 @@ class Mp4File:
             target: str | BinaryIO = str(source)
         else:
             target = source
-        log.info("{label}: opened {path}", label=label, path=str(source) if isinstance(
-            source, Path) else label)
+        if announce:
+            log.info("{label}: opened {path}", label=label, path=str(source) if isinstance(
+                source, Path) else label)
         try:
             self.container = av.open(target, "r", timeout=5.0)
         except av.FFmpegError as error:

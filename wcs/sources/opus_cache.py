@@ -21,6 +21,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from twisted.logger import Logger
 
@@ -36,11 +37,16 @@ _RECORD = struct.Struct(">qH")
 class OpusCache:
     """Opus tracks of local files, under ``folder``, at most ``limit`` bytes."""
 
+    #: How long closing waits for the job under way to stop (s).
+    STOP_WAIT = 5.0
+
     def __init__(self, folder: Path, limit: int) -> None:
         self.folder = folder
         self.limit = limit
         self._jobs: queue.Queue[tuple[Path, str] | None] = queue.Queue()
         self._queued: set[str] = set()
+        self._unfit: set[str] = set()  # files whose Opus is larger than the whole cache
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
 
@@ -52,27 +58,37 @@ class OpusCache:
 
     def replay(self, path: Path) -> Callable[[], Iterator[Sample]] | None:
         """What replays the file's Opus from the start, if it is cached, else
-        None; a missing entry is queued to be made."""
+        None; a missing entry is queued to be made. The entry is opened here, so
+        that it stays readable even if it is trimmed away while it plays."""
         if self.limit <= 0:
             return None
-        key = self.key(path)
-        entry = self.folder / f"{key}.opus"
-        if entry.exists():
-            os.utime(entry)  # recently used
-            return lambda: read(entry)
-        self._queue(path, key)
-        return None
+        try:
+            key = self.key(path)
+            handle = (self.folder / f"{key}.opus").open("rb")
+        except FileNotFoundError:
+            self._queue(path, key)
+            return None
+        except OSError:
+            return None
+        try:
+            os.utime(handle.fileno())  # recently used
+        except OSError:
+            pass
+        return lambda: read(handle)
 
     def _queue(self, path: Path, key: str) -> None:
-        if key in self._queued or self._stopping.is_set():
-            return
-        self._queued.add(key)
-        self._jobs.put((path, key))
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="opus-cache", daemon=True)
-            self._worker.start()
+        with self._lock:
+            if key in self._queued or key in self._unfit or self._stopping.is_set():
+                return
+            self._queued.add(key)
+            self._jobs.put((path, key))
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="opus-cache",
+                                                daemon=True)
+                self._worker.start()
 
     def _work(self) -> None:
+        self._sweep()
         while not self._stopping.is_set():
             job = self._jobs.get()
             if job is None:
@@ -80,23 +96,40 @@ class OpusCache:
             path, key = job
             try:
                 self._make(path, key)
+            except InterruptedError:
+                return
             except Exception as error:  # a file that went away or broke: no entry
                 log.warn("audio cache: {path} not cached ({error})", path=str(path),
                          error=error)
             finally:
-                self._queued.discard(key)
+                with self._lock:
+                    self._queued.discard(key)
+
+    def _sweep(self) -> None:
+        """Partial entries a stopped server left behind."""
+        for partial in self.folder.glob(".*.part"):
+            partial.unlink(missing_ok=True)
 
     def _make(self, path: Path, key: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         partial = self.folder / f".{key}.part"
-        media = Mp4File(path, f"audio cache {path.name}")
+        media = Mp4File(path, f"audio cache {path.name}", announce=False)
         try:
             with partial.open("wb") as out:
                 out.write(MAGIC)
+                size = len(MAGIC)
                 for sample in media.opus_samples():
                     if self._stopping.is_set():
                         raise InterruptedError("the server is stopping")
+                    size += _RECORD.size + len(sample.data)
+                    if size > self.limit:
+                        with self._lock:
+                            self._unfit.add(key)
+                        raise ValueError(f"its Opus is larger than the cache ({self.limit} "
+                                         "bytes, vod_audio_cache_size)")
                     out.write(_RECORD.pack(sample.pts, len(sample.data)) + sample.data)
+                out.flush()
+                os.fsync(out.fileno())
             partial.rename(self.folder / f"{key}.opus")
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -122,17 +155,24 @@ class OpusCache:
         """Stop the job under way (its partial entry is removed) and the worker."""
         self._stopping.set()
         self._jobs.put(None)
+        if self._worker is not None:
+            self._worker.join(self.STOP_WAIT)
 
 
-def read(entry: Path) -> Iterator[Sample]:
-    """The Opus samples of a cache entry, in order."""
-    with entry.open("rb") as handle:
-        if handle.read(len(MAGIC)) != MAGIC:
+def read(handle: BinaryIO) -> Iterator[Sample]:
+    """The Opus samples of an open cache entry, in order, from its start (small
+    positioned reads, so several plays can read one handle); a truncated tail ends it."""
+    fd = handle.fileno()
+    if os.pread(fd, len(MAGIC), 0) != MAGIC:
+        return
+    offset = len(MAGIC)
+    while True:
+        head = os.pread(fd, _RECORD.size, offset)
+        if len(head) < _RECORD.size:
             return
-        while True:
-            head = handle.read(_RECORD.size)
-            if len(head) < _RECORD.size:
-                return
-            pts, size = _RECORD.unpack(head)
-            yield Sample("audio", handle.read(size), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
-                         codec="opus")
+        pts, size = _RECORD.unpack(head)
+        data = os.pread(fd, size, offset + _RECORD.size)
+        if len(data) < size:
+            return
+        offset += _RECORD.size + size
+        yield Sample("audio", data, pts, OPUS_CLOCK, pts / OPUS_CLOCK, codec="opus")

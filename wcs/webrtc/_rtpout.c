@@ -1,12 +1,15 @@
 /*
  * The inner loop of the fast RTP sender, in C.
  *
- * An RtpStream is one viewer's track: its socket and address, its libsrtp
- * session (the one aiortc made, used through pylibsrtp's own srtp_protect), its
- * SSRC, payload type, sequence number and timestamp base, and its header
- * extension block. send() writes a sample's packets for one viewer; send_all()
- * does it for every viewer of a broadcast in one call, so per viewer only the
- * header, the protection and one sendmmsg remain.
+ * An RtpStream is one viewer's track: a descriptor of its socket of its own, its
+ * address, its libsrtp session (the one aiortc made, used through pylibsrtp's
+ * own srtp_protect, and kept alive by holding the pylibsrtp object), its SSRC,
+ * payload type, sequence number and timestamp base, and its header extension
+ * block. send() writes a sample's packets for one viewer; send_all() does it for
+ * every viewer of a broadcast in one call, so per viewer only the header, the
+ * protection and one sendmmsg remain. It remembers the last SENT_HISTORY samples
+ * it sent (their payloads, first sequence number and timestamp) so that find()
+ * answers a NACK.
  *
  * wcs/webrtc/rtpstream.py has the same thing in Python, which gives the same
  * bytes; tests/test_rtpstream.py checks that they do.
@@ -14,7 +17,6 @@
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
 #include <Python.h>
-#include <structmember.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,20 +29,21 @@
 #define TRAILER 148 /* libsrtp's SRTP_MAX_TRAILER_LEN, with room to spare */
 #define BATCH 64
 #define MAX_EXTENSION 64
-#define SENT_HISTORY 256 /* samples remembered per stream, to map NACKed numbers */
+#define SENT_HISTORY 256
 
 typedef int (*protect_fn)(void *ctx, void *rtp, int *len);
 
+/* the GIL is held throughout (sendmmsg does not block), so one set of buffers serves */
 static unsigned char buffers[BATCH][MAX_PACKET + TRAILER];
 
 typedef struct {
     PyObject_HEAD
     int fd;
-    PyObject *session; /* what owns ``context``: kept alive while we use it */
-    struct sockaddr_storage address;
-    socklen_t address_length;
+    PyObject *session; /* owns ``context``: kept alive while we may use it */
     protect_fn protect;
     void *context;
+    struct sockaddr_storage address;
+    socklen_t address_length;
     uint32_t ssrc;
     int payload_type;
     uint16_t seq;
@@ -50,95 +53,135 @@ typedef struct {
     Py_ssize_t abs_send_time_at; /* where the 3 bytes go in the block, or -1 */
     int video;
     int need_key;
-    unsigned long long packets;
-    unsigned long long octets;
-    unsigned long long dropped;
+    unsigned long long packets, octets, dropped;
     uint32_t last_rtp;
     double last_time; /* wall clock of the last packet, for sender reports */
-    /* the first sequence number each recent sample got, and the sample's number */
+    /* the recent samples sent: payloads, first sequence number, count, timestamp */
+    PyObject *sent_payloads[SENT_HISTORY];
     uint16_t sent_seq[SENT_HISTORY];
+    uint16_t sent_count[SENT_HISTORY];
     uint32_t sent_ts[SENT_HISTORY];
-    long long sent_sample[SENT_HISTORY];
-    unsigned char sent_count[SENT_HISTORY];
     unsigned int sent_next;
 } RtpStream;
+
+static void forget_history(RtpStream *self) {
+    for (int i = 0; i < SENT_HISTORY; i++) {
+        Py_CLEAR(self->sent_payloads[i]);
+        self->sent_count[i] = 0;
+    }
+    self->sent_next = 0;
+}
+
+static void close_fd(RtpStream *self) {
+    if (self->fd >= 0) {
+        close(self->fd);
+        self->fd = -1;
+    }
+}
 
 static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"fd", "host", "port", "protect", "context", "session",
                                "ssrc", "payload_type", "seq", "ts_base", "extension",
                                "abs_send_time_at", "video", NULL};
-    PyObject *session;
     const char *host;
-    int port, video;
+    int fd, port, video, payload_type;
     unsigned long long protect_address, context_address;
     unsigned long ssrc, seq, ts_base;
+    PyObject *session;
     Py_buffer extension;
     Py_ssize_t abs_send_time_at;
-    int fd;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOkikky*np", keywords, &fd,
-                                     &host, &port, &protect_address, &context_address,
-                                     &session, &ssrc, &self->payload_type, &seq, &ts_base,
-                                     &extension, &abs_send_time_at, &video))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOkikky*np", keywords, &fd, &host,
+                                     &port, &protect_address, &context_address, &session,
+                                     &ssrc, &payload_type, &seq, &ts_base, &extension,
+                                     &abs_send_time_at, &video))
         return -1;
-    Py_INCREF(session);
-    Py_XSETREF(self->session, session);
-    if (extension.len > MAX_EXTENSION ||
-        (abs_send_time_at >= 0 && abs_send_time_at + 3 > extension.len)) {
+    /* every check before anything of ours changes */
+    int bad = extension.len > MAX_EXTENSION || extension.len % 4 != 0 ||
+              (abs_send_time_at >= 0 && abs_send_time_at + 3 > extension.len);
+    if (bad || payload_type < 0 || payload_type > 127 || protect_address == 0 ||
+        context_address == 0) {
         PyBuffer_Release(&extension);
-        PyErr_SetString(PyExc_ValueError, "bad header extension block");
+        PyErr_SetString(PyExc_ValueError, "bad RtpStream parameters");
         return -1;
     }
-    memcpy(self->extension, extension.buf, extension.len);
-    self->extension_length = extension.len;
-    PyBuffer_Release(&extension);
-    memset(&self->address, 0, sizeof self->address);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&self->address;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&self->address;
+    struct sockaddr_storage address;
+    socklen_t address_length;
+    memset(&address, 0, sizeof address);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
     if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons((unsigned short)port);
-        self->address_length = sizeof *v4;
+        address_length = sizeof *v4;
     } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((unsigned short)port);
-        self->address_length = sizeof *v6;
+        address_length = sizeof *v6;
     } else {
+        PyBuffer_Release(&extension);
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
         return -1;
     }
-    /* its own descriptor of the socket: the number stays this socket's while we live */
-    if (self->fd >= 0)
-        close(self->fd);
-    self->fd = dup(fd);
-    if (self->fd < 0) {
+    int own = dup(fd); /* the number stays this socket's while we live */
+    if (own < 0) {
+        PyBuffer_Release(&extension);
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    close_fd(self);
+    forget_history(self);
+    self->fd = own;
+    Py_INCREF(session);
+    Py_XSETREF(self->session, session);
     self->protect = (protect_fn)(uintptr_t)protect_address;
     self->context = (void *)(uintptr_t)context_address;
+    self->address = address;
+    self->address_length = address_length;
+    memcpy(self->extension, extension.buf, extension.len);
+    self->extension_length = extension.len;
+    PyBuffer_Release(&extension);
+    self->abs_send_time_at = abs_send_time_at;
     self->ssrc = (uint32_t)ssrc;
+    self->payload_type = payload_type;
     self->seq = (uint16_t)seq;
     self->ts_base = (uint32_t)ts_base;
-    self->abs_send_time_at = abs_send_time_at;
     self->video = video;
     self->need_key = video;
     self->packets = self->octets = self->dropped = 0;
     self->last_rtp = 0;
     self->last_time = 0.0;
-    memset(self->sent_count, 0, sizeof self->sent_count);
-    self->sent_next = 0;
     return 0;
 }
 
-/* Sends one sample's packets; returns -1 with a Python error set on misuse. */
-static int send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int keyframe,
-                    uint32_t abs_send_time, long long sample, double now) {
+/* Checks a sample's payloads before any is sent; -1 with a Python error if unfit. */
+static int check_payloads(PyObject *payloads, Py_ssize_t header_room) {
+    Py_ssize_t count = PyTuple_GET_SIZE(payloads);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *payload = PyTuple_GET_ITEM(payloads, i);
+        if (!PyBytes_Check(payload)) {
+            PyErr_SetString(PyExc_TypeError, "payloads must be bytes");
+            return -1;
+        }
+        if (12 + header_room + PyBytes_GET_SIZE(payload) > MAX_PACKET) {
+            PyErr_SetString(PyExc_ValueError, "RTP packet too large");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Sends one checked sample's packets; a packet that cannot be protected or sent
+ * ends the sample there (the video then waits for a keyframe). Never fails. */
+static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int keyframe,
+                     uint32_t abs_send_time, double now) {
+    Py_ssize_t count = PyTuple_GET_SIZE(payloads);
+    if (self->fd < 0 || self->protect == NULL || count == 0)
+        return;
     if (self->need_key) {
         if (!keyframe)
-            return 0;
+            return;
         self->need_key = 0;
     }
-    Py_ssize_t count = PyTuple_GET_SIZE(payloads);
     uint32_t ts = self->ts_base + media_ts;
     Py_ssize_t header = 12 + self->extension_length;
     if (self->abs_send_time_at >= 0) {
@@ -149,21 +192,16 @@ static int send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int 
     }
     uint16_t first = self->seq;
     Py_ssize_t done = 0;
-    while (done < count) {
+    int cut = 0;
+    while (done < count && !cut) {
         struct mmsghdr messages[BATCH];
         struct iovec vectors[BATCH];
         Py_ssize_t sizes[BATCH];
         int batch = 0;
         while (batch < BATCH && done + batch < count) {
             Py_ssize_t index = done + batch;
-            char *data;
-            Py_ssize_t size;
-            if (PyBytes_AsStringAndSize(PyTuple_GET_ITEM(payloads, index), &data, &size) < 0)
-                return -1;
-            if (header + size > MAX_PACKET) {
-                PyErr_SetString(PyExc_ValueError, "RTP packet too large");
-                return -1;
-            }
+            PyObject *payload = PyTuple_GET_ITEM(payloads, index);
+            Py_ssize_t size = PyBytes_GET_SIZE(payload);
             unsigned char *packet = buffers[batch];
             uint16_t number = (uint16_t)(first + index);
             packet[0] = self->extension_length ? 0x90 : 0x80;
@@ -179,12 +217,11 @@ static int send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int 
             packet[10] = (self->ssrc >> 8) & 0xff;
             packet[11] = self->ssrc & 0xff;
             memcpy(packet + 12, self->extension, self->extension_length);
-            memcpy(packet + header, data, size);
+            memcpy(packet + header, PyBytes_AS_STRING(payload), size);
             int length = (int)(header + size);
-            int status = self->protect(self->context, packet, &length);
-            if (status != 0) {
-                PyErr_Format(PyExc_RuntimeError, "srtp_protect failed (%d)", status);
-                return -1;
+            if (self->protect(self->context, packet, &length) != 0) {
+                cut = 1;
+                break;
             }
             vectors[batch].iov_base = packet;
             vectors[batch].iov_len = (size_t)length;
@@ -196,46 +233,79 @@ static int send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int 
             sizes[batch] = size;
             batch++;
         }
-        /* non-blocking, and the GIL is kept: the buffers are this module's own */
-        int sent = sendmmsg(self->fd, messages, (unsigned int)batch, MSG_DONTWAIT);
+        int sent = batch ? sendmmsg(self->fd, messages, (unsigned int)batch, MSG_DONTWAIT) : 0;
         if (sent < 0)
             sent = 0;
         for (int i = 0; i < sent; i++)
             self->octets += sizes[i];
         done += sent;
-        if (sent < batch) {
-            /* the socket could take no more: drop the rest, wait for a keyframe */
-            self->dropped++;
-            self->need_key = self->video;
-            break;
-        }
+        if (sent < batch)
+            cut = 1; /* the socket could take no more */
+    }
+    if (cut) {
+        self->dropped++;
+        self->need_key = self->video;
     }
     if (done > 0) {
         unsigned int slot = self->sent_next++ % SENT_HISTORY;
+        Py_INCREF(payloads);
+        Py_XSETREF(self->sent_payloads[slot], payloads);
         self->sent_seq[slot] = first;
+        self->sent_count[slot] = (uint16_t)(done > 65535 ? 65535 : done);
         self->sent_ts[slot] = ts;
-        self->sent_sample[slot] = sample;
-        self->sent_count[slot] = done > 255 ? 255 : (unsigned char)done;
         self->seq = (uint16_t)(first + done);
         self->packets += done;
         self->last_rtp = ts;
         self->last_time = now;
     }
-    return 0;
 }
 
 static PyObject *stream_send(RtpStream *self, PyObject *args) {
     PyObject *payloads;
     unsigned long media_ts, abs_send_time;
     int keyframe;
-    long long sample;
     double now;
-    if (!PyArg_ParseTuple(args, "O!kpkLd", &PyTuple_Type, &payloads, &media_ts, &keyframe,
-                          &abs_send_time, &sample, &now))
+    if (!PyArg_ParseTuple(args, "O!kpkd", &PyTuple_Type, &payloads, &media_ts, &keyframe,
+                          &abs_send_time, &now))
         return NULL;
-    if (send_one(self, payloads, (uint32_t)media_ts, keyframe, (uint32_t)abs_send_time,
-                 sample, now) < 0)
+    if (check_payloads(payloads, self->extension_length) < 0)
         return NULL;
+    send_one(self, payloads, (uint32_t)media_ts, keyframe, (uint32_t)abs_send_time, now);
+    Py_RETURN_NONE;
+}
+
+/* send_raw(data): one datagram already made (a retransmission, a report) */
+static PyObject *stream_send_raw(RtpStream *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    if (self->fd >= 0)
+        sendto(self->fd, data.buf, (size_t)data.len, MSG_DONTWAIT,
+               (struct sockaddr *)&self->address, self->address_length);
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+}
+
+/* find(seq) -> (payloads, index, timestamp) of a packet sent recently, or None */
+static PyObject *stream_find(RtpStream *self, PyObject *args) {
+    unsigned long seq;
+    if (!PyArg_ParseTuple(args, "k", &seq))
+        return NULL;
+    for (int i = 0; i < SENT_HISTORY; i++) {
+        if (!self->sent_count[i] || self->sent_payloads[i] == NULL)
+            continue;
+        uint16_t offset = (uint16_t)((uint16_t)seq - self->sent_seq[i]);
+        if (offset < self->sent_count[i])
+            return Py_BuildValue("Oik", self->sent_payloads[i], (int)offset,
+                                 (unsigned long)self->sent_ts[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+/* close(): send nothing more, give the socket and the history back */
+static PyObject *stream_close(RtpStream *self, PyObject *unused) {
+    close_fd(self);
+    forget_history(self);
     Py_RETURN_NONE;
 }
 
@@ -246,34 +316,35 @@ static PyObject *stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     return (PyObject *)self;
 }
 
-static void stream_dealloc(RtpStream *self) {
-    if (self->fd >= 0)
-        close(self->fd);
-    Py_XDECREF(self->session);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+static int stream_traverse(RtpStream *self, visitproc visit, void *arg) {
+    Py_VISIT(self->session);
+    for (int i = 0; i < SENT_HISTORY; i++)
+        Py_VISIT(self->sent_payloads[i]);
+    return 0;
 }
 
-/* find(seq) -> (sample, index, timestamp) of a packet sent recently, or None */
-static PyObject *stream_find(RtpStream *self, PyObject *args) {
-    unsigned long seq;
-    if (!PyArg_ParseTuple(args, "k", &seq))
-        return NULL;
-    for (unsigned int i = 0; i < SENT_HISTORY; i++) {
-        if (!self->sent_count[i])
-            continue;
-        uint16_t offset = (uint16_t)((uint16_t)seq - self->sent_seq[i]);
-        if (offset < self->sent_count[i])
-            return Py_BuildValue("Lik", self->sent_sample[i], (int)offset,
-                                 (unsigned long)self->sent_ts[i]);
-    }
-    Py_RETURN_NONE;
+static int stream_clear(RtpStream *self) {
+    forget_history(self);
+    Py_CLEAR(self->session);
+    self->protect = NULL;
+    return 0;
+}
+
+static void stream_dealloc(RtpStream *self) {
+    PyObject_GC_UnTrack(self);
+    close_fd(self);
+    stream_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMethodDef stream_methods[] = {
     {"send", (PyCFunction)stream_send, METH_VARARGS,
-     "send(payloads, media_ts, keyframe, abs_send_time, sample, now): one sample."},
+     "send(payloads, media_ts, keyframe, abs_send_time, now): one sample's packets."},
+    {"send_raw", (PyCFunction)stream_send_raw, METH_VARARGS,
+     "send_raw(data): one datagram already protected."},
     {"find", (PyCFunction)stream_find, METH_VARARGS,
-     "find(seq) -> (sample, index, timestamp) of a recent packet, or None."},
+     "find(seq) -> (payloads, index, timestamp) of a recent packet, or None."},
+    {"close", (PyCFunction)stream_close, METH_NOARGS, "Send nothing more."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -296,6 +367,7 @@ static PyObject *get_last_time(RtpStream *self, void *closure) {
 static PyObject *get_ts_base(RtpStream *self, void *closure) {
     return PyLong_FromUnsignedLong(self->ts_base);
 }
+static PyObject *get_closed(RtpStream *self, void *closure) { return PyBool_FromLong(self->fd < 0); }
 static PyObject *get_need_key(RtpStream *self, void *closure) {
     return PyBool_FromLong(self->need_key);
 }
@@ -311,10 +383,11 @@ static PyGetSetDef stream_getset[] = {
     {"seq", (getter)get_seq, NULL, "The next sequence number.", NULL},
     {"packets", (getter)get_packets, NULL, "Packets sent.", NULL},
     {"octets", (getter)get_octets, NULL, "Payload octets sent.", NULL},
-    {"dropped", (getter)get_dropped, NULL, "Samples cut short by a full socket.", NULL},
+    {"dropped", (getter)get_dropped, NULL, "Samples cut short.", NULL},
     {"last_rtp", (getter)get_last_rtp, NULL, "RTP timestamp of the last packet.", NULL},
     {"last_time", (getter)get_last_time, NULL, "Wall clock of the last packet.", NULL},
     {"ts_base", (getter)get_ts_base, NULL, "What media timestamps are offset by.", NULL},
+    {"closed", (getter)get_closed, NULL, "Whether close() was called.", NULL},
     {"need_key", (getter)get_need_key, (setter)set_need_key,
      "Whether only a keyframe may go next.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -323,24 +396,27 @@ static PyGetSetDef stream_getset[] = {
 static PyTypeObject RtpStreamType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wcs.webrtc._rtpout.RtpStream",
     .tp_basicsize = sizeof(RtpStream),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "One viewer's RTP track: header, SRTP, sendmmsg.",
     .tp_new = stream_new,
     .tp_dealloc = (destructor)stream_dealloc,
+    .tp_traverse = (traverseproc)stream_traverse,
+    .tp_clear = (inquiry)stream_clear,
     .tp_init = (initproc)stream_init,
     .tp_methods = stream_methods,
     .tp_getset = stream_getset,
 };
 
-/* send_all(streams, payloads, media_ts, keyframe, abs_send_time, sample, now) */
+/* send_all(streams, payloads, media_ts, keyframe, abs_send_time, now) */
 static PyObject *send_all(PyObject *module, PyObject *args) {
     PyObject *streams, *payloads;
     unsigned long media_ts, abs_send_time;
     int keyframe;
-    long long sample;
     double now;
-    if (!PyArg_ParseTuple(args, "O!O!kpkLd", &PyList_Type, &streams, &PyTuple_Type,
-                          &payloads, &media_ts, &keyframe, &abs_send_time, &sample, &now))
+    if (!PyArg_ParseTuple(args, "O!O!kpkd", &PyList_Type, &streams, &PyTuple_Type, &payloads,
+                          &media_ts, &keyframe, &abs_send_time, &now))
+        return NULL;
+    if (check_payloads(payloads, MAX_EXTENSION) < 0)
         return NULL;
     Py_ssize_t count = PyList_GET_SIZE(streams);
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -349,16 +425,16 @@ static PyObject *send_all(PyObject *module, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "send_all takes RtpStream objects");
             return NULL;
         }
-        if (send_one((RtpStream *)item, payloads, (uint32_t)media_ts, keyframe,
-                     (uint32_t)abs_send_time, sample, now) < 0)
-            return NULL;
     }
+    for (Py_ssize_t i = 0; i < count; i++)
+        send_one((RtpStream *)PyList_GET_ITEM(streams, i), payloads, (uint32_t)media_ts,
+                 keyframe, (uint32_t)abs_send_time, now);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"send_all", send_all, METH_VARARGS,
-     "send_all(streams, payloads, media_ts, keyframe, abs_send_time, sample, now)."},
+     "send_all(streams, payloads, media_ts, keyframe, abs_send_time, now)."},
     {NULL, NULL, 0, NULL},
 };
 

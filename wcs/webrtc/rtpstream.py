@@ -28,6 +28,9 @@ except ImportError:  # not built: the Python loop below
 
 #: Samples remembered per stream, to find the packet a NACK names.
 SENT_HISTORY = 256
+#: Largest RTP packet, header and extensions included (before SRTP's tag).
+MAX_PACKET = 1500
+MAX_EXTENSION = 64
 _HEADER = struct.Struct("!BBHII")
 
 
@@ -41,12 +44,26 @@ class RtpStream(Protocol):
     last_rtp: int
     last_time: float
     ts_base: int
+    closed: bool
     need_key: bool
 
     def send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
-             abs_send_time: int, sample: int, now: float) -> None: ...
+             abs_send_time: int, now: float) -> None: ...
 
-    def find(self, seq: int) -> tuple[int, int, int] | None: ...
+    def send_raw(self, data: bytes) -> None: ...
+
+    def find(self, seq: int) -> tuple[tuple[bytes, ...], int, int] | None: ...
+
+    def close(self) -> None: ...
+
+
+def check_payloads(payloads: tuple[bytes, ...], header_room: int) -> None:
+    """Refuse a sample that could not go out whole, before any of it is sent."""
+    for payload in payloads:
+        if not isinstance(payload, bytes):
+            raise TypeError("payloads must be bytes")
+        if 12 + header_room + len(payload) > MAX_PACKET:
+            raise ValueError("RTP packet too large")
 
 
 class PyRtpStream:
@@ -55,7 +72,11 @@ class PyRtpStream:
     def __init__(self, sock: socket.socket, address: tuple[str, int], session: Session,
                  ssrc: int, payload_type: int, seq: int, ts_base: int, extension: bytes,
                  abs_send_time_at: int, video: bool) -> None:
-        self._sock = sock.dup()  # its own, as the C stream has
+        if (len(extension) > MAX_EXTENSION or len(extension) % 4
+                or not 0 <= payload_type <= 127
+                or (abs_send_time_at >= 0 and abs_send_time_at + 3 > len(extension))):
+            raise ValueError("bad RtpStream parameters")
+        self._sock: socket.socket | None = sock.dup()  # its own, as the C stream has
         self._address = address
         self._protect = session.protect
         self._ssrc = ssrc
@@ -68,7 +89,7 @@ class PyRtpStream:
         self._need_key = video
         self.packets = self.octets = self.dropped = self.last_rtp = 0
         self.last_time = 0.0
-        self._sent: list[tuple[int, int, int, int] | None] = [None] * SENT_HISTORY
+        self._sent: list[tuple[tuple[bytes, ...], int, int, int] | None] = [None] * SENT_HISTORY
         self._next = 0
 
     @property
@@ -79,8 +100,19 @@ class PyRtpStream:
     def need_key(self, value: bool) -> None:
         self._need_key = bool(value) and self._video
 
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
     def send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
-             abs_send_time: int, sample: int, now: float) -> None:
+             abs_send_time: int, now: float) -> None:
+        check_payloads(payloads, len(self._extension))
+        self._send(payloads, media_ts, keyframe, abs_send_time, now)
+
+    def _send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
+              abs_send_time: int, now: float) -> None:
+        if self._sock is None or not payloads:
+            return
         if self._need_key:
             if not keyframe:
                 return
@@ -90,7 +122,7 @@ class PyRtpStream:
         if at >= 0:
             self._extension[at:at + 3] = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
         extension = bytes(self._extension)
-        first = (0x90 if extension else 0x80)
+        first = 0x90 if extension else 0x80
         last = len(payloads) - 1
         done = 0
         for index, payload in enumerate(payloads):
@@ -100,27 +132,40 @@ class PyRtpStream:
                                   self._ssrc) + extension + payload
             try:
                 self._sock.sendto(self._protect(packet), self._address)
-            except OSError:
+            except Exception:  # a full socket, or protection that failed: cut here
                 self.dropped += 1
                 self._need_key = self._video
                 break
             self.octets += len(payload)
             done += 1
         if done:
-            self._sent[self._next % SENT_HISTORY] = (self.seq, sample, done, ts)
+            self._sent[self._next % SENT_HISTORY] = (payloads, self.seq, done, ts)
             self._next += 1
             self.seq = (self.seq + done) & 0xFFFF
             self.packets += done
             self.last_rtp = ts
             self.last_time = now
 
-    def find(self, seq: int) -> tuple[int, int, int] | None:
+    def send_raw(self, data: bytes) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.sendto(data, self._address)
+            except OSError:
+                pass
+
+    def find(self, seq: int) -> tuple[tuple[bytes, ...], int, int] | None:
         for entry in self._sent:
             if entry is not None:
-                offset = (seq - entry[0]) & 0xFFFF
+                offset = (seq - entry[1]) & 0xFFFF
                 if offset < entry[2]:
-                    return entry[1], offset, entry[3]
+                    return entry[0], offset, entry[3]
         return None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._sent = [None] * SENT_HISTORY
 
 
 def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
@@ -129,7 +174,8 @@ def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
     """A viewer's track: in C when built (and ``native``), else in Python.
 
     The stream keeps ``session`` (the C loop uses its libsrtp context) and a
-    descriptor of ``sock`` of its own, so that neither can go before it does.
+    descriptor of ``sock`` of its own, so that neither can go before it does;
+    ``close()`` ends its sending.
     """
     if native and _rtpout is not None:
         return _rtpout.RtpStream(
@@ -143,10 +189,12 @@ def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
 
 
 def send_all(streams: list[Any], payloads: tuple[bytes, ...], media_ts: int,
-             keyframe: bool, abs_send_time: int, sample: int, now: float) -> None:
-    """One sample to every stream of a broadcast (all of one implementation)."""
+             keyframe: bool, abs_send_time: int, now: float) -> None:
+    """One sample to every stream of a broadcast (all of one implementation); a
+    sample that cannot go out whole is refused before any stream sends."""
     if streams and _rtpout is not None and isinstance(streams[0], _rtpout.RtpStream):
-        _rtpout.send_all(streams, payloads, media_ts, keyframe, abs_send_time, sample, now)
+        _rtpout.send_all(streams, payloads, media_ts, keyframe, abs_send_time, now)
         return
+    check_payloads(payloads, MAX_EXTENSION)
     for stream in streams:
-        stream.send(payloads, media_ts, keyframe, abs_send_time, sample, now)
+        stream._send(payloads, media_ts, keyframe, abs_send_time, now)

@@ -42,7 +42,6 @@ from aiortc.rtp import (
 from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 from twisted.logger import Logger
 
-from wcs.webrtc import packetizer
 from wcs.webrtc.rtpstream import RtpStream, open_stream, send_all
 
 log = Logger()
@@ -97,9 +96,8 @@ class FastSender(RTCRtpSender):
         self.stream: RtpStream | None = None
         self._native = native
         self._started = False
-        self._sock: socket.socket | None = None
-        self._address: Any = None
         self._srtp: Any = None
+        self._abs_send_time_at = -1
         self._pt = 0
         self._rtx_pt: int | None = None
         self._rtx_seq = random.randint(0, 0xFFFF)
@@ -125,21 +123,19 @@ class FastSender(RTCRtpSender):
                 self._rtx_pt = other.payloadType
         self._cname = parameters.rtcp.cname or ""
         video = self.kind == "video"
-        self._extension, abs_at = extension_block(parameters, video)
+        self._extension, self._abs_send_time_at = extension_block(parameters, video)
         dtls = self.transport
         dtls._register_rtp_sender(self, parameters)
         self._srtp = dtls._tx_srtp  # kept alive as long as the stream may use it
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             raise ConnectionError("no ICE pair was nominated")
-        fd = pair.protocol.transport.get_extra_info("socket").fileno()
-        self._sock = socket.socket(fileno=os.dup(fd))
-        self._sock.setblocking(False)
-        self._address = pair.remote_addr[:2]
-        self.stream = open_stream(
-            self._sock, self._address, self._srtp, self._ssrc, self._pt,
-            random.randint(0, 0xFFFF), random.randint(0, 0xFFFFFFFF), self._extension,
-            abs_at, video, native=self._native)
+        ice_socket = pair.protocol.transport.get_extra_info("socket")
+        with socket.socket(fileno=os.dup(ice_socket.fileno())) as sock:
+            self.stream = open_stream(
+                sock, pair.remote_addr[:2], self._srtp, self._ssrc, self._pt,
+                random.randint(0, 0xFFFF), random.randint(0, 0xFFFFFFFF), self._extension,
+                self._abs_send_time_at, video, native=self._native)
         REPORTS.add(self)
         self.ready.set()
 
@@ -154,10 +150,8 @@ class FastSender(RTCRtpSender):
         except Exception:  # already gone with the transport
             pass
         if stream is not None:
+            stream.close()  # a broadcast that still lists it sends it nothing more
             await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
@@ -165,7 +159,10 @@ class FastSender(RTCRtpSender):
                 self.retransmit(seq)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI,
                                                                     RTCP_PSFB_FIR):
-            self.on_keyframe_request()
+            try:
+                self.on_keyframe_request()
+            except Exception:  # never into aiortc's receive loop
+                log.failure("{label}: keyframe request failed", label=self.label)
 
     async def getStats(self) -> RTCStatsReport:
         stream = self.stream
@@ -180,24 +177,20 @@ class FastSender(RTCRtpSender):
 
     # the fast path
 
-    def send_sample(self, number: int, payloads: tuple[bytes, ...], media_ts: int,
-                    keyframe: bool) -> None:
+    def send_sample(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool) -> None:
         """One sample's packets to this viewer alone (a late joiner's GOP, say)."""
         stream = self.stream
         if stream is not None:
             now = time.time()
-            stream.send(payloads, media_ts, keyframe, abs_send_time(now), number, now)
+            stream.send(payloads, media_ts, keyframe, abs_send_time(now), now)
 
     def retransmit(self, seq: int) -> None:
         """Send a lost packet again (over RTX when negotiated), if still remembered."""
-        stream, sock = self.stream, self._sock
+        stream = self.stream
         found = stream.find(seq) if stream is not None else None
-        if found is None or sock is None:
+        if found is None or stream is None:
             return
-        number, index, ts = found
-        payloads = packetizer.recent(number)
-        if payloads is None or index >= len(payloads):
-            return
+        payloads, index, ts = found
         payload = payloads[index]
         marker = 0x80 if index == len(payloads) - 1 else 0
         first = 0x90 if self._extension else 0x80
@@ -208,27 +201,27 @@ class FastSender(RTCRtpSender):
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
             header = _HEADER.pack(first, marker | self._pt, seq, ts, self._ssrc)
+        extension = bytearray(self._extension)
+        at = self._abs_send_time_at
+        if at >= 0:  # sent now: the bandwidth estimate reads this
+            extension[at:at + 3] = abs_send_time(time.time()).to_bytes(3, "big")
         try:
-            sock.sendto(self._srtp.protect(header + self._extension + payload), self._address)
-        except OSError:
+            stream.send_raw(self._srtp.protect(header + bytes(extension) + payload))
+        except Exception:  # pylibsrtp's errors: the packet is just not sent again
             pass
 
     def report(self) -> None:
         """An RTCP sender report (and SDES), with the NTP/RTP mapping of the last packet."""
-        stream, sock = self.stream, self._sock
-        if stream is None or sock is None:
-            return
+        stream = self.stream
+        if stream is None or stream.packets == 0:
+            return  # no mapping to give before the first packet
         packets: list[Any] = [RtcpSrPacket(ssrc=self._ssrc, sender_info=RtcpSenderInfo(
             ntp_timestamp=ntp(stream.last_time), rtp_timestamp=stream.last_rtp,
             packet_count=stream.packets & 0xFFFFFFFF, octet_count=stream.octets & 0xFFFFFFFF))]
         if self._cname:
             packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(
                 ssrc=self._ssrc, items=[(1, self._cname.encode())])]))
-        try:
-            sock.sendto(self._srtp.protect_rtcp(b"".join(bytes(p) for p in packets)),
-                        self._address)
-        except OSError:
-            pass
+        stream.send_raw(self._srtp.protect_rtcp(b"".join(bytes(p) for p in packets)))
 
     async def _send_rtcp(self, packets: list[Any]) -> None:
         try:
@@ -262,17 +255,20 @@ class Reports:
             for sender, due in list(self._due.items()):
                 if due <= now and sender in self._due:
                     self._due[sender] = now + 0.5 + random.random()
-                    sender.report()
+                    try:
+                        sender.report()
+                    except Exception:  # one sender's trouble stops no one else's reports
+                        log.failure("{label}: sender report failed", label=sender.label)
 
 
 REPORTS = Reports()
 
 
-def send_to_all(streams: list[RtpStream], number: int, payloads: tuple[bytes, ...],
-                media_ts: int, keyframe: bool) -> None:
+def send_to_all(streams: list[RtpStream], payloads: tuple[bytes, ...], media_ts: int,
+                keyframe: bool) -> None:
     """One sample to the tracks of every viewer of a broadcast, in one call."""
     now = time.time()
-    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), number, now)
+    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now)
 
 
 def adopt(sender: RTCRtpSender, label: str, on_keyframe_request: Callable[[], None],

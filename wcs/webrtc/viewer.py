@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Any
 
 import av
 from aiortc import (
@@ -163,6 +164,8 @@ class WebRTCViewer:
         elif state == "failed":
             self._end("failed", "Failed by ICE timeout" if not self.connected
                       else "Failed by peer connection")
+        elif state == "closed":  # aiortc closed it (the browser went): end here too
+            self._end("stopped", "Peer connection closed")
 
     def _end(self, state: str, info: str | None) -> None:
         if not self._done:
@@ -180,7 +183,7 @@ class WebRTCViewer:
             return  # browsers take Opus over WebRTC
         track = self.tracks.get(sample.kind)
         if isinstance(track, FastSender):
-            track.send_sample(*payloads(sample), sample.pts, sample.keyframe)
+            track.send_sample(payloads(sample), sample.pts, sample.keyframe)
         elif track is not None:
             track.push(sample)
 
@@ -189,37 +192,38 @@ class WebRTCViewer:
         fast track of its kind in one call (viewers on aiortc senders get it each)."""
 
         def __init__(self) -> None:
-            self.viewers: list[WebRTCViewer] = []
             self.streams: dict[str, list[RtpStream]] = {"video": [], "audio": []}
             self.tracks: dict[str, list[EncodedTrack]] = {"video": [], "audio": []}
+            #: what each viewer was added with, so that exactly that is removed
+            self.members: dict[WebRTCViewer, list[tuple[str, Any]]] = {}
 
         def __iter__(self) -> Iterator[WebRTCViewer]:
-            return iter(list(self.viewers))
+            return iter(list(self.members))
 
         def add(self, viewer: WebRTCViewer) -> None:
-            self.viewers.append(viewer)
+            added: list[tuple[str, Any]] = []
             for kind, track in viewer.tracks.items():
                 if isinstance(track, FastSender) and track.stream is not None:
                     self.streams[kind].append(track.stream)
+                    added.append((kind, track.stream))
                 elif isinstance(track, EncodedTrack):
                     self.tracks[kind].append(track)
+                    added.append((kind, track))
+            self.members[viewer] = added
 
         def remove(self, viewer: WebRTCViewer) -> None:
-            if viewer in self.viewers:
-                self.viewers.remove(viewer)
-            for kind, track in viewer.tracks.items():
-                stream = getattr(track, "stream", None)
-                if stream in self.streams[kind]:
-                    self.streams[kind].remove(stream)
-                if track in self.tracks[kind]:
-                    self.tracks[kind].remove(track)
+            for kind, outlet in self.members.pop(viewer, []):
+                if isinstance(outlet, EncodedTrack):
+                    self.tracks[kind].remove(outlet)
+                else:
+                    self.streams[kind].remove(outlet)
 
         def deliver(self, sample: Sample) -> None:
             if sample.codec == "aac":
                 return  # browsers take Opus over WebRTC
             streams = self.streams[sample.kind]
             if streams:
-                send_to_all(streams, *payloads(sample), sample.pts, sample.keyframe)
+                send_to_all(streams, payloads(sample), sample.pts, sample.keyframe)
             for track in self.tracks[sample.kind]:
                 track.push(sample)
 
