@@ -6,7 +6,7 @@ decode (WCS's "AAC frames of type 0") is dropped and counted; playback goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import av
@@ -15,6 +15,18 @@ from twisted.logger import Logger
 from wcs.media.sample import AAC_FRAME, OPUS_CLOCK, OPUS_FRAME, Sample
 
 log = Logger()
+
+
+def drained(resampler: av.AudioResampler,
+            encode: Callable[[av.AudioFrame | None], Iterator[Sample]]) -> Iterator[Sample]:
+    """What a resampler and its encoder still hold at the end: a partial last
+    frame is padded by the resampler, or dropped."""
+    try:
+        for chunk in resampler.resample(None):
+            yield from encode(chunk)
+        yield from encode(None)
+    except (av.FFmpegError, ValueError):
+        pass
 
 
 class OpusTranscoder:
@@ -56,16 +68,7 @@ class OpusTranscoder:
             for chunk in self.resampler.resample(frame):
                 yield from self._encode(chunk)
         if packet is None:
-            yield from self._flush()
-
-    def _flush(self) -> Iterator[Sample]:
-        """The tail: a partial last frame is padded by the resampler, or dropped."""
-        try:
-            for chunk in self.resampler.resample(None):
-                yield from self._encode(chunk)
-            yield from self._encode(None)
-        except (av.FFmpegError, ValueError):
-            pass
+            yield from drained(self.resampler, self._encode)
 
     def _encode(self, frame: av.AudioFrame | None) -> Iterator[Sample]:
         if frame is not None:
@@ -118,14 +121,8 @@ class AacTranscoder:
 
     def flush(self) -> Iterator[Sample]:
         """The tail the resampler and the encoder still hold, when the stream ends."""
-        if self._origin is None:
-            return
-        try:
-            for chunk in self.resampler.resample(None):
-                yield from self._encode(chunk)
-            yield from self._encode(None)
-        except (av.FFmpegError, ValueError):
-            pass
+        if self._origin is not None:
+            yield from drained(self.resampler, self._encode)
 
     def _encode(self, frame: av.AudioFrame | None) -> Iterator[Sample]:
         assert self._origin is not None
