@@ -40,6 +40,8 @@ def test_files_inside(folder):
     ("..\\secret.mp4", "'..' is not allowed"),
     ("a\x00.mp4", "control characters are not allowed"),
     ("a\x7f.mp4", "control characters are not allowed"),
+    (".x.mp4.part", "hidden files are not allowed"),
+    ("sub/.b.mp4", "hidden files are not allowed"),
     ("out.mp4", "it leads outside the media folder"),
     ("up/secret.mp4", "it leads outside the media folder"),
 ])

@@ -54,6 +54,8 @@ def test_stream_request_fields():
     ({"mediaSessionId": "a", "width": "wide"}, "'width' must be a number", True),
     ({"mediaSessionId": "a", "height": True}, "'height' must be a number", True),
     ({"mediaSessionId": "a", "width": 10**9}, "'width' is out of range", True),
+    ({"mediaSessionId": "a", "width": float("inf")}, "'width' must be a finite number", True),
+    ({"mediaSessionId": "a", "height": float("nan")}, "'height' must be a finite number", True),
     ({"mediaSessionId": "a", "record": "maybe"}, "'record' must be true or false", True),
     ({"mediaSessionId": "a", "mediaProvider": "Flash"}, "unknown mediaProvider", True),
     ({"mediaSessionId": "a", "sdp": 5}, "'sdp' must be a string", True),

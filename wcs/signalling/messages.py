@@ -9,6 +9,7 @@ array that the SDK's handler needs (wcs-protocol.md §1.2).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,8 @@ def size_field(body: dict[str, Any], key: str) -> int:
         return 0
     if isinstance(value, bool):
         raise MessageError(f"'{key}' must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MessageError(f"'{key}' must be a finite number")
     if isinstance(value, (int, float)):
         number = int(value)
     elif isinstance(value, str) and value.strip().isdigit():

@@ -19,8 +19,11 @@ def resolve(media_dir: Path, name: str) -> Path:
         raise InvalidName.because("control characters are not allowed")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise InvalidName.because("absolute paths are not allowed")
-    if ".." in name.replace("\\", "/").split("/"):
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
         raise InvalidName.because("'..' is not allowed")
+    if any(part.startswith(".") and part != "." for part in parts):
+        raise InvalidName.because("hidden files are not allowed")
     root = media_dir.resolve()
     try:
         real = (root / name).resolve()

@@ -30,28 +30,45 @@ class PageConfig(resource.Resource):
         return self.body
 
 
-class Records(static.File):
-    """``/client/records/NAME.mp4``: finished recordings, where the SDK's
-    recording page links them. Plain ``.mp4`` files of the media folder only:
-    no listing, no sub-folders, no partial (hidden) files."""
+class Folder(static.File):
+    """The files of one folder, read-only: no listing, no hidden files, no NUL
+    bytes, and nothing outside the folder, whatever a symlink says."""
+
+    top: Path | None = None
 
     def directoryListing(self) -> resource.Resource:
         return resource.NoResource()
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        if path.startswith(b".") or not path.endswith(b".mp4") or b"/" in path:
+        if b"\x00" in path or path.startswith(b"."):
+            return resource.NoResource()
+        child = super().getChild(path, request)
+        if isinstance(child, static.File):
+            top = self.top or Path(self.path).resolve()
+            if not Path(child.path).resolve().is_relative_to(top):
+                return resource.NoResource()  # a symlink that leads out of the folder
+            if isinstance(child, Folder):
+                child.top = top
+        return child
+
+
+class Records(Folder):
+    """``/client/records/NAME.mp4``: finished recordings, where the SDK's
+    recording page links them. Plain ``.mp4`` files of the media folder only:
+    no sub-folders and no partial (hidden) files either."""
+
+    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+        if not path.endswith(b".mp4") or b"/" in path:
             return resource.NoResource()
         child = super().getChild(path, request)
         if not isinstance(child, static.File) or not child.isfile():
             return resource.NoResource()
-        if not Path(child.path).resolve().is_relative_to(Path(self.path).resolve()):
-            return resource.NoResource()  # a symlink that leads out of the media folder
         return child
 
 
 def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     """The root resource, and the REST root that API areas attach to."""
-    root = static.File(str(STATIC_DIR))
+    root = Folder(str(STATIC_DIR))
     root.indexNames = ["index.html"]
     root.putChild(b"config.json", PageConfig(settings))
     rest = RestRoot()
@@ -60,7 +77,7 @@ def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     client.putChild(b"records", Records(str(settings.media_dir)))
     root.putChild(b"client", client)
     if settings.websdk_dir is not None:
-        root.putChild(b"client2", static.File(str(settings.websdk_dir)))
+        root.putChild(b"client2", Folder(str(settings.websdk_dir)))
     return root, rest
 
 

@@ -1,0 +1,66 @@
+"""What a hostile client tries, against the real server: each gets a clear
+refusal and nothing else changes."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+
+from testkit.harness import RawWebSocket
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_non_finite_sizes_fail_that_stream_only(start_server, media):
+    server = start_server(media_dir=str(media))
+    client = RawWebSocket(server.ws_url)
+    client.send_json("connection", {})
+    client.receive_json()
+    for index, raw in enumerate((b"1e999", b"NaN", b"-Infinity")):
+        client.send_frame(b'{"message":"playStream","data":[{"mediaSessionId":"m%d",'
+                          b'"name":"vod://main.mp4","width":%s}]}' % (index, raw))
+        reply = client.receive_json()["data"][0]
+        assert reply["status"] == "FAILED" and "finite number" in reply["info"], reply
+    client.send_json("ping", None)
+    assert client.receive_json()["message"] == "pong"  # the session carries on
+    client.close()
+
+
+def test_hidden_and_partial_files_are_not_played(start_server, media, tmp_path):
+    folder = tmp_path / "hidden"
+    folder.mkdir()
+    (folder / ".cam-1.mp4.part").write_bytes((media / "main.mp4").read_bytes())
+    server = start_server(media_dir=str(folder))
+    client = RawWebSocket(server.ws_url)
+    client.send_json("connection", {})
+    client.receive_json()
+    client.send_json("playStream", {"mediaSessionId": "m", "name": "vod://.cam-1.mp4.part",
+                                    "sdp": "v=0\r\n"})
+    reply = client.receive_json()["data"][0]
+    assert reply["info"] == "Invalid stream name: hidden files are not allowed"
+    client.close()
+
+
+def test_the_web_folders_list_nothing_and_stay_inside(start_server, media, tmp_path):
+    site = tmp_path / "sdk"
+    (site / "examples").mkdir(parents=True)
+    (site / "flashphoner.js").write_text("// sdk")
+    (site / ".hidden.js").write_text("// hidden")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    os.symlink(secret, site / "link.txt")
+    server = start_server(media_dir=str(media), websdk_dir=str(site))
+    base = f"{server.http_url}/client2/"
+    assert status(base + "flashphoner.js") == 200
+    for path in ("", "examples/", ".hidden.js", "link.txt", "%00", "a%00b.js",
+                 "examples/%00"):
+        assert status(base + path) == 404, path
+    assert status(f"{server.http_url}/%00") == 404
+    assert status(f"{server.http_url}/") == 200  # the player page still serves
