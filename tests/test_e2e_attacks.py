@@ -64,3 +64,18 @@ def test_the_web_folders_list_nothing_and_stay_inside(start_server, media, tmp_p
         assert status(base + path) == 404, path
     assert status(f"{server.http_url}/%00") == 404
     assert status(f"{server.http_url}/") == 200  # the player page still serves
+
+
+def test_with_no_address_to_offer_a_play_fails_at_once_saying_why(start_server, media):
+    import time
+
+    from testkit.rtc_client import play, run
+
+    server = start_server(media_dir=str(media), ip="")  # this namespace has loopback only
+    assert "set ip= in flashphoner.properties" in server.log()  # said at start
+    started = time.monotonic()
+    got = run(play(server.ws_url, "vod://main.mp4", timeout=15))
+    assert got.statuses == ["PENDING", "FAILED"], got.statuses
+    assert got.infos == ["No ICE candidate to offer: this server has no address browsers "
+                         "can reach (set ip= in flashphoner.properties)"]
+    assert time.monotonic() - started < 3  # not the 20 s ICE timeout

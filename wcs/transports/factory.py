@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from wcs.errors import Unsupported
 from wcs.media.sample import MediaInfo, Sample
@@ -22,6 +23,8 @@ from wcs.transports.interfaces import OnState, Player
 from wcs.webrtc import ice
 from wcs.webrtc.publisher import WebRTCPublisher
 from wcs.webrtc.viewer import WebRTCViewer
+
+log = Logger()
 
 
 class TransportFactory:
@@ -42,7 +45,10 @@ class TransportFactory:
         self.record_dir = record_dir
         self.record_template = record_template
         self.channels = MediaChannels()
-        ice.announce(announced_ips)
+        if not ice.announce(announced_ips):
+            log.warn("this machine has no address to offer browsers over WebRTC (only "
+                     "loopback): set ip= in flashphoner.properties, or every WebRTC play "
+                     "fails with \"{info}\"", info=ice.NO_ADDRESS)
 
     def player(self, provider: str, session_id: str, info: MediaInfo, label: str,
                on_state: OnState) -> Player:

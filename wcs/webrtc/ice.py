@@ -14,11 +14,17 @@ import aioice.ice
 _machine_addresses = aioice.ice.get_host_addresses
 
 
-def announce(addresses: Sequence[str]) -> None:
-    """Gather candidates on ``addresses`` only (empty: all of the machine's)."""
+#: Why a play cannot start when no address can be offered to browsers.
+NO_ADDRESS = ("No ICE candidate to offer: this server has no address browsers can reach "
+              "(set ip= in flashphoner.properties)")
+
+
+def announce(addresses: Sequence[str]) -> bool:
+    """Gather candidates on ``addresses`` only (empty: all of the machine's);
+    False when that leaves nothing to offer (a machine with loopback only)."""
     if not addresses:
         aioice.ice.get_host_addresses = _machine_addresses
-        return
+        return bool(_machine_addresses(use_ipv4=True, use_ipv6=True))
     chosen = list(addresses)
 
     def configured(use_ipv4: bool, use_ipv6: bool) -> list[str]:
@@ -27,3 +33,9 @@ def announce(addresses: Sequence[str]) -> None:
                 or (use_ipv6 and ipaddress.ip_address(address).version == 6)]
 
     aioice.ice.get_host_addresses = configured
+    return True
+
+
+def has_candidates(sdp: str) -> bool:
+    """Whether an answer offers the browser anywhere to send to."""
+    return "a=candidate:" in sdp

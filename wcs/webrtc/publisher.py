@@ -37,7 +37,7 @@ from wcs.media.sample import (
     Sample,
     VideoInfo,
 )
-from wcs.webrtc import codecs
+from wcs.webrtc import codecs, ice
 
 log = Logger()
 
@@ -151,6 +151,8 @@ class WebRTCPublisher:
             audio=AudioInfo(OPUS_CLOCK, 2, self._aac.config) if self._aac else None)
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        if not ice.has_candidates(pc.localDescription.sdp):
+            raise NegotiationError(ice.NO_ADDRESS)
         return pc.localDescription.sdp
 
     def _track(self, track: Any) -> None:

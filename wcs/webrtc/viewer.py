@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from wcs import aio
 from wcs.errors import NegotiationError
 from wcs.media.sample import MediaInfo, Sample
-from wcs.webrtc import codecs
+from wcs.webrtc import codecs, ice
 from wcs.webrtc.packetizer import payloads
 from wcs.webrtc.rtpstream import RtpStream
 from wcs.webrtc.sender import FastSender, adopt, send_to_all
@@ -132,6 +132,8 @@ class WebRTCViewer:
             raise NegotiationError("Nothing to play: the offer and the file share no media")
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        if not ice.has_candidates(pc.localDescription.sdp):
+            raise NegotiationError(ice.NO_ADDRESS)  # rather than 20 s of ICE timeout
         return pc.localDescription.sdp
 
     def _add(self, kind: str, preferences: list) -> None:
