@@ -133,9 +133,15 @@ def encode_frame(payload: bytes, opcode: int = 1) -> bytes:
 class RawWebSocket:
     """A deliberately minimal client that can send anything, even bad frames."""
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, receive_buffer: int = 0) -> None:
+        """``receive_buffer``, if set, shrinks the socket's receive buffer before it
+        connects (a client that reads slowly fills it at once)."""
         host, port, path = split_url(url)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, int(port)))
         self.sock.sendall(handshake(host, port, path))
         head = b""
         while b"\r\n\r\n" not in head:

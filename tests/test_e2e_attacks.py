@@ -79,3 +79,71 @@ def test_with_no_address_to_offer_a_play_fails_at_once_saying_why(start_server, 
     assert got.infos == ["No ICE candidate to offer: this server has no address browsers "
                          "can reach (set ip= in flashphoner.properties)"]
     assert time.monotonic() - started < 3  # not the 20 s ICE timeout
+
+
+def test_aliases_of_a_file_are_one_broadcast(start_server, media, tmp_path):
+    from testkit.rest_client import call
+    from testkit.rtc_client import play, run
+
+    folder = tmp_path / "aliases"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "clip.mp4").write_bytes((media / "live.mp4").read_bytes())
+    os.symlink(folder / "clip.mp4", folder / "sub" / "link.mp4")
+    server = start_server(media_dir=str(folder))
+    status, _, _ = call(server.http_url, "/rest-api/vod/startup",
+                        {"uri": "vod-live://./clip.mp4", "localStreamName": "show"})
+    assert status == 200
+
+    async def three():
+        import asyncio
+        return await asyncio.gather(*(play(server.ws_url, name, stop_after=2)
+                                      for name in ("vod-live://clip.mp4",
+                                                   "vod-live://./clip.mp4",
+                                                   "vod-live://sub/link.mp4")))
+
+    got = run(three())
+    assert all(g.statuses[:2] == ["PENDING", "PLAYING"] for g in got)
+    log = server.log()
+    assert log.count(f"opened {folder / 'clip.mp4'}") == 1  # one reader, one encode
+    assert log.count("created for vod-live://clip.mp4") == 1
+    status, found, _ = call(server.http_url, "/rest-api/vod/find", {"localStreamName": "show"})
+    assert found[0]["uri"] == "vod-live://clip.mp4"
+
+def rss(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_client_that_never_reads_is_cut_off_with_memory_bounded(start_server, media):
+    import time
+
+    server = start_server(media_dir=str(media), ws_send_buffer="262144")
+    pid = server.process.pid
+    flood = RawWebSocket(server.ws_url, receive_buffer=4096)
+    flood.send_json("connection", {})
+    before = rss(pid)
+    name = "vod://" + "a" * 1000 + ".mp4"  # each FAILED reply echoes it: 1 KB out
+    started, sent = time.monotonic(), 0
+    try:
+        while time.monotonic() - started < 8:  # never reads a reply
+            flood.send_frame(b'{"message":"playStream","data":[{"mediaSessionId":"m%d",'
+                             b'"name":"%s"}]}' % (sent, name.encode()))
+            sent += 1
+    except OSError:
+        pass  # the server cut it off
+    peak = rss(pid)
+    assert sent > 1000
+    assert peak - before < 40 * 2**20, (before, peak)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "the client reads nothing" not in server.log():
+        time.sleep(0.1)
+    assert "the client reads nothing" in server.log()
+    # and everyone else is served as ever
+    other = RawWebSocket(server.ws_url)
+    other.send_json("connection", {})
+    assert other.receive_json()["message"] == "getUserData"
+    other.send_json("sendData", {"operationId": {"deep": 1}})
+    assert "operationId" in other.receive_json()["data"][0]["info"]
+    other.close()

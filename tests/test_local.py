@@ -52,7 +52,7 @@ def test_escapes_are_refused_before_anything_is_opened(folder, name, reason):
 
 
 @pytest.mark.parametrize("name", ["absent.mp4", "sub", "loop", "%2e%2e/secret.mp4",
-                                  "a/" * 300 + "x.mp4"])
+                                  "a/" * 300 + "x.mp4", "a" * 1000 + ".mp4"])
 def test_what_is_not_a_file_inside_is_not_found(folder, name):
     with pytest.raises(NotFound) as refused:
         local.resolve(folder, name)

@@ -3,6 +3,8 @@ per live name, a stream per personal play, names, timeouts, published streams.""
 
 from __future__ import annotations
 
+import posixpath
+
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -51,6 +53,11 @@ class FakeSources:
             self.slow.append(waiting)
             return waiting.addCallback(lambda _: media)
         return succeed(media)
+
+    def canonical(self, location: str) -> str:
+        if location == "absent.mp4":
+            raise NotFound()
+        return posixpath.normpath(location)
 
     def check(self, location: str) -> str:
         if location == "absent.mp4":
@@ -222,3 +229,34 @@ def test_close_all_stops_every_viewer(world):
     registry.close_all()
     assert [v.ended for v in viewers] == [("Server shutdown", False)] * 2
     assert registry.streams == {} and registry.published == {}
+
+
+def test_every_alias_of_a_file_is_one_broadcast(world):
+    registry, sources, _ = world
+    streams = [result(registry.open(name)) for name in
+               ("vod-live://a.mp4", "vod-live://./a.mp4", "vod-live://.//a.mp4")]
+    assert streams[0] is streams[1] is streams[2] and sources.opened == ["a.mp4"]
+    assert streams[0].name == "vod-live://a.mp4"
+
+
+def test_rest_and_websocket_share_a_files_broadcast(world):
+    registry, sources, _ = world
+    show = result(registry.startup("vod-live://./a.mp4", "show"))
+    assert str(show.uri) == "vod-live://a.mp4"
+    assert result(registry.open("vod-live://a.mp4")) is show
+    assert result(registry.open("vod-live://.//a.mp4")) is show
+    assert sources.opened == ["a.mp4"]
+    # an operator may still run another, named broadcast of the file (looping, say)
+    other = result(registry.startup("vod-live://a.mp4", "other", loop=True))
+    assert other is not show and result(registry.open("vod-live://a.mp4")) is show
+
+
+def test_a_startup_still_opening_holds_its_name_and_leaves_waiting_plays_alone(world):
+    registry, sources, _ = world
+    play = registry.open("vod-live://slow/a.mp4")
+    show = registry.startup("vod-live://slow/a.mp4", "show")
+    assert isinstance(result(registry.startup("vod-live://b.mp4", "show")).value, NameTaken)
+    for waiting in sources.slow:
+        waiting.callback(None)
+    assert result(play).name == "vod-live://slow/a.mp4" and result(show).name == "show"
+    assert "show" not in registry._starting

@@ -147,3 +147,22 @@ def test_check_opens_local_files_and_only_names_s3_objects(media, tmp_path):
         sources.check("text.mp4")
     with pytest.raises(InvalidName):
         sources.check("s3/B/x")
+
+
+def test_one_spelling_of_a_location(media, tmp_path):
+    import os
+
+    (media / "sub").mkdir(exist_ok=True)
+    os.symlink(media / "clip.mp4", media / "sub" / "link.mp4")
+    try:
+        sources = sources_for(media, tmp_path)
+        for alias in ("clip.mp4", "./clip.mp4", ".//clip.mp4", "sub/link.mp4"):
+            assert sources.canonical(alias) == "clip.mp4", alias
+        assert sources.canonical("s3/bucket/a/b.mp4") == "s3/bucket/a/b.mp4"
+        with pytest.raises(NotFound):
+            sources.canonical("absent.mp4")
+        for refused in ("../clip.mp4", "sub/../clip.mp4"):  # refused, not an alias
+            with pytest.raises(InvalidName):
+                sources.canonical(refused)
+    finally:
+        (media / "sub" / "link.mp4").unlink()

@@ -63,6 +63,7 @@ class Settings:
     ping_interval: int = 5000
     ping_probes: int = 10
     ws_max_message_size: int = 256 * 1024
+    ws_send_buffer: int = 1024 * 1024
     websdk_dir: Path | None = None
     rest_api_key: str = field(default="", repr=False)
     record_template: str = "{streamName}-{startTime}"
@@ -190,6 +191,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "keep_alive.server_interval": ("ping_interval", _positive, repr),
     "keep_alive.probes": ("ping_probes", _positive, repr),
     "ws_max_message_size": ("ws_max_message_size", _positive, repr),
+    "ws_send_buffer": ("ws_send_buffer", _positive, repr),
     "websdk_dir": ("websdk_dir", _optional_path, repr),
     "rest_api_key": ("rest_api_key", _token, _secret),
     "stream_record_policy_template": ("record_template", _template, repr),

@@ -137,7 +137,11 @@ class Session:
         elif name == "availableStream":
             self._on_available(body)
         elif name == "sendData":
-            self.send(messages.data_status(body.get("operationId"), "ACCEPTED"))
+            operation = body.get("operationId")
+            if not isinstance(operation, (str, int)) or isinstance(operation, bool) or (
+                    isinstance(operation, str) and len(operation) > 128):
+                raise MessageError("sendData: 'operationId' must be a short string or a number")
+            self.send(messages.data_status(operation, "ACCEPTED"))
         elif name == "snapshot":
             self._on_snapshot(body)
         elif name in SIP_MESSAGES:

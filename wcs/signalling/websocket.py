@@ -1,7 +1,10 @@
 """Autobahn glue: WebSocket connections on any path, each driving a Session.
 
 Oversized messages are discarded as they stream in (never buffered) and the
-session is told, so one bad frame never costs memory or the connection.
+session is told, so one bad frame never costs memory or the connection. What
+goes out is bounded too: while the socket's buffer is full, at most
+``ws_send_buffer`` more bytes are written; a client that reads no further is
+disconnected (and logged as such), never buffered for without limit.
 """
 
 from __future__ import annotations
@@ -19,8 +22,36 @@ from wcs.signalling.session import Session, StreamHandler
 log = Logger()
 
 
+class SendBudget:
+    """How much more may be written while the socket's buffer is full
+    (Twisted pauses this producer then, and resumes it once drained)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.paused = False
+        self.written = 0  # bytes written since the pause
+
+    def pauseProducing(self) -> None:
+        if not self.paused:  # Twisted says it again at every write while full
+            self.paused, self.written = True, 0
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+    def spend(self, size: int) -> bool:
+        """Whether ``size`` more bytes may go out now."""
+        if not self.paused:
+            return True
+        self.written += size
+        return self.written <= self.limit
+
+
 class SocketChannel:
-    """This socket as a media channel: binary frames out, with backpressure."""
+    """This socket as a media channel: binary frames out, with backpressure
+    (the media viewer becomes the socket's producer while it plays)."""
 
     def __init__(self, protocol: SignallingProtocol) -> None:
         self.protocol = protocol
@@ -29,12 +60,16 @@ class SocketChannel:
         self.protocol.sendMessage(data, isBinary=True)
 
     def register_producer(self, producer: object) -> None:
-        self.protocol.transport.registerProducer(producer, True)
+        transport = self.protocol.transport
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(producer, True)
 
     def unregister_producer(self) -> None:
         transport = self.protocol.transport
         if transport is not None and getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()
+            self.protocol.watch_buffer()
 
 
 class SignallingProtocol(WebSocketServerProtocol):
@@ -58,11 +93,25 @@ class SignallingProtocol(WebSocketServerProtocol):
             lookup=self.factory.by_token,
         )
         self.factory.sessions[self.session.id] = self.session
+        self.budget = SendBudget(self.factory.settings.ws_send_buffer)
+        self.watch_buffer()
         log.info("session {session} opened from {peer} on {path}",
                  session=self.session.id, peer=self._peer, path=self._path)
 
+    def watch_buffer(self) -> None:
+        """Be told when the socket's buffer fills (unless a media viewer is)."""
+        if self.transport is not None and getattr(self.transport, "producer", None) is None:
+            self.transport.registerProducer(self.budget, True)
+
     def _send_text(self, text: str) -> None:
-        self.sendMessage(text.encode("utf-8"), isBinary=False)
+        data = text.encode("utf-8")
+        if self.budget.spend(len(data)):
+            self.sendMessage(data, isBinary=False)
+        elif self.session is not None and not self.session.closed:
+            log.warn("session {session}: the client reads nothing (over {n} bytes wait to "
+                     "go out); disconnected", session=self.session.id, n=self.budget.limit)
+            self.session.released("the client does not read")
+            self.dropConnection(abort=True)
 
     # streaming receive, so that an oversized message is dropped, not buffered
 

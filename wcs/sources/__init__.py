@@ -89,6 +89,15 @@ class Sources:
                                  self.progressive)
         return opening.addCallback(lambda opened: OpenedMedia(*opened))
 
+    def canonical(self, location: str) -> str:
+        """The one spelling of what ``location`` points at (``./x.mp4``,
+        ``sub/../x.mp4`` and a symlink to it are all ``x.mp4``), after the same
+        checks an open makes; raises why it cannot be played."""
+        if location.startswith(S3_PREFIX):
+            return str(s3.parse(location))
+        real = local.resolve(self.media_dir, location)
+        return real.relative_to(self.media_dir.resolve()).as_posix()
+
     def check(self, location: str) -> str:
         """For ``availableStream``: the info if ``location`` can be played now;
         raises the reason if not. Local files are opened and checked; S3

@@ -31,6 +31,9 @@ def resolve(media_dir: Path, name: str) -> Path:
         raise NotFound() from None
     if not real.is_relative_to(root):
         raise InvalidName.because("it leads outside the media folder")
-    if not real.is_file():
-        raise NotFound()
+    try:
+        if not real.is_file():
+            raise NotFound()
+    except OSError:  # a name part too long for the file system, and the like
+        raise NotFound() from None
     return real

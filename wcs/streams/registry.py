@@ -48,9 +48,13 @@ class StreamRegistry:
         self.loop = loop
         self.timeout = timeout
         self.streams: dict[str, VodStream] = {}
-        self.live: dict[str, VodStream] = {}
+        self.live: dict[str, VodStream] = {}  # by the name viewers play
+        #: by the one spelling of their uri: what a play of any alias joins (a REST
+        #: startup under a name of its own may run another broadcast of one file)
+        self.broadcasts: dict[str, VodStream] = {}
         self.published: dict[str, PublishedStream] = {}
-        self._opening: dict[str, list[Deferred[VodStream]]] = {}
+        self._opening: dict[str, list[Deferred[VodStream]]] = {}  # by that spelling
+        self._starting: set[str] = set()  # names REST startups are opening
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -61,19 +65,27 @@ class StreamRegistry:
         published = self.published.get(name)
         if published is not None:
             return succeed(published)
-        if name in self._opening:  # another viewer is opening the same broadcast
-            waiting: Deferred[VodStream] = Deferred()
-            self._opening[name].append(waiting)
-            return waiting
         try:
             parsed = uris.parse(name)
+            if parsed.scheme == uris.PERSONAL:
+                return self._create(parsed, name, live=False)
+            if parsed.scheme != uris.LIVE:
+                raise NotFound(STREAM_NOT_FOUND)
+            uri = self._canonical(parsed)  # every alias of a file: one broadcast
         except WcsError:
             return fail()
-        if parsed.scheme == uris.PERSONAL:
-            return self._create(parsed, name, live=False)
-        if parsed.scheme == uris.LIVE:
-            return self._create(parsed, name, live=True, loop=self.loop)
-        return fail(NotFound(STREAM_NOT_FOUND))
+        key = str(uri)
+        existing = self.broadcasts.get(key)
+        if existing is not None and not existing.closed:
+            return succeed(existing)
+        if key in self._opening:  # another viewer is opening the same broadcast
+            waiting: Deferred[VodStream] = Deferred()
+            self._opening[key].append(waiting)
+            return waiting
+        return self._create(uri, key, live=True, loop=self.loop)
+
+    def _canonical(self, parsed: uris.StreamUri) -> uris.StreamUri:
+        return uris.StreamUri(parsed.scheme, self.sources.canonical(parsed.path))
 
     def startup(self, uri: str, name: str, loop: bool | None = None) -> Deferred[VodStream]:
         """Start a live broadcast of ``uri`` under ``name``, with or without viewers."""
@@ -82,10 +94,17 @@ class StreamRegistry:
             if parsed.scheme != uris.LIVE:
                 raise Unsupported("startup only creates live VOD: 'uri' must be vod-live://...")
             self._check_name(name, f"a stream named {name!r} already exists")
+            canonical = self._canonical(parsed)
         except WcsError:
             return fail()
-        return self._create(parsed, name, live=True, persistent=True,
-                            loop=self.loop if loop is None else loop)
+        self._starting.add(name)
+
+        def started(result: VodStream | Failure) -> VodStream | Failure:
+            self._starting.discard(name)
+            return result
+
+        return self._create(canonical, name, live=True, persistent=True,
+                            loop=self.loop if loop is None else loop).addBoth(started)
 
     def check_publishable(self, name: str) -> None:
         """Raise unless a page may publish under ``name`` now."""
@@ -104,7 +123,7 @@ class StreamRegistry:
         problem = uris.stream_name_problem(name)
         if problem is not None:
             raise InvalidName.because(problem)
-        if name in self.published or name in self.live or name in self._opening:
+        if name in self.published or name in self.live or name in self._starting:
             raise NameTaken(taken, name)
 
     def _unpublished(self, stream: PublishedStream) -> None:
@@ -122,8 +141,10 @@ class StreamRegistry:
 
     def _create(self, parsed: uris.StreamUri, name: str, *, live: bool, loop: bool = False,
                 persistent: bool = False) -> Deferred[VodStream]:
-        if live:
-            self._opening[name] = []
+        key = str(parsed)
+        shared = live and not persistent  # plays of the uri wait for this one
+        if shared:
+            self._opening[key] = []
 
         def opened(media: OpenedMedia) -> VodStream:
             stream = VodStream(parsed, name, media, self.clock, self._gone, live=live,
@@ -131,12 +152,13 @@ class StreamRegistry:
             self.streams[stream.id] = stream
             if live:
                 self.live[name] = stream
+                self.broadcasts.setdefault(key, stream)  # what plays of the uri join
             log.info("stream {id} created for {uri} as {name!r}{loop}", id=stream.id,
                      uri=str(parsed), name=name, loop=" (looping)" if loop else "")
             return stream
 
         def settle(result: VodStream | Failure) -> VodStream | Failure:
-            for waiting in self._opening.pop(name, []) if live else []:
+            for waiting in self._opening.pop(key, []) if shared else []:
                 if isinstance(result, Failure):
                     waiting.errback(result)
                 else:
@@ -149,6 +171,8 @@ class StreamRegistry:
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:
             del self.live[stream.name]
+        if self.broadcasts.get(str(stream.uri)) is stream:
+            del self.broadcasts[str(stream.uri)]
         if self.streams.pop(stream.id, None) is not None:
             log.info("stream {id} ({uri}) released after sending {video} video and {audio} "
                      "audio samples", id=stream.id, uri=str(stream.uri),
