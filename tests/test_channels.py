@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from wcs.mse.channels import MediaChannels
+import pytest
+
+from wcs.errors import MediaTransportRefused
+from wcs.mse.channels import PARKED_LIMIT, MediaChannels
 
 
 def test_a_waiting_play_gets_the_socket_when_it_comes():
@@ -44,3 +47,40 @@ def test_closed_sockets_and_sessions_are_forgotten():
     channels.forget("s1")
     channels.arrived("s1", "late")
     assert got == []
+
+
+def test_a_socket_is_matched_once_a_second_connect_is_refused():
+    channels, got = MediaChannels(), []
+    channels.wait("s1", got.append)
+    channels.arrived("s1", "socket")
+    with pytest.raises(MediaTransportRefused, match="already serves a play"):
+        channels.arrived("s1", "socket")
+    with pytest.raises(MediaTransportRefused, match="already serves a play"):
+        channels.arrived("s2", "socket")  # nor taken for another session
+    channels.wait("s1", got.append)
+    assert got == ["socket"]  # the next play waits for a socket of its own
+    channels.arrived("s1", "own socket")
+    assert got == ["socket", "own socket"]
+
+
+def test_sockets_that_come_first_serve_the_next_plays_in_order_up_to_a_limit():
+    channels, got = MediaChannels(), []
+    for n in range(PARKED_LIMIT):
+        channels.arrived("s1", f"socket {n}")
+    with pytest.raises(MediaTransportRefused, match=f"{PARKED_LIMIT} media sockets"):
+        channels.arrived("s1", "one too many")
+    channels.wait("s1", got.append)
+    channels.wait("s1", got.append)
+    assert got == ["socket 0", "socket 1"]
+    channels.gone("s1", "socket 2")
+    channels.wait("s1", got.append)
+    assert got == ["socket 0", "socket 1", "socket 3"]
+
+
+def test_a_closed_socket_is_forgotten_wherever_it_was():
+    channels = MediaChannels()
+    channels.arrived("s1", "socket")
+    channels.gone("other session", "socket")  # its session is known from its arrival
+    channels.arrived("s1", "socket")  # once closed, it is not remembered either
+    channels.forget("s1")
+    assert channels._parked == {} and channels._matched == {} and channels._waiting == {}

@@ -69,5 +69,10 @@ class BadRequest(WcsError):
     """A REST request whose body or fields cannot be used."""
 
 
+class MediaTransportRefused(WcsError):
+    """An MSE media socket (``connectMediaTransport``) no play may take: one
+    that already serves a play, or one too many waiting for plays."""
+
+
 class NegotiationError(WcsError):
     """An SDP offer that cannot be answered: not a media error, the file is fine."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
-from wcs.signalling.messages import StreamRequest
+from wcs.errors import MediaTransportRefused
+from wcs.signalling.messages import MessageError, StreamRequest
 from wcs.signalling.playing import Playback
 from wcs.signalling.publishing import Publication
 from wcs.signalling.session import Session
@@ -78,8 +79,12 @@ class StreamRequests:
         return self.registry.available(name)
 
     def media_transport(self, owner: Session, media: Session) -> None:
-        """A media socket arrived for ``owner``'s plays."""
-        self.transports.media_channel(owner.id, media.channel)
+        """A media socket arrived for ``owner``'s plays; a socket that already
+        serves one is refused (the media session answers ``fail`` with why)."""
+        try:
+            self.transports.media_channel(owner.id, media.channel)
+        except MediaTransportRefused as refused:
+            raise MessageError(refused.info) from None
 
     def release(self, session: Session) -> None:
         """The session's socket is gone: end what it played and published."""

@@ -90,7 +90,8 @@ class Transports(Protocol):
         """A recording of ``stream_name``, named by the record template."""
 
     def media_channel(self, session_id: str, channel: Any) -> None:
-        """A session's media socket arrived (the SDK's MSE ``connectMediaTransport``)."""
+        """A session's media socket arrived (the SDK's MSE ``connectMediaTransport``);
+        raises :class:`~wcs.errors.MediaTransportRefused` if no play may take it."""
 
     def media_channel_closed(self, session_id: str, channel: Any) -> None:
         """That media socket is gone."""
