@@ -84,6 +84,58 @@ def test_finish_tells_everyone():
     assert len(broadcast) == 0
 
 
+def test_a_subscriber_that_fails_while_closing_is_logged_and_the_others_are_told():
+    from twisted.logger import capturedLogs
+
+    class Stubborn(Sink):
+        def closed(self, info, failed):
+            raise RuntimeError("cannot close")
+
+    broadcast = Broadcast("t")
+    sinks = [Sink(), Stubborn(), Sink()]
+    for sink in sinks:
+        broadcast.add(sink)
+    with capturedLogs() as events:
+        broadcast.finish("Stopped by server", failed=False)
+    assert [sinks[0].ended, sinks[2].ended] == [("Stopped by server", False)] * 2
+    assert [e["log_failure"].getErrorMessage() for e in events if "log_failure" in e] == [
+        "cannot close"]
+
+
+def test_a_bug_in_the_fan_out_ends_a_file_stream_failed_and_its_viewers_are_told(tmp_path):
+    """Not one subscriber's failure (that one is dropped) but the broadcast's own:
+    the pump ends the stream FAILED, logs the traceback, and the stream is released."""
+    from twisted.internet.task import Clock
+    from twisted.logger import capturedLogs
+
+    from tools.makemedia import make_mp4
+    from wcs.media.mp4 import Mp4File
+    from wcs.sources import OpenedMedia
+    from wcs.streams import uri
+    from wcs.streams.stream import VodStream
+
+    path = make_mp4(tmp_path / "f.mp4", seconds=2, width=160, height=90)
+    gone: list[VodStream] = []
+    clock = Clock()
+    stream = VodStream(uri.parse("vod-live://f.mp4"), "vod-live://f.mp4",
+                       OpenedMedia(Mp4File(path, "f")), clock, gone.append, live=True)
+    viewer = Sink()
+    stream.subscribe(viewer)
+
+    def broken(sample):
+        raise KeyError("fan-out bug")
+
+    with capturedLogs() as events:
+        clock.advance(0.5)
+        assert viewer.got and viewer.ended is None
+        stream.broadcast._remember = broken  # a defect in the broadcast itself
+        clock.advance(0.5)
+    assert viewer.ended == ("Internal error", True)
+    assert gone == [stream] and stream.closed
+    assert any("log_failure" in e for e in events)
+    assert clock.getDelayedCalls() == []
+
+
 def test_track_starts_on_a_keyframe_and_stays_bounded_when_not_read():
     async def scenario():
         track = EncodedTrack("video")

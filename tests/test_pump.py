@@ -126,3 +126,98 @@ def test_a_decoder_or_io_error_ends_the_stream_plainly():
         run.pump.start()
         run.advance(0.5)
         assert run.ended == ["Source read failed"]
+
+
+def failures(events: list[dict]) -> list[str]:
+    """The log failures among ``events``, as their tracebacks' last lines."""
+    return [event["log_failure"].getErrorMessage() for event in events
+            if "log_failure" in event]
+
+
+def test_a_bug_in_the_source_ends_the_stream_failed_with_its_traceback_logged():
+    from twisted.logger import capturedLogs
+
+    with capturedLogs() as events:
+        run = Run(failing(KeyError("a bug")))
+        run.pump.start()
+        run.advance(0.5)
+    assert len(run.sent) == 2
+    assert run.ended == [pump.INTERNAL_ERROR]
+    assert failures(events) == ["'a bug'"]
+    assert run.clock.getDelayedCalls() == []  # and nothing keeps running
+
+
+def test_a_bug_where_samples_go_ends_the_stream_and_other_pumps_go_on():
+    from twisted.logger import capturedLogs
+
+    clock = Clock()
+    ended: list[str | None] = []
+    healthy: list[Sample] = []
+
+    def broken(sample: Sample) -> None:
+        if sample.data == b"1":
+            raise ValueError("fan-out bug")
+
+    with capturedLogs() as events:
+        bad = Pump(iter(samples(5)), clock, "bad", broken, ended.append)
+        good = Pump(iter(samples(5)), clock, "good", healthy.append, lambda _: None)
+        bad.start()
+        good.start()
+        for _ in range(60):
+            clock.advance(0.01)
+    assert ended == [pump.INTERNAL_ERROR]  # once, when the bug hit
+    assert len(healthy) == 5
+    assert failures(events) == ["fan-out bug"]
+
+
+def test_an_owner_that_fails_at_the_end_is_logged_not_told_twice():
+    from twisted.logger import capturedLogs
+
+    told: list[str | None] = []
+
+    def owner(reason: str | None) -> None:
+        told.append(reason)
+        raise RuntimeError("owner bug")
+
+    with capturedLogs() as events:
+        clock = Clock()
+        broken = Pump(iter(samples(1)), clock, "t", lambda _: None, owner)
+        broken.start()
+        clock.advance(0)
+    assert told == [None]
+    assert failures(events) == ["owner bug"]
+
+
+def test_close_lets_go_of_the_source_and_the_callbacks_at_once():
+    import gc
+    import weakref
+
+    class Owner:
+        def __init__(self) -> None:
+            self.pump = Pump(self.read(), Clock(), "t", self.send, self.ended)
+            self.closed_source = False
+
+        def read(self):
+            try:
+                yield from samples(5)
+            finally:
+                self.closed_source = True
+
+        def send(self, sample: Sample) -> None:
+            pass
+
+        def ended(self, reason: str | None) -> None:
+            pass
+
+    gc.disable()
+    try:
+        owner = Owner()
+        owner.pump.start()
+        owner.pump._clock.advance(0)  # reading: the source is suspended mid-way
+        owner.pump.close()
+        assert owner.closed_source  # closing the reader closes its decoders now
+        gone = weakref.ref(owner)
+        del owner
+        assert gone() is None, "the pump and its owner were left in a reference cycle"
+    finally:
+        gc.enable()

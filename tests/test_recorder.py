@@ -136,3 +136,35 @@ def test_a_published_streams_aac_keeps_its_priming_and_its_tail(tmp_path, source
     sent = len(opus) * 960 / 48000
     assert abs(played - sent) < 0.011, (played, sent)
     media.close()
+
+
+def test_a_bug_while_writing_fails_the_recording_saying_so_with_its_traceback(tmp_path,
+                                                                             source):
+    from twisted.logger import capturedLogs
+
+    from wcs.recording.recorder import INTERNAL_FAILURE
+
+    states: list = []
+    recorder, media = recorder_for(tmp_path, source, states)
+    samples = list(media.samples())
+    for sample in samples[:5]:
+        recorder.deliver(sample)
+
+    class Buggy:
+        def mux(self, packet):
+            raise AttributeError("a bug, not the disk")
+
+        def close(self):
+            pass
+
+    recorder.container = Buggy()
+    with capturedLogs() as events:
+        for sample in samples[5:15]:
+            recorder.deliver(sample)
+    assert states == [("failed", INTERNAL_FAILURE)]  # once
+    assert [e["log_failure"].getErrorMessage() for e in events if "log_failure" in e] == [
+        "a bug, not the disk"]
+    recorder.closed(None, False)
+    assert outcome(recorder).value.info == INTERNAL_FAILURE
+    assert list(tmp_path.iterdir()) == []
+    media.close()

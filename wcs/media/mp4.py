@@ -251,7 +251,10 @@ class Mp4File:
                       keyframe=is_idr or packet.is_keyframe, codec="h264")
 
     def close(self) -> None:
+        """Close the file and let go of its tracks: a track's decoder (and the
+        threads FFmpeg gave it) lives as long as the track object does."""
         self.container.close()
+        self.video = self.audio = None
 
 
 def shifted(sample: Sample, seconds: float) -> Sample:

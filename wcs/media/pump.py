@@ -1,7 +1,9 @@
 """Pacing on the reactor: each sample goes out when the wall clock reaches it.
 
 Deadlines are ``start + sample time`` rather than accumulated sleeps, so
-timer jitter never adds up to drift.
+timer jitter never adds up to drift. Whatever goes wrong, reading a sample or
+handing it on, ends the pump through ``on_end`` with a reason (a bug's with
+its traceback in the log): a stream never just stops being paced.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ BURST = 64
 RETRY = 0.05
 #: How long a source may keep the pump waiting before the stream fails (s).
 STALL_LIMIT = 15.0
+#: What a stream's viewers are told when a bug ended it (the traceback is logged).
+INTERNAL_ERROR = "Internal error"
 
 
 class Pump:
     """Reads samples lazily and hands each to ``send`` when it is due.
 
     ``on_end`` gets ``None`` at the end of the samples, or the info of the
-    error that stopped them.
+    error that stopped them, once. :meth:`close` lets go of the samples (and
+    the decoders and threads behind them) and of the callbacks, so that
+    nothing the pump held waits for the garbage collector.
     """
 
     def __init__(self, samples: Iterator[Sample], clock: IReactorTime, label: str,
@@ -50,10 +56,11 @@ class Pump:
         self._call: IDelayedCall | None = None
         self._start: float | None = None
         self.running = False
+        self.ended = False
         self.sent: Counter[str] = Counter()
 
     def start(self) -> None:
-        if self.running:
+        if self.running or self.ended:
             return
         self.running = True
         self._call = self._clock.callLater(0, self._run)
@@ -65,8 +72,34 @@ class Pump:
             self._call.cancel()
         self._call = None
 
+    def close(self) -> None:
+        """Stop for good and release the source's samples now (closing the
+        reader closes its transcoders), and the callbacks, which point back at
+        whoever owns this pump."""
+        self.stop()
+        self.ended = True
+        samples, self._samples = self._samples, iter(())
+        self._pending = None
+        self._send = self._on_end = _ignore
+        self._ready = None
+        close = getattr(samples, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.failure("{label}: closing the source failed", label=self.label)
+
     def _run(self) -> None:
         self._call = None
+        try:
+            self._turn()
+        except Exception:
+            log.failure("{label}: stream failed", label=self.label)
+            if not self.ended:
+                self._finish(INTERNAL_ERROR)
+
+    def _turn(self) -> None:
+        """Send what is due, then sleep until the next sample is."""
         now = self._clock.seconds()
         for _ in range(BURST):
             if self._pending is None:
@@ -122,4 +155,9 @@ class Pump:
 
     def _finish(self, reason: str | None) -> None:
         self.stop()
+        self.ended = True
         self._on_end(reason)
+
+
+def _ignore(*_args: object) -> None:
+    """What a closed pump calls instead of its owner."""

@@ -129,7 +129,20 @@ class MseViewer:
             self._on_state(state, info)
 
     def close(self) -> None:
+        """Let go of the socket (it stops driving us) and of the owner's callbacks,
+        so nothing here waits for the garbage collector."""
         self._done = True
         self.channels.cancel(self.session_id, self._attach)
-        if self.channel is not None:
-            self.channel.unregister_producer()
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.unregister_producer()
+        self._on_state = _ignore
+        self.on_keyframe_request = _nothing
+
+
+def _ignore(_state: str, _info: str | None) -> None:
+    """What a closed viewer reports to: nobody."""
+
+
+def _nothing() -> None:
+    """What a closed viewer asks for: nothing."""

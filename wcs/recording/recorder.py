@@ -29,6 +29,9 @@ from wcs.media.sample import AAC_FRAME, VIDEO_CLOCK, MediaInfo, Sample
 
 log = Logger()
 
+#: What the publication is told when a bug (not the disk) stopped the recording.
+INTERNAL_FAILURE = "Recording failed: internal error"
+
 
 def record_name(template: str, stream_name: str, media_session_id: str,
                 folder: Path, now: datetime.datetime | None = None) -> str:
@@ -51,7 +54,8 @@ class Recorder:
     file when the stream closes it (``completed`` fires with the name).
 
     ``on_state`` gets "failed" with the reason, once, when writing fails
-    (a full disk, say): the stream should then be ended. ``in_thread`` runs
+    (a full disk, say, or a bug: then logged with its traceback): the
+    publication then ends FAILED, and its peer with it. ``in_thread`` runs
     the closing rewrite off the reactor.
     """
 
@@ -105,6 +109,9 @@ class Recorder:
             self._fail(error.info)
         except (OSError, av.FFmpegError) as error:
             self._fail(f"Recording failed: {getattr(error, 'strerror', None) or error}")
+        except Exception:  # a bug, not the disk: said as such, with its traceback
+            log.failure("{label}: recording failed", label=self.label)
+            self._fail(INTERNAL_FAILURE)
 
     def _fail(self, info: str) -> None:
         self.failed = info
@@ -112,7 +119,9 @@ class Recorder:
         self._on_state("failed", info)
 
     def closed(self, info: str | None, failed: bool) -> None:
-        """The stream ended: complete the file (``completed`` tells how it went)."""
+        """The stream ended: complete the file (``completed`` tells how it went).
+        Nothing more is reported to the owner, whose callback is let go."""
+        self._on_state = _ignore
         if self.container is not None:
             self._finish().chainDeferred(self.completed)
 
@@ -175,6 +184,10 @@ class Recorder:
             return name
 
         return self._in_thread(close).addCallback(done)
+
+
+def _ignore(_state: str, _info: str | None) -> None:
+    """What a recorder whose stream ended reports to: nobody."""
 
 
 def _parameter_sets(annexb: bytes) -> bytes:

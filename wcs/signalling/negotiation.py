@@ -48,6 +48,7 @@ class Negotiation:
     def disarm(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        self._timer = None  # a call that fired still holds ``end``: a cycle
 
     def send_answer(self, sdp: str) -> None:
         if not self.done:

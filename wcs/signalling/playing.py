@@ -20,10 +20,10 @@ class Playback(Negotiation):
 
     def opened(self, stream: Stream) -> None:
         """The stream exists (at once for files, later for S3): negotiate."""
-        self.stream = stream
         if self.done:  # stopped while the source was opening
             stream.unsubscribe(None)
             return
+        self.stream = stream
         self.player = self.transports.player(
             self.request.media_provider, self.session.id, stream.info, self.label,
             self._player_state)
@@ -50,7 +50,11 @@ class Playback(Negotiation):
             self.end("STOPPED" if state == "stopped" else "FAILED", info)
 
     def release(self) -> None:
-        if self.stream is not None:
-            self.stream.unsubscribe(self.player)
-        if self.player is not None:
-            self.player.close()
+        """Leave the stream, close the player, and forget both: the player
+        holds a callback to this play, so keeping it would make a cycle."""
+        stream, player = self.stream, self.player
+        self.stream = self.player = None
+        if stream is not None:
+            stream.unsubscribe(player)
+        if player is not None:
+            player.close()

@@ -72,8 +72,12 @@ class Publication(Negotiation):
             self.end("FAILED", info)
 
     def _sample(self, sample: Sample) -> None:
-        if self.stream is not None:
-            self.stream.send(sample)
+        stream = self.stream
+        if stream is None:
+            return
+        stream.send(sample)
+        if stream.failure is not None:  # the fan-out broke: the stream has ended
+            self.end("FAILED", stream.failure)
 
     def _record_info(self) -> dict[str, Any]:
         return {"recordName": self.recorder.name} if self.recorder else {}
@@ -81,12 +85,18 @@ class Publication(Negotiation):
     def release(self) -> Deferred[dict[str, Any]] | None:
         """The peer (after what it still holds), then the live stream (its viewers
         get STOPPED, its recorder completes the file); the page hears the end
-        after the file."""
-        if self.publisher is not None:
-            self.publisher.flush()
-            self.publisher.close()
-        if self.stream is not None:
-            self.stream.terminate("Stopped by publisher stop")
-        if self.recorder is None:
+        after the file. Each is forgotten here: each holds callbacks to this
+        publication, and keeping them would make cycles."""
+        publisher = self.publisher
+        if publisher is not None:
+            publisher.flush()
+            publisher.close()
+        self.publisher = None
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.terminate("Stopped by publisher stop")
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
             return None
-        return self.recorder.completed.addCallback(lambda _: self._record_info())
+        record_info = {"recordName": recorder.name}
+        return recorder.completed.addCallback(lambda _: record_info)

@@ -5,6 +5,10 @@ mid-GOP starts at once on that IDR instead of waiting for the next one. The
 cached frames go out with their timestamps pressed together just before the
 live edge, so the viewer decodes them in a blink and shows the same moment
 as everyone else; its audio starts at the live edge.
+
+A subscriber that raises is dropped and told "Internal error" (logged with
+its traceback); the others go on. A failure of the fan-out itself reaches
+whoever sends (the pump, or a published stream), which ends the stream FAILED.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from wcs.media.pump import INTERNAL_ERROR
 from wcs.media.sample import Sample
 from wcs.streams.subscriber import Subscriber
 
@@ -103,7 +108,7 @@ class Broadcast:
                 log.failure("{label}: subscribers failed; dropped", label=self.label)
                 for subscriber in list(batch):
                     self.remove(subscriber)
-                    subscriber.closed("Internal error", True)
+                    self._tell(subscriber, INTERNAL_ERROR, True)
 
     def _remember(self, sample: Sample) -> None:
         if sample.keyframe:
@@ -124,7 +129,15 @@ class Broadcast:
         except Exception:
             log.failure("{label}: subscriber failed; dropped", label=self.label)
             self.remove(subscriber)
-            subscriber.closed("Internal error", True)
+            self._tell(subscriber, INTERNAL_ERROR, True)
+
+    def _tell(self, subscriber: Subscriber, info: str | None, failed: bool) -> None:
+        """``closed`` for one subscriber; its failure is logged, never passed on
+        to the others (each of them is still told)."""
+        try:
+            subscriber.closed(info, failed)
+        except Exception:
+            log.failure("{label}: a subscriber failed while closing", label=self.label)
 
     def finish(self, info: str | None, failed: bool) -> None:
         """The stream ended: tell everyone, forget everyone."""
@@ -134,4 +147,4 @@ class Broadcast:
         self._batches = {}
         self._gop = []
         for subscriber in subscribers:
-            subscriber.closed(info, failed)
+            self._tell(subscriber, info, failed)

@@ -7,6 +7,10 @@
   file is longer than that.
 - A :class:`PublishedStream` carries what a page publishes to whoever plays
   its name, and ends when the publisher stops.
+
+A stream that ends lets go at once of what it holds (its pump, its media and
+the decoders behind them, its subscribers, its callbacks), so that it is
+freed by reference counting, never left to the garbage collector.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import STREAM_NOT_FOUND
-from wcs.media.pump import Pump
+from wcs.media.pump import INTERNAL_ERROR, Pump
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia
 from wcs.streams import uri as uris
@@ -110,14 +114,18 @@ class VodStream:
         broadcast.finish(reason, failed=reason is not None)
 
     def close(self) -> None:
+        """Release everything now: the pump and its samples, the media (its
+        decoders' threads end with it), the timer, and the registry's callback."""
         if self.closed:
             return
         self.closed = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self.pump.stop()
+        self._timer = None
+        self.pump.close()
         self.media.close()
-        self._on_gone(self)
+        on_gone, self._on_gone = self._on_gone, _gone
+        on_gone(self)
 
 
 class PublishedStream:
@@ -134,11 +142,21 @@ class PublishedStream:
         self._asked_at: float | None = None
         self._on_gone = on_gone
         self.closed = False
+        #: Why it ended, when it failed by itself (not stopped by its publisher).
+        self.failure: str | None = None
 
     def send(self, sample: Sample) -> None:
-        """One sample from the publisher, to everyone (nothing once it has stopped)."""
-        if not self.closed:
+        """One sample from the publisher, to everyone (nothing once it has stopped).
+
+        A bug in the fan-out ends the stream FAILED, logged with its traceback
+        (``failure`` says why); the publisher sees ``closed`` and stops."""
+        if self.closed:
+            return
+        try:
             self.broadcast.send(sample)
+        except Exception:
+            log.failure("stream {id} ({name!r}) failed", id=self.id, name=self.name)
+            self._end(INTERNAL_ERROR, failed=True)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if self.closed:
@@ -162,8 +180,23 @@ class PublishedStream:
 
     def terminate(self, info: str) -> None:
         """The publisher stopped (or was stopped): every viewer gets STOPPED."""
+        self._end(info, failed=False)
+
+    def _end(self, info: str, failed: bool) -> None:
         if self.closed:
             return
         self.closed = True
-        self.broadcast.finish(info, failed=False)
-        self._on_gone(self)
+        if failed:
+            self.failure = info
+        self.broadcast.finish(info, failed=failed)
+        self._ask_publisher = _nothing
+        on_gone, self._on_gone = self._on_gone, _gone
+        on_gone(self)
+
+
+def _nothing() -> None:
+    """What a stream that ended asks of its publisher."""
+
+
+def _gone(_stream: object) -> None:
+    """What a stream that ended tells the registry again: nothing."""

@@ -14,12 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiortc.rtcrtpreceiver
-from aiortc import (
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCSessionDescription,
-)
+from aiortc import RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -28,6 +23,7 @@ from wcs import aio
 from wcs.errors import NegotiationError
 from wcs.media import h264
 from wcs.media.audio import AacTranscoder
+from wcs.media.pump import INTERNAL_ERROR
 from wcs.media.reencode import Vp8ToH264
 from wcs.media.sample import (
     OPUS_CLOCK,
@@ -38,6 +34,7 @@ from wcs.media.sample import (
     VideoInfo,
 )
 from wcs.webrtc import codecs, ice
+from wcs.webrtc.peer import Peer
 
 log = Logger()
 
@@ -84,7 +81,9 @@ class WebRTCPublisher:
 
     ``on_sample`` gets every frame (Annex B H.264 on a 90 kHz clock, Opus on
     48 kHz, times from the first frame); ``on_state`` gets "connected", then
-    "failed" with an info.
+    "failed" with an info. A frame that cannot be handed on (a bug in the
+    transcoders, or whatever takes it) fails the publisher with its traceback
+    logged, rather than ending one read task while aiortc's queue fills on.
     """
 
     def __init__(self, label: str, on_sample: Callable[[Sample], None],
@@ -92,7 +91,7 @@ class WebRTCPublisher:
         self.label = label
         self._on_sample = on_sample
         self._on_state = on_state
-        self.pc: RTCPeerConnection | None = None
+        self.pc: Peer | None = None
         self.info: MediaInfo | None = None
         self.connected = False
         self._origins: dict[str, int] = {}
@@ -112,7 +111,7 @@ class WebRTCPublisher:
         if not offered:
             raise NegotiationError("The offer has no audio or video to publish")
         codecs.register_profiles()
-        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = self.pc = Peer(self.label, self._connect_failed)
         pc.on("connectionstatechange", self._state_changed)
         pc.on("track", self._track)
         video_profile = None
@@ -163,9 +162,16 @@ class WebRTCPublisher:
         clock = VIDEO_CLOCK if kind == "video" else OPUS_CLOCK
         try:
             while True:
-                self._emit(kind, clock, await track.recv())
+                frame = await track.recv()
+                if self._done:
+                    return
+                self._emit(kind, clock, frame)
         except MediaStreamError:
             pass
+        except Exception:
+            log.failure("{label}: a received {kind} frame could not be handed on",
+                        label=self.label, kind=kind)
+            self._fail(INTERNAL_ERROR)
 
     def _emit(self, kind: str, clock: int, frame: Encoded) -> None:
         origin = self._origins.setdefault(kind, frame.timestamp)
@@ -202,16 +208,26 @@ class WebRTCPublisher:
         for ssrc in [s for s in seen if s not in retransmissions]:
             asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
 
-    async def _state_changed(self) -> None:
-        assert self.pc is not None
-        state = self.pc.connectionState
+    def _state_changed(self) -> None:
+        """Called by aiortc at each change, as it happens."""
+        pc = self.pc
+        if pc is None or self._done:
+            return
+        state = pc.connectionState
         if state == "connected" and not self.connected:
             self.connected = True
             self._on_state("connected", None)
-        elif state == "failed" and not self._done:
+        elif state in ("failed", "closed"):  # closed: aiortc did, the page's side went
+            self._fail("Failed by peer connection: the publisher's connection was lost"
+                       if self.connected else "Failed by ICE timeout")
+
+    def _connect_failed(self, error: Exception) -> None:
+        self._fail(f"Failed by peer connection: {error}")
+
+    def _fail(self, info: str) -> None:
+        if not self._done:
             self._done = True
-            self._on_state("failed", "Failed by ICE timeout" if not self.connected
-                           else "Failed by peer connection")
+            self._on_state("failed", info)
 
     def flush(self) -> None:
         """Hand on what the AAC transcoder still holds (the stream is ending)."""
@@ -220,13 +236,29 @@ class WebRTCPublisher:
                 self._on_sample(aac)
 
     def close(self) -> None:
+        """Stop reading now, close the peer, and let go of the owner's callbacks
+        (they point back at the publication)."""
         self._done = True
+        self._on_sample = _drop
+        self._on_state = _ignore
+        for task in self._tasks:
+            task.cancel()  # nothing is read any more: aiortc's queues go with the peer
         aio.deferred(self._close()).addErrback(
             lambda failure: log.failure("{label}: closing the peer failed", failure,
                                         label=self.label))
 
     async def _close(self) -> None:
-        if self.pc is not None:
-            await self.pc.close()
-        for task in self._tasks:
-            task.cancel()
+        pc = self.pc
+        if pc is not None:
+            await pc.close()
+        self._tasks = []
+        self._video_receiver = None
+        self.pc = None
+
+
+def _drop(_sample: Sample) -> None:
+    """Where a closed publisher's frames go."""
+
+
+def _ignore(_state: str, _info: str | None) -> None:
+    """What a closed publisher reports to: nobody."""

@@ -13,21 +13,18 @@ from fractions import Fraction
 from typing import Any
 
 import av
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
+from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
 from wcs.errors import NegotiationError
+from wcs.media.pump import INTERNAL_ERROR
 from wcs.media.sample import MediaInfo, Sample
 from wcs.webrtc import codecs, ice
 from wcs.webrtc.packetizer import payloads
+from wcs.webrtc.peer import Peer
 from wcs.webrtc.rtpstream import RtpStream
 from wcs.webrtc.sender import FastSender, adopt, send_to_all
 
@@ -35,6 +32,9 @@ log = Logger()
 
 #: Samples queued per track before a slow peer is cut back to the next keyframe.
 QUEUE_LIMIT = 256
+#: Why a play ends when the browser's connection goes after it played: it stopped
+#: answering ICE consent checks (gone, or its network dropped), or closed its side.
+LOST = "Failed by peer connection: the viewer's connection was lost"
 
 
 class EncodedTrack(MediaStreamTrack):
@@ -88,6 +88,11 @@ class WebRTCViewer:
     "failed" or "stopped" and an info. With ``fast`` (the default) each track
     is a :class:`~wcs.webrtc.sender.FastSender` that sends a sample's packets
     at once; without, an :class:`EncodedTrack` that aiortc's own sender reads.
+
+    A connection that ends by itself ends the play, FAILED with why: ICE that
+    never connects, or a browser that stops answering once playing (its ICE
+    consent expires: aiortc fails, then closes the peer on its own), or closes
+    its side. Nothing is left saying PLAYING to a viewer that gets nothing.
     """
 
     pressed_join = True  # a late joiner shows the live moment at once
@@ -100,9 +105,10 @@ class WebRTCViewer:
         self.fast = fast
         self.on_keyframe_request: Callable[[], None] = lambda: None
         self.tracks: dict[str, EncodedTrack | FastSender] = {}
-        self.pc: RTCPeerConnection | None = None
+        self.pc: Peer | None = None
         self.connected = False
         self._done = False
+        self._ready: asyncio.Future[None] | None = None  # waits for the senders' keys
 
     def answer(self, offer_sdp: str) -> Deferred[str]:
         """Negotiate; the answer carries all our candidates (no trickle)."""
@@ -113,7 +119,7 @@ class WebRTCViewer:
 
     async def _answer(self, offer_sdp: str) -> str:
         offered = codecs.offered_media(offer_sdp)
-        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = self.pc = Peer(self.label, self._connect_failed)
         pc.on("connectionstatechange", self._state_changed)
         if self.info.video is not None and "video" in offered:
             ids = [str(c.parameters.get("profile-level-id", "42e01f"))
@@ -152,22 +158,40 @@ class WebRTCViewer:
         log.debug("{label}: keyframe requested", label=self.label)
         self.on_keyframe_request()
 
-    async def _state_changed(self) -> None:
-        assert self.pc is not None
-        state = self.pc.connectionState
+    def _state_changed(self) -> None:
+        """Called by aiortc at each change, as it happens (not in a task of its
+        own, which would read a later state: a "failed" seen as "closed")."""
+        pc = self.pc
+        if pc is None or self._done:
+            return
+        state = pc.connectionState
         log.debug("{label}: peer connection {state}", label=self.label, state=state)
         if state == "connected" and not self.connected:
             self.connected = True
-            for track in self.tracks.values():
-                if isinstance(track, FastSender):
-                    await track.ready.wait()  # aiortc hands it the keys right after
-            if not self._done:
-                self._on_state("connected", None)
+            self._ready = asyncio.ensure_future(self._senders_ready(), loop=aio.loop())
         elif state == "failed":
-            self._end("failed", "Failed by ICE timeout" if not self.connected
-                      else "Failed by peer connection")
-        elif state == "closed":  # aiortc closed it (the browser went): end here too
-            self._end("stopped", "Peer connection closed")
+            self._end("failed", LOST if self.connected else "Failed by ICE timeout")
+        elif state == "closed":  # aiortc closed it by itself: the browser's side closed
+            self._end("failed", LOST if self.connected else "Failed by ICE timeout")
+
+    async def _senders_ready(self) -> None:
+        for track in list(self.tracks.values()):
+            if isinstance(track, FastSender):
+                await track.ready.wait()  # aiortc hands it the keys right after
+        self._ready = None
+        if not self._done:
+            try:
+                self._on_state("connected", None)
+            except Exception:
+                log.failure("{label}: starting to play failed", label=self.label)
+                self._end("failed", INTERNAL_ERROR)
+
+    def _connect_failed(self, error: Exception) -> None:
+        """aiortc's connect task failed while the peer was open."""
+        self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        self._end("failed", f"Failed by peer connection: {error}")
 
     def _end(self, state: str, info: str | None) -> None:
         if not self._done:
@@ -233,7 +257,14 @@ class WebRTCViewer:
         self._end("failed" if failed else "stopped", info)
 
     def close(self) -> None:
+        """Close the peer, and let go of the owner's callbacks now (they point
+        back at the play); the tracks and the peer are let go once closed."""
         self._done = True
+        self._on_state = _ignore
+        self.on_keyframe_request = _nothing
+        if self._ready is not None:
+            self._ready.cancel()  # senders that never started: nothing to wait for
+            self._ready = None
         aio.deferred(self._close()).addErrback(
             lambda failure: log.failure("{label}: closing the peer failed", failure,
                                         label=self.label))
@@ -243,5 +274,19 @@ class WebRTCViewer:
         for track in self.tracks.values():
             if isinstance(track, EncodedTrack):
                 track.stop()
-        if self.pc is not None:
-            await self.pc.close()
+        pc = self.pc
+        if pc is not None:
+            await pc.close()
+        for track in self.tracks.values():
+            if isinstance(track, FastSender):
+                track.on_keyframe_request = _nothing
+        self.tracks = {}
+        self.pc = None
+
+
+def _ignore(_state: str, _info: str | None) -> None:
+    """What a closed viewer reports to: nobody."""
+
+
+def _nothing() -> None:
+    """What a closed viewer asks for: nothing."""

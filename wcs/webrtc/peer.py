@@ -1,0 +1,78 @@
+"""aiortc's peer connection, with what it leaves behind taken care of.
+
+- Its connect task (ICE, then DTLS, then the senders) runs on its own and
+  nobody awaits it: when the peer is closed under it (the viewer left while
+  connecting, or consent expired), it raised "RTCIceTransport is closed" and
+  asyncio logged "Task exception was never retrieved". Here its errors are
+  caught: expected ones (the peer is closed) are only logged at debug level,
+  others go to ``on_connect_error`` so that the play fails at once, saying why.
+- Once closed, it and its transports still point at each other through event
+  listeners and back references, so only the garbage collector frees them (and
+  the sockets' buffers, the SRTP sessions, the statistics behind them). After
+  :meth:`close` those references are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection
+from twisted.logger import Logger
+
+log = Logger()
+
+
+def _ignore(_error: Exception) -> None:
+    """What a closed peer reports its connect errors to: nobody."""
+
+
+class Peer(RTCPeerConnection):
+    """A peer connection with no ICE servers of its own (the SDK never trickles)."""
+
+    def __init__(self, label: str, on_connect_error: Callable[[Exception], None]) -> None:
+        super().__init__(RTCConfiguration(iceServers=[]))
+        self.label = label
+        self._on_connect_error = on_connect_error
+
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` has begun (aiortc closes the peer by itself when
+        every DTLS transport closed)."""
+        return self.signalingState == "closed" or self.connectionState == "closed"
+
+    async def _RTCPeerConnection__connect(self) -> None:
+        """aiortc's connect task, whose errors are taken care of."""
+        try:
+            await super()._RTCPeerConnection__connect()  # type: ignore[misc]
+        except Exception as error:
+            if self.closing:
+                log.debug("{label}: connecting stopped, the peer is closed ({error})",
+                          label=self.label, error=error)
+                return
+            log.warn("{label}: connecting failed: {error!r}", label=self.label, error=error)
+            self._on_connect_error(error)
+
+    async def close(self) -> None:
+        await super().close()
+        self._on_connect_error = _ignore
+        release(self)
+
+
+def release(pc: RTCPeerConnection) -> None:
+    """Drop the references a closed peer's parts keep to each other.
+
+    aiortc removes the peer's own event listeners when it closes, but not
+    those it put on its DTLS transports (the peer's state follows theirs), and
+    aioice's closed connection keeps its check list, whose candidate pairs
+    hold its STUN protocols, which point back at the connection. Measured:
+    without this, the peer, its transports, SRTP sessions, sockets and
+    statistics were freed only by the garbage collector. Nothing of a closed
+    peer uses these references any more."""
+    for transceiver in pc.getTransceivers():
+        dtls: Any = transceiver.receiver.transport
+        dtls.remove_all_listeners()
+        connection: Any = getattr(dtls.transport, "_connection", None)
+        if connection is not None:
+            connection._check_list = []
+            connection._early_checks.clear()
