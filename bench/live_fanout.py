@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.vod_personal import proc_stat, proc_times  # noqa: E402
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch  # noqa: E402
 from testkit.harness import (  # noqa: E402
+    LOAD_LIMITS,
     VENV_BIN,
     ServerProcess,
     free_port,
@@ -187,7 +188,8 @@ def main() -> None:
     servers = {"wcsvod": {}, "aiortc": {"webrtc_sender": "aiortc"}}
     aiortc_counts = [int(c) for c in args.aiortc_counts.split(",") if c]
     for engine in [e for e in engines if e in servers]:
-        settings = {"media_dir": str(folder), "vod_live_loop": "true", **servers[engine]}
+        settings = {"media_dir": str(folder), "vod_live_loop": "true", **LOAD_LIMITS,
+                    **servers[engine]}
         rows = []
         for count in counts if engine == "wcsvod" else aiortc_counts:
             server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()

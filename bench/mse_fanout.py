@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.live_fanout import COUNTS, MEASURE  # noqa: E402
 from bench.vod_personal import proc_stat  # noqa: E402
-from testkit.harness import ServerProcess, require_loopback_only, run  # noqa: E402
+from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run  # noqa: E402
 from testkit.mse_client import watch  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 
@@ -47,7 +47,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-mse-"))
     make_mp4(folder / "clip.mp4", seconds=60, profile="baseline", bitrate="500k")
     server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
-                                                      "vod_live_loop": "true"}).start()
+                                                      "vod_live_loop": "true",
+                                                      **LOAD_LIMITS}).start()
     try:
         rows = [run(fan_out(server.ws_url, n, server.process.pid), timeout=300)
                 for n in COUNTS]

@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 WEBSDK = REPO / "node_modules" / "@flashphoner" / "websdk"
 CHROMIUM = Path("/usr/bin/chromium")
+#: Caps raised for load runs, whose thousands of viewers all come from 127.0.0.1.
+LOAD_LIMITS = {"max_sessions": "100000", "max_sessions_per_address": "100000",
+               "ws_message_rate": "100000"}
 
 
 def require_loopback_only() -> None:
@@ -101,11 +104,12 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def handshake(host: str, port: str, path: str) -> bytes:
+def handshake(host: str, port: str, path: str, headers: Mapping[str, str] = {}) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -133,16 +137,21 @@ def encode_frame(payload: bytes, opcode: int = 1) -> bytes:
 class RawWebSocket:
     """A deliberately minimal client that can send anything, even bad frames."""
 
-    def __init__(self, url: str, timeout: float = 5.0, receive_buffer: int = 0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, receive_buffer: int = 0,
+                 source: str | None = None, headers: Mapping[str, str] = {}) -> None:
         """``receive_buffer``, if set, shrinks the socket's receive buffer before it
-        connects (a client that reads slowly fills it at once)."""
+        connects (a client that reads slowly fills it at once); ``source`` is the
+        local address to connect from (any of 127/8 is this machine); ``headers``
+        are added to the handshake (an ``Origin``, say)."""
         host, port, path = split_url(url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if receive_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        if source is not None:
+            self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect((host, int(port)))
-        self.sock.sendall(handshake(host, port, path))
+        self.sock.sendall(handshake(host, port, path, headers))
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)

@@ -63,6 +63,18 @@ def test_defaults(tmp_path):
     assert settings.media_dir == tmp_path
 
 
+def test_limits_and_origins(tmp_path):
+    settings = load_text(tmp_path, (
+        "max_sessions=10\nmax_broadcasts=3\nrecord_min_free_disk=0\n"
+        "rest_cors_origins=https://App.example:8443/, *\nws_allowed_origins=http://a.b\n"))
+    assert settings.limits.max_sessions == 10 and settings.limits.max_broadcasts == 3
+    assert settings.limits.record_min_free_disk == 0
+    assert settings.limits.max_plays_per_session == Settings().limits.max_plays_per_session
+    assert settings.rest_cors_origins == ("https://app.example:8443", "*")
+    assert settings.ws_allowed_origins == ("http://a.b",)
+    assert Settings().rest_cors_origins == () and Settings().ws_allowed_origins == ()
+
+
 def test_the_shipped_file_loads():
     settings = config.load(config.DEFAULT_CONFIG)
     assert settings.media_dir == config.REPO_ROOT / "media"
@@ -105,6 +117,11 @@ def test_good_values(tmp_path):
     ("tls_cert=/no/cert\ntls_key=/no/key", "tls_cert='/no/cert': no such file"),
     ("websdk_dir=/no/sdk", "websdk_dir='/no/sdk': no such file"),
     ("ws.port=9000\nhttp.port=9000", "http.port=9000: already used by ws.port"),
+    ("max_sessions=0", "max_sessions='0': must be greater than zero"),
+    ("max_plays_per_session=many", "max_plays_per_session='many': must be a whole number"),
+    ("record_min_free_disk=-5", "record_min_free_disk='-5': must not be negative"),
+    ("rest_cors_origins=evil.example", "rest_cors_origins='evil.example': 'evil.example' is"),
+    ("ws_allowed_origins=https://a/b", "ws_allowed_origins='https://a/b': 'https://a/b' is"),
 ])
 def test_bad_values_name_key_and_value(tmp_path, line, message):
     with pytest.raises(ConfigError) as raised:

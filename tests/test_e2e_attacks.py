@@ -119,7 +119,8 @@ def rss(pid: int) -> int:
 def test_a_client_that_never_reads_is_cut_off_with_memory_bounded(start_server, media):
     import time
 
-    server = start_server(media_dir=str(media), ws_send_buffer="262144")
+    server = start_server(media_dir=str(media), ws_send_buffer="262144",
+                          ws_message_rate="1000000")  # the flood is of replies, not messages
     pid = server.process.pid
     flood = RawWebSocket(server.ws_url, receive_buffer=4096)
     flood.send_json("connection", {})

@@ -13,7 +13,8 @@ WINDOW = 10.0
 
 
 def test_a_browser_plays_cleanly_beside_300_viewers(start_server, page, media):
-    server = start_server(media_dir=str(media), vod_live_loop="true")
+    server = start_server(media_dir=str(media), vod_live_loop="true",
+                          max_sessions_per_address=str(CROWD + 10))
     with Crowd(server.ws_url, "vod-live://live.mp4", CROWD) as crowd:
         assert crowd.wait_connected(60) == CROWD
         open_player(page, server, "vod-live://live.mp4")

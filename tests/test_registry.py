@@ -59,10 +59,10 @@ class FakeSources:
             raise NotFound()
         return posixpath.normpath(location)
 
-    def check(self, location: str) -> str:
+    def check(self, location: str) -> Deferred:
         if location == "absent.mp4":
-            raise NotFound()
-        return "Available"
+            return fail(NotFound())
+        return succeed("Available")
 
 
 class Viewer:
@@ -214,11 +214,11 @@ def test_published_streams_by_name(world):
 def test_available(world):
     registry, _, _ = world
     result(registry.open("vod-live://a.mp4"))
-    assert registry.available("vod-live://a.mp4") == (True, "Available")
-    assert registry.available("vod://b.mp4") == (True, "Available")
-    assert registry.available("vod://absent.mp4") == (False, "File not found")
-    assert registry.available("nothing") == (False, "Stream not found")
-    assert registry.available("rtsp://x") == (False, "Unsupported stream scheme 'rtsp'")
+    assert result(registry.available("vod-live://a.mp4")) == (True, "Available")
+    assert result(registry.available("vod://b.mp4")) == (True, "Available")
+    assert result(registry.available("vod://absent.mp4")) == (False, "File not found")
+    assert result(registry.available("nothing")) == (False, "Stream not found")
+    assert result(registry.available("rtsp://x")) == (False, "Unsupported stream scheme 'rtsp'")
 
 
 def test_close_all_stops_every_viewer(world):

@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
 from tools.makemedia import make_mp4
-from wcs.errors import InvalidName, NotFound, SourceUnavailable, WrongFormat
+from wcs.errors import InvalidName, LimitReached, NotFound, SourceUnavailable, WrongFormat
 from wcs.sources import OpenedMedia, Sources
 from wcs.sources.s3 import S3Client
 
@@ -141,12 +141,38 @@ def test_s3_errors_are_typed(media, tmp_path):
 
 def test_check_opens_local_files_and_only_names_s3_objects(media, tmp_path):
     sources = sources_for(media, tmp_path)
-    assert sources.check("clip.mp4") == "Available"
-    assert sources.check("s3/bucket/none.mp4").startswith("Available")
+    assert opened(sources.check("clip.mp4")) == "Available"
+    assert opened(sources.check("s3/bucket/none.mp4")).startswith("Available")
     with pytest.raises(WrongFormat):
-        sources.check("text.mp4")
+        opened(sources.check("text.mp4"))
     with pytest.raises(InvalidName):
-        sources.check("s3/B/x")
+        opened(sources.check("s3/B/x"))
+
+
+def test_local_files_open_through_the_runner_and_a_flood_is_refused_not_queued(media, tmp_path):
+    """Opening and checking go to ``run`` (the server's thread pool); past
+    ``max_pending`` waiting at once, the next is refused at once, naming the key."""
+    waiting: list = []
+
+    def run(work, *args):
+        deferred = Deferred()
+        waiting.append((deferred, work, args))
+        return deferred
+
+    client = S3Client(Clock(), endpoint="http://s3.test", timeout=5.0, http=FakeS3({}))
+    sources = Sources(media, client, tmp_path / "cache", run=run, max_pending=2)
+    first, second = sources.open("clip.mp4", "a"), sources.check("clip.mp4")
+    assert not first.called and not second.called and len(waiting) == 2
+    with pytest.raises(LimitReached, match=r"max_pending_opens=2"):
+        opened(sources.open("clip.mp4", "c"))
+    for deferred, work, args in waiting:
+        deferred.callback(work(*args))
+    media_opened = opened(first)
+    assert media_opened.info.video is not None and opened(second) == "Available"
+    assert sources.pending == 0
+    media_opened.close()
+    again = sources.check("clip.mp4")  # room again: it goes to the runner
+    assert not again.called and len(waiting) == 3
 
 
 def test_one_spelling_of_a_location(media, tmp_path):

@@ -33,8 +33,8 @@ def in_tap(tmp_path, code: str, **values: str):
 def test_plain_listeners_on_the_bind_address(tmp_path):
     described = in_tap(tmp_path, "print(json.dumps(tap.listen_descriptions(settings)))",
                        **{"wss.port": "0", "https.port": "0", "bind_address": "127.0.0.1"})
-    assert described == {"ws.port": "tcp:8080:interface=127.0.0.1",
-                         "http.port": "tcp:8081:interface=127.0.0.1"}
+    assert described == {"ws.port": "tcp:8080:interface=127.0.0.1:backlog=1024",
+                         "http.port": "tcp:8081:interface=127.0.0.1:backlog=1024"}
 
 
 def test_tls_listeners_use_the_pem_pair_and_quote_what_needs_it(tmp_path):
@@ -44,7 +44,8 @@ def test_tls_listeners_use_the_pem_pair_and_quote_what_needs_it(tmp_path):
     assert set(described) == {"wss.port", "https.port"}
     tls = tmp_path / "a:b" / "tls"
     cert, key = (str(tls / name).replace(":", "\\:") for name in ("cert.pem", "key.pem"))
-    assert described["wss.port"] == f"ssl:8443:interface=\\:\\:1:certKey={cert}:privateKey={key}"
+    assert described["wss.port"] == (f"ssl:8443:interface=\\:\\:1:backlog=1024:certKey={cert}"
+                                     f":privateKey={key}")
 
 
 def test_every_listener_is_a_service_that_fails_the_start_when_it_cannot_listen(tmp_path):

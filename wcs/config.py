@@ -16,6 +16,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from wcs import limits
+from wcs.limits import Limits
+
 log = Logger()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +72,9 @@ class Settings:
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
     vod_audio_cache_size: int = 1024
+    rest_cors_origins: tuple[str, ...] = ()
+    ws_allowed_origins: tuple[str, ...] = ()
+    limits: Limits = Limits()
 
 
 # --- value converters: each takes the raw text and returns the typed value or
@@ -165,6 +171,18 @@ def _sender(text: str) -> str:
     return text
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    """Web origins (``https://host[:port]``), comma-separated, or ``*`` for any."""
+    origins = tuple(part.strip().rstrip("/").lower() for part in text.split(",")
+                    if part.strip())
+    for origin in origins:
+        scheme, sep, host = origin.partition("://")
+        if origin != "*" and (scheme not in ("http", "https") or not sep or not host
+                              or "/" in host):
+            raise ValueError(f"{origin!r} is not an origin like https://example.com:8080 or *")
+    return origins
+
+
 def _secret(value: Any) -> str:
     """How a value is shown in an error: credentials never reach the logs."""
     return "<hidden>"
@@ -197,6 +215,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),
+    "rest_cors_origins": ("rest_cors_origins", _origins, repr),
+    "ws_allowed_origins": ("ws_allowed_origins", _origins, repr),
+    **{key: (f"limits.{key}", _non_negative if key == "record_min_free_disk" else _positive,
+             repr) for key in limits.KEYS},
 }
 
 
@@ -311,7 +333,9 @@ def settings_from(raw: Mapping[str, tuple[str, str]]) -> Settings:
             values[attribute] = convert(text.strip())
         except ValueError as error:
             raise ConfigError(f"{where}: {key}={show(text)}: {error}") from None
-    settings = replace(Settings(), **values)
+    caps = {attribute.removeprefix("limits."): values.pop(attribute)
+            for attribute in list(values) if attribute.startswith("limits.")}
+    settings = replace(Settings(), **values, limits=replace(Limits(), **caps))
     _check_together(settings)
     return settings
 

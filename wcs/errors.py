@@ -76,3 +76,17 @@ class MediaTransportRefused(WcsError):
 
 class NegotiationError(WcsError):
     """An SDP offer that cannot be answered: not a media error, the file is fine."""
+
+
+class LimitReached(WcsError):
+    """A cap of :class:`wcs.limits.Limits` (or a fixed one) would be exceeded;
+    the info names its properties key and value, so the operator knows which."""
+
+    def __init__(self, what: str, key: str, value: int) -> None:
+        super().__init__(f"Limit reached: {what} ({key}={value})")
+        self.key = key
+
+
+class NotJson(BadRequest):
+    """A REST body sent as anything but ``application/json`` (a browser on any
+    page may POST ``text/plain`` without asking; it may not POST JSON)."""

@@ -17,10 +17,11 @@ except aio.ReactorError as _error:
     raise SystemExit(f"wcsvod: {_error}") from None
 
 from twisted.application import service, strports  # noqa: E402
-from twisted.internet import endpoints  # noqa: E402
+from twisted.internet import endpoints, threads  # noqa: E402
 from twisted.internet.interfaces import IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
+from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from wcs import config  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
@@ -94,6 +95,46 @@ class Announcer(service.Service):
             log.info("WebSocket sessions on ws://{host}:{port}/", host=host, port=s.ws_port)
 
 
+#: Threads that open and check files (the rest wait in the pool's queue, whose
+#: length ``max_pending_opens`` bounds).
+OPEN_THREADS = 4
+
+
+class FilesService(service.Service):
+    """The bounded thread pool files are opened in, started and stopped with the
+    server; and, at start, the open-file limit raised as far as it may go (every
+    socket, file and viewer holds a descriptor; 1024 would cap the server)."""
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+        raise_nofile()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.pool.stop()
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard one; log and return (before, after)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warn("could not raise the open-file limit from {soft}: {error}",
+                     soft=soft, error=error)
+            return soft, soft
+    log.info("open-file limit: {after} (was {before})", after=target, before=soft)
+    return soft, target
+
+
 class StreamsService(service.Service):
     """Ends every stream cleanly when the server stops (viewers get STOPPED), and
     the sources' background work."""
@@ -116,12 +157,18 @@ def makeService(options: Options) -> service.MultiService:
         raise SystemExit(f"wcsvod: {error}") from None
 
 
+#: Connections the kernel may hold for each listener until it accepts them
+#: (Twisted's 50 drops the SYNs of a burst of page loads; the kernel caps it
+#: at net.core.somaxconn).
+BACKLOG = 1024
+
+
 def listen_descriptions(settings: Settings) -> dict[str, str]:
     """The ``strports`` description of each listener that is on, by its port key."""
     interface = endpoints.quoteStringArgument(settings.bind_address)
     plain = {"ws.port": settings.ws_port, "http.port": settings.http_port}
     secure = {"wss.port": settings.wss_port, "https.port": settings.https_port}
-    descriptions = {key: f"tcp:{port}:interface={interface}"
+    descriptions = {key: f"tcp:{port}:interface={interface}:backlog={BACKLOG}"
                     for key, port in plain.items() if port}
     if any(secure.values()):
         from wcs.tls import certificate_files
@@ -129,7 +176,8 @@ def listen_descriptions(settings: Settings) -> dict[str, str]:
         cert, key = (endpoints.quoteStringArgument(str(path))
                      for path in certificate_files(settings))
         descriptions.update({
-            key_name: f"ssl:{port}:interface={interface}:certKey={cert}:privateKey={key}"
+            key_name: f"ssl:{port}:interface={interface}:backlog={BACKLOG}:certKey={cert}"
+                      f":privateKey={key}"
             for key_name, port in secure.items() if port})
     return descriptions
 
@@ -139,18 +187,25 @@ def _compose(settings: Settings) -> service.MultiService:
 
     top = service.MultiService()
     opus = OpusCache(settings.state_dir / "opus-cache", settings.vod_audio_cache_size * 2**20)
+    limits = settings.limits
+    pool = ThreadPool(minthreads=0, maxthreads=OPEN_THREADS, name="wcsvod-files")
+    FilesService(pool).setServiceParent(top)
     sources = Sources(settings.media_dir, _s3_client(settings, reactor),
-                      settings.state_dir / "s3-cache", settings.vod_mp4_container_new, opus)
+                      settings.state_dir / "s3-cache", settings.vod_mp4_container_new, opus,
+                      run=lambda work, *args: threads.deferToThreadPool(reactor, pool, work,
+                                                                        *args),
+                      max_pending=limits.max_pending_opens)
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
-                              timeout=settings.vod_stream_timeout / 1000.0)
+                              timeout=settings.vod_stream_timeout / 1000.0, limits=limits)
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
                                   settings.announced_ips,
                                   fast_sender=settings.webrtc_sender == "fast")
-    signalling = SignallingFactory(settings, StreamRequests(registry, transports, reactor),
+    signalling = SignallingFactory(settings,
+                                   StreamRequests(registry, transports, reactor, limits),
                                    reactor)
     root, rest = build_root(settings)
-    rest.putChild(b"vod", VodApi(registry, settings.rest_api_key))
-    site = build_site(root)
+    rest.putChild(b"vod", VodApi(registry, rest.access))
+    site = build_site(root, settings.limits.http_idle_timeout)
     factories = {"ws.port": signalling, "wss.port": signalling,
                  "http.port": site, "https.port": site}
     for key, description in listen_descriptions(settings).items():

@@ -8,10 +8,11 @@ completes, so the SDK's stop() never spins (wcs-protocol.md §2.3, §9.4).
 
 from __future__ import annotations
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
-from wcs.errors import MediaTransportRefused
+from wcs.errors import LimitReached, MediaTransportRefused
+from wcs.limits import Limits
 from wcs.signalling.messages import MessageError, StreamRequest
 from wcs.signalling.playing import Playback
 from wcs.signalling.publishing import Publication
@@ -24,10 +25,11 @@ class StreamRequests:
     """The stream handler shared by every session."""
 
     def __init__(self, registry: StreamRegistry, transports: Transports,
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime, limits: Limits = Limits()) -> None:
         self.registry = registry
         self.transports = transports
         self.clock = clock
+        self.limits = limits
         self._active: dict[str, dict[str, Playback | Publication]] = {}
 
     def _admit(self, session: Session,
@@ -44,6 +46,14 @@ class StreamRequests:
             session.report_stream(request, "FAILED",
                                   f"Media provider {request.media_provider} is not supported"
                                   + (" for publishing" if request.published else ""))
+            return None
+        kind = Publication if request.published else Playback
+        cap, key, what = ((self.limits.max_publishes_per_session, "max_publishes_per_session",
+                           "publications in one session") if request.published else
+                          (self.limits.max_plays_per_session, "max_plays_per_session",
+                           "plays in one session"))
+        if sum(isinstance(each, kind) for each in active.values()) >= cap:
+            session.report_stream(request, "FAILED", LimitReached(what, key, cap).info)
             return None
         return active
 
@@ -75,7 +85,7 @@ class StreamRequests:
             status = "UNPUBLISHED" if request.published else "STOPPED"
             session.report_stream(request, status, "Stopped by user")
 
-    def available(self, name: str) -> tuple[bool, str]:
+    def available(self, name: str) -> Deferred[tuple[bool, str]]:
         return self.registry.available(name)
 
     def media_transport(self, owner: Session, media: Session) -> None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from wcs.signalling import messages
@@ -35,7 +36,7 @@ class StreamHandler(Protocol):
 
     def stop(self, session: Session, request: StreamRequest) -> None: ...
 
-    def available(self, name: str) -> tuple[bool, str]: ...
+    def available(self, name: str) -> Deferred[tuple[bool, str]]: ...
 
     def release(self, session: Session) -> None: ...
 
@@ -178,8 +179,13 @@ class Session:
     def _on_available(self, body: dict[str, Any]) -> None:
         media_session_id = messages.text_field(body, "mediaSessionId", limit=128) or ""
         name = messages.text_field(body, "name") or ""
-        available, info = self.streams.available(name)
-        self.send(messages.available_stream(media_session_id, available, info))
+
+        def answer(result: tuple[bool, str]) -> None:
+            self.send(messages.available_stream(media_session_id, *result))
+
+        maybeDeferred(self.streams.available, name).addCallback(answer).addErrback(
+            lambda failure: log.failure("session {session}: availableStream failed", failure,
+                                        session=self.id))
 
     def _on_snapshot(self, body: dict[str, Any]) -> None:
         media_session_id = messages.text_field(body, "mediaSessionId", limit=128)

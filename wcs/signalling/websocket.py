@@ -5,13 +5,26 @@ session is told, so one bad frame never costs memory or the connection. What
 goes out is bounded too: while the socket's buffer is full, at most
 ``ws_send_buffer`` more bytes are written; a client that reads no further is
 disconnected (and logged as such), never buffered for without limit.
+
+Who may connect is checked at the handshake: a browser page's ``Origin`` must
+be this server's own host or one ``ws_allowed_origins`` lists (another site's
+page would otherwise act with its visitor's network position), and the
+sessions open at once, in all and from one address, are capped. A session
+sending more than ``ws_message_rate`` messages a second is closed.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import (
+    ConnectionDeny,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -49,6 +62,63 @@ class SendBudget:
         return self.written <= self.limit
 
 
+#: The close code for a session over ``ws_message_rate`` (4000-4999 are the
+#: application's own; 4429 echoes HTTP's 429 Too Many Requests).
+RATE_CLOSE_CODE = 4429
+
+
+class MessageRate:
+    """A token bucket: ``rate`` messages a second, in bursts of up to twice that."""
+
+    def __init__(self, rate: int, clock: IReactorTime) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.tokens = 2.0 * rate
+        self.last = clock.seconds()
+
+    def take(self) -> bool:
+        now = self.clock.seconds()
+        self.tokens = min(2.0 * self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+def _host(text: str) -> str:
+    """The host of a ``Host`` header or an origin's netloc, lower case."""
+    try:
+        return (urlsplit(f"//{text}").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_allowed(origin: str | None, host_header: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a page of ``origin`` may open a session: not a browser (no
+    ``Origin``), a page of this server's own host (any port: the SDK's pages are
+    served on the web port), or one ``allowed`` lists (``*`` for any)."""
+    if origin is None:
+        return True
+    origin = origin.strip().lower().rstrip("/")
+    if "*" in allowed or origin in allowed:
+        return True
+    scheme, sep, netloc = origin.partition("://")
+    if scheme not in ("http", "https") or not sep:
+        return False
+    own, theirs = _host(host_header), _host(netloc)
+    return bool(theirs) and (theirs == own or (_is_loopback(theirs) and _is_loopback(own)))
+
+
 class SocketChannel:
     """This socket as a media channel: binary frames out, with backpressure
     (the media viewer becomes the socket's producer while it plays)."""
@@ -77,10 +147,35 @@ class SignallingProtocol(WebSocketServerProtocol):
 
     factory: SignallingFactory
     session: Session | None = None
+    _address: str | None = None  # counted against the caps while set
+    _throttled = False
 
     def onConnect(self, request: Any) -> None:
         self._path = request.path
         self._peer = request.peer
+        settings, limits = self.factory.settings, self.factory.settings.limits
+        origin = request.headers.get("origin")
+        if not origin_allowed(origin, request.headers.get("host", ""),
+                              settings.ws_allowed_origins):
+            log.info("WebSocket from {peer}: page origin {origin!r} refused",
+                     peer=self._peer, origin=origin[:200])
+            raise ConnectionDeny(403, f"pages of {origin[:200]} may not connect "
+                                      "(list the origin in ws_allowed_origins)")
+        address = getattr(self.transport.getPeer(), "host", "?")
+        counts = self.factory.by_address
+        if sum(counts.values()) >= limits.max_sessions:
+            self._deny("sessions open on this server", "max_sessions", limits.max_sessions)
+        if counts[address] >= limits.max_sessions_per_address:
+            self._deny("sessions open from one address", "max_sessions_per_address",
+                       limits.max_sessions_per_address)
+        counts[address] += 1
+        self._address = address
+        self._rate = MessageRate(limits.ws_message_rate, self.factory.clock)
+
+    def _deny(self, what: str, key: str, value: int) -> None:
+        reason = f"Limit reached: {what} ({key}={value})"
+        log.warn("WebSocket from {peer} refused: {reason}", peer=self._peer, reason=reason)
+        raise ConnectionDeny(503, reason)
 
     def onOpen(self) -> None:
         self.session = Session(
@@ -138,10 +233,25 @@ class SignallingProtocol(WebSocketServerProtocol):
         super().onMessageEnd()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self.session is not None:
-            self.session.receive(payload, isBinary)
+        if self.session is None or self._throttled:
+            return
+        if not self._rate.take():
+            self._throttled = True
+            rate = self.factory.settings.limits.ws_message_rate
+            log.warn("session {session}: more than {rate} messages a second; closing",
+                     session=self.session.id, rate=rate)
+            self.sendClose(code=RATE_CLOSE_CODE, reason=f"Limit reached: messages a second "
+                                             f"(ws_message_rate={rate})")
+            return
+        self.session.receive(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._address is not None:
+            counts = self.factory.by_address
+            counts[self._address] -= 1
+            if counts[self._address] <= 0:
+                del counts[self._address]
+            self._address = None
         session, self.session = self.session, None
         if session is not None:
             self.factory.sessions.pop(session.id, None)
@@ -159,6 +269,8 @@ class SignallingFactory(WebSocketServerFactory):
         self.settings = settings
         self.streams = streams
         self.sessions: dict[str, Session] = {}
+        self.by_address: Counter[str] = Counter()  # sockets past the handshake's start
+        self.clock = clock
         self.setProtocolOptions(
             maxMessagePayloadSize=0,  # enforced above, without dropping the socket
             maxFramePayloadSize=0,

@@ -8,12 +8,14 @@ be read without waiting, and ``close``) and never learns where it came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from wcs.errors import LimitReached
 from wcs.media.mp4 import Mp4File
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import local, s3
@@ -24,6 +26,11 @@ log = Logger()
 
 #: Locations under this prefix are S3 objects: ``s3/BUCKET/KEY``.
 S3_PREFIX = "s3/"
+
+T = TypeVar("T")
+#: Where work that touches the disk runs: ``run(f, *args)`` → a Deferred of
+#: ``f(*args)``. The server hands a bounded thread pool; tests may run it inline.
+Runner = Callable[..., Deferred]
 
 
 class OpenedMedia:
@@ -58,21 +65,40 @@ class Sources:
     close); ``progressive`` false downloads an object whole before it plays
     (WCS's ``vod_mp4_container_new=false``). ``opus`` keeps local files' audio
     transcoded once, so that later plays of a file do not transcode again.
+
+    Opening and checking a local file (its boxes read, its ``moov`` parsed) runs
+    through ``run``, off the reactor; at most ``max_pending`` at once, more are
+    refused at once with the limit named rather than queued.
     """
 
     def __init__(self, media_dir: Path, s3_client: s3.S3Client, cache_dir: Path,
-                 progressive: bool = True, opus: OpusCache | None = None) -> None:
+                 progressive: bool = True, opus: OpusCache | None = None,
+                 run: Runner = maybeDeferred, max_pending: int = 64) -> None:
         self.media_dir = media_dir
         self.s3 = s3_client
         self.cache_dir = cache_dir
         self.progressive = progressive
         self.opus = opus
+        self.run = run
+        self.max_pending = max_pending
+        self.pending = 0
 
     def open(self, location: str, label: str) -> Deferred[OpenedMedia]:
         """Open ``location``; fails with a :class:`~wcs.errors.WcsError` saying why."""
         if location.startswith(S3_PREFIX):
             return maybeDeferred(self._open_s3, location, label)
-        return maybeDeferred(self._open_local, location, label)
+        return self._off_reactor(self._open_local, location, label)
+
+    def _off_reactor(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        if self.pending >= self.max_pending:
+            return maybeDeferred(_refuse, self.max_pending)
+        self.pending += 1
+
+        def done(result: object) -> object:
+            self.pending -= 1
+            return result
+
+        return self.run(work, *args).addBoth(done)
 
     def _open_local(self, location: str, label: str) -> OpenedMedia:
         path = local.resolve(self.media_dir, location)
@@ -98,17 +124,28 @@ class Sources:
         real = local.resolve(self.media_dir, location)
         return real.relative_to(self.media_dir.resolve()).as_posix()
 
-    def check(self, location: str) -> str:
-        """For ``availableStream``: the info if ``location`` can be played now;
-        raises the reason if not. Local files are opened and checked; S3
-        objects only by name (they are fetched when played)."""
+    def check(self, location: str) -> Deferred[str]:
+        """For ``availableStream``: the info if ``location`` can be played now,
+        or the reason it cannot. Local files are opened and checked (off the
+        reactor); S3 objects only by name (they are fetched when played)."""
         if location.startswith(S3_PREFIX):
-            s3.parse(location)
-            return "Available (S3 objects are checked when played)"
-        Mp4File(local.resolve(self.media_dir, location), location).close()
+            return maybeDeferred(_s3_by_name, location)
+        return self._off_reactor(self._check_local, location)
+
+    def _check_local(self, location: str) -> str:
+        Mp4File(local.resolve(self.media_dir, location), location, announce=False).close()
         return "Available"
 
     def close(self) -> None:
         """Stop background work (the audio cache's job)."""
         if self.opus is not None:
             self.opus.close()
+
+
+def _refuse(limit: int) -> None:
+    raise LimitReached("files being opened at once", "max_pending_opens", limit)
+
+
+def _s3_by_name(location: str) -> str:
+    s3.parse(location)
+    return "Available (S3 objects are checked when played)"

@@ -18,11 +18,13 @@ from twisted.python.failure import Failure
 from wcs.errors import (
     STREAM_NOT_FOUND,
     InvalidName,
+    LimitReached,
     NameTaken,
     NotFound,
     Unsupported,
     WcsError,
 )
+from wcs.limits import Limits
 from wcs.media.sample import MediaInfo
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
@@ -38,15 +40,16 @@ class StreamRegistry:
 
     ``loop`` is whether live broadcasts loop unless told otherwise
     (``vod_live_loop``); ``timeout`` how long (s) one outlives its last viewer
-    (``vod_stream_timeout``).
+    (``vod_stream_timeout``); ``limits`` caps the broadcasts running at once.
     """
 
     def __init__(self, sources: Sources, clock: IReactorTime, *, loop: bool = False,
-                 timeout: float = 0.0) -> None:
+                 timeout: float = 0.0, limits: Limits = Limits()) -> None:
         self.sources = sources
         self.clock = clock
         self.loop = loop
         self.timeout = timeout
+        self.limits = limits
         self.streams: dict[str, VodStream] = {}
         self.live: dict[str, VodStream] = {}  # by the name viewers play
         #: by the one spelling of their uri: what a play of any alias joins (a REST
@@ -82,7 +85,23 @@ class StreamRegistry:
             waiting: Deferred[VodStream] = Deferred()
             self._opening[key].append(waiting)
             return waiting
+        try:
+            self._check_broadcasts()
+        except WcsError:
+            return fail()
         return self._create(uri, key, live=True, loop=self.loop)
+
+    def _check_broadcasts(self, startup: bool = False) -> None:
+        """Raise :class:`LimitReached` if one more broadcast would be too many."""
+        running = [stream for stream in self.streams.values() if stream.live]
+        if len(running) + len(self._opening) + len(self._starting) >= \
+                self.limits.max_broadcasts:
+            raise LimitReached("vod-live broadcasts running", "max_broadcasts",
+                               self.limits.max_broadcasts)
+        started = sum(stream.persistent for stream in running) + len(self._starting)
+        if startup and started >= self.limits.max_rest_startups:
+            raise LimitReached("REST-started broadcasts running", "max_rest_startups",
+                               self.limits.max_rest_startups)
 
     def _canonical(self, parsed: uris.StreamUri) -> uris.StreamUri:
         return uris.StreamUri(parsed.scheme, self.sources.canonical(parsed.path))
@@ -95,6 +114,7 @@ class StreamRegistry:
                 raise Unsupported("startup only creates live VOD: 'uri' must be vod-live://...")
             self._check_name(name, f"a stream named {name!r} already exists")
             canonical = self._canonical(parsed)
+            self._check_broadcasts(startup=True)
         except WcsError:
             return fail()
         self._starting.add(name)
@@ -178,17 +198,22 @@ class StreamRegistry:
                      "audio samples", id=stream.id, uri=str(stream.uri),
                      video=stream.pump.sent["video"], audio=stream.pump.sent["audio"])
 
-    def available(self, name: str) -> tuple[bool, str]:
-        """For ``availableStream``: can ``name`` be played right now?"""
+    def available(self, name: str) -> Deferred[tuple[bool, str]]:
+        """For ``availableStream``: can ``name`` be played right now, and why not?"""
         if name in self.live or name in self.published:
-            return True, "Available"
+            return succeed((True, "Available"))
         try:
             parsed = uris.parse(name)
-            if parsed.scheme in (uris.PERSONAL, uris.LIVE):
-                return True, self.sources.check(parsed.path)
         except WcsError as error:
-            return False, error.info
-        return False, STREAM_NOT_FOUND
+            return succeed((False, error.info))
+        if parsed.scheme not in (uris.PERSONAL, uris.LIVE):
+            return succeed((False, STREAM_NOT_FOUND))
+
+        def refused(failure: Failure) -> tuple[bool, str]:
+            failure.trap(WcsError)
+            return False, failure.value.info
+
+        return self.sources.check(parsed.path).addCallbacks(lambda info: (True, info), refused)
 
     def close_all(self) -> None:
         for stream in [*self.streams.values(), *self.published.values()]:

@@ -1,16 +1,24 @@
-"""The ``/rest-api/`` tree: JSON in, JSON out, CORS for pages on other origins.
+"""The ``/rest-api/`` tree: JSON in, JSON out, safe by default.
 
 Areas (such as ``vod``) are added as children by whoever owns them, each
 operation an :class:`Operation`; any path nobody owns answers 404 with a
 JSON body naming it. Errors become HTTP statuses here and nowhere else
 (:data:`HTTP_STATUS`).
+
+Who may call (:class:`Access`): with no ``rest_api_key`` only callers on
+this machine (loopback); with one, whoever sends it. Web pages of other
+origins only when ``rest_cors_origins`` lists them: their ``Origin`` is
+refused otherwise, and bodies must be ``application/json``, which no page
+can send to another origin without asking first (a CORS preflight).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -20,13 +28,12 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from wcs.errors import BadRequest, NameTaken, NotFound, WcsError
+from wcs.errors import BadRequest, LimitReached, NameTaken, NotFound, NotJson, WcsError
 from wcs.streams.uri import MAX_URI
 
 log = Logger()
 
 CORS_HEADERS = {
-    b"Access-Control-Allow-Origin": b"*",
     b"Access-Control-Allow-Methods": b"GET, POST, OPTIONS",
     b"Access-Control-Allow-Headers": b"Content-Type, Authorization",
     b"Access-Control-Max-Age": b"600",
@@ -39,8 +46,69 @@ MAX_BODY = 64 * 1024
 HTTP_STATUS: dict[type[WcsError], int] = {
     NotFound: 404,
     NameTaken: 409,
+    NotJson: 415,
+    LimitReached: 429,
     WcsError: 400,
 }
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call the API: the key (empty: loopback callers only) and the
+    web origins whose pages may (``*`` for any)."""
+
+    api_key: str = field(default="", repr=False)
+    cors_origins: tuple[str, ...] = ()
+
+    def allows_origin(self, request: Request) -> bool:
+        """No ``Origin`` (not a browser), the API's own origin, or a listed one."""
+        origin = (request.getHeader("origin") or "").lower().rstrip("/")
+        if not origin:
+            return True
+        scheme = "https" if request.isSecure() else "http"
+        own = f"{scheme}://{(request.getHeader('host') or '').lower()}"
+        return origin == own or "*" in self.cors_origins or origin in self.cors_origins
+
+    def cross_origin(self, request: Request) -> None:
+        """Set the CORS headers when the request's origin is a listed one."""
+        origin = request.getHeader("origin")
+        if not origin or not self.cors_origins:
+            return
+        if "*" in self.cors_origins:
+            request.setHeader(b"Access-Control-Allow-Origin", b"*")
+        elif origin.lower().rstrip("/") in self.cors_origins:
+            request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
+            request.setHeader(b"Vary", b"Origin")
+        else:
+            return
+        for name, value in CORS_HEADERS.items():
+            request.setHeader(name, value)
+
+    def refusal(self, request: Request) -> bytes | None:
+        """The answer for a caller who may not call, or None."""
+        self.cross_origin(request)
+        if not self.allows_origin(request):
+            origin = request.getHeader("origin")
+            return error(request, 403, f"calls from pages of {origin} are not allowed "
+                                       "(list the origin in rest_cors_origins)")
+        if request.method == b"OPTIONS":
+            request.setResponseCode(204)
+            return b""
+        if not self.api_key and not _loopback(request):
+            return error(request, 403, "the REST API answers only this machine until "
+                                       "rest_api_key is set")
+        return None
+
+
+def _loopback(request: Request) -> bool:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    if host is None:  # a UNIX socket, or a test's request: this machine
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False
 
 
 def http_status(error: WcsError) -> int:
@@ -51,8 +119,6 @@ def write_json(request: Request, status: int, body: Any) -> bytes:
     """Set the status and headers of a JSON answer and return its bytes."""
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    for name, value in CORS_HEADERS.items():
-        request.setHeader(name, value)
     return json.dumps(body).encode("utf-8")
 
 
@@ -65,14 +131,6 @@ def error(request: Request, status: int, message: str) -> bytes:
     })
 
 
-def preflight(request: Request) -> bytes:
-    """Answer a CORS preflight: no body, just the allowances."""
-    request.setResponseCode(204)
-    for name, value in CORS_HEADERS.items():
-        request.setHeader(name, value)
-    return b""
-
-
 def read_body(request: Request, required: bool = True) -> dict[str, Any]:
     """The JSON object in the body; an empty body is ``{}`` when allowed."""
     content = request.content.read(MAX_BODY + 1) if request.content is not None else b""
@@ -83,8 +141,9 @@ def read_body(request: Request, required: bool = True) -> dict[str, Any]:
             raise BadRequest("a JSON object body is required")
         return {}
     kind = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
-    if kind and kind not in ("application/json", "text/plain"):
-        raise BadRequest(f"Content-Type {kind} is not JSON")
+    if kind != "application/json":
+        raise NotJson(f"the body must be sent as Content-Type application/json, not "
+                      f"{kind or 'none'}")
     try:
         body = json.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -117,16 +176,18 @@ class Operation(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, handler: Callable[[Request], Any], api_key: str,
+    def __init__(self, handler: Callable[[Request], Any], access: Access,
                  get_allowed: bool = False) -> None:
         super().__init__()
         self.handler = handler
-        self.api_key = api_key.encode("utf-8")
+        self.access = access
+        self.api_key = access.api_key.encode("utf-8")
         self.get_allowed = get_allowed
 
     def render(self, request: Request) -> bytes:
-        if request.method == b"OPTIONS":
-            return preflight(request)
+        refused = self.access.refusal(request)
+        if refused is not None:
+            return refused
         if not self._authorised(request):
             request.setHeader(b"WWW-Authenticate", b'Bearer realm="wcsvod", Basic realm="wcsvod"')
             return error(request, 401, "missing or wrong REST API key")
@@ -175,9 +236,14 @@ class JsonNotFound(resource.Resource):
 
     isLeaf = True
 
+    def __init__(self, access: Access) -> None:
+        super().__init__()
+        self.access = access
+
     def render(self, request: Request) -> bytes:
-        if request.method == b"OPTIONS":
-            return preflight(request)
+        refused = self.access.refusal(request)
+        if refused is not None:
+            return refused
         path = request.path.decode("utf-8", "replace")
         return error(request, 404, f"no such REST endpoint: {path}")
 
@@ -185,8 +251,12 @@ class JsonNotFound(resource.Resource):
 class RestRoot(resource.Resource):
     """``/rest-api/``: children are the API areas."""
 
+    def __init__(self, access: Access) -> None:
+        super().__init__()
+        self.access = access
+
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return JsonNotFound()
+        return JsonNotFound(self.access)
 
     def render(self, request: Request) -> bytes:
-        return JsonNotFound().render(request)
+        return JsonNotFound(self.access).render(request)

@@ -1,16 +1,31 @@
 """The web port's resource tree: pages at ``/``, REST at ``/rest-api/``,
-the Web SDK (when configured) at ``/client2/`` as on a real WCS."""
+the Web SDK (when configured) at ``/client2/`` as on a real WCS.
+
+What a caller sends is bounded before it is read: a body over
+:data:`~wcs.web.rest.MAX_BODY` is answered 413 from its headers (or as soon as a
+chunked one grows past it) and the connection closed, never spooled to disk;
+a ``Range`` header may name at most :data:`MAX_RANGES` ranges; a connection
+idle between requests for ``http_idle_timeout`` seconds is closed.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+from twisted.logger import Logger
 from twisted.web import resource, server, static
 from twisted.web.server import Request
 
 from wcs.config import Settings
-from wcs.web.rest import RestRoot
+from wcs.web.rest import MAX_BODY, Access, RestRoot
+
+log = Logger()
+
+#: Most ranges one request may ask for (more would turn a small request into an
+#: answer many times the file's size).
+MAX_RANGES = 8
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -38,6 +53,14 @@ class Folder(static.File):
 
     def directoryListing(self) -> resource.Resource:
         return resource.NoResource()
+
+    def render_GET(self, request: Request) -> bytes | int:
+        ranges = request.getHeader("range")
+        if ranges is not None and ranges.count(",") >= MAX_RANGES:
+            request.setResponseCode(416)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return f"at most {MAX_RANGES} ranges in one request\n".encode()
+        return super().render_GET(request)
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
         if b"\x00" in path or path.startswith(b"."):
@@ -71,7 +94,7 @@ def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     root = Folder(str(STATIC_DIR))
     root.indexNames = ["index.html"]
     root.putChild(b"config.json", PageConfig(settings))
-    rest = RestRoot()
+    rest = RestRoot(Access(settings.rest_api_key, settings.rest_cors_origins))
     root.putChild(b"rest-api", rest)
     client = resource.Resource()
     client.putChild(b"records", Records(str(settings.media_dir)))
@@ -81,7 +104,48 @@ def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     return root, rest
 
 
-def build_site(root: resource.Resource) -> server.Site:
-    site = server.Site(root)
+class CappedRequest(server.Request):
+    """A request whose body is held in memory up to :data:`MAX_BODY` bytes and
+    refused (413, connection closed) past it, before any more is read."""
+
+    max_body = MAX_BODY
+
+    def gotLength(self, length: int | None) -> None:
+        self._body_size = 0
+        self.content = io.BytesIO()
+        if length is not None and length > self.max_body:
+            self._too_large(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.content is None:
+            return  # refused already; the connection is closing
+        self._body_size += len(data)
+        if self._body_size > self.max_body:
+            self._too_large(self._body_size)
+            return
+        self.content.write(data)
+
+    def _too_large(self, size: int) -> None:
+        log.info("HTTP {method} {uri}: body of {size} bytes refused (413)",
+                 method=self.method.decode("ascii", "replace"),
+                 uri=self.uri[:200].decode("ascii", "replace"), size=size)
+        body = json.dumps({"status": 413, "error": "Content Too Large",
+                           "message": f"request bodies are limited to {self.max_body} "
+                                      "bytes"}).encode()
+        self.content = None
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.channel.transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.content is None:
+            return  # answered 413 already
+        self.content.seek(0)
+        super().requestReceived(command, path, version)
+
+
+def build_site(root: resource.Resource, idle_timeout: int) -> server.Site:
+    site = server.Site(root, requestFactory=CappedRequest, timeout=idle_timeout)
     site.displayTracebacks = False
     return site

@@ -15,7 +15,7 @@ from twisted.web.server import Request
 from wcs.errors import BadRequest, NotFound
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import VodStream
-from wcs.web.rest import JsonNotFound, Operation, read_body, text
+from wcs.web.rest import Access, JsonNotFound, Operation, read_body, text
 
 log = Logger()
 
@@ -38,16 +38,17 @@ def item(stream: VodStream) -> dict[str, Any]:
 class VodApi(resource.Resource):
     """The ``vod`` area of the REST API."""
 
-    def __init__(self, registry: StreamRegistry, api_key: str = "") -> None:
+    def __init__(self, registry: StreamRegistry, access: Access) -> None:
         super().__init__()
         self.registry = registry
-        self.putChild(b"startup", Operation(self.startup, api_key))
-        self.putChild(b"find", Operation(self.find, api_key))
-        self.putChild(b"find_all", Operation(self.find_all, api_key, get_allowed=True))
-        self.putChild(b"terminate", Operation(self.terminate, api_key))
+        self.access = access
+        self.putChild(b"startup", Operation(self.startup, access))
+        self.putChild(b"find", Operation(self.find, access))
+        self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
+        self.putChild(b"terminate", Operation(self.terminate, access))
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return JsonNotFound()
+        return JsonNotFound(self.access)
 
     def startup(self, request: Request) -> Any:
         body = read_body(request)
