@@ -15,7 +15,7 @@ from wcs.media import h264
 from wcs.media.audio import AacTranscoder
 from wcs.media.mp4 import Mp4File
 from wcs.media.sample import AudioInfo, MediaInfo
-from wcs.recording.recorder import Recorder
+from wcs.recording.recorder import MIB, Recorder
 
 
 @pytest.fixture(scope="module")
@@ -167,4 +167,52 @@ def test_a_bug_while_writing_fails_the_recording_saying_so_with_its_traceback(tm
     recorder.closed(None, False)
     assert outcome(recorder).value.info == INTERNAL_FAILURE
     assert list(tmp_path.iterdir()) == []
+    media.close()
+
+
+def test_a_recording_at_its_size_limit_is_kept_and_ends_the_publication(tmp_path, source):
+    states: list = []
+    media = Mp4File(source, "in")
+    info = MediaInfo(0.0, media.info.video, AudioInfo(48000, 2, media.info.audio.aac_config))
+    recorder = Recorder(tmp_path, "out.mp4", info, "test", lambda *a: states.append(a),
+                        in_thread=maybeDeferred, max_size=MIB // 64, min_free=0)
+    samples = list(media.samples())
+    for sample in samples:
+        recorder.deliver(sample)
+    assert states == [("failed", "Limit reached: recording size in MiB "
+                                 "(record_max_size=0.015625)")]
+    assert 0 < recorder.written <= MIB // 64
+    assert recorder.written < sum(len(s.data) for s in samples) - 1000  # it stopped early
+    recorder.closed("Stopped by publisher stop", False)
+    assert outcome(recorder) == "out.mp4"  # kept, and it plays
+    with av.open(str(recorder.final)) as written:
+        assert sum(1 for p in written.demux(written.streams.video[0]) if p.size) > 0
+    media.close()
+
+
+def test_recordings_leave_the_free_disk_floor(tmp_path, source):
+    media = Mp4File(source, "in")
+    info = MediaInfo(0.0, media.info.video, AudioInfo(48000, 2, media.info.audio.aac_config))
+    with pytest.raises(RecordingFailed, match=r"record_min_free_disk=512\)"):
+        Recorder(tmp_path, "no.mp4", info, "test", lambda *a: None, min_free=512 * MIB,
+                 free=lambda folder: 100 * MIB)
+    assert not (tmp_path / ".no.mp4.part").exists() and not (tmp_path / "no.mp4").exists()
+    free = [600 * MIB]
+    states: list = []
+    recorder = Recorder(tmp_path, "out.mp4", info, "test", lambda *a: states.append(a),
+                        in_thread=maybeDeferred, min_free=512 * MIB,
+                        free=lambda folder: free[0])
+    samples = list(media.samples())
+    half = len(samples) // 2
+    for sample in samples[:half]:
+        recorder.deliver(sample)
+    assert states == []
+    free[0] = 512 * MIB + 1000  # someone else filled the disk
+    recorder._next_disk_check = 0  # (it looks every MiB written; the clip is smaller)
+    for sample in samples[half:]:
+        recorder.deliver(sample)
+    assert states == [("failed", "Limit reached: free disk space in MiB "
+                                 "(record_min_free_disk=512)")]
+    recorder.closed(None, False)
+    assert outcome(recorder) == "out.mp4"
     media.close()

@@ -127,7 +127,8 @@ def test_a_full_disk_fails_the_publication_and_leaves_no_partial_file(start_serv
                                                                      tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
-    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "size=160k"))
+    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "size=160k"),
+                          record_min_free_disk="0")  # no floor: the write itself fails
     sent = run(publish(server.ws_url, "big", media / "high.mp4", seconds=5))
     assert sent.statuses[-1] == "FAILED", sent.events
     assert "No space left on device" in sent.events[-1]["info"]
@@ -138,11 +139,25 @@ def test_a_full_disk_fails_the_publication_and_leaves_no_partial_file(start_serv
 def test_a_read_only_media_folder_fails_at_once(start_server, media, tmp_path):
     folder = tmp_path / "readonly"
     folder.mkdir()
-    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "ro,size=64k"))
+    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "ro,size=64k"),
+                          record_min_free_disk="0")
     sent = run(publish(server.ws_url, "cam", media / "baseline.mp4", seconds=1))
     assert sent.statuses == ["FAILED"]
     assert "Cannot record to" in sent.events[0]["info"]
     assert "Read-only file system" in sent.events[0]["info"]
+
+
+def test_a_disk_below_the_free_space_floor_refuses_a_recording_at_once(start_server, media,
+                                                                       tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    server = start_server(media_dir=str(folder), wrap=tiny_disk(folder, "size=4m"),
+                          record_min_free_disk="8")
+    sent = run(publish(server.ws_url, "cam", media / "baseline.mp4", seconds=1))
+    assert sent.statuses == ["FAILED"]
+    assert sent.events[0]["info"] == ("Limit reached: free disk space in MiB "
+                                      "(record_min_free_disk=8)")
+    assert ".part" not in subprocess_listing(server)
 
 
 def subprocess_listing(server) -> str:
@@ -170,3 +185,20 @@ def test_a_vp8_only_publisher_is_recorded_as_h264(start_server, media, tmp_path)
     assert abs(duration - sent.seconds) < 0.7, (duration, sent.seconds)
     assert frames > 90
     assert "offers VP8 only; it is re-encoded to H.264" in server.log()
+
+
+def test_a_recording_that_reaches_record_max_size_is_kept_and_says_why(start_server, tmp_path):
+    from tools.makemedia import make_mp4
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    clip = make_mp4(tmp_path / "busy.mp4", seconds=6, profile="baseline", bitrate="3M")
+    server = start_server(media_dir=str(folder), record_max_size="1")
+    sent = run(publish(server.ws_url, "big", clip, seconds=6))
+    assert sent.statuses == ["PUBLISHING", "FAILED"], sent.events
+    last = sent.events[-1]
+    assert last["info"] == "Limit reached: recording size in MiB (record_max_size=1)"
+    path = folder / last["recordName"]
+    assert 0.5 * 2**20 < path.stat().st_size <= 1.1 * 2**20  # kept, up to the cap
+    with av.open(str(path)) as container:
+        assert sum(1 for p in container.demux(video=0) if p.size) > 30

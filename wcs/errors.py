@@ -82,8 +82,8 @@ class LimitReached(WcsError):
     """A cap of :class:`wcs.limits.Limits` (or a fixed one) would be exceeded;
     the info names its properties key and value, so the operator knows which."""
 
-    def __init__(self, what: str, key: str, value: int) -> None:
-        super().__init__(f"Limit reached: {what} ({key}={value})")
+    def __init__(self, what: str, key: str, value: float) -> None:
+        super().__init__(f"Limit reached: {what} ({key}={value:g})")
         self.key = key
 
 

@@ -199,7 +199,7 @@ def _compose(settings: Settings) -> service.MultiService:
                               timeout=settings.vod_stream_timeout / 1000.0, limits=limits)
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
                                   settings.announced_ips,
-                                  fast_sender=settings.webrtc_sender == "fast")
+                                  fast_sender=settings.webrtc_sender == "fast", limits=limits)
     signalling = SignallingFactory(settings,
                                    StreamRequests(registry, transports, reactor, limits),
                                    reactor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -23,7 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from wcs.errors import RecordingFailed
+from wcs.errors import LimitReached, RecordingFailed
 from wcs.media import h264
 from wcs.media.sample import AAC_FRAME, VIDEO_CLOCK, MediaInfo, Sample
 
@@ -31,6 +32,15 @@ log = Logger()
 
 #: What the publication is told when a bug (not the disk) stopped the recording.
 INTERNAL_FAILURE = "Recording failed: internal error"
+#: Bytes written between two looks at the disk's free space.
+DISK_CHECK_EVERY = 1 << 20
+MIB = 1 << 20
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``folder``'s disk."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
 
 
 def record_name(template: str, stream_name: str, media_session_id: str,
@@ -57,15 +67,31 @@ class Recorder:
     (a full disk, say, or a bug: then logged with its traceback): the
     publication then ends FAILED, and its peer with it. ``in_thread`` runs
     the closing rewrite off the reactor.
+
+    Bounded by ``max_size`` bytes (``record_max_size``) and by the disk's free
+    space, which it never takes below ``min_free`` bytes (``record_min_free_disk``):
+    a recording that would start below the floor is refused; one that reaches either
+    bound stops writing, is completed and kept as it is, and its publication ends
+    FAILED with the limit named.
     """
 
     pressed_join = True  # it joins before the first sample: there is no GOP to take
 
     def __init__(self, folder: Path, name: str, info: MediaInfo, label: str,
                  on_state: Callable[[str, str | None], None],
-                 in_thread: Callable[[Callable[[], str]], Deferred[str]] = deferToThread
-                 ) -> None:
+                 in_thread: Callable[[Callable[[], str]], Deferred[str]] = deferToThread,
+                 max_size: int = 4096 * MIB, min_free: int = 512 * MIB,
+                 free: Callable[[Path], int] = free_bytes) -> None:
         self.name = name
+        self.max_size = max_size
+        self.min_free = min_free
+        self._free = free
+        self.folder = folder
+        self.written = 0
+        self._next_disk_check = DISK_CHECK_EVERY
+        self.capped: str | None = None  # the limit that stopped it (the file is kept)
+        if min_free and self._free_below_floor():
+            raise RecordingFailed(self._floor().info)
         self.label = label
         self.info = info
         self.final = folder / name
@@ -95,7 +121,7 @@ class Recorder:
         return not self.started and self.info.video is not None
 
     def deliver(self, sample: Sample) -> None:
-        if self.failed or self.container is None:
+        if self.failed or self.capped or self.container is None:
             return
         try:
             if not self.started and not self._start(sample):
@@ -103,7 +129,7 @@ class Recorder:
             if sample.kind == "audio" and sample.codec != "aac":
                 return  # the AAC beside it is what goes in the file
             stream = self.video_stream if sample.kind == "video" else self.audio_stream
-            if stream is not None:
+            if stream is not None and self._room_for(len(sample.data)):
                 self._mux(stream, sample)
         except RecordingFailed as error:
             self._fail(error.info)
@@ -112,6 +138,36 @@ class Recorder:
         except Exception:  # a bug, not the disk: said as such, with its traceback
             log.failure("{label}: recording failed", label=self.label)
             self._fail(INTERNAL_FAILURE)
+
+    def _room_for(self, size: int) -> bool:
+        """Whether ``size`` more bytes stay within both bounds; if not, stop here
+        (the file is kept) and end the publication with the limit named."""
+        limit: LimitReached | None = None
+        if self.written + size > self.max_size:
+            limit = LimitReached("recording size in MiB", "record_max_size",
+                                 self.max_size / MIB)
+        elif self.min_free and self.written + size >= self._next_disk_check:
+            self._next_disk_check = self.written + size + DISK_CHECK_EVERY
+            if self._free_below_floor(size):
+                limit = self._floor()
+        if limit is None:
+            self.written += size
+            return True
+        self.capped = limit.info
+        log.warn("{label}: {info}; recording stopped and kept at {n} bytes",
+                 label=self.label, info=limit.info, n=self.written)
+        self._on_state("failed", limit.info)
+        return False
+
+    def _free_below_floor(self, size: int = 0) -> bool:
+        try:
+            return self._free(self.folder) - size < self.min_free
+        except OSError:
+            return False  # not knowing is not a reason to refuse; a write error will say
+
+    def _floor(self) -> LimitReached:
+        return LimitReached("free disk space in MiB", "record_min_free_disk",
+                            self.min_free / MIB)
 
     def _fail(self, info: str) -> None:
         self.failed = info

@@ -15,10 +15,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import Unsupported
+from wcs.limits import Limits
 from wcs.media.sample import MediaInfo, Sample
 from wcs.mse.channels import MediaChannels
 from wcs.mse.viewer import MseViewer
-from wcs.recording.recorder import Recorder, record_name
+from wcs.recording.recorder import MIB, Recorder, record_name
 from wcs.transports.interfaces import OnState, Player
 from wcs.webrtc import ice
 from wcs.webrtc.publisher import WebRTCPublisher
@@ -39,8 +40,10 @@ class TransportFactory:
     publish_providers = ("WebRTC",)
 
     def __init__(self, clock: IReactorTime, record_dir: Path, record_template: str,
-                 announced_ips: Sequence[str] = (), fast_sender: bool = True) -> None:
+                 announced_ips: Sequence[str] = (), fast_sender: bool = True,
+                 limits: Limits = Limits()) -> None:
         self.clock = clock
+        self.limits = limits
         self.fast_sender = fast_sender
         self.record_dir = record_dir
         self.record_template = record_template
@@ -66,7 +69,9 @@ class TransportFactory:
                  on_state: OnState) -> Recorder:
         name = record_name(self.record_template, stream_name, media_session_id,
                            self.record_dir)
-        return Recorder(self.record_dir, name, info, f"record {name}", on_state)
+        return Recorder(self.record_dir, name, info, f"record {name}", on_state,
+                        max_size=self.limits.record_max_size * MIB,
+                        min_free=self.limits.record_min_free_disk * MIB)
 
     def media_channel(self, session_id: str, channel: Any) -> None:
         self.channels.arrived(session_id, channel)
