@@ -339,3 +339,31 @@ def test_availablestream_answers_every_message(start_server, media):
     assert answers["vod://not-an-mp4.mp4"]["status"] == "false"
     assert answers["vod://not-an-mp4.mp4"]["info"].startswith("File has wrong format")
     client.close()
+
+
+def test_a_request_trickled_in_is_cut_off_at_the_idle_timeout(start_server, media):
+    """Slowloris: a byte a second keeps Twisted's own timeout from firing."""
+    server = start_server(media_dir=str(media), http_idle_timeout="3")
+    port = int(server.http_url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    started, answer = time.monotonic(), b""
+    try:
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 20:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.5)
+    except OSError:
+        pass  # cut off
+    try:
+        answer = sock.recv(4096)
+    except OSError:
+        pass
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert time.monotonic() - started < 6
+    status, _, _ = call(server.http_url, "/rest-api/vod/find_all", method="GET")
+    assert status == 404  # others are served as ever; kept-alive clients too:
+    keep = socket.create_connection(("127.0.0.1", port), timeout=10)
+    for _ in range(2):
+        keep.sendall(b"GET /config.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert keep.recv(4096).startswith(b"HTTP/1.1 200 ")
+    keep.close()

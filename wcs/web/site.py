@@ -5,7 +5,9 @@ What a caller sends is bounded before it is read: a body over
 :data:`~wcs.web.rest.MAX_BODY` is answered 413 from its headers (or as soon as a
 chunked one grows past it) and the connection closed, never spooled to disk;
 a ``Range`` header may name at most :data:`MAX_RANGES` ranges; a connection
-idle between requests for ``http_idle_timeout`` seconds is closed.
+idle between requests for ``http_idle_timeout`` seconds is closed, and so is one
+that takes longer than that to send a whole request (a byte at a time, say:
+Twisted's own timeout restarts at every byte).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import io
 import json
 from pathlib import Path
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from twisted.web import resource, server, static
+from twisted.web import http, resource, server, static
 from twisted.web.server import Request
 
 from wcs.config import Settings
@@ -145,7 +148,50 @@ class CappedRequest(server.Request):
         super().requestReceived(command, path, version)
 
 
+class Channel(http.HTTPChannel):
+    """An HTTP connection whose every request must arrive whole within the
+    site's timeout, however slowly its bytes trickle in."""
+
+    _deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        if self.timeOut:
+            self._deadline = self.site.reactor.callLater(self.timeOut, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+    def requestDone(self, request: http.Request) -> None:
+        super().requestDone(request)
+        if self.persistent and not self._handlingRequest:
+            self._arm()  # the next request has as long
+
+    def connectionLost(self, reason: object) -> None:
+        self._disarm()
+        super().connectionLost(reason)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        log.info("HTTP client {peer}: no whole request within {n} s; closed",
+                 peer=self.transport.getPeer(), n=self.timeOut)
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+        self.transport.loseConnection()
+
+
 def build_site(root: resource.Resource, idle_timeout: int) -> server.Site:
     site = server.Site(root, requestFactory=CappedRequest, timeout=idle_timeout)
+    site.protocol = Channel  # plain HTTP/1.1 (no HTTP/2): all this server speaks
     site.displayTracebacks = False
     return site
