@@ -119,13 +119,18 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                video: bool = True, audio: bool = True,
                drop_after: float | None = None, read: bool = True,
                stop_event: asyncio.Event | None = None, video_loss: float = 0.0,
-               pli_after: float | None = None) -> Received:
+               pli_after: float | None = None, vanish_after: float | None = None,
+               close_peer_after: float | None = None) -> Received:
     """Play ``name`` until the server ends it, ``stop_after`` seconds (then
     stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``.
     With ``read=False`` the tracks are never read: a viewer that stalls.
     ``stop_event``, when set, also sends stopStream. ``video_loss`` throws away
     that share of the video packets as they arrive (retransmissions too), so
-    only NACKs can repair them; ``pli_after`` sends a PLI that long after PLAYING."""
+    only NACKs can repair them; ``pli_after`` sends a PLI that long after PLAYING.
+    ``vanish_after`` seconds after PLAYING the peer goes silent at once (its UDP
+    sockets closed: no DTLS close, no stopStream), ``close_peer_after`` it closes
+    its peer connection (a DTLS close); either way the signalling stays open until
+    the server ends the play (or ``timeout``)."""
     result = Received()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -167,6 +172,13 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     rows.append((now, pts, frame.samples))
         except MediaStreamError:
             pass
+
+    def vanish() -> None:
+        """Gone without a word: the ICE sockets closed under the peer."""
+        for transceiver in pc.getTransceivers():
+            connection = transceiver.receiver.transport.transport._connection
+            for protocol in list(connection._protocols):
+                protocol.transport.close()
 
     if read:
         pc.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
@@ -237,6 +249,11 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     stop_at = time.monotonic() + stop_after
                 if event["status"] == "PLAYING" and pli_after is not None:
                     asyncio.get_running_loop().call_later(pli_after, send_pli)
+                if event["status"] == "PLAYING" and vanish_after is not None:
+                    asyncio.get_running_loop().call_later(vanish_after, vanish)
+                if event["status"] == "PLAYING" and close_peer_after is not None:
+                    asyncio.get_running_loop().call_later(
+                        close_peer_after, lambda: asyncio.ensure_future(pc.close()))
                 if event["status"] == "PLAYING" and drop_after is not None:
                     await asyncio.sleep(drop_after)
                     break

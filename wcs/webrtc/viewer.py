@@ -162,16 +162,16 @@ class WebRTCViewer:
         """Called by aiortc at each change, as it happens (not in a task of its
         own, which would read a later state: a "failed" seen as "closed")."""
         pc = self.pc
-        if pc is None or self._done:
+        if pc is None:
             return
         state = pc.connectionState
         log.debug("{label}: peer connection {state}", label=self.label, state=state)
+        if self._done:
+            return
         if state == "connected" and not self.connected:
             self.connected = True
             self._ready = asyncio.ensure_future(self._senders_ready(), loop=aio.loop())
-        elif state == "failed":
-            self._end("failed", LOST if self.connected else "Failed by ICE timeout")
-        elif state == "closed":  # aiortc closed it by itself: the browser's side closed
+        elif state in ("failed", "closed"):  # closed: by aiortc, the browser's side went
             self._end("failed", LOST if self.connected else "Failed by ICE timeout")
 
     async def _senders_ready(self) -> None:
