@@ -222,7 +222,7 @@ class WebRTCPublisher:
                        if self.connected else "Failed by ICE timeout")
 
     def _connect_failed(self, error: Exception) -> None:
-        self._fail(f"Failed by peer connection: {error}")
+        self._fail(f"Failed by peer connection: {str(error) or type(error).__name__}")
 
     def _fail(self, info: str) -> None:
         if not self._done:

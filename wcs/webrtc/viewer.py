@@ -191,7 +191,7 @@ class WebRTCViewer:
         self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
-        self._end("failed", f"Failed by peer connection: {error}")
+        self._end("failed", f"Failed by peer connection: {str(error) or type(error).__name__}")
 
     def _end(self, state: str, info: str | None) -> None:
         if not self._done:
