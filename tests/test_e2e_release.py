@@ -40,15 +40,10 @@ PER_PLAY = (
     "aioice.ice.StunProtocol", "pylibsrtp.Session", "av.audio.resampler.AudioResampler",
     "av.container.input.InputContainer",
 )
-#: Still freed only by the collector, by cycles of libraries, none holding a thread,
-#: a socket or a codec: Autobahn's (each protocol resolves its ``is_closed`` Deferred
-#: with itself; per WebSocket, with its send queue and NVX validators' cffi buffers)
-#: until ``wcs/signalling/websocket.py`` breaks it when a connection is lost, and
-#: pyOpenSSL's (its verify callback helper and the ffi callback that closes over it,
-#: one per DTLS context, so per WebRTC viewer).
-KNOWN_CYCLES = ("wcs.signalling.websocket.", "autobahn.", "txaio.", "twisted.",
-                "collections.deque", "_cffi_backend.__CDataGCP",
-                "OpenSSL.SSL._VerifyHelper", "_cffi_backend.__CDataOwnGC")
+#: Still freed only by the collector, by a library's own cycle holding no thread,
+#: socket or codec: pyOpenSSL's (its verify callback helper and the ffi callback
+#: that closes over it, one per DTLS context, so per WebRTC viewer).
+KNOWN_CYCLES = ("OpenSSL.SSL._VerifyHelper", "_cffi_backend.__CDataOwnGC")
 #: Batches of viewers at once (half MSE, half WebRTC), and how long each plays.
 BATCH, SECONDS = 50, 1.0
 

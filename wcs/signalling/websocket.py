@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+import txaio
 from autobahn.twisted.websocket import (
     ConnectionDeny,
     WebSocketServerFactory,
@@ -244,6 +245,13 @@ class SignallingProtocol(WebSocketServerProtocol):
                                              f"(ws_message_rate={rate})")
             return
         self.session.receive(payload, isBinary)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        # Autobahn resolves is_closed (and is_open) with the protocol itself: a
+        # cycle per connection, freed only by the collector unless let go here
+        self.is_closed = txaio.create_future_success(None)
+        self.is_open = txaio.create_future_success(None)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._address is not None:
