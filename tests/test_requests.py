@@ -33,6 +33,9 @@ class FakePlayer(Viewer):
     def answer(self, offer_sdp):
         if self.fail_with:
             raise self.fail_with
+        if self.fail_with is False:  # answer later, as aiortc does
+            self.pending = Deferred()
+            return self.pending
         return succeed(f"answer to {offer_sdp}")
 
     def answered(self):
@@ -260,3 +263,23 @@ def test_a_closed_session_releases_everything_silently(front):
     assert transports.players[0].is_closed and transports.publishers[0].is_closed
     assert ("session closed", page.session.id) in transports.events
     assert registry.find() == [] and registry.published == {}
+
+
+def test_a_play_whose_page_left_before_the_answer_ends_quietly(front):
+    """The session is released (the peer closed) while the answer is made: the
+    player's error then is no internal error."""
+    from twisted.logger import globalLogPublisher
+
+    requests, transports, _, _, page = front
+    transports.fail_with = False
+    play(page, "m1", "vod://a.mp4")
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        requests.release(page.session)
+        transports.players[0].pending.errback(RuntimeError("RTCPeerConnection is closed"))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert transports.players[0].is_closed
+    assert not [e for e in seen if e.get("log_failure") is not None], seen
+    assert page.answers() == []

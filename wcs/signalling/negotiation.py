@@ -56,6 +56,10 @@ class Negotiation:
 
     def refused(self, failure: Failure) -> None:
         """The source could not be opened, or the offer not answered."""
+        if self.done:  # ended meanwhile (the page left): its player was closed under
+            log.debug("{name}: ended before it was answered ({why})",  # the answer
+                      name=self.request.name, why=failure.getErrorMessage())
+            return
         if isinstance(failure.value, WcsError):
             info = failure.value.info
         else:
