@@ -95,7 +95,7 @@ from testkit.harness import (  # noqa: E402
 )
 from testkit.mse_client import MSE_OFFER, parse_records  # noqa: E402
 from testkit.rest_client import call, conforms  # noqa: E402
-from testkit.rtc_client import AsyncWebSocket  # noqa: E402  (also: ICE on 127.0.0.1 only)
+from testkit.rtc_client import AsyncWebSocket, stream_request  # noqa: E402  (also: ICE on 127.0.0.1 only)
 from testkit.rtc_publisher import publish  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 from wcs.webrtc.viewer import EncodedTrack  # noqa: E402
@@ -472,9 +472,7 @@ class Soak:
             pc.addTransceiver("audio", direction="recvonly")
             pc.addTransceiver("video", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
-            request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": False,
-                       "hasVideo": True, "hasAudio": True, "status": "PENDING",
-                       "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp}
+            request = stream_request(name, sdp=pc.localDescription.sdp)
             await ws.send("playStream", request)
             if mode == "drop-offer":
                 await asyncio.sleep(self.rng.random() * 0.2)
@@ -774,11 +772,9 @@ class Soak:
             for kind in ("video", "audio"):
                 pc.addTrack(EncodedTrack(kind))
             await pc.setLocalDescription(await pc.createOffer())
-            request = {"mediaSessionId": str(uuid.uuid1()),
-                       "name": f"soak-gone-{self.next_id()}", "published": True,
-                       "hasVideo": True, "hasAudio": True, "status": "PENDING",
-                       "record": self.rng.random() < 0.5, "mediaProvider": "WebRTC",
-                       "sdp": pc.localDescription.sdp}
+            request = stream_request(f"soak-gone-{self.next_id()}", published=True,
+                                     record=self.rng.random() < 0.5,
+                                     sdp=pc.localDescription.sdp)
             await ws.send("publishStream", request)
             if self.rng.random() < 0.5:
                 message = await ws.next(time.monotonic() + 10)

@@ -15,7 +15,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +24,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
-from testkit.rtc_client import AsyncWebSocket
+from testkit.rtc_client import AsyncWebSocket, stream_request
 from wcs.media.mp4 import Mp4File
 
 #: How often the counter drains every socket (s).
@@ -139,9 +138,7 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
         pc.addTransceiver("audio", direction="recvonly")
         pc.addTransceiver("video", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
-        request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": False,
-                   "hasVideo": True, "hasAudio": True, "status": "PENDING",
-                   "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp}
+        request = stream_request(name, sdp=pc.localDescription.sdp)
         await ws.send("playStream", request)
         deadline = time.monotonic() + timeout
         stopping = False

@@ -27,6 +27,15 @@ aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 register_profiles()  # so the offer carries Main and High as browsers' do
 
 
+
+def stream_request(name: str, published: bool = False, provider: str = "WebRTC",
+                   **fields: Any) -> dict[str, Any]:
+    """A ``playStream``/``publishStream`` body as the SDK sends it, with a fresh
+    mediaSessionId (``fields`` add to it: ``sdp``, ``record``...)."""
+    return {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": published,
+            "hasVideo": True, "hasAudio": True, "status": "PENDING",
+            "mediaProvider": provider, **fields}
+
 class AsyncWebSocket:
     """Just enough of a WebSocket client on asyncio streams."""
 
@@ -213,10 +222,7 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
         if video:
             watch_receiver(pc.addTransceiver("video", direction="recvonly").receiver, "video")
         await pc.setLocalDescription(await pc.createOffer())
-        media_session_id = str(uuid.uuid1())
-        request = {"mediaSessionId": media_session_id, "name": name, "published": False,
-                   "hasVideo": True, "hasAudio": True, "status": "PENDING",
-                   "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp}
+        request = stream_request(name, sdp=pc.localDescription.sdp)
         result.play_sent = time.monotonic()
         await ws.send("playStream", request)
         deadline = time.monotonic() + timeout

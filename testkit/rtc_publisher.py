@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
-from testkit.rtc_client import AsyncWebSocket
+from testkit.rtc_client import AsyncWebSocket, stream_request
 from wcs.media.mp4 import Mp4File
 from wcs.webrtc.viewer import EncodedTrack
 
@@ -60,9 +59,7 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
             await rtcp_in(packet)
 
         sender._handle_rtcp_packet = counting
-    request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": True,
-               "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": record,
-               "mediaProvider": "WebRTC"}
+    request = stream_request(name, published=True, record=record)
 
     async def pump() -> None:
         started = time.monotonic()

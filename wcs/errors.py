@@ -13,6 +13,9 @@ FILE_NOT_FOUND = "File not found"
 STREAM_NOT_FOUND = "Stream not found"
 WRONG_FORMAT = "File has wrong format"
 INVALID_NAME = "Invalid stream name"
+#: What a page is told when a bug, not its request, ended its stream (the
+#: traceback goes to the log).
+INTERNAL_ERROR = "Internal error"
 
 
 class WcsError(Exception):

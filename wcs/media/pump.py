@@ -15,7 +15,7 @@ import av
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from wcs.errors import WcsError
+from wcs.errors import INTERNAL_ERROR, WcsError
 from wcs.media.sample import Sample
 
 log = Logger()
@@ -28,8 +28,6 @@ BURST = 64
 RETRY = 0.05
 #: How long a source may keep the pump waiting before the stream fails (s).
 STALL_LIMIT = 15.0
-#: What a stream's viewers are told when a bug ended it (the traceback is logged).
-INTERNAL_ERROR = "Internal error"
 
 
 class Pump:

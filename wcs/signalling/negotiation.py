@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.errors import WcsError
+from wcs.errors import INTERNAL_ERROR, WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
@@ -65,7 +65,7 @@ class Negotiation:
         else:
             log.failure("{name}: {kind} failed", failure, name=self.request.name,
                         kind="publish" if self.request.published else "play")
-            info = "Internal error"
+            info = INTERNAL_ERROR
         self.end("FAILED", info)
 
     def end(self, status: str | None, info: str | None) -> None:
@@ -90,7 +90,7 @@ class Negotiation:
                 reason = failure.value.info
                 log.warn("{label}: {reason}", label=self.label, reason=reason)
             else:
-                reason = "Internal error"
+                reason = INTERNAL_ERROR
                 log.failure("{label}: releasing failed", failure, label=self.label)
             if status is not None:
                 self.session.report_stream(self.request, "FAILED",

@@ -18,7 +18,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from wcs.media.pump import INTERNAL_ERROR
+from wcs.errors import INTERNAL_ERROR
 from wcs.media.sample import Sample
 from wcs.streams.subscriber import Subscriber
 

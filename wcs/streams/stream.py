@@ -21,8 +21,8 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from wcs.errors import STREAM_NOT_FOUND
-from wcs.media.pump import INTERNAL_ERROR, Pump
+from wcs.errors import INTERNAL_ERROR, STREAM_NOT_FOUND
+from wcs.media.pump import Pump
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia
 from wcs.streams import uri as uris

@@ -20,10 +20,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
-from wcs.errors import NegotiationError
+from wcs.errors import INTERNAL_ERROR, NegotiationError
 from wcs.media import h264
 from wcs.media.audio import AacTranscoder
-from wcs.media.pump import INTERNAL_ERROR
 from wcs.media.reencode import Vp8ToH264
 from wcs.media.sample import (
     OPUS_CLOCK,

@@ -19,8 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
-from wcs.errors import NegotiationError
-from wcs.media.pump import INTERNAL_ERROR
+from wcs.errors import INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.webrtc import codecs, ice
 from wcs.webrtc.packetizer import payloads
