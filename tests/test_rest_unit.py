@@ -97,6 +97,18 @@ def test_without_a_key_only_this_machine_may_call():
     assert request.code == 200
 
 
+@pytest.mark.parametrize("host, status", [
+    (b"localhost:8081", 200), (b"127.0.0.1:8081", 200), (b"[::1]:8081", 200),
+    (b"api.localhost", 200),
+    (b"rebound.example:8081", 403),  # another site's name pointed at 127.0.0.1
+    (b"192.0.2.7", 403),
+])
+def test_without_a_key_the_host_asked_for_must_be_this_machine_too(host, status):
+    request = post({b"host": host, b"origin": b"http://" + host})
+    Operation(lambda request: (200, []), Access()).render(request)
+    assert request.code == status, host
+
+
 @pytest.mark.parametrize("origins, origin, status, allow", [
     ((), b"http://evil.example", 403, None),
     ((), b"http://127.0.0.1:8081", 200, None),  # the API's own origin

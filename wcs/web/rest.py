@@ -94,10 +94,25 @@ class Access:
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
             return b""
-        if not self.api_key and not _loopback(request):
-            return error(request, 403, "the REST API answers only this machine until "
+        if not self.api_key and not (_loopback(request) and _local_host(request)):
+            return error(request, 403, "the REST API answers only this machine (as "
+                                       "localhost or a loopback address) until "
                                        "rest_api_key is set")
         return None
+
+
+def _local_host(request: Request) -> bool:
+    """Whether the ``Host`` the caller asked for is this machine by name: a page
+    of another site whose name was made to point at 127.0.0.1 (DNS rebinding)
+    asks for its own name, and is same-origin with itself."""
+    host = (request.getHeader("host") or "localhost").lower()
+    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _loopback(request: Request) -> bool:
