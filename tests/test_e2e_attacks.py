@@ -135,6 +135,8 @@ def test_a_client_that_never_reads_is_cut_off_with_memory_bounded(start_server, 
     except OSError:
         pass  # the server cut it off
     peak = rss(pid)
+    print(f"never-read flood: {sent} messages in 8 s, server RSS {before / 2**20:.0f} -> "
+          f"{peak / 2**20:.0f} MiB")
     assert sent > 1000
     assert peak - before < 40 * 2**20, (before, peak)
     deadline = time.monotonic() + 10
