@@ -260,3 +260,14 @@ def test_a_startup_still_opening_holds_its_name_and_leaves_waiting_plays_alone(w
         waiting.callback(None)
     assert result(play).name == "vod-live://slow/a.mp4" and result(show).name == "show"
     assert "show" not in registry._starting
+
+
+def test_a_viewer_arriving_after_a_terminate_hears_how_it_ended(world):
+    """One still connecting when REST terminates the stream gets STOPPED with the
+    reason, as the others did, not 'Stream not found'."""
+    registry, _, _ = world
+    show = result(registry.startup("vod-live://a.mp4", "show"))
+    show.terminate("Stopped by server")
+    late = Viewer()
+    show.subscribe(late)
+    assert late.ended == ("Stopped by server", False)

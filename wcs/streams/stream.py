@@ -40,6 +40,9 @@ KEYFRAME_INTERVAL = 0.5
 class VodStream:
     """One capture of one file: a paced source fanned out to its subscribers."""
 
+    #: How it ended, for a viewer that arrives after (one still connecting).
+    ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
+
     def __init__(self, uri: uris.StreamUri, name: str, media: OpenedMedia,
                  clock: IReactorTime, on_gone: Callable[[VodStream], None], *,
                  live: bool = False, loop: bool = False, timeout: float = 0.0,
@@ -72,8 +75,8 @@ class VodStream:
     def subscribe(self, subscriber: Subscriber) -> None:
         """Start sending to ``subscriber``: a personal stream starts now, a
         live one is joined at its current GOP."""
-        if self.closed:
-            subscriber.closed(STREAM_NOT_FOUND, True)
+        if self.closed:  # it ended while this viewer was connecting: say how
+            subscriber.closed(*self.ending)
             return
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -103,6 +106,7 @@ class VodStream:
     def terminate(self, info: str) -> None:
         """Stop for everyone; each viewer is told ``info`` (and STOPPED)."""
         broadcast = self.broadcast
+        self.ending = (info, False)
         self.close()
         broadcast.finish(info, failed=False)
 
@@ -110,6 +114,7 @@ class VodStream:
         log.info("stream {id} ({uri}) reached its end{reason}", id=self.id, uri=str(self.uri),
                  reason=f": {reason}" if reason else "")
         broadcast = self.broadcast
+        self.ending = (reason, reason is not None)
         self.close()
         broadcast.finish(reason, failed=reason is not None)
 
@@ -130,6 +135,9 @@ class VodStream:
 
 class PublishedStream:
     """A stream a page publishes: fanned out live to whoever plays its name."""
+
+    #: How it ended, for a viewer that arrives after (one still connecting).
+    ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
 
     def __init__(self, name: str, info: MediaInfo, request_keyframe: Callable[[], None],
                  on_gone: Callable[[PublishedStream], None], clock: IReactorTime) -> None:
@@ -159,8 +167,8 @@ class PublishedStream:
             self._end(INTERNAL_ERROR, failed=True)
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        if self.closed:
-            subscriber.closed(STREAM_NOT_FOUND, True)
+        if self.closed:  # it ended while this viewer was connecting: say how
+            subscriber.closed(*self.ending)
             return
         self.broadcast.add(subscriber)
         if not self.broadcast.has_gop() and subscriber.keyframe_wanted():
@@ -186,6 +194,7 @@ class PublishedStream:
         if self.closed:
             return
         self.closed = True
+        self.ending = (info, failed)
         if failed:
             self.failure = info
         self.broadcast.finish(info, failed=failed)
