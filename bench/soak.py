@@ -55,6 +55,13 @@ a limit (a FAILED info, a 4xx/503 body or handshake, a close reason) is counted
 as "refused (expected)"; a cap that lets more in, a refusal that does not say
 why, and a client at another address turned away are not.
 
+``--census`` runs the server under ``testkit/census.py`` (``--trim``): at the
+baseline and once idle after the load it collects, counts the objects it tracks
+by type and trims malloc's free heap, then prints the types whose counts grew
+most and the RSS before and after the trim (growth that a trim gives back is
+the allocator's, not live objects'). ``--tracemalloc N`` also traces Python's
+allocations (N frames) and prints the source lines that grew most (slow).
+
 Run with ``scripts/bench.sh bench/soak.py [--minutes 30] [--sample-seconds 60]``;
 try it short with ``--minutes 3 --sample-seconds 20``.
 """
@@ -69,6 +76,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -1599,6 +1607,41 @@ def summary(soak: Soak, args: argparse.Namespace, base: Sample, rows: list[Sampl
     return flat and errors == 0
 
 
+class ServerCensus:
+    """The server's own count of its objects (``testkit/census.py``), taken on demand."""
+
+    def __init__(self, out: Path, pid: int) -> None:
+        self.out, self.pid = out, pid
+
+    async def take(self) -> dict[str, Any] | None:
+        """A census after a full collection and a trim; None if none came (30 s)."""
+        self.out.unlink(missing_ok=True)
+        os.kill(self.pid, signal.SIGUSR2)
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if self.out.exists():
+                return json.loads(self.out.read_text())
+        print("census: the server wrote none")
+        return None
+
+
+def print_census(base: dict[str, Any], end: dict[str, Any], top: int = 25) -> None:
+    """The types whose tracked counts grew most, RSS before and after a trim."""
+    print(f"census: RSS {base['VmRSS'] // 1024} -> {end['VmRSS'] // 1024} MiB; after "
+          f"malloc_trim {base['VmRSS_trimmed'] // 1024} -> {end['VmRSS_trimmed'] // 1024} MiB; "
+          f"gc-tracked objects {sum(base['types'].values())} -> {sum(end['types'].values())}")
+    grown = {name: n - base["types"].get(name, 0) for name, n in end["types"].items()}
+    print("types grown most since the baseline (after a full collection):")
+    for name, n in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
+        if n > 0:
+            print(f"  {n:>+8}  {name} ({end['types'][name]})")
+    if end.get("traced_growth"):
+        print(f"tracemalloc: {base['traced_kib']} -> {end['traced_kib']} KiB traced; "
+              "lines grown most:")
+        for line in end["traced_growth"]:
+            print(f"  {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -1632,6 +1675,10 @@ def main() -> None:
                         help="loopback addresses the steady load's clients come from")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--strict", action="store_true", help="exit 1 unless both PASS")
+    parser.add_argument("--census", action="store_true",
+                        help="count the server's objects by type at the baseline and the end")
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                        help="with --census, also trace Python allocations (slow)")
     args = parser.parse_args()
     settings_extra = {}
     for item in args.server_config:
@@ -1655,7 +1702,12 @@ def main() -> None:
     (media / "notes.txt").write_text("not a video\n")
     (media / ".hidden.mp4").write_bytes(clip.read_bytes())
     settings = {"media_dir": str(media), "vod_live_loop": "true", **settings_extra}
-    server = ServerProcess(folder, settings).start()
+    wrap = None
+    if args.census or args.tracemalloc:
+        wrap = [sys.executable, "-m", "testkit.census", str(folder / "census.json"), "--trim"]
+        if args.tracemalloc:
+            wrap += ["--tracemalloc", str(args.tracemalloc)]
+    server = ServerProcess(folder, settings, wrap=wrap).start()
     print(f"soak: {args.minutes:g} min, a row every {args.sample_seconds:g} s; "
           f"~{args.viewers} viewers, {args.publishers} publishers; server pid "
           f"{server.process.pid}, log {server.log_path}; extra settings {settings_extra or '-'}")
@@ -1685,6 +1737,8 @@ async def soak_run(args: argparse.Namespace, server: ServerProcess, media: Path,
         print(f"warm-up had failures: {dict(soak.reasons)}")
     idle = await soak.wait_idle(args.idle_timeout)
     soak.count.clear()
+    census = ServerCensus(server.workdir / "census.json", soak.pid) if server.wrap else None
+    base_census = await census.take() if census else None
     base, _ = await soak.sample("base", None)
     base_fds = fd_census(soak.pid)
     print(f"baseline after a warm-up of each client kind, idle in {idle:.0f} s")
@@ -1704,6 +1758,10 @@ async def soak_run(args: argparse.Namespace, server: ServerProcess, media: Path,
         await asyncio.sleep(args.linger)  # slow release, or a leak?
         late, _ = await soak.sample(f"+{args.linger:.0f}s", None)
         print_row(late)
+    if census and base_census:
+        end_census = await census.take()
+        if end_census:
+            print_census(base_census, end_census)
     soak.pool.shutdown(wait=False)
     return summary(soak, args, base, rows, after, idle, base_fds, after_fds, late)
 

@@ -9,7 +9,13 @@ released only through a reference cycle stays visible (and keeps its codec
 threads) instead of vanishing at some later collection.
 ``--consent-interval`` shortens aioice's ICE consent checks (5 s apart, six
 missed ones close the connection) so that a viewer that vanished is noticed
-in a test's time. On SIGUSR1 the
+in a test's time. ``--tracemalloc FRAMES`` traces Python's allocations: the
+first SIGUSR2 keeps a snapshot, and each later one lists the source lines whose
+live allocations grew most since (slow: for finding a leak, not for timing).
+``--trim`` makes each SIGUSR2 also hand glibc's free heap back to the system
+(``malloc_trim``) and give the RSS after it: memory that goes then was free,
+held by the allocator, not by live objects.
+On SIGUSR1 the
 process writes OUT (JSON): its threads, RSS and descriptors, and how many
 objects of each type the garbage collector tracks. On SIGUSR2 it first runs
 a full collection and writes, besides, what that collection freed, by type:
@@ -18,12 +24,14 @@ the objects that were only reachable through cycles.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
 import signal
 import sys
 import threading
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -50,7 +58,23 @@ def type_counts() -> Counter[str]:
     return counts
 
 
-def census(collect: bool) -> dict[str, Any]:
+#: The snapshot ``--tracemalloc`` growth is measured from (the first SIGUSR2's).
+_first_snapshot: tracemalloc.Snapshot | None = None
+
+
+def traced_growth(top: int = 25) -> list[str]:
+    """Source lines whose live Python allocations grew most since the first
+    snapshot (empty at the first), as tracemalloc prints them."""
+    global _first_snapshot
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    if _first_snapshot is None:
+        _first_snapshot = snapshot
+        return []
+    return [str(stat) for stat in snapshot.compare_to(_first_snapshot, "lineno")[:top]]
+
+
+def census(collect: bool, trim: bool = False) -> dict[str, Any]:
     before = type_counts()
     report: dict[str, Any] = {}
     if collect:
@@ -59,7 +83,13 @@ def census(collect: bool) -> dict[str, Any]:
         report["freed_by_gc"] = {name: count - after[name] for name, count in before.items()
                                  if count > after[name]}
         before = after
+        if tracemalloc.is_tracing():
+            report["traced_growth"] = traced_growth()
+            report["traced_kib"] = tracemalloc.get_traced_memory()[0] // 1024
     report.update(proc_status())
+    if collect and trim:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        report["VmRSS_trimmed"] = proc_status()["VmRSS"]
     report["fds"] = len(os.listdir("/proc/self/fd"))
     report["python_threads"] = sorted(thread.name for thread in threading.enumerate())
     report["gc_enabled"] = gc.isenabled()
@@ -70,6 +100,7 @@ def census(collect: bool) -> dict[str, Any]:
 def main() -> None:
     out = Path(sys.argv[1])
     args = sys.argv[2:]
+    trim = False
     while args and args[0].startswith("--"):
         option = args.pop(0)
         if option == "--no-gc":
@@ -78,12 +109,16 @@ def main() -> None:
             import aioice.ice
 
             aioice.ice.CONSENT_INTERVAL = float(args.pop(0))
+        elif option == "--trim":
+            trim = True
+        elif option == "--tracemalloc":
+            tracemalloc.start(int(args.pop(0)))
         else:
             raise SystemExit(f"census: unknown option {option}")
 
     def write(collect: bool) -> None:
         partial = out.with_suffix(".tmp")
-        partial.write_text(json.dumps(census(collect)))
+        partial.write_text(json.dumps(census(collect, trim)))
         partial.replace(out)  # a reader never sees half a file
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
