@@ -7,6 +7,7 @@ user never has to type ``--reactor``; twistd imports it before the reactor.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from wcs import aio
@@ -16,7 +17,7 @@ try:
 except aio.ReactorError as _error:
     raise SystemExit(f"wcsvod: {_error}") from None
 
-from twisted.application import service, strports  # noqa: E402
+from twisted.application import internet, service, strports  # noqa: E402
 from twisted.internet import endpoints, threads  # noqa: E402
 from twisted.internet.interfaces import IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
@@ -135,6 +136,33 @@ def raise_nofile() -> tuple[int, int]:
     return soft, target
 
 
+#: How often freed heap is handed back to the system (s).
+TRIM_INTERVAL = 60.0
+
+
+def heap_trimmer() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)``, or None where there is none (musl, macOS).
+
+    glibc returns freed heap to the system only from the top of the heap; what
+    is freed below a chunk still in use stays resident. Measured with the soak
+    bench (6 min, ~1,000 plays): RSS 115 -> 177 MiB while the objects the
+    collector tracks stayed at 85,000, and a ``malloc_trim`` gave 53 of the 62
+    MiB back (``MALLOC_ARENA_MAX=2`` changed nothing: not the threads' arenas).
+    Trimmed every minute, the same run ended idle at 128 MiB instead of 177; a
+    trim of that heap took 1.7 ms.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
 class StreamsService(service.Service):
     """Ends every stream cleanly when the server stops (viewers get STOPPED), and
     the sources' background work."""
@@ -212,6 +240,9 @@ def _compose(settings: Settings) -> service.MultiService:
         strports.service(description, factories[key]).setServiceParent(top)
     StreamsService(registry, sources).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
+    trim = heap_trimmer()
+    if trim is not None:
+        internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)
     return top
 
 
