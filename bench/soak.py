@@ -1628,7 +1628,8 @@ class ServerCensus:
 def print_census(base: dict[str, Any], end: dict[str, Any], top: int = 25) -> None:
     """The types whose tracked counts grew most, RSS before and after a trim."""
     print(f"census: RSS {base['VmRSS'] // 1024} -> {end['VmRSS'] // 1024} MiB; after "
-          f"malloc_trim {base['VmRSS_trimmed'] // 1024} -> {end['VmRSS_trimmed'] // 1024} MiB; "
+          f"malloc_trim {base['VmRSS_trimmed'] // 1024} -> {end['VmRSS_trimmed'] // 1024} MiB "
+          f"(trim took {end['trim_ms']} ms); "
           f"gc-tracked objects {sum(base['types'].values())} -> {sum(end['types'].values())}")
     grown = {name: n - base["types"].get(name, 0) for name, n in end["types"].items()}
     print("types grown most since the baseline (after a full collection):")

@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -88,7 +89,9 @@ def census(collect: bool, trim: bool = False) -> dict[str, Any]:
             report["traced_kib"] = tracemalloc.get_traced_memory()[0] // 1024
     report.update(proc_status())
     if collect and trim:
+        started = time.perf_counter()
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+        report["trim_ms"] = round((time.perf_counter() - started) * 1000, 1)
         report["VmRSS_trimmed"] = proc_status()["VmRSS"]
     report["fds"] = len(os.listdir("/proc/self/fd"))
     report["python_threads"] = sorted(thread.name for thread in threading.enumerate())
