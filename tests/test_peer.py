@@ -59,3 +59,22 @@ def test_a_peer_closed_while_gathering_keeps_no_socket(on_loopback: None) -> Non
         return open_fds() - before
 
     assert asyncio.run(races()) == 0
+
+
+def test_a_fast_sender_stopped_before_it_started_never_starts() -> None:
+    # aiortc's connect task can call send() after the peer's close stopped the
+    # sender; the stream it opened then (with a descriptor of its own) stayed open
+    from aiortc.rtcrtpparameters import RTCRtpSendParameters
+
+    from wcs.webrtc.sender import adopt
+
+    async def stopped_then_sent() -> object:
+        peer = Peer("test", lambda error: None)
+        sender = adopt(peer.addTransceiver("video", direction="sendonly").sender, "test",
+                       lambda: None)
+        await sender.stop()
+        await sender.send(RTCRtpSendParameters())
+        await peer.close()
+        return sender.stream
+
+    assert asyncio.run(stopped_then_sent()) is None

@@ -96,6 +96,7 @@ class FastSender(RTCRtpSender):
         self.stream: RtpStream | None = None
         self._native = native
         self._started = False
+        self._stopped = False  # stopped before it started: it never starts
         self._srtp: Any = None
         self._abs_send_time_at = -1
         self._pt = 0
@@ -111,8 +112,11 @@ class FastSender(RTCRtpSender):
     # aiortc's side
 
     async def send(self, parameters: RTCRtpSendParameters) -> None:
-        """DTLS is up and the parameters are final: take the socket and the keys."""
-        if self._started:
+        """DTLS is up and the parameters are final: take the socket and the keys.
+        Not once stopped: aiortc's connect task may still call this after the
+        peer's close stopped the sender, and the stream (and the descriptor it
+        holds) would then never be closed (the soak bench: "udp socket +1")."""
+        if self._started or self._stopped:
             return
         self._started = True
         codec = parameters.codecs[0]
@@ -140,6 +144,7 @@ class FastSender(RTCRtpSender):
         self.ready.set()
 
     async def stop(self) -> None:
+        self._stopped = True
         if not self._started:
             return
         self._started = False
