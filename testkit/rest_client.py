@@ -42,6 +42,15 @@ def call(base: str, path: str, body: Any = None, method: str | None = None,
     return status, decoded, dict(answer_headers)
 
 
+def http_status(url: str) -> int:
+    """The status of a plain GET of ``url`` (an error status too)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def conforms(path: str, method: str, status: int, body: Any) -> None:
     """Fail unless the spec documents this answer and the body fits its schema."""
     operation = SPEC["paths"].get(path, {}).get(method.lower())

@@ -4,18 +4,9 @@ refusal and nothing else changes."""
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 
 from testkit.harness import RawWebSocket
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+from testkit.rest_client import http_status as status
 
 
 def test_non_finite_sizes_fail_that_stream_only(start_server, media):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import urllib.error
-import urllib.request
 
+from testkit.rest_client import http_status as status
 from wcs.recording.recorder import record_name
 
 NOON = datetime.datetime(2026, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -21,14 +20,6 @@ def test_record_names_are_safe_and_never_overwrite(tmp_path):
                        NOON) == "my_cam__-20261121-120000-2.mp4"
     assert record_name("{mediaSessionId}", "x", "abc-1", tmp_path, NOON) == "abc-1.mp4"
     assert record_name("{streamName}", "...", "m", tmp_path, NOON) == "record.mp4"
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def test_records_door_serves_finished_mp4_files_only(start_server, media, tmp_path):
