@@ -65,6 +65,7 @@ class ServerProcess:
             "bind_address": "127.0.0.1",
             "ip": "127.0.0.1",
             "state_dir": str(workdir / "state"),
+            "workers": "1",  # one process unless a test asks for more
             **settings,
         }
         self.config = workdir / "flashphoner.properties"

@@ -21,8 +21,13 @@ class FakeMedia:
         self.info = MediaInfo(duration, INFO.video, None)
         self.closed = False
 
-    def samples(self, loop: bool = False):
-        for n in range(100_000):
+    seekable = True
+
+    def pass_length(self) -> float:
+        return self.info.duration
+
+    def samples(self, loop: bool = False, *, period=None, position: float = 0.0):
+        for n in range(int(position * 30), 100_000):
             yield Sample("video", b"v", n * 3000, 90000, n / 30, keyframe=n % 30 == 0)
 
     def ready(self) -> bool:
@@ -192,9 +197,9 @@ def test_startup_is_for_live_vod_under_a_free_valid_name(world):
 def test_published_streams_by_name(world):
     registry, _, _ = world
     asked = []
-    stream = registry.publish("cam", INFO, lambda: asked.append(True))
-    with pytest.raises(NameTaken) as taken:
-        registry.publish("cam", INFO, lambda: None)
+    stream = result(registry.publish("cam", INFO, lambda: asked.append(True)))
+    taken = result(registry.publish("cam", INFO, lambda: None))
+    assert taken.check(NameTaken)
     assert taken.value.info == "Stream 'cam' is already being published"
     with pytest.raises(InvalidName):
         registry.check_publishable("bad://name")
@@ -225,7 +230,7 @@ def test_close_all_stops_every_viewer(world):
     registry, _, _ = world
     viewers = [Viewer(), Viewer()]
     result(registry.open("vod-live://a.mp4")).subscribe(viewers[0])
-    registry.publish("cam", INFO, lambda: None).subscribe(viewers[1])
+    result(registry.publish("cam", INFO, lambda: None)).subscribe(viewers[1])
     registry.close_all()
     assert [v.ended for v in viewers] == [("Server shutdown", False)] * 2
     assert registry.streams == {} and registry.published == {}

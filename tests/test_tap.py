@@ -51,7 +51,7 @@ def test_tls_listeners_use_the_pem_pair_and_quote_what_needs_it(tmp_path):
 def test_every_listener_is_a_service_that_fails_the_start_when_it_cannot_listen(tmp_path):
     services = in_tap(tmp_path, """
         from twisted.application.internet import StreamServerEndpointService
-        composed = tap._compose(settings)
+        composed = tap.compose(settings)
         print(json.dumps([s._raiseSynchronously for s in composed
                           if isinstance(s, StreamServerEndpointService)]))
     """, bind_address="127.0.0.1")
@@ -67,7 +67,7 @@ def test_freed_heap_goes_back_to_the_system_every_minute(tmp_path):
             with open("/proc/self/status") as status:
                 return next(int(line.split()[1]) for line in status
                             if line.startswith("VmRSS:")) / 1024
-        timers = [s for s in tap._compose(settings) if isinstance(s, TimerService)]
+        timers = [s for s in tap.compose(settings) if isinstance(s, TimerService)]
         blocks = [bytes([k % 251]) * 65536 for k in range(1000)]  # on the heap, touched
         top = bytes([1]) * 65536  # holds the heap's top: free() alone gives nothing back
         del blocks

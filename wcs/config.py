@@ -74,7 +74,19 @@ class Settings:
     vod_audio_cache_size: int = 1024
     rest_cors_origins: tuple[str, ...] = ()
     ws_allowed_origins: tuple[str, ...] = ()
+    #: Worker processes: 0 is ``auto``, one per core this process may run on.
+    workers: int = 0
     limits: Limits = Limits()
+
+    @property
+    def worker_count(self) -> int:
+        """How many workers ``workers`` means on this machine."""
+        if self.workers:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
 
 
 # --- value converters: each takes the raw text and returns the typed value or
@@ -171,6 +183,19 @@ def _sender(text: str) -> str:
     return text
 
 
+#: Most worker processes one server may run.
+MAX_WORKERS = 256
+
+
+def _workers(text: str) -> int:
+    """``auto`` (0: one per core) or a number of worker processes."""
+    if text.lower() == "auto":
+        return 0
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise ValueError(f"must be auto or a number from 1 to {MAX_WORKERS}")
+    return int(text)
+
+
 def _origins(text: str) -> tuple[str, ...]:
     """Web origins (``https://host[:port]``), comma-separated, or ``*`` for any."""
     origins = tuple(part.strip().rstrip("/").lower() for part in text.split(",")
@@ -217,6 +242,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),
     "rest_cors_origins": ("rest_cors_origins", _origins, repr),
     "ws_allowed_origins": ("ws_allowed_origins", _origins, repr),
+    "workers": ("workers", _workers, repr),
     **{key: (f"limits.{key}", _non_negative if key == "record_min_free_disk" else _positive,
              repr) for key in limits.KEYS},
 }

@@ -7,6 +7,7 @@ user never has to type ``--reactor``; twistd imports it before the reactor.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,13 +19,15 @@ except aio.ReactorError as _error:
     raise SystemExit(f"wcsvod: {_error}") from None
 
 from twisted.application import internet, service, strports  # noqa: E402
-from twisted.internet import endpoints, threads  # noqa: E402
-from twisted.internet.interfaces import IReactorTime  # noqa: E402
+from twisted.internet import endpoints, task, threads  # noqa: E402
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from wcs import config  # noqa: E402
+from wcs.cluster.directory import Directory  # noqa: E402
+from wcs.cluster.relay import RelayService  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
@@ -72,6 +75,17 @@ class Options(usage.Options):
             overrides["media_dir"] = self["media-dir"]
         path = Path(self["config"]) if self["config"] else None
         return config.load(path, overrides)
+
+    def worker_arguments(self) -> list[str]:
+        """These options again, for a worker process to read the same settings."""
+        arguments = []
+        if self["config"]:
+            arguments += ["--config", str(Path(self["config"]).resolve())]
+        if self["media-dir"]:
+            arguments += ["--media-dir", str(Path(self["media-dir"]).resolve())]
+        for key, value in self.overrides.items():
+            arguments += ["--set", f"{key}={value}"]
+        return arguments
 
 
 class Announcer(service.Service):
@@ -163,24 +177,56 @@ def heap_trimmer() -> Callable[[], object] | None:
     return lambda: trim(0)
 
 
+#: How often a worker tells the whole server its viewers and its load (s).
+REPORT_INTERVAL = 1.0
+
+
 class StreamsService(service.Service):
-    """Ends every stream cleanly when the server stops (viewers get STOPPED), and
-    the sources' background work."""
+    """Reports this process's viewers and load to the whole server every
+    ``REPORT_INTERVAL``; ends every stream cleanly when the server stops (viewers
+    get STOPPED), and the sources' background work."""
 
     def __init__(self, registry: StreamRegistry, sources: Sources) -> None:
         self.registry = registry
         self.sources = sources
+        self._reporter = task.LoopingCall(self._report)
+        self._cpu = CpuMeter()
+
+    def startService(self) -> None:
+        super().startService()
+        self._reporter.start(REPORT_INTERVAL)
+
+    def _report(self) -> None:
+        self.registry.report(cpu=self._cpu.share())
 
     def stopService(self) -> None:
         super().stopService()
+        if self._reporter.running:
+            self._reporter.stop()
         self.registry.close_all()
         self.sources.close()
+
+
+class CpuMeter:
+    """This process's CPU time between two readings, as a share of one core."""
+
+    def __init__(self) -> None:
+        self._last = (time.monotonic(), time.process_time())
+
+    def share(self) -> float:
+        now = (time.monotonic(), time.process_time())
+        wall, cpu = now[0] - self._last[0], now[1] - self._last[1]
+        self._last = now
+        return round(cpu / wall, 3) if wall > 0 else 0.0
 
 
 def makeService(options: Options) -> service.MultiService:
     """Compose the listeners; a bad setting stops the start with one line."""
     try:
-        return _compose(options.settings())
+        settings = options.settings()
+        if settings.worker_count == 1:
+            return compose(settings)
+        return supervise(settings, options)
     except ConfigError as error:
         raise SystemExit(f"wcsvod: {error}") from None
 
@@ -189,16 +235,17 @@ def makeService(options: Options) -> service.MultiService:
 #: (Twisted's 50 drops the SYNs of a burst of page loads; the kernel caps it
 #: at net.core.somaxconn).
 BACKLOG = 1024
+#: Port keys of the listeners, plain and TLS.
+PLAIN, SECURE = ("ws.port", "http.port"), ("wss.port", "https.port")
 
 
 def listen_descriptions(settings: Settings) -> dict[str, str]:
     """The ``strports`` description of each listener that is on, by its port key."""
     interface = endpoints.quoteStringArgument(settings.bind_address)
-    plain = {"ws.port": settings.ws_port, "http.port": settings.http_port}
-    secure = {"wss.port": settings.wss_port, "https.port": settings.https_port}
     descriptions = {key: f"tcp:{port}:interface={interface}:backlog={BACKLOG}"
-                    for key, port in plain.items() if port}
-    if any(secure.values()):
+                    for key, port in _ports(settings, PLAIN).items()}
+    secure = _ports(settings, SECURE)
+    if secure:
         from wcs.tls import certificate_files
 
         cert, key = (endpoints.quoteStringArgument(str(path))
@@ -206,12 +253,33 @@ def listen_descriptions(settings: Settings) -> dict[str, str]:
         descriptions.update({
             key_name: f"ssl:{port}:interface={interface}:backlog={BACKLOG}:certKey={cert}"
                       f":privateKey={key}"
-            for key_name, port in secure.items() if port})
+            for key_name, port in secure.items()})
     return descriptions
 
 
-def _compose(settings: Settings) -> service.MultiService:
+def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
+    ports = {"ws.port": settings.ws_port, "wss.port": settings.wss_port,
+             "http.port": settings.http_port, "https.port": settings.https_port}
+    return {key: ports[key] for key in keys if ports[key]}
+
+
+#: Makes the service that accepts a port key's connections with a factory.
+Listen = Callable[[str, IProtocolFactory], service.IService]
+
+
+def compose(settings: Settings, listen: Listen | None = None,
+            directory: Directory | None = None, relay: RelayService | None = None,
+            worker: str = "") -> service.MultiService:
+    """The whole server in this process (``workers=1``), or one worker of
+    several: then ``listen`` adopts the supervisor's sockets, ``directory`` is
+    the supervisor's and ``relay`` serves and fetches published streams."""
     from twisted.internet import reactor
+
+    if listen is None:
+        descriptions = listen_descriptions(settings)
+
+        def listen(key: str, factory: IProtocolFactory) -> service.IService:
+            return strports.service(descriptions[key], factory)
 
     top = service.MultiService()
     opus = OpusCache(settings.state_dir / "opus-cache", settings.vod_audio_cache_size * 2**20)
@@ -223,8 +291,13 @@ def _compose(settings: Settings) -> service.MultiService:
                       run=lambda work, *args: threads.deferToThreadPool(reactor, pool, work,
                                                                         *args),
                       max_pending=limits.max_pending_opens)
+    if relay is not None:
+        relay.setServiceParent(top)
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
-                              timeout=settings.vod_stream_timeout / 1000.0, limits=limits)
+                              timeout=settings.vod_stream_timeout / 1000.0, limits=limits,
+                              directory=directory, relay=relay)
+    if relay is not None:
+        relay.streams = registry.published
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
                                   settings.announced_ips,
                                   fast_sender=settings.webrtc_sender == "fast", limits=limits)
@@ -236,13 +309,35 @@ def _compose(settings: Settings) -> service.MultiService:
     site = build_site(root, settings.limits.http_idle_timeout)
     factories = {"ws.port": signalling, "wss.port": signalling,
                  "http.port": site, "https.port": site}
-    for key, description in listen_descriptions(settings).items():
-        strports.service(description, factories[key]).setServiceParent(top)
+    for key in (*_ports(settings, PLAIN), *_ports(settings, SECURE)):
+        listen(key, factories[key]).setServiceParent(top)
     StreamsService(registry, sources).setServiceParent(top)
-    Announcer(settings).setServiceParent(top)
+    if not worker:
+        Announcer(settings).setServiceParent(top)
     trim = heap_trimmer()
     if trim is not None:
         internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)
+    return top
+
+
+def supervise(settings: Settings, options: Options) -> service.MultiService:
+    """``workers`` processes sharing the listeners, and the store they share."""
+    from twisted.internet import reactor
+
+    from wcs.cluster.hub import Hub
+    from wcs.cluster.workers import Listener, Supervisor, python_command
+
+    if _ports(settings, SECURE):
+        from wcs.tls import certificate_files
+
+        certificate_files(settings)  # made once here, not by every worker at once
+    top = service.MultiService()
+    listeners = [Listener(key, settings.bind_address, port, BACKLOG)
+                 for key, port in {**_ports(settings, PLAIN),
+                                   **_ports(settings, SECURE)}.items()]
+    command = python_command() + options.worker_arguments()
+    Supervisor(reactor, command, settings.worker_count, listeners, Hub()).setServiceParent(top)
+    Announcer(settings).setServiceParent(top)
     return top
 
 

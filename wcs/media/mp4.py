@@ -7,6 +7,7 @@ video converted to Annex B and AAC transcoded to Opus.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -104,19 +105,36 @@ class Mp4File:
         """True when the decoder must reorder (PTS and DTS differ)."""
         return bool(self.video is not None and self.video.codec_context.has_b_frames)
 
-    def samples(self, loop: bool = False) -> Iterator[Sample]:
+    def samples(self, loop: bool = False, *, period: float | None = None,
+                position: float = 0.0) -> Iterator[Sample]:
         """Every sample in due order; with ``loop``, again and again from the start.
 
         Each pass starts where the previous pass's video ended (the audio's if
         there is no video), so video timestamps keep their exact rhythm across
         the loop; audio that would overlap the previous pass is trimmed, so
         audio never runs backwards and A/V sync does not drift loop by loop.
+
+        ``period`` is that pass length when the caller fixed it beforehand
+        (:meth:`pass_length`), so that every reader of one broadcast loops at
+        the same instants. ``position`` (s on the broadcast's timeline, loops
+        included) starts there instead: from the keyframe at or before it, with
+        the samples' times as they would be had the reading begun at zero.
         """
         offset = 0.0
+        seek = 0.0
+        if position > 0:
+            length = period if period is not None else self.pass_length()
+            if loop and length > 0:
+                passes = int(position // length)
+                offset, seek = passes * length, position - passes * length
+            else:
+                seek = position
         audio_next: int | None = None  # where the next audio packet should start
         while True:
             ends = {"video": offset, "audio": offset}
-            for sample in self._one_pass():
+            skip = self._seek(seek) if seek else None
+            seek = 0.0
+            for sample in self._one_pass(skip):
                 if offset:
                     sample = shifted(sample, offset)
                 if sample.codec == "opus":
@@ -133,13 +151,58 @@ class Mp4File:
                                         sample.pts / sample.clock + self._duration(sample))
                 yield sample
             end = ends["video"] if self.video is not None else ends["audio"]
+            if period is not None and end > offset:
+                end = offset + period
             if not loop or end <= offset:
                 return
             offset = end
             self._rewind()
 
+    def pass_length(self) -> float:
+        """How long one pass of :meth:`samples` lasts: where its last video
+        sample ends (its last audio frame's, without video), found from the
+        last keyframe on, without reading the whole file; the reader is left
+        at the start."""
+        stream = self.video if self.video is not None else self.audio
+        if stream is None or stream.time_base is None:
+            return self.info.duration
+        end = 0.0
+        try:
+            self.container.seek(2**62, stream=stream, backward=True)
+            for packet in self.container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                seconds = float(packet.pts * packet.time_base) - self.origin
+                end = max(end, seconds + self._frame_length(stream is self.video))
+        except av.FFmpegError as error:
+            log.warn("{label}: could not find the end ({error})", label=self.label,
+                     error=_reason(error))
+        self._rewind()
+        return end or self.info.duration
+
+    def _seek(self, seconds: float) -> float:
+        """Go to the keyframe at or before ``seconds`` into a pass; return the
+        time reading resumes from (cached Opus before it is skipped)."""
+        stream = self.video if self.video is not None else self.audio
+        assert stream is not None and stream.time_base is not None
+        target = int((seconds + self.origin) / stream.time_base)
+        try:
+            self.container.seek(target, stream=stream, backward=True)
+        except av.FFmpegError as error:
+            log.warn("{label}: seek failed ({error}); from the start", label=self.label,
+                     error=_reason(error))
+            self._rewind()
+            return 0.0
+        for track in (self.video, self.audio):
+            if track is not None:
+                track.codec_context.flush_buffers()
+        return seconds
+
     def _duration(self, sample: Sample) -> float:
-        if sample.kind == "audio":
+        return self._frame_length(sample.kind == "video")
+
+    def _frame_length(self, video: bool) -> float:
+        if not video:
             return OPUS_FRAME / OPUS_CLOCK
         fps = self.info.video.fps if self.info.video else 0.0
         return 1 / fps if fps else 0.0
@@ -150,10 +213,11 @@ class Mp4File:
             if stream is not None:
                 stream.codec_context.flush_buffers()
 
-    def _one_pass(self) -> Iterator[Sample]:
-        """One pass over the file, merged across tracks by due time."""
+    def _one_pass(self, skip: float | None = None) -> Iterator[Sample]:
+        """One pass over the file (from where it was sought to: cached Opus
+        before ``skip`` s is passed over), merged across tracks by due time."""
         queues: dict[str, deque[Sample]] = {kind: deque() for kind in self._kinds()}
-        for sample in self._read():
+        for sample in self._read(skip):
             queues[sample.kind].append(sample)
             while all(queues.values()) or sum(map(len, queues.values())) > MERGE_LIMIT:
                 yield _pop_earliest(queues)
@@ -164,10 +228,13 @@ class Mp4File:
         return [kind for kind, stream in (("video", self.video), ("audio", self.audio))
                 if stream is not None]
 
-    def _read(self) -> Iterator[Sample]:
+    def _read(self, skip: float | None = None) -> Iterator[Sample]:
         """Samples in file order; a broken tail ends the stream, it does not raise."""
         if self.audio is not None and self._cached_opus is not None:
-            yield from _merged(self._read_media(None), self._cached_opus())
+            opus = self._cached_opus()
+            if skip:
+                opus = itertools.dropwhile(lambda sample: sample.time < skip - 1.0, opus)
+            yield from _merged(self._read_media(None), opus)
         else:
             yield from self._read_media(
                 OpusTranscoder(self.audio.codec_context, self.label) if self.audio else None)

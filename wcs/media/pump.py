@@ -42,7 +42,11 @@ class Pump:
     def __init__(self, samples: Iterator[Sample], clock: IReactorTime, label: str,
                  send: Callable[[Sample], None],
                  on_end: Callable[[str | None], None],
-                 ready: Callable[[], bool] | None = None) -> None:
+                 ready: Callable[[], bool] | None = None,
+                 start: float | None = None) -> None:
+        """``start`` (the clock's seconds) is when a sample of time 0 is due,
+        for a timeline decided elsewhere (another worker's broadcast); by
+        default it is when the first sample is read."""
         self._samples = samples
         self._clock = clock
         self.label = label
@@ -52,7 +56,7 @@ class Pump:
         self._waiting_since: float | None = None
         self._pending: Sample | None = None
         self._call: IDelayedCall | None = None
-        self._start: float | None = None
+        self._start: float | None = start
         self.running = False
         self.ended = False
         self.sent: Counter[str] = Counter()

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from wcs.errors import WcsError
-from wcs.media.sample import Sample
+from wcs.media.sample import MediaInfo, Sample
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PublishedStream
@@ -45,17 +45,21 @@ class Publication(Negotiation):
             return
         assert self.publisher is not None and self.publisher.info is not None
         info = self.publisher.info
-        try:
-            self.stream = self.registry.publish(self.request.name, info,
-                                                self.publisher.request_keyframe)
-            if self.request.record:
-                self.recorder = self.transports.recorder(
-                    self.request.name, self.request.media_session_id, info,
-                    self._recorder_state)
-                self.stream.subscribe(self.recorder)
-        except WcsError as error:
-            self.end("FAILED", error.info)
+        publishing = self.registry.publish(self.request.name, info,
+                                           self.publisher.request_keyframe)
+        publishing.addCallback(self._published, info, sdp).addErrback(self.refused)
+
+    def _published(self, stream: PublishedStream, info: MediaInfo, sdp: str) -> None:
+        """The name is ours everywhere: record if asked, then answer the page."""
+        if self.done:  # the page left while the whole server was asked
+            stream.terminate("Stopped by publisher stop")
             return
+        self.stream = stream
+        if self.request.record:
+            self.recorder = self.transports.recorder(
+                self.request.name, self.request.media_session_id, info,
+                self._recorder_state)
+            stream.subscribe(self.recorder)
         self.send_answer(sdp)
 
     def _state(self, state: str, info: str | None) -> None:

@@ -44,8 +44,20 @@ class OpenedMedia:
     def info(self) -> MediaInfo:
         return self._reader.info
 
-    def samples(self, loop: bool = False) -> Iterator[Sample]:
-        return self._reader.samples(loop=loop)
+    def samples(self, loop: bool = False, *, period: float | None = None,
+                position: float = 0.0) -> Iterator[Sample]:
+        return self._reader.samples(loop=loop, period=period, position=position)
+
+    @property
+    def seekable(self) -> bool:
+        """Whether it can be read from the middle: a local file can; a download
+        is fetched from the start (a worker joining an S3 broadcast under way
+        starts it afresh on its own timeline)."""
+        return self._remote is None
+
+    def pass_length(self) -> float:
+        """One pass's length (s), the same for every reader of the file."""
+        return self._reader.pass_length()
 
     def ready(self) -> bool:
         """Whether the next sample can be read without waiting for a download;

@@ -4,17 +4,27 @@ It owns names and ids: one live broadcast per ``vod-live://`` name (shared,
 opened once even while a remote source is still opening), a personal stream
 per ``vod://`` play, one published stream per name. Opening what a name
 points at is the sources' job; the registry only hands over the location.
+
+Names are the whole server's: every stream is an entry of the
+:class:`~wcs.cluster.directory.Directory`, which says whether a name is free
+anywhere, when a broadcast began (so this worker reads it from the same
+moment as every other), and where a published stream comes from (so it is
+relayed here once, whoever plays it). Local streams are this worker's copies.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import Protocol
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wcs.cluster.directory import Directory, LocalDirectory
+from wcs.cluster.store import PUBLISHED, Entry, Load
 from wcs.errors import (
     STREAM_NOT_FOUND,
     InvalidName,
@@ -35,29 +45,47 @@ log = Logger()
 Stream = VodStream | PublishedStream
 
 
+class Relay(Protocol):
+    """How published streams travel between workers (:mod:`wcs.cluster.relay`)."""
+
+    address: str
+
+    def subscribe(self, entry: Entry, stream: PublishedStream) -> Deferred[None]:
+        """Feed ``stream`` with what is published as ``entry`` elsewhere: fires
+        once its description has come (``stream.info``; ``stream.ask_publisher``
+        then asks the publishing page for a keyframe), fails if it cannot."""
+
+
 class StreamRegistry:
     """Finds or creates streams for front doors; owns their lifecycles.
 
     ``loop`` is whether live broadcasts loop unless told otherwise
     (``vod_live_loop``); ``timeout`` how long (s) one outlives its last viewer
     (``vod_stream_timeout``); ``limits`` caps the broadcasts running at once.
+    ``directory`` is the whole server's names (this process's own by default);
+    ``relay`` brings published streams from other workers.
     """
 
     def __init__(self, sources: Sources, clock: IReactorTime, *, loop: bool = False,
-                 timeout: float = 0.0, limits: Limits = Limits()) -> None:
+                 timeout: float = 0.0, limits: Limits = Limits(),
+                 directory: Directory | None = None, relay: Relay | None = None) -> None:
         self.sources = sources
         self.clock = clock
         self.loop = loop
         self.timeout = timeout
         self.limits = limits
-        self.streams: dict[str, VodStream] = {}
+        self.directory: Directory = directory if directory is not None else LocalDirectory()
+        self.directory.listen(self._terminated)
+        self.relay = relay
+        self.streams: dict[str, VodStream] = {}  # by id, the entry's
         self.live: dict[str, VodStream] = {}  # by the name viewers play
         #: by the one spelling of their uri: what a play of any alias joins (a REST
         #: startup under a name of its own may run another broadcast of one file)
         self.broadcasts: dict[str, VodStream] = {}
-        self.published: dict[str, PublishedStream] = {}
-        self._opening: dict[str, list[Deferred[VodStream]]] = {}  # by that spelling
+        self.published: dict[str, PublishedStream] = {}  # here or relayed from elsewhere
+        self._opening: dict[str, list[Deferred[Stream]]] = {}  # by uri or name
         self._starting: set[str] = set()  # names REST startups are opening
+        self._cpu = 0.0  # this process's share of a core, last measured
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -66,30 +94,150 @@ class StreamRegistry:
         if existing is not None and not existing.closed:
             return succeed(existing)
         published = self.published.get(name)
-        if published is not None:
+        if published is not None and not published.closed:
             return succeed(published)
         try:
             parsed = uris.parse(name)
             if parsed.scheme == uris.PERSONAL:
-                return self._create(parsed, name, live=False)
-            if parsed.scheme != uris.LIVE:
-                raise NotFound(STREAM_NOT_FOUND)
-            uri = self._canonical(parsed)  # every alias of a file: one broadcast
+                return self._personal(parsed, name)
+            if parsed.scheme == uris.LIVE:
+                parsed = self._canonical(parsed)  # every alias of a file: one broadcast
+                key = str(parsed)
+                existing = self.broadcasts.get(key)
+                if existing is not None and not existing.closed:
+                    return succeed(existing)
+            else:
+                key = name
         except WcsError:
             return fail()
-        key = str(uri)
-        existing = self.broadcasts.get(key)
-        if existing is not None and not existing.closed:
-            return succeed(existing)
-        if key in self._opening:  # another viewer is opening the same broadcast
-            waiting: Deferred[VodStream] = Deferred()
+        if key in self._opening:  # another viewer is opening the same stream
+            waiting: Deferred[Stream] = Deferred()
             self._opening[key].append(waiting)
             return waiting
-        try:
+        if parsed.scheme == uris.LIVE:
+            try:
+                self._check_broadcasts()
+            except WcsError:
+                return fail()
+            return self._shared(key, lambda: self._join_live(parsed))
+        return self._shared(key, lambda: self._join_named(name))
+
+    def _shared(self, key: str, make: Callable[[], Deferred[Stream]]) -> Deferred[Stream]:
+        """Make the stream ``key`` means once; plays arriving meanwhile wait for it."""
+        self._opening[key] = []
+
+        def settle(result: Stream | Failure) -> Stream | Failure:
+            for waiting in self._opening.pop(key, []):
+                if isinstance(result, Failure):
+                    waiting.errback(result)
+                else:
+                    waiting.callback(result)
+            return result
+
+        return maybeDeferred(make).addBoth(settle)
+
+    def _join_live(self, parsed: uris.StreamUri) -> Deferred[Stream]:
+        """A play of ``vod-live://``: the server's broadcast of the file, read here."""
+        key = str(parsed)
+
+        def opened(media: OpenedMedia) -> Deferred[Stream]:
+            entry = self._entry(key, key, media, loop=self.loop)
+            return self._agree(self.directory.live(entry), media)
+
+        return self.sources.open(parsed.path, key).addCallback(opened)
+
+    def _join_named(self, name: str) -> Deferred[Stream]:
+        """A plain name: a REST startup or a publication, perhaps of another worker."""
+
+        def found(entry: Entry | None) -> Deferred[Stream]:
+            if entry is None:
+                raise NotFound(STREAM_NOT_FOUND)
+            if entry.kind == PUBLISHED:
+                return self._relayed(entry)
             self._check_broadcasts()
-        except WcsError:
-            return fail()
-        return self._create(uri, key, live=True, loop=self.loop)
+            parsed = uris.parse(entry.uri)
+            return self.sources.open(parsed.path, entry.uri).addCallback(
+                lambda media: self._agree(self.directory.hold(entry.id), media))
+
+        return self.directory.lookup(name).addCallback(found)
+
+    def _agree(self, agreeing: Deferred[Entry | None], media: OpenedMedia,
+               persistent: bool = False) -> Deferred[Stream]:
+        """Serve the entry the directory settles on with ``media`` (closed if
+        there is none, or if this worker serves it already)."""
+
+        def agreed(entry: Entry | None) -> Stream:
+            if entry is None:
+                media.close()
+                raise NotFound(STREAM_NOT_FOUND)
+            existing = self.streams.get(entry.id)
+            if existing is not None and not existing.closed:
+                media.close()
+                return existing
+            return self._serve(entry, media, persistent)
+
+        def failed(failure: Failure) -> Failure:
+            media.close()
+            return failure
+
+        return agreeing.addCallbacks(agreed, failed)
+
+    def _entry(self, name: str, uri: str, media: OpenedMedia, **fields: object) -> Entry:
+        return Entry(name, uri=uri, start=self.clock.seconds(),
+                     has_audio=media.info.audio is not None,
+                     has_video=media.info.video is not None, **fields)  # type: ignore[arg-type]
+
+    def _serve(self, entry: Entry, media: OpenedMedia, persistent: bool) -> VodStream:
+        uri = uris.parse(entry.uri)
+        stream = VodStream(uri, entry.name, media, self.clock, self._gone, live=True,
+                           loop=entry.loop, timeout=self.timeout, persistent=persistent,
+                           start=entry.start, stream_id=entry.id)
+        self.streams[stream.id] = stream
+        self.live[entry.name] = stream
+        self.broadcasts.setdefault(entry.uri, stream)  # what plays of the uri join
+        log.info("stream {id} created for {uri} as {name!r}{loop}{late}", id=stream.id,
+                 uri=entry.uri, name=entry.name, loop=" (looping)" if entry.loop else "",
+                 late=f", {self.clock.seconds() - entry.start:.1f} s after it began"
+                 if entry.owner != self.directory.worker else "")
+        return stream
+
+    def _personal(self, parsed: uris.StreamUri, name: str) -> Deferred[Stream]:
+        """A ``vod://`` play: a stream of its own, listed with the server's."""
+
+        def opened(media: OpenedMedia) -> Deferred[Stream]:
+            entry = self._entry(name, str(parsed), media, shared=False)
+
+            def listed(entry: Entry | None) -> Stream:
+                assert entry is not None
+                stream = VodStream(parsed, name, media, self.clock, self._gone,
+                                   stream_id=entry.id)
+                self.streams[stream.id] = stream
+                log.info("stream {id} created for {uri}", id=stream.id, uri=str(parsed))
+                return stream
+
+            def failed(failure: Failure) -> Failure:
+                media.close()
+                return failure
+
+            return self.directory.claim(entry).addCallbacks(listed, failed)
+
+        return self.sources.open(parsed.path, str(parsed)).addCallback(opened)
+
+    def _relayed(self, entry: Entry) -> Deferred[Stream]:
+        """A stream published on another worker: fetched once, for every viewer here."""
+        if self.relay is None or not entry.relay:
+            raise NotFound(STREAM_NOT_FOUND)
+        stream = PublishedStream(entry.name, None, _nothing, self._unpublished, self.clock,
+                                 stream_id=entry.id)
+
+        def relayed(_: None) -> Stream:
+            self.published[entry.name] = stream
+            self.directory.hold(entry.id)
+            log.info("stream {id} ({name!r}) relayed from {relay}", id=stream.id,
+                     name=entry.name, relay=entry.relay)
+            return stream
+
+        return self.relay.subscribe(entry, stream).addCallback(relayed)
 
     def _check_broadcasts(self, startup: bool = False) -> None:
         """Raise :class:`LimitReached` if one more broadcast would be too many."""
@@ -118,26 +266,60 @@ class StreamRegistry:
         except WcsError:
             return fail()
         self._starting.add(name)
+        key = str(canonical)
+
+        def opened(media: OpenedMedia) -> Deferred[Stream]:
+            entry = self._entry(name, key, media, persistent=True,
+                                loop=self.loop if loop is None else loop)
+
+            def claimed(entry: Entry | None) -> Entry:
+                if entry is None:
+                    raise NameTaken(f"a stream named {name!r} already exists", name)
+                return entry
+
+            return self._agree(self.directory.claim(entry).addCallback(claimed), media,
+                               persistent=True)
 
         def started(result: VodStream | Failure) -> VodStream | Failure:
             self._starting.discard(name)
             return result
 
-        return self._create(canonical, name, live=True, persistent=True,
-                            loop=self.loop if loop is None else loop).addBoth(started)
+        opening = self.sources.open(canonical.path, key)
+        return opening.addCallback(opened).addBoth(started)
 
     def check_publishable(self, name: str) -> None:
-        """Raise unless a page may publish under ``name`` now."""
+        """Raise unless a page may publish under ``name`` now (as far as this
+        worker knows: :meth:`publish` asks the whole server)."""
         self._check_name(name, f"Stream {name!r} is already being published")
 
     def publish(self, name: str, info: MediaInfo,
-                request_keyframe: Callable[[], None]) -> PublishedStream:
-        """Register a published stream; its name must be free."""
-        self.check_publishable(name)
-        stream = PublishedStream(name, info, request_keyframe, self._unpublished, self.clock)
-        self.published[name] = stream
-        log.info("stream {id} published as {name!r}", id=stream.id, name=name)
-        return stream
+                request_keyframe: Callable[[], None]) -> Deferred[PublishedStream]:
+        """Register a published stream; its name must be free everywhere."""
+        try:
+            self.check_publishable(name)
+        except WcsError:
+            return fail()
+        taken = NameTaken(f"Stream {name!r} is already being published", name)
+        entry = Entry(name, kind=PUBLISHED, relay=self.relay.address if self.relay else "",
+                      start=self.clock.seconds(), has_audio=info.audio is not None,
+                      has_video=info.video is not None)
+        self._starting.add(name)
+
+        def claimed(entry: Entry | None) -> PublishedStream:
+            self._starting.discard(name)
+            if entry is None:
+                raise taken
+            stream = PublishedStream(name, info, request_keyframe, self._unpublished,
+                                     self.clock, stream_id=entry.id)
+            self.published[name] = stream
+            log.info("stream {id} published as {name!r}", id=stream.id, name=name)
+            return stream
+
+        def failed(failure: Failure) -> Failure:
+            self._starting.discard(name)
+            return failure
+
+        return self.directory.claim(entry).addCallbacks(claimed, failed)
 
     def _check_name(self, name: str, taken: str) -> None:
         problem = uris.stream_name_problem(name)
@@ -149,44 +331,47 @@ class StreamRegistry:
     def _unpublished(self, stream: PublishedStream) -> None:
         if self.published.get(stream.name) is stream:
             del self.published[stream.name]
+            self.directory.release(stream.id)
             log.info("stream {id} ({name!r}) unpublished", id=stream.id, name=stream.name)
 
     def find(self, *, name: str | None = None, uri: str | None = None,
              stream_id: str | None = None) -> list[VodStream]:
-        """VOD streams matching every criterion given (all of them without one)."""
+        """This worker's VOD streams matching every criterion given (all without one)."""
         return [stream for stream in self.streams.values()
                 if (name is None or stream.name == name)
                 and (uri is None or str(stream.uri) == uri)
                 and (stream_id is None or stream.id == stream_id)]
 
-    def _create(self, parsed: uris.StreamUri, name: str, *, live: bool, loop: bool = False,
-                persistent: bool = False) -> Deferred[VodStream]:
-        key = str(parsed)
-        shared = live and not persistent  # plays of the uri wait for this one
-        if shared:
-            self._opening[key] = []
+    def entries(self, *, name: str | None = None, uri: str | None = None,
+                stream_id: str | None = None) -> Deferred[list[Entry]]:
+        """The whole server's VOD streams matching every criterion given, with
+        their viewers everywhere (this worker's counted now)."""
+        self.report()
+        return self.directory.select(name, uri, stream_id)
 
-        def opened(media: OpenedMedia) -> VodStream:
-            stream = VodStream(parsed, name, media, self.clock, self._gone, live=live,
-                               loop=loop, timeout=self.timeout, persistent=persistent)
-            self.streams[stream.id] = stream
-            if live:
-                self.live[name] = stream
-                self.broadcasts.setdefault(key, stream)  # what plays of the uri join
-            log.info("stream {id} created for {uri} as {name!r}{loop}", id=stream.id,
-                     uri=str(parsed), name=name, loop=" (looping)" if loop else "")
-            return stream
+    def terminate(self, entries: list[Entry], info: str) -> Deferred[list[Entry]]:
+        """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
+        return self.directory.terminate([entry.id for entry in entries], info)
 
-        def settle(result: VodStream | Failure) -> VodStream | Failure:
-            for waiting in self._opening.pop(key, []) if shared else []:
-                if isinstance(result, Failure):
-                    waiting.errback(result)
-                else:
-                    waiting.callback(result)
-            return result
+    def _terminated(self, entry_ids: list[str], info: str) -> None:
+        for entry_id in entry_ids:
+            stream = self.streams.get(entry_id)
+            if stream is not None:
+                log.info("stream {id} ({name!r}) terminated: {info}", id=stream.id,
+                         name=stream.name, info=info)
+                stream.terminate(info)
 
-        opening = self.sources.open(parsed.path, str(parsed))
-        return opening.addCallback(opened).addBoth(settle)
+    def report(self, cpu: float | None = None) -> None:
+        """Tell the directory this worker's viewers of each stream, and its load
+        (``cpu``, a share of one core, when measured)."""
+        viewers = {stream.id: stream.viewers for stream in self.streams.values()}
+        viewers.update({stream.id: len(stream.broadcast)
+                        for stream in self.published.values()})
+        if cpu is not None:
+            self._cpu = cpu
+        self.directory.report(viewers, Load(self.directory.worker, pid=os.getpid(),
+                                            viewers=sum(viewers.values()), cpu=self._cpu,
+                                            streams=len(self.streams) + len(self.published)))
 
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:
@@ -194,6 +379,7 @@ class StreamRegistry:
         if self.broadcasts.get(str(stream.uri)) is stream:
             del self.broadcasts[str(stream.uri)]
         if self.streams.pop(stream.id, None) is not None:
+            self.directory.release(stream.id)
             log.info("stream {id} ({uri}) released after sending {video} video and {audio} "
                      "audio samples", id=stream.id, uri=str(stream.uri),
                      video=stream.pump.sent["video"], audio=stream.pump.sent["audio"])
@@ -206,8 +392,10 @@ class StreamRegistry:
             parsed = uris.parse(name)
         except WcsError as error:
             return succeed((False, error.info))
-        if parsed.scheme not in (uris.PERSONAL, uris.LIVE):
-            return succeed((False, STREAM_NOT_FOUND))
+        if parsed.scheme == "":
+            return self.directory.lookup(name).addCallback(
+                lambda entry: (True, "Available") if entry is not None
+                else (False, STREAM_NOT_FOUND))
 
         def refused(failure: Failure) -> tuple[bool, str]:
             failure.trap(WcsError)
@@ -218,3 +406,7 @@ class StreamRegistry:
     def close_all(self) -> None:
         for stream in [*self.streams.values(), *self.published.values()]:
             stream.terminate("Server shutdown")
+
+
+def _nothing() -> None:
+    """A relayed stream's keyframe requests go up the relay, not to a page."""

@@ -33,6 +33,9 @@ log = Logger()
 
 #: What WCS's REST API calls a VOD stream that runs.
 PROCESSED = "PROCESSED_LOCAL"
+#: A broadcast that began less than this (s) ago is read from its start, the
+#: samples already due sent at once (as a late joiner's GOP is).
+JOIN_FROM_START = 1.0
 #: Least time (s) between two keyframe requests to a publishing page.
 KEYFRAME_INTERVAL = 0.5
 
@@ -46,8 +49,12 @@ class VodStream:
     def __init__(self, uri: uris.StreamUri, name: str, media: OpenedMedia,
                  clock: IReactorTime, on_gone: Callable[[VodStream], None], *,
                  live: bool = False, loop: bool = False, timeout: float = 0.0,
-                 persistent: bool = False) -> None:
-        self.id = str(uuid.uuid4())
+                 persistent: bool = False, start: float | None = None,
+                 stream_id: str | None = None) -> None:
+        """``start`` (the clock's seconds): when the broadcast began, if it began
+        elsewhere (the whole server's broadcast, read here from where it is
+        now); ``stream_id`` the id it has there."""
+        self.id = stream_id or str(uuid.uuid4())
         self.uri = uri
         self.name = name
         self.media = media
@@ -61,8 +68,19 @@ class VodStream:
         self._on_gone = on_gone
         label = f"{uri} [{self.id[:8]}]"
         self.broadcast = Broadcast(label, cache_gop=live)
-        self.pump = Pump(media.samples(loop=loop), clock, label, self.broadcast.send,
-                         self._ended, media.ready)
+        #: When a sample of time 0 is due: the broadcast's start, shared by
+        #: every worker that serves it.
+        if start is None or not media.seekable:
+            start = clock.seconds()
+        self.start = start
+        position = clock.seconds() - start
+        if position > JOIN_FROM_START:  # a broadcast under way: read from its now
+            samples = media.samples(loop=loop, period=media.pass_length(),
+                                    position=position)
+        else:
+            samples = media.samples(loop=loop)
+        self.pump = Pump(samples, clock, label, self.broadcast.send, self._ended,
+                         media.ready, start=self.start if live else None)
         self._timer: IDelayedCall | None = None
         self.closed = False
         if live:
@@ -139,19 +157,25 @@ class PublishedStream:
     #: How it ended, for a viewer that arrives after (one still connecting).
     ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
 
-    def __init__(self, name: str, info: MediaInfo, request_keyframe: Callable[[], None],
-                 on_gone: Callable[[PublishedStream], None], clock: IReactorTime) -> None:
-        self.id = str(uuid.uuid4())
+    def __init__(self, name: str, info: MediaInfo | None,
+                 request_keyframe: Callable[[], None],
+                 on_gone: Callable[[PublishedStream], None], clock: IReactorTime,
+                 stream_id: str | None = None) -> None:
+        """``info`` may come later, for a stream relayed from another worker
+        (which also sets ``ask_publisher`` to its way of asking for a keyframe)."""
+        self.id = stream_id or str(uuid.uuid4())
         self.name = name
         self.info = info
         self.broadcast = Broadcast(f"published {name!r}", cache_gop=True)
-        self._ask_publisher = request_keyframe
+        self.ask_publisher = request_keyframe
         self._clock = clock
         self._asked_at: float | None = None
         self._on_gone = on_gone
         self.closed = False
         #: Why it ended, when it failed by itself (not stopped by its publisher).
         self.failure: str | None = None
+        #: Called when its last viewer leaves (a relayed stream lets go of its relay).
+        self.idle: Callable[[], None] = _nothing
 
     def send(self, sample: Sample) -> None:
         """One sample from the publisher, to everyone (nothing once it has stopped).
@@ -180,15 +204,21 @@ class PublishedStream:
         now = self._clock.seconds()
         if self._asked_at is None or now - self._asked_at >= KEYFRAME_INTERVAL:
             self._asked_at = now
-            self._ask_publisher()
+            self.ask_publisher()
 
     def unsubscribe(self, subscriber: Subscriber | None) -> None:
         if subscriber is not None:
             self.broadcast.remove(subscriber)
+        if not self.broadcast and not self.closed:
+            self.idle()
 
     def terminate(self, info: str) -> None:
         """The publisher stopped (or was stopped): every viewer gets STOPPED."""
         self._end(info, failed=False)
+
+    def end(self, info: str, failed: bool) -> None:
+        """End as its source says (a relay: stopped, or failed with why)."""
+        self._end(info, failed)
 
     def _end(self, info: str, failed: bool) -> None:
         if self.closed:
@@ -198,7 +228,7 @@ class PublishedStream:
         if failed:
             self.failure = info
         self.broadcast.finish(info, failed=failed)
-        self._ask_publisher = _nothing
+        self.ask_publisher = self.idle = _nothing
         on_gone, self._on_gone = self._on_gone, _gone
         on_gone(self)
 

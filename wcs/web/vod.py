@@ -8,30 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.server import Request
 
+from wcs.cluster.store import Entry
 from wcs.errors import BadRequest, NotFound
 from wcs.streams.registry import StreamRegistry
-from wcs.streams.stream import VodStream
+from wcs.streams.stream import PROCESSED, VodStream
 from wcs.web.rest import Access, JsonNotFound, Operation, read_body, text
 
 log = Logger()
 
 
-def item(stream: VodStream) -> dict[str, Any]:
-    """One stream as WCS lists it, plus its number of viewers."""
+def item(entry: Entry) -> dict[str, Any]:
+    """One stream as WCS lists it, plus its number of viewers (on every worker)."""
     return {
-        "localMediaSessionId": stream.id,
-        "localStreamName": stream.name,
-        "uri": str(stream.uri),
-        "status": stream.status,
-        "hasAudio": stream.info.audio is not None,
-        "hasVideo": stream.info.video is not None,
+        "localMediaSessionId": entry.id,
+        "localStreamName": entry.name,
+        "uri": entry.uri,
+        "status": PROCESSED,
+        "hasAudio": entry.has_audio,
+        "hasVideo": entry.has_video,
         "record": False,
-        "loop": stream.loop,
-        "viewers": stream.viewers,
+        "loop": entry.loop,
+        "viewers": entry.total_viewers,
+        "workers": dict(entry.viewers),  # viewers by the worker serving them
     }
 
 
@@ -59,39 +62,48 @@ class VodApi(resource.Resource):
         if loop is not None and not isinstance(loop, bool):
             raise BadRequest("'loop' must be true or false")
 
-        def started(stream: VodStream) -> tuple[int, Any]:
+        def started(stream: VodStream) -> Deferred[tuple[int, Any]]:
             log.info("REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name,
                      id=stream.id)
-            return 200, item(stream)
+            return self.registry.entries(stream_id=stream.id).addCallback(
+                lambda found: (200, item(found[0]) if found else {}))
 
         return self.registry.startup(uri, name, loop).addCallback(started)
 
-    def _select(self, request: Request) -> list[VodStream]:
+    def _select(self, request: Request) -> Deferred[list[Entry]]:
         """The streams a find or terminate body names (400 if none named, 404 if none)."""
         body = read_body(request)
         criteria = {"name": text(body, "localStreamName"), "uri": text(body, "uri"),
                     "stream_id": text(body, "localMediaSessionId")}
         if not any(criteria.values()):
             raise BadRequest("give localStreamName, uri or localMediaSessionId")
-        found = self.registry.find(**criteria)
-        if not found:
-            raise NotFound("no such stream")
-        return found
+        return self.registry.entries(**criteria).addCallback(_some, "no such stream")
 
-    def find(self, request: Request) -> tuple[int, Any]:
-        return 200, [item(stream) for stream in self._select(request)]
+    def find(self, request: Request) -> Deferred[tuple[int, Any]]:
+        return self._select(request).addCallback(_listed)
 
-    def find_all(self, request: Request) -> tuple[int, Any]:
+    def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        streams = self.registry.find()
-        if not streams:
-            raise NotFound("no VOD streams")
-        return 200, [item(stream) for stream in streams]
+        return self.registry.entries().addCallback(_some, "no VOD streams").addCallback(
+            _listed)
 
-    def terminate(self, request: Request) -> tuple[int, Any]:
-        found = self._select(request)
-        for stream in found:
-            log.info("REST terminate: stream {id} ({name!r})", id=stream.id, name=stream.name)
-            stream.terminate("Stopped by server")
-        return 200, [item(stream) for stream in found]
+    def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
+        def stop(found: list[Entry]) -> Deferred[tuple[int, Any]]:
+            for entry in found:
+                log.info("REST terminate: stream {id} ({name!r})", id=entry.id,
+                         name=entry.name)
+            return self.registry.terminate(found, "Stopped by server").addCallback(
+                lambda _: _listed(found))
+
+        return self._select(request).addCallback(stop)
+
+
+def _some(found: list[Entry], none: str) -> list[Entry]:
+    if not found:
+        raise NotFound(none)
+    return found
+
+
+def _listed(found: list[Entry]) -> tuple[int, Any]:
+    return 200, [item(entry) for entry in found]

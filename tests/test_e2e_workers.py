@@ -1,0 +1,218 @@
+"""``workers=2``: one server seen from outside, whichever worker a client lands on.
+
+Which worker serves a play is the kernel's choice (both accept on one socket),
+so each test opens plays until the server's own ``find_all`` shows viewers on
+both workers, and then checks what they got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import re
+import signal
+import statistics
+import time
+
+from testkit.rest_client import call
+from testkit.rtc_client import Received, play, run
+from testkit.rtc_publisher import publish
+
+NAME = "vod-live://live.mp4"
+#: Most plays opened before two workers serve one stream.
+TRIES = 10
+
+
+def workers_of(server, name: str) -> dict[str, int]:
+    """Viewers by worker of the stream called ``name``, as REST lists it."""
+    status, found, _ = call(server.http_url, "/rest-api/vod/find_all", {})
+    if status != 200:
+        return {}
+    return next((entry["workers"] for entry in found if entry["localStreamName"] == name), {})
+
+
+async def on_two_workers(server, name: str, stop: asyncio.Event,
+                         serving=None) -> list[asyncio.Future]:
+    """Plays of ``name`` until two workers serve it (``serving`` says who, by
+    default REST's viewer counts); each play runs until ``stop``."""
+    serving = serving or (lambda: workers_of(server, name))
+    plays: list[asyncio.Future] = []
+    for _ in range(TRIES):
+        plays.append(asyncio.ensure_future(play(server.ws_url, name, stop_event=stop,
+                                                timeout=90)))
+        await asyncio.sleep(1.6)  # PLAYING, and a report (every second) from each worker
+        busy = [worker for worker, viewers in (await asyncio.to_thread(serving)).items()
+                if viewers]
+        if len(busy) >= 2:
+            return plays
+    stop.set()
+    raise AssertionError(f"{TRIES} plays all landed on one worker")
+
+
+def arrivals(got: Received) -> dict[int, float]:
+    """When each frame number arrived (its first arrival)."""
+    seen: dict[int, float] = {}
+    for number, row in zip(got.numbers, got.video):
+        seen.setdefault(number, row[0])
+    return seen
+
+
+def test_viewers_on_two_workers_see_the_same_moment(start_server, media):
+    server = start_server(media_dir=str(media), workers="2", vod_live_loop="true")
+
+    async def scenario() -> list[Received]:
+        stop = asyncio.Event()
+        plays = await on_two_workers(server, NAME, stop)
+        await asyncio.sleep(3)
+        stop.set()
+        return list(await asyncio.gather(*plays))
+
+    viewers = run(scenario())
+    first = arrivals(viewers[0])
+    for got in viewers:
+        assert got.statuses[:2] == ["PENDING", "PLAYING"], got.statuses
+        assert len(got.numbers) > 60, len(got.numbers)
+        mine = arrivals(got)
+        common = [number for number in mine if number in first]
+        assert len(common) > 30
+        lag = statistics.median(abs(mine[n] - first[n]) for n in common)
+        assert lag < 0.1, f"frames arrive {lag * 1000:.0f} ms apart across workers"
+    log = server.log()
+    assert re.search(r"\[worker 1\] .*created for vod-live://live.mp4", log)
+    assert re.search(r"\[worker 2\] .*created for vod-live://live.mp4", log)
+    assert "s after it began" in log  # the second worker joined the first's timeline
+
+
+def answered_by(server, path: str, status: int) -> set[str]:
+    """Workers whose access log shows ``path`` answered with ``status``."""
+    pattern = re.compile(rf"\[worker (\d)\] .*\"POST {re.escape(path)} HTTP/1.1\" {status} ")
+    return set(pattern.findall(server.log()))
+
+
+def on_both(server, path: str, body: object, status: int) -> list[tuple]:
+    """The same call, 8 at once, until each worker has answered it with ``status``
+    (a busy worker accepts later: calls at once reach both)."""
+    answers: list[tuple] = []
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(TRIES):
+            answers += pool.map(lambda _: call(server.http_url, path, body), range(8))
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:  # the workers' logs reach ours
+                if answered_by(server, path, status) == {"1", "2"}:
+                    return answers
+                time.sleep(0.1)
+    raise AssertionError(f"{path}: not answered {status} by both workers")
+
+
+def test_rest_is_one_server_across_workers(start_server, media):
+    server = start_server(media_dir=str(media), workers="2")
+    body = {"uri": NAME, "localStreamName": "show", "loop": True}
+    status, started, _ = call(server.http_url, "/rest-api/vod/startup", body)
+    assert status == 200, started
+    # the name is taken on both workers: 409 from each
+    for status, refused, _ in on_both(server, "/rest-api/vod/startup",
+                                      {**body, "uri": "vod-live://main.mp4"}, 409):
+        assert status == 409, refused
+    # and every worker lists the one stream, once
+    for status, found, _ in on_both(server, "/rest-api/vod/find_all", {}, 200):
+        assert status == 200 and [e["localMediaSessionId"] for e in found] == \
+            [started["localMediaSessionId"]], found
+
+    async def scenario() -> tuple[list[Received], tuple[int, object]]:
+        stop = asyncio.Event()
+        plays = await on_two_workers(server, "show", stop)
+        found = await asyncio.to_thread(call, server.http_url, "/rest-api/vod/find",
+                                        {"localStreamName": "show"})
+        assert found[1][0]["viewers"] == len(plays), found
+        stopped = await asyncio.to_thread(call, server.http_url, "/rest-api/vod/terminate",
+                                          {"localStreamName": "show"})
+        got = await asyncio.wait_for(asyncio.gather(*plays), 20)
+        stop.set()
+        return list(got), stopped[:2]
+
+    viewers, (status, terminated) = run(scenario())
+    assert status == 200 and terminated[0]["localStreamName"] == "show"
+    for got in viewers:  # every viewer, on either worker, was stopped by the server
+        assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.statuses
+        assert got.infos[-1] == "Stopped by server", got.infos
+        assert got.numbers
+    deadline = time.monotonic() + 5
+    while call(server.http_url, "/rest-api/vod/find_all", {})[0] != 404:
+        assert time.monotonic() < deadline, "the stream is still listed"
+        time.sleep(0.2)
+
+
+def test_a_publication_plays_on_the_other_worker(start_server, media):
+    server = start_server(media_dir=str(media), workers="2")
+
+    def relaying() -> dict[str, int]:
+        """Which workers serve the publication: the publisher's (one viewer, its
+        own) and, once a viewer lands elsewhere, the relaying one's."""
+        log = server.log()
+        published = re.findall(r"\[worker (\d)\] .*published as 'cam'", log)
+        relayed = re.findall(r"\[worker (\d)\] .*relayed from", log)
+        return {worker: 1 for worker in published + relayed}
+
+    async def scenario() -> tuple[object, list[Received]]:
+        publishing = asyncio.ensure_future(
+            publish(server.ws_url, "cam", media / "live.mp4", seconds=14, record=False))
+        await asyncio.sleep(2)
+        stop = asyncio.Event()
+        plays = await on_two_workers(server, "cam", stop, serving=relaying)
+        published = await publishing
+        got = await asyncio.wait_for(asyncio.gather(*plays), 20)
+        return published, list(got)
+
+    published, viewers = run(scenario(), timeout=150)
+    assert published.statuses[:1] == ["PUBLISHING"], published.statuses
+    relayed = [got for got in viewers if got.numbers]
+    assert len(relayed) == len(viewers), [got.statuses for got in viewers]
+    for got in viewers:
+        assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.statuses
+        numbers = got.numbers
+        assert numbers == sorted(numbers) and len(numbers) > 30
+    log = server.log()
+    assert log.count("relayed from") == 1  # once for the worker, however many viewers
+
+
+def worker_pid(server, index: int) -> int:
+    found = re.findall(rf"worker {index}\.\d+ started \(pid (\d+)\)", server.log())
+    return int(found[-1])
+
+
+def test_a_killed_worker_is_replaced_and_the_other_plays_on(start_server, media):
+    server = start_server(media_dir=str(media), workers="2", vod_live_loop="true")
+
+    async def scenario() -> tuple[list[Received], float]:
+        stop = asyncio.Event()
+        plays = await on_two_workers(server, NAME, stop)
+        killed = time.monotonic()
+        os.kill(worker_pid(server, 2), signal.SIGKILL)
+        await asyncio.sleep(4)
+        stop.set()
+        return list(await asyncio.gather(*plays, return_exceptions=True)), killed
+
+    viewers, killed = run(scenario())
+    survivors = [got for got in viewers if isinstance(got, Received)]
+    # the killed worker's viewers lost their session at once, as with a lost server
+    lost = [got for got in viewers if isinstance(got, asyncio.IncompleteReadError)]
+    assert survivors and lost and len(survivors) + len(lost) == len(viewers), viewers
+    for got in survivors:  # the other worker's viewers played on, steadily
+        assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.statuses
+        after = [row[0] for row in got.video if row[0] > killed + 1]
+        assert len(after) > 60, len(after)
+    deadline = time.monotonic() + 15
+    while len(re.findall(r"worker 2\.\d+ started", server.log())) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.2)
+    assert "worker 2." in server.log() and "ended" in server.log()
+
+    async def again() -> list[Received]:  # the new worker serves plays too
+        stop = asyncio.Event()
+        plays = await on_two_workers(server, NAME, stop)
+        stop.set()
+        return list(await asyncio.gather(*plays))
+
+    for got in run(again()):
+        assert got.statuses[:2] == ["PENDING", "PLAYING"] and got.numbers

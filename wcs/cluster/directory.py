@@ -1,0 +1,103 @@
+"""What a worker's registry asks of the whole server: the :class:`Directory`.
+
+A single process keeps the shared state itself (:class:`LocalDirectory`); a
+worker among several asks its supervisor (:mod:`wcs.cluster.hub`). Either way
+every answer is a Deferred and the registry never learns which it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from twisted.internet.defer import Deferred, succeed
+
+from wcs.cluster.store import Entry, Load, Store
+
+#: What a worker does when entries end for everyone: ``(entry ids, info)``.
+Terminated = Callable[[list[str], str], None]
+
+
+class Directory(Protocol):
+    """The whole server's entries, as one worker (``worker``) sees them."""
+
+    worker: str
+
+    def listen(self, terminated: Terminated) -> None:
+        """Call ``terminated`` when entries this worker may serve end for everyone."""
+
+    def live(self, entry: Entry) -> Deferred[Entry]:
+        """The running broadcast of ``entry.uri`` (this worker now holds it), or
+        ``entry`` itself, which starts it."""
+
+    def claim(self, entry: Entry) -> Deferred[Entry | None]:
+        """Add ``entry``, held by this worker; None if its name is taken anywhere."""
+
+    def lookup(self, name: str) -> Deferred[Entry | None]:
+        """The shared entry called ``name``."""
+
+    def hold(self, entry_id: str) -> Deferred[Entry | None]:
+        """This worker serves the entry too; None if it has just ended."""
+
+    def release(self, entry_id: str) -> None:
+        """This worker no longer serves the entry (nothing to wait for)."""
+
+    def report(self, viewers: dict[str, int], load: Load) -> None:
+        """This worker's viewers by entry id, and its load (nothing to wait for)."""
+
+    def select(self, name: str | None = None, uri: str | None = None,
+               entry_id: str | None = None) -> Deferred[list[Entry]]:
+        """VOD entries matching every criterion given (all of them without one)."""
+
+    def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
+        """End entries for everyone; every worker serving one is told ``info``."""
+
+    def loads(self) -> Deferred[list[Load]]:
+        """Every worker's last reported load."""
+
+
+class LocalDirectory:
+    """A :class:`Directory` over a :class:`Store` in this very process."""
+
+    def __init__(self, store: Store | None = None, worker: str = "0") -> None:
+        self.store = store if store is not None else Store()
+        self.worker = worker
+        self._terminated: Terminated = _nobody
+
+    def listen(self, terminated: Terminated) -> None:
+        self._terminated = terminated
+
+    def live(self, entry: Entry) -> Deferred[Entry]:
+        return succeed(self.store.live(self.worker, entry))
+
+    def claim(self, entry: Entry) -> Deferred[Entry | None]:
+        return succeed(self.store.claim(self.worker, entry))
+
+    def lookup(self, name: str) -> Deferred[Entry | None]:
+        return succeed(self.store.lookup(name))
+
+    def hold(self, entry_id: str) -> Deferred[Entry | None]:
+        return succeed(self.store.hold(self.worker, entry_id))
+
+    def release(self, entry_id: str) -> None:
+        self.store.release(self.worker, entry_id)
+
+    def report(self, viewers: dict[str, int], load: Load) -> None:
+        self.store.report(self.worker, viewers, load)
+
+    def select(self, name: str | None = None, uri: str | None = None,
+               entry_id: str | None = None) -> Deferred[list[Entry]]:
+        return succeed(self.store.select(name, uri, entry_id))
+
+    def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
+        ended = self.store.terminate(entry_ids)
+        if ended:
+            self._terminated([entry.id for entry in ended], info)
+        return succeed(ended)
+
+    def loads(self) -> Deferred[list[Load]]:
+        return succeed(list(self.store.loads.values()))
+
+
+def _nobody(_ids: list[str], _info: str) -> None:
+    """Who hears of ended entries before a registry listens."""

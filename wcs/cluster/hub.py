@@ -1,0 +1,253 @@
+"""The workers of one machine share one :class:`~wcs.cluster.store.Store`, kept by
+their supervisor and reached over Twisted's AMP on a socket pair per worker.
+
+The supervisor's side is :class:`HubProtocol` (one per worker: it answers from
+the store and tells every worker when entries are terminated); a worker's side
+is :class:`HubDirectory`, the :class:`~wcs.cluster.directory.Directory` its
+registry uses. A worker whose supervisor is gone has no one to agree names with,
+so it stops (``on_lost``); a worker that is gone lets go of all it held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from wcs.cluster.directory import Terminated
+from wcs.cluster.store import Entry, Load, Store
+
+log = Logger()
+
+#: The most bytes one AMP value may hold; longer JSON is cut into several keys.
+AMP_VALUE = 65535
+
+
+class Json(amp.Argument):
+    """Any JSON value, however long (AMP caps one value at 64 KiB, so a long one
+    goes as ``name``, ``name.1``, ``name.2``... in the same box)."""
+
+    def toBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        data = json.dumps(objects[name.decode()]).encode()
+        pieces = [data[i:i + AMP_VALUE] for i in range(0, len(data), AMP_VALUE)] or [b""]
+        strings[name] = pieces[0]
+        for number, piece in enumerate(pieces[1:], 1):
+            strings[name + b"." + str(number).encode()] = piece
+
+    def fromBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        pieces = [strings[name]]
+        while (key := name + b"." + str(len(pieces)).encode()) in strings:
+            pieces.append(strings[key])
+        objects[name.decode()] = json.loads(b"".join(pieces))
+
+
+class Hello(amp.Command):
+    arguments = [(b"worker", amp.Unicode())]
+    response: list = []
+
+
+class Live(amp.Command):
+    arguments = [(b"entry", Json())]
+    response = [(b"entry", Json())]
+
+
+class Claim(amp.Command):
+    arguments = [(b"entry", Json())]
+    response = [(b"entry", Json())]
+
+
+class Lookup(amp.Command):
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"entry", Json())]
+
+
+class Hold(amp.Command):
+    arguments = [(b"id", amp.Unicode())]
+    response = [(b"entry", Json())]
+
+
+class Release(amp.Command):
+    arguments = [(b"id", amp.Unicode())]
+    requiresAnswer = False
+
+
+class Report(amp.Command):
+    arguments = [(b"viewers", Json()), (b"load", Json())]
+    requiresAnswer = False
+
+
+class Select(amp.Command):
+    arguments = [(b"criteria", Json())]
+    response = [(b"entries", Json())]
+
+
+class Terminate(amp.Command):
+    arguments = [(b"ids", Json()), (b"info", amp.Unicode())]
+    response = [(b"entries", Json())]
+
+
+class Loads(amp.Command):
+    arguments: list = []
+    response = [(b"loads", Json())]
+
+
+class Ended(amp.Command):
+    """Supervisor to worker: these entries were terminated for everyone."""
+
+    arguments = [(b"ids", Json()), (b"info", amp.Unicode())]
+    requiresAnswer = False
+
+
+def encode(entry: Entry | None) -> dict[str, Any] | None:
+    return dataclasses.asdict(entry) if entry is not None else None
+
+
+def decode(data: dict[str, Any] | None) -> Entry | None:
+    return Entry(**data) if data is not None else None
+
+
+class Hub:
+    """The supervisor's store and the workers connected to it."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store if store is not None else Store()
+        self.workers: dict[str, HubProtocol] = {}
+
+    def protocol(self) -> HubProtocol:
+        return HubProtocol(self)
+
+    def ended(self, ids: list[str], info: str) -> None:
+        for worker in list(self.workers.values()):
+            worker.callRemote(Ended, ids=ids, info=info)
+
+
+class HubProtocol(amp.AMP):
+    """The supervisor's end of one worker's socket pair."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+        self.worker = ""
+
+    @Hello.responder
+    def hello(self, worker: str) -> dict[str, Any]:
+        self.worker = worker
+        self.hub.workers[worker] = self
+        return {}
+
+    @Live.responder
+    def live(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"entry": encode(self.hub.store.live(self.worker, Entry(**entry)))}
+
+    @Claim.responder
+    def claim(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"entry": encode(self.hub.store.claim(self.worker, Entry(**entry)))}
+
+    @Lookup.responder
+    def lookup(self, name: str) -> dict[str, Any]:
+        return {"entry": encode(self.hub.store.lookup(name))}
+
+    @Hold.responder
+    def hold(self, id: str) -> dict[str, Any]:  # noqa: A002 (the wire's name)
+        return {"entry": encode(self.hub.store.hold(self.worker, id))}
+
+    @Release.responder
+    def release(self, id: str) -> dict[str, Any]:  # noqa: A002
+        self.hub.store.release(self.worker, id)
+        return {}
+
+    @Report.responder
+    def report(self, viewers: dict[str, int], load: dict[str, Any]) -> dict[str, Any]:
+        self.hub.store.report(self.worker, viewers, Load(**load))
+        return {}
+
+    @Select.responder
+    def select(self, criteria: dict[str, Any]) -> dict[str, Any]:
+        return {"entries": [encode(e) for e in self.hub.store.select(**criteria)]}
+
+    @Terminate.responder
+    def terminate(self, ids: list[str], info: str) -> dict[str, Any]:
+        ended = self.hub.store.terminate(ids)
+        if ended:
+            self.hub.ended([entry.id for entry in ended], info)
+        return {"entries": [encode(e) for e in ended]}
+
+    @Loads.responder
+    def loads(self) -> dict[str, Any]:
+        return {"loads": [dataclasses.asdict(load) for load in self.hub.store.loads.values()]}
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self.worker and self.hub.workers.get(self.worker) is self:
+            del self.hub.workers[self.worker]
+            self.hub.store.drop(self.worker)
+            log.info("worker {worker} is gone; what it held is released", worker=self.worker)
+
+
+class HubDirectory(amp.AMP):
+    """A worker's :class:`~wcs.cluster.directory.Directory`: its supervisor's store."""
+
+    def __init__(self, worker: str, on_lost: Callable[[], None]) -> None:
+        super().__init__()
+        self.worker = worker
+        self._on_lost = on_lost
+        self._terminated: Terminated | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.callRemote(Hello, worker=self.worker)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self._on_lost()
+
+    def listen(self, terminated: Terminated) -> None:
+        self._terminated = terminated
+
+    @Ended.responder
+    def ended(self, ids: list[str], info: str) -> dict[str, Any]:
+        if self._terminated is not None:
+            self._terminated(ids, info)
+        return {}
+
+    def _entry(self, command: type[amp.Command], **arguments: Any) -> Deferred[Entry | None]:
+        return self.callRemote(command, **arguments).addCallback(
+            lambda answer: decode(answer["entry"]))
+
+    def live(self, entry: Entry) -> Deferred[Entry]:
+        return self._entry(Live, entry=encode(entry))  # type: ignore[return-value]
+
+    def claim(self, entry: Entry) -> Deferred[Entry | None]:
+        return self._entry(Claim, entry=encode(entry))
+
+    def lookup(self, name: str) -> Deferred[Entry | None]:
+        return self._entry(Lookup, name=name)
+
+    def hold(self, entry_id: str) -> Deferred[Entry | None]:
+        return self._entry(Hold, id=entry_id)
+
+    def release(self, entry_id: str) -> None:
+        self.callRemote(Release, id=entry_id)
+
+    def report(self, viewers: dict[str, int], load: Load) -> None:
+        self.callRemote(Report, viewers=viewers, load=dataclasses.asdict(load))
+
+    def select(self, name: str | None = None, uri: str | None = None,
+               entry_id: str | None = None) -> Deferred[list[Entry]]:
+        criteria = {"name": name, "uri": uri, "entry_id": entry_id}
+        return self.callRemote(Select, criteria=criteria).addCallback(
+            lambda answer: [Entry(**data) for data in answer["entries"]])
+
+    def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
+        return self.callRemote(Terminate, ids=entry_ids, info=info).addCallback(
+            lambda answer: [Entry(**data) for data in answer["entries"]])
+
+    def loads(self) -> Deferred[list[Load]]:
+        return self.callRemote(Loads).addCallback(
+            lambda answer: [Load(**data) for data in answer["loads"]])
