@@ -68,3 +68,33 @@ def test_undecodable_aac_is_dropped_not_fatal(files):
     clean = [s for s in Mp4File(files / "main.mp4", "m").samples() if s.codec == "opus"]
     damaged = [s for s in Mp4File(files / "corrupt.mp4", "c").samples() if s.codec == "opus"]
     assert 3 <= len(clean) - len(damaged) <= 8  # 5 AAC frames of 23 ms: about 6 Opus packets
+
+
+@pytest.mark.parametrize("name", ["main.mp4", "bframes.mp4"])
+def test_a_reader_joining_a_broadcast_reads_what_the_first_reads_at_that_moment(files, name):
+    """Two readers of one looping broadcast: one from its start, one from 3.5 s
+    in (into the second pass), with the pass length found without reading."""
+    first = Mp4File(files / name, "first")
+    period = first.pass_length()
+    looped = first.samples(loop=True)
+    from_start = [next(looped) for _ in range(700)]
+    boundary = next(s.time for a, s in zip(from_start, from_start[1:])
+                    if s.kind == "video" and s.time >= 2.0 - 1e-6)
+    assert period == pytest.approx(boundary, abs=1e-6)  # where the loop really turns
+    joiner = Mp4File(files / name, "joiner")
+    joined = joiner.samples(loop=True, period=joiner.pass_length(), position=3.5)
+    late = [next(joined) for _ in range(200)]
+    videos = [s for s in late if s.kind == "video"]
+    assert videos[0].keyframe and videos[0].time <= 3.5  # from the keyframe before
+    assert videos[0].time == pytest.approx(2.0, abs=1e-6)  # (the file's GOP is 2 s)
+    same = {(s.time, s.pts): s.data for s in from_start if s.kind == "video"}
+    matched = [s for s in videos if (s.time, s.pts) in same]
+    assert len(matched) > 40 and all(same[(s.time, s.pts)] == s.data for s in matched)
+    first.close()
+    joiner.close()
+
+
+def test_a_position_past_the_end_of_a_file_that_does_not_loop_reads_nothing(files):
+    media = Mp4File(files / "main.mp4", "main")
+    assert list(media.samples(position=30.0)) == []
+    media.close()

@@ -276,3 +276,73 @@ def test_a_viewer_arriving_after_a_terminate_hears_how_it_ended(world):
     late = Viewer()
     show.subscribe(late)
     assert late.ended == ("Stopped by server", False)
+
+
+def two_workers():
+    """Two registries sharing one store: two workers of one server."""
+    from wcs.cluster.directory import LocalDirectory
+    from wcs.cluster.store import Store
+
+    store, clock = Store(), Clock()
+    clock.advance(1000.0)
+    registries = [StreamRegistry(FakeSources(), clock, timeout=30.0,
+                                 directory=LocalDirectory(store, worker))
+                  for worker in ("a", "b")]
+    return registries, store, clock
+
+
+def test_a_second_worker_joins_the_broadcast_where_it_is_now():
+    (a, b), store, clock = two_workers()
+    first = result(a.open("vod-live://./a.mp4"))
+    early = Viewer()
+    first.subscribe(early)
+    clock.advance(5.0)
+    second = result(b.open("vod-live://a.mp4"))
+    assert second is not first and second.id == first.id and second.start == first.start
+    late = Viewer()
+    second.subscribe(late)
+    for _ in range(20):
+        clock.advance(0.05)
+    assert late.got[0].keyframe and late.got[0].time == 5.0  # its GOP, not the file's start
+    assert late.got[-1].time == pytest.approx(early.got[-1].time, abs=0.04)  # same moment
+    a.report()
+    b.report()
+    [entry] = result(b.entries())
+    assert entry.viewers == {"a": 1, "b": 1} and entry.total_viewers == 2
+
+
+def test_names_and_terminations_are_the_whole_servers():
+    (a, b), store, clock = two_workers()
+    show = result(a.startup("vod-live://a.mp4", "show"))
+    assert result(b.startup("vod-live://b.mp4", "show")).check(NameTaken)
+    assert result(b.publish("show", INFO, lambda: None)).check(NameTaken)
+    there = result(b.open("show"))  # b reads a's REST-started broadcast itself
+    assert there.id == show.id and not there.persistent
+    viewers = [Viewer(), Viewer()]
+    show.subscribe(viewers[0])
+    there.subscribe(viewers[1])
+    assert result(b.available("show")) == (True, "Available")
+    assert [e.name for e in result(b.entries(name="show"))] == ["show"]
+    result(b.terminate(result(b.entries(name="show")), "Stopped by server"))
+    assert [v.ended for v in viewers] == [("Stopped by server", False)] * 2
+    assert a.streams == {} and b.streams == {} and store.entries == {}
+    assert result(b.open("show")).check(NotFound)
+
+
+def test_a_broadcast_outlives_its_last_viewer_anywhere_by_the_timeout():
+    (a, b), store, clock = two_workers()
+    on_a, on_b = result(a.open("vod-live://a.mp4")), None
+    viewer_a, viewer_b = Viewer(), Viewer()
+    on_a.subscribe(viewer_a)
+    clock.advance(2.0)
+    on_b = result(b.open("vod-live://a.mp4"))
+    on_b.subscribe(viewer_b)
+    on_a.unsubscribe(viewer_a)
+    clock.advance(31.0)  # a's copy is released; b's viewer keeps the broadcast
+    assert on_a.closed and not on_b.closed and len(store.entries) == 1
+    again = result(a.open("vod-live://a.mp4"))
+    assert again.start == on_b.start  # back on the same timeline
+    again.unsubscribe(None)
+    on_b.unsubscribe(viewer_b)
+    clock.advance(31.0)
+    assert store.entries == {}

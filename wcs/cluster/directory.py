@@ -62,10 +62,9 @@ class LocalDirectory:
     def __init__(self, store: Store | None = None, worker: str = "0") -> None:
         self.store = store if store is not None else Store()
         self.worker = worker
-        self._terminated: Terminated = _nobody
 
     def listen(self, terminated: Terminated) -> None:
-        self._terminated = terminated
+        self.store.listen(self.worker, terminated)
 
     def live(self, entry: Entry) -> Deferred[Entry]:
         return succeed(self.store.live(self.worker, entry))
@@ -90,14 +89,8 @@ class LocalDirectory:
         return succeed(self.store.select(name, uri, entry_id))
 
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
-        ended = self.store.terminate(entry_ids)
-        if ended:
-            self._terminated([entry.id for entry in ended], info)
-        return succeed(ended)
+        return succeed(self.store.terminate(entry_ids, info))
 
     def loads(self) -> Deferred[list[Load]]:
         return succeed(list(self.store.loads.values()))
 
-
-def _nobody(_ids: list[str], _info: str) -> None:
-    """Who hears of ended entries before a registry listens."""

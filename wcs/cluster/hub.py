@@ -122,10 +122,6 @@ class Hub:
     def protocol(self) -> HubProtocol:
         return HubProtocol(self)
 
-    def ended(self, ids: list[str], info: str) -> None:
-        for worker in list(self.workers.values()):
-            worker.callRemote(Ended, ids=ids, info=info)
-
 
 class HubProtocol(amp.AMP):
     """The supervisor's end of one worker's socket pair."""
@@ -139,6 +135,8 @@ class HubProtocol(amp.AMP):
     def hello(self, worker: str) -> dict[str, Any]:
         self.worker = worker
         self.hub.workers[worker] = self
+        self.hub.store.listen(worker, lambda ids, info: self.callRemote(Ended, ids=ids,
+                                                                          info=info))
         return {}
 
     @Live.responder
@@ -173,10 +171,7 @@ class HubProtocol(amp.AMP):
 
     @Terminate.responder
     def terminate(self, ids: list[str], info: str) -> dict[str, Any]:
-        ended = self.hub.store.terminate(ids)
-        if ended:
-            self.hub.ended([entry.id for entry in ended], info)
-        return {"entries": [encode(e) for e in ended]}
+        return {"entries": [encode(e) for e in self.hub.store.terminate(ids, info)]}
 
     @Loads.responder
     def loads(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ that dies lets go of everything at once.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 #: Kinds of entry.
@@ -66,6 +67,12 @@ class Store:
         self.uris: dict[str, str] = {}  # canonical uri -> id of the broadcast plays join
         self.holders: dict[str, set[str]] = {}  # id -> workers
         self.loads: dict[str, Load] = {}
+        #: who tells each worker of terminated entries: ``(entry ids, info)``
+        self.listeners: dict[str, Callable[[list[str], str], None]] = {}
+
+    def listen(self, worker: str, terminated: Callable[[list[str], str], None]) -> None:
+        """Tell ``worker`` (through ``terminated``) whenever entries are terminated."""
+        self.listeners[worker] = terminated
 
     def live(self, worker: str, entry: Entry) -> Entry:
         """The broadcast of ``entry.uri`` that runs (held now by ``worker`` too),
@@ -153,14 +160,19 @@ class Store:
                 and (uri is None or entry.uri == uri)
                 and (entry_id is None or entry.id == entry_id)]
 
-    def terminate(self, entry_ids: list[str]) -> list[Entry]:
-        """End the entries for everyone: the caller tells every worker."""
-        return [entry for entry in map(self._remove, entry_ids) if entry is not None]
+    def terminate(self, entry_ids: list[str], info: str) -> list[Entry]:
+        """End the entries for everyone; every worker listening is told ``info``."""
+        ended = [entry for entry in map(self._remove, entry_ids) if entry is not None]
+        if ended:
+            for terminated in list(self.listeners.values()):
+                terminated([entry.id for entry in ended], info)
+        return ended
 
     def drop(self, worker: str) -> None:
         """A worker is gone: it holds nothing now (its viewers of a published
         stream it relayed hear of the end from the relay connection)."""
         self.loads.pop(worker, None)
+        self.listeners.pop(worker, None)
         for entry_id in [entry_id for entry_id, holders in self.holders.items()
                          if worker in holders]:
             self.release(worker, entry_id)

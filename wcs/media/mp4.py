@@ -127,6 +127,8 @@ class Mp4File:
             if loop and length > 0:
                 passes = int(position // length)
                 offset, seek = passes * length, position - passes * length
+            elif position >= length:  # that broadcast is over
+                return
             else:
                 seek = position
         audio_next: int | None = None  # where the next audio packet should start
