@@ -51,9 +51,10 @@ def test_profiles_and_bframes_decode_without_freezes(start_server, page, media, 
 
 
 def test_bundled_sample_plays_with_the_default_media_folder(start_server, page):
+    """As the README's first command runs it: default media, ``workers=auto``."""
     from wcs.config import REPO_ROOT
 
-    server = start_server(media_dir=str(REPO_ROOT / "media"))
+    server = start_server(media_dir=str(REPO_ROOT / "media"), workers="auto")
     open_player(page, server, "vod://sample.mp4")
     wait_status(page, "PLAYING")
     state = wait_video(page)
