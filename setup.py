@@ -21,6 +21,7 @@ setup(
         "aiortc>=1.14,<1.17",
         "treq>=24.9,<27",
         "botocore>=1.34,<2",
+        "redis>=5,<9",
     ],
     extras_require={
         "test": [

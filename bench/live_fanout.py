@@ -9,7 +9,8 @@ that the frame numbers (a barcode in the picture) arrive in order at full rate.
 For each count it prints: viewers connected, RTP packets delivered against
 expected (the file's packet rate × connected viewers × time), server CPU,
 µs of server CPU per delivered packet per viewer, % of a core per viewer, RSS,
-and the decoding viewers' frame rate. Each engine runs in the same process
+and the decoding viewers' frame rate (server CPU and RSS: the server process and
+its workers, if any). Each engine runs in the same process
 of this benchmark, side by side:
 - ``wcsvod`` as configured by default;
 - ``wcsvod (aiortc senders)``: the server with ``webrtc_sender=aiortc``, today's
@@ -33,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import proc_stat, proc_times  # noqa: E402
+from bench.vod_personal import proc_stat, tree_times  # noqa: E402
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch  # noqa: E402
 from testkit.harness import (  # noqa: E402
     LOAD_LIMITS,
@@ -101,7 +102,7 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
         str(VENV_BIN / "python"), "-m", "testkit.full_viewer", ws_url, name,
         str(MEASURE + 5.0), stdout=asyncio.subprocess.PIPE) for _ in range(FULL)]
     await asyncio.sleep(3.0)
-    user0, system0, _ = proc_times(pid)
+    user0, system0, _ = tree_times(pid)
     me0, _ = proc_stat(SELF)
     counted0 = sum(v.rtp for v in views)
     t0 = time.monotonic()
@@ -113,7 +114,7 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
                                 str(profile)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     await asyncio.sleep(MEASURE)
-    user1, system1, rss = proc_times(pid)
+    user1, system1, rss = tree_times(pid)
     me1, _ = proc_stat(SELF)
     counted1 = sum(v.rtp for v in views)
     t1 = time.monotonic()

@@ -18,6 +18,7 @@ if $want_test; then
   command -v ip >/dev/null || apt_packages+=(iproute2)
   command -v unshare >/dev/null || apt_packages+=(util-linux)
   command -v npm >/dev/null || apt_packages+=(npm)
+  command -v redis-server >/dev/null || apt_packages+=(redis-server)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_packages[*]}"

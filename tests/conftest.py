@@ -13,7 +13,7 @@ from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
 from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
 
 #: Fixtures that start real services: a test that uses one is end to end.
-SYSTEM_FIXTURES = {"start_server", "browser", "page", "s3", "loopback"}
+SYSTEM_FIXTURES = {"start_server", "browser", "page", "s3", "loopback", "redis_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -117,5 +117,16 @@ def s3(media: Path, tmp_path_factory) -> Iterator[object]:
                    "large.mp4": extra / "large.mp4",
                    "not-an-mp4.mp4": media / "not-an-mp4.mp4"})
     server.sizes = {"large.mp4": (extra / "large.mp4").stat().st_size}
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    """Debian's redis-server on loopback, emptied before each test that takes it."""
+    from testkit.redis import RedisServer
+
+    require_loopback_only()
+    server = RedisServer()
     yield server
     server.stop()

@@ -8,11 +8,14 @@ every answer is a Deferred and the registry never learns which it is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 
 from wcs.cluster.store import Entry, Load, Store
+
+log = Logger()
 
 #: What a worker does when entries end for everyone: ``(entry ids, info)``.
 Terminated = Callable[[list[str], str], None]
@@ -57,9 +60,11 @@ class Directory(Protocol):
 
 
 class LocalDirectory:
-    """A :class:`Directory` over a :class:`Store` in this very process."""
+    """A :class:`Directory` over a store this process reaches itself: a
+    :class:`Store` in memory, or a cluster's
+    :class:`~wcs.cluster.redis_store.RedisStore` (whose steps answer later)."""
 
-    def __init__(self, store: Store | None = None, worker: str = "0") -> None:
+    def __init__(self, store: Any = None, worker: str = "0") -> None:
         self.store = store if store is not None else Store()
         self.worker = worker
 
@@ -67,30 +72,36 @@ class LocalDirectory:
         self.store.listen(self.worker, terminated)
 
     def live(self, entry: Entry) -> Deferred[Entry]:
-        return succeed(self.store.live(self.worker, entry))
+        return maybeDeferred(self.store.live, self.worker, entry)
 
     def claim(self, entry: Entry) -> Deferred[Entry | None]:
-        return succeed(self.store.claim(self.worker, entry))
+        return maybeDeferred(self.store.claim, self.worker, entry)
 
     def lookup(self, name: str) -> Deferred[Entry | None]:
-        return succeed(self.store.lookup(name))
+        return maybeDeferred(self.store.lookup, name)
 
     def hold(self, entry_id: str) -> Deferred[Entry | None]:
-        return succeed(self.store.hold(self.worker, entry_id))
+        return maybeDeferred(self.store.hold, self.worker, entry_id)
 
     def release(self, entry_id: str) -> None:
-        self.store.release(self.worker, entry_id)
+        _quietly(maybeDeferred(self.store.release, self.worker, entry_id), "release")
 
     def report(self, viewers: dict[str, int], load: Load) -> None:
-        self.store.report(self.worker, viewers, load)
+        _quietly(maybeDeferred(self.store.report, self.worker, viewers, load), "report")
 
     def select(self, name: str | None = None, uri: str | None = None,
                entry_id: str | None = None) -> Deferred[list[Entry]]:
-        return succeed(self.store.select(name, uri, entry_id))
+        return maybeDeferred(self.store.select, name, uri, entry_id)
 
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
-        return succeed(self.store.terminate(entry_ids, info))
+        return maybeDeferred(self.store.terminate, entry_ids, info)
 
     def loads(self) -> Deferred[list[Load]]:
-        return succeed(list(self.store.loads.values()))
+        return maybeDeferred(self.store.loads)
+
+
+def _quietly(done: Deferred[Any], what: str) -> None:
+    """A step nobody waits for: a failure is logged, not left unhandled."""
+    done.addErrback(lambda failure: log.warn("cluster {what} failed: {why}", what=what,
+                                             why=failure.getErrorMessage()))
 

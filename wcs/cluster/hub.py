@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -112,10 +112,15 @@ def decode(data: dict[str, Any] | None) -> Entry | None:
     return Entry(**data) if data is not None else None
 
 
-class Hub:
-    """The supervisor's store and the workers connected to it."""
+def _encode_all(entries: list[Entry]) -> list[dict[str, Any] | None]:
+    return [encode(entry) for entry in entries]
 
-    def __init__(self, store: Store | None = None) -> None:
+
+class Hub:
+    """The supervisor's store (in memory, or a cluster's Redis) and the workers
+    connected to it."""
+
+    def __init__(self, store: Any = None) -> None:
         self.store = store if store is not None else Store()
         self.workers: dict[str, HubProtocol] = {}
 
@@ -139,49 +144,57 @@ class HubProtocol(amp.AMP):
                                                                           info=info))
         return {}
 
+    def _step(self, key: str, method: str, *args: Any,
+              encoding: Callable[[Any], Any] = lambda value: value) -> Deferred[dict[str, Any]]:
+        """One step of the store (which may answer later: Redis), as an answer."""
+        step = maybeDeferred(getattr(self.hub.store, method), *args)
+        return step.addCallback(lambda value: {key: encoding(value)})
+
     @Live.responder
-    def live(self, entry: dict[str, Any]) -> dict[str, Any]:
-        return {"entry": encode(self.hub.store.live(self.worker, Entry(**entry)))}
+    def live(self, entry: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        return self._step("entry", "live", self.worker, Entry(**entry), encoding=encode)
 
     @Claim.responder
-    def claim(self, entry: dict[str, Any]) -> dict[str, Any]:
-        return {"entry": encode(self.hub.store.claim(self.worker, Entry(**entry)))}
+    def claim(self, entry: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        return self._step("entry", "claim", self.worker, Entry(**entry), encoding=encode)
 
     @Lookup.responder
-    def lookup(self, name: str) -> dict[str, Any]:
-        return {"entry": encode(self.hub.store.lookup(name))}
+    def lookup(self, name: str) -> Deferred[dict[str, Any]]:
+        return self._step("entry", "lookup", name, encoding=encode)
 
     @Hold.responder
-    def hold(self, id: str) -> dict[str, Any]:  # noqa: A002 (the wire's name)
-        return {"entry": encode(self.hub.store.hold(self.worker, id))}
+    def hold(self, id: str) -> Deferred[dict[str, Any]]:  # noqa: A002 (the wire's name)
+        return self._step("entry", "hold", self.worker, id, encoding=encode)
 
     @Release.responder
-    def release(self, id: str) -> dict[str, Any]:  # noqa: A002
-        self.hub.store.release(self.worker, id)
-        return {}
+    def release(self, id: str) -> Deferred[dict[str, Any]]:  # noqa: A002
+        return self._step("done", "release", self.worker, id)
 
     @Report.responder
-    def report(self, viewers: dict[str, int], load: dict[str, Any]) -> dict[str, Any]:
-        self.hub.store.report(self.worker, viewers, Load(**load))
-        return {}
+    def report(self, viewers: dict[str, int], load: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        return self._step("done", "report", self.worker, viewers, Load(**load))
 
     @Select.responder
-    def select(self, criteria: dict[str, Any]) -> dict[str, Any]:
-        return {"entries": [encode(e) for e in self.hub.store.select(**criteria)]}
+    def select(self, criteria: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        return self._step("entries", "select", criteria.get("name"), criteria.get("uri"),
+                          criteria.get("entry_id"), encoding=_encode_all)
 
     @Terminate.responder
-    def terminate(self, ids: list[str], info: str) -> dict[str, Any]:
-        return {"entries": [encode(e) for e in self.hub.store.terminate(ids, info)]}
+    def terminate(self, ids: list[str], info: str) -> Deferred[dict[str, Any]]:
+        return self._step("entries", "terminate", ids, info, encoding=_encode_all)
 
     @Loads.responder
-    def loads(self) -> dict[str, Any]:
-        return {"loads": [dataclasses.asdict(load) for load in self.hub.store.loads.values()]}
+    def loads(self) -> Deferred[dict[str, Any]]:
+        return self._step("loads", "loads", encoding=lambda loads: [
+            dataclasses.asdict(load) for load in loads])
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         if self.worker and self.hub.workers.get(self.worker) is self:
             del self.hub.workers[self.worker]
-            self.hub.store.drop(self.worker)
+            maybeDeferred(self.hub.store.drop, self.worker).addErrback(
+                lambda failure: log.warn("dropping worker {worker} failed: {why}",
+                                         worker=self.worker, why=failure.getErrorMessage()))
             log.info("worker {worker} is gone; what it held is released", worker=self.worker)
 
 

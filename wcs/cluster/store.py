@@ -66,7 +66,7 @@ class Store:
         self.names: dict[str, str] = {}  # shared name -> id
         self.uris: dict[str, str] = {}  # canonical uri -> id of the broadcast plays join
         self.holders: dict[str, set[str]] = {}  # id -> workers
-        self.loads: dict[str, Load] = {}
+        self._loads: dict[str, Load] = {}
         #: who tells each worker of terminated entries: ``(entry ids, info)``
         self.listeners: dict[str, Callable[[list[str], str], None]] = {}
 
@@ -79,12 +79,8 @@ class Store:
         or ``entry`` itself, which starts it."""
         running = self._by_uri(entry.uri)
         if running is not None:
-            self.holders[running.id].add(worker)
+            self._held(running, worker)
             return copy(running)
-        taken = self.names.get(entry.name)
-        if taken is not None:  # the uri's own name, held by a REST startup of another uri
-            self.holders[taken].add(worker)
-            return copy(self.entries[taken])
         return self._add(worker, entry)
 
     def claim(self, worker: str, entry: Entry) -> Entry | None:
@@ -97,7 +93,8 @@ class Store:
         entry = copy(entry)
         entry.owner = entry.owner or worker
         self.entries[entry.id] = entry
-        self.holders[entry.id] = {worker}
+        self.holders[entry.id] = set()
+        self._held(entry, worker)
         if entry.shared:
             self.names[entry.name] = entry.id
             if entry.uri:
@@ -118,8 +115,12 @@ class Store:
         entry = self.entries.get(entry_id)
         if entry is None:
             return None
-        self.holders[entry_id].add(worker)
+        self._held(entry, worker)
         return copy(entry)
+
+    def _held(self, entry: Entry, worker: str) -> None:
+        self.holders[entry.id].add(worker)
+        entry.viewers.setdefault(worker, 0)
 
     def release(self, worker: str, entry_id: str) -> None:
         """``worker`` no longer serves the entry; the last to let go ends it."""
@@ -149,7 +150,7 @@ class Store:
             if worker in holders:
                 self.entries[entry_id].viewers[worker] = viewers.get(entry_id, 0)
         if load is not None:
-            self.loads[worker] = load
+            self._loads[worker] = load
 
     def select(self, name: str | None = None, uri: str | None = None,
                entry_id: str | None = None, kind: str | None = VOD) -> list[Entry]:
@@ -168,10 +169,14 @@ class Store:
                 terminated([entry.id for entry in ended], info)
         return ended
 
+    def loads(self) -> list[Load]:
+        """Every worker's last reported load."""
+        return list(self._loads.values())
+
     def drop(self, worker: str) -> None:
         """A worker is gone: it holds nothing now (its viewers of a published
         stream it relayed hear of the end from the relay connection)."""
-        self.loads.pop(worker, None)
+        self._loads.pop(worker, None)
         self.listeners.pop(worker, None)
         for entry_id in [entry_id for entry_id, holders in self.holders.items()
                          if worker in holders]:
