@@ -39,12 +39,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes]) -> None:
+def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes],
+                  host: str = "127.0.0.1") -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited early with code {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
@@ -68,6 +69,7 @@ class ServerProcess:
             "workers": "1",  # one process unless a test asks for more
             **settings,
         }
+        self.host = values["bind_address"]
         self.config = workdir / "flashphoner.properties"
         self.config.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         self.log_path = workdir / "server.log"
@@ -75,11 +77,11 @@ class ServerProcess:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.ports['ws.port']}"
+        return f"ws://{self.host}:{self.ports['ws.port']}"
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['http.port']}"
+        return f"http://{self.host}:{self.ports['http.port']}"
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("wb")
@@ -89,7 +91,7 @@ class ServerProcess:
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         for key in ("ws.port", "http.port"):
-            wait_for_port(self.ports[key], deadline, self.process)
+            wait_for_port(self.ports[key], deadline, self.process, self.host)
         return self
 
     def stop(self) -> None:

@@ -19,8 +19,10 @@ SYSTEM_FIXTURES = {"start_server", "browser", "page", "s3", "loopback", "redis_s
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test ``unit`` or ``e2e``, so ``-m unit`` runs the fast ones alone."""
     for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
         system = (item.module.__name__.split(".")[-1].startswith("test_e2e_")
-                  or SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())))
+                  or SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ()))
+                  or "redis" in params.values())  # a store test against a real Redis
         item.add_marker(pytest.mark.e2e if system else pytest.mark.unit)
 
 

@@ -122,6 +122,12 @@ def test_good_values(tmp_path):
     ("record_min_free_disk=-5", "record_min_free_disk='-5': must not be negative"),
     ("rest_cors_origins=evil.example", "rest_cors_origins='evil.example': 'evil.example' is"),
     ("ws_allowed_origins=https://a/b", "ws_allowed_origins='https://a/b': 'https://a/b' is"),
+    ("workers=0", "workers='0': must be auto or a number from 1 to 256"),
+    ("workers=lots", "workers='lots': must be auto or a number"),
+    ("cluster_redis_url=http://x", "cluster_redis_url=<hidden>: must be a redis://"),
+    ("cluster_redis_url=redis://h:6379/0", "cluster_address: set the address other nodes"),
+    ("cluster_address=host.name", "cluster_address='host.name': must be an IP address"),
+    ("cluster_node=a b", "cluster_node='a b': must be at most 64 letters"),
 ])
 def test_bad_values_name_key_and_value(tmp_path, line, message):
     with pytest.raises(ConfigError) as raised:
@@ -129,6 +135,18 @@ def test_bad_values_name_key_and_value(tmp_path, line, message):
     text = str(raised.value)
     assert message in text
     assert "\n" not in text
+
+
+def test_workers_and_cluster(tmp_path):
+    settings = load_text(tmp_path, "workers=auto\n")
+    assert settings.workers == 0 and settings.worker_count >= 1
+    assert settings.relay_address == "127.0.0.1" and not settings.cluster_redis_url
+    settings = load_text(tmp_path, "workers=3\ncluster_redis_url=redis://:pw@10.0.0.5:6379/1\n"
+                                   "ip=10.0.0.11\ncluster_node=edge-1\n")
+    assert settings.worker_count == 3 and settings.relay_address == "10.0.0.11"
+    assert settings.node == "edge-1" and "pw" not in repr(settings)
+    settings = load_text(tmp_path, "cluster_redis_url=redis://h/0\nbind_address=10.0.0.12\n")
+    assert settings.relay_address == "10.0.0.12" and settings.node
 
 
 def test_secret_never_shown(tmp_path):

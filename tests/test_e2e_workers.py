@@ -125,6 +125,11 @@ def test_rest_is_one_server_across_workers(start_server, media):
         found = await asyncio.to_thread(call, server.http_url, "/rest-api/vod/find",
                                         {"localStreamName": "show"})
         assert found[1][0]["viewers"] == len(plays), found
+        status, workers, _ = await asyncio.to_thread(call, server.http_url,
+                                                     "/rest-api/cluster/workers")
+        assert status == 200 and [w["worker"].split(".")[0] for w in workers] == ["1", "2"]
+        assert sum(w["viewers"] for w in workers) == len(plays) and all(
+            w["pid"] and w["streams"] == 1 for w in workers), workers
         stopped = await asyncio.to_thread(call, server.http_url, "/rest-api/vod/terminate",
                                           {"localStreamName": "show"})
         got = await asyncio.wait_for(asyncio.gather(*plays), 20)

@@ -46,7 +46,8 @@ class Published:
 
 
 def sender(streams: dict, secret: str = "s3cret") -> tuple[RelaySender, StringTransport]:
-    service = RelayService(None, "127.0.0.1", "s3cret")  # type: ignore[arg-type]
+    service = RelayService(None, "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
+    service.secret = "s3cret"
     service.streams = streams
     side = RelaySender(service)
     transport = StringTransport()
@@ -72,7 +73,7 @@ def test_a_wrong_secret_or_an_unknown_name_is_refused():
 
 
 def test_a_hello_too_long_drops_the_connection():
-    service = RelayService(None, "127.0.0.1", "s")  # type: ignore[arg-type]
+    service = RelayService(None, "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
     side = RelaySender(service)
     transport = StringTransport()
     side.makeConnection(transport)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,7 +77,26 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = ()
     #: Worker processes: 0 is ``auto``, one per core this process may run on.
     workers: int = 0
+    cluster_redis_url: str = field(default="", repr=False)  # may hold a password
+    cluster_address: str = ""
+    cluster_node: str = ""
     limits: Limits = Limits()
+
+    @property
+    def relay_address(self) -> str:
+        """Where other workers (other nodes, in a cluster) reach this one's relay."""
+        if not self.cluster_redis_url:
+            return "127.0.0.1"
+        if self.cluster_address:
+            return self.cluster_address
+        if self.announced_ips:
+            return self.announced_ips[0]
+        return "" if self.bind_address in ("0.0.0.0", "::") else self.bind_address
+
+    @property
+    def node(self) -> str:
+        """This machine's name in the cluster (unique for as long as it runs)."""
+        return self.cluster_node or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def worker_count(self) -> int:
@@ -149,6 +169,19 @@ def _url(text: str) -> str:
     if text and not text.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL, or empty for AWS")
     return text.rstrip("/")
+
+
+def _redis_url(text: str) -> str:
+    if text and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a redis://host:port/db URL (or rediss://, unix://), "
+                         "or empty for one machine")
+    return text
+
+
+def _node(text: str) -> str:
+    if text and (len(text) > 64 or not all(c.isalnum() or c in "-_." for c in text)):
+        raise ValueError("must be at most 64 letters, digits, '-', '_' or '.'")
+    return text
 
 
 def _path(text: str) -> Path:
@@ -243,6 +276,9 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rest_cors_origins": ("rest_cors_origins", _origins, repr),
     "ws_allowed_origins": ("ws_allowed_origins", _origins, repr),
     "workers": ("workers", _workers, repr),
+    "cluster_redis_url": ("cluster_redis_url", _redis_url, _secret),
+    "cluster_address": ("cluster_address", _address, repr),
+    "cluster_node": ("cluster_node", _node, repr),
     **{key: (f"limits.{key}", _non_negative if key == "record_min_free_disk" else _positive,
              repr) for key in limits.KEYS},
 }
@@ -376,6 +412,9 @@ def _check_together(settings: Settings) -> None:
         value = getattr(settings, key)
         if value is not None and not value.exists():
             raise ConfigError(f"{key}={str(value)!r}: no such file or directory")
+    if settings.cluster_redis_url and not settings.relay_address:
+        raise ConfigError("cluster_address: set the address other nodes reach this one on "
+                          "(or ip, or a bind_address that is not 0.0.0.0)")
     seen: dict[int, str] = {}
     for key in ("ws.port", "wss.port", "http.port", "https.port"):
         port = getattr(settings, _KEYS[key][0])

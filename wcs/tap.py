@@ -26,8 +26,9 @@ from twisted.python import usage  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from wcs import config  # noqa: E402
-from wcs.cluster.directory import Directory  # noqa: E402
+from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
 from wcs.cluster.relay import RelayService  # noqa: E402
+from wcs.cluster.store import Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
@@ -36,6 +37,7 @@ from wcs.sources.opus_cache import OpusCache  # noqa: E402
 from wcs.sources.s3 import S3Client  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
+from wcs.web.cluster import ClusterApi  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
 
@@ -225,7 +227,7 @@ def makeService(options: Options) -> service.MultiService:
     try:
         settings = options.settings()
         if settings.worker_count == 1:
-            return compose(settings)
+            return single(settings)
         return supervise(settings, options)
     except ConfigError as error:
         raise SystemExit(f"wcsvod: {error}") from None
@@ -306,6 +308,7 @@ def compose(settings: Settings, listen: Listen | None = None,
                                    reactor)
     root, rest = build_root(settings)
     rest.putChild(b"vod", VodApi(registry, rest.access))
+    rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     site = build_site(root, settings.limits.http_idle_timeout)
     factories = {"ws.port": signalling, "wss.port": signalling,
                  "http.port": site, "https.port": site}
@@ -318,6 +321,33 @@ def compose(settings: Settings, listen: Listen | None = None,
     if trim is not None:
         internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)
     return top
+
+
+def relay_service(settings: Settings, directory: Directory) -> RelayService:
+    """A worker's relay: on loopback for one machine, on the node's address in a cluster."""
+    from twisted.internet import reactor
+
+    interface = "127.0.0.1" if not settings.cluster_redis_url else settings.bind_address
+    return RelayService(reactor, interface, settings.relay_address, directory.secret)
+
+
+def cluster_store(settings: Settings) -> object:
+    """The server's names: in this process, or the cluster's Redis."""
+    if not settings.cluster_redis_url:
+        return Store()
+    from wcs.cluster.redis_store import RedisStore
+
+    log.info("cluster: node {node} shares its streams through Redis", node=settings.node)
+    return RedisStore(settings.cluster_redis_url)
+
+
+def single(settings: Settings) -> service.MultiService:
+    """``workers=1``: the whole server in this process (a node of a cluster with Redis)."""
+    if not settings.cluster_redis_url:
+        return compose(settings)
+    directory = LocalDirectory(cluster_store(settings), f"{settings.node}/1")
+    return compose(settings, directory=directory, relay=relay_service(settings, directory),
+                   worker="")
 
 
 def supervise(settings: Settings, options: Options) -> service.MultiService:
@@ -336,7 +366,9 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
                  for key, port in {**_ports(settings, PLAIN),
                                    **_ports(settings, SECURE)}.items()]
     command = python_command() + options.worker_arguments()
-    Supervisor(reactor, command, settings.worker_count, listeners, Hub()).setServiceParent(top)
+    node = settings.node if settings.cluster_redis_url else ""
+    Supervisor(reactor, command, settings.worker_count, listeners, Hub(cluster_store(settings)),
+               node).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top
 

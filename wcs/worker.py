@@ -23,7 +23,6 @@ from twisted.python import usage
 
 from wcs import tap  # installs the asyncio reactor, before anything imports one
 from wcs.cluster.hub import HubDirectory
-from wcs.cluster.relay import SECRET_ENV, RelayService
 from wcs.config import ConfigError, Settings
 
 log = Logger()
@@ -133,7 +132,7 @@ def main(argv: list[str]) -> None:
     hub_fd = int(options["hub-fd"])
     reactor.adoptStreamConnection(hub_fd, socket.AF_UNIX, factory)
     os.close(hub_fd)
-    relay = RelayService(reactor, "127.0.0.1", os.environ.get(SECRET_ENV, ""))
+    relay = tap.relay_service(settings, hub)
     top = tap.compose(settings, _listen(settings, options.listeners), directory=hub,
                       relay=relay, worker=worker)
     top.privilegedStartService()

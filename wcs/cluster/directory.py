@@ -58,6 +58,9 @@ class Directory(Protocol):
     def loads(self) -> Deferred[list[Load]]:
         """Every worker's last reported load."""
 
+    def secret(self) -> Deferred[str]:
+        """The secret the server's relays share."""
+
 
 class LocalDirectory:
     """A :class:`Directory` over a store this process reaches itself: a
@@ -98,6 +101,9 @@ class LocalDirectory:
 
     def loads(self) -> Deferred[list[Load]]:
         return maybeDeferred(self.store.loads)
+
+    def secret(self) -> Deferred[str]:
+        return maybeDeferred(self.store.secret)
 
 
 def _quietly(done: Deferred[Any], what: str) -> None:

@@ -97,6 +97,11 @@ class Loads(amp.Command):
     response = [(b"loads", Json())]
 
 
+class Secret(amp.Command):
+    arguments: list = []
+    response = [(b"secret", amp.Unicode())]
+
+
 class Ended(amp.Command):
     """Supervisor to worker: these entries were terminated for everyone."""
 
@@ -183,6 +188,10 @@ class HubProtocol(amp.AMP):
     def terminate(self, ids: list[str], info: str) -> Deferred[dict[str, Any]]:
         return self._step("entries", "terminate", ids, info, encoding=_encode_all)
 
+    @Secret.responder
+    def secret(self) -> Deferred[dict[str, Any]]:
+        return self._step("secret", "secret")
+
     @Loads.responder
     def loads(self) -> Deferred[dict[str, Any]]:
         return self._step("loads", "loads", encoding=lambda loads: [
@@ -259,3 +268,6 @@ class HubDirectory(amp.AMP):
     def loads(self) -> Deferred[list[Load]]:
         return self.callRemote(Loads).addCallback(
             lambda answer: [Load(**data) for data in answer["loads"]])
+
+    def secret(self) -> Deferred[str]:
+        return self.callRemote(Secret).addCallback(lambda answer: answer["secret"])

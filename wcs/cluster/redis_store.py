@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -232,6 +233,14 @@ class RedisStore:
 
     def ping(self) -> Deferred[bool]:
         return self._run(self.client.ping())
+
+    def secret(self) -> Deferred[str]:
+        """The cluster's relay secret: made by the first node that asks."""
+        async def secret() -> str:
+            await self.client.set(PREFIX + "secret", secrets.token_urlsafe(32), nx=True)
+            return (await self.client.get(PREFIX + "secret")).decode()
+
+        return self._run(secret())
 
     def live(self, worker: str, entry: Entry) -> Deferred[Entry]:
         return self._run(self._script("live", worker, _entry_json(entry, worker))).addCallback(

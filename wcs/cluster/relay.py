@@ -8,8 +8,9 @@ samples go out as they arrive, framed by length (Twisted's
 ``Int32StringReceiver``); while the socket's buffer is full they are dropped
 and the relay resumes at the next keyframe, so a worker that reads slowly costs
 the publisher nothing. A keyframe request travels back to the publishing page.
-Connections must open with the server's relay secret, so only its own workers
-(and later its nodes) can take a stream this way.
+Connections must open with the server's relay secret (kept with the server's
+names: in the supervisor, or in the cluster's Redis), so only its own workers and
+nodes can take a stream this way.
 
 Frames: ``H`` + JSON (hello, then the stream's description), ``S`` + header +
 payload (a sample), ``K`` (a keyframe, please), ``E`` + JSON (the end, and why).
@@ -19,27 +20,24 @@ from __future__ import annotations
 
 import hmac
 import json
-import secrets
 import struct
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from twisted.application import service
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IReactorTCP
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
 from wcs.cluster.store import Entry
-from wcs.errors import NotFound
+from wcs.errors import NotFound, WcsError
 from wcs.media.sample import AudioInfo, MediaInfo, Sample, VideoInfo
 
 log = Logger()
 
-#: The environment variable a supervisor hands its workers the secret in.
-SECRET_ENV = "WCSVOD_RELAY_SECRET"
 #: Largest frame accepted (a keyframe of a large picture fits many times).
 MAX_FRAME = 16 * 2**20
 #: Seconds a relay may take to connect and describe its stream.
@@ -88,13 +86,18 @@ def _json(kind: bytes, value: Any) -> bytes:
 class RelayService(service.Service):
     """A worker's relay: serves its published streams and fetches others'.
 
+    It listens on ``interface`` and is reached at ``advertised`` (its address in
+    the entries); ``secret`` fetches the server's relay secret, once.
     ``streams`` is the registry's published streams by name (set when composed).
     """
 
-    def __init__(self, reactor: IReactorTCP, host: str, secret: str) -> None:
+    def __init__(self, reactor: IReactorTCP, interface: str, advertised: str,
+                 secret: Callable[[], Deferred[str]]) -> None:
         self.reactor = reactor
-        self.host = host
-        self.secret = secret
+        self.interface = interface
+        self.advertised = advertised
+        self._fetch_secret = secret
+        self.secret = ""  # until it has come, every relay is refused
         self.streams: MutableMapping[str, Any] = {}
         self.port: IListeningPort | None = None
         self.address = ""
@@ -103,8 +106,20 @@ class RelayService(service.Service):
         super().startService()
         factory = protocol.Factory()
         factory.protocol = lambda: RelaySender(self)  # type: ignore[assignment]
-        self.port = self.reactor.listenTCP(0, factory, interface=self.host)
-        self.address = f"{self.host}:{self.port.getHost().port}"  # type: ignore[attr-defined]
+        self.port = self.reactor.listenTCP(0, factory, interface=self.interface)
+        port = self.port.getHost().port  # type: ignore[attr-defined]
+        self.address = f"{self.advertised}:{port}"
+        self._secret_fetched()
+
+    def _secret_fetched(self) -> Deferred[str]:
+        if self.secret:
+            return succeed(self.secret)
+
+        def known(secret: str) -> str:
+            self.secret = secret
+            return secret
+
+        return self._fetch_secret().addCallback(known)
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
@@ -115,17 +130,21 @@ class RelayService(service.Service):
         """Feed ``stream`` (a local :class:`PublishedStream`) from the worker
         publishing ``entry``; fires once its description has come."""
         host, _, port = entry.relay.rpartition(":")
-        receiver = RelayReceiver(entry.name, self.secret, stream)
-        creator = protocol.ClientCreator(self.reactor, lambda: receiver)
-        connecting = creator.connectTCP(host, int(port), timeout=CONNECT_TIMEOUT)
+
+        def connect(secret: str) -> Deferred[None]:
+            receiver = RelayReceiver(entry.name, secret, stream)
+            creator = protocol.ClientCreator(self.reactor, lambda: receiver)
+            return creator.connectTCP(host, int(port), timeout=CONNECT_TIMEOUT).addCallback(
+                lambda _: receiver.described)
 
         def lost(failure: Failure) -> Failure:
+            if failure.check(WcsError):  # it answered: why there is no stream
+                return failure
             log.warn("relay of {name!r} from {relay} failed: {why}", name=entry.name,
                      relay=entry.relay, why=failure.getErrorMessage())
             raise NotFound(f"Stream not found: its worker cannot be reached ({entry.relay})")
 
-        connecting.addErrback(lost)
-        return connecting.addCallback(lambda _: receiver.described)
+        return self._secret_fetched().addCallback(connect).addErrback(lost)
 
 
 class RelaySender(Int32StringReceiver):
@@ -156,7 +175,8 @@ class RelaySender(Int32StringReceiver):
         except (ValueError, KeyError, TypeError):
             self._refuse("bad hello")
             return
-        if not hmac.compare_digest(secret.encode(), self.relay.secret.encode()):
+        if not self.relay.secret or \
+                not hmac.compare_digest(secret.encode(), self.relay.secret.encode()):
             self._refuse("wrong secret")
             return
         stream = self.relay.streams.get(name)
@@ -273,7 +293,4 @@ def _nothing() -> None:
     """What a relayed stream does once its relay is closed."""
 
 
-def new_secret() -> str:
-    """A secret for the relays of one server's workers."""
-    return secrets.token_urlsafe(32)
 

@@ -14,6 +14,7 @@ that dies lets go of everything at once.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,8 +68,13 @@ class Store:
         self.uris: dict[str, str] = {}  # canonical uri -> id of the broadcast plays join
         self.holders: dict[str, set[str]] = {}  # id -> workers
         self._loads: dict[str, Load] = {}
+        self._secret = secrets.token_urlsafe(32)
         #: who tells each worker of terminated entries: ``(entry ids, info)``
         self.listeners: dict[str, Callable[[list[str], str], None]] = {}
+
+    def secret(self) -> str:
+        """What a worker's relay asks of those that connect: the server's own secret."""
+        return self._secret
 
     def listen(self, worker: str, terminated: Callable[[list[str], str], None]) -> None:
         """Tell ``worker`` (through ``terminated``) whenever entries are terminated."""

@@ -33,7 +33,6 @@ from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
 from wcs.cluster.hub import Hub
-from wcs.cluster.relay import SECRET_ENV, new_secret
 
 log = Logger()
 
@@ -72,8 +71,10 @@ class Supervisor(service.Service):
     descriptors are, and keeps them running until it stops."""
 
     def __init__(self, reactor: IReactorCore, command: Sequence[str], count: int,
-                 listeners: Sequence[Listener], hub: Hub) -> None:
+                 listeners: Sequence[Listener], hub: Hub, node: str = "") -> None:
+        """``node`` prefixes the workers' ids in a cluster (``node/1.1``)."""
         self.reactor = reactor
+        self.node = node
         self.command = list(command)
         self.count = count
         self.listeners = list(listeners)
@@ -82,7 +83,6 @@ class Supervisor(service.Service):
         self.workers: dict[int, WorkerProcess] = {}
         self.generation = 0
         self.stopping = False
-        self.secret = new_secret()
         self._pauses: dict[int, float] = {}
 
     def privilegedStartService(self) -> None:
@@ -103,7 +103,8 @@ class Supervisor(service.Service):
         if self.stopping:
             return
         self.generation += 1
-        worker = f"{index}.{self.generation}"
+        worker = f"{self.node}/{index}.{self.generation}" if self.node else \
+            f"{index}.{self.generation}"
         ours, theirs = socket.socketpair()
         factory = protocol.Factory()
         factory.protocol = self.hub.protocol  # type: ignore[assignment]
@@ -116,9 +117,9 @@ class Supervisor(service.Service):
             fds[number] = self.sockets[listener.key].fileno()
             arguments += ["--listen", f"{listener.key}={number}"]
         process = WorkerProcess(self, index, worker)
-        env = {**os.environ, SECRET_ENV: self.secret}
         self.reactor.spawnProcess(  # type: ignore[attr-defined]
-            process, self.command[0], self.command + arguments, env=env, childFDs=fds)
+            process, self.command[0], self.command + arguments, env=os.environ.copy(),
+            childFDs=fds)
         theirs.close()
         self.workers[index] = process
 

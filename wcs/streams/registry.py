@@ -369,9 +369,16 @@ class StreamRegistry:
                         for stream in self.published.values()})
         if cpu is not None:
             self._cpu = cpu
-        self.directory.report(viewers, Load(self.directory.worker, pid=os.getpid(),
+        worker = self.directory.worker
+        self.directory.report(viewers, Load(worker, node=worker.rpartition("/")[0],
+                                            pid=os.getpid(),
                                             viewers=sum(viewers.values()), cpu=self._cpu,
                                             streams=len(self.streams) + len(self.published)))
+
+    def loads(self) -> Deferred[list[Load]]:
+        """Every worker's load (this one's reported now)."""
+        self.report()
+        return self.directory.loads()
 
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:

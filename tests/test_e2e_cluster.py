@@ -1,0 +1,121 @@
+"""Three nodes sharing one Redis: one server, seen from any of them.
+
+Each node is its own ``twistd wcsvod`` on its own loopback address (127.0.0.2, .3
+and .4), with the media in one shared folder and ``cluster_redis_url`` pointing
+at a real ``redis-server``; the middle one runs two workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+from testkit.rest_client import call
+from testkit.rtc_client import Received, play, run
+from testkit.rtc_publisher import publish
+from tests.test_e2e_workers import arrivals
+
+
+def cluster(start_server, media, redis_server) -> list:
+    redis_server.flush()
+    nodes = []
+    for number, workers in ((2, "1"), (3, "2"), (4, "1")):
+        address = f"127.0.0.{number}"
+        nodes.append(start_server(media_dir=str(media), bind_address=address, ip=address,
+                                  cluster_redis_url=redis_server.url, workers=workers,
+                                  cluster_node=f"node{number}", vod_live_loop="true"))
+    return nodes
+
+
+def listed(node) -> list[dict]:
+    status, found, _ = call(node.http_url, "/rest-api/vod/find_all", {})
+    return found if status == 200 else []
+
+
+def test_a_startup_on_one_node_plays_in_step_on_the_others_and_stops_everywhere(
+        start_server, media, redis_server):
+    one, two, three = cluster(start_server, media, redis_server)
+    status, started, _ = call(one.http_url, "/rest-api/vod/startup",
+                              {"uri": "vod-live://live.mp4", "localStreamName": "show"})
+    assert status == 200, started
+    status, refused, _ = call(three.http_url, "/rest-api/vod/startup",
+                              {"uri": "vod-live://main.mp4", "localStreamName": "show"})
+    assert status == 409, refused  # taken on another node
+    deadline = time.monotonic() + 5
+    while True:  # every node's workers, as each reports itself
+        status, workers, _ = call(three.http_url, "/rest-api/cluster/workers")
+        nodes = sorted(worker["node"] for worker in workers)
+        if nodes == ["node2", "node3", "node3", "node4"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 200 and nodes == ["node2", "node3", "node3", "node4"], workers
+
+    async def scenario() -> tuple[list[Received], dict, tuple]:
+        stop = asyncio.Event()
+        plays = [asyncio.ensure_future(play(node.ws_url, "show", stop_event=stop, timeout=60))
+                 for node in (two, three)]
+        await asyncio.sleep(4)
+        [entry] = await asyncio.to_thread(listed, one)
+        stopped = await asyncio.to_thread(call, three.http_url, "/rest-api/vod/terminate",
+                                          {"localStreamName": "show"})
+        got = await asyncio.wait_for(asyncio.gather(*plays), 20)
+        return list(got), entry, stopped[:2]
+
+    (on_two, on_three), entry, (status, terminated) = run(scenario())
+    assert entry["localMediaSessionId"] == started["localMediaSessionId"]
+    assert entry["viewers"] == 2 and sorted(w.split("/")[0] for w, n in
+                                            entry["workers"].items() if n) == ["node3", "node4"]
+    assert status == 200 and terminated[0]["localStreamName"] == "show"
+    for got in (on_two, on_three):
+        assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.statuses
+        assert got.infos[-1] == "Stopped by server"
+        assert len(got.numbers) > 60
+    first, second = arrivals(on_two), arrivals(on_three)
+    common = [number for number in first if number in second]
+    assert len(common) > 60
+    lag = statistics.median(abs(first[n] - second[n]) for n in common)
+    assert lag < 0.1, f"frames {lag * 1000:.0f} ms apart on two nodes"
+    deadline = time.monotonic() + 5
+    while any(listed(node) for node in (one, two, three)):
+        assert time.monotonic() < deadline, "the terminated stream is still listed"
+        time.sleep(0.2)
+
+
+def test_a_publication_on_one_node_plays_on_another(start_server, media, redis_server):
+    one, _, three = cluster(start_server, media, redis_server)
+
+    async def scenario() -> tuple[object, Received]:
+        publishing = asyncio.ensure_future(
+            publish(one.ws_url, "cam", media / "live.mp4", seconds=8, record=False))
+        await asyncio.sleep(2)
+        viewer = await play(three.ws_url, "cam", timeout=30)
+        return await publishing, viewer
+
+    published, viewer = run(scenario())
+    assert published.statuses[:1] == ["PUBLISHING"]
+    assert viewer.statuses == ["PENDING", "PLAYING", "STOPPED"], viewer.statuses
+    assert len(viewer.numbers) > 60 and viewer.numbers == sorted(viewer.numbers)
+    assert "relayed from 127.0.0.2:" in three.log()
+
+
+def test_a_node_that_dies_leaves_the_listing_within_the_expiry(start_server, media,
+                                                               redis_server):
+    from wcs.cluster.redis_store import EXPIRY
+
+    one, two, three = cluster(start_server, media, redis_server)
+    for node, name in ((one, "kept"), (two, "doomed")):
+        status, started, _ = call(node.http_url, "/rest-api/vod/startup",
+                                  {"uri": "vod-live://main.mp4", "localStreamName": name})
+        assert status == 200, started
+    assert sorted(e["localStreamName"] for e in listed(three)) == ["doomed", "kept"]
+    two.process.kill()  # the supervisor; its workers follow it
+    killed = time.monotonic()
+    while "doomed" in [e["localStreamName"] for e in listed(three)]:
+        assert time.monotonic() - killed < EXPIRY + 3, "a dead node's stream is still listed"
+        time.sleep(0.25)
+    print(f"gone from find_all {time.monotonic() - killed:.1f} s after the node died")
+    assert [e["localStreamName"] for e in listed(one)] == ["kept"]
+    status, again, _ = call(three.http_url, "/rest-api/vod/startup",
+                            {"uri": "vod-live://main.mp4", "localStreamName": "doomed"})
+    assert status == 200, again  # its names are free again

@@ -1,0 +1,37 @@
+"""``/rest-api/cluster/workers``: every worker of the server (of every node), its load.
+
+What an operator watches to know when to add a node: each worker's viewers,
+streams and share of a core, as each reported it in the last second or two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web import resource
+from twisted.web.server import Request
+
+from wcs.streams.registry import StreamRegistry
+from wcs.web.rest import Access, JsonNotFound, Operation, read_body
+
+
+class ClusterApi(resource.Resource):
+    """The ``cluster`` area of the REST API."""
+
+    def __init__(self, registry: StreamRegistry, access: Access) -> None:
+        super().__init__()
+        self.registry = registry
+        self.access = access
+        self.putChild(b"workers", Operation(self.workers, access, get_allowed=True))
+
+    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+        return JsonNotFound(self.access)
+
+    def workers(self, request: Request) -> Deferred[tuple[int, Any]]:
+        if request.method == b"POST":
+            read_body(request, required=False)
+        return self.registry.loads().addCallback(
+            lambda loads: (200, [dataclasses.asdict(load) for load in
+                                 sorted(loads, key=lambda load: load.worker)]))
