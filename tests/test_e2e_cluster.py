@@ -8,6 +8,9 @@ at a real ``redis-server``; the middle one runs two workers.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import struct
 import statistics
 import time
 
@@ -82,17 +85,39 @@ def test_a_startup_on_one_node_plays_in_step_on_the_others_and_stops_everywhere(
         time.sleep(0.2)
 
 
+async def attack_relay(host: str, port: int) -> list[bytes]:
+    """What a stranger gets from a node's relay: silence held open, a wrong
+    secret, a frame of 100 MiB announced. Each connection's last bytes before
+    the node closed it (the wait is bounded: a relay that keeps one open fails)."""
+    async def one(payload: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(payload)
+        got = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return got
+
+    hello = json.dumps({"name": "cam", "secret": "guess"}).encode()
+    payloads = [b""] * 200 + [struct.pack(">I", len(hello) + 1) + b"H" + hello,
+                              struct.pack(">I", 100 * 2**20) + b"H" * 4096]
+    return list(await asyncio.gather(*(one(payload) for payload in payloads)))
+
+
 def test_a_publication_on_one_node_plays_on_another(start_server, media, redis_server):
     one, _, three = cluster(start_server, media, redis_server)
+    host, port = re.search(r"relay of published streams on ([\d.]+):(\d+)",
+                           one.log()).groups()
 
-    async def scenario() -> tuple[object, Received]:
+    async def scenario() -> tuple[object, Received, list[bytes]]:
         publishing = asyncio.ensure_future(
             publish(one.ws_url, "cam", media / "live.mp4", seconds=8, record=False))
         await asyncio.sleep(2)
+        attacked = asyncio.ensure_future(attack_relay(host, int(port)))
         viewer = await play(three.ws_url, "cam", timeout=30)
-        return await publishing, viewer
+        return await publishing, viewer, await attacked
 
-    published, viewer = run(scenario())
+    published, viewer, attacks = run(scenario())
+    assert all(got == b"" for got in attacks[:200])  # silent ones: closed after 5 s
+    assert b"wrong secret" in attacks[200] and attacks[201] == b""
     assert published.statuses[:1] == ["PUBLISHING"]
     assert viewer.statuses == ["PENDING", "PLAYING", "STOPPED"], viewer.statuses
     assert len(viewer.numbers) > 60 and viewer.numbers == sorted(viewer.numbers)

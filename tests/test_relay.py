@@ -46,7 +46,7 @@ class Published:
 
 
 def sender(streams: dict, secret: str = "s3cret") -> tuple[RelaySender, StringTransport]:
-    service = RelayService(None, "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
+    service = RelayService(Clock(), "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
     service.secret = "s3cret"
     service.streams = streams
     side = RelaySender(service)
@@ -72,13 +72,20 @@ def test_a_wrong_secret_or_an_unknown_name_is_refused():
     assert json.loads(frames(transport)[0][1:])["info"] == "Stream not found"
 
 
-def test_a_hello_too_long_drops_the_connection():
-    service = RelayService(None, "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
+def test_a_hello_too_long_or_too_late_drops_the_connection():
+    clock = Clock()
+    service = RelayService(clock, "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
     side = RelaySender(service)
     transport = StringTransport()
     side.makeConnection(transport)
     side.dataReceived(struct.pack(">I", 10 * 2**20) + b"H" * 1000)
     assert transport.disconnecting
+    silent = StringTransport()
+    RelaySender(service).makeConnection(silent)
+    clock.advance(relay.HELLO_TIMEOUT - 0.1)
+    assert not silent.disconnecting
+    clock.advance(0.2)
+    assert silent.disconnecting and not clock.getDelayedCalls()
 
 
 def test_the_sender_forwards_from_a_keyframe_and_skips_while_the_socket_is_full():

@@ -42,6 +42,8 @@ log = Logger()
 MAX_FRAME = 16 * 2**20
 #: Seconds a relay may take to connect and describe its stream.
 CONNECT_TIMEOUT = 5.0
+#: Seconds a connection to a relay may take to say hello before it is dropped.
+HELLO_TIMEOUT = 5.0
 #: What a relayed stream that lost its source tells its viewers.
 RELAY_LOST = "Failed by relay: the publishing worker is gone"
 
@@ -109,6 +111,7 @@ class RelayService(service.Service):
         self.port = self.reactor.listenTCP(0, factory, interface=self.interface)
         port = self.port.getHost().port  # type: ignore[attr-defined]
         self.address = f"{self.advertised}:{port}"
+        log.info("relay of published streams on {address}", address=self.address)
         self._secret_fetched()
 
     def _secret_fetched(self) -> Deferred[str]:
@@ -159,8 +162,21 @@ class RelaySender(Int32StringReceiver):
         self.paused = False
         self.need_key = True
         self.dropped = 0
+        self._hello_timer: Any = None
+
+    def connectionMade(self) -> None:
+        self._hello_timer = self.relay.reactor.callLater(  # type: ignore[attr-defined]
+            HELLO_TIMEOUT, self._silent)
+
+    def _silent(self) -> None:
+        self._hello_timer = None
+        if self.stream is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
 
     def stringReceived(self, frame: bytes) -> None:
+        if self._hello_timer is not None and self._hello_timer.active():
+            self._hello_timer.cancel()
+        self._hello_timer = None
         if frame[:1] == b"K" and self.stream is not None:
             self.stream.request_keyframe()
         elif frame[:1] == b"H" and self.stream is None:
@@ -224,6 +240,8 @@ class RelaySender(Int32StringReceiver):
         self.paused = True
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self._hello_timer is not None and self._hello_timer.active():
+            self._hello_timer.cancel()
         stream, self.stream = self.stream, None
         if stream is not None:
             stream.unsubscribe(self)
