@@ -10,25 +10,63 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import struct
 import statistics
+import struct
 import time
 
 from testkit.rest_client import call
 from testkit.rtc_client import Received, play, run
 from testkit.rtc_publisher import publish
+from testkit.s3 import s3_settings
 from tests.test_e2e_workers import arrivals
 
 
-def cluster(start_server, media, redis_server) -> list:
+def cluster(start_server, media, redis_server, **settings: str) -> list:
     redis_server.flush()
     nodes = []
     for number, workers in ((2, "1"), (3, "2"), (4, "1")):
         address = f"127.0.0.{number}"
         nodes.append(start_server(media_dir=str(media), bind_address=address, ip=address,
                                   cluster_redis_url=redis_server.url, workers=workers,
-                                  cluster_node=f"node{number}", vod_live_loop="true"))
+                                  cluster_node=f"node{number}", vod_live_loop="true",
+                                  **settings))
     return nodes
+
+
+def in_step(first: Received, second: Received) -> float:
+    """How far apart (median, s) the frames both viewers got arrived."""
+    one, two = arrivals(first), arrivals(second)
+    common = [number for number in one if number in two]
+    assert len(common) > 60, len(common)
+    return statistics.median(abs(one[n] - two[n]) for n in common)
+
+
+def test_an_s3_broadcast_under_way_is_joined_at_its_moment_on_other_nodes(
+        start_server, media, redis_server, s3):
+    """The object is fetched by every node; the later ones fetch from where the
+    broadcast is (the frame numbers say so), not from its start."""
+    one, two, three = cluster(start_server, media, redis_server, **s3_settings(s3.url))
+    status, started, _ = call(one.http_url, "/rest-api/vod/startup",
+                              {"uri": "vod-live://s3/media/long-live.mp4",
+                               "localStreamName": "cloud"})
+    assert status == 200, started
+
+    async def scenario() -> list[Received]:
+        await asyncio.sleep(20)  # well into the 90-second object
+        stop = asyncio.Event()
+        plays = [asyncio.ensure_future(play(node.ws_url, "cloud", stop_event=stop, timeout=60))
+                 for node in (two, three)]
+        await asyncio.sleep(5)
+        stop.set()
+        return list(await asyncio.gather(*plays))
+
+    on_two, on_three = run(scenario())
+    for got in (on_two, on_three):
+        assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.statuses
+        assert got.numbers[0] > 20 * 30 - 120, got.numbers[:3]  # ~20 s in, not the start
+    assert in_step(on_two, on_three) < 0.1
+    for node in (two, three):
+        assert "s after it began" in node.log()
 
 
 def listed(node) -> list[dict]:
@@ -74,10 +112,7 @@ def test_a_startup_on_one_node_plays_in_step_on_the_others_and_stops_everywhere(
         assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.statuses
         assert got.infos[-1] == "Stopped by server"
         assert len(got.numbers) > 60
-    first, second = arrivals(on_two), arrivals(on_three)
-    common = [number for number in first if number in second]
-    assert len(common) > 60
-    lag = statistics.median(abs(first[n] - second[n]) for n in common)
+    lag = in_step(on_two, on_three)
     assert lag < 0.1, f"frames {lag * 1000:.0f} ms apart on two nodes"
     deadline = time.monotonic() + 5
     while any(listed(node) for node in (one, two, three)):

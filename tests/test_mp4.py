@@ -98,3 +98,50 @@ def test_a_position_past_the_end_of_a_file_that_does_not_loop_reads_nothing(file
     media = Mp4File(files / "main.mp4", "main")
     assert list(media.samples(position=30.0)) == []
     media.close()
+
+
+class Patchy:
+    """A file downloaded in 64 KiB chunks, only those that ``allowed`` touches: a
+    read of any other fails, as a read past a download does (``ranged.py``)."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, path: Path, allowed: list[tuple[int, int]]) -> None:
+        self.handle = path.open("rb")
+        self.have = {index for start, length in allowed
+                     for index in range(start // self.CHUNK,
+                                        (start + length - 1) // self.CHUNK + 1)}
+        self.outside: list[int] = []
+
+    def read(self, count: int = -1) -> bytes:
+        at = self.handle.tell()
+        data = self.handle.read(count)
+        touched = range(at // self.CHUNK, (at + max(len(data), 1) - 1) // self.CHUNK + 1)
+        if data and not all(index in self.have for index in touched):
+            self.outside.append(at)
+            raise OSError("not downloaded")
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+
+def test_join_ranges_are_all_a_joining_reader_reads_first(files, tmp_path):
+    path = make_mp4(tmp_path / "long.mp4", seconds=12, width=320, height=180)
+    whole = Mp4File(path, "whole")
+    ranges = whole.join_ranges(position=7.3, loop=False, ahead=3.0)
+    whole.close()
+    moov_and_start = (0, 64 * 1024)
+    patchy = Patchy(path, [moov_and_start, *ranges])
+    joiner = Mp4File(patchy, "joiner")  # type: ignore[arg-type]
+    period = joiner.pass_length()
+    samples = joiner.samples(position=7.3, period=period)
+    video = [s for s in (next(samples) for _ in range(120)) if s.kind == "video"]
+    assert patchy.outside == [] and video[0].keyframe and video[0].time == pytest.approx(6.0)
+    size = path.stat().st_size
+    (last_gop, _), (joined, _) = ranges
+    assert last_gop > 0.8 * size and joined > 0.4 * size  # not the media's start
+    joiner.close()

@@ -21,7 +21,8 @@ class FakeMedia:
         self.info = MediaInfo(duration, INFO.video, None)
         self.closed = False
 
-    seekable = True
+    def prepare_join(self, position: float, loop: bool):
+        return succeed(None)
 
     def pass_length(self) -> float:
         return self.info.duration

@@ -182,6 +182,43 @@ class Mp4File:
         self._rewind()
         return end or self.info.duration
 
+    def join_ranges(self, position: float, loop: bool, ahead: float = 10.0
+                    ) -> list[tuple[int, int]]:
+        """The bytes (offset, length) a reader starting at ``position`` (as
+        :meth:`samples` takes it) reads first: the last GOP, which
+        :meth:`pass_length` reads, and from the keyframe before the start to
+        ``ahead`` seconds after it, every track. From the index in ``moov``:
+        nothing is read. For a download to fetch before the reader seeks."""
+        stream = self.video if self.video is not None else self.audio
+        if stream is None or stream.time_base is None:
+            return []
+        entries = list(stream.index_entries)
+        if not entries:
+            return []
+        keys = [e for e in entries if e.is_keyframe] or entries
+        last = keys[-1]
+        ranges = [(last.pos, max(e.pos + e.size for e in entries) - last.pos)]
+        base = float(stream.time_base)
+        length = (entries[-1].timestamp * base - self.origin) + self._frame_length(
+            stream is self.video)
+        if loop and length > 0:
+            position %= length
+        elif position >= length:
+            return ranges
+        target = (position + self.origin) / base
+        start = max((e for e in keys if e.timestamp <= target), key=lambda e: e.timestamp,
+                    default=keys[0])
+        first = start.timestamp * base - 0.5
+        end = (position + self.origin + ahead)
+        spans = [(e.pos, e.pos + e.size) for track in (self.video, self.audio)
+                 if track is not None and track.time_base is not None
+                 for e in track.index_entries
+                 if first <= e.timestamp * float(track.time_base) <= end]
+        if spans:
+            low = min(span[0] for span in spans)
+            ranges.append((low, max(span[1] for span in spans) - low))
+        return ranges
+
     def _seek(self, seconds: float) -> float:
         """Go to the keyframe at or before ``seconds`` into a pass; return the
         time reading resumes from (cached Opus before it is skipped)."""

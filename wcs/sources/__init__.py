@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from wcs.errors import LimitReached
@@ -48,12 +48,17 @@ class OpenedMedia:
                 position: float = 0.0) -> Iterator[Sample]:
         return self._reader.samples(loop=loop, period=period, position=position)
 
-    @property
-    def seekable(self) -> bool:
-        """Whether it can be read from the middle: a local file can; a download
-        is fetched from the start (a worker joining an S3 broadcast under way
-        starts it afresh on its own timeline)."""
-        return self._remote is None
+    def prepare_join(self, position: float, loop: bool) -> Deferred[None]:
+        """Ready to be read from ``position`` (s into a broadcast, loops
+        included): a local file is; a download first fetches what a reader
+        starting there reads first (and keeps following the reader after)."""
+        if self._remote is None:
+            return succeed(None)
+        remote = self._remote
+        waits = [remote.ensure(offset, length)
+                 for offset, length in self._reader.join_ranges(position, loop)]
+        return gatherResults(waits, consumeErrors=True).addCallbacks(
+            lambda _: None, lambda failure: failure.value.subFailure)
 
     def pass_length(self) -> float:
         """One pass's length (s), the same for every reader of the file."""

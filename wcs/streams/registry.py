@@ -38,7 +38,7 @@ from wcs.limits import Limits
 from wcs.media.sample import MediaInfo
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
-from wcs.streams.stream import PublishedStream, VodStream
+from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
 
 log = Logger()
 
@@ -166,7 +166,7 @@ class StreamRegistry:
         """Serve the entry the directory settles on with ``media`` (closed if
         there is none, or if this worker serves it already)."""
 
-        def agreed(entry: Entry | None) -> Stream:
+        def agreed(entry: Entry | None) -> Stream | Deferred[Stream]:
             if entry is None:
                 media.close()
                 raise NotFound(STREAM_NOT_FOUND)
@@ -174,13 +174,26 @@ class StreamRegistry:
             if existing is not None and not existing.closed:
                 media.close()
                 return existing
-            return self._serve(entry, media, persistent)
+            late = self.clock.seconds() - entry.start
+            if late <= JOIN_FROM_START:
+                return self._serve(entry, media, persistent)
+            # under way elsewhere: what a reader from its "now" needs first
+            return media.prepare_join(late, entry.loop).addCallbacks(
+                lambda _: self._serve_once(entry, media, persistent), failed)
 
         def failed(failure: Failure) -> Failure:
             media.close()
             return failure
 
         return agreeing.addCallbacks(agreed, failed)
+
+    def _serve_once(self, entry: Entry, media: OpenedMedia, persistent: bool) -> Stream:
+        """:meth:`_serve`, unless another play made this worker's copy meanwhile."""
+        existing = self.streams.get(entry.id)
+        if existing is not None and not existing.closed:
+            media.close()
+            return existing
+        return self._serve(entry, media, persistent)
 
     def _entry(self, name: str, uri: str, media: OpenedMedia, **fields: object) -> Entry:
         return Entry(name, uri=uri, start=self.clock.seconds(),

@@ -70,7 +70,7 @@ class VodStream:
         self.broadcast = Broadcast(label, cache_gop=live)
         #: When a sample of time 0 is due: the broadcast's start, shared by
         #: every worker that serves it.
-        if start is None or not media.seekable:
+        if start is None:
             start = clock.seconds()
         self.start = start
         position = clock.seconds() - start
