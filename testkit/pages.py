@@ -94,3 +94,14 @@ def frame_number(page, selector: str = VIDEO) -> int:
         for (let bit = 0; bit < 16; bit++) if (row[(40 * bit + 20) * 4] > 128) n |= 1 << bit;
         return n;
     }""", selector)
+
+
+def frame_differences(first, second, readings: int = 7) -> list[int]:
+    """How many frames apart two pages' pictures are, read every 0.2 s."""
+    import time
+
+    differences = []
+    for _ in range(readings):
+        differences.append(abs(frame_number(first) - frame_number(second)))
+        time.sleep(0.2)
+    return differences

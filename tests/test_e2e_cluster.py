@@ -179,3 +179,33 @@ def test_a_node_that_dies_leaves_the_listing_within_the_expiry(start_server, med
     status, again, _ = call(three.http_url, "/rest-api/vod/startup",
                             {"uri": "vod-live://main.mp4", "localStreamName": "doomed"})
     assert status == 200, again  # its names are free again
+
+
+def test_sdk_pages_on_two_nodes_show_the_same_frame(start_server, media, redis_server, page,
+                                                     browser):
+    from testkit.browser import STATUS_RECORDER
+    from testkit.pages import frame_differences, frame_number, open_player, wait_status, wait_video
+
+    one, two, three = cluster(start_server, media, redis_server)
+    status, started, _ = call(one.http_url, "/rest-api/vod/startup",
+                              {"uri": "vod-live://live.mp4", "localStreamName": "show"})
+    assert status == 200, started
+    time.sleep(3)  # under way before anyone watches
+    context = browser.new_context()
+    context.add_init_script(STATUS_RECORDER)
+    other = context.new_page()
+    try:
+        for where, node in ((page, two), (other, three)):
+            open_player(where, node, "show")
+            wait_status(where, "PLAYING")
+            wait_video(where)
+        time.sleep(1.0)
+        differences = frame_differences(page, other)
+        print(f"frame differences across nodes: {differences}")
+        assert statistics.median(differences) <= 3, differences
+        assert frame_number(page) > 90  # 3 s in: the broadcast's moment, not its start
+        call(one.http_url, "/rest-api/vod/terminate", {"localStreamName": "show"})
+        for where in (page, other):  # stopped on node 1: both pages hear it
+            wait_status(where, "STOPPED")
+    finally:
+        context.close()
