@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import proc_stat, tree_times  # noqa: E402
+from bench.vod_personal import proc_stat, proc_times, tree_times  # noqa: E402
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch  # noqa: E402
 from testkit.harness import (  # noqa: E402
     LOAD_LIMITS,
@@ -103,6 +103,7 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
         str(MEASURE + 5.0), stdout=asyncio.subprocess.PIPE) for _ in range(FULL)]
     await asyncio.sleep(3.0)
     user0, system0, _ = tree_times(pid)
+    own0 = sum(proc_times(pid)[:2])
     me0, _ = proc_stat(SELF)
     counted0 = sum(v.rtp for v in views)
     t0 = time.monotonic()
@@ -115,6 +116,7 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
                                stderr=subprocess.DEVNULL)
     await asyncio.sleep(MEASURE)
     user1, system1, rss = tree_times(pid)
+    own1 = sum(proc_times(pid)[:2])
     me1, _ = proc_stat(SELF)
     counted1 = sum(v.rtp for v in views)
     t1 = time.monotonic()
@@ -134,6 +136,7 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
     return {"viewers": viewers, "connected": connected, "joined": joined,
             "delivered": delivered / expected if expected else 0.0,
             "cpu": (cpu1 - cpu0) / seconds, "client": (me1 - me0) / seconds,
+            "own": (own1 - own0) / seconds,
             "kernel": (system1 - system0) / (cpu1 - cpu0) if cpu1 > cpu0 else 0.0,
             "us": (cpu1 - cpu0) * 1e6 / delivered if delivered else float("inf"),
             "rss": rss, "fps": min(fps) if fps else 0.0, "in_order": in_order}

@@ -59,13 +59,14 @@ def main() -> None:
             report(f"workers={workers}:", [row])
     print("side by side (server CPU: the supervisor and its workers):")
     heads = " ".join(f"{f'w={w} deliv':>11} {f'w={w} CPU':>9}" for w in settings_of)
-    print(f"{'viewers':>8} {heads} {'CPU ratio':>9} {'bench CPU':>9}")
+    print(f"{'viewers':>8} {heads} {'CPU ratio':>9} {'supervisor':>10} {'bench CPU':>9}")
     for count in counts:
         rows = [results[w][count] for w in settings_of]
         ratio = rows[-1]["cpu"] / rows[0]["cpu"] if rows[0]["cpu"] else 0.0
         print(f"{count:>8} " + " ".join(f"{r['delivered'] * 100:>10.1f}% {r['cpu'] * 100:>8.0f}%"
                                         for r in rows)
-              + f" {ratio:>8.2f}x {max(r['client'] for r in rows) * 100:>8.0f}%")
+              + f" {ratio:>8.2f}x {rows[-1]['own'] * 100:>9.1f}% "
+              f"{max(r['client'] for r in rows) * 100:>8.0f}%")
 
 
 if __name__ == "__main__":

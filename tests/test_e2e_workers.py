@@ -221,3 +221,26 @@ def test_a_killed_worker_is_replaced_and_the_other_plays_on(start_server, media)
 
     for got in run(again()):
         assert got.statuses[:2] == ["PENDING", "PLAYING"] and got.numbers
+
+
+def test_one_ctrl_c_stops_every_worker_and_their_viewers_hear_it(start_server, media):
+    server = start_server(media_dir=str(media), workers="2", vod_live_loop="true")
+    pids = [worker_pid(server, 1), worker_pid(server, 2)]
+
+    async def scenario() -> list:
+        stop = asyncio.Event()
+        plays = await on_two_workers(server, NAME, stop)
+        os.kill(server.process.pid, signal.SIGINT)  # what Ctrl-C sends the supervisor
+        got = await asyncio.wait_for(asyncio.gather(*plays, return_exceptions=True), 20)
+        return list(got)
+
+    viewers = run(scenario())
+    for got in viewers:  # every viewer, on either worker, was told before the end
+        assert isinstance(got, Received) and got.statuses[-1] == "STOPPED", got
+        assert got.infos[-1] == "Server shutdown", got.infos
+    # twistd ends as the signal says, having shut down cleanly
+    assert server.process.wait(15) == -signal.SIGINT
+    assert "Server Shut Down." in server.log()
+    for pid in pids:  # no worker left behind
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"

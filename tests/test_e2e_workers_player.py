@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import statistics
 import time
 
@@ -14,7 +17,7 @@ from testkit.pages import (
     wait_video,
 )
 from testkit.rest_client import call
-from tests.test_e2e_workers import NAME, TRIES, workers_of
+from tests.test_e2e_workers import NAME, TRIES, worker_pid, workers_of
 
 
 def busy_workers(server) -> set[str]:
@@ -59,6 +62,21 @@ def test_two_pages_on_two_workers_show_the_same_frame(start_server, page, browse
         time.sleep(1.0)
         after = video_state(other)
         assert after["width"] > 0 and after["time"] > before["time"]
+        # the second page's worker dies: that page sees its server lost, the first
+        # page plays on, and a new worker takes the dead one's place
+        [second_worker] = busy_workers(server) - first_worker
+        index = int(second_worker.split(".")[0])
+        os.kill(worker_pid(server, index), signal.SIGKILL)
+        wait_status(other, "DISCONNECTED")
+        before = video_state(page)
+        time.sleep(1.5)
+        after = video_state(page)
+        assert after["time"] > before["time"] + 1.0, (before, after)
+        assert page.evaluate("window.__statuses").count("DISCONNECTED") == 0
+        deadline = time.monotonic() + 15
+        while len(re.findall(rf"worker {index}\.\d+ started", server.log())) < 2:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
     finally:
         for context in contexts:
             context.close()
