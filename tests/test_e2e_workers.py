@@ -11,13 +11,15 @@ import asyncio
 import concurrent.futures
 import os
 import re
+import shutil
 import signal
 import statistics
 import time
 
-from testkit.rest_client import call
+from testkit.rest_client import call, http_status
 from testkit.rtc_client import Received, play, run
 from testkit.rtc_publisher import publish
+from tools.makemedia import frames_in
 
 NAME = "vod-live://live.mp4"
 #: Most plays opened before two workers serve one stream.
@@ -148,8 +150,11 @@ def test_rest_is_one_server_across_workers(start_server, media):
         time.sleep(0.2)
 
 
-def test_a_publication_plays_on_the_other_worker(start_server, media):
-    server = start_server(media_dir=str(media), workers="2")
+def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
+    folder = tmp_path / "media"  # (the recording goes in there)
+    folder.mkdir()
+    shutil.copy(media / "live.mp4", folder)
+    server = start_server(media_dir=str(folder), workers="2")
 
     def relaying() -> dict[str, int]:
         """Which workers serve the publication: the publisher's (one viewer, its
@@ -161,7 +166,7 @@ def test_a_publication_plays_on_the_other_worker(start_server, media):
 
     async def scenario() -> tuple[object, list[Received]]:
         publishing = asyncio.ensure_future(
-            publish(server.ws_url, "cam", media / "live.mp4", seconds=14, record=False))
+            publish(server.ws_url, "cam", media / "live.mp4", seconds=14, record=True))
         await asyncio.sleep(2)
         stop = asyncio.Event()
         plays = await on_two_workers(server, "cam", stop, serving=relaying)
@@ -179,6 +184,11 @@ def test_a_publication_plays_on_the_other_worker(start_server, media):
         assert numbers == sorted(numbers) and len(numbers) > 30
     log = server.log()
     assert log.count("relayed from") == 1  # once for the worker, however many viewers
+    # recorded as on one worker: the file is complete when the page hears UNPUBLISHED
+    record = published.events[-1]
+    assert record["status"] == "UNPUBLISHED" and record["recordName"], record
+    assert http_status(f"{server.http_url}/client/records/{record['recordName']}") == 200
+    assert frames_in(folder / record["recordName"]) > 300
 
 
 def worker_pid(server, index: int) -> int:

@@ -347,3 +347,27 @@ def test_a_broadcast_outlives_its_last_viewer_anywhere_by_the_timeout():
     on_b.unsubscribe(viewer_b)
     clock.advance(31.0)
     assert store.entries == {}
+
+
+def test_names_that_do_not_answer_are_a_clear_refusal():
+    """The supervisor or Redis gone: plays and startups are refused, saying so."""
+    from twisted.internet.error import ConnectionLost
+
+    from wcs.cluster.directory import LocalDirectory
+    from wcs.errors import ClusterUnavailable
+
+    class Gone(LocalDirectory):
+        def live(self, entry):
+            return fail(ConnectionLost("Connection to the other side was lost"))
+
+        claim = lookup = live
+
+    sources, clock = FakeSources(), Clock()
+    registry = StreamRegistry(sources, clock, directory=Gone())
+    for refused in (registry.open("vod-live://a.mp4"), registry.open("show"),
+                    registry.open("vod://a.mp4"), registry.startup("vod-live://a.mp4", "s")):
+        failure = result(refused)
+        assert failure.check(ClusterUnavailable), failure
+        assert failure.value.info.startswith("Cluster unavailable: the server's stream names")
+    assert all(media.closed for media in sources.media)  # nothing opened is kept
+    assert registry.streams == {} and registry._opening == {} and registry._starting == set()

@@ -64,6 +64,15 @@ class SourceUnavailable(WcsError):
     """A remote source that refused, stalled or broke (S3)."""
 
 
+class ClusterUnavailable(WcsError):
+    """The server's shared names (the supervisor, or the cluster's Redis) did not
+    answer: nothing can be played or started that another worker might share."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"Cluster unavailable: the server's stream names cannot be reached "
+                         f"({why})")
+
+
 class RecordingFailed(WcsError):
     """A recording that cannot be made or kept (a full disk, a read-only folder)."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -27,6 +27,7 @@ from wcs.cluster.directory import Directory, LocalDirectory
 from wcs.cluster.store import PUBLISHED, Entry, Load
 from wcs.errors import (
     STREAM_NOT_FOUND,
+    ClusterUnavailable,
     InvalidName,
     LimitReached,
     NameTaken,
@@ -43,6 +44,7 @@ from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
 log = Logger()
 
 Stream = VodStream | PublishedStream
+T = TypeVar("T")
 
 
 class Relay(Protocol):
@@ -122,6 +124,18 @@ class StreamRegistry:
             return self._shared(key, lambda: self._join_live(parsed))
         return self._shared(key, lambda: self._join_named(name))
 
+    def _asked(self, asking: Deferred[T]) -> Deferred[T]:
+        """A step of the directory, whose failure (the supervisor or Redis not
+        answering) is a :class:`ClusterUnavailable` that says so."""
+
+        def unanswered(failure: Failure) -> Failure:
+            if failure.check(WcsError):
+                return failure
+            log.error("the server's names did not answer: {why}", why=failure.getErrorMessage())
+            raise ClusterUnavailable(failure.getErrorMessage() or failure.type.__name__)
+
+        return asking.addErrback(unanswered)
+
     def _shared(self, key: str, make: Callable[[], Deferred[Stream]]) -> Deferred[Stream]:
         """Make the stream ``key`` means once; plays arriving meanwhile wait for it."""
         self._opening[key] = []
@@ -142,7 +156,7 @@ class StreamRegistry:
 
         def opened(media: OpenedMedia) -> Deferred[Stream]:
             entry = self._entry(key, key, media, loop=self.loop)
-            return self._agree(self.directory.live(entry), media)
+            return self._agree(self._asked(self.directory.live(entry)), media)
 
         return self.sources.open(parsed.path, key).addCallback(opened)
 
@@ -157,9 +171,9 @@ class StreamRegistry:
             self._check_broadcasts()
             parsed = uris.parse(entry.uri)
             return self.sources.open(parsed.path, entry.uri).addCallback(
-                lambda media: self._agree(self.directory.hold(entry.id), media))
+                lambda media: self._agree(self._asked(self.directory.hold(entry.id)), media))
 
-        return self.directory.lookup(name).addCallback(found)
+        return self._asked(self.directory.lookup(name)).addCallback(found)
 
     def _agree(self, agreeing: Deferred[Entry | None], media: OpenedMedia,
                persistent: bool = False) -> Deferred[Stream]:
@@ -232,7 +246,7 @@ class StreamRegistry:
                 media.close()
                 return failure
 
-            return self.directory.claim(entry).addCallbacks(listed, failed)
+            return self._asked(self.directory.claim(entry)).addCallbacks(listed, failed)
 
         return self.sources.open(parsed.path, str(parsed)).addCallback(opened)
 
@@ -245,7 +259,7 @@ class StreamRegistry:
 
         def relayed(_: None) -> Stream:
             self.published[entry.name] = stream
-            self.directory.hold(entry.id)
+            self._asked(self.directory.hold(entry.id)).addErrback(lambda _: None)  # logged
             log.info("stream {id} ({name!r}) relayed from {relay}", id=stream.id,
                      name=entry.name, relay=entry.relay)
             return stream
@@ -290,7 +304,7 @@ class StreamRegistry:
                     raise NameTaken(f"a stream named {name!r} already exists", name)
                 return entry
 
-            return self._agree(self.directory.claim(entry).addCallback(claimed), media,
+            return self._agree(self._asked(self.directory.claim(entry)).addCallback(claimed), media,
                                persistent=True)
 
         def started(result: VodStream | Failure) -> VodStream | Failure:
@@ -332,7 +346,7 @@ class StreamRegistry:
             self._starting.discard(name)
             return failure
 
-        return self.directory.claim(entry).addCallbacks(claimed, failed)
+        return self._asked(self.directory.claim(entry)).addCallbacks(claimed, failed)
 
     def _check_name(self, name: str, taken: str) -> None:
         problem = uris.stream_name_problem(name)
@@ -360,11 +374,11 @@ class StreamRegistry:
         """The whole server's VOD streams matching every criterion given, with
         their viewers everywhere (this worker's counted now)."""
         self.report()
-        return self.directory.select(name, uri, stream_id)
+        return self._asked(self.directory.select(name, uri, stream_id))
 
     def terminate(self, entries: list[Entry], info: str) -> Deferred[list[Entry]]:
         """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
-        return self.directory.terminate([entry.id for entry in entries], info)
+        return self._asked(self.directory.terminate([entry.id for entry in entries], info))
 
     def _terminated(self, entry_ids: list[str], info: str) -> None:
         for entry_id in entry_ids:
@@ -391,7 +405,7 @@ class StreamRegistry:
     def loads(self) -> Deferred[list[Load]]:
         """Every worker's load (this one's reported now)."""
         self.report()
-        return self.directory.loads()
+        return self._asked(self.directory.loads())
 
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:
@@ -413,7 +427,7 @@ class StreamRegistry:
         except WcsError as error:
             return succeed((False, error.info))
         if parsed.scheme == "":
-            return self.directory.lookup(name).addCallback(
+            return self._asked(self.directory.lookup(name)).addCallback(
                 lambda entry: (True, "Available") if entry is not None
                 else (False, STREAM_NOT_FOUND))
 

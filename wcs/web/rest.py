@@ -28,7 +28,15 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from wcs.errors import BadRequest, LimitReached, NameTaken, NotFound, NotJson, WcsError
+from wcs.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    LimitReached,
+    NameTaken,
+    NotFound,
+    NotJson,
+    WcsError,
+)
 from wcs.streams.uri import MAX_URI
 
 log = Logger()
@@ -48,6 +56,7 @@ HTTP_STATUS: dict[type[WcsError], int] = {
     NameTaken: 409,
     NotJson: 415,
     LimitReached: 429,
+    ClusterUnavailable: 503,
     WcsError: 400,
 }
 
