@@ -108,7 +108,7 @@ def s3(media: Path, tmp_path_factory) -> Iterator[object]:
     extra = tmp_path_factory.mktemp("s3-media")
     make_mp4(extra / "moov-at-end.mp4", seconds=6, faststart=False)
     part = make_mp4(extra / "part.mp4", seconds=40, bitrate="2000k")
-    make_mp4(extra / "long-live.mp4", seconds=90, bitrate="1000k", barcode=True)
+    make_mp4(extra / "long-live.mp4", seconds=45, bitrate="1000k", barcode=True)
     (extra / "parts.txt").write_text(f"file '{part}'\n" * 6)
     subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
                     str(extra / "parts.txt"), "-c", "copy", "-movflags", "+faststart",

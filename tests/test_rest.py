@@ -142,8 +142,10 @@ def test_the_description_covers_exactly_what_is_served(start_server, media):
         unknown = status == 404 and "no such REST endpoint" in answer["message"]
         return status != 405 and not unknown
 
-    candidates = {(f"/rest-api/vod/{name}", method)
-                  for name in ("startup", "find", "find_all", "terminate", "stop", "list")
+    candidates = {(f"/rest-api/{area}/{name}", method)
+                  for area in ("vod", "cluster")
+                  for name in ("startup", "find", "find_all", "terminate", "stop", "list",
+                               "workers", "nodes")
                   for method in ("get", "post", "put", "delete")}
     documented = {(path, method) for path, operations in SPEC["paths"].items()
                   for method in operations}
