@@ -308,10 +308,14 @@ class RedisStore:
             self._listening = asyncio.ensure_future(self._listen())
 
     async def _listen(self) -> None:
+        lost = False
         while True:
             try:
                 async with self.client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
+                    if lost:
+                        log.info("cluster: the termination channel is back")
+                        lost = False
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
@@ -321,8 +325,10 @@ class RedisStore:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # Redis went away: listen again shortly
-                log.warn("cluster: lost the termination channel ({error}); again in 1 s",
-                         error=error)
+                if not lost:
+                    log.warn("cluster: lost the termination channel ({error}); trying "
+                             "every second", error=error)
+                lost = True
                 await asyncio.sleep(1.0)
 
     def close(self) -> Deferred[None]:
