@@ -80,6 +80,13 @@ class FakeStreams:
     def stop(self, session, request):
         self.calls.append(("stop", request.media_session_id))
 
+    def snapshot(self, session, media_session_id, name):
+        from twisted.internet.defer import fail, succeed
+
+        from wcs.errors import NotFound
+
+        return succeed(b"\x89PNG") if name == "cam" else fail(NotFound("Stream not found"))
+
     def available(self, name):
         return name == "live", "Available" if name == "live" else "Stream not found"
 
@@ -181,10 +188,16 @@ def test_send_data_accepted(h):
                      "data": [{"operationId": "op1", "status": "ACCEPTED"}]}
 
 
-def test_snapshot_fails_cleanly(h):
-    reply = h.send("snapshot", {"mediaSessionId": "m", "name": "x"})
+def test_snapshot_answers_with_the_picture_or_why_not(h):
+    reply = h.send("snapshot", {"mediaSessionId": "m", "name": "cam"})
     assert reply["message"] == "notifyStreamEvent"
-    assert reply["data"][0]["type"] == "snapshotFailed"
+    assert reply["data"][0] == {"mediaSessionId": "m", "type": "snapshotCompleted",
+                                "payload": {"snapshot": "iVBORw=="}}
+    reply = h.send("snapshot", {"mediaSessionId": "m2", "name": "nothing"})
+    assert reply["data"][0] == {"mediaSessionId": "m2", "type": "snapshotFailed",
+                                "payload": {"info": "Stream not found"}}
+    reply = h.send("snapshot", {"name": "cam"})
+    assert reply["message"] == "fail" and "mediaSessionId" in reply["data"][0]["info"]
 
 
 def test_sip_and_unknown_messages(h):
@@ -239,3 +252,32 @@ def test_each_close_names_its_cause(h):
     stranger.session.receive(json.dumps({"message": "connectMediaTransport",
                                          "data": [{"authToken": "nobody's"}]}).encode(), False)
     assert stranger.reasons == ["unknown media token"]
+
+
+def test_fields_that_cannot_be_honoured_are_logged_once_per_session(h):
+    from twisted.logger import globalLogPublisher
+
+    seen: list[str] = []
+
+    def observer(event):
+        if "ignored" in (event.get("log_format") or ""):
+            seen.append(f"{event['key']}: {event['why']}")
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        body = {"mediaSessionId": "m1", "name": "vod://a.mp4", "sdp": "v=0",
+                "transport": "TCP", "bitrate": 500, "quality": 0, "cvoExtension": True,
+                "width": "320", "height": 240}
+        h.send("playStream", body)
+        h.send("playStream", {**body, "mediaSessionId": "m2"})  # the same again: no more
+        h.send("playStream", {"mediaSessionId": "m3", "name": "x", "transport": "UDP"})
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert sorted(seen) == sorted([
+        "transport: media over TCP is not offered; WebRTC media goes over UDP",
+        "bitrate: a file's stream is sent at its own bitrate",
+        "cvoExtension: video orientation (CVO) is not sent",
+        "width: playing at a requested size is not supported yet: the file's own size is sent",
+        "height: playing at a requested size is not supported yet: the file's own size is sent",
+    ])
+    assert [call[0] for call in h.streams.calls].count("play") == 3  # played all the same

@@ -121,6 +121,27 @@ def size_field(body: dict[str, Any], key: str) -> int:
     return number
 
 
+def ignored_fields(body: dict[str, Any]) -> dict[str, str]:
+    """The fields of a play or publish that WCS honours and this server cannot,
+    set to something that asks for it, each with the reason (for the log)."""
+    ignored: dict[str, str] = {}
+    transport = body.get("transport")
+    if isinstance(transport, str) and transport.upper() == "TCP":
+        ignored["transport"] = "media over TCP is not offered; WebRTC media goes over UDP"
+    for key in ("bitrate", "minBitrate", "maxBitrate", "quality"):
+        value = body.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value:
+            ignored[key] = "a file's stream is sent at its own bitrate"
+    if body.get("cvoExtension") is True:
+        ignored["cvoExtension"] = "video orientation (CVO) is not sent"
+    for key in ("width", "height"):
+        value = body.get(key)
+        if value not in (None, "", 0, "0") and not body.get("published"):
+            ignored[key] = "playing at a requested size is not supported yet: the file's " \
+                           "own size is sent"
+    return ignored
+
+
 @dataclass(frozen=True)
 class StreamRequest:
     """``playStream``, ``publishStream``, ``stopStream`` and ``unPublishStream``."""
@@ -136,6 +157,8 @@ class StreamRequest:
     has_audio: bool = True
     has_video: bool = True
     custom: dict[str, Any] = field(default_factory=dict)
+    #: fields asked for that this server cannot honour, and why
+    ignored: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> StreamRequest:
@@ -160,6 +183,7 @@ class StreamRequest:
                 has_audio=flag_field(body, "hasAudio", True),
                 has_video=flag_field(body, "hasVideo", True),
                 custom=custom if isinstance(custom, dict) else {},
+                ignored=ignored_fields(body),
             )
         except MessageError as error:
             raise MessageError(error.info, media_session_id) from None

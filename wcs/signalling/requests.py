@@ -85,6 +85,13 @@ class StreamRequests:
             status = "UNPUBLISHED" if request.published else "STOPPED"
             session.report_stream(request, status, "Stopped by user")
 
+    def snapshot(self, session: Session, media_session_id: str, name: str) -> Deferred[bytes]:
+        """A PNG of the picture of this session's play ``media_session_id`` (its
+        own stream: a personal play's current frame), else of the stream ``name``."""
+        active = self._active.get(session.id, {}).get(media_session_id)
+        stream = active.stream if isinstance(active, Playback) else None
+        return self.registry.snapshot(name, stream)
+
     def available(self, name: str) -> Deferred[tuple[bool, str]]:
         return self.registry.available(name)
 

@@ -7,15 +7,19 @@ driven by the Autobahn protocol in production and by plain calls in unit tests.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from wcs.errors import INTERNAL_ERROR, WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import Message, MessageError, StreamRequest
+from wcs.streams.uri import MAX_URI
 
 log = Logger()
 
@@ -37,6 +41,9 @@ class StreamHandler(Protocol):
     def stop(self, session: Session, request: StreamRequest) -> None: ...
 
     def available(self, name: str) -> Deferred[tuple[bool, str]]: ...
+
+    def snapshot(self, session: Session, media_session_id: str,
+                 name: str) -> Deferred[bytes]: ...
 
     def release(self, session: Session) -> None: ...
 
@@ -62,11 +69,20 @@ class Session:
         self.auth_token = str(uuid.uuid4())
         self.established = False
         self.closed = False
+        self._ignored: set[str] = set()  # fields already logged as ignored
         self.connection: dict[str, Any] = {}
         self.missed_pings = 0
         self._warned: set[str] = set()
 
     # --- wire
+
+    def _note_ignored(self, message: str, ignored: dict[str, str]) -> None:
+        """Log, once per session and field, what a page asked for that is not done."""
+        for key, why in ignored.items():
+            if key not in self._ignored:
+                self._ignored.add(key)
+                log.info("session {id}: {message} '{key}' ignored: {why}", id=self.id,
+                         message=message, key=key, why=why)
 
     def send(self, text: str) -> None:
         if not self.closed:
@@ -131,6 +147,7 @@ class Session:
             raise MessageError(f"{name} before connection")
         elif name in ("playStream", "publishStream"):
             request = StreamRequest.parse(body)
+            self._note_ignored(name, request.ignored)
             handler = self.streams.play if name == "playStream" else self.streams.publish
             handler(self, request)
         elif name in ("stopStream", "unPublishStream"):
@@ -188,10 +205,29 @@ class Session:
                                         session=self.id))
 
     def _on_snapshot(self, body: dict[str, Any]) -> None:
+        """``snapshotCompleted`` with a base64 PNG of the stream's picture, or
+        ``snapshotFailed`` with why (the SDK's ``stream.snapshot()``)."""
         media_session_id = messages.text_field(body, "mediaSessionId", limit=128)
-        if media_session_id:
+        name = messages.text_field(body, "name", limit=MAX_URI, default="") or ""
+        if not media_session_id:
+            raise MessageError("snapshot: 'mediaSessionId' is missing")
+
+        def taken(png: bytes) -> None:
+            self.send(messages.stream_event(media_session_id, "snapshotCompleted", {
+                "snapshot": base64.b64encode(png).decode("ascii")}))
+
+        def failed(failure: Failure) -> None:
+            if isinstance(failure.value, WcsError):
+                info = failure.value.info
+            else:
+                log.failure("session {session}: snapshot of {name!r} failed", failure,
+                            session=self.id, name=name)
+                info = INTERNAL_ERROR
             self.send(messages.stream_event(media_session_id, "snapshotFailed",
-                                            {"info": "Snapshots are not supported"}))
+                                            {"info": info}))
+
+        maybeDeferred(self.streams.snapshot, self, media_session_id, name).addCallbacks(
+            taken, failed)
 
     # --- life
 

@@ -104,9 +104,11 @@ class Sources:
         """Open ``location``; fails with a :class:`~wcs.errors.WcsError` saying why."""
         if location.startswith(S3_PREFIX):
             return maybeDeferred(self._open_s3, location, label)
-        return self._off_reactor(self._open_local, location, label)
+        return self.work(self._open_local, location, label)
 
-    def _off_reactor(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+    def work(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        """``work(*args)`` on the file threads (opening, checking, decoding a
+        snapshot), at most ``max_pending`` waiting at once: more are refused."""
         if self.pending >= self.max_pending:
             return maybeDeferred(_refuse, self.max_pending)
         self.pending += 1
@@ -147,7 +149,7 @@ class Sources:
         reactor); S3 objects only by name (they are fetched when played)."""
         if location.startswith(S3_PREFIX):
             return maybeDeferred(_s3_by_name, location)
-        return self._off_reactor(self._check_local, location)
+        return self.work(self._check_local, location)
 
     def _check_local(self, location: str) -> str:
         Mp4File(local.resolve(self.media_dir, location), location, announce=False).close()

@@ -36,9 +36,11 @@ from wcs.errors import (
     WcsError,
 )
 from wcs.limits import Limits
-from wcs.media.sample import MediaInfo
+from wcs.media import snapshot
+from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
+from wcs.streams.snapshot import Grab
 from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
 
 log = Logger()
@@ -401,6 +403,28 @@ class StreamRegistry:
                                             pid=os.getpid(),
                                             viewers=sum(viewers.values()), cpu=self._cpu,
                                             streams=len(self.streams) + len(self.published)))
+
+    def snapshot(self, name: str, stream: Stream | None = None) -> Deferred[bytes]:
+        """A PNG of the current picture of ``stream``, or of the stream ``name``
+        means (opened for it if it does not run here); decoded off the reactor."""
+        opening: Deferred[Stream] = succeed(stream) if stream is not None else self.open(name)
+
+        def grab(stream: Stream) -> Deferred[list[Sample]]:
+            if stream.info is not None and stream.info.video is None:
+                stream.unsubscribe(None)
+                raise Unsupported("No picture: the stream has no video")
+            taker = Grab(self.clock)
+            stream.subscribe(taker)
+            taker.joined()
+
+            def left(result: object) -> object:
+                stream.unsubscribe(taker)
+                return result
+
+            return taker.done.addBoth(left)
+
+        return opening.addCallback(grab).addCallback(
+            lambda samples: self.sources.work(snapshot.png, samples))
 
     def loads(self) -> Deferred[list[Load]]:
         """Every worker's load (this one's reported now)."""
