@@ -202,7 +202,7 @@ def test_sdk_pages_on_two_nodes_show_the_same_frame(start_server, media, redis_s
         time.sleep(1.0)
         differences = frame_differences(page, other)
         print(f"frame differences across nodes: {differences}")
-        assert statistics.median(differences) <= 3, differences
+        assert statistics.median(differences) <= 6, differences
         assert frame_number(page) > 90  # 3 s in: the broadcast's moment, not its start
         call(one.http_url, "/rest-api/vod/terminate", {"localStreamName": "show"})
         for where in (page, other):  # stopped on node 1: both pages hear it

@@ -192,8 +192,15 @@ def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
 
 
 def worker_pid(server, index: int) -> int:
-    found = re.findall(rf"worker {index}\.\d+ started \(pid (\d+)\)", server.log())
-    return int(found[-1])
+    """The pid of worker ``index``'s latest incarnation, once its start is logged
+    (the ports answer before the workers have started)."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = re.findall(rf"worker {index}\.\d+ started \(pid (\d+)\)", server.log())
+        if found:
+            return int(found[-1])
+        assert time.monotonic() < deadline, f"worker {index} never started"
+        time.sleep(0.1)
 
 
 def test_a_killed_worker_is_replaced_and_the_other_plays_on(start_server, media):

@@ -23,9 +23,6 @@ from wcs.mse.packetizer import MsePacketizer
 log = Logger()
 
 STUCK_LIMIT = 5.0
-#: Media the SDK's MSE player holds before it appends anything: it waits until
-#: each track spans over 2 s (its buffer controller's ``buffered() > 2``).
-MSE_LEAD = 2.5
 
 
 class MediaChannel(Protocol):
@@ -54,7 +51,6 @@ class MseViewer:
     "stopped"/"failed" with an info, once."""
 
     pressed_join = False  # MSE plays the cached GOP at its own pace from its keyframe
-    lead = MSE_LEAD  # sent at once: the first picture does not wait for 2 s of media
 
     def __init__(self, channels: MediaChannels, session_id: str, info: MediaInfo,
                  label: str, clock: IReactorTime,

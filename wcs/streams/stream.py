@@ -99,7 +99,7 @@ class VodStream:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self.broadcast.add(subscriber)
-        self.pump.start(lead=getattr(subscriber, "lead", 0.0))
+        self.pump.start()
 
     def request_keyframe(self) -> None:
         """A viewer lost its picture: a file's next keyframe comes within a GOP."""
