@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 
 from wcs.errors import WrongFormat
@@ -66,3 +68,30 @@ def test_split_avcc_stops_at_a_bad_length():
 
 def test_split_annexb_takes_three_and_four_byte_start_codes():
     assert h264.split_annexb(b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x01" + SLICE) == [SPS, SLICE]
+
+
+@pytest.mark.parametrize("size,profile", [((640, 360), "main"), ((320, 240), "baseline"),
+                                          ((1920, 1080), "high"), ((638, 358), "high"),
+                                          ((176, 144), "main")])
+def test_an_sps_says_the_picture_size_as_a_decoder_would(size, profile):
+    import av
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height = size
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = Fraction(1, 30)
+    encoder.options = {"profile": profile, "x264-params": "scenecut=0"}
+    frame = av.VideoFrame(*size, "yuv420p")
+    frame.pts = 0
+    packets = encoder.encode(frame) + encoder.encode(None)
+    annexb = bytes(packets[0])
+    assert h264.annexb_picture_size(annexb) == size
+    decoder = av.CodecContext.create("h264", "r")
+    [decoded] = decoder.decode(av.Packet(annexb)) + decoder.decode(None)
+    assert (decoded.width, decoded.height) == size
+
+
+def test_a_broken_sps_is_a_clear_error():
+    with pytest.raises(WrongFormat, match="SPS is malformed"):
+        h264.picture_size(b"\x67\x42")
+    assert h264.annexb_picture_size(b"\x00\x00\x00\x01\x65\x88") is None

@@ -78,6 +78,15 @@ def test_terminate_reaches_every_worker():
     assert world.result(one.lookup("show")) is None
 
 
+def test_stopping_a_media_session_reaches_every_worker():
+    world = World()
+    one, _ = world.directories
+    one.stop(["page-id"], "Stopped by server")
+    world.flush()
+    assert sorted(world.ended) == [("1.1", ["media:page-id"], "Stopped by server"),
+                                   ("2.2", ["media:page-id"], "Stopped by server")]
+
+
 def test_a_worker_that_goes_lets_go_of_everything_and_hears_so():
     world = World()
     one, two = world.directories

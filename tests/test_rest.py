@@ -126,11 +126,12 @@ def test_access_control(start_server, media):
     for headers, status in [({}, 401), ({"Authorization": "Bearer wrong-key"}, 401),
                             ({"Authorization": "Bearer k3y-for-tests"}, 404),
                             ({"Authorization": basic}, 404)]:
-        got, answer, answer_headers = call(server.http_url, FIND_ALL, headers=headers)
-        assert got == status, headers
-        if status == 401:
-            assert "REST API key" in answer["message"]
-            assert "Bearer" in answer_headers["WWW-Authenticate"]
+        for path in (FIND_ALL, "/rest-api/stream/find_all"):  # every area alike
+            got, answer, answer_headers = call(server.http_url, path, headers=headers)
+            assert got == status, (path, headers)
+            if status == 401:
+                assert "REST API key" in answer["message"]
+                assert "Bearer" in answer_headers["WWW-Authenticate"]
 
 
 def test_the_description_covers_exactly_what_is_served(start_server, media):
@@ -143,9 +144,9 @@ def test_the_description_covers_exactly_what_is_served(start_server, media):
         return status != 405 and not unknown
 
     candidates = {(f"/rest-api/{area}/{name}", method)
-                  for area in ("vod", "cluster")
+                  for area in ("vod", "cluster", "stream")
                   for name in ("startup", "find", "find_all", "terminate", "stop", "list",
-                               "workers", "nodes")
+                               "workers", "nodes", "snapshot")
                   for method in ("get", "post", "put", "delete")}
     documented = {(path, method) for path, operations in SPEC["paths"].items()
                   for method in operations}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from wcs.cluster.directory import LocalDirectory
-from wcs.cluster.store import PUBLISHED, Entry, Load, Store
+from wcs.cluster.store import MEDIA, PUBLISHED, Entry, Load, Store
 
 
 class Blocking:
@@ -145,6 +145,30 @@ def test_terminate_ends_entries_and_tells_every_listener(store):
                              ("b", [entry.id], "Stopped by server")]
     assert store.lookup("show") is None
     assert store.terminate([entry.id], "again") == []
+
+
+def test_stopping_media_sessions_tells_every_listener_in_their_namespace(store):
+    """A page's play is stopped wherever it is; a page chose its id, so the id goes
+    marked: it can never end an entry that happens to share it."""
+    heard: list = []
+    store.listen("a", lambda ids, info: heard.append(("a", ids, info)))
+    store.listen("b", lambda ids, info: heard.append(("b", ids, info)))
+    time.sleep(0.2)  # (Redis: the node's subscription is up)
+    entry = store.claim("a", Entry("show", uri="vod-live://x.mp4"))
+    store.stop([entry.id], "Stopped by server")
+    deadline = time.monotonic() + 5
+    while len(heard) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(heard) == [("a", [MEDIA + entry.id], "Stopped by server"),
+                             ("b", [MEDIA + entry.id], "Stopped by server")]
+    assert store.lookup("show") is not None
+
+
+def test_media_sessions_travel_with_a_workers_load(store):
+    media = [{"id": "m1", "name": "cam", "published": True}]
+    store.report("a", {}, Load("a", viewers=0, media=media))
+    [load] = store.loads()
+    assert load.media == media
 
 
 def test_a_local_directory_is_the_store_for_one_worker():

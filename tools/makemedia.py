@@ -68,6 +68,19 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
     return path
 
 
+def make_camera(path: Path, *, seconds: float = 6.0, width: int = 640, height: int = 360,
+                fps: int = 30) -> Path:
+    """A barcoded raw video (Y4M) for Chromium's fake camera
+    (``--use-file-for-fake-video-capture``), which it plays in a loop."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg is not installed (scripts/install.sh --test installs it)")
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={width}x{height}:rate={fps}", "-t", str(seconds),
+                    "-vf", BARCODE, "-pix_fmt", "yuv420p", str(path)], check=True, timeout=300)
+    return path
+
+
 def corrupt_audio(source: Path, target: Path, frames: int = 10, first: int = 20,
                   step: int = 10) -> int:
     """Copy ``source`` with ``frames`` AAC frames overwritten by 0xff bytes, which

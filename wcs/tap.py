@@ -39,6 +39,7 @@ from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
 from wcs.web.cluster import ClusterApi  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
+from wcs.web.streams import StreamApi  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
 
 log = Logger()
@@ -309,6 +310,7 @@ def compose(settings: Settings, listen: Listen | None = None,
     root, rest = build_root(settings)
     rest.putChild(b"vod", VodApi(registry, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
+    rest.putChild(b"stream", StreamApi(registry, rest.access))
     site = build_site(root, settings.limits.http_idle_timeout)
     factories = {"ws.port": signalling, "wss.port": signalling,
                  "http.port": site, "https.port": site}

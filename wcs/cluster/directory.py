@@ -55,6 +55,10 @@ class Directory(Protocol):
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
         """End entries for everyone; every worker serving one is told ``info``."""
 
+    def stop(self, media_ids: list[str], info: str) -> None:
+        """Every worker stops its plays and publications of these ids (nothing to
+        wait for: each page hears it)."""
+
     def loads(self) -> Deferred[list[Load]]:
         """Every worker's last reported load."""
 
@@ -98,6 +102,9 @@ class LocalDirectory:
 
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
         return maybeDeferred(self.store.terminate, entry_ids, info)
+
+    def stop(self, media_ids: list[str], info: str) -> None:
+        _quietly(maybeDeferred(self.store.stop, media_ids, info), "stop")
 
     def loads(self) -> Deferred[list[Load]]:
         return maybeDeferred(self.store.loads)

@@ -92,6 +92,11 @@ class Terminate(amp.Command):
     response = [(b"entries", Json())]
 
 
+class Stop(amp.Command):
+    arguments = [(b"ids", Json()), (b"info", amp.Unicode())]
+    requiresAnswer = False
+
+
 class Loads(amp.Command):
     arguments: list = []
     response = [(b"loads", Json())]
@@ -188,6 +193,10 @@ class HubProtocol(amp.AMP):
     def terminate(self, ids: list[str], info: str) -> Deferred[dict[str, Any]]:
         return self._step("entries", "terminate", ids, info, encoding=_encode_all)
 
+    @Stop.responder
+    def stop(self, ids: list[str], info: str) -> Deferred[dict[str, Any]]:
+        return self._step("done", "stop", ids, info)
+
     @Secret.responder
     def secret(self) -> Deferred[dict[str, Any]]:
         return self._step("secret", "secret")
@@ -264,6 +273,9 @@ class HubDirectory(amp.AMP):
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
         return self.callRemote(Terminate, ids=entry_ids, info=info).addCallback(
             lambda answer: [Entry(**data) for data in answer["entries"]])
+
+    def stop(self, media_ids: list[str], info: str) -> None:
+        self.callRemote(Stop, ids=media_ids, info=info)
 
     def loads(self) -> Deferred[list[Load]]:
         return self.callRemote(Loads).addCallback(

@@ -26,7 +26,7 @@ import redis.asyncio as redis
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from wcs.cluster.store import Entry, Load
+from wcs.cluster.store import MEDIA, Entry, Load
 
 log = Logger()
 
@@ -292,6 +292,11 @@ class RedisStore:
             return found
 
         return self._run(terminate())
+
+    def stop(self, media_ids: list[str], info: str) -> Deferred[int]:
+        """Every node's workers stop their media sessions of these ids."""
+        return self._run(self.client.publish(CHANNEL, json.dumps(
+            {"ids": [MEDIA + media_id for media_id in media_ids], "info": info})))
 
     def drop(self, worker: str) -> Deferred[None]:
         self.listeners.pop(worker, None)

@@ -18,10 +18,14 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 #: Kinds of entry.
 VOD = "vod"  # a file read on a timeline: vod-live broadcasts, REST startups, personal plays
 PUBLISHED = "published"  # a page's stream, relayed from the worker it is published on
+#: What marks a media session's id (a page's play or publication) among ended
+#: entries' ids, for listeners: pages choose those ids, so they get a namespace.
+MEDIA = "media:"
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Load:
     viewers: int = 0
     cpu: float = 0.0  # share of one core over the last report period
     streams: int = 0
+    #: its plays and publications (:class:`~wcs.streams.media_sessions.MediaSession`)
+    media: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Store:
@@ -174,6 +180,11 @@ class Store:
             for terminated in list(self.listeners.values()):
                 terminated([entry.id for entry in ended], info)
         return ended
+
+    def stop(self, media_ids: list[str], info: str) -> None:
+        """Tell every worker to stop its media sessions of these ids with ``info``."""
+        for terminated in list(self.listeners.values()):
+            terminated([MEDIA + media_id for media_id in media_ids], info)
 
     def loads(self) -> list[Load]:
         """Every worker's last reported load."""

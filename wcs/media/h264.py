@@ -103,3 +103,104 @@ def split_annexb(data: bytes) -> list[bytes]:
         if part:
             units.append(part)
     return units
+
+
+class _Bits:
+    """An RBSP read bit by bit, with the Exp-Golomb codes SPS fields use."""
+
+    def __init__(self, nal: bytes) -> None:
+        self.data = nal.replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention
+        self.position = 0
+
+    def bit(self) -> int:
+        byte = self.data[self.position >> 3]  # IndexError past the end: a bad SPS
+        value = (byte >> (7 - (self.position & 7))) & 1
+        self.position += 1
+        return value
+
+    def bits(self, count: int) -> int:
+        value = 0
+        for _ in range(count):
+            value = value << 1 | self.bit()
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.bit() == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("Exp-Golomb code too long")
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+    def se(self) -> int:
+        value = self.ue()
+        return (value + 1) // 2 if value & 1 else -(value // 2)
+
+
+#: Profiles whose SPS carries chroma format and bit depths (H.264 7.3.2.1.1).
+_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+
+
+def picture_size(sps: bytes) -> tuple[int, int]:
+    """Width and height of the pictures an SPS (NAL header included) describes,
+    cropping applied: what a viewer sees, without decoding anything."""
+    try:
+        bits = _Bits(sps[1:])
+        profile = bits.bits(8)
+        bits.bits(16)  # constraint flags, level
+        bits.ue()  # seq_parameter_set_id
+        chroma = 1
+        if profile in _HIGH_PROFILES:
+            chroma = bits.ue()
+            if chroma == 3:
+                bits.bit()  # separate_colour_plane_flag
+            bits.ue(), bits.ue()  # bit depths
+            bits.bit()  # qpprime_y_zero_transform_bypass_flag
+            if bits.bit():  # scaling matrices present
+                for index in range(8 if chroma != 3 else 12):
+                    if bits.bit():
+                        _skip_scaling_list(bits, 16 if index < 6 else 64)
+        bits.ue()  # log2_max_frame_num_minus4
+        order = bits.ue()
+        if order == 0:
+            bits.ue()
+        elif order == 1:
+            bits.bit()
+            bits.se(), bits.se()
+            for _ in range(bits.ue()):
+                bits.se()
+        bits.ue()  # max_num_ref_frames
+        bits.bit()  # gaps_in_frame_num_value_allowed_flag
+        width_mbs, height_units = bits.ue() + 1, bits.ue() + 1
+        frame_mbs_only = bits.bit()
+        if not frame_mbs_only:
+            bits.bit()  # mb_adaptive_frame_field_flag
+        bits.bit()  # direct_8x8_inference_flag
+        width, height = width_mbs * 16, height_units * 16 * (2 - frame_mbs_only)
+        if bits.bit():  # frame cropping
+            left, right, top, bottom = bits.ue(), bits.ue(), bits.ue(), bits.ue()
+            crop_x = 1 if chroma in (0, 3) else 2
+            crop_y = (1 if chroma in (0, 2, 3) else 2) * (2 - frame_mbs_only)
+            width -= (left + right) * crop_x
+            height -= (top + bottom) * crop_y
+    except (IndexError, ValueError):
+        raise WrongFormat("H.264 SPS is malformed") from None
+    if width <= 0 or height <= 0:
+        raise WrongFormat("H.264 SPS is malformed")
+    return width, height
+
+
+def _skip_scaling_list(bits: _Bits, size: int) -> None:
+    last = following = 8
+    for _ in range(size):
+        if following:
+            following = (last + bits.se() + 256) % 256
+        last = following or last
+
+
+def annexb_picture_size(data: bytes) -> tuple[int, int] | None:
+    """The picture size an access unit's SPS says, if it carries one."""
+    for nal in split_annexb(data):
+        if nal[0] & 0x1F == NAL_SPS:
+            return picture_size(nal)
+    return None

@@ -15,6 +15,7 @@ from wcs.errors import INTERNAL_ERROR, WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
+from wcs.streams.media_sessions import MediaSession
 from wcs.transports.interfaces import Transports
 
 log = Logger()
@@ -35,11 +36,20 @@ class Negotiation:
         self._on_done = on_done
         self.done = False
         self._timer: IDelayedCall | None = None
+        #: what REST ``/stream/*`` lists of this request, its status kept here
+        self.media = MediaSession(request.media_session_id, request.name, request.published,
+                                  request.media_provider, session.id, record=request.record,
+                                  width=request.width, height=request.height)
 
     @property
     def label(self) -> str:
         """How logs name this stream request."""
         return f"{self.request.name} [{self.request.media_session_id[:8]}]"
+
+    def report(self, status: str, info: str | None = None, **extra: Any) -> None:
+        """Tell the page a status, and keep it for REST's listings."""
+        self.media.status, self.media.info = status, info or ""
+        self.session.report_stream(self.request, status, info, **extra)
 
     def arm_ice_timeout(self) -> None:
         self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
@@ -83,7 +93,7 @@ class Negotiation:
 
         def report(extra: dict[str, Any] | None) -> None:
             if status is not None:
-                self.session.report_stream(self.request, status, info, **(extra or {}))
+                self.report(status, info, **(extra or {}))
 
         def failed(failure: Failure) -> None:
             if isinstance(failure.value, WcsError):
@@ -93,8 +103,7 @@ class Negotiation:
                 reason = INTERNAL_ERROR
                 log.failure("{label}: releasing failed", failure, label=self.label)
             if status is not None:
-                self.session.report_stream(self.request, "FAILED",
-                                           info if status == "FAILED" else reason)
+                self.report("FAILED", info if status == "FAILED" else reason)
 
         releasing.addCallbacks(report, failed)
         releasing.addBoth(lambda _: self._on_done(self))

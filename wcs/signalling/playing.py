@@ -24,10 +24,11 @@ class Playback(Negotiation):
             stream.unsubscribe(None)
             return
         self.stream = stream
+        self.media.described(stream.info)
         self.player = self.transports.player(
             self.request.media_provider, self.session.id, stream.info, self.label,
             self._player_state)
-        self.session.report_stream(self.request, "PENDING")
+        self.report("PENDING")
         self.arm_ice_timeout()  # ICE must connect, or the MSE media socket come
         answering = self.player.answer(self.request.sdp)
         answering.addCallback(self._answered).addErrback(self.refused)
@@ -42,7 +43,7 @@ class Playback(Negotiation):
             return
         if state == "connected":
             self.disarm()
-            self.session.report_stream(self.request, "PLAYING")
+            self.report("PLAYING")
             assert self.stream is not None and self.player is not None
             self.player.on_keyframe_request = self.stream.request_keyframe
             self.stream.subscribe(self.player)

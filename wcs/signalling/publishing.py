@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from wcs.errors import WcsError
+from wcs.media import h264
 from wcs.media.sample import MediaInfo, Sample
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import StreamRegistry
@@ -45,6 +46,7 @@ class Publication(Negotiation):
             return
         assert self.publisher is not None and self.publisher.info is not None
         info = self.publisher.info
+        self.media.described(info)
         publishing = self.registry.publish(self.request.name, info,
                                            self.publisher.request_keyframe)
         publishing.addCallback(self._published, info, sdp).addErrback(self.refused)
@@ -67,7 +69,7 @@ class Publication(Negotiation):
             return
         if state == "connected":
             self.disarm()
-            self.session.report_stream(self.request, "PUBLISHING", **self._record_info())
+            self.report("PUBLISHING", **self._record_info())
         else:
             self.end("FAILED", info)
 
@@ -79,9 +81,21 @@ class Publication(Negotiation):
         stream = self.stream
         if stream is None:
             return
+        if sample.kind == "video" and sample.keyframe:
+            self._sized(sample.data)
         stream.send(sample)
         if stream.failure is not None:  # the fan-out broke: the stream has ended
             self.end("FAILED", stream.failure)
+
+    def _sized(self, keyframe: bytes) -> None:
+        """The page's picture size, from the SPS of each keyframe (a browser
+        changes it as its bandwidth and CPU allow)."""
+        try:
+            size = h264.annexb_picture_size(keyframe)
+        except WcsError:
+            return  # a relay of what the page sends: the viewers' decoders judge
+        if size is not None:
+            self.media.width, self.media.height = size
 
     def _record_info(self) -> dict[str, Any]:
         return {"recordName": self.recorder.name} if self.recorder else {}

@@ -62,7 +62,7 @@ class StreamRequests:
         if active is None:
             return
         playback = Playback(session, request, self.transports, self.clock, self._forget)
-        active[request.media_session_id] = playback
+        self._track(active, playback, "STOPPED")
         opening = maybeDeferred(self.registry.open, request.name)
         opening.addCallback(playback.opened).addErrback(playback.refused)
 
@@ -72,8 +72,16 @@ class StreamRequests:
             return
         publication = Publication(session, request, self.transports, self.clock,
                                   self._forget)
-        active[request.media_session_id] = publication
+        self._track(active, publication, "UNPUBLISHED")
         publication.start(self.registry)
+
+    def _track(self, active: dict[str, Playback | Publication],
+               negotiation: Playback | Publication, stopped: str) -> None:
+        """Keep the request among its session's, and listed for REST (which may
+        end it: ``stopped`` is the status its page is then told)."""
+        active[negotiation.request.media_session_id] = negotiation
+        self.registry.media.add(negotiation.media, lambda info: negotiation.end(stopped, info),
+                                lambda: negotiation.stream)
 
     def stop(self, session: Session, request: StreamRequest) -> None:
         active = self._active.get(session.id, {}).get(request.media_session_id)
@@ -112,6 +120,7 @@ class StreamRequests:
             negotiation.end(None, None)
 
     def _forget(self, negotiation: Playback | Publication) -> None:
+        self.registry.media.remove(negotiation.media)
         active = self._active.get(negotiation.session.id)
         if active is not None:
             active.pop(negotiation.request.media_session_id, None)

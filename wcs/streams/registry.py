@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wcs.cluster.directory import Directory, LocalDirectory
-from wcs.cluster.store import PUBLISHED, Entry, Load
+from wcs.cluster.store import MEDIA, PUBLISHED, Entry, Load
 from wcs.errors import (
     STREAM_NOT_FOUND,
     ClusterUnavailable,
@@ -40,6 +40,7 @@ from wcs.media import snapshot
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
+from wcs.streams.media_sessions import MediaSession, MediaSessions
 from wcs.streams.snapshot import Grab
 from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
 
@@ -87,6 +88,8 @@ class StreamRegistry:
         #: startup under a name of its own may run another broadcast of one file)
         self.broadcasts: dict[str, VodStream] = {}
         self.published: dict[str, PublishedStream] = {}  # here or relayed from elsewhere
+        #: the pages' plays and publications this worker serves
+        self.media = MediaSessions(self.directory.worker)
         self._opening: dict[str, list[Deferred[Stream]]] = {}  # by uri or name
         self._starting: set[str] = set()  # names REST startups are opening
         self._cpu = 0.0  # this process's share of a core, last measured
@@ -382,8 +385,38 @@ class StreamRegistry:
         """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
         return self._asked(self.directory.terminate([entry.id for entry in entries], info))
 
+    def media_sessions(self, media_id: str | None = None, name: str | None = None,
+                       published: bool | None = None) -> Deferred[list[MediaSession]]:
+        """The whole server's plays and publications matching every criterion
+        given: this worker's as they are now, the others' as last reported."""
+        self.report()
+        here = self.directory.worker
+
+        def gathered(loads: list[Load]) -> list[MediaSession]:
+            found = [*self.media.all(), *(MediaSession(**media) for load in loads
+                                          if load.worker != here for media in load.media)]
+            return sorted((media for media in found
+                           if (media_id is None or media.id == media_id)
+                           and (name is None or media.name == name)
+                           and (published is None or media.published == published)),
+                          key=lambda media: media.created)
+
+        return self._asked(self.directory.loads()).addCallback(gathered)
+
+    def stop_media(self, found: list[MediaSession], info: str) -> None:
+        """End these plays and publications wherever they are; each page is told."""
+        elsewhere = [media.id for media in found if media.worker != self.directory.worker]
+        for media in found:
+            if media.worker == self.directory.worker:
+                self.media.stop(media.id, info)
+        if elsewhere:
+            self.directory.stop(elsewhere, info)
+
     def _terminated(self, entry_ids: list[str], info: str) -> None:
         for entry_id in entry_ids:
+            if entry_id.startswith(MEDIA):
+                self.media.stop(entry_id.removeprefix(MEDIA), info)
+                continue
             stream = self.streams.get(entry_id)
             if stream is not None:
                 log.info("stream {id} ({name!r}) terminated: {info}", id=stream.id,
@@ -402,7 +435,9 @@ class StreamRegistry:
         self.directory.report(viewers, Load(worker, node=worker.rpartition("/")[0],
                                             pid=os.getpid(),
                                             viewers=sum(viewers.values()), cpu=self._cpu,
-                                            streams=len(self.streams) + len(self.published)))
+                                            streams=len(self.streams) + len(self.published),
+                                            media=[media.as_dict()
+                                                   for media in self.media.all()]))
 
     def snapshot(self, name: str, stream: Stream | None = None) -> Deferred[bytes]:
         """A PNG of the current picture of ``stream``, or of the stream ``name``

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.web import resource
 from twisted.web.server import Request
 
+from wcs.cluster.store import Load
 from wcs.streams.registry import StreamRegistry
 from wcs.web.rest import Access, JsonNotFound, Operation, read_body
 
@@ -33,5 +34,12 @@ class ClusterApi(resource.Resource):
         if request.method == b"POST":
             read_body(request, required=False)
         return self.registry.loads().addCallback(
-            lambda loads: (200, [dataclasses.asdict(load) for load in
+            lambda loads: (200, [_listed(load) for load in
                                  sorted(loads, key=lambda load: load.worker)]))
+
+
+def _listed(load: Load) -> dict[str, Any]:
+    """A worker's load, without the list of its media sessions (``/stream/find_all``)."""
+    fields = dataclasses.asdict(load)
+    del fields["media"]
+    return fields

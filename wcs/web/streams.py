@@ -1,0 +1,105 @@
+"""``/rest-api/stream/``: find, find_all, terminate and snapshot, as the WCS docs
+describe them, over every play and publication of every page.
+
+The SDK's REST module (``FlashphonerRestApi``) calls ``find`` with
+``{mediaSessionId, name, published}``, ``find_all`` without a body and
+``terminate`` with ``{mediaSessionId}``. The area only talks to the registry.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web import resource
+from twisted.web.server import Request
+
+from wcs.errors import BadRequest, NotFound
+from wcs.streams.media_sessions import MediaSession
+from wcs.streams.registry import StreamRegistry
+from wcs.web.rest import Access, JsonNotFound, Operation, read_body, text
+
+log = Logger()
+
+#: What the page of a media session ended by ``terminate`` is told.
+TERMINATED = "Stopped by server"
+
+
+class StreamApi(resource.Resource):
+    """The ``stream`` area of the REST API."""
+
+    def __init__(self, registry: StreamRegistry, access: Access) -> None:
+        super().__init__()
+        self.registry = registry
+        self.access = access
+        self.putChild(b"find", Operation(self.find, access))
+        self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
+        self.putChild(b"terminate", Operation(self.terminate, access))
+        self.putChild(b"snapshot", Operation(self.snapshot, access))
+
+    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+        return JsonNotFound(self.access)
+
+    def _select(self, body: dict[str, Any], what: str) -> Deferred[list[MediaSession]]:
+        """The media sessions a body names (400 if it names none, 404 if none match)."""
+        published = body.get("published")
+        if published is not None and not isinstance(published, bool):
+            raise BadRequest("'published' must be true or false")
+        media_id, name = text(body, "mediaSessionId"), text(body, "name")
+        if media_id is None and name is None and published is None:
+            raise BadRequest(f"give mediaSessionId, name or published to {what}")
+        return self.registry.media_sessions(media_id, name, published).addCallback(
+            _some, "no such stream")
+
+    def find(self, request: Request) -> Deferred[tuple[int, Any]]:
+        return self._select(read_body(request), "find").addCallback(_listed)
+
+    def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
+        if request.method == b"POST":
+            read_body(request, required=False)
+        return self.registry.media_sessions().addCallback(_some, "no streams").addCallback(
+            _listed)
+
+    def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
+        body = read_body(request)
+        if text(body, "mediaSessionId") is None and text(body, "name") is None:
+            raise BadRequest("give the mediaSessionId (or name) of the stream to terminate")
+
+        def stop(found: list[MediaSession]) -> tuple[int, Any]:
+            for media in found:
+                log.info("REST terminate: {kind} {id} ({name!r})", id=media.id,
+                         name=media.name, kind="publication" if media.published else "play")
+            self.registry.stop_media(found, TERMINATED)
+            return _listed(found)
+
+        return self._select(body, "terminate").addCallback(stop)
+
+    def snapshot(self, request: Request) -> Deferred[tuple[int, Any]]:
+        """A PNG of the stream's current picture: ``{"streamName"}`` (or ``name``),
+        or the ``mediaSessionId`` of a play, for a personal play's own picture."""
+        body = read_body(request)
+        name = text(body, "streamName") or text(body, "name")
+        media_id = text(body, "mediaSessionId")
+        stream = self.registry.media.stream(media_id) if media_id is not None else None
+        if stream is not None:
+            name = name or stream.name
+        if name is None:
+            if media_id is not None:
+                raise NotFound(f"no play or publication {media_id} is served by this worker "
+                               "(give streamName)")
+            raise BadRequest("'streamName' is required")
+        return self.registry.snapshot(name, stream).addCallback(
+            lambda png: (200, {"streamName": name,
+                               "data": base64.b64encode(png).decode("ascii")}))
+
+
+def _some(found: list[MediaSession], none: str) -> list[MediaSession]:
+    if not found:
+        raise NotFound(none)
+    return found
+
+
+def _listed(found: list[MediaSession]) -> tuple[int, Any]:
+    return 200, [media.listed() for media in found]
