@@ -12,7 +12,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from wcs.errors import WcsError
-from wcs.media import h264
 from wcs.media.sample import MediaInfo, Sample
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import StreamRegistry
@@ -82,20 +81,10 @@ class Publication(Negotiation):
         if stream is None:
             return
         if sample.kind == "video" and sample.keyframe:
-            self._sized(sample.data)
+            self.media.keyframe(sample.data)
         stream.send(sample)
         if stream.failure is not None:  # the fan-out broke: the stream has ended
             self.end("FAILED", stream.failure)
-
-    def _sized(self, keyframe: bytes) -> None:
-        """The page's picture size, from the SPS of each keyframe (a browser
-        changes it as its bandwidth and CPU allow)."""
-        try:
-            size = h264.annexb_picture_size(keyframe)
-        except WcsError:
-            return  # a relay of what the page sends: the viewers' decoders judge
-        if size is not None:
-            self.media.width, self.media.height = size
 
     def _record_info(self) -> dict[str, Any]:
         return {"recordName": self.recorder.name} if self.recorder else {}
