@@ -60,7 +60,8 @@ class ServerProcess:
         self.workdir = workdir
         self.wrap = wrap or []
         self.ports = {key: free_port()
-                      for key in ("ws.port", "wss.port", "http.port", "https.port")}
+                      for key in ("ws.port", "wss.port", "http.port", "https.port",
+                                  "hls.port", "hls.ssl.port")}
         values = {
             **{key: str(port) for key, port in self.ports.items()},
             "bind_address": "127.0.0.1",
@@ -82,6 +83,10 @@ class ServerProcess:
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.ports['http.port']}"
+
+    @property
+    def hls_url(self) -> str:
+        return f"http://{self.host}:{self.ports['hls.port']}"
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("wb")

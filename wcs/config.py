@@ -48,10 +48,13 @@ class Settings:
     wss_port: int = 8443
     http_port: int = 8081
     https_port: int = 8444
+    hls_port: int = 8082
+    hls_ssl_port: int = 8445
     bind_address: str = "0.0.0.0"
     announced_ips: tuple[str, ...] = ()
     vod_live_loop: bool = False
     vod_stream_timeout: int = 30000
+    hls_idle_timeout: int = 20000
     vod_mp4_container_new: bool = True
     aws_s3_credentials: S3Credentials | None = None
     aws_s3_endpoint: str = ""
@@ -253,10 +256,13 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "wss.port": ("wss_port", _port, repr),
     "http.port": ("http_port", _port, repr),
     "https.port": ("https_port", _port, repr),
+    "hls.port": ("hls_port", _port, repr),
+    "hls.ssl.port": ("hls_ssl_port", _port, repr),
     "bind_address": ("bind_address", _address, repr),
     "ip": ("announced_ips", _addresses, repr),
     "vod_live_loop": ("vod_live_loop", _bool, repr),
     "vod_stream_timeout": ("vod_stream_timeout", _non_negative, repr),
+    "hls_idle_timeout": ("hls_idle_timeout", _positive, repr),
     "vod_mp4_container_new": ("vod_mp4_container_new", _bool, repr),
     "aws_s3_credentials": ("aws_s3_credentials", _s3_credentials, _secret),
     "aws_s3_endpoint": ("aws_s3_endpoint", _url, repr),
@@ -416,7 +422,7 @@ def _check_together(settings: Settings) -> None:
         raise ConfigError("cluster_address: set the address other nodes reach this one on "
                           "(or ip, or a bind_address that is not 0.0.0.0)")
     seen: dict[int, str] = {}
-    for key in ("ws.port", "wss.port", "http.port", "https.port"):
+    for key in ("ws.port", "wss.port", "http.port", "https.port", "hls.port", "hls.ssl.port"):
         port = getattr(settings, _KEYS[key][0])
         if port and port in seen:
             raise ConfigError(f"{key}={port}: already used by {seen[port]}")

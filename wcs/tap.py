@@ -30,6 +30,7 @@ from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
 from wcs.cluster.relay import RelayService  # noqa: E402
 from wcs.cluster.store import Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
+from wcs.hls.packagers import Packagers  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
 from wcs.sources import Sources  # noqa: E402
@@ -38,6 +39,7 @@ from wcs.sources.s3 import S3Client  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
 from wcs.web.cluster import ClusterApi  # noqa: E402
+from wcs.web.hls import HlsRoot  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.streams import StreamApi  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
@@ -239,7 +241,10 @@ def makeService(options: Options) -> service.MultiService:
 #: at net.core.somaxconn).
 BACKLOG = 1024
 #: Port keys of the listeners, plain and TLS.
-PLAIN, SECURE = ("ws.port", "http.port"), ("wss.port", "https.port")
+PLAIN, SECURE = ("ws.port", "http.port", "hls.port"), ("wss.port", "https.port", "hls.ssl.port")
+#: Served by the first worker only: each HLS stream is cut into segments in one
+#: place, so that a player's playlist and segments agree whichever it asks.
+FIRST_WORKER_ONLY = ("hls.port", "hls.ssl.port")
 
 
 def listen_descriptions(settings: Settings) -> dict[str, str]:
@@ -262,7 +267,8 @@ def listen_descriptions(settings: Settings) -> dict[str, str]:
 
 def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
     ports = {"ws.port": settings.ws_port, "wss.port": settings.wss_port,
-             "http.port": settings.http_port, "https.port": settings.https_port}
+             "http.port": settings.http_port, "https.port": settings.https_port,
+             "hls.port": settings.hls_port, "hls.ssl.port": settings.hls_ssl_port}
     return {key: ports[key] for key in keys if ports[key]}
 
 
@@ -312,9 +318,14 @@ def compose(settings: Settings, listen: Listen | None = None,
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
     site = build_site(root, settings.limits.http_idle_timeout)
+    packagers = Packagers(registry, reactor, settings.hls_idle_timeout / 1000.0)
+    packagers.setServiceParent(top)
+    hls = build_site(HlsRoot(packagers, reactor), settings.limits.http_idle_timeout)
     factories = {"ws.port": signalling, "wss.port": signalling,
-                 "http.port": site, "https.port": site}
+                 "http.port": site, "https.port": site, "hls.port": hls, "hls.ssl.port": hls}
     for key in (*_ports(settings, PLAIN), *_ports(settings, SECURE)):
+        if key in FIRST_WORKER_ONLY and worker and not _first(worker):
+            continue
         listen(key, factories[key]).setServiceParent(top)
     StreamsService(registry, sources).setServiceParent(top)
     if not worker:
@@ -323,6 +334,11 @@ def compose(settings: Settings, listen: Listen | None = None,
     if trim is not None:
         internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)
     return top
+
+
+def _first(worker: str) -> bool:
+    """Whether ``worker`` (``[node/]index.generation``) is its node's worker 1."""
+    return worker.rpartition("/")[2].split(".")[0] == "1"
 
 
 def relay_service(settings: Settings, directory: Directory) -> RelayService:
@@ -364,7 +380,8 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
 
         certificate_files(settings)  # made once here, not by every worker at once
     top = service.MultiService()
-    listeners = [Listener(key, settings.bind_address, port, BACKLOG)
+    listeners = [Listener(key, settings.bind_address, port, BACKLOG,
+                          first_only=key in FIRST_WORKER_ONLY)
                  for key, port in {**_ports(settings, PLAIN),
                                    **_ports(settings, SECURE)}.items()]
     command = python_command() + options.worker_arguments()

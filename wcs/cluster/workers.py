@@ -47,12 +47,14 @@ HUB_FD, FIRST_LISTENER_FD = 3, 4
 
 @dataclass(frozen=True)
 class Listener:
-    """A socket every worker accepts on: its port key, and the address bound."""
+    """A socket workers accept on: its port key, and the address bound; with
+    ``first_only``, only worker 1 does (what must be served from one place)."""
 
     key: str
     host: str
     port: int
     backlog: int
+    first_only: bool = False
 
 
 def bind(listener: Listener) -> socket.socket:
@@ -114,6 +116,8 @@ class Supervisor(service.Service):
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", HUB_FD: theirs.fileno()}
         arguments = ["--worker", worker, "--hub-fd", str(HUB_FD)]
         for number, listener in enumerate(self.listeners, FIRST_LISTENER_FD):
+            if listener.first_only and index != 1:
+                continue
             fds[number] = self.sockets[listener.key].fileno()
             arguments += ["--listen", f"{listener.key}={number}"]
         process = WorkerProcess(self, index, worker)

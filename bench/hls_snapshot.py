@@ -1,0 +1,232 @@
+"""HLS and snapshots: what they cost the server, and how long they take.
+
+- HLS first segment: from a player's first playlist request to its answer, for a
+  broadcast already running (its packager starts on the request) and for one the
+  request itself starts.
+- HLS per viewer: server CPU with N players that poll the playlist and fetch each
+  new segment (cheap keep-alive clients on asyncio; one of them decodes every
+  segment it fetches), against the same number of clients fetching a static file
+  of the segments' size from the web port at the same rate, side by side: the
+  ratio says how close an HLS viewer is to serving a file.
+- Snapshots: REST ``/stream/snapshot`` of a running broadcast, one after another:
+  latency p50/p95, and server CPU per snapshot above the broadcast's own.
+
+Run with ``scripts/bench.sh bench/hls_snapshot.py [--viewers 50,200] [--seconds 20]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import av  # noqa: E402
+
+from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only  # noqa: E402
+from testkit.rest_client import call  # noqa: E402
+from tools.makemedia import make_mp4  # noqa: E402
+
+TICKS = 100  # clock ticks per second (/proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection: GETs, the body read and counted."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.bytes = 0
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        body = await self.reader.readexactly(length)
+        self.bytes += len(body)
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def hls_path(name: str, file: str | None = None) -> str:
+    quoted = urllib.parse.quote(name, safe="")
+    return f"/{quoted}/{file or quoted + '.m3u8'}"
+
+
+async def hls_viewer(server, name: str, until: float, check: bool, counts: dict) -> None:
+    """Poll the playlist every second; fetch each segment not fetched yet."""
+    client = Client(server.host, server.ports["hls.port"])
+    fetched: set[str] = set()
+    try:
+        while time.monotonic() < until:
+            status, body = await client.get(hls_path(name))
+            if status == 200:
+                for line in body.decode().splitlines():
+                    if line and not line.startswith("#") and line not in fetched:
+                        fetched.add(line)
+                        got, data = await client.get(hls_path(name, line))
+                        counts["segments"] += 1
+                        counts["failed"] += got != 200
+                        if check and got == 200:
+                            with av.open(io.BytesIO(data), format="mpegts") as container:
+                                counts["decoded"] += sum(1 for _ in container.decode(video=0))
+            await asyncio.sleep(1.0)
+    finally:
+        client.close()
+        counts["bytes"] += client.bytes
+
+
+async def static_viewer(server, path: str, until: float, every: float, counts: dict) -> None:
+    """The same bytes at the same rate from a static file of the web port."""
+    client = Client(server.host, server.ports["http.port"])
+    try:
+        while time.monotonic() < until:
+            await client.get("/client2/flashphoner.js")  # the playlist's request
+            status, _ = await client.get(path)
+            counts["segments"] += 1
+            counts["failed"] += status != 200
+            await asyncio.sleep(every)
+    finally:
+        client.close()
+        counts["bytes"] += client.bytes
+
+
+async def measure(server, make, count: int, seconds: float) -> dict:
+    counts = {"segments": 0, "failed": 0, "decoded": 0, "bytes": 0}
+    until = time.monotonic() + seconds
+    pid = server.process.pid
+    before, started = cpu_seconds(pid), time.monotonic()
+    await asyncio.gather(*(make(index, until, counts) for index in range(count)))
+    elapsed = time.monotonic() - started
+    counts["cpu"] = (cpu_seconds(pid) - before) / elapsed  # share of a core
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--viewers", default="50,200")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--snapshots", type=int, default=40)
+    args = parser.parse_args()
+    require_loopback_only()
+    folder = Path(tempfile.mkdtemp(prefix="wcsvod-hls-"))
+    clip = make_mp4(folder / "clip.mp4", seconds=60, profile="main", bitrate="450k")
+    for index in range(5):
+        make_mp4(folder / f"fresh{index}.mp4", seconds=10, bitrate="450k")
+    settings = {"media_dir": str(folder), "vod_live_loop": "true", **LOAD_LIMITS}
+    server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
+    try:
+        run_all(server, folder, clip, args)
+    finally:
+        server.stop()
+
+
+def run_all(server, folder: Path, clip: Path, args) -> None:
+    # --- first segment
+    hls = f"{server.hls_url}"
+    running, fresh = [], []
+    for index in range(5):
+        call(server.http_url, "/rest-api/vod/startup",
+             {"uri": "vod-live://clip.mp4", "localStreamName": f"show{index}"})
+    time.sleep(3.3)
+    import urllib.request
+
+    def first(name: str) -> float:
+        started = time.monotonic()
+        with urllib.request.urlopen(hls + hls_path(name), timeout=30) as response:
+            response.read()
+        return time.monotonic() - started
+
+    for index in range(5):
+        running.append(first(f"show{index}"))
+        time.sleep(0.37)  # somewhere else in the GOP each time
+        fresh.append(first(f"vod-live://fresh{index}.mp4"))
+    print(f"HLS first playlist (ms), broadcast running: {fmt(running)}; "
+          f"started by the request: {fmt(fresh)}")
+
+    # --- per viewer, against a static file of a segment's size
+    name = "show0"
+    status, body = asyncio.run(one_get(server, hls_path(name)))
+    segment = [line for line in body.decode().splitlines() if line.endswith(".ts")][-1]
+    size = len(asyncio.run(one_get(server, hls_path(name, segment)))[1])
+    (folder / "static.mp4").write_bytes(b"\0" * size)
+    period = float([line for line in body.decode().splitlines()
+                    if line.startswith("#EXTINF")][-1][8:].rstrip(","))
+    static_path = "/client/records/static.mp4"
+    assert asyncio.run(one_get(server, static_path, web=True))[0] == 200
+    print(f"segments of {size / 1024:.0f} KiB every {period:.2f} s")
+    idle = asyncio.run(measure(server, lambda i, until, c: asyncio.sleep(
+        max(0.0, until - time.monotonic())), 1, args.seconds / 2))["cpu"]
+    print(f"server CPU with the broadcasts alone: {idle * 100:.1f}% of a core")
+    for count in [int(c) for c in args.viewers.split(",") if c]:
+        hls_row = asyncio.run(measure(server, lambda i, until, c: hls_viewer(
+            server, name, until, i == 0, c), count, args.seconds))
+        static_row = asyncio.run(measure(server, lambda i, until, c: static_viewer(
+            server, static_path, until, period, c), count, args.seconds))
+        expected = count * args.seconds / period
+        per_hls = (hls_row["cpu"] - idle) / count
+        per_static = (static_row["cpu"] - idle) / count
+        print(f"{count} HLS viewers: {hls_row['segments']} segments of ~{expected:.0f} "
+              f"expected ({hls_row['failed']} failed, {hls_row['decoded']} frames decoded "
+              f"by the checking viewer), {hls_row['bytes'] / args.seconds * 8 / 1e6:.1f} Mb/s; "
+              f"server {hls_row['cpu'] * 100:.1f}% = {per_hls * 100:.3f}% of a core per "
+              f"viewer; static file: {static_row['cpu'] * 100:.1f}% = "
+              f"{per_static * 100:.3f}% per viewer; ratio HLS/static "
+              f"{per_hls / per_static if per_static > 0 else float('nan'):.2f}")
+
+    # --- snapshots
+    latencies = []
+    pid = server.process.pid
+    before, started = cpu_seconds(pid), time.monotonic()
+    for _ in range(args.snapshots):
+        began = time.monotonic()
+        status, answer, _ = call(server.http_url, "/rest-api/stream/snapshot",
+                                 {"streamName": "show1"}, check=False)
+        latencies.append(time.monotonic() - began)
+        assert status == 200, answer
+    elapsed = time.monotonic() - started
+    used = cpu_seconds(pid) - before - idle * elapsed
+    print(f"snapshots of a running broadcast (640x360): latency {fmt(latencies)}; "
+          f"server CPU {used / args.snapshots * 1000:.1f} ms per snapshot")
+
+
+async def one_get(server, path: str, web: bool = False) -> tuple[int, bytes]:
+    client = Client(server.host, server.ports["http.port" if web else "hls.port"])
+    try:
+        return await client.get(path)
+    finally:
+        client.close()
+
+
+def fmt(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return (f"p50 {statistics.median(ordered) * 1000:.0f}, p95 {p95 * 1000:.0f}, "
+            f"max {ordered[-1] * 1000:.0f}")
+
+
+if __name__ == "__main__":
+    main()

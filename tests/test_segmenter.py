@@ -1,0 +1,141 @@
+"""A stream cut into HLS segments: each a TS that decodes on its own, starting
+on a keyframe, in a playlist that follows the spec; memory bounded."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import pytest
+
+from tools.makemedia import make_mp4
+from wcs.hls import segmenter as hls
+from wcs.hls.segmenter import Segmenter
+from wcs.media import mpegts
+from wcs.media.mp4 import Mp4File
+from wcs.media.sample import MediaInfo, Sample, VideoInfo
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hls")
+    make_mp4(folder / "gop1.mp4", seconds=6, width=320, height=180, gop=30)
+    make_mp4(folder / "audio.mp4", seconds=4, video=False)
+    return folder
+
+
+def run(path: Path, loop: bool = False, until: float = 1e9) -> tuple[Segmenter, list[Sample]]:
+    media = Mp4File(path, "test")
+    cut = Segmenter(media.info, "test")
+    fed = []
+    for sample in media.samples(loop=loop):
+        if sample.time > until:
+            break
+        cut.deliver(sample)
+        fed.append(sample)
+    return cut, fed
+
+
+def packets(data: bytes) -> dict[str, list[av.Packet]]:
+    found: dict[str, list[av.Packet]] = {"video": [], "audio": []}
+    with av.open(io.BytesIO(data), format="mpegts") as container:
+        for packet in container.demux():
+            if packet.size:
+                found[packet.stream.type].append(packet)
+    return found
+
+
+def test_segments_start_on_keyframes_and_decode_on_their_own(files):
+    cut, _ = run(files / "gop1.mp4")
+    cut.closed(None, False)
+    assert cut.made == 6  # a keyframe a second: a segment a second
+    for segment in cut.segments:
+        assert segment.keyframe
+        found = packets(segment.data)
+        assert found["video"][0].is_keyframe
+        with av.open(io.BytesIO(segment.data), format="mpegts") as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == len(found["video"]) and frames[0].width == 320
+        video = [float(p.pts * p.time_base) for p in found["video"]]
+        audio = [float(p.pts * p.time_base) for p in found["audio"]]
+        assert abs((video[-1] - video[0]) - (audio[-1] - audio[0])) < 0.1  # they agree
+        assert abs(segment.duration - 1.0) < 0.05
+    numbers = [segment.number for segment in cut.segments]
+    assert numbers == list(range(6))
+
+
+def test_the_playlist_lists_the_last_segments_and_ends_with_the_stream(files):
+    cut, _ = run(files / "gop1.mp4", loop=True, until=12.5)
+    playlist = cut.playlist()
+    lines = playlist.splitlines()
+    assert lines[:4] == ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2",
+                         "#EXT-X-MEDIA-SEQUENCE:6"]
+    assert lines[4::2] == ["#EXTINF:1.000,"] * hls.LISTED
+    assert lines[5::2] == [f"{n}.ts" for n in range(6, 12)]
+    assert "#EXT-X-ENDLIST" not in playlist
+    assert len(cut.segments) == hls.KEPT and cut.segment(3) is None and cut.segment(4)
+    cut.closed(None, False)
+    assert cut.playlist().endswith("#EXT-X-ENDLIST\n")
+    assert cut.made == 13  # the last, partial, second too
+
+
+def test_timestamps_continue_across_segments_and_loops(files):
+    cut, _ = run(files / "gop1.mp4", loop=True, until=14)
+    ends = []
+    for segment in cut.segments:
+        found = packets(segment.data)
+        video = [float(p.pts * p.time_base) for p in found["video"]]
+        ends.append((video[0], video[-1]))
+    for (_, last), (first, _) in zip(ends, ends[1:]):
+        assert abs(first - last - 1 / 30) < 0.002  # the next frame, loop or not
+
+
+def test_audio_only_streams_are_cut_every_second(files):
+    cut, _ = run(files / "audio.mp4")
+    cut.closed(None, False)
+    assert cut.made == 4
+    for segment in cut.segments:
+        found = packets(segment.data)
+        assert found["video"] == [] and found["audio"]
+        assert 0.95 < segment.duration < 1.1
+
+
+def frame(pts: int, keyframe: bool = False, size: int = 1000) -> Sample:
+    return Sample("video", b"\x00\x00\x00\x01\x65" + b"\x88" * size, pts, 90000,
+                  pts / 90000, keyframe=keyframe, codec="h264")
+
+
+def test_a_publisher_is_asked_for_keyframes_and_a_keyframeless_stream_is_cut_anyway():
+    asked = []
+    info = MediaInfo(0.0, VideoInfo(0, 0, 0.0, "42e01f"), None)
+    cut = Segmenter(info, "test", lambda: asked.append(True))
+    assert cut.keyframe_wanted()
+    cut.deliver(frame(0))  # before any keyframe: nothing to start with
+    assert cut.made == 0 and cut.keyframe_wanted()
+    cut.deliver(frame(3000, keyframe=True))
+    assert not cut.keyframe_wanted()
+    for n in range(2, 700):  # 23 s
+        cut.deliver(frame(3000 * n))
+        cut.deliver(frame(3000 * n))  # a repeated timestamp is dropped, never muxed
+    assert asked == [True, True, True]  # at 2 s into each segment
+    assert [segment.keyframe for segment in cut.segments] == [True, False]
+    assert [round(segment.duration) for segment in cut.segments] == [10, 10]
+
+
+def test_what_is_held_is_bounded():
+    info = MediaInfo(0.0, VideoInfo(0, 0, 0.0, "42e01f"), None)
+    cut = Segmenter(info, "test")
+    cut.deliver(frame(0, keyframe=True, size=1 << 20))
+    for n in range(1, 40):  # 40 MB in a third of a second
+        cut.deliver(frame(300 * n, size=1 << 20))
+    assert cut.made == 2 and cut._bytes < hls.MAX_BYTES
+    cut.release()
+    assert not cut.segments and cut._pending == [] and cut.ended
+
+
+def test_an_audio_specific_config_says_rate_and_channels():
+    assert mpegts.aac_rate(bytes([0x12, 0x10])) == 44100
+    assert mpegts.aac_rate(bytes([0x11, 0x90])) == 48000
+    assert mpegts.aac_channels(bytes([0x12, 0x10])) == 2
+    assert mpegts.aac_rate(b"") == 44100 and mpegts.aac_rate(bytes([0x17, 0x90])) == 44100

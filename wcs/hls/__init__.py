@@ -1,0 +1,1 @@
+"""HLS: streams cut into MPEG-TS segments for players that fetch them over HTTP."""

@@ -1,0 +1,127 @@
+"""The HLS packagers that run: one :class:`~wcs.hls.segmenter.Segmenter` per
+stream name, started by its first request and stopped ``IDLE`` seconds after
+its last, whatever the stream does meanwhile.
+
+A packager is one more subscriber of the stream (a broadcast it starts runs
+as for any viewer, and ends by the usual timeout once the packager leaves),
+so every HLS player of a name costs the segments' bytes, never a remux.
+Personal ``vod://`` plays are not offered as HLS, as WCS does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.application import service
+from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wcs.errors import LimitReached, NotFound, WcsError
+from wcs.hls.segmenter import Segmenter
+from wcs.streams import uri as uris
+from wcs.streams.registry import Stream, StreamRegistry
+
+log = Logger()
+
+#: Seconds a packager outlives the last request for its playlist or segments.
+IDLE = 20.0
+#: Packagers at once (each one is a subscriber of a running stream).
+MAX_PACKAGERS = 200
+
+
+@dataclass
+class Packager:
+    name: str
+    stream: Stream
+    segmenter: Segmenter
+    used: float  # when it was last asked for something (clock s)
+
+
+class Packagers(service.Service):
+    """Segmenters by stream name, opened on demand, closed when unused."""
+
+    def __init__(self, registry: StreamRegistry, clock: IReactorTime,
+                 idle: float = IDLE) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.idle = idle
+        self.running_packagers: dict[str, Packager] = {}
+        self._opening: dict[str, list[Deferred[Packager]]] = {}
+        self._sweeper = task.LoopingCall(self.sweep)
+        self._sweeper.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self._sweeper.start(1.0, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._sweeper.running:
+            self._sweeper.stop()
+        for name in list(self.running_packagers):
+            self._drop(name)
+
+    def get(self, name: str) -> Deferred[Packager]:
+        """The packager of ``name``, started if it was not: fails with a
+        :class:`~wcs.errors.WcsError` saying why there is none."""
+        running = self.running_packagers.get(name)
+        if running is not None:
+            running.used = self.clock.seconds()
+            return succeed(running)
+        waiting = self._opening.get(name)
+        if waiting is not None:
+            done: Deferred[Packager] = Deferred()
+            waiting.append(done)
+            return done
+        try:
+            if uris.parse(name).scheme == uris.PERSONAL:
+                raise NotFound("vod:// plays are personal and not served as HLS; "
+                               "play vod-live:// instead")
+        except WcsError as error:
+            return _failed(error)
+        if len(self.running_packagers) + len(self._opening) >= MAX_PACKAGERS:
+            return _failed(LimitReached("HLS streams packaged at once", "max_hls_streams",
+                                        MAX_PACKAGERS))
+        self._opening[name] = []
+        opening = self.registry.open(name)
+        opening.addCallbacks(self._opened, self._refused, callbackArgs=(name,),
+                             errbackArgs=(name,))
+        return opening
+
+    def _opened(self, stream: Stream, name: str) -> Packager:
+        segmenter = Segmenter(stream.info, f"HLS {name!r}", stream.request_keyframe)
+        packager = Packager(name, stream, segmenter, self.clock.seconds())
+        self.running_packagers[name] = packager
+        stream.subscribe(segmenter)
+        log.info("HLS of {name!r} started (stream {id})", name=name, id=stream.id)
+        for waiting in self._opening.pop(name, []):
+            waiting.callback(packager)
+        return packager
+
+    def _refused(self, failure: Failure, name: str) -> Failure:
+        for waiting in self._opening.pop(name, []):
+            waiting.errback(failure)
+        return failure
+
+    def sweep(self) -> None:
+        """Stop the packagers nobody asked anything of for ``idle`` seconds."""
+        now = self.clock.seconds()
+        for name, packager in list(self.running_packagers.items()):
+            if now - packager.used >= self.idle:
+                self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        packager = self.running_packagers.pop(name)
+        packager.stream.unsubscribe(packager.segmenter)
+        packager.segmenter.release()
+        log.info("HLS of {name!r} stopped: {n} segments made", name=name,
+                 n=packager.segmenter.made)
+
+
+def _failed(error: WcsError) -> Deferred[Packager]:
+    done: Deferred[Packager] = Deferred()
+    done.errback(Failure(error))
+    return done

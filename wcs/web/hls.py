@@ -1,0 +1,133 @@
+"""The HLS port (``hls.port``, 8082; ``hls.ssl.port``, 8445): WCS's paths.
+
+``/<streamName>/<streamName>.m3u8`` is a stream's playlist and
+``/<streamName>/<number>.ts`` its segments, the name URL-encoded as the SDK's
+HLS demos send it (``vod-live%3A%2F%2Fsample.mp4``). Read-only GETs that any
+page may fetch (CORS ``*``); every refusal is JSON saying why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from wcs.errors import NotFound, WcsError
+from wcs.hls.packagers import Packager, Packagers
+from wcs.web.rest import error, http_status
+
+log = Logger()
+
+#: Longest wait for a stream's first segment before its playlist is answered 503.
+FIRST_SEGMENT_WAIT = 15.0
+PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
+SEGMENT_TYPE = b"video/mp2t"
+
+
+class HlsRoot(resource.Resource):
+    """``/``: a child per stream name."""
+
+    def __init__(self, packagers: Packagers, clock: IReactorTime) -> None:
+        super().__init__()
+        self.packagers = packagers
+        self.clock = clock
+
+    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+        return HlsFile(self.packagers, self.clock, path)
+
+    def render(self, request: Request) -> bytes:
+        return HlsFile(self.packagers, self.clock, b"").render(request)
+
+
+class HlsFile(resource.Resource):
+    """``/<name>/<file>``: the playlist or a segment of the stream ``name``."""
+
+    isLeaf = True
+
+    def __init__(self, packagers: Packagers, clock: IReactorTime, name: bytes) -> None:
+        super().__init__()
+        self.packagers = packagers
+        self.clock = clock
+        self.name = name
+
+    def render(self, request: Request) -> bytes | int:
+        request.setHeader(b"Access-Control-Allow-Origin", b"*")
+        if request.method == b"OPTIONS":
+            request.setHeader(b"Access-Control-Allow-Methods", b"GET, HEAD, OPTIONS")
+            request.setHeader(b"Access-Control-Max-Age", b"600")
+            request.setResponseCode(204)
+            return b""
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD, OPTIONS")
+            return error(request, 405, "HLS is read with GET")
+        try:
+            name = self.name.decode("utf-8")
+            wanted = b"/".join(request.postpath).decode("utf-8")
+        except UnicodeDecodeError:
+            return error(request, 404, "not a stream name (UTF-8 expected)")
+        if not name or not wanted:
+            return error(request, 404, "HLS is at /<streamName>/<streamName>.m3u8")
+        if wanted == f"{name}.m3u8":
+            answer = self.packagers.get(name).addCallback(self._playlist)
+        elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
+            answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
+        else:
+            return error(request, 404, f"no such HLS file: {wanted!r} (the playlist is "
+                                       f"{name}.m3u8)")
+        answer.addErrback(self._refused, request)
+        answer.addCallback(self._send, request)
+        return NOT_DONE_YET
+
+    def _playlist(self, packager: Packager) -> Deferred[tuple[int, bytes, bytes]]:
+        segmenter = packager.segmenter
+
+        def ready(_: Any) -> tuple[int, bytes, bytes]:
+            packager.used = self.clock.seconds()
+            if not segmenter.segments:
+                if segmenter.ended:
+                    raise NotFound(segmenter.failure or "The stream ended before its "
+                                                        "first segment")
+                return 503, PLAYLIST_TYPE, b""  # (not yet: the player asks again)
+            return 200, PLAYLIST_TYPE, segmenter.playlist().encode("ascii")
+
+        waiting = segmenter.ready()
+        waiting.addTimeout(FIRST_SEGMENT_WAIT, self.clock, onTimeoutCancel=lambda *_: None)
+        return waiting.addCallback(ready)
+
+    def _segment(self, packager: Packager, number: int) -> tuple[int, bytes, bytes]:
+        found = packager.segmenter.segment(number)
+        if found is None:
+            raise NotFound(f"segment {number} is not (or no longer) kept")
+        return 200, SEGMENT_TYPE, found.data
+
+    def _refused(self, failure: Failure, request: Request) -> tuple[int, bytes, bytes]:
+        if isinstance(failure.value, WcsError):
+            status, message = http_status(failure.value), failure.value.info
+        else:
+            log.failure("HLS {path} failed", failure,
+                        path=request.path.decode("ascii", "replace"))
+            status, message = 500, f"internal error: {type(failure.value).__name__}"
+        return status, b"", error(request, status, message)
+
+    @staticmethod
+    def _send(answer: tuple[int, bytes, bytes], request: Request) -> None:
+        if request.finished or request._disconnected:
+            return
+        status, kind, body = answer
+        request.setResponseCode(status)
+        if kind:
+            request.setHeader(b"Content-Type", kind)
+            request.setHeader(b"Cache-Control", b"no-cache" if kind == PLAYLIST_TYPE
+                              else b"max-age=60")
+        if status == 503:
+            body = error(request, 503, "no segment yet: ask again shortly")
+            request.setHeader(b"Retry-After", b"1")
+        request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
