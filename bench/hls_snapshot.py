@@ -11,7 +11,7 @@
 - Snapshots: REST ``/stream/snapshot`` of a running broadcast, one after another:
   latency p50/p95, and server CPU per snapshot above the broadcast's own.
 
-Run with ``scripts/bench.sh bench/hls_snapshot.py [--viewers 50,200] [--seconds 20]``.
+Run with ``scripts/bench.sh bench/hls_snapshot.py [--viewers 100,400] [--seconds 20]``.
 """
 
 from __future__ import annotations
@@ -84,8 +84,12 @@ async def hls_viewer(server, name: str, until: float, check: bool, counts: dict)
         while time.monotonic() < until:
             status, body = await client.get(hls_path(name))
             if status == 200:
-                for line in body.decode().splitlines():
-                    if line and not line.startswith("#") and line not in fetched:
+                listed = [line for line in body.decode().splitlines()
+                          if line and not line.startswith("#")]
+                if not fetched:  # a player starts near the live edge
+                    fetched.update(listed[:-1])
+                for line in listed:
+                    if line not in fetched:
                         fetched.add(line)
                         got, data = await client.get(hls_path(name, line))
                         counts["segments"] += 1
@@ -127,7 +131,7 @@ async def measure(server, make, count: int, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--viewers", default="50,200")
+    parser.add_argument("--viewers", default="100,400")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--snapshots", type=int, default=40)
     args = parser.parse_args()
@@ -166,6 +170,12 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
         fresh.append(first(f"vod-live://fresh{index}.mp4"))
     print(f"HLS first playlist (ms), broadcast running: {fmt(running)}; "
           f"started by the request: {fmt(fresh)}")
+    for index in range(2, 5):  # two broadcasts stay: less of the server's CPU is theirs
+        call(server.http_url, "/rest-api/vod/terminate", {"localStreamName": f"show{index}"})
+    for index in range(5):
+        call(server.http_url, "/rest-api/vod/terminate",
+             {"uri": f"vod-live://fresh{index}.mp4"}, check=False)
+    time.sleep(2)
 
     # --- per viewer, against a static file of a segment's size
     name = "show0"
