@@ -173,3 +173,83 @@ def test_a_viewer_is_taken_out_of_its_batch_whole_even_after_its_sender_stopped(
     first.tracks["video"].stream = None  # aiortc stopped it before the stream let go
     batch.remove(first)
     assert batch.streams["video"] == ["stream 2"] and list(batch) == [second]
+
+
+class MseLike(Sink):
+    """A subscriber that must hold 2.5 s of media before it shows any."""
+
+    pressed_join = False
+    lead = 2.5
+
+
+def aac(n: int) -> Sample:
+    return Sample("audio", b"aac%d" % n, n * 1024, 44100, n * 1024 / 44100, codec="aac")
+
+
+def test_a_joiner_with_a_lead_gets_that_much_history_video_and_aac():
+    broadcast = Broadcast("t")
+    aac_count = 0
+    for n in range(200):  # keyframes every 2 s (60 frames): 0, 60, 120, 180
+        broadcast.send(video(n, n % 60 == 0))
+        while aac(aac_count).time <= n / 30:
+            broadcast.send(aac(aac_count))
+            aac_count += 1
+    late = MseLike()
+    broadcast.add(late)
+    got = late.got
+    # from the keyframe at least 2.5 s back (frame 120, at 4.0 s; now is 6.63 s)
+    assert got[0].keyframe and got[0].data == b"frame120"
+    videos = [s for s in got if s.kind == "video"]
+    assert [s.data for s in videos] == [b"frame%d" % n for n in range(120, 200)]
+    assert [s.pts for s in videos] == [n * 3000 for n in range(120, 200)]  # own timestamps
+    sounds = [s for s in got if s.codec == "aac"]
+    assert sounds and 4.0 - 0.05 <= sounds[0].time and sounds[-1].time <= 199 / 30
+    span = got[-1].time - got[0].time
+    assert 2.5 <= span <= 2.5 + 2.0 + 0.1  # at least the lead, at most a GOP more
+    plain = Sink()
+    broadcast.add(plain)  # the others still get the GOP, pressed, video only
+    assert plain.got[0].data == b"frame180" and all(s.kind == "video" for s in plain.got)
+
+
+def test_history_is_bounded():
+    from wcs.streams.fanout import HISTORY_LIMIT
+
+    broadcast = Broadcast("t")
+    broadcast.send(video(0, True))
+    for n in range(1, HISTORY_LIMIT + 10):  # one endless GOP
+        broadcast.send(video(n, False))
+    late = MseLike()
+    broadcast.add(late)
+    assert late.got == []
+    assert len(broadcast._recent) == 0  # dropped, until the next keyframe
+
+
+def test_a_personal_stream_sends_its_lead_at_once_unless_it_re_encodes(tmp_path):
+    """A lead read at once from a B-frame file would be that much x264 work in one
+    go on the reactor: such a file is paced from its first sample instead."""
+    from twisted.internet.task import Clock
+
+    from tools.makemedia import make_mp4
+    from wcs.media.mp4 import Mp4File
+    from wcs.sources import OpenedMedia
+    from wcs.streams import uri
+    from wcs.streams.stream import VodStream
+
+    plain = make_mp4(tmp_path / "plain.mp4", seconds=4, width=160, height=90)
+    bframes = make_mp4(tmp_path / "b.mp4", seconds=4, width=160, height=90, profile="high",
+                       bframes=2)
+    sent = {}
+    for path in (plain, bframes):
+        clock = Clock()
+        media = OpenedMedia(Mp4File(path, "f"))
+        stream = VodStream(uri.parse(f"vod://{path.name}"), path.name, media, clock,
+                           lambda _: None)
+        viewer = Sink()
+        viewer.lead = 2.5
+        stream.subscribe(viewer)
+        for _ in range(30):
+            clock.advance(0.01)
+        sent[path.name] = [s.time for s in viewer.got if s.kind == "video"]
+        stream.terminate("done")
+    assert max(sent["plain.mp4"]) >= 2.4  # 2.5 s at once
+    assert sent["b.mp4"] and max(sent["b.mp4"]) < 0.6  # paced from its start

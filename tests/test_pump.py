@@ -221,3 +221,16 @@ def test_close_lets_go_of_the_source_and_the_callbacks_at_once():
         assert gone() is None, "the pump and its owner were left in a reference cycle"
     finally:
         gc.enable()
+
+
+def test_a_lead_sends_that_much_at_once_then_paces():
+    run = Run(samples(30))  # a sample every 0.1 s
+    run.pump.start(lead=1.0)
+    run.clock.advance(0)
+    assert [s.data for _, s in run.sent] == [b"%d" % n for n in range(11)]  # 0.0 .. 1.0 s
+    run.advance(0.5)
+    assert len(run.sent) == 16  # then one every 0.1 s: 1.5 s of media after 0.5 s
+    run.pump.stop()
+    run.pump.start(lead=5.0)  # a later start keeps the timeline: no second lead
+    run.clock.advance(0)
+    assert len(run.sent) == 16

@@ -56,7 +56,7 @@ def no_gc() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("release")
-    make_mp4(folder / "clip.mp4", seconds=3, width=320, height=180)
+    make_mp4(folder / "clip.mp4", seconds=6, width=320, height=180)
     return folder
 
 
@@ -158,7 +158,7 @@ def test_an_mse_play_is_freed_with_its_codec_threads_when_it_ends(no_gc, media, 
         browser.stop("m1", "vod://clip.mp4")
         assert browser.statuses("m1")[-1] == ("STOPPED", "Stopped by user")
     elif ending == "end of file":
-        advance(clock, 3.0)
+        advance(clock, 6.0)
         assert browser.statuses("m1")[-1] == ("STOPPED", None)
     else:
         browser.session.released("gone")

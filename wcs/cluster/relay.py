@@ -155,6 +155,7 @@ class RelaySender(Int32StringReceiver):
 
     MAX_LENGTH = 64 * 1024  # a receiver only says hello and asks for keyframes
     pressed_join = False  # the receiving worker caches the GOP itself
+    lead = 0.0
 
     def __init__(self, relay: RelayService) -> None:
         self.relay = relay

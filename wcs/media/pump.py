@@ -57,13 +57,17 @@ class Pump:
         self._pending: Sample | None = None
         self._call: IDelayedCall | None = None
         self._start: float | None = start
+        self._lead = 0.0
         self.running = False
         self.ended = False
         self.sent: Counter[str] = Counter()
 
-    def start(self) -> None:
+    def start(self, lead: float = 0.0) -> None:
+        """Pace from now; the first ``lead`` seconds of samples (on a first
+        start) go out at once, for a player that waits for that much."""
         if self.running or self.ended:
             return
+        self._lead = lead if self._start is None else 0.0
         self.running = True
         self._call = self._clock.callLater(0, self._run)
 
@@ -118,7 +122,7 @@ class Pump:
                                  else "Source read failed")
                     return
             if self._start is None:
-                self._start = now - self._pending.time
+                self._start = now - self._pending.time - self._lead
             due = self._start + self._pending.time
             if due > now + LEAD:
                 break

@@ -23,6 +23,13 @@ from wcs.mse.packetizer import MsePacketizer
 log = Logger()
 
 STUCK_LIMIT = 5.0
+#: Bytes still sent once the socket's buffer is full (Twisted's 64 KiB): a
+#: joiner's lead (2.5 s or more at once) goes out whole instead of being cut
+#: back to the next keyframe; within the session's ``ws_send_buffer`` bound.
+PAUSED_ALLOWANCE = 512 * 1024
+#: Media the SDK's MSE player holds before it appends anything: it waits until
+#: each track spans over 2 s (its buffer controller's ``buffered() > 2``).
+MSE_LEAD = 2.5
 
 
 class MediaChannel(Protocol):
@@ -51,6 +58,7 @@ class MseViewer:
     "stopped"/"failed" with an info, once."""
 
     pressed_join = False  # MSE plays the cached GOP at its own pace from its keyframe
+    lead = MSE_LEAD  # sent at once: the first picture does not wait for 2 s of media
 
     def __init__(self, channels: MediaChannels, session_id: str, info: MediaInfo,
                  label: str, clock: IReactorTime,
@@ -65,6 +73,7 @@ class MseViewer:
         self.on_keyframe_request: Callable[[], None] = lambda: None  # MSE never asks
         self.packetizer = MsePacketizer(info.audio.aac_config if info.audio else b"")
         self.paused_since: float | None = None
+        self.held = 0  # bytes sent on since the socket's buffer filled
         self.need_key = info.video is not None
         self.dropped = 0
         self._done = False
@@ -88,7 +97,7 @@ class MseViewer:
 
     def pauseProducing(self) -> None:
         if self.paused_since is None:
-            self.paused_since = self.clock.seconds()
+            self.paused_since, self.held = self.clock.seconds(), 0
 
     def resumeProducing(self) -> None:
         self.paused_since = None
@@ -104,7 +113,9 @@ class MseViewer:
     def deliver(self, sample: Sample) -> None:
         if self._done or self.channel is None:
             return
-        if self.paused_since is not None:
+        if self.paused_since is not None and (
+                self.held >= PAUSED_ALLOWANCE
+                or self.clock.seconds() - self.paused_since > STUCK_LIMIT):
             self.dropped += 1
             self.need_key = self.info.video is not None
             if self.clock.seconds() - self.paused_since > STUCK_LIMIT:
@@ -118,6 +129,8 @@ class MseViewer:
             self.need_key = False
         data = self.packetizer.pack(sample)
         if data:
+            if self.paused_since is not None:
+                self.held += len(data)
             self.channel.send(data)
 
     def closed(self, info: str | None, failed: bool) -> None:

@@ -60,6 +60,12 @@ class OpenedMedia:
         return gatherResults(waits, consumeErrors=True).addCallbacks(
             lambda _: None, lambda failure: failure.value.subFailure)
 
+    @property
+    def reencoded(self) -> bool:
+        """Whether its video is re-encoded as it is read (B-frames): reading it
+        ahead of time costs an encoder's work at once."""
+        return self._reader.has_b_frames
+
     def pass_length(self) -> float:
         """One pass's length (s), the same for every reader of the file."""
         return self._reader.pass_length()

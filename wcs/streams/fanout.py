@@ -4,7 +4,10 @@ The current GOP (video since the last IDR) is kept, so a viewer who joins
 mid-GOP starts at once on that IDR instead of waiting for the next one. The
 cached frames go out with their timestamps pressed together just before the
 live edge, so the viewer decodes them in a blink and shows the same moment
-as everyone else; its audio starts at the live edge.
+as everyone else; its audio starts at the live edge. A player that must hold
+some media before it shows any (the SDK's MSE player: over 2 s of each track)
+gets that much history instead, video from a keyframe and AAC, at their own
+timestamps.
 
 A subscriber that raises is dropped and told "Internal error" (logged with
 its traceback); the others go on. A failure of the fan-out itself reaches
@@ -28,6 +31,11 @@ log = Logger()
 GOP_LIMIT = 300
 #: How far apart (in clock ticks) the pressed-together cached frames are.
 BURST_STEP = 1
+#: Media kept (s, from a keyframe on) for joiners that must hold some before
+#: they show anything (a subscriber's ``lead``, at most this).
+HISTORY = 3.0
+#: Most samples that history holds (past it, it starts again at the next keyframe).
+HISTORY_LIMIT = 3000
 
 
 class Broadcast:
@@ -47,6 +55,8 @@ class Broadcast:
         self._batches: dict[type, Any] = {}
         self._gop: list[Sample] = []
         self._gop_overflow = False
+        self._recent: list[Sample] = []  # video and AAC from a keyframe, for leads
+        self._keys: list[int] = []  # where in it each keyframe is
         self._finished = False
 
     def __len__(self) -> int:
@@ -69,7 +79,14 @@ class Broadcast:
             batch.add(subscriber)
 
     def _join_burst(self, subscriber: Subscriber) -> list[Sample]:
-        """The cached GOP for a newcomer: as it was, or pressed before the live edge."""
+        """The cached GOP for a newcomer: as it was, or pressed before the live edge;
+        or, for one with a lead, history from the keyframe at least that far back."""
+        lead = getattr(subscriber, "lead", 0.0)
+        if lead and self._keys:
+            now = self._recent[-1].time
+            start = max((key for key in self._keys if now - self._recent[key].time >= lead),
+                        default=self._keys[0])
+            return self._recent[start:]
         if not self._gop or not subscriber.pressed_join:
             return list(self._gop)
         last = self._gop[-1].pts
@@ -93,8 +110,11 @@ class Broadcast:
 
     def send(self, sample: Sample) -> None:
         """One live sample to everyone (the pump calls this when it is due)."""
-        if sample.kind == "video" and self.cache_gop:
-            self._remember(sample)
+        if self.cache_gop:
+            if sample.kind == "video":
+                self._remember(sample)
+            if sample.kind == "video" or sample.codec == "aac":
+                self._keep(sample)
         for subscriber in list(self._singles):
             if self._finished:  # a subscriber's failure ended the stream
                 return
@@ -123,6 +143,21 @@ class Broadcast:
             else:
                 self._gop.append(sample)
 
+    def _keep(self, sample: Sample) -> None:
+        """History for leads: from the latest keyframe at least ``HISTORY`` back."""
+        if sample.kind == "video" and sample.keyframe:
+            self._keys.append(len(self._recent))
+        if not self._keys:
+            return
+        self._recent.append(sample)
+        keys = self._keys
+        while len(keys) >= 2 and sample.time - self._recent[keys[1]].time >= HISTORY:
+            cut = keys[1]
+            del self._recent[:cut]
+            self._keys = keys = [key - cut for key in keys[1:]]
+        if len(self._recent) > HISTORY_LIMIT:
+            self._recent, self._keys = [], []
+
     def _deliver(self, subscriber: Subscriber, sample: Sample) -> None:
         try:
             subscriber.deliver(sample)
@@ -146,5 +181,6 @@ class Broadcast:
         self._singles = []
         self._batches = {}
         self._gop = []
+        self._recent, self._keys = [], []
         for subscriber in subscribers:
             self._tell(subscriber, info, failed)

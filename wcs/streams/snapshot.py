@@ -22,6 +22,7 @@ class Grab:
     """Subscriber: fires ``done`` with video from a keyframe to the current frame."""
 
     pressed_join = False  # the GOP at its own timestamps: decoded, not shown
+    lead = 0.0
 
     def __init__(self, clock: IReactorTime) -> None:
         self.done: Deferred[list[Sample]] = Deferred()

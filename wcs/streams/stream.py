@@ -99,7 +99,9 @@ class VodStream:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self.broadcast.add(subscriber)
-        self.pump.start()
+        # a lead read at once from a re-encoded file would be a burst of x264 work on
+        # the reactor: such a file is paced from its first sample, as before
+        self.pump.start(lead=0.0 if self.media.reencoded else getattr(subscriber, "lead", 0.0))
 
     def request_keyframe(self) -> None:
         """A viewer lost its picture: a file's next keyframe comes within a GOP."""

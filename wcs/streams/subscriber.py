@@ -20,6 +20,11 @@ class Subscriber(Protocol):
     #: (False: a player that buffers, such as MSE, plays from the keyframe).
     pressed_join: bool
 
+    #: Seconds of media it must hold before it shows anything (the SDK's MSE
+    #: player appends nothing until it has over 2 s of each track): a personal
+    #: stream sends that much at once, a live one keeps that much history for it.
+    lead: float
+
     def deliver(self, sample: Sample) -> None:
         """One sample, when it is due."""
 

@@ -95,6 +95,7 @@ class WebRTCViewer:
     """
 
     pressed_join = True  # a late joiner shows the live moment at once
+    lead = 0.0
 
     def __init__(self, info: MediaInfo, label: str,
                  on_state: Callable[[str, str | None], None], fast: bool = True) -> None:
