@@ -52,6 +52,7 @@ class Segmenter:
     """Subscriber: a stream as HLS segments and a playlist."""
 
     pressed_join = False  # the cached GOP at its own times: it is the first segment's start
+    lead = 0.0
 
     def __init__(self, info: MediaInfo, label: str,
                  ask_keyframe: Callable[[], None] = lambda: None) -> None:
