@@ -253,3 +253,22 @@ def test_a_personal_stream_sends_its_lead_at_once_unless_it_re_encodes(tmp_path)
         stream.terminate("done")
     assert max(sent["plain.mp4"]) >= 2.4  # 2.5 s at once
     assert sent["b.mp4"] and max(sent["b.mp4"]) < 0.6  # paced from its start
+
+
+def test_a_publication_learns_its_picture_size_from_its_keyframes():
+    from twisted.internet.task import Clock
+
+    from wcs.media.sample import MediaInfo, VideoInfo
+    from wcs.streams.stream import PublishedStream
+
+    sps = bytes.fromhex("6742c00dd90141fa10000003001000000303c0f142a480")  # x264's, 320x240
+    stream = PublishedStream("cam", MediaInfo(0.0, VideoInfo(0, 0, 0.0, "42e01f"), None),
+                             lambda: None, lambda _: None, Clock())
+    stream.send(Sample("video", b"\x00\x00\x00\x01\x41\x88", 0, 90000, 0.0, keyframe=False))
+    assert stream.info.video.width == 0
+    stream.send(Sample("video", b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01\x65\x88",
+                       3000, 90000, 0.03, keyframe=True))
+    assert (stream.info.video.width, stream.info.video.height) == (320, 240)
+    stream.send(Sample("video", b"\x00\x00\x00\x01\x67\x42", 6000, 90000, 0.06,
+                       keyframe=True))  # a broken SPS changes nothing
+    assert stream.info.video.width == 320

@@ -41,14 +41,3 @@ def test_pages_may_choose_the_same_id_and_each_is_kept_and_stopped():
     table.remove(first)
     assert table.all() == [second]
     assert table.stop("nothing", "x") == 0
-
-
-def test_a_publication_s_size_follows_its_keyframes():
-    media = MediaSession("m1", "cam", True, "WebRTC", "s1")
-    # an SPS of 320x240 (baseline, emulation prevention bytes in it), then an IDR
-    sps = bytes.fromhex("6742c00dd90141fa10000003001000000303c0f142a480")  # x264's
-    media.keyframe(b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01\x65\x88")
-    assert (media.width, media.height) == (320, 240)
-    media.keyframe(b"\x00\x00\x00\x01\x67\x42")  # a broken SPS changes nothing
-    media.keyframe(b"\x00\x00\x00\x01\x65\x88")  # nor does a keyframe without one
-    assert (media.width, media.height) == (320, 240)

@@ -53,6 +53,7 @@ class Settings:
     bind_address: str = "0.0.0.0"
     announced_ips: tuple[str, ...] = ()
     vod_live_loop: bool = False
+    transcoding_disabled: bool = False
     vod_stream_timeout: int = 30000
     hls_idle_timeout: int = 20000
     vod_mp4_container_new: bool = True
@@ -261,6 +262,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "bind_address": ("bind_address", _address, repr),
     "ip": ("announced_ips", _addresses, repr),
     "vod_live_loop": ("vod_live_loop", _bool, repr),
+    "transcoding_disabled": ("transcoding_disabled", _bool, repr),
     "vod_stream_timeout": ("vod_stream_timeout", _non_negative, repr),
     "hls_idle_timeout": ("hls_idle_timeout", _positive, repr),
     "vod_mp4_container_new": ("vod_mp4_container_new", _bool, repr),

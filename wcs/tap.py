@@ -304,7 +304,8 @@ def compose(settings: Settings, listen: Listen | None = None,
         relay.setServiceParent(top)
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
                               timeout=settings.vod_stream_timeout / 1000.0, limits=limits,
-                              directory=directory, relay=relay)
+                              directory=directory, relay=relay,
+                              transcoding=not settings.transcoding_disabled)
     if relay is not None:
         relay.streams = registry.published
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,

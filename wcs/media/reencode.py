@@ -42,7 +42,7 @@ class X264:
         self.encoder.bit_rate = bitrate
         self.encoder.profile = profile
         self.encoder.options = {
-            "preset": "veryfast", "tune": "zerolatency", "bf": "0",
+            "preset": "veryfast", "tune": "zerolatency", "bf": "0", "profile": profile,
             "x264-params": f"keyint={max(1, int(rate * 10))}:scenecut=0:forced-idr=1:"
                            "repeat-headers=1:annexb=1",
         }

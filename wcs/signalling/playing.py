@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
+from wcs.signalling import messages
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import Stream
+from wcs.streams.rendition import Rendition
 from wcs.transports.interfaces import Player
 
 log = Logger()
@@ -15,10 +17,10 @@ log = Logger()
 class Playback(Negotiation):
     """From the offer to STOPPED or FAILED."""
 
-    stream: Stream | None = None
+    stream: Stream | Rendition | None = None
     player: Player | None = None
 
-    def opened(self, stream: Stream) -> None:
+    def opened(self, stream: Stream | Rendition) -> None:
         """The stream exists (at once for files, later for S3): negotiate."""
         if self.done:  # stopped while the source was opening
             stream.unsubscribe(None)
@@ -45,6 +47,11 @@ class Playback(Negotiation):
             self.disarm()
             self.report("PLAYING")
             assert self.stream is not None and self.player is not None
+            video = self.stream.info.video if self.stream.info is not None else None
+            if video is not None and video.width > 0:  # the SDK's videoResolution()
+                self.session.send(messages.stream_event(
+                    self.request.media_session_id, "resize",
+                    {"streamerVideoWidth": video.width, "streamerVideoHeight": video.height}))
             self.player.on_keyframe_request = self.stream.request_keyframe
             self.stream.subscribe(self.player)
         else:

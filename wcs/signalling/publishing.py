@@ -80,9 +80,9 @@ class Publication(Negotiation):
         stream = self.stream
         if stream is None:
             return
-        if sample.kind == "video" and sample.keyframe:
-            self.media.keyframe(sample.data)
         stream.send(sample)
+        if sample.kind == "video" and sample.keyframe:
+            self.media.described(stream.info)  # its size, from the keyframe's SPS
         if stream.failure is not None:  # the fan-out broke: the stream has ended
             self.end("FAILED", stream.failure)
 

@@ -64,6 +64,8 @@ class StreamRequests:
         playback = Playback(session, request, self.transports, self.clock, self._forget)
         self._track(active, playback, "STOPPED")
         opening = maybeDeferred(self.registry.open, request.name)
+        if request.width or request.height:  # at that size: a shared rendition
+            opening.addCallback(self.registry.sized, request.width, request.height)
         opening.addCallback(playback.opened).addErrback(playback.refused)
 
     def publish(self, session: Session, request: StreamRequest) -> None:

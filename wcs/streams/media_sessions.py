@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wcs.errors import WcsError
-from wcs.media import h264
 from wcs.media.sample import MediaInfo
 
 #: What stops a media session: ``(info)``, the reason its page is told.
@@ -51,16 +49,6 @@ class MediaSession:
         self.has_video = info.video is not None
         if info.video is not None:
             self.width, self.height = info.video.width, info.video.height
-
-    def keyframe(self, data: bytes) -> None:
-        """A published keyframe (Annex B): its SPS says the picture size now (a
-        browser changes it as its bandwidth and CPU allow)."""
-        try:
-            size = h264.annexb_picture_size(data)
-        except WcsError:
-            return  # only relayed here: the viewers' decoders judge it
-        if size is not None:
-            self.width, self.height = size
 
     def listed(self) -> dict[str, Any]:
         """As WCS's REST API gives a stream (the fields the SDK's console reads)."""

@@ -36,11 +36,12 @@ from wcs.errors import (
     WcsError,
 )
 from wcs.limits import Limits
-from wcs.media import snapshot
+from wcs.media import resize, snapshot
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
 from wcs.streams.media_sessions import MediaSession, MediaSessions
+from wcs.streams.rendition import Rendition
 from wcs.streams.snapshot import Grab
 from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
 
@@ -73,9 +74,13 @@ class StreamRegistry:
 
     def __init__(self, sources: Sources, clock: IReactorTime, *, loop: bool = False,
                  timeout: float = 0.0, limits: Limits = Limits(),
-                 directory: Directory | None = None, relay: Relay | None = None) -> None:
+                 directory: Directory | None = None, relay: Relay | None = None,
+                 transcoding: bool = True) -> None:
         self.sources = sources
         self.clock = clock
+        self.transcoding = transcoding
+        #: streams at another picture size, by (source stream id, size)
+        self.renditions: dict[tuple[str, tuple[int, int]], Rendition] = {}
         self.loop = loop
         self.timeout = timeout
         self.limits = limits
@@ -460,6 +465,32 @@ class StreamRegistry:
 
         return opening.addCallback(grab).addCallback(
             lambda samples: self.sources.work(snapshot.png, samples))
+
+    def sized(self, stream: Stream, width: int, height: int) -> Stream | Rendition:
+        """``stream`` as a play asking for ``width`` x ``height`` (0: any) gets it: the
+        stream itself, or its rendition at the fitted size (made once, shared);
+        raises :class:`~wcs.errors.Unsupported` when transcoding is disabled."""
+        video = stream.info.video if stream.info is not None else None
+        size = resize.fitted((video.width, video.height), (width, height)) if video else None
+        if size is None:
+            return stream
+        if not self.transcoding:
+            stream.unsubscribe(None)  # as a viewer that never joined
+            raise Unsupported("Transcoding required, but disabled")
+        key = (stream.id, size)
+        existing = self.renditions.get(key)
+        if existing is not None and not existing.closed:
+            return existing
+        post = getattr(self.clock, "callFromThread", None) or (lambda f, *a: f(*a))
+        rendition = Rendition(stream, size, post, self._rendition_gone)
+        self.renditions[key] = rendition
+        log.info("rendition {label} started (encoders running: {n})",
+                 label=rendition.label, n=len(self.renditions))
+        return rendition
+
+    def _rendition_gone(self, rendition: Rendition) -> None:
+        if self.renditions.get(rendition.key) is rendition:
+            del self.renditions[rendition.key]
 
     def loads(self) -> Deferred[list[Load]]:
         """Every worker's load (this one's reported now)."""

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from wcs.errors import INTERNAL_ERROR, STREAM_NOT_FOUND
+from wcs.errors import INTERNAL_ERROR, STREAM_NOT_FOUND, WcsError
+from wcs.media import h264
 from wcs.media.pump import Pump
 from wcs.media.sample import MediaInfo, Sample
 from wcs.sources import OpenedMedia
@@ -186,11 +188,27 @@ class PublishedStream:
         (``failure`` says why); the publisher sees ``closed`` and stops."""
         if self.closed:
             return
+        if sample.kind == "video" and sample.keyframe:
+            self._sized(sample.data)
         try:
             self.broadcast.send(sample)
         except Exception:
             log.failure("stream {id} ({name!r}) failed", id=self.id, name=self.name)
             self._end(INTERNAL_ERROR, failed=True)
+
+    def _sized(self, keyframe: bytes) -> None:
+        """The picture size, from a keyframe's SPS (a page's is known only then,
+        and its browser changes it as its bandwidth and CPU allow)."""
+        video = self.info.video if self.info is not None else None
+        if video is None:
+            return
+        try:
+            size = h264.annexb_picture_size(keyframe)
+        except WcsError:
+            return  # only carried here: the viewers' decoders judge it
+        if size is not None and size != (video.width, video.height):
+            assert self.info is not None
+            self.info = replace(self.info, video=replace(video, width=size[0], height=size[1]))
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if self.closed:  # it ended while this viewer was connecting: say how
