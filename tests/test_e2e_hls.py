@@ -112,6 +112,28 @@ def test_a_broadcast_as_hls_checked_without_a_browser(start_server, media):
     print(f"first playlist after {first_playlist * 1000:.0f} ms")
 
 
+def test_a_rest_started_stream_over_https(start_server, media):
+    """HLS on hls.ssl.port (WCS's 8445) with the server's certificate, of a stream
+    started by REST under a name of its own."""
+    import ssl
+
+    from testkit.rest_client import call
+
+    server = start_server(media_dir=str(media), vod_live_loop="true")
+    assert call(server.http_url, "/rest-api/vod/startup",
+                {"uri": "vod-live://live.mp4", "localStreamName": "show"})[0] == 200
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    base = f"https://127.0.0.1:{server.ports['hls.ssl.port']}"
+    with urllib.request.urlopen(f"{base}/show/show.m3u8", timeout=20,
+                                context=context) as response:
+        tags = parse(response.read().decode())
+    uri = tags["segments"][-1][0]
+    with urllib.request.urlopen(f"{base}/show/{uri}", timeout=20, context=context) as response:
+        check_segment(response.read())
+
+
 def test_refusals_are_clear(start_server, media):
     server = start_server(media_dir=str(media))
     expected = [

@@ -78,6 +78,11 @@ def test_find_terminate_and_snapshot_every_play_and_publication(start_server, me
         cam = await rest(base, SNAPSHOT, {"name": "cam"})
         own = await rest(base, SNAPSHOT,
                          {"mediaSessionId": found["vod://live.mp4"]["mediaSessionId"]})
+        started = await rest(base, "/rest-api/vod/startup",
+                             {"uri": "vod-live://loop.mp4", "localStreamName": "show"})
+        assert started[0] == 200
+        show = await rest(base, SNAPSHOT, {"streamName": "show"})  # a REST-started stream
+        assert show[0] == 200 and decoded(show[1]).width == 640
         snapshot_refusals = [await rest(base, SNAPSHOT, body) for body in (
             {}, {"streamName": "nothing"}, {"streamName": "vod://absent.mp4"},
             {"streamName": "vod-live://audio-only.mp4"}, {"mediaSessionId": "nobody"},

@@ -264,6 +264,8 @@ def test_a_publication_learns_its_picture_size_from_its_keyframes():
     sps = bytes.fromhex("6742c00dd90141fa10000003001000000303c0f142a480")  # x264's, 320x240
     stream = PublishedStream("cam", MediaInfo(0.0, VideoInfo(0, 0, 0.0, "42e01f"), None),
                              lambda: None, lambda _: None, Clock())
+    told: list = []
+    stream.watch_size(lambda width, height: told.append((width, height)))
     stream.send(Sample("video", b"\x00\x00\x00\x01\x41\x88", 0, 90000, 0.0, keyframe=False))
     assert stream.info.video.width == 0
     stream.send(Sample("video", b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01\x65\x88",
@@ -272,3 +274,4 @@ def test_a_publication_learns_its_picture_size_from_its_keyframes():
     stream.send(Sample("video", b"\x00\x00\x00\x01\x67\x42", 6000, 90000, 0.06,
                        keyframe=True))  # a broken SPS changes nothing
     assert stream.info.video.width == 320
+    assert told == [(320, 240)]  # once: when it changed

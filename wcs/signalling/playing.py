@@ -9,6 +9,7 @@ from wcs.signalling import messages
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import Stream
 from wcs.streams.rendition import Rendition
+from wcs.streams.stream import PublishedStream
 from wcs.transports.interfaces import Player
 
 log = Logger()
@@ -49,19 +50,28 @@ class Playback(Negotiation):
             assert self.stream is not None and self.player is not None
             video = self.stream.info.video if self.stream.info is not None else None
             if video is not None and video.width > 0:  # the SDK's videoResolution()
-                self.session.send(messages.stream_event(
-                    self.request.media_session_id, "resize",
-                    {"streamerVideoWidth": video.width, "streamerVideoHeight": video.height}))
+                self._resized(video.width, video.height)
+            if isinstance(self.stream, PublishedStream):  # a page's size may change
+                self.stream.watch_size(self._resized)
             self.player.on_keyframe_request = self.stream.request_keyframe
             self.stream.subscribe(self.player)
         else:
             self.end("STOPPED" if state == "stopped" else "FAILED", info)
+
+    def _resized(self, width: int, height: int) -> None:
+        """The ``resize`` stream event: the picture's size now."""
+        if not self.done:
+            self.session.send(messages.stream_event(
+                self.request.media_session_id, "resize",
+                {"streamerVideoWidth": width, "streamerVideoHeight": height}))
 
     def release(self) -> None:
         """Leave the stream, close the player, and forget both: the player
         holds a callback to this play, so keeping it would make a cycle."""
         stream, player = self.stream, self.player
         self.stream = self.player = None
+        if isinstance(stream, PublishedStream):
+            stream.unwatch_size(self._resized)
         if stream is not None:
             stream.unsubscribe(player)
         if player is not None:

@@ -180,6 +180,7 @@ class PublishedStream:
         self.failure: str | None = None
         #: Called when its last viewer leaves (a relayed stream lets go of its relay).
         self.idle: Callable[[], None] = _nothing
+        self._size_watchers: list[Callable[[int, int], None]] = []
 
     def send(self, sample: Sample) -> None:
         """One sample from the publisher, to everyone (nothing once it has stopped).
@@ -209,6 +210,16 @@ class PublishedStream:
         if size is not None and size != (video.width, video.height):
             assert self.info is not None
             self.info = replace(self.info, video=replace(video, width=size[0], height=size[1]))
+            for told in list(self._size_watchers):
+                told(*size)
+
+    def watch_size(self, told: Callable[[int, int], None]) -> None:
+        """Call ``told(width, height)`` whenever the picture size changes."""
+        self._size_watchers.append(told)
+
+    def unwatch_size(self, told: Callable[[int, int], None]) -> None:
+        if told in self._size_watchers:
+            self._size_watchers.remove(told)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if self.closed:  # it ended while this viewer was connecting: say how
@@ -249,6 +260,7 @@ class PublishedStream:
             self.failure = info
         self.broadcast.finish(info, failed=failed)
         self.ask_publisher = self.idle = _nothing
+        self._size_watchers = []
         on_gone, self._on_gone = self._on_gone, _gone
         on_gone(self)
 
