@@ -248,7 +248,7 @@ def test_one_ctrl_c_stops_every_worker_and_their_viewers_hear_it(start_server, m
         stop = asyncio.Event()
         plays = await on_two_workers(server, NAME, stop)
         os.kill(server.process.pid, signal.SIGINT)  # what Ctrl-C sends the supervisor
-        got = await asyncio.wait_for(asyncio.gather(*plays, return_exceptions=True), 20)
+        got = await asyncio.wait_for(asyncio.gather(*plays, return_exceptions=True), 45)
         return list(got)
 
     viewers = run(scenario())
