@@ -14,8 +14,8 @@ from testkit.pages import open_player, wait_status
 from testkit.rest_client import call
 from testkit.rtc_client import play, run
 from testkit.rtc_publisher import publish
+from tests.test_e2e_snapshot import number
 from tests.test_e2e_workers import on_two_workers
-from tools.makemedia import read_barcode
 
 FIND, FIND_ALL = "/rest-api/stream/find", "/rest-api/stream/find_all"
 TERMINATE, SNAPSHOT = "/rest-api/stream/terminate", "/rest-api/stream/snapshot"
@@ -26,11 +26,6 @@ def decoded(answer: dict) -> av.VideoFrame:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     with av.open(io.BytesIO(data)) as container:
         return next(container.decode(video=0))
-
-
-def number(frame: av.VideoFrame) -> int:
-    plane = frame.reformat(format="yuv420p").planes[0]
-    return read_barcode(bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size]))
 
 
 async def rest(base: str, path: str, body=None, **options):

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
@@ -40,6 +40,7 @@ from wcs.errors import (
 from wcs.streams.uri import MAX_URI
 
 log = Logger()
+T = TypeVar("T")
 
 CORS_HEADERS = {
     b"Access-Control-Allow-Methods": b"GET, POST, OPTIONS",
@@ -175,6 +176,13 @@ def read_body(request: Request, required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     return body
+
+
+def some(found: list[T], none: str) -> list[T]:
+    """What a lookup found; none at all is 404 saying ``none``."""
+    if not found:
+        raise NotFound(none)
+    return found
 
 
 def text(body: dict[str, Any], key: str, required: bool = False) -> str | None:

@@ -19,7 +19,7 @@ from twisted.web.server import Request
 from wcs.errors import BadRequest, NotFound
 from wcs.streams.media_sessions import MediaSession
 from wcs.streams.registry import StreamRegistry
-from wcs.web.rest import Access, JsonNotFound, Operation, read_body, text
+from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
 
 log = Logger()
 
@@ -51,7 +51,7 @@ class StreamApi(resource.Resource):
         if media_id is None and name is None and published is None:
             raise BadRequest(f"give mediaSessionId, name or published to {what}")
         return self.registry.media_sessions(media_id, name, published).addCallback(
-            _some, "no such stream")
+            some, "no such stream")
 
     def find(self, request: Request) -> Deferred[tuple[int, Any]]:
         return self._select(read_body(request), "find").addCallback(_listed)
@@ -59,7 +59,7 @@ class StreamApi(resource.Resource):
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.media_sessions().addCallback(_some, "no streams").addCallback(
+        return self.registry.media_sessions().addCallback(some, "no streams").addCallback(
             _listed)
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
@@ -94,11 +94,6 @@ class StreamApi(resource.Resource):
             lambda png: (200, {"streamName": name,
                                "data": base64.b64encode(png).decode("ascii")}))
 
-
-def _some(found: list[MediaSession], none: str) -> list[MediaSession]:
-    if not found:
-        raise NotFound(none)
-    return found
 
 
 def _listed(found: list[MediaSession]) -> tuple[int, Any]:

@@ -14,10 +14,10 @@ from twisted.web import resource
 from twisted.web.server import Request
 
 from wcs.cluster.store import Entry
-from wcs.errors import BadRequest, NotFound
+from wcs.errors import BadRequest
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PROCESSED, VodStream
-from wcs.web.rest import Access, JsonNotFound, Operation, read_body, text
+from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
 
 log = Logger()
 
@@ -77,7 +77,7 @@ class VodApi(resource.Resource):
                     "stream_id": text(body, "localMediaSessionId")}
         if not any(criteria.values()):
             raise BadRequest("give localStreamName, uri or localMediaSessionId")
-        return self.registry.entries(**criteria).addCallback(_some, "no such stream")
+        return self.registry.entries(**criteria).addCallback(some, "no such stream")
 
     def find(self, request: Request) -> Deferred[tuple[int, Any]]:
         return self._select(request).addCallback(_listed)
@@ -85,7 +85,7 @@ class VodApi(resource.Resource):
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.entries().addCallback(_some, "no VOD streams").addCallback(
+        return self.registry.entries().addCallback(some, "no VOD streams").addCallback(
             _listed)
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
@@ -98,11 +98,6 @@ class VodApi(resource.Resource):
 
         return self._select(request).addCallback(stop)
 
-
-def _some(found: list[Entry], none: str) -> list[Entry]:
-    if not found:
-        raise NotFound(none)
-    return found
 
 
 def _listed(found: list[Entry]) -> tuple[int, Any]:
