@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import socket
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,46 @@ def require_loopback_only() -> None:
             "run them through scripts/test.sh")
 
 
+def _below_ephemeral() -> Iterator[int]:
+    """Ports under the kernel's ephemeral range, from a random start, each once.
+
+    ``bind(0)`` hands out ephemeral ports: the same one can come back for two
+    keys of one server, and any client socket opened before the server binds
+    can take it (a full suite's CI run lost a server start that way).
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first = 10000
+    span = max(low - first, 1000)
+    start = random.randrange(span)
+    for step in range(span):
+        yield first + (start + step) % span
+
+
+_PORTS = _below_ephemeral()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nobody listens on, never handed out twice by this process."""
+    for port in _PORTS:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free loopback port left below the ephemeral range")
 
 
 def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes],
                   host: str = "127.0.0.1") -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early with code {process.returncode}")
+            raise AssertionError(f"{process.args[0]} exited early with code "
+                                 f"{process.returncode}")
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
@@ -95,8 +125,11 @@ class ServerProcess:
              str(self.config)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        for key in ("ws.port", "http.port"):
-            wait_for_port(self.ports[key], deadline, self.process, self.host)
+        try:
+            for key in ("ws.port", "http.port"):
+                wait_for_port(self.ports[key], deadline, self.process, self.host)
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}; its log ends:\n{self.log()[-3000:]}") from None
         return self
 
     def stop(self) -> None:
