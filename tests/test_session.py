@@ -70,6 +70,13 @@ def test_bad_stream_fields(body, info, routed):
 class FakeStreams:
     def __init__(self):
         self.calls = []
+        self.answer = None  # what ``connect`` returns (None: allowed at once)
+
+    def connect(self, session):
+        from twisted.internet.defer import succeed
+
+        self.calls.append(("connect", session.connection.get("custom")))
+        return succeed(None) if self.answer is None else self.answer
 
     def play(self, session, request):
         self.calls.append(("play", request.media_session_id))
@@ -118,12 +125,58 @@ def h():
     reply = harness.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0",
                                         "webRTCMetricsServerDescription": {"x": 1}})
     assert reply["message"] == "getUserData"
+    assert harness.streams.calls == [("connect", None)]
+    harness.streams.calls.clear()
     return harness
 
 
 def test_connection_answer(h):
     assert h.session.established
     assert h.session.connection["clientVersion"] == "2.0"
+
+
+def test_a_refused_connection_is_told_why_and_closed():
+    from twisted.internet.defer import fail
+
+    from wcs.errors import AccessRefused
+
+    harness = Harness()
+    harness.streams.answer = fail(AccessRefused("the backend answered connect with HTTP 403"))
+    reply = harness.send("connection", {"appKey": "defaultApp", "custom": {"login": "bob"}})
+    assert reply == {"message": "fail", "data": [{"info": "Restricted access"}]}
+    assert harness.closed == 1 and harness.reasons == ["Restricted access"]
+    assert not harness.session.established
+    assert harness.streams.calls == [("connect", {"login": "bob"})]
+
+
+def test_a_connection_waiting_for_the_backend_holds_everything_else():
+    from twisted.internet.defer import Deferred
+
+    harness = Harness()
+    waiting = Deferred()
+    harness.streams.answer = waiting
+    assert harness.send("connection", {"appKey": "defaultApp"}) is None
+    assert not harness.session.established
+    refused = harness.send("playStream", {"mediaSessionId": "m", "name": "x"})
+    assert refused["message"] == "fail" and "before connection" in refused["data"][0]["info"]
+    again = harness.send("connection", {"appKey": "defaultApp"})
+    assert "connection sent twice" in again["data"][0]["info"]
+    assert harness.send("ping")["message"] == "pong"
+    waiting.callback(None)
+    assert harness.session.established
+    assert harness.sent.pop()["message"] == "getUserData"
+
+
+def test_a_session_gone_before_the_backend_answered_gets_nothing():
+    from twisted.internet.defer import Deferred
+
+    harness = Harness()
+    waiting = Deferred()
+    harness.streams.answer = waiting
+    harness.send("connection", {"appKey": "defaultApp"})
+    harness.session.released("code 1006")
+    waiting.callback(None)
+    assert not harness.session.established and harness.sent == []
 
 
 def test_get_user_data_content():

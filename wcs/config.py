@@ -74,6 +74,9 @@ class Settings:
     ws_send_buffer: int = 1024 * 1024
     websdk_dir: Path | None = None
     rest_api_key: str = field(default="", repr=False)
+    rest_hook_url: str = ""
+    rest_hook_timeout: int = 3000
+    play_token_secret: str = field(default="", repr=False)
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
     vod_audio_cache_size: int = 1024
@@ -173,6 +176,20 @@ def _url(text: str) -> str:
     if text and not text.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL, or empty for AWS")
     return text.rstrip("/")
+
+
+def _hook_url(text: str) -> str:
+    if text and (not text.startswith(("http://", "https://")) or "?" in text
+                 or "#" in text or not text.split("://", 1)[1].strip("/")):
+        raise ValueError("must be the backend's http:// or https:// URL (methods are "
+                         "POSTed to <url>/<method>), or empty for no hooks")
+    return text.rstrip("/")
+
+
+def _secret_text(text: str) -> str:
+    if text and (len(text) < 16 or not text.isprintable()):
+        raise ValueError("must be at least 16 printable characters, or empty for no tokens")
+    return text
 
 
 def _redis_url(text: str) -> str:
@@ -278,6 +295,9 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "ws_send_buffer": ("ws_send_buffer", _positive, repr),
     "websdk_dir": ("websdk_dir", _optional_path, repr),
     "rest_api_key": ("rest_api_key", _token, _secret),
+    "rest_hook_url": ("rest_hook_url", _hook_url, repr),
+    "rest_hook_timeout": ("rest_hook_timeout", _positive, repr),
+    "play_token_secret": ("play_token_secret", _secret_text, _secret),
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),

@@ -25,6 +25,11 @@ class WcsError(Exception):
         super().__init__(info)
         self.info = info
 
+    @property
+    def detail(self) -> str:
+        """What a REST caller is told: the info, and why when the info alone does not say."""
+        return self.info
+
 
 class NotFound(WcsError):
     """No such file, object or stream."""
@@ -102,3 +107,22 @@ class LimitReached(WcsError):
 class NotJson(BadRequest):
     """A REST body sent as anything but ``application/json`` (a browser on any
     page may POST ``text/plain`` without asking; it may not POST JSON)."""
+
+
+#: WCS's info for a play, publish or session the access rules refuse.
+RESTRICTED_ACCESS = "Restricted access"
+
+
+class AccessRefused(WcsError):
+    """The backend (a REST hook) or the play token rule said no.
+
+    ``info`` is WCS's ``Restricted access``, as the SDK's pages compare it;
+    ``reason`` says why, for the log and for REST callers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(RESTRICTED_ACCESS)
+        self.reason = reason
+
+    @property
+    def detail(self) -> str:
+        return f"{self.info}: {self.reason}"

@@ -10,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from wcs import aio
 
@@ -26,6 +27,8 @@ from twisted.python import usage  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from wcs import config  # noqa: E402
+from wcs.access.gate import Gate  # noqa: E402
+from wcs.access.hooks import RestHooks  # noqa: E402
 from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
 from wcs.cluster.relay import RelayService  # noqa: E402
 from wcs.cluster.store import Store  # noqa: E402
@@ -311,11 +314,12 @@ def compose(settings: Settings, listen: Listen | None = None,
     transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
                                   settings.announced_ips,
                                   fast_sender=settings.webrtc_sender == "fast", limits=limits)
+    gate = access_gate(settings, reactor)
     signalling = SignallingFactory(settings,
-                                   StreamRequests(registry, transports, reactor, limits),
+                                   StreamRequests(registry, transports, reactor, limits, gate),
                                    reactor)
-    root, rest = build_root(settings)
-    rest.putChild(b"vod", VodApi(registry, rest.access))
+    root, rest = build_root(settings, gate)
+    rest.putChild(b"vod", VodApi(registry, rest.access, gate))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
     site = build_site(root, settings.limits.http_idle_timeout)
@@ -335,6 +339,18 @@ def compose(settings: Settings, listen: Listen | None = None,
     if trim is not None:
         internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)
     return top
+
+
+def access_gate(settings: Settings, reactor: Any) -> Gate:
+    """The access rules the settings ask for: hooks, play tokens, both or none."""
+    hooks = (RestHooks(settings.rest_hook_url, settings.rest_hook_timeout / 1000.0, reactor)
+             if settings.rest_hook_url else None)
+    if hooks is not None:
+        log.info("access: plays, publishes and sessions are asked of {url}",
+                 url=settings.rest_hook_url)
+    if settings.play_token_secret:
+        log.info("access: plays and record downloads need a play token")
+    return Gate(hooks, settings.play_token_secret, reactor, node=settings.node)
 
 
 def _first(worker: str) -> bool:

@@ -8,9 +8,13 @@ completes, so the SDK's stop() never spins (wcs-protocol.md §2.3, §9.4).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
+from wcs.access.gate import OPEN, Gate
 from wcs.errors import LimitReached, MediaTransportRefused
 from wcs.limits import Limits
 from wcs.signalling.messages import MessageError, StreamRequest
@@ -25,11 +29,12 @@ class StreamRequests:
     """The stream handler shared by every session."""
 
     def __init__(self, registry: StreamRegistry, transports: Transports,
-                 clock: IReactorTime, limits: Limits = Limits()) -> None:
+                 clock: IReactorTime, limits: Limits = Limits(), gate: Gate = OPEN) -> None:
         self.registry = registry
         self.transports = transports
         self.clock = clock
         self.limits = limits
+        self.gate = gate
         self._active: dict[str, dict[str, Playback | Publication]] = {}
 
     def _admit(self, session: Session,
@@ -57,16 +62,35 @@ class StreamRequests:
             return None
         return active
 
+    def connect(self, session: Session) -> Deferred[None]:
+        """Whether the session may start: the ``connect`` hook, with what the
+        page sent (its ``custom`` among it) but not its credentials."""
+        body = {key: value for key, value in session.connection.items()
+                if key not in ("authToken", "webRTCMetricsServerDescription")}
+        body.update(nodeId=self.gate.node, sessionId=session.id,
+                    clientAddress=session.address)
+        return self.gate.connect(body)
+
     def play(self, session: Session, request: StreamRequest) -> None:
         active = self._admit(session, request)
         if active is None:
             return
         playback = Playback(session, request, self.transports, self.clock, self._forget)
         self._track(active, playback, "STOPPED")
-        opening = maybeDeferred(self.registry.open, request.name)
+        allowing = self.gate.play(request.name, request.custom,
+                                  self._hook_body(session, request))
+        allowing.addCallback(self._open, playback).addErrback(playback.refused)
+
+    def _open(self, name: str, playback: Playback) -> Deferred[None] | None:
+        """The play was allowed (as ``name``): open its stream."""
+        if playback.done:  # stopped while the backend was asked
+            return None
+        self._rename(playback, name)
+        request = playback.request
+        opening = maybeDeferred(self.registry.open, name)
         if request.width or request.height:  # at that size: a shared rendition
             opening.addCallback(self.registry.sized, request.width, request.height)
-        opening.addCallback(playback.opened).addErrback(playback.refused)
+        return opening.addCallback(playback.opened)
 
     def publish(self, session: Session, request: StreamRequest) -> None:
         active = self._admit(session, request)
@@ -75,7 +99,31 @@ class StreamRequests:
         publication = Publication(session, request, self.transports, self.clock,
                                   self._forget)
         self._track(active, publication, "UNPUBLISHED")
-        publication.start(self.registry)
+        allowing = self.gate.publish(request.name, self._hook_body(session, request))
+        allowing.addCallback(self._start, publication).addErrback(publication.refused)
+
+    def _start(self, name: str, publication: Publication) -> None:
+        if not publication.done:
+            self._rename(publication, name)
+            publication.start(self.registry)
+
+    @staticmethod
+    def _rename(negotiation: Playback | Publication, name: str) -> None:
+        """The backend's name for the stream, from now on (WCS lets it rewrite)."""
+        if name != negotiation.request.name:
+            negotiation.request = replace(negotiation.request, name=name)
+            negotiation.media.name = name
+
+    def _hook_body(self, session: Session, request: StreamRequest,
+                   status: str = "NEW") -> dict[str, Any]:
+        """A ``playStream``/``publishStream``/``stopStream`` body as WCS sends it."""
+        return {"nodeId": self.gate.node, "appKey": session.connection.get("appKey"),
+                "sessionId": session.id, "mediaSessionId": request.media_session_id,
+                "name": request.name, "published": request.published,
+                "hasVideo": request.has_video, "hasAudio": request.has_audio,
+                "status": status, "record": request.record, "width": request.width,
+                "height": request.height, "mediaProvider": request.media_provider,
+                "custom": request.custom, "clientAddress": session.address}
 
     def _track(self, active: dict[str, Playback | Publication],
                negotiation: Playback | Publication, stopped: str) -> None:
@@ -120,9 +168,19 @@ class StreamRequests:
         self.transports.session_closed(session.id)
         for negotiation in list(self._active.pop(session.id, {}).values()):
             negotiation.end(None, None)
+        if session.established:
+            self.gate.tell("ConnectionStatusEvent", {
+                "nodeId": self.gate.node, "appKey": session.connection.get("appKey"),
+                "sessionId": session.id, "status": "DISCONNECTED",
+                "clientAddress": session.address})
 
     def _forget(self, negotiation: Playback | Publication) -> None:
         self.registry.media.remove(negotiation.media)
+        if self.gate.hooks is not None:
+            request = negotiation.request
+            self.gate.tell("unPublishStream" if request.published else "stopStream",
+                           self._hook_body(negotiation.session, request,
+                                           negotiation.media.status or "STOPPED"))
         active = self._active.get(negotiation.session.id)
         if active is not None:
             active.pop(negotiation.request.media_session_id, None)

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.errors import INTERNAL_ERROR, WcsError
+from wcs.errors import INTERNAL_ERROR, AccessRefused, WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import Message, MessageError, StreamRequest
 from wcs.streams.uri import MAX_URI
@@ -40,6 +40,8 @@ class StreamHandler(Protocol):
 
     def stop(self, session: Session, request: StreamRequest) -> None: ...
 
+    def connect(self, session: Session) -> Deferred[None]: ...
+
     def available(self, name: str) -> Deferred[tuple[bool, str]]: ...
 
     def snapshot(self, session: Session, media_session_id: str,
@@ -56,7 +58,8 @@ class Session:
     def __init__(self, send: Callable[[str], None], close: Callable[[str], None],
                  streams: StreamHandler, peer: str = "?", path: str = "/",
                  channel: Any = None,
-                 lookup: Callable[[str], Session | None] = lambda token: None) -> None:
+                 lookup: Callable[[str], Session | None] = lambda token: None,
+                 address: str = "?") -> None:
         self._send = send
         self._close = close
         self.streams = streams
@@ -64,10 +67,12 @@ class Session:
         self._lookup = lookup
         self.media_owner: Session | None = None
         self.peer = peer
+        self.address = address  # the client's IP, for the access hooks
         self.path = path
         self.id = str(uuid.uuid4())
         self.auth_token = str(uuid.uuid4())
         self.established = False
+        self.connecting = False  # a ``connection`` waits for the access rules
         self.closed = False
         self._ignored: set[str] = set()  # fields already logged as ignored
         self.connection: dict[str, Any] = {}
@@ -170,14 +175,36 @@ class Session:
                      session=self.id, name=name)
 
     def _on_connection(self, body: dict[str, Any]) -> None:
-        if self.established:
+        if self.established or self.connecting:
             raise MessageError("connection sent twice")
         app_key = messages.text_field(body, "appKey", default="defaultApp")
         self.connection = dict(body, appKey=app_key)
+        self.connecting = True
+        maybeDeferred(self.streams.connect, self).addCallbacks(self._connected,
+                                                               self._connect_refused)
+
+    def _connected(self, _: None) -> None:
+        self.connecting = False
+        if self.closed:
+            return
         self.established = True
         log.info("session {session} established from {peer} on {path} (app {app})",
-                 session=self.id, peer=self.peer, path=self.path, app=app_key)
+                 session=self.id, peer=self.peer, path=self.path,
+                 app=self.connection["appKey"])
         self.send(messages.get_user_data(self.connection, self.auth_token, self.id))
+
+    def _connect_refused(self, failure: Failure) -> None:
+        """The access rules said no: say why, then close (the SDK shows DISCONNECTED)."""
+        self.connecting = False
+        if isinstance(failure.value, AccessRefused):
+            log.info("session {session} from {peer} refused: {why}", session=self.id,
+                     peer=self.peer, why=failure.value.reason)
+            info = failure.value.info
+        else:
+            log.failure("session {session}: connect failed", failure, session=self.id)
+            info = INTERNAL_ERROR
+        self.send(messages.fail(info))
+        self._close(info)
 
     def _on_media_transport(self, body: dict[str, Any]) -> None:
         """The SDK's second socket for MSE media, known only by its authToken."""

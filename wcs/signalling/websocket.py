@@ -187,6 +187,7 @@ class SignallingProtocol(WebSocketServerProtocol):
             path=self._path,
             channel=SocketChannel(self),
             lookup=self.factory.by_token,
+            address=self._address or "?",
         )
         self.factory.sessions[self.session.id] = self.session
         self.budget = SendBudget(self.factory.settings.ws_send_buffer)

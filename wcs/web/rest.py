@@ -29,6 +29,7 @@ from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from wcs.errors import (
+    AccessRefused,
     BadRequest,
     ClusterUnavailable,
     LimitReached,
@@ -53,6 +54,7 @@ MAX_BODY = 64 * 1024
 
 #: The HTTP status of each kind of error; the first class in an error's MRO wins.
 HTTP_STATUS: dict[type[WcsError], int] = {
+    AccessRefused: 403,
     NotFound: 404,
     NameTaken: 409,
     NotJson: 415,
@@ -241,7 +243,7 @@ class Operation(resource.Resource):
     @staticmethod
     def _failed(failure: Failure, request: Request) -> bytes:
         if isinstance(failure.value, WcsError):
-            return error(request, http_status(failure.value), failure.value.info)
+            return error(request, http_status(failure.value), failure.value.detail)
         log.failure("REST {path} failed", failure,
                     path=request.path.decode("ascii", "replace"))
         return error(request, 500, f"internal error: {type(failure.value).__name__}")

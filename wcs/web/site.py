@@ -18,11 +18,14 @@ from pathlib import Path
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http, resource, server, static
 from twisted.web.server import Request
 
+from wcs.access.gate import OPEN, Gate
 from wcs.config import Settings
-from wcs.web.rest import MAX_BODY, Access, RestRoot
+from wcs.errors import AccessRefused
+from wcs.web.rest import MAX_BODY, Access, RestRoot, error
 
 log = Logger()
 
@@ -81,7 +84,10 @@ class Folder(static.File):
 class Records(Folder):
     """``/client/records/NAME.mp4``: finished recordings, where the SDK's
     recording page links them. Plain ``.mp4`` files of the media folder only:
-    no sub-folders and no partial (hidden) files either."""
+    no sub-folders and no partial (hidden) files either. When access rules
+    are set (hooks or play tokens) each download is asked about first."""
+
+    gate: Gate = OPEN
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
         if not path.endswith(b".mp4") or b"/" in path:
@@ -89,10 +95,59 @@ class Records(Folder):
         child = super().getChild(path, request)
         if not isinstance(child, static.File) or not child.isfile():
             return resource.NoResource()
+        if self.gate.guarded:
+            return GuardedRecord(child, path.decode("utf-8", "replace"), self.gate)
         return child
 
 
-def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
+#: The most query fields of a record's URL handed to the hook as ``custom``.
+MAX_QUERY_FIELDS = 32
+
+
+class GuardedRecord(resource.Resource):
+    """One record, served once the access rules allow it: 403 with why, otherwise."""
+
+    isLeaf = True
+
+    def __init__(self, file: static.File, name: str, gate: Gate) -> None:
+        super().__init__()
+        self.file = file
+        self.name = name
+        self.gate = gate
+
+    def render(self, request: Request) -> bytes | int:
+        query = {key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")[:1024]
+                 for key, values in list(request.args.items())[:MAX_QUERY_FIELDS] if values}
+        address = getattr(request.getClientAddress(), "host", "?")
+        body = {"nodeId": self.gate.node, "name": self.name, "published": False,
+                "record": True, "status": "NEW", "mediaProvider": "HTTP", "custom": query,
+                "clientAddress": address}
+        self.gate.record(self.name, query, body).addCallbacks(
+            self._allowed, self._refused, callbackArgs=(request,), errbackArgs=(request,))
+        return server.NOT_DONE_YET
+
+    def _allowed(self, _: None, request: Request) -> None:
+        if request.finished or request._disconnected:
+            return
+        result = self.file.render(request)
+        if result != server.NOT_DONE_YET:  # a HEAD, or a range refused: already whole
+            request.write(result)
+            request.finish()
+
+    def _refused(self, failure: Failure, request: Request) -> None:
+        if request.finished or request._disconnected:
+            return
+        if isinstance(failure.value, AccessRefused):
+            body = error(request, 403, failure.value.detail)
+        else:
+            log.failure("record {name}: access check failed", failure, name=self.name)
+            body = error(request, 500, "internal error")
+        request.write(body)
+        request.finish()
+
+
+def build_root(settings: Settings,
+               gate: Gate = OPEN) -> tuple[resource.Resource, RestRoot]:
     """The root resource, and the REST root that API areas attach to."""
     root = Folder(str(STATIC_DIR))
     root.indexNames = ["index.html"]
@@ -100,7 +155,9 @@ def build_root(settings: Settings) -> tuple[resource.Resource, RestRoot]:
     rest = RestRoot(Access(settings.rest_api_key, settings.rest_cors_origins))
     root.putChild(b"rest-api", rest)
     client = resource.Resource()
-    client.putChild(b"records", Records(str(settings.media_dir)))
+    records = Records(str(settings.media_dir))
+    records.gate = gate
+    client.putChild(b"records", records)
     root.putChild(b"client", client)
     if settings.websdk_dir is not None:
         root.putChild(b"client2", Folder(str(settings.websdk_dir)))

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.server import Request
 
+from wcs.access.gate import OPEN, Gate
 from wcs.cluster.store import Entry
 from wcs.errors import BadRequest
 from wcs.streams.registry import StreamRegistry
@@ -20,6 +21,9 @@ from wcs.streams.stream import PROCESSED, VodStream
 from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
 
 log = Logger()
+
+#: The longest a play token asked of ``startup`` may last: a year, in seconds.
+MAX_TOKEN_LIFETIME = 365 * 24 * 3600
 
 
 def item(entry: Entry) -> dict[str, Any]:
@@ -41,10 +45,11 @@ def item(entry: Entry) -> dict[str, Any]:
 class VodApi(resource.Resource):
     """The ``vod`` area of the REST API."""
 
-    def __init__(self, registry: StreamRegistry, access: Access) -> None:
+    def __init__(self, registry: StreamRegistry, access: Access, gate: Gate = OPEN) -> None:
         super().__init__()
         self.registry = registry
         self.access = access
+        self.gate = gate
         self.putChild(b"startup", Operation(self.startup, access))
         self.putChild(b"find", Operation(self.find, access))
         self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
@@ -61,12 +66,27 @@ class VodApi(resource.Resource):
         loop = body.get("loop")
         if loop is not None and not isinstance(loop, bool):
             raise BadRequest("'loop' must be true or false")
+        lifetime = body.get("playTokenLifetime")
+        if lifetime is not None:
+            if (not isinstance(lifetime, int) or isinstance(lifetime, bool)
+                    or not 1 <= lifetime <= MAX_TOKEN_LIFETIME):
+                raise BadRequest("'playTokenLifetime' must be a number of seconds from 1 to "
+                                 f"{MAX_TOKEN_LIFETIME}")
+            if not self.gate.token_secret:
+                raise BadRequest("'playTokenLifetime': no play_token_secret is set, so "
+                                 "plays need no token")
 
         def started(stream: VodStream) -> Deferred[tuple[int, Any]]:
             log.info("REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name,
                      id=stream.id)
-            return self.registry.entries(stream_id=stream.id).addCallback(
-                lambda found: (200, item(found[0]) if found else {}))
+
+            def answer(found: list[Entry]) -> tuple[int, Any]:
+                result = item(found[0]) if found else {}
+                if lifetime is not None:  # a token the viewers of this name can use
+                    result["playToken"] = self.gate.sign(name, lifetime)
+                return 200, result
+
+            return self.registry.entries(stream_id=stream.id).addCallback(answer)
 
         return self.registry.startup(uri, name, loop).addCallback(started)
 
