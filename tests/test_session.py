@@ -330,7 +330,5 @@ def test_fields_that_cannot_be_honoured_are_logged_once_per_session(h):
         "transport: media over TCP is not offered; WebRTC media goes over UDP",
         "bitrate: a file's stream is sent at its own bitrate",
         "cvoExtension: video orientation (CVO) is not sent",
-        "width: playing at a requested size is not supported yet: the file's own size is sent",
-        "height: playing at a requested size is not supported yet: the file's own size is sent",
-    ])
+    ])  # width and height are honoured: a rendition at that size
     assert [call[0] for call in h.streams.calls].count("play") == 3  # played all the same

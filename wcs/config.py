@@ -77,6 +77,9 @@ class Settings:
     rest_hook_url: str = ""
     rest_hook_timeout: int = 3000
     play_token_secret: str = field(default="", repr=False)
+    rtmp_transponder_full_url: bool = False
+    rtmp_transponder_stream_name_prefix: str = "rtmp_"
+    rtmp_push_retries: int = 3
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
     vod_audio_cache_size: int = 1024
@@ -192,6 +195,12 @@ def _secret_text(text: str) -> str:
     return text
 
 
+def _key_prefix(text: str) -> str:
+    if len(text) > 64 or not all(c.isalnum() or c in "-_." for c in text):
+        raise ValueError("must be at most 64 letters, digits, '-', '_' or '.' (or empty)")
+    return text
+
+
 def _redis_url(text: str) -> str:
     if text and not text.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must be a redis://host:port/db URL (or rediss://, unix://), "
@@ -298,6 +307,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rest_hook_url": ("rest_hook_url", _hook_url, repr),
     "rest_hook_timeout": ("rest_hook_timeout", _positive, repr),
     "play_token_secret": ("play_token_secret", _secret_text, _secret),
+    "rtmp_transponder_full_url": ("rtmp_transponder_full_url", _bool, repr),
+    "rtmp_transponder_stream_name_prefix": ("rtmp_transponder_stream_name_prefix",
+                                            _key_prefix, repr),
+    "rtmp_push_retries": ("rtmp_push_retries", _non_negative, repr),
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),

@@ -36,6 +36,8 @@ class Limits:
     #: ends; MiB of the disk that recordings always leave free.
     record_max_size: int = 4096
     record_min_free_disk: int = 512
+    #: streams being sent on to RTMP servers at once (REST ``push`` and ``rtmpUrl``).
+    max_pushes: int = 100
 
 
 #: Properties keys of the caps (each the attribute's own name).

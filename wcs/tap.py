@@ -34,6 +34,7 @@ from wcs.cluster.relay import RelayService  # noqa: E402
 from wcs.cluster.store import Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.hls.packagers import Packagers  # noqa: E402
+from wcs.push.pushes import Pushes  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
 from wcs.sources import Sources  # noqa: E402
@@ -43,6 +44,7 @@ from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
 from wcs.web.cluster import ClusterApi  # noqa: E402
 from wcs.web.hls import HlsRoot  # noqa: E402
+from wcs.web.push import PushApi  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.streams import StreamApi  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
@@ -315,11 +317,15 @@ def compose(settings: Settings, listen: Listen | None = None,
                                   settings.announced_ips,
                                   fast_sender=settings.webrtc_sender == "fast", limits=limits)
     gate = access_gate(settings, reactor)
-    signalling = SignallingFactory(settings,
-                                   StreamRequests(registry, transports, reactor, limits, gate),
-                                   reactor)
+    pushes = Pushes(registry, reactor, limits.max_pushes,
+                    settings.rtmp_transponder_stream_name_prefix,
+                    settings.rtmp_transponder_full_url, settings.rtmp_push_retries)
+    pushes.setServiceParent(top)
+    signalling = SignallingFactory(
+        settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor)
     root, rest = build_root(settings, gate)
     rest.putChild(b"vod", VodApi(registry, rest.access, gate))
+    rest.putChild(b"push", PushApi(registry, pushes, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
     site = build_site(root, settings.limits.http_idle_timeout)

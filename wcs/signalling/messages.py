@@ -134,11 +134,6 @@ def ignored_fields(body: dict[str, Any]) -> dict[str, str]:
             ignored[key] = "a file's stream is sent at its own bitrate"
     if body.get("cvoExtension") is True:
         ignored["cvoExtension"] = "video orientation (CVO) is not sent"
-    for key in ("width", "height"):
-        value = body.get(key)
-        if value not in (None, "", 0, "0") and not body.get("published"):
-            ignored[key] = "playing at a requested size is not supported yet: the file's " \
-                           "own size is sent"
     return ignored
 
 
@@ -157,6 +152,7 @@ class StreamRequest:
     has_audio: bool = True
     has_video: bool = True
     custom: dict[str, Any] = field(default_factory=dict)
+    rtmp_url: str = ""  # a publication to send on to an RTMP server too
     #: fields asked for that this server cannot honour, and why
     ignored: dict[str, str] = field(default_factory=dict)
 
@@ -183,6 +179,7 @@ class StreamRequest:
                 has_audio=flag_field(body, "hasAudio", True),
                 has_video=flag_field(body, "hasVideo", True),
                 custom=custom if isinstance(custom, dict) else {},
+                rtmp_url=text_field(body, "rtmpUrl", limit=2048, default="") or "",
                 ignored=ignored_fields(body),
             )
         except MessageError as error:

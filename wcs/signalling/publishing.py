@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from wcs.errors import WcsError
 from wcs.media.sample import MediaInfo, Sample
+from wcs.push.pushes import Pushes
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PublishedStream
@@ -25,6 +27,8 @@ class Publication(Negotiation):
     publisher: Publisher | None = None
     stream: PublishedStream | None = None
     recorder: Recorder | None = None
+    #: where a publication with ``rtmpUrl`` is sent on (the pushes service)
+    pushes: Pushes | None = None
 
     def start(self, registry: StreamRegistry) -> None:
         """Answer the offer; the stream is registered once the answer is ready."""
@@ -69,8 +73,23 @@ class Publication(Negotiation):
         if state == "connected":
             self.disarm()
             self.report("PUBLISHING", **self._record_info())
+            if self.request.rtmp_url and self.pushes is not None:
+                self._push(self.pushes)
         else:
             self.end("FAILED", info)
+
+    def _push(self, pushes: Pushes) -> None:
+        """Send the stream on to its ``rtmpUrl`` (as the SDK's republishing demo
+        asks); it ends with the publication. A push refused at once (a bad URL,
+        too many pushes) fails the publication, which could not do what it asked."""
+        def refused(failure: Failure) -> None:
+            if isinstance(failure.value, WcsError):
+                self.end("FAILED", failure.value.info)
+            else:
+                self.refused(failure)
+
+        pushes.start(self.request.name, self.request.rtmp_url,
+                     self.session.id).addErrback(refused)
 
     def _recorder_state(self, state: str, info: str | None) -> None:
         if state == "failed":  # the disk filled up, for instance

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from wcs.access.gate import OPEN, Gate
 from wcs.errors import LimitReached, MediaTransportRefused
 from wcs.limits import Limits
+from wcs.push.pushes import Pushes
 from wcs.signalling.messages import MessageError, StreamRequest
 from wcs.signalling.playing import Playback
 from wcs.signalling.publishing import Publication
@@ -29,12 +30,14 @@ class StreamRequests:
     """The stream handler shared by every session."""
 
     def __init__(self, registry: StreamRegistry, transports: Transports,
-                 clock: IReactorTime, limits: Limits = Limits(), gate: Gate = OPEN) -> None:
+                 clock: IReactorTime, limits: Limits = Limits(), gate: Gate = OPEN,
+                 pushes: Pushes | None = None) -> None:
         self.registry = registry
         self.transports = transports
         self.clock = clock
         self.limits = limits
         self.gate = gate
+        self.pushes = pushes
         self._active: dict[str, dict[str, Playback | Publication]] = {}
 
     def _admit(self, session: Session,
@@ -98,6 +101,7 @@ class StreamRequests:
             return
         publication = Publication(session, request, self.transports, self.clock,
                                   self._forget)
+        publication.pushes = self.pushes
         self._track(active, publication, "UNPUBLISHED")
         allowing = self.gate.publish(request.name, self._hook_body(session, request))
         allowing.addCallback(self._start, publication).addErrback(publication.refused)
@@ -123,7 +127,8 @@ class StreamRequests:
                 "hasVideo": request.has_video, "hasAudio": request.has_audio,
                 "status": status, "record": request.record, "width": request.width,
                 "height": request.height, "mediaProvider": request.media_provider,
-                "custom": request.custom, "clientAddress": session.address}
+                "custom": request.custom, "clientAddress": session.address,
+                **({"rtmpUrl": request.rtmp_url} if request.rtmp_url else {})}
 
     def _track(self, active: dict[str, Playback | Publication],
                negotiation: Playback | Publication, stopped: str) -> None:

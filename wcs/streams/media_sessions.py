@@ -40,6 +40,7 @@ class MediaSession:
     height: int = 0
     created: int = field(default_factory=lambda: int(time.time() * 1000))  # ms
     worker: str = ""
+    rtmp_url: str = ""  # a push's destination (provider "RTMP")
 
     def described(self, info: MediaInfo | None) -> None:
         """What the stream carries is known: its size and tracks."""
@@ -70,6 +71,7 @@ class MediaSession:
             "videoCodec": "H264" if self.has_video else "",
             "createDate": self.created,
             "worker": self.worker,
+            **({"rtmpUrl": self.rtmp_url} if self.rtmp_url else {}),
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""FLV tag bodies for H.264 and AAC: what the SDK's MSE player and RTMP both carry.
+
+A video body is the AVC packet: ``0x17``/``0x27`` (keyframe or not, codec 7),
+then 0 and the AVCDecoderConfigurationRecord (the sequence header), or 1, a
+composition time of 0 (no B-frames here) and length-prefixed NAL units. An
+audio body is ``0xAF`` (AAC, 44 kHz, 16 bit, stereo: what FLV always says for
+AAC) then 0 and the AudioSpecificConfig, or 1 and a raw AAC frame.
+"""
+
+from __future__ import annotations
+
+from wcs.media import h264
+from wcs.media.sample import Sample
+
+#: FLV tag (and RTMP message) types.
+AUDIO, VIDEO = 8, 9
+
+_SKIPPED = (h264.NAL_SPS, h264.NAL_PPS, h264.NAL_AUD)
+
+
+def avcc_record(sps: bytes, pps: bytes) -> bytes:
+    """An AVCDecoderConfigurationRecord for one SPS and one PPS (4-byte lengths)."""
+    return (bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+            + b"\x01" + len(pps).to_bytes(2, "big") + pps)
+
+
+class FlvTagger:
+    """One subscriber's samples as FLV tag bodies ``(type, ms, body)``.
+
+    ``every_keyframe``: the sequence header goes before every keyframe (the
+    SDK's MSE fragmenter keys on it); otherwise only when it is new (RTMP).
+    ``audio_header``: FLV's ``0xAF``; the SDK's MSE records leave it out.
+    """
+
+    def __init__(self, audio_config: bytes, every_keyframe: bool = True,
+                 audio_header: bytes = b"\xaf") -> None:
+        self.audio_config = audio_config
+        self.every_keyframe = every_keyframe
+        self._config_head = audio_header + b"\x00"
+        self._frame_head = audio_header + b"\x01"
+        self._audio_config_sent = False
+        self._parameters: tuple[bytes, bytes] | None = None
+        self._sent_parameters: tuple[bytes, bytes] | None = None
+
+    def tags(self, sample: Sample, milliseconds: int) -> list[tuple[int, int, bytes]]:
+        """The tags for one sample; none for what FLV does not carry (Opus) or
+        for video before its first SPS and PPS."""
+        if sample.kind == "video":
+            return self._video(sample, milliseconds)
+        if sample.codec != "aac":
+            return []
+        out = []
+        if not self._audio_config_sent and self.audio_config:
+            out.append((AUDIO, milliseconds, self._config_head + self.audio_config))
+            self._audio_config_sent = True
+        out.append((AUDIO, milliseconds, self._frame_head + sample.data))
+        return out
+
+    def _video(self, sample: Sample, milliseconds: int) -> list[tuple[int, int, bytes]]:
+        units = h264.split_annexb(sample.data)
+        sps = [u for u in units if u[0] & 0x1F == h264.NAL_SPS]
+        pps = [u for u in units if u[0] & 0x1F == h264.NAL_PPS]
+        if sps and pps:
+            self._parameters = (sps[0], pps[0])
+        if self._parameters is None:
+            return []  # nothing decodable before the first SPS/PPS
+        body = b"".join(len(u).to_bytes(4, "big") + u for u in units
+                        if u[0] & 0x1F not in _SKIPPED)
+        out = []
+        if sample.keyframe and (self.every_keyframe
+                                or self._parameters != self._sent_parameters):
+            out.append((VIDEO, milliseconds, b"\x17\x00\x00\x00\x00"
+                        + avcc_record(*self._parameters)))
+            self._sent_parameters = self._parameters
+        tag = b"\x17\x01" if sample.keyframe else b"\x27\x01"
+        out.append((VIDEO, milliseconds, tag + b"\x00\x00\x00" + body))
+        return out

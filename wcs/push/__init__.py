@@ -1,0 +1,1 @@
+"""Streams sent on to RTMP servers: WCS's ``/push/*`` and ``rtmpUrl``."""

@@ -1,0 +1,99 @@
+"""The pushes this worker runs: REST ``/push/startup`` and a publication's
+``rtmpUrl`` each start one, a stream name to an RTMP URL.
+
+A push is a media session (provider ``RTMP``), so it is listed, found and
+terminated from any worker like a page's play, and it keeps its stream
+running as a viewer does. An ended push stays listed, with its final status
+and why, for :data:`KEEP_ENDED` seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from twisted.application import service
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+
+from wcs.errors import LimitReached, NameTaken
+from wcs.push.pusher import Connect, Push, connect_tcp
+from wcs.push.rtmp import target
+from wcs.streams.media_sessions import MediaSession
+from wcs.streams.registry import Stream, StreamRegistry
+
+log = Logger()
+
+#: Seconds an ended push stays listed (with its status) before it is forgotten.
+KEEP_ENDED = 60.0
+#: The session id pushes started over REST are listed under.
+REST_SESSION = "rest"
+#: Statuses of a push that still runs (or will try again).
+RUNNING = ("PENDING", "PUBLISHING")
+
+
+class Pushes(service.Service):
+    """Every push of this worker, by media session id."""
+
+    def __init__(self, registry: StreamRegistry, reactor: Any, max_pushes: int = 100,
+                 prefix: str = "rtmp_", full_url: bool = False, retries: int = 3,
+                 connect: Connect = connect_tcp) -> None:
+        self.registry = registry
+        self.reactor = reactor
+        self.max_pushes = max_pushes
+        self.prefix = prefix
+        self.full_url = full_url
+        self.retries = retries
+        self._connect = connect
+        self.running: dict[str, tuple[Push, Stream]] = {}
+        self._opening = 0
+
+    def start(self, name: str, rtmp_url: str,
+              session_id: str = REST_SESSION) -> Deferred[MediaSession]:
+        """Send stream ``name`` to ``rtmp_url``: the push's listing, once its
+        stream is open (the RTMP connection comes up after)."""
+        try:
+            rtmp = target(rtmp_url, name, self.prefix, self.full_url)
+        except Exception as error:
+            return fail(error)
+        if len(self.running) + self._opening >= self.max_pushes:
+            return fail(LimitReached("streams pushed to RTMP", "max_pushes", self.max_pushes))
+        self._opening += 1
+
+        def check(found: list[MediaSession]) -> Deferred[Stream]:
+            if any(media.rtmp_url == rtmp_url and media.status in RUNNING for media in found):
+                raise NameTaken(f"{name!r} is already pushed to {rtmp_url}", name)
+            return self.registry.open(name)
+
+        def opened(stream: Stream) -> MediaSession:
+            media = MediaSession(str(uuid.uuid4()), name, False, "RTMP", session_id,
+                                 rtmp_url=rtmp_url)
+            media.described(stream.info)
+            push = Push(media, rtmp, stream.info, self.reactor, self._ended, self.retries,
+                        self._connect, stream.request_keyframe)
+            self.running[media.id] = (push, stream)
+            self.registry.media.add(media, lambda info: push.end("STOPPED", info),
+                                    lambda: stream)
+            log.info("push of {name!r} to {url} started ({id})", name=name, url=rtmp_url,
+                     id=media.id)
+            stream.subscribe(push)
+            push.start()
+            return media
+
+        def done(result: Any) -> Any:
+            self._opening -= 1
+            return result
+
+        found = self.registry.media_sessions(name=name)
+        return found.addCallback(check).addBoth(done).addCallback(opened)
+
+    def _ended(self, push: Push) -> None:
+        entry = self.running.pop(push.media.id, None)
+        if entry is not None:
+            entry[1].unsubscribe(push)
+        self.reactor.callLater(KEEP_ENDED, self.registry.media.remove, push.media)
+
+    def stopService(self) -> None:
+        super().stopService()
+        for push, _ in list(self.running.values()):
+            push.end("STOPPED", "Server stopped")

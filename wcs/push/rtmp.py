@@ -1,0 +1,332 @@
+"""An RTMP publishing client on Twisted: the handshake, ``connect``,
+``createStream``, ``publish``, then FLV tags as audio and video messages.
+
+Adobe's RTMP specification, as encoders (OBS, ffmpeg) speak it to servers
+(nginx-rtmp, YouTube, ffmpeg's own ``-listen 1``): the plain handshake,
+commands in AMF0, our chunks of :data:`CHUNK_SIZE` with a full header per
+message. What the server sends is parsed in full (its chunk size, window
+acknowledgements, pings, command answers) and bounded: a message over
+:data:`MAX_INCOMING` bytes ends the connection.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wcs.errors import BadRequest
+from wcs.push import amf0
+
+log = Logger()
+
+HANDSHAKE = 1536
+#: Our chunk size (what OBS uses): a keyframe is a few chunks.
+CHUNK_SIZE = 4096
+#: The largest message we accept from a server (its are commands, a few bytes).
+MAX_INCOMING = 1 << 20
+DEFAULT_PORT = 1935
+
+# message types
+SET_CHUNK_SIZE, ABORT, ACK, USER_CONTROL, WINDOW_ACK_SIZE, PEER_BANDWIDTH = 1, 2, 3, 4, 5, 6
+DATA_AMF0, COMMAND_AMF3, COMMAND_AMF0 = 18, 17, 20
+# chunk streams we send on
+CONTROL_CS, COMMAND_CS, AUDIO_CS, VIDEO_CS, DATA_CS = 2, 3, 4, 6, 5
+
+
+@dataclass(frozen=True)
+class RtmpTarget:
+    """Where a stream goes: the server, its application and the stream key."""
+
+    url: str  # as given (shown in listings)
+    host: str
+    port: int
+    app: str
+    key: str
+
+    @property
+    def tc_url(self) -> str:
+        return f"rtmp://{self.host}:{self.port}/{self.app}"
+
+
+def target(url: str, stream_name: str, prefix: str = "rtmp_",
+           full_url: bool = False) -> RtmpTarget:
+    """The target ``url`` means for ``stream_name``: as WCS does, the key is
+    ``prefix`` + the stream name appended to ``url`` (``rtmp://host/live`` →
+    ``live``/``rtmp_name``), unless ``full_url`` when the url's last part is
+    the key (``rtmp://a.rtmp.youtube.com/live2/KEY``)."""
+    if not isinstance(url, str) or len(url) > 2048 or not url.isprintable():
+        raise BadRequest("'rtmpUrl' must be an rtmp:// URL")
+    parts = urlsplit(url)
+    if parts.scheme != "rtmp":
+        raise BadRequest(f"'rtmpUrl' {url!r}: only rtmp:// URLs are supported")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise BadRequest(f"'rtmpUrl' {url!r}: the port is not a number") from None
+    path = parts.path.strip("/")
+    if not parts.hostname or not path:
+        raise BadRequest(f"'rtmpUrl' {url!r}: give rtmp://host[:port]/application")
+    if full_url:
+        app, _, key = path.rpartition("/")
+        if not app or not key:
+            raise BadRequest(f"'rtmpUrl' {url!r}: give rtmp://host/application/key")
+        key += f"?{parts.query}" if parts.query else ""
+    else:
+        app, key = path, prefix + stream_name
+    return RtmpTarget(url, parts.hostname, port, app, key)
+
+
+def _chunk_basic(fmt: int, stream: int) -> bytes:
+    return bytes([(fmt << 6) | stream])  # our chunk streams are all below 64
+
+
+def message(stream: int, kind: int, timestamp: int, body: bytes, message_stream: int = 0,
+            chunk_size: int = CHUNK_SIZE) -> list[bytes]:
+    """One message as chunks: a full (type 0) header, then type 3 continuations."""
+    timestamp &= 0xFFFFFFFF
+    extended = timestamp >= 0xFFFFFF
+    stamp = struct.pack(">I", timestamp) if extended else b""
+    header = (_chunk_basic(0, stream)
+              + (0xFFFFFF if extended else timestamp).to_bytes(3, "big")
+              + len(body).to_bytes(3, "big") + bytes([kind])
+              + struct.pack("<I", message_stream) + stamp)
+    if len(body) <= chunk_size:
+        return [header, body]
+    view = memoryview(body)
+    out = [header, view[:chunk_size]]
+    continuation = _chunk_basic(3, stream) + stamp
+    for start in range(chunk_size, len(body), chunk_size):
+        out.append(continuation)
+        out.append(view[start:start + chunk_size])
+    return out
+
+
+class RtmpError(Exception):
+    """The server refused (``final``: trying again would not help) or broke."""
+
+    def __init__(self, reason: str, final: bool = False) -> None:
+        super().__init__(reason)
+        self.final = final
+
+
+@dataclass
+class _Incoming:
+    """A chunk stream's last header and the message being put together."""
+
+    timestamp: int = 0
+    length: int = 0
+    kind: int = 0
+    message_stream: int = 0
+    extended: bool = False
+    parts: list[bytes] | None = None
+    received: int = 0
+
+
+class RtmpPublisher(Protocol):
+    """One connection publishing ``target``; ``publishing()`` once the server
+    has said ``NetStream.Publish.Start``, ``ended(error)`` once, at the end."""
+
+    def __init__(self, rtmp: RtmpTarget, metadata: dict[str, Any],
+                 publishing: Callable[[], None], ended: Callable[[RtmpError], None]) -> None:
+        self.rtmp = rtmp
+        self.metadata = metadata
+        self._publishing = publishing
+        self._ended = ended
+        self.state = "handshake"
+        self._buffer = bytearray()
+        self._c1 = b""
+        self._in_chunk_size = 128
+        self._incoming: dict[int, _Incoming] = {}
+        self._window = 2_500_000
+        self._received = 0
+        self._acked = 0
+        self._stream_id = 0
+        self._error: RtmpError | None = None
+        self.sent = 0  # media bytes written
+
+    # --- connection
+
+    def connectionMade(self) -> None:
+        self._c1 = struct.pack(">II", 0, 0) + os.urandom(HANDSHAKE - 8)
+        self.transport.write(b"\x03" + self._c1)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._received += len(data)
+        self._buffer += data
+        try:
+            if self.state == "handshake":
+                if len(self._buffer) < 1 + 2 * HANDSHAKE:
+                    return
+                if self._buffer[0] != 3:
+                    raise RtmpError(f"not an RTMP server (version byte {self._buffer[0]})")
+                s1 = bytes(self._buffer[1:1 + HANDSHAKE])
+                del self._buffer[:1 + 2 * HANDSHAKE]
+                self.transport.write(s1)  # C2: S1 echoed
+                self.state = "connecting"
+                self._send(CONTROL_CS, SET_CHUNK_SIZE, struct.pack(">I", CHUNK_SIZE))
+                self._command("connect", 1, {
+                    "app": self.rtmp.app, "type": "nonprivate",
+                    "flashVer": "FMLE/3.0 (compatible; wcsvod)", "tcUrl": self.rtmp.tc_url})
+            self._read_chunks()
+            if self._received - self._acked >= self._window:
+                self._acked = self._received
+                self._send(CONTROL_CS, ACK, struct.pack(">I", self._received & 0xFFFFFFFF))
+        except RtmpError as error:
+            self._fail(error)
+        except (amf0.AmfError, struct.error, IndexError) as error:
+            self._fail(RtmpError(f"the RTMP server sent what is not RTMP ({error})"))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        state, self.state = self.state, "closed"
+        if self._error is None:
+            why = reason.getErrorMessage() if state != "closing" else "closed"
+            self._error = RtmpError(f"the RTMP server closed the connection ({why})"
+                                    if state == "publishing" else
+                                    f"the connection ended before publishing ({why})")
+        self._ended(self._error)
+
+    def close(self) -> None:
+        """End the connection (our side: a stop, not a failure)."""
+        if self.state != "closed":
+            self._error = self._error or RtmpError("stopped", final=True)
+            self.state = "closing"
+            self.transport.loseConnection()
+
+    def _fail(self, error: RtmpError) -> None:
+        if self._error is None:
+            self._error = error
+        self.state = "closing"
+        self.transport.loseConnection()
+
+    # --- media
+
+    def send_media(self, kind: int, timestamp: int, body: bytes) -> None:
+        """An FLV tag body as an audio (8) or video (9) message."""
+        chunks = message(VIDEO_CS if kind == 9 else AUDIO_CS, kind, timestamp, body,
+                         self._stream_id)
+        self.sent += len(body)
+        self.transport.writeSequence(chunks)
+
+    # --- reading
+
+    def _read_chunks(self) -> None:
+        buffer = self._buffer
+        while buffer:
+            first = buffer[0]
+            fmt, stream = first >> 6, first & 0x3F
+            position = 1
+            if stream == 0:
+                if len(buffer) < 2:
+                    return
+                stream, position = 64 + buffer[1], 2
+            elif stream == 1:
+                if len(buffer) < 3:
+                    return
+                stream, position = 64 + buffer[1] + buffer[2] * 256, 3
+            header_size = (11, 7, 3, 0)[fmt]
+            if len(buffer) < position + header_size:
+                return
+            state = self._incoming.get(stream)
+            if state is None:
+                if fmt != 0 and len(self._incoming) >= 64:
+                    raise RtmpError("the RTMP server opened too many chunk streams")
+                state = self._incoming[stream] = _Incoming()
+            header = bytes(buffer[position:position + header_size])
+            position += header_size
+            stamp = int.from_bytes(header[:3], "big") if fmt < 3 else 0
+            extended = (stamp == 0xFFFFFF) if fmt < 3 else state.extended
+            if extended:
+                if len(buffer) < position + 4:
+                    return
+                stamp = struct.unpack_from(">I", buffer, position)[0]
+                position += 4
+            starting = state.parts is None
+            length, kind, message_stream = state.length, state.kind, state.message_stream
+            if fmt <= 1:
+                length, kind = int.from_bytes(header[3:6], "big"), header[6]
+                if length > MAX_INCOMING:
+                    raise RtmpError(f"the RTMP server sent a message of {length} bytes")
+            if fmt == 0:
+                message_stream = struct.unpack("<I", header[7:11])[0]
+            need = min(self._in_chunk_size, length - (0 if starting else state.received))
+            if len(buffer) < position + need:
+                return
+            if starting:
+                state.length, state.kind, state.message_stream = length, kind, message_stream
+                state.extended = extended
+                if fmt == 0:
+                    state.timestamp = stamp
+                elif fmt < 3:
+                    state.timestamp += stamp
+                state.parts, state.received = [], 0
+            assert state.parts is not None
+            state.parts.append(bytes(buffer[position:position + need]))
+            state.received += need
+            del buffer[:position + need]
+            if state.received >= state.length:
+                body = b"".join(state.parts)
+                state.parts = None
+                self._on_message(state.kind, body)
+                if self.state in ("closing", "closed"):
+                    return
+
+    def _on_message(self, kind: int, body: bytes) -> None:
+        if kind == SET_CHUNK_SIZE:
+            size = struct.unpack(">I", body[:4])[0] & 0x7FFFFFFF
+            if not 1 <= size <= MAX_INCOMING:
+                raise RtmpError(f"the RTMP server asked for a chunk size of {size}")
+            self._in_chunk_size = size
+        elif kind == WINDOW_ACK_SIZE:
+            self._window = max(struct.unpack(">I", body[:4])[0], 4096)
+        elif kind == USER_CONTROL and len(body) >= 6 and body[:2] == b"\x00\x06":
+            self._send(CONTROL_CS, USER_CONTROL, b"\x00\x07" + body[2:6])  # ping → pong
+        elif kind in (COMMAND_AMF0, COMMAND_AMF3):
+            self._on_command(amf0.decode(body[1:] if kind == COMMAND_AMF3 else body))
+
+    def _on_command(self, values: list[Any]) -> None:
+        if not values:
+            return
+        name, transaction = values[0], values[1] if len(values) > 1 else 0
+        info = next((v for v in values[2:] if isinstance(v, dict)), {})
+        code = str(info.get("code", ""))
+        if name == "_error":
+            raise RtmpError(f"the RTMP server refused: {code or 'error'} "
+                            f"{info.get('description', '')}".strip(), final=True)
+        if name == "_result" and transaction == 1:
+            key = self.rtmp.key
+            self._command("releaseStream", 2, None, key)
+            self._command("FCPublish", 3, None, key)
+            self._command("createStream", 4, None)
+        elif name == "_result" and transaction == 4:
+            stream_id = values[3] if len(values) > 3 else None
+            if not isinstance(stream_id, float) or not 0 < stream_id < 2**31:
+                raise RtmpError("the RTMP server gave no stream id")
+            self._stream_id = int(stream_id)
+            self._command("publish", 5, None, self.rtmp.key, "live")
+        elif name == "onStatus":
+            if code == "NetStream.Publish.Start" and self.state == "connecting":
+                self.state = "publishing"
+                self._send(DATA_CS, DATA_AMF0, amf0.encode("@setDataFrame", "onMetaData")
+                           + amf0.ecma_array(self.metadata), self._stream_id)
+                self._publishing()
+            elif info.get("level") == "error" or "Failed" in code or "BadName" in code:
+                raise RtmpError(f"the RTMP server refused: {code} "
+                                f"{info.get('description', '')}".strip(), final=True)
+
+    # --- writing
+
+    def _command(self, name: str, transaction: int, *arguments: Any) -> None:
+        stream_id = self._stream_id if name == "publish" else 0
+        self._send(COMMAND_CS, COMMAND_AMF0, amf0.encode(name, transaction, *arguments),
+                   stream_id)
+
+    def _send(self, stream: int, kind: int, body: bytes, message_stream: int = 0) -> None:
+        self.transport.writeSequence(message(stream, kind, 0, body, message_stream))
