@@ -129,7 +129,8 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                drop_after: float | None = None, read: bool = True,
                stop_event: asyncio.Event | None = None, video_loss: float = 0.0,
                pli_after: float | None = None, vanish_after: float | None = None,
-               close_peer_after: float | None = None) -> Received:
+               close_peer_after: float | None = None,
+               result: Received | None = None) -> Received:
     """Play ``name`` until the server ends it, ``stop_after`` seconds (then
     stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``.
     With ``read=False`` the tracks are never read: a viewer that stalls.
@@ -139,8 +140,9 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
     ``vanish_after`` seconds after PLAYING the peer goes silent at once (its UDP
     sockets closed: no DTLS close, no stopStream), ``close_peer_after`` it closes
     its peer connection (a DTLS close); either way the signalling stays open until
-    the server ends the play (or ``timeout``)."""
-    result = Received()
+    the server ends the play (or ``timeout``). ``result``, when given, is filled
+    as the play goes (what a caller that gives up can still look at)."""
+    result = result if result is not None else Received()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     consumers: list[asyncio.Task] = []

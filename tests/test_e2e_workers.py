@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import time
 
 from testkit.rest_client import call, http_status
@@ -34,15 +35,18 @@ def workers_of(server, name: str) -> dict[str, int]:
     return next((entry["workers"] for entry in found if entry["localStreamName"] == name), {})
 
 
-async def on_two_workers(server, name: str, stop: asyncio.Event,
-                         serving=None) -> list[asyncio.Future]:
+async def on_two_workers(server, name: str, stop: asyncio.Event, serving=None,
+                         progress: list[Received] | None = None) -> list[asyncio.Future]:
     """Plays of ``name`` until two workers serve it (``serving`` says who, by
     default REST's viewer counts); each play runs until ``stop``."""
     serving = serving or (lambda: workers_of(server, name))
     plays: list[asyncio.Future] = []
     for _ in range(TRIES):
+        got = Received()
+        if progress is not None:
+            progress.append(got)
         plays.append(asyncio.ensure_future(play(server.ws_url, name, stop_event=stop,
-                                                timeout=90)))
+                                                timeout=90, result=got)))
         await asyncio.sleep(1.6)  # PLAYING, and a report (every second) from each worker
         busy = [worker for worker, viewers in (await asyncio.to_thread(serving)).items()
                 if viewers]
@@ -244,12 +248,28 @@ def test_one_ctrl_c_stops_every_worker_and_their_viewers_hear_it(start_server, m
     server = start_server(media_dir=str(media), workers="2", vod_live_loop="true")
     pids = [worker_pid(server, 1), worker_pid(server, 2)]
 
+    progress: list[Received] = []
+
     async def scenario() -> list:
         stop = asyncio.Event()
-        plays = await on_two_workers(server, NAME, stop)
+        plays = await on_two_workers(server, NAME, stop, progress=progress)
         os.kill(server.process.pid, signal.SIGINT)  # what Ctrl-C sends the supervisor
-        got = await asyncio.wait_for(asyncio.gather(*plays, return_exceptions=True), 45)
-        return list(got)
+        sent = time.monotonic()
+        done, pending = await asyncio.wait(plays, timeout=45)
+        if pending:  # say what each viewer saw, and what the server did
+            seen = [(got.statuses, got.infos, round(got.video[-1][0] - time.time(), 1)
+                     if got.video else None) for got in progress]
+            alive = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"],
+                                   capture_output=True, text=True).stdout
+            connections = subprocess.run(["ss", "-tanp"], capture_output=True,
+                                         text=True).stdout
+            raise AssertionError(
+                f"{len(pending)} of {len(plays)} plays still open "
+                f"{time.monotonic() - sent:.0f} s after SIGINT; viewers saw "
+                f"(statuses, infos, last frame s ago) {seen}\nprocesses:\n{alive}\n"
+                f"connections:\n{connections}\nserver log:\n{server.log()[-6000:]}")
+        return [play.result() if play.exception() is None else play.exception()
+                for play in plays]
 
     viewers = run(scenario())
     for got in viewers:  # every viewer, on either worker, was told before the end
