@@ -130,6 +130,83 @@ class _Incoming:
     received: int = 0
 
 
+class ChunkReader:
+    """Messages out of a byte stream of chunks, whatever their header types;
+    it follows the sender's Set Chunk Size itself. Bounded: at most 64 chunk
+    streams, messages of at most :data:`MAX_INCOMING` bytes."""
+
+    def __init__(self) -> None:
+        self.chunk_size = 128
+        self._streams: dict[int, _Incoming] = {}
+
+    def feed(self, buffer: bytearray) -> list[tuple[int, int, int, bytes]]:
+        """Every whole message in ``buffer`` as (type, message stream, timestamp,
+        body); what is used is removed from it, a partial chunk stays."""
+        out: list[tuple[int, int, int, bytes]] = []
+        while buffer:
+            first = buffer[0]
+            fmt, stream = first >> 6, first & 0x3F
+            position = 1
+            if stream == 0:
+                if len(buffer) < 2:
+                    break
+                stream, position = 64 + buffer[1], 2
+            elif stream == 1:
+                if len(buffer) < 3:
+                    break
+                stream, position = 64 + buffer[1] + buffer[2] * 256, 3
+            header_size = (11, 7, 3, 0)[fmt]
+            if len(buffer) < position + header_size:
+                break
+            state = self._streams.get(stream)
+            if state is None:
+                if len(self._streams) >= 64:
+                    raise RtmpError("the RTMP peer opened too many chunk streams")
+                state = self._streams[stream] = _Incoming()
+            header = bytes(buffer[position:position + header_size])
+            position += header_size
+            stamp = int.from_bytes(header[:3], "big") if fmt < 3 else 0
+            extended = (stamp == 0xFFFFFF) if fmt < 3 else state.extended
+            if extended:
+                if len(buffer) < position + 4:
+                    break
+                stamp = struct.unpack_from(">I", buffer, position)[0]
+                position += 4
+            starting = state.parts is None
+            length, kind, message_stream = state.length, state.kind, state.message_stream
+            if fmt <= 1:
+                length, kind = int.from_bytes(header[3:6], "big"), header[6]
+                if length > MAX_INCOMING:
+                    raise RtmpError(f"the RTMP peer sent a message of {length} bytes")
+            if fmt == 0:
+                message_stream = struct.unpack("<I", header[7:11])[0]
+            need = min(self.chunk_size, length - (0 if starting else state.received))
+            if len(buffer) < position + need:
+                break
+            if starting:
+                state.length, state.kind, state.message_stream = length, kind, message_stream
+                state.extended = extended
+                if fmt == 0:
+                    state.timestamp = stamp
+                elif fmt < 3 or extended:
+                    state.timestamp += stamp
+                state.parts, state.received = [], 0
+            assert state.parts is not None
+            state.parts.append(bytes(buffer[position:position + need]))
+            state.received += need
+            del buffer[:position + need]
+            if state.received >= state.length:
+                body = b"".join(state.parts)
+                state.parts = None
+                if state.kind == SET_CHUNK_SIZE:
+                    size = struct.unpack(">I", body[:4])[0] & 0x7FFFFFFF
+                    if not 1 <= size <= MAX_INCOMING:
+                        raise RtmpError(f"the RTMP peer asked for a chunk size of {size}")
+                    self.chunk_size = size
+                out.append((state.kind, state.message_stream, state.timestamp, body))
+        return out
+
+
 class RtmpPublisher(Protocol):
     """One connection publishing ``target``; ``publishing()`` once the server
     has said ``NetStream.Publish.Start``, ``ended(error)`` once, at the end."""
@@ -143,8 +220,7 @@ class RtmpPublisher(Protocol):
         self.state = "handshake"
         self._buffer = bytearray()
         self._c1 = b""
-        self._in_chunk_size = 128
-        self._incoming: dict[int, _Incoming] = {}
+        self._reader = ChunkReader()
         self._window = 2_500_000
         self._received = 0
         self._acked = 0
@@ -218,73 +294,13 @@ class RtmpPublisher(Protocol):
     # --- reading
 
     def _read_chunks(self) -> None:
-        buffer = self._buffer
-        while buffer:
-            first = buffer[0]
-            fmt, stream = first >> 6, first & 0x3F
-            position = 1
-            if stream == 0:
-                if len(buffer) < 2:
-                    return
-                stream, position = 64 + buffer[1], 2
-            elif stream == 1:
-                if len(buffer) < 3:
-                    return
-                stream, position = 64 + buffer[1] + buffer[2] * 256, 3
-            header_size = (11, 7, 3, 0)[fmt]
-            if len(buffer) < position + header_size:
+        for kind, _stream, _stamp, body in self._reader.feed(self._buffer):
+            self._on_message(kind, body)
+            if self.state in ("closing", "closed"):
                 return
-            state = self._incoming.get(stream)
-            if state is None:
-                if fmt != 0 and len(self._incoming) >= 64:
-                    raise RtmpError("the RTMP server opened too many chunk streams")
-                state = self._incoming[stream] = _Incoming()
-            header = bytes(buffer[position:position + header_size])
-            position += header_size
-            stamp = int.from_bytes(header[:3], "big") if fmt < 3 else 0
-            extended = (stamp == 0xFFFFFF) if fmt < 3 else state.extended
-            if extended:
-                if len(buffer) < position + 4:
-                    return
-                stamp = struct.unpack_from(">I", buffer, position)[0]
-                position += 4
-            starting = state.parts is None
-            length, kind, message_stream = state.length, state.kind, state.message_stream
-            if fmt <= 1:
-                length, kind = int.from_bytes(header[3:6], "big"), header[6]
-                if length > MAX_INCOMING:
-                    raise RtmpError(f"the RTMP server sent a message of {length} bytes")
-            if fmt == 0:
-                message_stream = struct.unpack("<I", header[7:11])[0]
-            need = min(self._in_chunk_size, length - (0 if starting else state.received))
-            if len(buffer) < position + need:
-                return
-            if starting:
-                state.length, state.kind, state.message_stream = length, kind, message_stream
-                state.extended = extended
-                if fmt == 0:
-                    state.timestamp = stamp
-                elif fmt < 3:
-                    state.timestamp += stamp
-                state.parts, state.received = [], 0
-            assert state.parts is not None
-            state.parts.append(bytes(buffer[position:position + need]))
-            state.received += need
-            del buffer[:position + need]
-            if state.received >= state.length:
-                body = b"".join(state.parts)
-                state.parts = None
-                self._on_message(state.kind, body)
-                if self.state in ("closing", "closed"):
-                    return
 
     def _on_message(self, kind: int, body: bytes) -> None:
-        if kind == SET_CHUNK_SIZE:
-            size = struct.unpack(">I", body[:4])[0] & 0x7FFFFFFF
-            if not 1 <= size <= MAX_INCOMING:
-                raise RtmpError(f"the RTMP server asked for a chunk size of {size}")
-            self._in_chunk_size = size
-        elif kind == WINDOW_ACK_SIZE:
+        if kind == WINDOW_ACK_SIZE:
             self._window = max(struct.unpack(">I", body[:4])[0], 4096)
         elif kind == USER_CONTROL and len(body) >= 6 and body[:2] == b"\x00\x06":
             self._send(CONTROL_CS, USER_CONTROL, b"\x00\x07" + body[2:6])  # ping → pong

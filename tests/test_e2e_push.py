@@ -1,0 +1,180 @@
+"""End to end: streams sent on to a real RTMP server (ffmpeg listening on
+loopback), as REST ``/push/*`` and the SDK's republishing demo ask.
+
+What arrives is read back with PyAV: the H.264 is the file's own samples,
+byte for byte, audio is there, and the timestamps move steadily."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import av
+
+from testkit.rest_client import call
+from testkit.rtmp_receiver import FfmpegReceiver
+
+
+def file_samples(path: Path) -> tuple[list[bytes], list[bytes]]:
+    """The file's video and audio samples as stored (AVCC H.264, raw AAC)."""
+    video, audio = [], []
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.size:
+                (video if packet.stream.type == "video" else audio).append(bytes(packet))
+    return video, audio
+
+
+def received(path: Path) -> tuple[list[tuple[int, bytes, bool]], list[tuple[int, bytes]]]:
+    """What the receiver wrote: (ms, data, keyframe) per video packet, (ms, data) per audio."""
+    video, audio = [], []
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if not packet.size:
+                continue
+            ms = int(packet.pts * packet.time_base * 1000)
+            if packet.stream.type == "video":
+                video.append((ms, bytes(packet), packet.is_keyframe))
+            else:
+                audio.append((ms, bytes(packet)))
+    return video, audio
+
+
+def find_push(server, media_id: str) -> dict:
+    status, found, _ = call(server.http_url, "/rest-api/push/find", {"mediaSessionId": media_id})
+    assert status == 200, found
+    return found[0]
+
+
+def wait_push(server, media_id: str, wanted: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        push = find_push(server, media_id)
+        if push["status"] == wanted:
+            return push
+        time.sleep(0.1)
+    raise AssertionError(f"push never {wanted}: {push}")
+
+
+def test_a_broadcast_goes_to_an_rtmp_server_as_it_is(start_server, media, tmp_path):
+    receiver = FfmpegReceiver(tmp_path / "got.flv").start()
+    try:
+        server = start_server(media_dir=str(media))
+        assert call(server.http_url, "/rest-api/vod/startup",
+                    {"uri": "vod-live://live.mp4", "localStreamName": "show"})[0] == 200
+        status, push, _ = call(server.http_url, "/rest-api/push/startup",
+                               {"streamName": "show", "rtmpUrl": receiver.url})
+        assert status == 200, push
+        assert push["streamName"] == "show" and push["rtmpUrl"] == receiver.url
+        assert push["width"] > 0 and push["soundEnabled"] is True
+        status, again, _ = call(server.http_url, "/rest-api/push/startup",
+                                {"streamName": "show", "rtmpUrl": receiver.url})
+        assert status == 409 and "already pushed" in again["message"]
+        wait_push(server, push["mediaSessionId"], "PUBLISHING")
+        _, listed, _ = call(server.http_url, "/rest-api/push/find_all")
+        assert [item["mediaSessionId"] for item in listed] == [push["mediaSessionId"]]
+        time.sleep(12)
+        status, stopped, _ = call(server.http_url, "/rest-api/push/terminate",
+                                  {"mediaSessionId": push["mediaSessionId"]})
+        assert status == 200 and stopped[0]["mediaSessionId"] == push["mediaSessionId"]
+        ended = find_push(server, push["mediaSessionId"])  # listed, with how it ended
+        assert (ended["status"], ended["info"]) == ("STOPPED", "Stopped by rest /terminate")
+        assert receiver.finished() == 0, receiver.log()
+    finally:
+        receiver.kill()
+    video, audio = received(tmp_path / "got.flv")
+    stored_video, stored_audio = file_samples(media / "live.mp4")
+    assert video[0][2], "the push starts on a keyframe"
+    first = stored_video.index(video[0][1])
+    for index, (_, data, _) in enumerate(video):  # the file's samples, byte for byte
+        assert data == stored_video[(first + index) % len(stored_video)], index
+    stamps = [ms for ms, _, _ in video]
+    assert stamps[0] == 0 and stamps[-1] >= 10_000, stamps[-1]
+    steps = {b - a for a, b in zip(stamps, stamps[1:])}
+    assert steps <= {39, 40, 41}, steps  # 25 fps, steadily
+    assert len(audio) > 10 * 40 and {data for _, data in audio} <= set(stored_audio)
+    audio_stamps = [ms for ms, _ in audio]
+    assert audio_stamps == sorted(audio_stamps)
+    assert abs(audio_stamps[-1] - stamps[-1]) < 500
+
+
+def test_pushes_that_cannot_be_made_are_refused_saying_why(start_server, media):
+    server = start_server(media_dir=str(media), max_pushes="1")
+    cases = [
+        ({"rtmpUrl": "rtmp://127.0.0.1/live"}, 400, "'streamName' is required"),
+        ({"streamName": "show"}, 400, "'rtmpUrl' is required"),
+        ({"streamName": "show", "rtmpUrl": "http://127.0.0.1/live"}, 400, "only rtmp://"),
+        ({"streamName": "show", "rtmpUrl": "rtmps://127.0.0.1/live"}, 400, "only rtmp://"),
+        ({"streamName": "show", "rtmpUrl": "rtmp://127.0.0.1"}, 400, "application"),
+        ({"streamName": "show", "rtmpUrl": "rtmp://127.0.0.1:99999/live"}, 400, "port"),
+        ({"streamName": "nothing-runs", "rtmpUrl": "rtmp://127.0.0.1/live"}, 404, ""),
+    ]
+    for body, expected, why in cases:
+        status, answer, _ = call(server.http_url, "/rest-api/push/startup", body)
+        assert status == expected and why in answer["message"], (body, answer)
+    assert call(server.http_url, "/rest-api/push/find_all")[0] == 404
+    assert call(server.http_url, "/rest-api/push/find", {})[0] == 400
+    assert call(server.http_url, "/rest-api/vod/startup",
+                {"uri": "vod-live://live.mp4", "localStreamName": "show"})[0] == 200
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # nothing listens there: the push retries, then fails
+    port = closed.getsockname()[1]
+    first = call(server.http_url, "/rest-api/push/startup",
+                 {"streamName": "show", "rtmpUrl": f"rtmp://127.0.0.1:{port}/live"})
+    assert first[0] == 200
+    status, answer, _ = call(server.http_url, "/rest-api/push/startup",
+                             {"streamName": "show", "rtmpUrl": f"rtmp://127.0.0.1:{port}/b"})
+    assert status == 429 and "max_pushes=1" in answer["message"]
+    closed.close()
+
+
+def not_rtmp_server() -> tuple[int, threading.Thread]:
+    """A TCP server that answers anything with an HTTP error and closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        listener.settimeout(20)
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.recv(2000)
+            connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"x" * 4000)
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def test_a_server_that_is_not_rtmp_or_goes_away_ends_the_push(start_server, media, tmp_path):
+    server = start_server(media_dir=str(media), rtmp_push_retries="1")
+    assert call(server.http_url, "/rest-api/vod/startup",
+                {"uri": "vod-live://live.mp4", "localStreamName": "show"})[0] == 200
+    port, serving = not_rtmp_server()
+    _, push, _ = call(server.http_url, "/rest-api/push/startup",
+                      {"streamName": "show", "rtmpUrl": f"rtmp://127.0.0.1:{port}/live"})
+    failed = wait_push(server, push["mediaSessionId"], "FAILED", timeout=20)
+    assert failed["info"].startswith("Failed by RTMP writer error: ")
+    assert "not an RTMP server" in server.log()
+    serving.join(5)
+
+    receiver = FfmpegReceiver(tmp_path / "cut.flv").start()
+    _, push, _ = call(server.http_url, "/rest-api/push/startup",
+                      {"streamName": "show", "rtmpUrl": receiver.url})
+    wait_push(server, push["mediaSessionId"], "PUBLISHING")
+    time.sleep(2)
+    receiver.kill()  # the receiver goes away mid-push: one try again, then the end
+    failed = wait_push(server, push["mediaSessionId"], "FAILED", timeout=20)
+    assert failed["info"].startswith("Failed by RTMP writer error: ")
+    log = server.log()
+    assert "trying again in 1 s (1 of 1)" in log
+    assert "ended: FAILED" in log
+    # the broadcast itself plays on, for the next push or viewer
+    assert call(server.http_url, "/rest-api/vod/find",
+                {"localStreamName": "show"})[0] == 200
