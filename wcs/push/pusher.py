@@ -70,7 +70,7 @@ class Push:
         self.retries = retries
         self._connect = connect
         self._ask_keyframe = keyframe
-        self.tries = 0
+        self.failures = 0  # connections that ended since the last that published
         self.done = False
         self.protocol: RtmpPublisher | None = None
         self._live = False  # the server said Publish.Start on this connection
@@ -88,7 +88,6 @@ class Push:
     def start(self) -> None:
         if self.done:
             return
-        self.tries += 1
         self._live = False
         self._origin = None
         self._want_keyframe = True
@@ -114,7 +113,7 @@ class Push:
 
     def _publishing(self) -> None:
         self._live = True
-        self.tries = 0  # a connection that worked: a later drop gets every retry again
+        self.failures = 0  # a connection that worked: a later drop gets every retry again
         self.media.status, self.media.info = "PUBLISHING", ""
         log.info("push of {name!r} to {url}: publishing as {key!r}", name=self.media.name,
                  url=self.rtmp.url, key=self.rtmp.key)
@@ -125,11 +124,12 @@ class Push:
         self._paused_since = None
         if self.done:
             return
-        if not error.final and self.tries <= self.retries:
-            delay = min(2.0 ** (self.tries - 1), MAX_BACKOFF)
+        self.failures += 1
+        if not error.final and self.failures <= self.retries:
+            delay = min(2.0 ** (self.failures - 1), MAX_BACKOFF)
             log.warn("push of {name!r} to {url}: {why}; trying again in {delay:g} s "
                      "({n} of {retries})", name=self.media.name, url=self.rtmp.url,
-                     why=error, delay=delay, n=self.tries, retries=self.retries)
+                     why=error, delay=delay, n=self.failures, retries=self.retries)
             self.media.status, self.media.info = "PENDING", f"{WRITER_ERROR}: {error}"
             self._retry = self.reactor.callLater(delay, self.start)
             return
