@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -82,6 +83,14 @@ def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes],
     raise AssertionError(f"server did not listen on {port} in time")
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's SIGINT back to its default for the child. A test run started in
+    the background (CI: ``nohup ... &``) ignores SIGINT, and every child would
+    inherit that: twistd, seeing it ignored, rightly leaves it so, and a test of
+    what Ctrl-C does would send a signal nobody hears."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ServerProcess:
     """``twistd -n wcsvod`` with a properties file written for the test."""
 
@@ -123,7 +132,8 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [*self.wrap, str(VENV_BIN / "twistd"), "-n", "--pidfile=", "wcsvod", "--config",
              str(self.config)],
-            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_as_from_a_terminal)
         deadline = time.monotonic() + 20
         try:
             for key in ("ws.port", "http.port"):
@@ -251,10 +261,46 @@ class RawWebSocket:
 
 
 def run(coroutine: Any, timeout: float = 120.0) -> Any:
-    """``asyncio.run`` in a thread of its own: Playwright's sync API keeps an
-    event loop running in the main thread once a browser is up."""
-    import asyncio
-    import concurrent.futures
+    """Run ``coroutine`` on an event loop in a thread of its own (Playwright's
+    sync API keeps an event loop running in the main thread once a browser is
+    up), for at most ``timeout`` seconds.
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result(timeout)
+    Bounded even when the coroutine fails or times out: what it leaves running
+    is cancelled and given 10 s, then abandoned with its (daemon) thread, so a
+    client that will not stop (an aiortc close waiting on a peer that is gone)
+    can never hang the test run; the coroutine's own error is raised.
+    """
+    import asyncio
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(coroutine)
+            done, _ = loop.run_until_complete(asyncio.wait([task], timeout=timeout))
+            if task in done:
+                error = task.exception()
+                outcome["error" if error else "result"] = error or task.result()
+            else:
+                outcome["error"] = TimeoutError(f"still running after {timeout:g} s")
+            left = [each for each in asyncio.all_tasks(loop) if not each.done()]
+            for each in left:
+                each.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=10))
+        except BaseException as error:  # the loop itself broke
+            outcome.setdefault("error", error)
+        finally:
+            outcome["finished"] = True
+            loop.close()
+
+    thread = threading.Thread(target=main, daemon=True, name="client-loop")
+    thread.start()
+    thread.join(timeout + 30)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "result" not in outcome:
+        raise TimeoutError(f"the client loop did not stop within {timeout + 30:g} s")
+    return outcome["result"]
