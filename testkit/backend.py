@@ -21,6 +21,11 @@ def allow_all(method: str, body: dict[str, Any]) -> tuple[int, Any, float]:
     return 200, None, 0.0
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of hooks may arrive at once
+    daemon_threads = True
+
+
 class Backend:
     """``url`` takes ``<url>/<method>`` POSTs; ``calls`` holds (method, body)."""
 
@@ -55,7 +60,7 @@ class Backend:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

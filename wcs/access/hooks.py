@@ -18,9 +18,15 @@ from typing import Any
 from treq import collect as collect_body
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.iweb import IResponse
 
 from wcs.errors import AccessRefused
@@ -109,11 +115,26 @@ class RestHooks:
 
     def _post(self, method: str, body: dict[str, Any]) -> Deferred[tuple[int, bytes]]:
         """POST ``body``; the status and at most :data:`MAX_ANSWER` bytes of
-        the answer, all within the timeout."""
+        the answer, all within the timeout.
+
+        A kept connection the backend closed meanwhile fails before any answer
+        (servers drop idle keep-alive connections when they like, and Twisted
+        retries only idempotent requests): that POST is sent once more, on a
+        new connection, within the same timeout.
+        """
         data = json.dumps(body, separators=(",", ":")).encode()
-        posting: Deferred[IResponse] = self._http.post(
-            f"{self.url}/{method}", data=data,
-            headers={b"Content-Type": [b"application/json"]})
+        url = f"{self.url}/{method}"
+        headers = {b"Content-Type": [b"application/json"]}
+        posting: Deferred[IResponse] = self._http.post(url, data=data, headers=headers)
+
+        def again(failure: Failure) -> Deferred[IResponse] | Failure:
+            if failure.check(ResponseNeverReceived, RequestTransmissionFailed) and all(
+                    reason.check(ConnectionDone, ConnectionLost)
+                    for reason in failure.value.reasons):
+                return self._http.post(url, data=data, headers=headers)
+            return failure
+
+        posting.addErrback(again)
 
         def read(response: IResponse) -> Deferred[tuple[int, bytes]]:
             parts: list[bytes] = []
@@ -133,6 +154,9 @@ class RestHooks:
         return posting
 
     def _why(self, failure: Failure) -> str:
+        reasons = getattr(failure.value, "reasons", None)
+        if reasons:  # the client's wrapper of what went wrong: say what did
+            failure = reasons[0]
         if failure.check(TimeoutError, CancelledError):
             return f"no answer in {self.timeout * 1000:g} ms (rest_hook_timeout)"
         if failure.check(TooLong):

@@ -35,6 +35,7 @@ class Negotiation:
         self.clock = clock
         self._on_done = on_done
         self.done = False
+        self.allowed = False  # the access rules let it through
         self._timer: IDelayedCall | None = None
         #: what REST ``/stream/*`` lists of this request, its status kept here
         self.media = MediaSession(request.media_session_id, request.name, request.published,

@@ -88,6 +88,7 @@ class StreamRequests:
         """The play was allowed (as ``name``): open its stream."""
         if playback.done:  # stopped while the backend was asked
             return None
+        playback.allowed = True
         self._rename(playback, name)
         request = playback.request
         opening = maybeDeferred(self.registry.open, name)
@@ -108,6 +109,7 @@ class StreamRequests:
 
     def _start(self, name: str, publication: Publication) -> None:
         if not publication.done:
+            publication.allowed = True
             self._rename(publication, name)
             publication.start(self.registry)
 
@@ -181,7 +183,7 @@ class StreamRequests:
 
     def _forget(self, negotiation: Playback | Publication) -> None:
         self.registry.media.remove(negotiation.media)
-        if self.gate.hooks is not None:
+        if self.gate.hooks is not None and negotiation.allowed:  # the backend knows it
             request = negotiation.request
             self.gate.tell("unPublishStream" if request.published else "stopStream",
                            self._hook_body(negotiation.session, request,
