@@ -170,6 +170,7 @@ class Push:
         if self._want_keyframe:
             if sample.kind != "video" or not sample.keyframe:
                 self.dropped += 1
+                self._ask_keyframe()  # a page's encoder makes one when asked (rate-limited)
                 return
             self._want_keyframe = False
         milliseconds = round(sample.pts * 1000 / sample.clock)

@@ -45,7 +45,7 @@ class Pushes(service.Service):
         self.full_url = full_url
         self.retries = retries
         self._connect = connect
-        self.running: dict[str, tuple[Push, Stream]] = {}
+        self.active: dict[str, tuple[Push, Stream]] = {}
         self._opening = 0
 
     def start(self, name: str, rtmp_url: str,
@@ -56,7 +56,7 @@ class Pushes(service.Service):
             rtmp = target(rtmp_url, name, self.prefix, self.full_url)
         except Exception as error:
             return fail(error)
-        if len(self.running) + self._opening >= self.max_pushes:
+        if len(self.active) + self._opening >= self.max_pushes:
             return fail(LimitReached("streams pushed to RTMP", "max_pushes", self.max_pushes))
         self._opening += 1
 
@@ -71,7 +71,7 @@ class Pushes(service.Service):
             media.described(stream.info)
             push = Push(media, rtmp, stream.info, self.reactor, self._ended, self.retries,
                         self._connect, stream.request_keyframe)
-            self.running[media.id] = (push, stream)
+            self.active[media.id] = (push, stream)
             self.registry.media.add(media, lambda info: push.end("STOPPED", info),
                                     lambda: stream)
             log.info("push of {name!r} to {url} started ({id})", name=name, url=rtmp_url,
@@ -88,12 +88,12 @@ class Pushes(service.Service):
         return found.addCallback(check).addBoth(done).addCallback(opened)
 
     def _ended(self, push: Push) -> None:
-        entry = self.running.pop(push.media.id, None)
+        entry = self.active.pop(push.media.id, None)
         if entry is not None:
             entry[1].unsubscribe(push)
         self.reactor.callLater(KEEP_ENDED, self.registry.media.remove, push.media)
 
     def stopService(self) -> None:
         super().stopService()
-        for push, _ in list(self.running.values()):
+        for push, _ in list(self.active.values()):
             push.end("STOPPED", "Server stopped")

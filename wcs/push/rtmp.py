@@ -100,12 +100,11 @@ def message(stream: int, kind: int, timestamp: int, body: bytes, message_stream:
               + struct.pack("<I", message_stream) + stamp)
     if len(body) <= chunk_size:
         return [header, body]
-    view = memoryview(body)
-    out = [header, view[:chunk_size]]
+    out = [header, body[:chunk_size]]
     continuation = _chunk_basic(3, stream) + stamp
     for start in range(chunk_size, len(body), chunk_size):
         out.append(continuation)
-        out.append(view[start:start + chunk_size])
+        out.append(body[start:start + chunk_size])
     return out
 
 
