@@ -225,3 +225,30 @@ def test_the_sdk_s_republishing_demo_reaches_an_rtmp_server(start_server, media,
             assert frame.width > 0
             decoded += 1
     assert decoded >= len(video) - 2
+
+
+def test_a_push_keeps_its_broadcast_running_like_a_viewer(start_server, media, tmp_path):
+    """A broadcast a push started (no REST startup, no viewer) runs while the
+    push does, and ends by the usual timeout once the push is terminated."""
+    receiver = FfmpegReceiver(tmp_path / "loop.flv", key="rtmp_vod-live___loop.mp4").start()
+    try:
+        server = start_server(media_dir=str(media), vod_live_loop="true",
+                              vod_stream_timeout="1000")
+        status, push, _ = call(server.http_url, "/rest-api/push/startup",
+                               {"streamName": "vod-live://loop.mp4", "rtmpUrl": receiver.url})
+        assert status == 200, push
+        wait_push(server, push["mediaSessionId"], "PUBLISHING")
+        time.sleep(3)  # three times the timeout: still running, the push its one viewer
+        _, found, _ = call(server.http_url, "/rest-api/vod/find",
+                           {"uri": "vod-live://loop.mp4"})
+        assert found[0]["viewers"] == 1, found
+        call(server.http_url, "/rest-api/push/terminate",
+             {"mediaSessionId": push["mediaSessionId"]})
+        deadline = time.monotonic() + 10
+        while call(server.http_url, "/rest-api/vod/find", {"uri": "vod-live://loop.mp4"},
+                   check=False)[0] != 404:
+            assert time.monotonic() < deadline, "the broadcast outlived its timeout"
+            time.sleep(0.2)
+        assert receiver.finished() == 0, receiver.log()
+    finally:
+        receiver.kill()

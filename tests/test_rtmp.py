@@ -27,6 +27,7 @@ def test_targets_follow_wcs():
     assert (plain.host, plain.port, plain.app, plain.key) == ("example.com", 1935, "live",
                                                               "rtmp_show")
     assert plain.tc_url == "rtmp://example.com:1935/live"
+    assert target("rtmp://h/live", "vod-live://a b.mp4").key == "rtmp_vod-live___a_b.mp4"
     nested = target("rtmp://10.0.0.1:1936/app/inst", "cam", prefix="")
     assert (nested.port, nested.app, nested.key) == (1936, "app/inst", "cam")
     full = target("rtmp://a.example.com/live2/KEY-123?auth=x", "ignored", full_url=True)

@@ -12,6 +12,7 @@ acknowledgements, pings, command answers) and bounded: a message over
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,11 +57,14 @@ class RtmpTarget:
         return f"rtmp://{self.host}:{self.port}/{self.app}"
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
 def target(url: str, stream_name: str, prefix: str = "rtmp_",
            full_url: bool = False) -> RtmpTarget:
     """The target ``url`` means for ``stream_name``: as WCS does, the key is
     ``prefix`` + the stream name appended to ``url`` (``rtmp://host/live`` →
-    ``live``/``rtmp_name``), unless ``full_url`` when the url's last part is
+    ``live``/``rtmp_name``; ``vod-live://a.mp4`` → ``rtmp_vod-live___a.mp4``), unless ``full_url`` when the url's last part is
     the key (``rtmp://a.rtmp.youtube.com/live2/KEY``)."""
     if not isinstance(url, str) or len(url) > 2048 or not url.isprintable():
         raise BadRequest("'rtmpUrl' must be an rtmp:// URL")
@@ -79,8 +83,8 @@ def target(url: str, stream_name: str, prefix: str = "rtmp_",
         if not app or not key:
             raise BadRequest(f"'rtmpUrl' {url!r}: give rtmp://host/application/key")
         key += f"?{parts.query}" if parts.query else ""
-    else:
-        app, key = path, prefix + stream_name
+    else:  # a uri's ':' and '/' would read as more of the URL: '_' for anything odd
+        app, key = path, prefix + _UNSAFE.sub("_", stream_name)
     return RtmpTarget(url, parts.hostname, port, app, key)
 
 
