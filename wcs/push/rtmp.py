@@ -64,8 +64,9 @@ def target(url: str, stream_name: str, prefix: str = "rtmp_",
            full_url: bool = False) -> RtmpTarget:
     """The target ``url`` means for ``stream_name``: as WCS does, the key is
     ``prefix`` + the stream name appended to ``url`` (``rtmp://host/live`` →
-    ``live``/``rtmp_name``; ``vod-live://a.mp4`` → ``rtmp_vod-live___a.mp4``), unless ``full_url`` when the url's last part is
-    the key (``rtmp://a.rtmp.youtube.com/live2/KEY``)."""
+    ``live``/``rtmp_name``; ``vod-live://a.mp4`` → ``rtmp_vod-live___a.mp4``), unless
+    ``full_url`` when the url's last part is the key
+    (``rtmp://a.rtmp.youtube.com/live2/KEY``)."""
     if not isinstance(url, str) or len(url) > 2048 or not url.isprintable():
         raise BadRequest("'rtmpUrl' must be an rtmp:// URL")
     parts = urlsplit(url)
