@@ -60,6 +60,9 @@ async def watch(ws_url: str, name: str, seconds: float, read: bool = True,
             if stop_at is not None and time.monotonic() >= stop_at:
                 await signalling.send("stopStream", request)
                 stop_at = None
+            if reader is not None and reader.done() and stop_at is None \
+                    and "PLAYING" not in result.statuses:
+                break  # the server closed the media socket before playing: refused
             try:
                 message = await asyncio.wait_for(signalling.receive_json(), 0.2)
             except asyncio.TimeoutError:

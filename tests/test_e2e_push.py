@@ -203,7 +203,7 @@ def test_the_sdk_s_republishing_demo_reaches_an_rtmp_server(start_server, media,
         wait_push(server, found[0]["mediaSessionId"], "PUBLISHING")
         assert found[0]["rtmpUrl"] == receiver.url
         assert page.text_content("#player") == f"{receiver.url}/rtmp_camera"
-        time.sleep(11)
+        time.sleep(6)
         page.click("#publishBtn")  # stop: the push ends with the publication
         wait_status(page, "UNPUBLISHED")
         assert receiver.finished() == 0, receiver.log()
@@ -212,12 +212,12 @@ def test_the_sdk_s_republishing_demo_reaches_an_rtmp_server(start_server, media,
     finally:
         receiver.kill()
     video, audio = received(tmp_path / "camera.flv")
-    assert video[0][2] and video[-1][0] - video[0][0] >= 10_000
+    assert video[0][2] and video[-1][0] - video[0][0] >= 5_000
     stamps = [ms for ms, _, _ in video]
     assert stamps == sorted(stamps)
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert max(gaps) < 500, max(gaps)  # a camera's frames, no stall
-    assert len(audio) > 10 * 40  # AAC made from the page's Opus
+    assert len(audio) > 5 * 40  # AAC made from the page's Opus
     decoded = 0
     with av.open(str(tmp_path / "camera.flv")) as container:
         stream = container.streams.video[0]

@@ -144,7 +144,7 @@ def test_the_description_covers_exactly_what_is_served(start_server, media):
         return status != 405 and not unknown
 
     candidates = {(f"/rest-api/{area}/{name}", method)
-                  for area in ("vod", "cluster", "stream")
+                  for area in ("vod", "cluster", "stream", "push")
                   for name in ("startup", "find", "find_all", "terminate", "stop", "list",
                                "workers", "nodes", "snapshot")
                   for method in ("get", "post", "put", "delete")}
