@@ -138,9 +138,9 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
         audio = container.streams.audio[0].frames
         duration = float(container.duration) / 1e6
     rate = (video + audio) / duration  # messages a second per push
+    (folder / "server").mkdir()
     server = ServerProcess(folder / "server", {"media_dir": str(media), "vod_live_loop": "true",
                                                "max_pushes": "1000", **LOAD_LIMITS})
-    (folder / "server").mkdir()
     server.start()
     receiver = FfmpegReceiver(folder / "sample.flv", app="check", key="rtmp_show",
                               wait=30).start()
