@@ -23,6 +23,8 @@ setup(
         "botocore>=1.34,<2",
         "redis>=5,<9",
     ],
+    # the file tools, as ``python -m wcs`` runs them
+    entry_points={"console_scripts": ["wcsvod-files = wcs.__main__:main"]},
     extras_require={
         "test": [
             "pytest>=8,<10",

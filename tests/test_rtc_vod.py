@@ -34,12 +34,17 @@ def test_every_frame_arrives_in_order_at_file_rate(start_server, media, name, pr
     assert abs(got.drift()) < 0.040
 
 
+async def both(first, second) -> tuple:
+    """Two plays at once (each its own personal stream): the time of one."""
+    return tuple(await asyncio.gather(first, second))
+
+
 def test_audio_only_and_video_only(start_server, media):
     server = start_server(media_dir=str(media))
-    audio = run(play(server.ws_url, "vod://audio-only.mp4"))
+    audio, video = run(both(play(server.ws_url, "vod://audio-only.mp4"),
+                            play(server.ws_url, "vod://video-only.mp4")))
     assert audio.statuses[-1] == "STOPPED" and not audio.video and len(audio.audio) > 200
     assert "m=video" in audio.answer and "a=sendonly" in audio.answer.split("m=video")[0]
-    video = run(play(server.ws_url, "vod://video-only.mp4"))
     assert video.statuses[-1] == "STOPPED" and not video.audio
     assert len(video.video) == frames_in(media / "video-only.mp4") - 1
 
@@ -66,8 +71,8 @@ def test_personal_means_independent_playback(start_server, media):
 
 def test_undecodable_aac_frames_are_dropped_counted_and_logged_once(start_server, media):
     server = start_server(media_dir=str(media))
-    clean = run(play(server.ws_url, "vod://high.mp4"))
-    damaged = run(play(server.ws_url, "vod://corrupt-aac.mp4"))
+    clean, damaged = run(both(play(server.ws_url, "vod://high.mp4"),
+                              play(server.ws_url, "vod://corrupt-aac.mp4")))
     assert damaged.statuses[-1] == "STOPPED"
     assert len(damaged.video) == len(clean.video)
     # 10 AAC frames of 1024 samples at 44.1 kHz are missing: about 11 Opus packets

@@ -306,6 +306,9 @@ class Mp4File:
         """Video and AAC as stored (and Opus from ``transcoder``), in file order."""
         remover = (reencode.BFrameRemover(self.video, self.origin)
                    if self.video is not None and self.has_b_frames else None)
+        if remover is not None:
+            log.info("{label}: B-frames: its video is re-encoded as it plays "
+                     "(python -m wcs prepare writes a copy that needs none)", label=self.label)
         streams = [s for s in (self.video, self.audio) if s is not None]
         try:
             for packet in self.container.demux(streams):
