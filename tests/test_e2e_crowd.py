@@ -1,4 +1,4 @@
-"""The SDK's player in Chromium watches a vod-live broadcast that 300 counting
+"""The SDK's player in Chromium watches a vod-live broadcast that 200 counting
 viewers share: the page's own figures stay clean for 10 s."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import time
 from testkit.cheap_viewers import Crowd, packet_rate
 from testkit.pages import inbound_stats, open_player, wait_status, wait_video
 
-CROWD = 300
+CROWD = 200
 WINDOW = 10.0
 
 
-def test_a_browser_plays_cleanly_beside_300_viewers(start_server, page, media):
+def test_a_browser_plays_cleanly_beside_200_viewers(start_server, page, media):
     server = start_server(media_dir=str(media), vod_live_loop="true",
                           max_sessions_per_address=str(CROWD + 10))
     with Crowd(server.ws_url, "vod-live://live.mp4", CROWD) as crowd:
