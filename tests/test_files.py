@@ -3,6 +3,7 @@ verdicts, what prepare does (and only that), and its outputs judged again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_each_kind_of_file_gets_its_verdict(files):
     assert reports["truncated"].verdict == WILL_NOT_PLAY
     assert "incomplete" in reports["truncated"].reason or "past" in reports["truncated"].reason
     assert reports["not-mp4"].verdict == WILL_NOT_PLAY
-    assert "not an MP4" in reports["not-mp4"].reason
+    assert reports["not-mp4"].reason.startswith("File has wrong format")
 
 
 def test_inspect_on_the_command_line_exits_non_zero_if_any_will_not_play(files):
@@ -103,7 +104,7 @@ def test_b_frames_are_removed_and_bad_audio_repaired_only_when_needed(files, tmp
 
 
 def test_what_cannot_be_prepared_says_why(files, tmp_path):
-    with pytest.raises(CannotPrepare, match="not an MP4"):
+    with pytest.raises(CannotPrepare, match="File has wrong format"):
         prepare(files["not-mp4"], tmp_path / "x.mp4")
     with pytest.raises(CannotPrepare, match="another file"):
         prepare(files["good"], files["good"])
@@ -123,9 +124,12 @@ def test_prepared_files_play_through_the_server_as_they_are(files, tmp_path, sta
     (folder / "original.mp4").write_bytes(files["b-frames"].read_bytes())
     prepare(files["b-frames"], folder / "prepared.mp4")
     server = start_server(media_dir=str(folder))
-    original = run(play(server.ws_url, "vod://original.mp4"))
+    async def both() -> list:
+        return await asyncio.gather(play(server.ws_url, "vod://original.mp4"),
+                                    play(server.ws_url, "vod://prepared.mp4"))
+
+    original, prepared = run(both())
     assert "vod://original.mp4: B-frames: its video is re-encoded" in server.log()
-    prepared = run(play(server.ws_url, "vod://prepared.mp4"))
     assert prepared.statuses[-1] == "STOPPED" and len(prepared.video) >= 80
     assert len(prepared.video) >= len(original.video) - 2
     assert "vod://prepared.mp4: B-frames" not in server.log()

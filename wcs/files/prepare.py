@@ -111,7 +111,8 @@ def _video_encoder(out: av.container.OutputContainer, stream: av.VideoStream) ->
     encoded.bit_rate = stream.bit_rate or stream.codec_context.bit_rate or DEFAULT_BITRATE
     encoded.options = {"preset": "medium", "bf": "0", "profile": "high",
                        "x264-params": "scenecut=0"}
-    encoded.time_base = stream.time_base
+    encoded.time_base = stream.time_base  # the decoded frames' pts are in it
+    encoded.codec_context.time_base = stream.time_base
     return encoded
 
 
