@@ -104,3 +104,14 @@ def test_server_pings_and_drops_silent_clients(start_server):
         time.sleep(0.2)
     talker.close()
     assert "no answer to 3 pings" in server.log()
+
+
+def test_requests_are_logged_only_when_access_log_is_on(start_server):
+    from testkit.rest_client import call
+
+    quiet = start_server()
+    loud = start_server(access_log="true")
+    for server in (quiet, loud):
+        assert call(server.http_url, "/rest-api/vod/find_all", method="GET")[0] == 404
+    assert "GET /rest-api/vod/find_all HTTP/1.1" not in quiet.log()
+    assert '"GET /rest-api/vod/find_all HTTP/1.1" 404' in loud.log()

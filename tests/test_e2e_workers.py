@@ -112,7 +112,7 @@ def on_both(server, path: str, body: object, status: int) -> list[tuple]:
 
 
 def test_rest_is_one_server_across_workers(start_server, media):
-    server = start_server(media_dir=str(media), workers="2")
+    server = start_server(media_dir=str(media), workers="2", access_log="true")
     body = {"uri": NAME, "localStreamName": "show", "loop": True}
     status, started, _ = call(server.http_url, "/rest-api/vod/startup", body)
     assert status == 200, started

@@ -80,6 +80,7 @@ class Settings:
     rtmp_transponder_full_url: bool = False
     rtmp_transponder_stream_name_prefix: str = "rtmp_"
     rtmp_push_retries: int = 3
+    access_log: bool = False
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
     vod_audio_cache_size: int = 1024
@@ -311,6 +312,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rtmp_transponder_stream_name_prefix": ("rtmp_transponder_stream_name_prefix",
                                             _key_prefix, repr),
     "rtmp_push_retries": ("rtmp_push_retries", _non_negative, repr),
+    "access_log": ("access_log", _bool, repr),
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),

@@ -328,10 +328,11 @@ def compose(settings: Settings, listen: Listen | None = None,
     rest.putChild(b"push", PushApi(registry, pushes, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
-    site = build_site(root, settings.limits.http_idle_timeout)
+    site = build_site(root, settings.limits.http_idle_timeout, settings.access_log)
     packagers = Packagers(registry, reactor, settings.hls_idle_timeout / 1000.0)
     packagers.setServiceParent(top)
-    hls = build_site(HlsRoot(packagers, reactor), settings.limits.http_idle_timeout)
+    hls = build_site(HlsRoot(packagers, reactor), settings.limits.http_idle_timeout,
+                     settings.access_log)
     factories = {"ws.port": signalling, "wss.port": signalling,
                  "http.port": site, "https.port": site, "hls.port": hls, "hls.ssl.port": hls}
     for key in (*_ports(settings, PLAIN), *_ports(settings, SECURE)):

@@ -247,8 +247,18 @@ class Channel(http.HTTPChannel):
         self.transport.loseConnection()
 
 
-def build_site(root: resource.Resource, idle_timeout: int) -> server.Site:
-    site = server.Site(root, requestFactory=CappedRequest, timeout=idle_timeout)
+class QuietSite(server.Site):
+    """A site that keeps Twisted's line per request out of the log (``access_log``
+    false, the default): an HLS player alone makes one every second."""
+
+    def log(self, request: Request) -> None:
+        pass
+
+
+def build_site(root: resource.Resource, idle_timeout: int,
+               access_log: bool = False) -> server.Site:
+    kind = server.Site if access_log else QuietSite
+    site = kind(root, requestFactory=CappedRequest, timeout=idle_timeout)
     site.protocol = Channel  # plain HTTP/1.1 (no HTTP/2): all this server speaks
     site.displayTracebacks = False
     return site
