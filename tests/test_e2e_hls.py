@@ -275,7 +275,8 @@ def test_with_two_workers_one_cuts_each_stream(start_server, media):
     """Every HLS request reaches worker 1, so a player's playlist and segments
     always agree; what it cuts may be played on any worker (here, a broadcast
     the other worker's viewers share)."""
-    server = start_server(media_dir=str(media), workers="2", vod_live_loop="true")
+    server = start_server(media_dir=str(media), workers="2", vod_live_loop="true",
+                          access_log="true")  # the log says which worker answered
     name = "vod-live://live.mp4"
     tags = [parse(get(url(server, name))[1].decode()) for _ in range(3)]
     time.sleep(2.5)
