@@ -59,7 +59,9 @@ def test_a_peer_closed_while_gathering_keeps_no_socket(on_loopback: None) -> Non
         await asyncio.sleep(0.1)  # asyncio closes a socket on the next turn
         return open_fds() - before
 
-    assert run(races()) == 0  # in a thread: a browser test may hold this one's loop
+    # in a thread: a browser test may hold this one's loop. At most as many: an earlier
+    # test's object may close a descriptor of this process meanwhile (seen in CI: -1)
+    assert run(races()) <= 0
 
 
 def test_a_fast_sender_stopped_before_it_started_never_starts() -> None:
