@@ -2,7 +2,8 @@
 
 Which worker serves a play is the kernel's choice (both accept on one socket),
 so each test opens plays until the server's own ``find_all`` shows viewers on
-both workers, and then checks what they got.
+both workers (pausing the one that serves while the next play connects), and
+then checks what they got.
 """
 
 from __future__ import annotations
@@ -35,19 +36,42 @@ def workers_of(server, name: str) -> dict[str, int]:
     return next((entry["workers"] for entry in found if entry["localStreamName"] == name), {})
 
 
+def pids_of_workers(server) -> dict[str, int]:
+    """Each worker's process id by its number, as REST lists them."""
+    status, workers, _ = call(server.http_url, "/rest-api/cluster/workers")
+    assert status == 200, workers
+    return {w["worker"].split(".")[0]: w["pid"] for w in workers}
+
+
 async def on_two_workers(server, name: str, stop: asyncio.Event, serving=None,
                          progress: list[Received] | None = None) -> list[asyncio.Future]:
     """Plays of ``name`` until two workers serve it (``serving`` says who, by
-    default REST's viewer counts); each play runs until ``stop``."""
+    default REST's viewer counts); each play runs until ``stop``.
+
+    Which worker accepts is the kernel's choice, so once one worker serves, it
+    is paused (``SIGSTOP``) while the next play connects: only the other one can
+    accept it. It goes on (``SIGCONT``) as soon as that play is PLAYING."""
     serving = serving or (lambda: workers_of(server, name))
     plays: list[asyncio.Future] = []
+    busy: list[str] = []
     for _ in range(TRIES):
         got = Received()
         if progress is not None:
             progress.append(got)
-        plays.append(asyncio.ensure_future(play(server.ws_url, name, stop_event=stop,
-                                                timeout=90, result=got)))
-        await asyncio.sleep(1.6)  # PLAYING, and a report (every second) from each worker
+        paused = None
+        if len(busy) == 1:
+            paused = (await asyncio.to_thread(pids_of_workers, server))[busy[0].split(".")[0]]
+            os.kill(paused, signal.SIGSTOP)
+        try:
+            plays.append(asyncio.ensure_future(play(server.ws_url, name, stop_event=stop,
+                                                    timeout=90, result=got)))
+            deadline = time.monotonic() + 6
+            while "PLAYING" not in got.statuses and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            if paused:
+                os.kill(paused, signal.SIGCONT)
+        await asyncio.sleep(1.6)  # a report (every second) from each worker
         busy = [worker for worker, viewers in (await asyncio.to_thread(serving)).items()
                 if viewers]
         if len(busy) >= 2:

@@ -17,7 +17,7 @@ from testkit.pages import (
     wait_video,
 )
 from testkit.rest_client import call
-from tests.test_e2e_workers import NAME, TRIES, worker_pid, workers_of
+from tests.test_e2e_workers import NAME, TRIES, pids_of_workers, worker_pid, workers_of
 
 
 def busy_workers(server) -> set[str]:
@@ -46,8 +46,15 @@ def test_two_pages_on_two_workers_show_the_same_frame(start_server, page, browse
             context.add_init_script(STATUS_RECORDER)
             contexts.append(context)
             candidate = context.new_page()
-            open_player(candidate, server, NAME)
-            wait_status(candidate, "PLAYING")
+            # the first page's worker pauses while this one connects: only the
+            # other worker can accept it (which one does is the kernel's choice)
+            paused = pids_of_workers(server)[next(iter(first_worker)).split(".")[0]]
+            os.kill(paused, signal.SIGSTOP)
+            try:
+                open_player(candidate, server, NAME)
+                wait_status(candidate, "PLAYING")
+            finally:
+                os.kill(paused, signal.SIGCONT)
             wait_video(candidate)
             time.sleep(1.5)  # each worker reports its viewers every second
             if len(busy_workers(server)) == 2:
