@@ -21,6 +21,7 @@ except aio.ReactorError as _error:
 
 from twisted.application import internet, service, strports  # noqa: E402
 from twisted.internet import endpoints, task, threads  # noqa: E402
+from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
@@ -33,6 +34,7 @@ from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
 from wcs.cluster.relay import RelayService  # noqa: E402
 from wcs.cluster.store import Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
+from wcs.files.library import Library  # noqa: E402
 from wcs.hls.packagers import Packagers  # noqa: E402
 from wcs.push.pushes import Pushes  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
@@ -300,11 +302,13 @@ def compose(settings: Settings, listen: Listen | None = None,
     limits = settings.limits
     pool = ThreadPool(minthreads=0, maxthreads=OPEN_THREADS, name="wcsvod-files")
     FilesService(pool).setServiceParent(top)
+
+    def in_pool(work: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return threads.deferToThreadPool(reactor, pool, work, *args)
+
     sources = Sources(settings.media_dir, _s3_client(settings, reactor),
                       settings.state_dir / "s3-cache", settings.vod_mp4_container_new, opus,
-                      run=lambda work, *args: threads.deferToThreadPool(reactor, pool, work,
-                                                                        *args),
-                      max_pending=limits.max_pending_opens)
+                      run=in_pool, max_pending=limits.max_pending_opens)
     if relay is not None:
         relay.setServiceParent(top)
     registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
@@ -324,7 +328,8 @@ def compose(settings: Settings, listen: Listen | None = None,
     signalling = SignallingFactory(
         settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor)
     root, rest = build_root(settings, gate)
-    rest.putChild(b"vod", VodApi(registry, rest.access, gate))
+    rest.putChild(b"vod", VodApi(registry, rest.access, gate,
+                                 Library(settings.media_dir, in_pool)))
     rest.putChild(b"push", PushApi(registry, pushes, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))

@@ -16,6 +16,7 @@ from twisted.web.server import Request
 from wcs.access.gate import OPEN, Gate
 from wcs.cluster.store import Entry
 from wcs.errors import BadRequest
+from wcs.files.library import Library
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PROCESSED, VodStream
 from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
@@ -45,15 +46,19 @@ def item(entry: Entry) -> dict[str, Any]:
 class VodApi(resource.Resource):
     """The ``vod`` area of the REST API."""
 
-    def __init__(self, registry: StreamRegistry, access: Access, gate: Gate = OPEN) -> None:
+    def __init__(self, registry: StreamRegistry, access: Access, gate: Gate = OPEN,
+                 library: Library | None = None) -> None:
         super().__init__()
         self.registry = registry
         self.access = access
         self.gate = gate
+        self.library = library
         self.putChild(b"startup", Operation(self.startup, access))
         self.putChild(b"find", Operation(self.find, access))
         self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
         self.putChild(b"terminate", Operation(self.terminate, access))
+        if library is not None:
+            self.putChild(b"library", Operation(self.files, access, get_allowed=True))
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
         return JsonNotFound(self.access)
@@ -118,6 +123,29 @@ class VodApi(resource.Resource):
 
         return self._select(request).addCallback(stop)
 
+
+    def files(self, request: Request) -> Deferred[tuple[int, Any]]:
+        """The media library: ``{"offset", "limit", "contains"}``, all optional."""
+        body = read_body(request, required=False) if request.method == b"POST" else {}
+        offset, limit = whole(body, "offset", 0, 10**9), whole(body, "limit", 200, MAX_PAGE)
+        contains = body.get("contains", "")
+        if not isinstance(contains, str) or len(contains) > 256:
+            raise BadRequest("'contains' must be a string of at most 256 characters")
+        assert self.library is not None
+        return self.library.listing().addCallback(
+            lambda library: (200, library.page(offset, limit, contains)))
+
+
+#: Most files one library page lists.
+MAX_PAGE = 1000
+
+
+def whole(body: dict[str, Any], key: str, default: int, most: int) -> int:
+    """A whole-number field of a body, from 0 to ``most``."""
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise BadRequest(f"'{key}' must be a whole number from 0 to {most}")
+    return value
 
 
 def _listed(found: list[Entry]) -> tuple[int, Any]:
