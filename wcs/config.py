@@ -81,6 +81,8 @@ class Settings:
     rtmp_transponder_stream_name_prefix: str = "rtmp_"
     rtmp_push_retries: int = 3
     access_log: bool = False
+    #: ``text`` (Twisted's lines) or ``json`` (one object a line: :mod:`wcs.logs`).
+    log_format: str = "text"
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
     vod_audio_cache_size: int = 1024
@@ -247,6 +249,12 @@ def _sender(text: str) -> str:
     return text
 
 
+def _log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return text
+
+
 #: Most worker processes one server may run.
 MAX_WORKERS = 256
 
@@ -313,6 +321,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
                                             _key_prefix, repr),
     "rtmp_push_retries": ("rtmp_push_retries", _non_negative, repr),
     "access_log": ("access_log", _bool, repr),
+    "log_format": ("log_format", _log_format, repr),
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),

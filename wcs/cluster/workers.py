@@ -33,6 +33,7 @@ from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
 from wcs.cluster.hub import Hub
+from wcs.logs import WORKER_KEY, WORKER_PREFIX_KEY, mark_worker
 
 log = Logger()
 
@@ -187,17 +188,20 @@ class WorkerProcess(protocol.ProcessProtocol):
         try:
             event = eventFromJSON(record.decode("utf-8", "replace"))
         except (ValueError, json.JSONDecodeError):
-            log.warn("[worker {worker}] {line}", worker=self.worker,
-                     line=record.decode("utf-8", "replace").strip())
+            self._line(record.decode("utf-8", "replace").strip())
             return
-        event["log_format"] = f"[worker {self.index}] " + (event.get("log_format") or "")
         event["worker"] = self.worker
-        globalLogPublisher(event)
+        globalLogPublisher(mark_worker(event, self.worker, f"[worker {self.index}] "))
 
     def errReceived(self, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():
             if line.strip():
-                log.warn("[worker {worker}] {line}", worker=self.worker, line=line)
+                self._line(line)
+
+    def _line(self, line: str) -> None:
+        """A line the worker wrote that is not a log event (a crash's traceback)."""
+        log.warn("[worker {worker}] {line}", worker=self.worker, line=line,
+                 **{WORKER_KEY: self.worker, WORKER_PREFIX_KEY: "[worker {worker}] "})
 
     def processEnded(self, reason: Failure) -> None:
         self.done = True

@@ -236,8 +236,8 @@ class Recorder:
             return self.name
 
         def done(name: str) -> str:
-            log.info("{label}: recorded {name} ({video} video, {audio} audio samples)",
-                     label=self.label, name=name, **self.samples)
+            log.info("{label}: recorded {record} ({video} video, {audio} audio samples)",
+                     label=self.label, record=name, **self.samples)
             return name
 
         return self._in_thread(close).addCallback(done)
