@@ -22,6 +22,7 @@ setup(
         "treq>=24.9,<27",
         "botocore>=1.34,<2",
         "redis>=5,<9",
+        "prometheus-client>=0.20,<1",
     ],
     # the file tools, as ``python -m wcs`` runs them
     entry_points={"console_scripts": ["wcsvod-files = wcs.__main__:main"]},

@@ -15,8 +15,11 @@ import urllib.request
 import av
 
 from testkit.pages import wait_video
+from testkit.rest_client import call
 from testkit.rtc_client import run
 from testkit.rtc_publisher import publish
+from tests.test_e2e_metrics import read as metrics
+from tests.test_e2e_metrics import value
 
 HLS_JS = "/client2/examples/demo/streaming/hls-js-player/hls-js-player.html"
 
@@ -110,6 +113,13 @@ def test_a_broadcast_as_hls_checked_without_a_browser(start_server, media):
             assert abs(found["video"][0] - previous_end) < 0.002  # continuous
         previous_end = found["video"][-1] + 1 / 30
     print(f"first playlist after {first_playlist * 1000:.0f} ms")
+    # one HLS player, as /metrics and the stream's listing count it
+    found = metrics(server)
+    assert value(found, "wcsvod_viewers", provider="HLS") == 1
+    assert value(found, "wcsvod_sent_packets_total", provider="HLS") == len(later["segments"])
+    time.sleep(1.2)  # the next report of HLS players
+    status, streams, _ = call(server.http_url, "/rest-api/vod/find_all", {})
+    assert status == 200 and [s["hlsViewers"] for s in streams] == [1], streams
 
 
 def test_a_rest_started_stream_over_https(start_server, media):

@@ -165,3 +165,24 @@ def test_a_batch_that_fails_shows_its_files_as_not_playable(folder, monkeypatch)
     items = listed(Library(folder, Pool()))
     assert {item["verdict"] for item in items.values()} == {WILL_NOT_PLAY}
     assert items["good.mp4"]["reason"] == "could not be checked"
+
+
+def test_a_stale_listing_answers_at_once_and_the_rescan_shows_next_time(folder, tmp_path):
+    top = tmp_path / "media"
+    shutil.copytree(folder, top)
+    clock, pool = Clock(), Pool(at_once=False)
+    library = Library(top, pool, clock=clock)
+    library.listing()
+    pool.finish_one()  # the first scan: waited for
+    while pool.waiting:
+        pool.finish_one()  # the checks
+    shutil.copy(top / "good.mp4", top / "new.mp4")
+    clock.now += 5
+    answered: list[Library] = []
+    library.listing().addCallback(answered.append)
+    assert answered and "new.mp4" not in library.items  # at once, from the last scan
+    assert pool.ran.count("scan") == 2
+    library.listing()  # the rescan is under way: not another
+    assert pool.ran.count("scan") == 2
+    pool.finish_one()
+    assert library.items["new.mp4"].report is None  # found; being checked

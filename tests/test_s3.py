@@ -11,6 +11,8 @@ from testkit.harness import free_port, run
 from testkit.rest_client import call
 from testkit.rtc_client import play
 from testkit.s3 import ACCESS_KEY, SECRET_KEY, Proxy, s3_settings
+from tests.test_e2e_metrics import read as metrics
+from tests.test_e2e_metrics import value
 from tools.makemedia import frames_in
 
 
@@ -24,6 +26,11 @@ def test_faststart_object_plays_every_frame(start_server, media, s3):
     assert len(got.audio) > 300
     nested = run(play(server.ws_url, "vod://s3/media/folder/high.mp4", stop_after=1))
     assert nested.statuses[-2:] == ["PLAYING", "STOPPED"]
+    found = metrics(server)  # what was fetched and what failed, in /metrics
+    assert value(found, "wcsvod_s3_fetched_bytes_total") >= (media / "main.mp4").stat().st_size
+    assert value(found, "wcsvod_s3_errors_total") == 0
+    assert run(play(server.ws_url, "vod://s3/media/absent.mp4")).infos == ["File not found"]
+    assert value(metrics(server), "wcsvod_s3_errors_total") == 1
 
 
 def test_large_object_plays_long_before_it_is_downloaded(start_server, media, s3):

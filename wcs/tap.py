@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,25 @@ try:
 except aio.ReactorError as _error:
     raise SystemExit(f"wcsvod: {_error}") from None
 
+from prometheus_client.core import Metric  # noqa: E402
 from twisted.application import internet, service, strports  # noqa: E402
 from twisted.internet import endpoints, task, threads  # noqa: E402
-from twisted.internet.defer import Deferred  # noqa: E402
+from twisted.internet.defer import Deferred, succeed  # noqa: E402
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
-from wcs import config  # noqa: E402
+from wcs import config, logs  # noqa: E402
 from wcs.access.gate import Gate  # noqa: E402
 from wcs.access.hooks import RestHooks  # noqa: E402
 from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
 from wcs.cluster.relay import RelayService  # noqa: E402
-from wcs.cluster.store import Store  # noqa: E402
+from wcs.cluster.store import Load, Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.files.library import Library  # noqa: E402
 from wcs.hls.packagers import Packagers  # noqa: E402
+from wcs.metrics import METERS, ReactorLag, families, from_wire, labelled, merged, to_wire  # noqa: E402,E501
 from wcs.push.pushes import Pushes  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
@@ -46,6 +49,7 @@ from wcs.streams.registry import StreamRegistry  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
 from wcs.web.cluster import ClusterApi  # noqa: E402
 from wcs.web.hls import HlsRoot  # noqa: E402
+from wcs.web.metrics import MetricsPage  # noqa: E402
 from wcs.web.push import PushApi  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.streams import StreamApi  # noqa: E402
@@ -116,7 +120,7 @@ class Announcer(service.Service):
                  media=str(s.media_dir))
         host = "localhost" if s.bind_address in ("0.0.0.0", "::") else s.bind_address
         if s.http_port:
-            log.info("open http://{host}:{port}/ and play vod://sample.mp4",
+            log.info("console at http://{host}:{port}/ (its player plays vod://sample.mp4)",
                      host=host, port=s.http_port)
         if s.ws_port:
             log.info("WebSocket sessions on ws://{host}:{port}/", host=host, port=s.ws_port)
@@ -198,9 +202,11 @@ class StreamsService(service.Service):
     ``REPORT_INTERVAL``; ends every stream cleanly when the server stops (viewers
     get STOPPED), and the sources' background work."""
 
-    def __init__(self, registry: StreamRegistry, sources: Sources) -> None:
+    def __init__(self, registry: StreamRegistry, sources: Sources,
+                 state: ServerState | None = None) -> None:
         self.registry = registry
         self.sources = sources
+        self.state = state  # a worker's: its metrics go in its reports
         self._reporter = task.LoopingCall(self._report)
         self._cpu = CpuMeter()
 
@@ -209,7 +215,61 @@ class StreamsService(service.Service):
         self._reporter.start(REPORT_INTERVAL)
 
     def _report(self) -> None:
-        self.registry.report(cpu=self._cpu.share())
+        metrics = to_wire(families(METERS, self.state)) if self.state is not None else None
+        hls = METERS.hls_viewers.by(self.registry.clock.seconds(), lambda key: key[1])
+        self.registry.report(cpu=self._cpu.share(), metrics=metrics, hls=hls)
+
+
+class ServerState:
+    """What ``/metrics`` shows of this process's live state."""
+
+    def __init__(self, registry: StreamRegistry, signalling: SignallingFactory,
+                 clock: IReactorTime) -> None:
+        self.registry = registry
+        self.signalling = signalling
+        self.clock = clock
+
+    def sessions(self) -> int:
+        """Sessions a ``connection`` established (an MSE media socket is none)."""
+        return sum(session.established for session in self.signalling.sessions.values())
+
+    def streams(self) -> dict[str, int]:
+        """By kind: ``vod`` (a play's own), ``vod-live``, ``published`` (here
+        or relayed from another worker), ``rendition`` (a resized copy)."""
+        kinds = Counter(stream.uri.scheme for stream in self.registry.streams.values())
+        kinds["published"] = len(self.registry.published)
+        kinds["rendition"] = len(self.registry.renditions)
+        return dict(kinds)
+
+    def viewers(self) -> dict[str, int]:
+        """By provider: WebRTC, MSE, RTMP (pushes) and HLS (players that
+        fetched a playlist in the last 30 s)."""
+        providers = Counter({"WebRTC": 0, "MSE": 0})
+        providers.update(media.provider for media in self.registry.media.all()
+                         if not media.published)
+        providers["HLS"] = METERS.hls_viewers.count(self.clock.seconds())
+        return dict(providers)
+
+
+def server_metrics(registry: StreamRegistry, state: ServerState,
+                   worker: str) -> Deferred[list[Metric]]:
+    """Every family of this server: this process's, or with workers each
+    worker's (as it last reported; this one's now), labelled ``worker``."""
+    own = families(METERS, state)
+    if not worker:
+        return succeed(own)
+    node = registry.directory.worker.rpartition("/")[0]
+
+    def number(worker_id: str) -> str:
+        return worker_id.rpartition("/")[2].split(".")[0]
+
+    def combine(loads: list[Load]) -> list[Metric]:
+        groups = [labelled(own, {"worker": number(worker)})]
+        groups += [from_wire(load.metrics, {"worker": number(load.worker)}) for load in loads
+                   if load.node == node and number(load.worker) != number(worker)]
+        return merged(groups)
+
+    return registry.loads().addCallback(combine)
 
     def stopService(self) -> None:
         super().stopService()
@@ -233,14 +293,23 @@ class CpuMeter:
 
 
 def makeService(options: Options) -> service.MultiService:
-    """Compose the listeners; a bad setting stops the start with one line."""
+    """Compose the listeners; a bad setting stops the start with one line.
+
+    With ``log_format=json`` the composition goes under a service that makes
+    twistd log JSON lines where it would have written its own
+    (:mod:`wcs.logs` says how: twistd sets its log up after this returns).
+    """
     try:
         settings = options.settings()
-        if settings.worker_count == 1:
-            return single(settings)
-        return supervise(settings, options)
-    except ConfigError as error:
+        observer = logs.twistd_observer(settings.log_format, options.parent)
+        top = single(settings) if settings.worker_count == 1 else supervise(settings, options)
+    except (ConfigError, logs.LogSetupError) as error:
         raise SystemExit(f"wcsvod: {error}") from None
+    if observer is None:
+        return top
+    logged = logs.ApplicationLog(observer)
+    top.setServiceParent(logged)
+    return logged
 
 
 #: Connections the kernel may hold for each listener until it accepts them
@@ -333,6 +402,10 @@ def compose(settings: Settings, listen: Listen | None = None,
     rest.putChild(b"push", PushApi(registry, pushes, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
+    state = ServerState(registry, signalling, reactor)
+    root.putChild(b"metrics", MetricsPage(lambda: server_metrics(registry, state, worker),
+                                          rest.access))
+    ReactorLag(reactor).setServiceParent(top)
     site = build_site(root, settings.limits.http_idle_timeout, settings.access_log)
     packagers = Packagers(registry, reactor, settings.hls_idle_timeout / 1000.0)
     packagers.setServiceParent(top)
@@ -344,7 +417,7 @@ def compose(settings: Settings, listen: Listen | None = None,
         if key in FIRST_WORKER_ONLY and worker and not _first(worker):
             continue
         listen(key, factories[key]).setServiceParent(top)
-    StreamsService(registry, sources).setServiceParent(top)
+    StreamsService(registry, sources, state if worker else None).setServiceParent(top)
     if not worker:
         Announcer(settings).setServiceParent(top)
     trim = heap_trimmer()

@@ -41,6 +41,7 @@ class Entry:
     shared: bool = True  # a name others may join (False: a personal vod:// play)
     has_audio: bool = False
     has_video: bool = False
+    bitrate: int = 0  # the source's average, bits/s
     owner: str = ""  # the worker that made it
     relay: str = ""  # host:port a published stream's samples are fetched from
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -63,6 +64,10 @@ class Load:
     streams: int = 0
     #: its plays and publications (:class:`~wcs.streams.media_sessions.MediaSession`)
     media: list[dict[str, Any]] = field(default_factory=list)
+    #: its metric families, as :func:`wcs.metrics.to_wire` carries them
+    metrics: list[Any] = field(default_factory=list)
+    #: HLS players (of the last 30 s) by stream name: HLS has no media sessions
+    hls: dict[str, int] = field(default_factory=dict)
 
 
 class Store:

@@ -7,8 +7,10 @@ new or changed (size or modification time) are then inspected in batches of
 :data:`BATCH`, one batch in the pool at a time, so plays opening files keep
 the pool's other threads. A listing never waits for inspections: it answers
 at once with what is known, files still being checked marked so (the console
-asks again while any are). A listing older than :data:`RESCAN_AFTER` seconds
-scans again; concurrent listings share one scan. Memory is bounded by
+asks again while any are). A listing more than :data:`RESCAN_AFTER` seconds
+after the last scan starts another in the background and answers from the last
+one (so a big folder's rescan never makes a listing wait); only the first
+listing waits for a scan, and concurrent ones share it. Memory is bounded by
 :data:`MAX_FILES` (more are left out, and the listing says so).
 """
 
@@ -133,17 +135,18 @@ class Library:
         return [name for name, item in self.items.items() if item.report is None]
 
     def listing(self) -> Deferred[Library]:
-        """This library, scanned at most :attr:`rescan_after` seconds ago."""
-        fresh = self.scanned_at is not None and \
-            self.clock() - self.scanned_at < self.rescan_after
-        if fresh:
+        """This library: at once once it was scanned (a scan older than
+        :attr:`rescan_after` seconds starts another, whose news the next
+        listing shows), after the first scan otherwise."""
+        stale = self.scanned_at is None or self.clock() - self.scanned_at >= self.rescan_after
+        if stale and self._scanning is None:
+            self._scanning = []
+            self.run(scan, self.folder, self.max_files).addBoth(self._scanned)
+        if self.scanned_at is not None:
             return succeed(self)
         waiting: Deferred[Library] = Deferred()
-        if self._scanning is not None:
-            self._scanning.append(waiting)
-            return waiting
-        self._scanning = [waiting]
-        self.run(scan, self.folder, self.max_files).addBoth(self._scanned)
+        assert self._scanning is not None
+        self._scanning.append(waiting)
         return waiting
 
     def _scanned(self, result: Scan | Any) -> None:

@@ -13,6 +13,7 @@ import av
 from twisted.logger import Logger
 
 from wcs.media.sample import AAC_FRAME, OPUS_CLOCK, OPUS_FRAME, Sample
+from wcs.metrics import METERS
 
 log = Logger()
 
@@ -34,6 +35,7 @@ class OpusTranscoder:
 
     def __init__(self, decoder: av.AudioCodecContext, label: str, quiet: bool = False) -> None:
         """``quiet`` only counts undecodable frames (for work no viewer waits on)."""
+        METERS.transcoding("aac-to-opus", self)
         self.decoder = decoder
         self.label = label
         self.quiet = quiet
@@ -90,6 +92,7 @@ class AacTranscoder:
     """
 
     def __init__(self) -> None:
+        METERS.transcoding("opus-to-aac", self)
         self.decoder = av.CodecContext.create("libopus", "r")
         self.encoder = av.CodecContext.create("aac", "w")
         self.encoder.sample_rate = OPUS_CLOCK

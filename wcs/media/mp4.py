@@ -89,6 +89,7 @@ class Mp4File:
             video=self._video_info(),
             audio=AudioInfo(OPUS_CLOCK, 2, bytes(self.audio.codec_context.extradata or b""))
             if self.audio else None,
+            bitrate=container.bit_rate or 0,
         )
 
     def _video_info(self) -> VideoInfo | None:

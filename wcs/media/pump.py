@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from wcs.errors import INTERNAL_ERROR, WcsError
 from wcs.media.sample import Sample
+from wcs.metrics import METERS
 
 log = Logger()
 
@@ -128,6 +129,7 @@ class Pump:
                 break
             sample, self._pending = self._pending, None
             self.sent[sample.kind] += 1
+            METERS.samples_read[sample.kind] += 1
             self._send(sample)
             if not self.running:
                 return

@@ -16,6 +16,7 @@ from fractions import Fraction
 import av
 
 from wcs.media.sample import VIDEO_CLOCK, Sample
+from wcs.metrics import METERS
 
 #: Used when the file does not say its video bitrate.
 DEFAULT_BITRATE = 2_000_000
@@ -67,6 +68,7 @@ class BFrameRemover:
     """Feeds decode-order packets, yields display-order Annex B samples."""
 
     def __init__(self, stream: av.video.stream.VideoStream, origin: float) -> None:
+        METERS.transcoding("b-frames", self)
         self.decoder = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or 30
         self.x264 = X264(self.decoder.width, self.decoder.height, stream.time_base,
@@ -89,6 +91,7 @@ class Vp8ToH264:
     """
 
     def __init__(self, bitrate: int = DEFAULT_BITRATE) -> None:
+        METERS.transcoding("vp8-to-h264", self)
         self.decoder = av.CodecContext.create("vp8", "r")
         self.bitrate = bitrate
         self.x264: X264 | None = None

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from wcs.media.reencode import X264
 from wcs.media.sample import VIDEO_CLOCK, Sample
+from wcs.metrics import METERS
 
 log = Logger()
 
@@ -61,6 +62,7 @@ class Resizer:
     """H.264 samples (Annex B) in, the same pictures at ``size`` out."""
 
     def __init__(self, size: tuple[int, int], fps: float) -> None:
+        METERS.transcoding("resize", self)
         self.size = size
         self.fps = fps or 30.0
         self.decoder = av.CodecContext.create("h264", "r")

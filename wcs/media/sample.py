@@ -55,4 +55,5 @@ class MediaInfo:
     duration: float
     video: VideoInfo | None
     audio: AudioInfo | None
+    bitrate: int = 0  # the source's average, bits/s (0: not known)
 

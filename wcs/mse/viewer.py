@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.media.sample import MediaInfo, Sample
+from wcs.metrics import METERS
 from wcs.mse.channels import MediaChannels
 from wcs.mse.packetizer import MsePacketizer
 
@@ -76,6 +77,8 @@ class MseViewer:
         self.held = 0  # bytes sent on since the socket's buffer filled
         self.need_key = info.video is not None
         self.dropped = 0
+        self.packets = self.octets = 0  # messages and bytes sent
+        METERS.traffic("MSE").opened(self)
         self._done = False
 
     def answer(self, offer_sdp: str) -> Deferred[str]:
@@ -132,6 +135,8 @@ class MseViewer:
             if self.paused_since is not None:
                 self.held += len(data)
             self.channel.send(data)
+            self.packets += 1
+            self.octets += len(data)
 
     def closed(self, info: str | None, failed: bool) -> None:
         self._end("failed" if failed else "stopped", info)
@@ -145,6 +150,7 @@ class MseViewer:
         """Let go of the socket (it stops driving us) and of the owner's callbacks,
         so nothing here waits for the garbage collector."""
         self._done = True
+        METERS.traffic("MSE").closed(self)
         self.channels.cancel(self.session_id, self._attach)
         channel, self.channel = self.channel, None
         if channel is not None:

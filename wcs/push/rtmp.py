@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wcs.errors import BadRequest
+from wcs.metrics import METERS
 from wcs.push import amf0
 
 log = Logger()
@@ -231,6 +232,8 @@ class RtmpPublisher(Protocol):
         self._stream_id = 0
         self._error: RtmpError | None = None
         self.sent = 0  # media bytes written
+        self.messages = 0  # and the messages they went in
+        METERS.traffic("RTMP").opened(self, _sent_by)
 
     # --- connection
 
@@ -266,6 +269,7 @@ class RtmpPublisher(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         state, self.state = self.state, "closed"
+        METERS.traffic("RTMP").closed(self)
         if self._error is None:
             why = reason.getErrorMessage() if state != "closing" else "closed"
             self._error = RtmpError(f"the RTMP server closed the connection ({why})"
@@ -293,6 +297,7 @@ class RtmpPublisher(Protocol):
         chunks = message(VIDEO_CS if kind == 9 else AUDIO_CS, kind, timestamp, body,
                          self._stream_id)
         self.sent += len(body)
+        self.messages += 1
         self.transport.writeSequence(chunks)
 
     # --- reading
@@ -350,3 +355,7 @@ class RtmpPublisher(Protocol):
 
     def _send(self, stream: int, kind: int, body: bytes, message_stream: int = 0) -> None:
         self.transport.writeSequence(message(stream, kind, 0, body, message_stream))
+
+
+def _sent_by(publisher: RtmpPublisher) -> tuple[int, int]:
+    return publisher.messages, publisher.sent

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wcs.errors import INTERNAL_ERROR, AccessRefused, WcsError
+from wcs.metrics import METERS
 from wcs.signalling import messages
 from wcs.signalling.messages import Message, MessageError, StreamRequest
 from wcs.streams.uri import MAX_URI
@@ -86,7 +87,7 @@ class Session:
         for key, why in ignored.items():
             if key not in self._ignored:
                 self._ignored.add(key)
-                log.info("session {id}: {message} '{key}' ignored: {why}", id=self.id,
+                log.info("session {session}: {message} '{key}' ignored: {why}", session=self.id,
                          message=message, key=key, why=why)
 
     def send(self, text: str) -> None:
@@ -106,16 +107,18 @@ class Session:
         except MessageError as error:
             self._refuse(message.name, error)
         except Exception:
-            log.failure("session {session}: {name} failed", session=self.id,
-                        name=message.name)
+            log.failure("session {session}: {message} failed", session=self.id,
+                        message=message.name)
             self.send(messages.fail(f"{message.name}: internal error"))
 
     def report_stream(self, request: StreamRequest, status: str, info: str | None = None,
                       **extra: object) -> None:
         """Send one stream status to the page, and log it (one line per change)."""
-        log.info("session {session} stream {stream} ({name}): {status}{info}",
-                 session=self.id, stream=request.media_session_id, name=request.name,
+        log.info("session {session} stream {media_session} ({name}): {status}{info}",
+                 session=self.id, media_session=request.media_session_id, name=request.name,
                  status=status, info=f" ({info})" if info else "")
+        if status == "FAILED":
+            METERS.failed(info)
         self.send(messages.stream_status(request, status, info, **extra))
 
     def oversized(self, size: int, limit: int) -> None:
@@ -125,9 +128,10 @@ class Session:
 
     def _refuse(self, name: str | None, error: MessageError) -> None:
         """Log a bad message and answer it the way the protocol allows."""
-        log.warn("session {session}: bad {name} message: {info}", session=self.id,
-                 name=name or "", info=error.info)
+        log.warn("session {session}: bad {message} message: {info}", session=self.id,
+                 message=name or "", info=error.info)
         if error.media_session_id is not None:
+            METERS.failed(error.info)
             self.send(messages.frame("notifyStreamStatusEvent", {
                 "mediaSessionId": error.media_session_id,
                 "status": "FAILED",
@@ -171,8 +175,8 @@ class Session:
             raise MessageError(f"{name}: SIP calls are not supported by this server")
         elif name not in self._warned:
             self._warned.add(name)
-            log.info("session {session}: unknown message {name!r} ignored",
-                     session=self.id, name=name)
+            log.info("session {session}: unknown message {message!r} ignored",
+                     session=self.id, message=name)
 
     def _on_connection(self, body: dict[str, Any]) -> None:
         if self.established or self.connecting:

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from wcs.errors import InvalidName, NotFound, SourceUnavailable, WcsError
 from wcs.media.mp4 import Mp4File
+from wcs.metrics import METERS
 from wcs.sources import ranged
 
 log = Logger()
@@ -90,12 +91,16 @@ class S3Client:
         S3SigV4Auth(self._credentials, "s3", self.region).add_auth(request)
         return dict(request.headers.items())
 
-    @defer.inlineCallbacks
-    def get_range(self, location: S3Location, start: int, end: int):  # type: ignore[no-untyped-def]
+    def get_range(self, location: S3Location, start: int,
+                  end: int) -> defer.Deferred[tuple[bytes, int]]:
         """Bytes ``start``–``end`` (inclusive): ``(body, total object size)``.
 
-        Raises a :class:`~wcs.errors.WcsError` with the info a viewer should see.
+        Fails with a :class:`~wcs.errors.WcsError` with the info a viewer should see.
         """
+        return self._get_range(location, start, end).addErrback(_count_error)
+
+    @defer.inlineCallbacks
+    def _get_range(self, location: S3Location, start: int, end: int):  # type: ignore[no-untyped-def]
         url = self.url(location)
         headers = self.signed_headers(url, {"Range": f"bytes={start}-{end}"})
         limit = end - start + 1 + 64 * 1024  # a server that ignores Range is cut off
@@ -116,6 +121,7 @@ class S3Client:
             reading.addTimeout(self.timeout, self.clock)
             yield reading
             body = b"".join(parts)
+            METERS.s3_bytes += len(body)
         except (error.ConnectError, error.DNSLookupError, error.TimeoutError,
                 defer.CancelledError, OSError) as failure:
             log.warn("S3 {location}: {failure}", location=str(location),
@@ -144,6 +150,11 @@ class S3Client:
         if response.code == 200:  # the server ignored Range: keep just what was asked
             body = body[start:end + 1]
         return body, total
+
+
+def _count_error(failure: Any) -> Any:
+    METERS.s3_errors += 1
+    return failure
 
 
 def _total_size(response: Any, length: int) -> int:

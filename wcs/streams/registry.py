@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -98,6 +98,8 @@ class StreamRegistry:
         self._opening: dict[str, list[Deferred[Stream]]] = {}  # by uri or name
         self._starting: set[str] = set()  # names REST startups are opening
         self._cpu = 0.0  # this process's share of a core, last measured
+        self._metrics: list[Any] = []  # its metric families (wcs.metrics.to_wire), last read
+        self._hls: dict[str, int] = {}  # HLS players by stream name, last counted
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -222,7 +224,8 @@ class StreamRegistry:
     def _entry(self, name: str, uri: str, media: OpenedMedia, **fields: object) -> Entry:
         return Entry(name, uri=uri, start=self.clock.seconds(),
                      has_audio=media.info.audio is not None,
-                     has_video=media.info.video is not None, **fields)  # type: ignore[arg-type]
+                     has_video=media.info.video is not None, bitrate=media.info.bitrate,
+                     **fields)  # type: ignore[arg-type]
 
     def _serve(self, entry: Entry, media: OpenedMedia, persistent: bool) -> VodStream:
         uri = uris.parse(entry.uri)
@@ -428,21 +431,28 @@ class StreamRegistry:
                          name=stream.name, info=info)
                 stream.terminate(info)
 
-    def report(self, cpu: float | None = None) -> None:
+    def report(self, cpu: float | None = None, metrics: list[Any] | None = None,
+               hls: dict[str, int] | None = None) -> None:
         """Tell the directory this worker's viewers of each stream, and its load
-        (``cpu``, a share of one core, when measured)."""
+        (``cpu``, a share of one core, its ``metrics`` and ``hls`` players by
+        stream name, when measured)."""
         viewers = {stream.id: stream.viewers for stream in self.streams.values()}
         viewers.update({stream.id: len(stream.broadcast)
                         for stream in self.published.values()})
         if cpu is not None:
             self._cpu = cpu
+        if metrics is not None:
+            self._metrics = metrics
+        if hls is not None:
+            self._hls = hls
         worker = self.directory.worker
         self.directory.report(viewers, Load(worker, node=worker.rpartition("/")[0],
                                             pid=os.getpid(),
                                             viewers=sum(viewers.values()), cpu=self._cpu,
                                             streams=len(self.streams) + len(self.published),
                                             media=[media.as_dict()
-                                                   for media in self.media.all()]))
+                                                   for media in self.media.all()],
+                                            metrics=self._metrics, hls=self._hls))
 
     def snapshot(self, name: str, stream: Stream | None = None) -> Deferred[bytes]:
         """A PNG of the current picture of ``stream``, or of the stream ``name``

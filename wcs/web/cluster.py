@@ -39,7 +39,8 @@ class ClusterApi(resource.Resource):
 
 
 def _listed(load: Load) -> dict[str, Any]:
-    """A worker's load, without the list of its media sessions (``/stream/find_all``)."""
+    """A worker's load, without the list of its media sessions (``/stream/find_all``)
+    or its metrics (``/metrics``)."""
     fields = dataclasses.asdict(load)
-    del fields["media"]
+    del fields["media"], fields["metrics"], fields["hls"]
     return fields

@@ -19,6 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from wcs.errors import NotFound, WcsError
 from wcs.hls.packagers import Packager, Packagers
+from wcs.metrics import METERS
 from wcs.web.rest import error, http_status
 
 log = Logger()
@@ -73,6 +74,8 @@ class HlsFile(resource.Resource):
         if not name or not wanted:
             return error(request, 404, "HLS is at /<streamName>/<streamName>.m3u8")
         if wanted == f"{name}.m3u8":
+            address = getattr(request.getClientAddress(), "host", "")
+            METERS.hls_viewers.seen((address, name), self.clock.seconds())
             answer = self.packagers.get(name).addCallback(self._playlist)
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
             answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
@@ -130,4 +133,6 @@ class HlsFile(resource.Resource):
         request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
         if request.method != b"HEAD":
             request.write(body)
+            if status == 200 and kind == SEGMENT_TYPE:
+                METERS.traffic("HLS").add(1, len(body))
         request.finish()

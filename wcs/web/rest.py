@@ -38,6 +38,7 @@ from wcs.errors import (
     NotJson,
     WcsError,
 )
+from wcs.metrics import METERS
 from wcs.streams.uri import MAX_URI
 
 log = Logger()
@@ -219,10 +220,12 @@ class Operation(resource.Resource):
         self.get_allowed = get_allowed
 
     def render(self, request: Request) -> bytes:
+        counted(request, "/" + "/".join(part.decode("ascii", "replace")
+                                        for part in request.prepath or ()))
         refused = self.access.refusal(request)
         if refused is not None:
             return refused
-        if not self._authorised(request):
+        if not key_given(self.api_key, request):
             request.setHeader(b"WWW-Authenticate", b'Bearer realm="wcsvod", Basic realm="wcsvod"')
             return error(request, 401, "missing or wrong REST API key")
         if request.method != b"POST" and not (self.get_allowed and request.method == b"GET"):
@@ -248,14 +251,22 @@ class Operation(resource.Resource):
                     path=request.path.decode("ascii", "replace"))
         return error(request, 500, f"internal error: {type(failure.value).__name__}")
 
-    def _authorised(self, request: Request) -> bool:
-        """The key as a Bearer token or a Basic password, compared in constant time."""
-        if not self.api_key:
-            return True
-        bearer = (request.getHeader("authorization") or "").encode("utf-8", "replace")
-        password = request.getPassword()
-        return (hmac.compare_digest(bearer, b"Bearer " + self.api_key)
-                | hmac.compare_digest(password, self.api_key))
+
+
+def key_given(api_key: bytes, request: Request) -> bool:
+    """Whether the request carries the key (if there is one) as a Bearer token
+    or a Basic password, compared in constant time."""
+    if not api_key:
+        return True
+    bearer = (request.getHeader("authorization") or "").encode("utf-8", "replace")
+    password = request.getPassword()
+    return (hmac.compare_digest(bearer, b"Bearer " + api_key)
+            | hmac.compare_digest(password, api_key))
+
+
+def counted(request: Request, route: str) -> None:
+    """Count the request's answer by route and status once it is sent."""
+    request.notifyFinish().addBoth(lambda _: METERS.answered(route, request.code))
 
 
 def _finish(request: Request, body: bytes) -> None:
@@ -275,6 +286,7 @@ class JsonNotFound(resource.Resource):
         self.access = access
 
     def render(self, request: Request) -> bytes:
+        counted(request, "unknown")
         refused = self.access.refusal(request)
         if refused is not None:
             return refused

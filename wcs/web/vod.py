@@ -6,6 +6,8 @@ talks to the stream registry.
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -14,7 +16,7 @@ from twisted.web import resource
 from twisted.web.server import Request
 
 from wcs.access.gate import OPEN, Gate
-from wcs.cluster.store import Entry
+from wcs.cluster.store import Entry, Load
 from wcs.errors import BadRequest
 from wcs.files.library import Library
 from wcs.streams.registry import StreamRegistry
@@ -27,8 +29,9 @@ log = Logger()
 MAX_TOKEN_LIFETIME = 365 * 24 * 3600
 
 
-def item(entry: Entry) -> dict[str, Any]:
-    """One stream as WCS lists it, plus its number of viewers (on every worker)."""
+def item(entry: Entry, hls: dict[str, int] | None = None) -> dict[str, Any]:
+    """One stream as WCS lists it, plus its viewers (on every worker; ``hls``:
+    HLS players by stream name, which may be its name or its uri)."""
     return {
         "localMediaSessionId": entry.id,
         "localStreamName": entry.name,
@@ -40,6 +43,10 @@ def item(entry: Entry) -> dict[str, Any]:
         "loop": entry.loop,
         "viewers": entry.total_viewers,
         "workers": dict(entry.viewers),  # viewers by the worker serving them
+        "bitrate": entry.bitrate,  # the source's average, bits/s
+        "uptime": round(max(0.0, time.time() - entry.start), 1) if entry.start else 0.0,
+        "hlsViewers": (hls or {}).get(entry.name, 0) + (
+            (hls or {}).get(entry.uri, 0) if entry.uri != entry.name else 0),
     }
 
 
@@ -105,13 +112,13 @@ class VodApi(resource.Resource):
         return self.registry.entries(**criteria).addCallback(some, "no such stream")
 
     def find(self, request: Request) -> Deferred[tuple[int, Any]]:
-        return self._select(request).addCallback(_listed)
+        return self._select(request).addCallback(self._listed)
 
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
         return self.registry.entries().addCallback(some, "no VOD streams").addCallback(
-            _listed)
+            self._listed)
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
         def stop(found: list[Entry]) -> Deferred[tuple[int, Any]]:
@@ -119,10 +126,20 @@ class VodApi(resource.Resource):
                 log.info("REST terminate: stream {id} ({name!r})", id=entry.id,
                          name=entry.name)
             return self.registry.terminate(found, "Stopped by server").addCallback(
-                lambda _: _listed(found))
+                lambda _: self._listed(found))
 
         return self._select(request).addCallback(stop)
 
+
+    def _listed(self, found: list[Entry]) -> Deferred[tuple[int, Any]]:
+        """The streams as REST lists them, with every worker's HLS players."""
+        def listed(loads: list[Load]) -> tuple[int, Any]:
+            hls: Counter[str] = Counter()
+            for load in loads:
+                hls.update(load.hls)
+            return 200, [item(entry, hls) for entry in found]
+
+        return self.registry.loads().addCallback(listed)
 
     def files(self, request: Request) -> Deferred[tuple[int, Any]]:
         """The media library: ``{"offset", "limit", "contains"}``, all optional."""
@@ -148,5 +165,4 @@ def whole(body: dict[str, Any], key: str, default: int, most: int) -> int:
     return value
 
 
-def _listed(found: list[Entry]) -> tuple[int, Any]:
-    return 200, [item(entry) for entry in found]
+

@@ -42,6 +42,7 @@ from aiortc.rtp import (
 from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 from twisted.logger import Logger
 
+from wcs.metrics import METERS
 from wcs.webrtc.rtpstream import RtpStream, open_stream, send_all
 
 log = Logger()
@@ -141,6 +142,7 @@ class FastSender(RTCRtpSender):
                 random.randint(0, 0xFFFF), random.randint(0, 0xFFFFFFFF), self._extension,
                 self._abs_send_time_at, video, native=self._native)
         REPORTS.add(self)
+        METERS.traffic("WebRTC").opened(self, _stream_counts)
         self.ready.set()
 
     async def stop(self) -> None:
@@ -148,6 +150,7 @@ class FastSender(RTCRtpSender):
         if not self._started:
             return
         self._started = False
+        METERS.traffic("WebRTC").closed(self)
         stream, self.stream = self.stream, None
         REPORTS.discard(self)
         try:
@@ -274,6 +277,11 @@ def send_to_all(streams: list[RtpStream], payloads: tuple[bytes, ...], media_ts:
     """One sample to the tracks of every viewer of a broadcast, in one call."""
     now = time.time()
     send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now)
+
+
+def _stream_counts(sender: FastSender) -> tuple[int, int]:
+    stream = sender.stream
+    return (stream.packets, stream.octets) if stream is not None else (0, 0)
 
 
 def adopt(sender: RTCRtpSender, label: str, on_keyframe_request: Callable[[], None],

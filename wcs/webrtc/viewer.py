@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from wcs import aio
 from wcs.errors import INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample
+from wcs.metrics import METERS
 from wcs.webrtc import codecs, ice
 from wcs.webrtc.packetizer import payloads
 from wcs.webrtc.peer import Peer
@@ -151,6 +152,7 @@ class WebRTCViewer:
         else:
             track = self.tracks[kind] = EncodedTrack(kind)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            METERS.traffic("WebRTC").opened(transceiver.sender, _aiortc_counts)
         transceiver.setCodecPreferences(preferences)
 
     def _keyframe_requested(self) -> None:
@@ -277,11 +279,19 @@ class WebRTCViewer:
         pc = self.pc
         if pc is not None:
             await pc.close()
+            for transceiver in pc.getTransceivers():  # (fast senders count as they stop)
+                METERS.traffic("WebRTC").closed(transceiver.sender)
         for track in self.tracks.values():
             if isinstance(track, FastSender):
                 track.on_keyframe_request = _nothing
         self.tracks = {}
         self.pc = None
+
+
+def _aiortc_counts(sender: Any) -> tuple[int, int]:
+    """What aiortc's own sender has sent (its counters are private: read, never set)."""
+    return (getattr(sender, "_RTCRtpSender__packet_count", 0),
+            getattr(sender, "_RTCRtpSender__octet_count", 0))
 
 
 def _ignore(_state: str, _info: str | None) -> None:
