@@ -54,7 +54,7 @@ def test_the_web_folders_list_nothing_and_stay_inside(start_server, media, tmp_p
                  "examples/%00"):
         assert status(base + path) == 404, path
     assert status(f"{server.http_url}/%00") == 404
-    assert status(f"{server.http_url}/") == 200  # the player page still serves
+    assert status(f"{server.http_url}/player.html") == 200  # the player page still serves
 
 
 def test_with_no_address_to_offer_a_play_fails_at_once_saying_why(start_server, media):

@@ -175,10 +175,10 @@ def test_many_ranges_in_one_request_are_refused(start_server, media):
     server = start_server(media_dir=str(media))
     port = int(server.http_url.rsplit(":", 1)[1])
     many = ",".join(["0-"] * 20).encode()
-    answer = http_exchange(port, b"GET /index.html HTTP/1.1\r\nHost: x\r\nRange: bytes=%s\r\n"
+    answer = http_exchange(port, b"GET /player.html HTTP/1.1\r\nHost: x\r\nRange: bytes=%s\r\n"
                                  b"Connection: close\r\n\r\n" % many)
     assert answer.startswith(b"HTTP/1.1 416 ") and b"at most 8 ranges" in answer, answer[:200]
-    few = http_exchange(port, b"GET /index.html HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-29\r\n"
+    few = http_exchange(port, b"GET /player.html HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-29\r\n"
                               b"Connection: close\r\n\r\n")
     assert few.startswith(b"HTTP/1.1 206 "), few[:200]
 
