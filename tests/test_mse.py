@@ -93,3 +93,10 @@ def test_a_published_stream_reaches_mse_with_aac(start_server, media, tmp_path):
     audio = [head for kind, _, head in got.order if kind == 8]
     assert audio[0][0] == 0 and len(audio) > 100, "AudioSpecificConfig, then AAC frames"
     assert got.records.get(9, 0) > 60
+
+
+def test_a_time_before_zero_is_sent_as_zero_not_wrapped():
+    from wcs.mse.packetizer import AUDIO, record
+
+    assert record(AUDIO, -23, b"x")[1:5] == b"\x00\x00\x00\x00"  # AAC priming
+    assert record(AUDIO, 1000, b"x")[1:5] == (1000).to_bytes(4, "big")

@@ -14,6 +14,11 @@ STARTUP, FIND = "/rest-api/vod/startup", "/rest-api/vod/find"
 FIND_ALL, TERMINATE = "/rest-api/vod/find_all", "/rest-api/vod/terminate"
 
 
+def steady(items: list[dict]) -> list[dict]:
+    """Listed streams without what moves by itself (their uptime)."""
+    return [{key: value for key, value in item.items() if key != "uptime"} for item in items]
+
+
 def bases(server) -> list[str]:
     return [server.http_url, f"https://127.0.0.1:{server.ports['https.port']}"]
 
@@ -57,16 +62,16 @@ def test_every_status_code_over_http_and_https(start_server, media):
         assert got == 415 and "application/json" in answer["message"]
 
         status, found, _ = call(base, FIND, {"localStreamName": "test"})
-        assert status == 200 and found == [started]
-        assert call(base, FIND, {"uri": "vod-live://main.mp4"})[1] == [started]
-        assert call(base, FIND, {"localMediaSessionId": started["localMediaSessionId"]})[1] \
-            == [started]
+        assert status == 200 and steady(found) == steady([started])
+        assert steady(call(base, FIND, {"uri": "vod-live://main.mp4"})[1]) == steady([started])
+        assert steady(call(base, FIND, {"localMediaSessionId": started[
+            "localMediaSessionId"]})[1]) == steady([started])
         assert call(base, FIND, {"localStreamName": "nothing"})[0] == 404
         assert call(base, FIND, {})[0] == 400
         for method in ("GET", "POST"):
             status, everything, _ = call(base, FIND_ALL, method=method,
                                          raw=b"" if method == "POST" else None)
-            assert status == 200 and everything == [started]
+            assert status == 200 and steady(everything) == steady([started])
         assert call(base, TERMINATE, {"localStreamName": "nothing"})[0] == 404
         assert call(base, TERMINATE, {"uri": "vod-live://main.mp4",
                                       "localStreamName": "test"})[0] == 200
@@ -146,7 +151,7 @@ def test_the_description_covers_exactly_what_is_served(start_server, media):
     candidates = {(f"/rest-api/{area}/{name}", method)
                   for area in ("vod", "cluster", "stream", "push")
                   for name in ("startup", "find", "find_all", "terminate", "stop", "list",
-                               "workers", "nodes", "snapshot")
+                               "workers", "nodes", "snapshot", "library")
                   for method in ("get", "post", "put", "delete")}
     documented = {(path, method) for path, operations in SPEC["paths"].items()
                   for method in operations}

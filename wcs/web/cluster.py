@@ -10,25 +10,20 @@ import dataclasses
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.web import resource
 from twisted.web.server import Request
 
 from wcs.cluster.store import Load
 from wcs.streams.registry import StreamRegistry
-from wcs.web.rest import Access, JsonNotFound, Operation, read_body
+from wcs.web.rest import Access, RestArea, read_body
 
 
-class ClusterApi(resource.Resource):
+class ClusterApi(RestArea):
     """The ``cluster`` area of the REST API."""
 
     def __init__(self, registry: StreamRegistry, access: Access) -> None:
-        super().__init__()
+        super().__init__(access)
         self.registry = registry
-        self.access = access
-        self.putChild(b"workers", Operation(self.workers, access, get_allowed=True))
-
-    def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return JsonNotFound(self.access)
+        self.operation("workers", self.workers, get_allowed=True)
 
     def workers(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":

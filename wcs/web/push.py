@@ -12,14 +12,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web import resource
 from twisted.web.server import Request
 
 from wcs.errors import BadRequest
 from wcs.push.pushes import Pushes
 from wcs.streams.media_sessions import MediaSession
 from wcs.streams.registry import StreamRegistry
-from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
+from wcs.web.rest import Access, RestArea, read_body, some, text
 
 log = Logger()
 
@@ -45,21 +44,17 @@ def item(media: MediaSession) -> dict[str, Any]:
     }
 
 
-class PushApi(resource.Resource):
+class PushApi(RestArea):
     """The ``push`` area of the REST API."""
 
     def __init__(self, registry: StreamRegistry, pushes: Pushes, access: Access) -> None:
-        super().__init__()
+        super().__init__(access)
         self.registry = registry
         self.pushes = pushes
-        self.access = access
-        self.putChild(b"startup", Operation(self.startup, access))
-        self.putChild(b"find", Operation(self.find, access))
-        self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
-        self.putChild(b"terminate", Operation(self.terminate, access))
-
-    def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return JsonNotFound(self.access)
+        self.operation("startup", self.startup)
+        self.operation("find", self.find)
+        self.operation("find_all", self.find_all, get_allowed=True)
+        self.operation("terminate", self.terminate)
 
     def startup(self, request: Request) -> Deferred[tuple[int, Any]]:
         body = read_body(request)

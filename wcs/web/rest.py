@@ -294,6 +294,22 @@ class JsonNotFound(resource.Resource):
         return error(request, 404, f"no such REST endpoint: {path}")
 
 
+class RestArea(resource.Resource):
+    """One area of the API (``vod``, ``stream``...): its operations by name,
+    and a JSON 404 naming any other path."""
+
+    def __init__(self, access: Access) -> None:
+        super().__init__()
+        self.access = access
+
+    def operation(self, name: str, handler: Callable[[Request], Any],
+                  get_allowed: bool = False) -> None:
+        self.putChild(name.encode("ascii"), Operation(handler, self.access, get_allowed))
+
+    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+        return JsonNotFound(self.access)
+
+
 class RestRoot(resource.Resource):
     """``/rest-api/``: children are the API areas."""
 

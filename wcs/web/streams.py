@@ -13,13 +13,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web import resource
 from twisted.web.server import Request
 
 from wcs.errors import BadRequest, NotFound
 from wcs.streams.media_sessions import MediaSession
 from wcs.streams.registry import StreamRegistry
-from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
+from wcs.web.rest import Access, RestArea, read_body, some, text
 
 log = Logger()
 
@@ -27,20 +26,16 @@ log = Logger()
 TERMINATED = "Stopped by server"
 
 
-class StreamApi(resource.Resource):
+class StreamApi(RestArea):
     """The ``stream`` area of the REST API."""
 
     def __init__(self, registry: StreamRegistry, access: Access) -> None:
-        super().__init__()
+        super().__init__(access)
         self.registry = registry
-        self.access = access
-        self.putChild(b"find", Operation(self.find, access))
-        self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
-        self.putChild(b"terminate", Operation(self.terminate, access))
-        self.putChild(b"snapshot", Operation(self.snapshot, access))
-
-    def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return JsonNotFound(self.access)
+        self.operation("find", self.find)
+        self.operation("find_all", self.find_all, get_allowed=True)
+        self.operation("terminate", self.terminate)
+        self.operation("snapshot", self.snapshot)
 
     def _select(self, body: dict[str, Any], what: str) -> Deferred[list[MediaSession]]:
         """The media sessions a body names (400 if it names none, 404 if none match)."""

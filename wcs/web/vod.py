@@ -12,7 +12,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web import resource
 from twisted.web.server import Request
 
 from wcs.access.gate import OPEN, Gate
@@ -21,7 +20,7 @@ from wcs.errors import BadRequest
 from wcs.files.library import Library
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PROCESSED, VodStream
-from wcs.web.rest import Access, JsonNotFound, Operation, read_body, some, text
+from wcs.web.rest import Access, RestArea, read_body, some, text
 
 log = Logger()
 
@@ -50,25 +49,21 @@ def item(entry: Entry, hls: dict[str, int] | None = None) -> dict[str, Any]:
     }
 
 
-class VodApi(resource.Resource):
+class VodApi(RestArea):
     """The ``vod`` area of the REST API."""
 
     def __init__(self, registry: StreamRegistry, access: Access, gate: Gate = OPEN,
                  library: Library | None = None) -> None:
-        super().__init__()
+        super().__init__(access)
         self.registry = registry
-        self.access = access
         self.gate = gate
         self.library = library
-        self.putChild(b"startup", Operation(self.startup, access))
-        self.putChild(b"find", Operation(self.find, access))
-        self.putChild(b"find_all", Operation(self.find_all, access, get_allowed=True))
-        self.putChild(b"terminate", Operation(self.terminate, access))
+        self.operation("startup", self.startup)
+        self.operation("find", self.find)
+        self.operation("find_all", self.find_all, get_allowed=True)
+        self.operation("terminate", self.terminate)
         if library is not None:
-            self.putChild(b"library", Operation(self.files, access, get_allowed=True))
-
-    def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return JsonNotFound(self.access)
+            self.operation("library", self.files, get_allowed=True)
 
     def startup(self, request: Request) -> Any:
         body = read_body(request)
