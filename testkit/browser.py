@@ -69,3 +69,11 @@ document.addEventListener('DOMContentLoaded', () => {
   }).observe(status, {childList: true, characterData: true, subtree: true});
 });
 """
+
+
+def recorded_page(browser):  # type: ignore[no-untyped-def]
+    """A page in a browser context of its own that records its statuses (as
+    the tests' ``page`` does): ``page.context`` is closed by whoever asked."""
+    context = browser.new_context()
+    context.add_init_script(STATUS_RECORDER)
+    return context.new_page()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
+from testkit.browser import CHROMIUM_ARGS, recorded_page
 from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
 
 #: Fixtures that start real services: a test that uses one is end to end.
@@ -68,13 +68,11 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser: object) -> Iterator[object]:
-    context = browser.new_context()  # type: ignore[attr-defined]
-    context.add_init_script(STATUS_RECORDER)
-    page = context.new_page()
+    page = recorded_page(browser)
     page.console_messages = []  # type: ignore[attr-defined]
     page.on("console", lambda message: page.console_messages.append(message.text))
     yield page
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture(scope="session")

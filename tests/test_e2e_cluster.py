@@ -183,7 +183,7 @@ def test_a_node_that_dies_leaves_the_listing_within_the_expiry(start_server, med
 
 def test_sdk_pages_on_two_nodes_show_the_same_frame(start_server, media, redis_server, page,
                                                      browser):
-    from testkit.browser import STATUS_RECORDER
+    from testkit.browser import recorded_page
     from testkit.pages import frame_differences, frame_number, open_player, wait_status, wait_video
 
     one, two, three = cluster(start_server, media, redis_server)
@@ -191,9 +191,8 @@ def test_sdk_pages_on_two_nodes_show_the_same_frame(start_server, media, redis_s
                               {"uri": "vod-live://live.mp4", "localStreamName": "show"})
     assert status == 200, started
     time.sleep(3)  # under way before anyone watches
-    context = browser.new_context()
-    context.add_init_script(STATUS_RECORDER)
-    other = context.new_page()
+    other = recorded_page(browser)
+    context = other.context
     try:
         for where, node in ((page, two), (other, three)):
             open_player(where, node, "show")

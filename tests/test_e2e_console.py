@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from testkit.browser import STATUS_RECORDER
+from testkit.browser import recorded_page
 from testkit.harness import REPO
 from testkit.pages import open_player, video_state, wait_status, wait_video
 
@@ -83,9 +83,8 @@ def test_library_broadcast_terminate_and_stats(start_server, page, browser, medi
     assert video_state(page, "#consoleVideo")["time"] - first["time"] >= 1.5
 
     # an SDK player page watches it too; the console counts both viewers
-    context = browser.new_context()
-    context.add_init_script(STATUS_RECORDER)
-    viewer = context.new_page()
+    viewer = recorded_page(browser)
+    context = viewer.context
     try:
         open_player(viewer, server, "show")
         wait_status(viewer, "PLAYING")

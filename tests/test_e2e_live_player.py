@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from testkit.browser import STATUS_RECORDER
+from testkit.browser import recorded_page
 from testkit.pages import frame_number, open_player, wait_status, wait_video
 
 
@@ -16,9 +16,8 @@ def test_two_pages_show_the_same_frame_and_the_late_one_starts_at_once(
     wait_status(page, "PLAYING")
     wait_video(page)
     time.sleep(2.5)
-    context = browser.new_context()
-    context.add_init_script(STATUS_RECORDER)
-    late = context.new_page()
+    late = recorded_page(browser)
+    context = late.context
     try:
         open_player(late, server, "vod-live://live.mp4")
         wait_status(late, "PLAYING")

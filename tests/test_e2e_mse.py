@@ -50,7 +50,7 @@ def first_frame_after_playing(page) -> float:
 def test_mse_shows_its_first_picture_at_once(start_server, page, browser, media):
     """The SDK's MSE player appends nothing until it holds over 2 s of each track:
     a personal play sends that much at once, a live one keeps that much history."""
-    from testkit.browser import STATUS_RECORDER
+    from testkit.browser import recorded_page
 
     server = start_server(media_dir=str(media))
     open_player(page, server, "vod://main.mp4", "&mediaProvider=MSE")
@@ -58,9 +58,8 @@ def test_mse_shows_its_first_picture_at_once(start_server, page, browser, media)
     open_player(page, server, "vod-live://live.mp4", "&mediaProvider=MSE")  # a new page
     wait_status(page, "PLAYING")
     time.sleep(3.5)  # then a late joiner
-    context = browser.new_context()
-    context.add_init_script(STATUS_RECORDER)
-    late = context.new_page()
+    late = recorded_page(browser)
+    context = late.context
     try:
         open_player(late, server, "vod-live://live.mp4", "&mediaProvider=MSE")
         joined = first_frame_after_playing(late)

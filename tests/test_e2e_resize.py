@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from testkit.browser import STATUS_RECORDER
+from testkit.browser import recorded_page
 from testkit.pages import open_player, wait_status, wait_video
 from tools.makemedia import make_mp4
 
@@ -20,9 +20,8 @@ def test_two_pages_at_320x240_share_one_encode(start_server, page, browser, tmp_
     first = wait_video(page)
     others = []
     for query in ("&resolution=320x240", "&resolution=640x480", ""):
-        context = browser.new_context()
-        context.add_init_script(STATUS_RECORDER)
-        other = context.new_page()
+        other = recorded_page(browser)
+        context = other.context
         other.console_messages = []
         other.on("console", lambda message, o=other: o.console_messages.append(message.text))
         open_player(other, server, NAME, query)

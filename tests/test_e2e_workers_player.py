@@ -8,7 +8,7 @@ import signal
 import statistics
 import time
 
-from testkit.browser import STATUS_RECORDER
+from testkit.browser import recorded_page
 from testkit.pages import (
     frame_differences,
     open_player,
@@ -42,10 +42,8 @@ def test_two_pages_on_two_workers_show_the_same_frame(start_server, page, browse
     try:
         other = None
         for _ in range(TRIES):  # pages until one lands on the other worker
-            context = browser.new_context()
-            context.add_init_script(STATUS_RECORDER)
-            contexts.append(context)
-            candidate = context.new_page()
+            candidate = recorded_page(browser)
+            contexts.append(candidate.context)
             # the first page's worker pauses while this one connects: only the
             # other worker can accept it (which one does is the kernel's choice)
             paused = pids_of_workers(server)[next(iter(first_worker)).split(".")[0]]

@@ -219,6 +219,13 @@ class StreamsService(service.Service):
         hls = METERS.hls_viewers.by(self.registry.clock.seconds(), lambda key: key[1])
         self.registry.report(cpu=self._cpu.share(), metrics=metrics, hls=hls)
 
+    def stopService(self) -> None:
+        super().stopService()
+        if self._reporter.running:
+            self._reporter.stop()
+        self.registry.close_all()
+        self.sources.close()
+
 
 class ServerState:
     """What ``/metrics`` shows of this process's live state."""
@@ -270,13 +277,6 @@ def server_metrics(registry: StreamRegistry, state: ServerState,
         return merged(groups)
 
     return registry.loads().addCallback(combine)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._reporter.running:
-            self._reporter.stop()
-        self.registry.close_all()
-        self.sources.close()
 
 
 class CpuMeter:

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from wcs.web.rest import Access, counted, error, key_given
+from wcs.web.rest import Access, counted, error
 
 log = Logger()
 
@@ -41,16 +41,12 @@ class MetricsPage(resource.Resource):
         super().__init__()
         self.collect = collect
         self.access = access
-        self.api_key = access.api_key.encode("utf-8")
 
     def render(self, request: Request) -> bytes | int:
         counted(request, "/metrics")
-        refused = self.access.refusal(request)
+        refused = self.access.guard(request)
         if refused is not None:
             return refused
-        if not key_given(self.api_key, request):
-            request.setHeader(b"WWW-Authenticate", b'Bearer realm="wcsvod"')
-            return error(request, 401, "missing or wrong REST API key")
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"Allow", b"GET, HEAD, OPTIONS")
             return error(request, 405, "metrics are read with GET")

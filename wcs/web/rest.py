@@ -114,6 +114,18 @@ class Access:
         return None
 
 
+    def guard(self, request: Request) -> bytes | None:
+        """:meth:`refusal`, then the key: the answer for a caller who may not
+        call (403, 204 for a preflight, 401 without the key), or None."""
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        if not key_given(self.api_key.encode("utf-8"), request):
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="wcsvod", Basic realm="wcsvod"')
+            return error(request, 401, "missing or wrong REST API key")
+        return None
+
+
 def _local_host(request: Request) -> bool:
     """Whether the ``Host`` the caller asked for is this machine by name: a page
     of another site whose name was made to point at 127.0.0.1 (DNS rebinding)
@@ -216,18 +228,14 @@ class Operation(resource.Resource):
         super().__init__()
         self.handler = handler
         self.access = access
-        self.api_key = access.api_key.encode("utf-8")
         self.get_allowed = get_allowed
 
     def render(self, request: Request) -> bytes:
         counted(request, "/" + "/".join(part.decode("ascii", "replace")
                                         for part in request.prepath or ()))
-        refused = self.access.refusal(request)
+        refused = self.access.guard(request)
         if refused is not None:
             return refused
-        if not key_given(self.api_key, request):
-            request.setHeader(b"WWW-Authenticate", b'Bearer realm="wcsvod", Basic realm="wcsvod"')
-            return error(request, 401, "missing or wrong REST API key")
         if request.method != b"POST" and not (self.get_allowed and request.method == b"GET"):
             request.setHeader(b"Allow", b"GET, POST, OPTIONS" if self.get_allowed
                               else b"POST, OPTIONS")
