@@ -82,29 +82,3 @@ def test_freed_heap_goes_back_to_the_system_every_minute(tmp_path):
     assert answer["intervals"] == [60.0]
     assert answer["freed"] > 40  # MiB, of the 64 freed
 
-
-def test_stopping_the_streams_service_ends_every_stream_then_the_sources():
-    """What tells every viewer "Server shutdown" when the server stops."""
-    from twisted.internet.task import Clock
-
-    from wcs.tap import StreamsService
-
-    done: list[str] = []
-
-    class Registry:
-        clock = Clock()
-
-        def report(self, **load: object) -> None:
-            done.append("report")
-
-        def close_all(self) -> None:
-            done.append("streams")
-
-    class Sources:
-        def close(self) -> None:
-            done.append("sources")
-
-    streams = StreamsService(Registry(), Sources())  # type: ignore[arg-type]
-    streams.startService()
-    streams.stopService()
-    assert done == ["report", "streams", "sources"]

@@ -7,7 +7,6 @@ user never has to type ``--reactor``; twistd imports it before the reactor.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ except aio.ReactorError as _error:
 
 from prometheus_client.core import Metric  # noqa: E402
 from twisted.application import internet, service, strports  # noqa: E402
-from twisted.internet import endpoints, task, threads  # noqa: E402
+from twisted.internet import endpoints, threads  # noqa: E402
 from twisted.internet.defer import Deferred, succeed  # noqa: E402
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
@@ -38,7 +37,7 @@ from wcs.cluster.store import Load, Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.files.library import Library  # noqa: E402
 from wcs.hls.packagers import Packagers  # noqa: E402
-from wcs.metrics import METERS, ReactorLag, families, from_wire, labelled, merged, to_wire  # noqa: E402,E501
+from wcs.metrics import METERS, ReactorLag, families, from_wire, labelled, merged  # noqa: E402,E501
 from wcs.push.pushes import Pushes  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
@@ -46,6 +45,7 @@ from wcs.sources import Sources  # noqa: E402
 from wcs.sources.opus_cache import OpusCache  # noqa: E402
 from wcs.sources.s3 import S3Client  # noqa: E402
 from wcs.streams.registry import StreamRegistry  # noqa: E402
+from wcs.streams.service import StreamsService  # noqa: E402
 from wcs.transports.factory import TransportFactory  # noqa: E402
 from wcs.web.cluster import ClusterApi  # noqa: E402
 from wcs.web.hls import HlsRoot  # noqa: E402
@@ -193,40 +193,6 @@ def heap_trimmer() -> Callable[[], object] | None:
     return lambda: trim(0)
 
 
-#: How often a worker tells the whole server its viewers and its load (s).
-REPORT_INTERVAL = 1.0
-
-
-class StreamsService(service.Service):
-    """Reports this process's viewers and load to the whole server every
-    ``REPORT_INTERVAL``; ends every stream cleanly when the server stops (viewers
-    get STOPPED), and the sources' background work."""
-
-    def __init__(self, registry: StreamRegistry, sources: Sources,
-                 state: ServerState | None = None) -> None:
-        self.registry = registry
-        self.sources = sources
-        self.state = state  # a worker's: its metrics go in its reports
-        self._reporter = task.LoopingCall(self._report)
-        self._cpu = CpuMeter()
-
-    def startService(self) -> None:
-        super().startService()
-        self._reporter.start(REPORT_INTERVAL)
-
-    def _report(self) -> None:
-        metrics = to_wire(families(METERS, self.state)) if self.state is not None else None
-        hls = METERS.hls_viewers.by(self.registry.clock.seconds(), lambda key: key[1])
-        self.registry.report(cpu=self._cpu.share(), metrics=metrics, hls=hls)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._reporter.running:
-            self._reporter.stop()
-        self.registry.close_all()
-        self.sources.close()
-
-
 class ServerState:
     """What ``/metrics`` shows of this process's live state."""
 
@@ -277,19 +243,6 @@ def server_metrics(registry: StreamRegistry, state: ServerState,
         return merged(groups)
 
     return registry.loads().addCallback(combine)
-
-
-class CpuMeter:
-    """This process's CPU time between two readings, as a share of one core."""
-
-    def __init__(self) -> None:
-        self._last = (time.monotonic(), time.process_time())
-
-    def share(self) -> float:
-        now = (time.monotonic(), time.process_time())
-        wall, cpu = now[0] - self._last[0], now[1] - self._last[1]
-        self._last = now
-        return round(cpu / wall, 3) if wall > 0 else 0.0
 
 
 def makeService(options: Options) -> service.MultiService:

@@ -1,0 +1,41 @@
+"""The streams' service: what ends every stream when the server stops."""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet.task import Clock
+
+from wcs.streams.service import CpuMeter, StreamsService
+
+
+def test_stopping_the_streams_service_ends_every_stream_then_the_sources():
+    """What tells every viewer "Server shutdown" when the server stops."""
+    done: list[str] = []
+
+    class Registry:
+        clock = Clock()
+
+        def report(self, **load: object) -> None:
+            done.append("report")
+
+        def close_all(self) -> None:
+            done.append("streams")
+
+    class Sources:
+        def close(self) -> None:
+            done.append("sources")
+
+    streams = StreamsService(Registry(), Sources())  # type: ignore[arg-type]
+    streams._reporter.clock = Registry.clock  # (no reactor in this process)
+    streams.startService()
+    streams.stopService()
+    assert done == ["report", "streams", "sources"]
+
+
+def test_the_cpu_meter_gives_a_share_of_one_core():
+    meter = CpuMeter()
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    assert 0.3 < meter.share() <= 1.05
