@@ -185,7 +185,7 @@ def test_150_viewers_come_and_go_and_the_server_is_left_as_it_was(start_server, 
     assert freed == {}, f"freed only by the garbage collector: {freed}"
     assert after["VmRSS"] - baseline["VmRSS"] < 64 * 1024, "RSS grew by more than 64 MiB"
     log = server.log()
-    assert log.count("released after sending") == 300  # every play's stream, warm-up too
+    assert log.count("released after sending") == len(results) + len(warm)  # warm-up too
     assert "never retrieved" not in log and "Traceback" not in log
 
 
