@@ -113,7 +113,6 @@ class Access:
                                        "rest_api_key is set")
         return None
 
-
     def guard(self, request: Request) -> bytes | None:
         """:meth:`refusal`, then the key: the answer for a caller who may not
         call (403, 204 for a preflight, 401 without the key), or None."""
@@ -258,7 +257,6 @@ class Operation(resource.Resource):
         log.failure("REST {path} failed", failure,
                     path=request.path.decode("ascii", "replace"))
         return error(request, 500, f"internal error: {type(failure.value).__name__}")
-
 
 
 def key_given(api_key: bytes, request: Request) -> bool:

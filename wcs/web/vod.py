@@ -44,8 +44,7 @@ def item(entry: Entry, hls: dict[str, int] | None = None) -> dict[str, Any]:
         "workers": dict(entry.viewers),  # viewers by the worker serving them
         "bitrate": entry.bitrate,  # the source's average, bits/s
         "uptime": round(max(0.0, time.time() - entry.start), 1) if entry.start else 0.0,
-        "hlsViewers": (hls or {}).get(entry.name, 0) + (
-            (hls or {}).get(entry.uri, 0) if entry.uri != entry.name else 0),
+        "hlsViewers": sum((hls or {}).get(name, 0) for name in {entry.name, entry.uri}),
     }
 
 
@@ -73,12 +72,9 @@ class VodApi(RestArea):
         loop = body.get("loop")
         if loop is not None and not isinstance(loop, bool):
             raise BadRequest("'loop' must be true or false")
-        lifetime = body.get("playTokenLifetime")
+        lifetime = whole(body, "playTokenLifetime", None, 1, MAX_TOKEN_LIFETIME,
+                         "a number of seconds")
         if lifetime is not None:
-            if (not isinstance(lifetime, int) or isinstance(lifetime, bool)
-                    or not 1 <= lifetime <= MAX_TOKEN_LIFETIME):
-                raise BadRequest("'playTokenLifetime' must be a number of seconds from 1 to "
-                                 f"{MAX_TOKEN_LIFETIME}")
             if not self.gate.token_secret:
                 raise BadRequest("'playTokenLifetime': no play_token_secret is set, so "
                                  "plays need no token")
@@ -139,7 +135,8 @@ class VodApi(RestArea):
     def files(self, request: Request) -> Deferred[tuple[int, Any]]:
         """The media library: ``{"offset", "limit", "contains"}``, all optional."""
         body = read_body(request, required=False) if request.method == b"POST" else {}
-        offset, limit = whole(body, "offset", 0, 10**9), whole(body, "limit", 200, MAX_PAGE)
+        offset = whole(body, "offset", 0, 0, 10**9)
+        limit = whole(body, "limit", 200, 0, MAX_PAGE)
         contains = body.get("contains", "")
         if not isinstance(contains, str) or len(contains) > 256:
             raise BadRequest("'contains' must be a string of at most 256 characters")
@@ -152,11 +149,15 @@ class VodApi(RestArea):
 MAX_PAGE = 1000
 
 
-def whole(body: dict[str, Any], key: str, default: int, most: int) -> int:
-    """A whole-number field of a body, from 0 to ``most``."""
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
-        raise BadRequest(f"'{key}' must be a whole number from 0 to {most}")
+def whole(body: dict[str, Any], key: str, default: int | None, least: int, most: int,
+          what: str = "a whole number") -> Any:
+    """A whole-number field of a body, from ``least`` to ``most``; ``default``
+    when it is absent (an optional field, whose default is None, may also be null)."""
+    value = body.get(key)
+    if key not in body or (value is None and default is None):
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise BadRequest(f"'{key}' must be {what} from {least} to {most}")
     return value
 
 
