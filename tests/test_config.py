@@ -116,6 +116,7 @@ def test_good_values(tmp_path):
     ("tls_cert=/etc/hostname", "tls_cert and tls_key: set both or neither"),
     ("tls_cert=/no/cert\ntls_key=/no/key", "tls_cert='/no/cert': no such file"),
     ("websdk_dir=/no/sdk", "websdk_dir='/no/sdk': no such file"),
+    ("rtmp_push_ca_file=/no/ca.pem", "rtmp_push_ca_file='/no/ca.pem': no such file"),
     ("ws.port=9000\nhttp.port=9000", "http.port=9000: already used by ws.port"),
     ("max_sessions=0", "max_sessions='0': must be greater than zero"),
     ("max_plays_per_session=many", "max_plays_per_session='many': must be a whole number"),

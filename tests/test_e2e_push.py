@@ -6,6 +6,7 @@ byte for byte, audio is there, and the timestamps move steadily."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -14,7 +15,8 @@ from pathlib import Path
 import av
 
 from testkit.rest_client import call
-from testkit.rtmp_receiver import FfmpegReceiver
+from testkit.rtmp_receiver import FfmpegReceiver, TlsFront
+from wcs.tls import self_signed
 
 
 def file_samples(path: Path) -> tuple[list[bytes], list[bytes]]:
@@ -40,6 +42,27 @@ def received(path: Path) -> tuple[list[tuple[int, bytes, bool]], list[tuple[int,
             else:
                 audio.append((ms, bytes(packet)))
     return video, audio
+
+
+def assert_the_file_as_it_is(got: Path, source: Path, seconds: float) -> None:
+    """``got`` holds ``source``'s samples byte for byte from a keyframe on, at its
+    rate, for at least ``seconds``, its audio with them."""
+    video, audio = received(got)
+    stored_video, stored_audio = file_samples(source)
+    assert video[0][2], "the push starts on a keyframe"
+    first = stored_video.index(video[0][1])
+    for index, (_, data, _) in enumerate(video):  # the file's samples, byte for byte
+        assert data == stored_video[(first + index) % len(stored_video)], index
+    stamps = [ms for ms, _, _ in video]
+    assert stamps[0] == 0 and stamps[-1] >= seconds * 1000, stamps[-1]
+    with av.open(str(source)) as container:
+        frame_ms = 1000 / float(container.streams.video[0].average_rate)
+    steps = {b - a for a, b in zip(stamps, stamps[1:])}
+    assert all(abs(step - frame_ms) <= 1 for step in steps), steps  # the file's rate, steadily
+    assert len(audio) > seconds * 40 and {data for _, data in audio} <= set(stored_audio)
+    audio_stamps = [ms for ms, _ in audio]
+    assert audio_stamps == sorted(audio_stamps)
+    assert abs(audio_stamps[-1] - stamps[-1]) < 500
 
 
 def find_push(server, media_id: str) -> dict:
@@ -84,22 +107,7 @@ def test_a_broadcast_goes_to_an_rtmp_server_as_it_is(start_server, media, tmp_pa
         assert receiver.finished() == 0, receiver.log()
     finally:
         receiver.kill()
-    video, audio = received(tmp_path / "got.flv")
-    stored_video, stored_audio = file_samples(media / "live.mp4")
-    assert video[0][2], "the push starts on a keyframe"
-    first = stored_video.index(video[0][1])
-    for index, (_, data, _) in enumerate(video):  # the file's samples, byte for byte
-        assert data == stored_video[(first + index) % len(stored_video)], index
-    stamps = [ms for ms, _, _ in video]
-    assert stamps[0] == 0 and stamps[-1] >= 10_000, stamps[-1]
-    with av.open(str(media / "live.mp4")) as container:
-        frame_ms = 1000 / float(container.streams.video[0].average_rate)
-    steps = {b - a for a, b in zip(stamps, stamps[1:])}
-    assert all(abs(step - frame_ms) <= 1 for step in steps), steps  # the file's rate, steadily
-    assert len(audio) > 10 * 40 and {data for _, data in audio} <= set(stored_audio)
-    audio_stamps = [ms for ms, _ in audio]
-    assert audio_stamps == sorted(audio_stamps)
-    assert abs(audio_stamps[-1] - stamps[-1]) < 500
+    assert_the_file_as_it_is(tmp_path / "got.flv", media / "live.mp4", seconds=10)
 
 
 def test_pushes_that_cannot_be_made_are_refused_saying_why(start_server, media):
@@ -108,7 +116,7 @@ def test_pushes_that_cannot_be_made_are_refused_saying_why(start_server, media):
         ({"rtmpUrl": "rtmp://127.0.0.1/live"}, 400, "'streamName' is required"),
         ({"streamName": "show"}, 400, "'rtmpUrl' is required"),
         ({"streamName": "show", "rtmpUrl": "http://127.0.0.1/live"}, 400, "only rtmp://"),
-        ({"streamName": "show", "rtmpUrl": "rtmps://127.0.0.1/live"}, 400, "only rtmp://"),
+        ({"streamName": "show", "rtmpUrl": "rtmpt://127.0.0.1/live"}, 400, "only rtmp://"),
         ({"streamName": "show", "rtmpUrl": "rtmp://127.0.0.1"}, 400, "application"),
         ({"streamName": "show", "rtmpUrl": "rtmp://127.0.0.1:99999/live"}, 400, "port"),
         ({"streamName": "nothing-runs", "rtmpUrl": "rtmp://127.0.0.1/live"}, 404, ""),
@@ -180,6 +188,42 @@ def test_a_server_that_is_not_rtmp_or_goes_away_ends_the_push(start_server, medi
     # the broadcast itself plays on, for the next push or viewer
     assert call(server.http_url, "/rest-api/vod/find",
                 {"localStreamName": "show"})[0] == 200
+
+
+def test_rtmps_goes_over_tls_to_a_server_the_ca_file_vouches_for(start_server, media,
+                                                                 tmp_path):
+    trusted = TlsFront(FfmpegReceiver(tmp_path / "tls.flv"),
+                       *self_signed(tmp_path / "trusted")).start()
+    stranger = TlsFront(FfmpegReceiver(tmp_path / "stranger.flv"),
+                        *self_signed(tmp_path / "stranger")).start()
+    try:
+        server = start_server(media_dir=str(media),
+                              rtmp_push_ca_file=str(trusted.cert))
+        assert call(server.http_url, "/rest-api/vod/startup",
+                    {"uri": "vod-live://live.mp4", "localStreamName": "show"})[0] == 200
+        status, push, _ = call(server.http_url, "/rest-api/push/startup",
+                               {"streamName": "show", "rtmpUrl": trusted.url})
+        assert status == 200 and push["rtmpUrl"] == trusted.url, push
+        status, refused, _ = call(server.http_url, "/rest-api/push/startup",
+                                  {"streamName": "show", "rtmpUrl": stranger.url})
+        assert status == 200, refused
+        wait_push(server, push["mediaSessionId"], "PUBLISHING")
+        failed = wait_push(server, refused["mediaSessionId"], "FAILED")
+        # a certificate nobody vouches for is refused at once, and not tried again
+        assert failed["info"] == ("Failed by RTMP writer error: TLS: certificate verify "
+                                  "failed"), failed
+        assert "trying again" not in server.log()
+        time.sleep(6)  # (the push begins at the next keyframe: 2 s GOPs)
+        assert call(server.http_url, "/rest-api/push/terminate",
+                    {"mediaSessionId": push["mediaSessionId"]})[0] == 200
+        assert trusted.receiver.finished() == 0, trusted.receiver.log()
+        # everything went through the TLS front (ffmpeg itself listens on plain RTMP)
+        relayed = re.search(r"(\d+) byte\(s\) sent to socket", trusted.log())
+        assert relayed and int(relayed[1]) > 50_000, trusted.log()
+    finally:
+        trusted.kill()
+        stranger.kill()
+    assert_the_file_as_it_is(tmp_path / "tls.flv", media / "live.mp4", seconds=3)
 
 
 REPUBLISHING = ("/client2/examples/demo/streaming/webrtc-as-rtmp-republishing/"

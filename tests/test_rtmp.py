@@ -6,7 +6,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+from OpenSSL import SSL
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from wcs.errors import BadRequest
 from wcs.push import amf0
@@ -19,6 +21,7 @@ from wcs.push.rtmp import (
     RtmpPublisher,
     message,
     target,
+    tls_refusal,
 )
 
 
@@ -32,16 +35,26 @@ def test_targets_follow_wcs():
     assert (nested.port, nested.app, nested.key) == (1936, "app/inst", "cam")
     full = target("rtmp://a.example.com/live2/KEY-123?auth=x", "ignored", full_url=True)
     assert (full.app, full.key) == ("live2", "KEY-123?auth=x")
+    assert not plain.secure and not full.secure
+
+
+def test_rtmps_targets_go_over_tls_on_443():
+    secure = target("rtmps://live.example.com/rtmp", "show")
+    assert (secure.host, secure.port, secure.app, secure.secure) == (
+        "live.example.com", 443, "rtmp", True)
+    assert secure.tc_url == "rtmps://live.example.com:443/rtmp"
+    assert target("rtmps://h:8443/app/KEY", "x", full_url=True).port == 8443
 
 
 @pytest.mark.parametrize("url, why", [
-    ("http://example.com/live", "only rtmp://"),
-    ("rtmps://example.com/live", "only rtmp://"),
+    ("http://example.com/live", "only rtmp:// and rtmps://"),
+    ("rtmpt://example.com/live", "only rtmp:// and rtmps://"),
     ("rtmp://example.com", "application"),
+    ("rtmps://example.com", "rtmps://host"),
     ("rtmp:///live", "application"),
     ("rtmp://example.com:port/live", "port"),
-    ("rtmp://example.com/live\n", "must be an rtmp:// URL"),
-    (7, "must be an rtmp:// URL"),
+    ("rtmp://example.com/live\n", "must be an rtmp:// or rtmps:// URL"),
+    (7, "must be an rtmp:// or rtmps:// URL"),
 ])
 def test_bad_targets_say_why(url, why):
     with pytest.raises(BadRequest, match=why):
@@ -201,3 +214,29 @@ def test_a_drop_after_publishing_can_be_tried_again():
     server.publisher.connectionLost()
     error = server.events[-1]
     assert "closed the connection" in str(error) and not error.final
+
+
+class Producer:
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def stopProducing(self) -> None: ...
+
+
+def test_a_hang_up_lets_go_of_the_push_first():
+    """TLS sends its close only once no producer is registered: a push that is
+    stopped (or refused) must not keep the connection half open."""
+    server = Server()
+    server.publisher.attach(Producer())
+    assert server.transport.producer is not None
+    server.publisher.close()
+    assert server.transport.producer is None and server.transport.disconnecting
+
+
+def test_a_certificate_refused_is_final_and_says_why():
+    server = Server()
+    server.handshake()
+    server.publisher.connectionLost(Failure(SSL.Error([
+        ("SSL routines", "", "certificate verify failed")])))
+    error, = server.events
+    assert str(error) == "TLS: certificate verify failed" and error.final
+    assert tls_refusal(Failure(ConnectionRefusedError())) == ""

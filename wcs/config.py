@@ -80,6 +80,8 @@ class Settings:
     rtmp_transponder_full_url: bool = False
     rtmp_transponder_stream_name_prefix: str = "rtmp_"
     rtmp_push_retries: int = 3
+    #: PEM certificates an ``rtmps://`` server's must chain to (None: the system's CAs).
+    rtmp_push_ca_file: Path | None = None
     access_log: bool = False
     #: ``text`` (Twisted's lines) or ``json`` (one object a line: :mod:`wcs.logs`).
     log_format: str = "text"
@@ -320,6 +322,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rtmp_transponder_stream_name_prefix": ("rtmp_transponder_stream_name_prefix",
                                             _key_prefix, repr),
     "rtmp_push_retries": ("rtmp_push_retries", _non_negative, repr),
+    "rtmp_push_ca_file": ("rtmp_push_ca_file", _optional_path, repr),
     "access_log": ("access_log", _bool, repr),
     "log_format": ("log_format", _log_format, repr),
     "stream_record_policy_template": ("record_template", _template, repr),
@@ -460,7 +463,7 @@ def _check_together(settings: Settings) -> None:
         raise ConfigError(f"media_dir={str(settings.media_dir)!r}: not a directory")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key: set both or neither")
-    for key in ("tls_cert", "tls_key", "websdk_dir"):
+    for key in ("tls_cert", "tls_key", "websdk_dir", "rtmp_push_ca_file"):
         value = getattr(settings, key)
         if value is not None and not value.exists():
             raise ConfigError(f"{key}={str(value)!r}: no such file or directory")

@@ -10,7 +10,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wcs import aio
 
@@ -38,6 +38,7 @@ from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.files.library import Library  # noqa: E402
 from wcs.hls.packagers import Packagers  # noqa: E402
 from wcs.metrics import METERS, ReactorLag, families, from_wire, labelled, merged  # noqa: E402,E501
+from wcs.push.pusher import RtmpConnector  # noqa: E402
 from wcs.push.pushes import Pushes  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
 from wcs.signalling.websocket import SignallingFactory  # noqa: E402
@@ -54,6 +55,9 @@ from wcs.web.push import PushApi  # noqa: E402
 from wcs.web.site import build_root, build_site  # noqa: E402
 from wcs.web.streams import StreamApi  # noqa: E402
 from wcs.web.vod import VodApi  # noqa: E402
+
+if TYPE_CHECKING:  # Twisted names it only in a private module
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
 
 log = Logger()
 
@@ -294,6 +298,15 @@ def listen_descriptions(settings: Settings) -> dict[str, str]:
     return descriptions
 
 
+def _push_trust(settings: Settings) -> IOpenSSLTrustRoot | None:
+    """``rtmp_push_ca_file``'s certificates, or None: rtmps:// pushes trust the system's CAs."""
+    if settings.rtmp_push_ca_file is None:
+        return None
+    from wcs.tls import push_trust
+
+    return push_trust(settings.rtmp_push_ca_file)
+
+
 def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
     ports = {"ws.port": settings.ws_port, "wss.port": settings.wss_port,
              "http.port": settings.http_port, "https.port": settings.https_port,
@@ -345,7 +358,8 @@ def compose(settings: Settings, listen: Listen | None = None,
     gate = access_gate(settings, reactor)
     pushes = Pushes(registry, reactor, limits.max_pushes,
                     settings.rtmp_transponder_stream_name_prefix,
-                    settings.rtmp_transponder_full_url, settings.rtmp_push_retries)
+                    settings.rtmp_transponder_full_url, settings.rtmp_push_retries,
+                    RtmpConnector(_push_trust(settings)))
     pushes.setServiceParent(top)
     signalling = SignallingFactory(
         settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor)
@@ -434,6 +448,7 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
         from wcs.tls import certificate_files
 
         certificate_files(settings)  # made once here, not by every worker at once
+    _push_trust(settings)  # a bad file stops the start here, not in every worker
     top = service.MultiService()
     listeners = [Listener(key, settings.bind_address, port, BACKLOG,
                           first_only=key in FIRST_WORKER_ONLY)

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -16,6 +17,9 @@ from twisted.internet import ssl
 from twisted.logger import Logger
 
 from wcs.config import ConfigError, Settings
+
+if TYPE_CHECKING:  # Twisted names it only in a private module
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
 
 log = Logger()
 
@@ -34,6 +38,19 @@ def certificate_files(settings: Settings) -> tuple[Path, Path]:
             f"tls_cert={str(cert_path)!r}, tls_key={str(key_path)!r}: "
             f"cannot load the PEM pair ({error})") from None
     return cert_path, key_path
+
+
+def push_trust(path: Path) -> IOpenSSLTrustRoot:
+    """The CAs an ``rtmps://`` push trusts instead of the system's: the
+    certificates in ``rtmp_push_ca_file`` (a private server's own, or its CA's)."""
+    try:
+        found = x509.load_pem_x509_certificates(path.read_bytes())
+    except Exception as error:  # I/O and PEM errors alike
+        raise ConfigError(f"rtmp_push_ca_file={str(path)!r}: cannot load PEM certificates "
+                          f"({error})") from None
+    return ssl.trustRootFromCertificates([
+        ssl.Certificate.loadPEM(cert.public_bytes(serialization.Encoding.PEM))
+        for cert in found])
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

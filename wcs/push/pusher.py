@@ -15,9 +15,9 @@ unknown application) is not.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet import endpoints
+from twisted.internet import endpoints, ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
@@ -28,6 +28,9 @@ from wcs.media.flv import FlvTagger
 from wcs.media.sample import MediaInfo, Sample
 from wcs.push.rtmp import RtmpError, RtmpPublisher, RtmpTarget
 from wcs.streams.media_sessions import MediaSession
+
+if TYPE_CHECKING:  # Twisted names it only in a private module
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
 
 log = Logger()
 
@@ -44,10 +47,24 @@ WRITER_ERROR = "Failed by RTMP writer error"
 Connect = Callable[[Any, RtmpTarget, RtmpPublisher], Deferred]
 
 
-def connect_tcp(reactor: Any, rtmp: RtmpTarget, protocol: RtmpPublisher) -> Deferred:
-    endpoint = endpoints.HostnameEndpoint(reactor, rtmp.host, rtmp.port,
-                                          timeout=CONNECT_TIMEOUT)
-    return endpoints.connectProtocol(endpoint, protocol)
+class RtmpConnector:
+    """Connects a push: TCP for ``rtmp://``, TLS over it for ``rtmps://``, the
+    server's certificate checked against ``trust`` (the system's CAs when None)
+    and the URL's host name."""
+
+    def __init__(self, trust: IOpenSSLTrustRoot | None = None) -> None:
+        self.trust = trust
+
+    def __call__(self, reactor: Any, rtmp: RtmpTarget, protocol: RtmpPublisher) -> Deferred:
+        endpoint: Any = endpoints.HostnameEndpoint(reactor, rtmp.host, rtmp.port,
+                                                   timeout=CONNECT_TIMEOUT)
+        if rtmp.secure:
+            options = ssl.optionsForClientTLS(rtmp.host, trustRoot=self.trust)
+            endpoint = endpoints.wrapClientTLS(options, endpoint)
+        return endpoints.connectProtocol(endpoint, protocol)
+
+
+connect_rtmp: Connect = RtmpConnector()
 
 
 @implementer(IPushProducer)
@@ -60,7 +77,7 @@ class Push:
 
     def __init__(self, media: MediaSession, rtmp: RtmpTarget, info: MediaInfo,
                  reactor: Any, ended: Callable[[Push], None], retries: int = 3,
-                 connect: Connect = connect_tcp,
+                 connect: Connect = connect_rtmp,
                  keyframe: Callable[[], None] = lambda: None) -> None:
         self.media = media
         self.rtmp = rtmp
@@ -104,7 +121,7 @@ class Push:
         if self.done or protocol is not self.protocol:
             protocol.close()
             return
-        protocol.transport.registerProducer(self, True)
+        protocol.attach(self)
 
     def _not_connected(self, failure: Failure, protocol: RtmpPublisher) -> None:
         if protocol is self.protocol:

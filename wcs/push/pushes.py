@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from wcs.errors import LimitReached, NameTaken
-from wcs.push.pusher import Connect, Push, connect_tcp
+from wcs.push.pusher import Connect, Push, connect_rtmp
 from wcs.push.rtmp import target
 from wcs.streams.media_sessions import MediaSession
 from wcs.streams.registry import Stream, StreamRegistry
@@ -37,7 +37,7 @@ class Pushes(service.Service):
 
     def __init__(self, registry: StreamRegistry, reactor: Any, max_pushes: int = 100,
                  prefix: str = "rtmp_", full_url: bool = False, retries: int = 3,
-                 connect: Connect = connect_tcp) -> None:
+                 connect: Connect = connect_rtmp) -> None:
         self.registry = registry
         self.reactor = reactor
         self.max_pushes = max_pushes

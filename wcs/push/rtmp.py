@@ -3,6 +3,7 @@
 
 Adobe's RTMP specification, as encoders (OBS, ffmpeg) speak it to servers
 (nginx-rtmp, YouTube, ffmpeg's own ``-listen 1``): the plain handshake,
+over TCP or, for ``rtmps://``, over TLS (the connector's concern, not this one's),
 commands in AMF0, our chunks of :data:`CHUNK_SIZE` with a full header per
 message. What the server sends is parsed in full (its chunk size, window
 acknowledgements, pings, command answers) and bounded: a message over
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from OpenSSL import SSL
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,6 +38,8 @@ CHUNK_SIZE = 4096
 #: The largest message we accept from a server (its are commands, a few bytes).
 MAX_INCOMING = 1 << 20
 DEFAULT_PORT = 1935
+#: rtmps:// with no port: 443, where YouTube's and Facebook's RTMPS ingest listen.
+DEFAULT_TLS_PORT = 443
 
 # message types
 SET_CHUNK_SIZE, ABORT, ACK, USER_CONTROL, WINDOW_ACK_SIZE, PEER_BANDWIDTH = 1, 2, 3, 4, 5, 6
@@ -52,10 +57,12 @@ class RtmpTarget:
     port: int
     app: str
     key: str
+    secure: bool = False  # rtmps://: RTMP over TLS
 
     @property
     def tc_url(self) -> str:
-        return f"rtmp://{self.host}:{self.port}/{self.app}"
+        scheme = "rtmps" if self.secure else "rtmp"
+        return f"{scheme}://{self.host}:{self.port}/{self.app}"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -69,25 +76,38 @@ def target(url: str, stream_name: str, prefix: str = "rtmp_",
     ``full_url`` when the url's last part is the key
     (``rtmp://a.rtmp.youtube.com/live2/KEY``)."""
     if not isinstance(url, str) or len(url) > 2048 or not url.isprintable():
-        raise BadRequest("'rtmpUrl' must be an rtmp:// URL")
+        raise BadRequest("'rtmpUrl' must be an rtmp:// or rtmps:// URL")
     parts = urlsplit(url)
-    if parts.scheme != "rtmp":
-        raise BadRequest(f"'rtmpUrl' {url!r}: only rtmp:// URLs are supported")
+    if parts.scheme not in ("rtmp", "rtmps"):
+        raise BadRequest(f"'rtmpUrl' {url!r}: only rtmp:// and rtmps:// URLs are supported")
+    secure = parts.scheme == "rtmps"
     try:
-        port = parts.port or DEFAULT_PORT
+        port = parts.port or (DEFAULT_TLS_PORT if secure else DEFAULT_PORT)
     except ValueError:
         raise BadRequest(f"'rtmpUrl' {url!r}: the port is not a number") from None
     path = parts.path.strip("/")
     if not parts.hostname or not path:
-        raise BadRequest(f"'rtmpUrl' {url!r}: give rtmp://host[:port]/application")
+        raise BadRequest(f"'rtmpUrl' {url!r}: give {parts.scheme}://host[:port]/application")
     if full_url:
         app, _, key = path.rpartition("/")
         if not app or not key:
-            raise BadRequest(f"'rtmpUrl' {url!r}: give rtmp://host/application/key")
+            raise BadRequest(f"'rtmpUrl' {url!r}: give {parts.scheme}://host/application/key")
         key += f"?{parts.query}" if parts.query else ""
     else:  # a uri's ':' and '/' would read as more of the URL: '_' for anything odd
         app, key = path, prefix + _UNSAFE.sub("_", stream_name)
-    return RtmpTarget(url, parts.hostname, port, app, key)
+    return RtmpTarget(url, parts.hostname, port, app, key, secure)
+
+
+def tls_refusal(reason: Failure) -> str:
+    """What a TLS error that ended a connection says (``certificate verify
+    failed``, ``wrong version number``...), or "" when it was no TLS error."""
+    if not reason.check(SSL.Error):
+        return ""
+    error = reason.value
+    # pyOpenSSL's errors carry [(library, function, reason), ...]
+    said = [part[-1] for part in (error.args[0] if error.args else [])
+            if isinstance(part, tuple) and part and part[-1]]
+    return "; ".join(said) or type(error).__name__
 
 
 def _chunk_basic(fmt: int, stream: int) -> bytes:
@@ -231,6 +251,7 @@ class RtmpPublisher(Protocol):
         self._acked = 0
         self._stream_id = 0
         self._error: RtmpError | None = None
+        self._producer: IPushProducer | None = None
         self.sent = 0  # media bytes written
         self.messages = 0  # and the messages they went in
         METERS.traffic("RTMP").opened(self, _sent_by)
@@ -270,6 +291,9 @@ class RtmpPublisher(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         state, self.state = self.state, "closed"
         METERS.traffic("RTMP").closed(self)
+        if self._error is None and state != "closing" and tls_refusal(reason):
+            # a certificate that does not verify will not verify a second later
+            self._error = RtmpError(f"TLS: {tls_refusal(reason)}", final=True)
         if self._error is None:
             why = reason.getErrorMessage() if state != "closing" else "closed"
             self._error = RtmpError(f"the RTMP server closed the connection ({why})"
@@ -281,13 +305,23 @@ class RtmpPublisher(Protocol):
         """End the connection (our side: a stop, not a failure)."""
         if self.state != "closed":
             self._error = self._error or RtmpError("stopped", final=True)
-            self.state = "closing"
-            self.transport.loseConnection()
+            self._hang_up()
 
     def _fail(self, error: RtmpError) -> None:
         if self._error is None:
             self._error = error
+        self._hang_up()
+
+    def attach(self, producer: IPushProducer) -> None:
+        """``producer`` (the push) is paused while the socket's buffer is full."""
+        self.transport.registerProducer(producer, True)
+        self._producer = producer
+
+    def _hang_up(self) -> None:
         self.state = "closing"
+        if self._producer is not None:  # TLS closes only once no producer is left
+            self._producer = None
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     # --- media
