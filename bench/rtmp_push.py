@@ -5,7 +5,9 @@
   one push goes to a real ffmpeg receiver whose file is decoded), against the
   same broadcast with no push, and against N MSE viewers of it, side by side.
   Reported: % of a core per push, µs per message (video + audio) per push, and
-  bytes delivered per push against the real receiver's.
+  bytes delivered per push against the real receiver's. The same pushes over
+  ``rtmps://`` (to a TLS sink the server trusts through ``rtmp_push_ca_file``)
+  give what TLS adds, as a ratio to plain RTMP.
 - Hooks: time from ``playStream`` to PENDING for plays one after another, with
   the ``playStream`` hook answered by a backend on loopback and without hooks,
   in the same run: p50/p95 of each, and what the hook adds.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import statistics
 import sys
 import tempfile
@@ -41,6 +44,7 @@ from testkit.rtmp_receiver import FfmpegReceiver  # noqa: E402
 from tools.makemedia import make_mp4  # noqa: E402
 from wcs.push import amf0  # noqa: E402
 from wcs.push.rtmp import HANDSHAKE, ChunkReader, message  # noqa: E402
+from wcs.tls import self_signed  # noqa: E402
 
 TICKS = 100
 
@@ -96,13 +100,13 @@ class Sink:
 
 
 async def pushes_window(server: ServerProcess, pushes: int, seconds: float,
-                        sink_port: int) -> float:
+                        sink_port: int, scheme: str = "rtmp") -> float:
     """Server CPU seconds over ``seconds`` with ``pushes`` pushes running."""
     ids = []
     for index in range(pushes):
         status, push, _ = await asyncio.to_thread(
             call, server.http_url, "/rest-api/push/startup",
-            {"streamName": "show", "rtmpUrl": f"rtmp://127.0.0.1:{sink_port}/app{index}"})
+            {"streamName": "show", "rtmpUrl": f"{scheme}://127.0.0.1:{sink_port}/app{index}"})
         assert status == 200, push
         ids.append(push["mediaSessionId"])
     await asyncio.sleep(3)  # connected, publishing
@@ -139,8 +143,10 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
         duration = float(container.duration) / 1e6
     rate = (video + audio) / duration  # messages a second per push
     (folder / "server").mkdir()
+    cert, key = self_signed(folder / "tls")  # the TLS sink's, which the server trusts
     server = ServerProcess(folder / "server", {"media_dir": str(media), "vod_live_loop": "true",
-                                               "max_pushes": "1000", **LOAD_LIMITS})
+                                               "max_pushes": "1000", **LOAD_LIMITS,
+                                               "rtmp_push_ca_file": str(cert)})
     server.start()
     receiver = FfmpegReceiver(folder / "sample.flv", app="check", key="rtmp_show",
                               wait=30).start()
@@ -152,6 +158,11 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
             sink = Sink()
             listener = await asyncio.start_server(sink.serve, "127.0.0.1", 0)
             port = listener.sockets[0].getsockname()[1]
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(cert, key)
+            tls_sink = Sink()
+            tls_listener = await asyncio.start_server(tls_sink.serve, "127.0.0.1", 0, ssl=tls)
+            tls_port = tls_listener.sockets[0].getsockname()[1]
             status, sample, _ = await asyncio.to_thread(
                 call, server.http_url, "/rest-api/push/startup",
                 {"streamName": "show", "rtmpUrl": receiver.url})
@@ -166,17 +177,23 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
                 print(f"{count:4d} pushes: {with_pushes / seconds * 100:5.1f}% of a core; "
                       f"per push {per_push * 100:.3f}% of a core, "
                       f"{per_push / rate * 1e6:.1f} µs per message ({rate:.0f} messages/s)")
+                secure = await pushes_window(server, count, seconds, tls_port, "rtmps")
+                tls_per = (secure - base) / seconds / count
+                print(f"{count:4d} rtmps pushes: per push {tls_per * 100:.3f}% of a core, "
+                      f"{tls_per / rate * 1e6:.1f} µs per message; rtmps / rtmp push = "
+                      f"{tls_per / per_push:.2f}")
                 mse = await mse_window(server, count, seconds)
                 mse_per = (mse - base) / seconds / count
                 print(f"{count:4d} MSE viewers: per viewer {mse_per * 100:.3f}% of a core; "
                       f"push / MSE viewer = {per_push / mse_per:.2f}")
-            sizes = sink.bytes
-            print(f"sink bytes per push: min {min(sizes)}, median "
-                  f"{statistics.median(sizes):.0f}, max {max(sizes)} "
-                  f"({len(sizes)} connections)")
+            for label, sizes in (("rtmp", sink.bytes), ("rtmps", tls_sink.bytes)):
+                print(f"{label} sink bytes per push: min {min(sizes)}, median "
+                      f"{statistics.median(sizes):.0f}, max {max(sizes)} "
+                      f"({len(sizes)} connections)")
             await asyncio.to_thread(call, server.http_url, "/rest-api/push/terminate",
                                     {"mediaSessionId": sample["mediaSessionId"]})
             listener.close()
+            tls_listener.close()
 
         asyncio.run(run())
         receiver.finished(30)
