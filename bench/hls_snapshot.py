@@ -8,6 +8,8 @@
   segment it fetches), against the same number of clients fetching a static file
   of the segments' size from the web port at the same rate, side by side: the
   ratio says how close an HLS viewer is to serving a file.
+- LL-HLS per viewer: the same with players that block for each part (the
+  playlist's preload hint) and fetch every part, against the HLS viewers.
 - Snapshots: REST ``/stream/snapshot`` of a running broadcast, one after another:
   latency p50/p95, and server CPU per snapshot above the broadcast's own.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import re
 import statistics
 import sys
 import tempfile
@@ -98,6 +101,47 @@ async def hls_viewer(server, name: str, until: float, check: bool, counts: dict)
                             with av.open(io.BytesIO(data), format="mpegts") as container:
                                 counts["decoded"] += sum(1 for _ in container.decode(video=0))
             await asyncio.sleep(1.0)
+    finally:
+        client.close()
+        counts["bytes"] += client.bytes
+
+
+HINT = re.compile(r'PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.ts"')
+PART_URI = re.compile(r'#EXT-X-PART:.*URI="([\d.]+ts)"')
+
+
+async def ll_viewer(server, name: str, until: float, check: bool, counts: dict) -> None:
+    """A Low-Latency HLS player: a blocking reload for the part the last playlist
+    hinted at, then each part not fetched yet (hls.js in lowLatencyMode does this)."""
+    client = Client(server.host, server.ports["hls.port"])
+    fetched: set[str] = set()
+    query = ""
+    decoder = av.CodecContext.create("h264", "r")
+    started = False
+    try:
+        while time.monotonic() < until:
+            status, body = await client.get(hls_path(name) + query)
+            if status != 200:
+                await asyncio.sleep(0.5)
+                continue
+            text = body.decode()
+            listed = PART_URI.findall(text)
+            if not fetched:  # start at the live edge
+                fetched.update(listed[:-1])
+            for part in listed:
+                if part not in fetched:
+                    fetched.add(part)
+                    got, data = await client.get(hls_path(name, part))
+                    counts["segments"] += 1
+                    counts["failed"] += got != 200
+                    if check and got == 200:  # parts decode in a row, from a keyframe
+                        with av.open(io.BytesIO(data), format="mpegts") as container:
+                            for packet in container.demux(video=0):
+                                started = started or packet.is_keyframe
+                                if packet.size and started:
+                                    counts["decoded"] += len(decoder.decode(packet))
+            hint = HINT.search(text)
+            query = f"?_HLS_msn={hint[1]}&_HLS_part={hint[2]}" if hint else ""
     finally:
         client.close()
         counts["bytes"] += client.bytes
@@ -206,6 +250,14 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
               f"viewer; static file: {static_row['cpu'] * 100:.1f}% = "
               f"{per_static * 100:.3f}% per viewer; ratio HLS/static "
               f"{per_hls / per_static if per_static > 0 else float('nan'):.2f}")
+        ll_row = asyncio.run(measure(server, lambda i, until, c: ll_viewer(
+            server, name, until, i == 0, c), count, args.seconds))
+        per_ll = (ll_row["cpu"] - idle) / count
+        print(f"{count} LL-HLS viewers (blocking reloads, parts): {ll_row['segments']} parts "
+              f"of ~{count * args.seconds / 0.5:.0f} expected ({ll_row['failed']} failed, "
+              f"{ll_row['decoded']} frames decoded by the checking viewer); server "
+              f"{ll_row['cpu'] * 100:.1f}% = {per_ll * 100:.3f}% of a core per viewer; "
+              f"ratio LL-HLS/HLS viewer {per_ll / per_hls if per_hls > 0 else float('nan'):.2f}")
 
     # --- snapshots
     latencies = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import socket
 import time
 import urllib.error
@@ -249,22 +250,93 @@ def test_attacks_leave_others_served(start_server, media):
     assert "Traceback" not in server.log()
 
 
+HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.ts"')
+PART = re.compile(r'#EXT-X-PART:DURATION=([\d.]+),URI="(\d+)\.(\d+)\.ts"(,INDEPENDENT=YES)?')
+
+
+def test_low_latency_players_wait_for_the_next_part(start_server, media):
+    server = start_server(media_dir=str(media), vod_live_loop="true")
+    name = "vod-live://live.mp4"
+    playlist = get(url(server, name))[1].decode()
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500" in playlist
+    assert "#EXT-X-PART-INF:PART-TARGET=0.500" in playlist
+    tags = parse(playlist)
+    parts = PART.findall(playlist)
+    assert parts and all(float(duration) <= 0.501 for duration, *_ in parts)
+    for duration, number, index, independent in parts:  # each stands alone
+        status, data, headers = get(url(server, name, f"{number}.{index}.ts"))
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
+        if independent:
+            check_segment(data)  # begins with an IDR
+        else:
+            with av.open(io.BytesIO(data), format="mpegts") as container:
+                assert any(packet.size for packet in container.demux(video=0))
+    # parts of a segment add up to it
+    last_whole = tags["segments"][-1]
+    own = [float(duration) for duration, number, _, _ in parts
+           if f"{number}.ts" == last_whole[0]]
+    assert abs(sum(own) - last_whole[1]) < 0.005, (own, last_whole)
+
+    # a blocking reload: answered once the playlist holds the part it asks for
+    number, index = map(int, HINT.search(playlist).groups())
+    started = time.monotonic()
+    status, body, _ = get(url(server, name) + f"?_HLS_msn={number}&_HLS_part={index}")
+    waited = time.monotonic() - started
+    update = body.decode()
+    assert status == 200 and waited < 2.0, waited
+    assert f'URI="{number}.{index}.ts"' in update or f"\n{number}.ts\n" in update
+    # the hinted part, asked for before it exists, comes as soon as it is made
+    number, index = map(int, HINT.search(update).groups())
+    started = time.monotonic()
+    status, data, _ = get(url(server, name, f"{number}.{index}.ts"))
+    waited = time.monotonic() - started
+    assert status in (200, 404) and waited < 2.0  # (404: the segment ended before it)
+    if status == 200:
+        with av.open(io.BytesIO(data), format="mpegts") as container:
+            assert any(packet.size for packet in container.demux())
+
+    refusals = [
+        ("?_HLS_part=1", 400, "_HLS_part needs _HLS_msn"),
+        ("?_HLS_msn=abc", 400, "_HLS_msn must be one whole number"),
+        ("?_HLS_msn=1&_HLS_msn=2", 400, "_HLS_msn must be one whole number"),
+        ("?_HLS_msn=5&_HLS_part=-1", 400, "_HLS_part must be one whole number"),
+        ("?_HLS_msn=99999", 400, "more than two segments past"),
+    ]
+    for query, code, message in refusals:
+        status, body, _ = get(url(server, name) + query)
+        assert status == code and message in body.decode(), (query, status, body)
+    assert get(url(server, name, "0.9999.ts"))[0] == 404
+    assert get(url(server, name, "1.2.3.ts"))[0] == 404
+    assert "Traceback" not in server.log()
+
+
 def test_the_sdk_hls_js_demo_plays_a_broadcast_and_a_publication(start_server, media, page):
     server = start_server(media_dir=str(media), vod_live_loop="true")
 
-    def play(name: str) -> dict:
-        page.goto(server.http_url + HLS_JS)
+    def play(name: str, low_latency: bool = False, settle: float = 1.5) -> dict:
+        page.goto(server.http_url + HLS_JS + ("?llhls=true" if low_latency else ""))
         page.wait_for_selector("#urlServer")
         page.fill("#urlServer", server.hls_url)
         page.fill("#playStream", name)
         page.click("#applyBtn")
         state = wait_video(page, "#remoteVideo", timeout_ms=20000)
-        time.sleep(1.5)
+        page.evaluate("""() => { window.__parts = 0; hlsPlayer.on(Hls.Events.FRAG_LOADED,
+            (event, data) => { if (data.part) window.__parts += 1; }); }""")
+        time.sleep(settle)
         later = page.evaluate("() => document.getElementById('remoteVideo').currentTime")
-        return {**state, "later": later}
+        # hls.js's own figures: how far behind the live edge it plays (s), parts loaded
+        latency, parts = page.evaluate("() => [hlsPlayer.latency, window.__parts]")
+        return {**state, "later": later, "latency": latency, "parts": parts}
 
     broadcast = play("vod-live://live.mp4")
     assert broadcast["width"] == 640 and broadcast["later"] > broadcast["time"]
+    # the demo's "Low latency HLS" box: hls.js follows the parts, near the live edge
+    low = play("vod-live://live.mp4", low_latency=True, settle=4.0)
+    print(f"hls.js latency: {broadcast['latency']:.2f} s, low-latency mode "
+          f"{low['latency']:.2f} s")
+    assert low["width"] == 640 and low["later"] > low["time"]
+    assert low["parts"] >= 4 and broadcast["parts"] == 0, (low, broadcast)
+    assert low["latency"] < 2.5, low  # (whole segments: about three of them, ~6 s)
 
     async def publishing():
         return await publish(server.ws_url, "cam", media / "main.mp4", seconds=25,

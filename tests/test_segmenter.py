@@ -65,19 +65,82 @@ def test_segments_start_on_keyframes_and_decode_on_their_own(files):
     assert numbers == list(range(6))
 
 
+def listed(playlist: str) -> list[tuple[str, str]]:
+    """(EXTINF, URI) of each segment of a playlist."""
+    lines = playlist.splitlines()
+    return [(line, lines[index + 1]) for index, line in enumerate(lines)
+            if line.startswith("#EXTINF:")]
+
+
 def test_the_playlist_lists_the_last_segments_and_ends_with_the_stream(files):
     cut, _ = run(files / "gop1.mp4", loop=True, until=12.5)
     playlist = cut.playlist()
     lines = playlist.splitlines()
-    assert lines[:4] == ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2",
-                         "#EXT-X-MEDIA-SEQUENCE:6"]
-    assert lines[4::2] == ["#EXTINF:1.000,"] * hls.LISTED
-    assert lines[5::2] == [f"{n}.ts" for n in range(6, 12)]
+    assert lines[:6] == ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-TARGETDURATION:2",
+                         "#EXT-X-MEDIA-SEQUENCE:6",
+                         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500",
+                         "#EXT-X-PART-INF:PART-TARGET=0.500"]
+    assert listed(playlist) == [("#EXTINF:1.000,", f"{n}.ts") for n in range(6, 12)]
     assert "#EXT-X-ENDLIST" not in playlist
     assert len(cut.segments) == hls.KEPT and cut.segment(3) is None and cut.segment(4)
     cut.closed(None, False)
-    assert cut.playlist().endswith("#EXT-X-ENDLIST\n")
+    ended = cut.playlist()
+    assert ended.endswith("#EXT-X-ENDLIST\n")
+    assert "PART" not in ended and "SERVER-CONTROL" not in ended  # nothing more to wait for
     assert cut.made == 13  # the last, partial, second too
+
+
+def test_parts_of_at_most_the_target_make_up_each_segment(files):
+    cut, _ = run(files / "gop1.mp4", loop=True, until=12.5)
+    made = cut.made
+    assert set(cut.parts) == {made - 2, made - 1, made}  # the last PARTED and the current
+    for number in (made - 2, made - 1):
+        parts = cut.parts[number]
+        segment = cut.segment(number)
+        assert [part.index for part in parts] == list(range(len(parts))) and len(parts) == 2
+        assert all(part.duration <= hls.PART_TARGET + 1e-3 for part in parts)
+        assert abs(sum(part.duration for part in parts) - segment.duration) < 0.002
+        assert parts[0].independent and not any(part.independent for part in parts[1:])
+        found = [packets(part.data) for part in parts]  # each a TS that stands alone
+        assert found[0]["video"][0].is_keyframe
+        whole = packets(segment.data)
+        for kind in ("video", "audio"):  # the segment's samples, split in order
+            assert [bytes(p) for f in found for p in f[kind]] == \
+                [bytes(p) for p in whole[kind]]
+            assert [p.pts for f in found for p in f[kind]] == [p.pts for p in whole[kind]]
+    playlist = cut.playlist()
+    uris = [line.split('URI="')[1].split('"')[0] for line in playlist.splitlines()
+            if line.startswith("#EXT-X-PART:")]
+    assert uris == [part.uri for number in sorted(cut.parts) for part in cut.parts[number]]
+    coming = len(cut.parts[made])
+    assert playlist.splitlines()[-1] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{made}.{coming}.ts"'
+    assert cut.next_part() == (made, coming)
+    assert cut.part(made - 1, 1) is cut.parts[made - 1][1] and cut.part(made - 1, 2) is None
+
+
+def test_a_player_may_wait_for_the_next_part(files):
+    media = Mp4File(files / "gop1.mp4", "test")
+    cut = Segmenter(media.info, "test")
+    samples = media.samples(loop=True)
+    while cut.made < 2:
+        cut.deliver(next(samples))
+    number, coming = cut.next_part()
+    assert cut.has(number - 1) and not cut.has(number) and not cut.has(number, coming)
+    assert cut.has(number, coming - 1) if coming else True
+    fired = []
+    cut.changed().addCallback(fired.append)
+    while not fired:
+        cut.deliver(next(samples))
+    assert cut.has(number, coming) or cut.has(number)
+    waiting = [cut.changed() for _ in range(hls.MAX_WAITING)]
+    with pytest.raises(hls.TooManyWaiting):
+        cut.changed()
+    waiting[0].cancel()  # a player that gave up makes room
+    waiting[0].addErrback(lambda _: None)
+    cut.changed()
+    cut.release()
+    assert cut.parts == {} and all(done.called for done in waiting)
+    assert cut.has(number + 5, 0)  # once ended nothing more comes: nobody waits
 
 
 def test_timestamps_continue_across_segments_and_loops(files):
@@ -99,6 +162,9 @@ def test_audio_only_streams_are_cut_every_second(files):
         found = packets(segment.data)
         assert found["video"] == [] and found["audio"]
         assert 0.95 < segment.duration < 1.1
+    last = cut.parts[cut.made - 1]  # audio's parts: any may begin playback
+    assert len(last) >= 2 and all(part.independent and part.duration <= 0.501
+                                  for part in last)
 
 
 def frame(pts: int, keyframe: bool = False, size: int = 1000) -> Sample:

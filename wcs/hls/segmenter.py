@@ -1,5 +1,6 @@
 """HLS of one stream: a subscriber that cuts its samples into MPEG-TS segments at
-keyframes and keeps the last few, with the playlist that lists them.
+keyframes and keeps the last few, with the playlist that lists them; and, for
+Low-Latency HLS players, each segment's partial segments as they are made.
 
 Segments start on a keyframe: the first keyframe once the current segment
 holds ``MIN_SEGMENT`` seconds (a file's GOP decides, usually 1 to 2 s); a
@@ -7,6 +8,14 @@ publishing page, whose browser sends keyframes only when asked, is asked at
 ``ASK_KEYFRAME`` seconds. A stream that never sends one is cut every
 ``MAX_SEGMENT`` seconds anyway. Memory is bounded: ``KEPT`` segments, and the
 one being filled is cut at ``MAX_SEGMENT`` seconds or ``MAX_BYTES``.
+
+Low-Latency HLS (RFC 8216bis): every ``PART_TARGET`` seconds or less the
+samples since the last part become a part of their own (a TS that stands
+alone, like a segment; the first of a segment starts on its keyframe and is
+``INDEPENDENT``), listed with ``EXT-X-PART`` for the last ``PARTED`` segments
+and the one being filled, with the next part's ``EXT-X-PRELOAD-HINT``. A player
+that knows it (hls.js with ``lowLatencyMode``) plays ``PART_HOLD_BACK`` behind
+the live edge instead of three segments; any other reads the segments as before.
 """
 
 from __future__ import annotations
@@ -38,6 +47,14 @@ LISTED = 6
 KEPT = LISTED + 2
 #: Where timestamps begin (s): the first sample's time, less this.
 LEAD = 1.0
+#: A part's longest duration (s): EXT-X-PART-INF's PART-TARGET.
+PART_TARGET = 0.5
+#: How far behind the live edge an LL-HLS player should play (s): 3 parts, the spec's least.
+PART_HOLD_BACK = 3 * PART_TARGET
+#: Complete segments whose parts the playlist still lists (and that are kept).
+PARTED = 2
+#: Players that may wait at once for a playlist update or a part of one stream.
+MAX_WAITING = 1000
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,23 @@ class Segment:
     duration: float  # s
     data: bytes
     keyframe: bool  # starts with one
+
+
+@dataclass(frozen=True)
+class Part:
+    segment: int  # the number of the segment it belongs to
+    index: int  # its place there, from 0
+    duration: float  # s
+    data: bytes
+    independent: bool  # starts with a keyframe
+
+    @property
+    def uri(self) -> str:
+        return f"{self.segment}.{self.index}.ts"
+
+
+class TooManyWaiting(Exception):
+    """More than :data:`MAX_WAITING` players wait on one stream."""
 
 
 class Segmenter:
@@ -72,6 +106,13 @@ class Segmenter:
         self._asked = False
         self._waiting: list[Deferred[None]] = []
         self._video = info.video is not None
+        # Low-Latency HLS: parts by segment number (the last PARTED and the current)
+        self.parts: dict[int, list[Part]] = {}
+        self._part: list[Sample] = []
+        self._part_start: float | None = None
+        self._frame = 1 / (info.video.fps or 30) if info.video else 0.025  # a sample's length
+        self._watching: list[Deferred[None]] = []  # woken at every part, segment and end
+        self._playlist: str | None = None  # as rendered since the last change
 
     # --- Subscriber
 
@@ -84,24 +125,32 @@ class Segmenter:
         if last is not None and sample.pts <= last:
             return  # (a loop's audio may overlap its end: never backwards)
         starts = sample.keyframe if sample.kind == "video" else not self._video
+        now = sample.pts / sample.clock
         if self._start is None:
             if self._video and not starts:
                 return  # wait for the first keyframe
-            self._start = sample.pts / sample.clock
+            self._start = self._part_start = now
             if self._base is None:
                 self._base = self._start - LEAD
         else:
-            held = sample.pts / sample.clock - self._start
+            held = now - self._start
             cut = (starts and held >= MIN_SEGMENT) or held >= MAX_SEGMENT \
                 or self._bytes >= MAX_BYTES
-            if cut and (sample.kind == "video" or not self._video):
-                self._cut(sample.pts / sample.clock)
-                self._start = sample.pts / sample.clock
-            elif self._video and not self._asked and held >= ASK_KEYFRAME:
-                self._asked = True
-                self.ask_keyframe()
+            leads = sample.kind == "video" or not self._video  # may begin a segment or part
+            if cut and leads:
+                self._cut_part(now)
+                self._cut(now)
+                self._start = now
+            else:
+                if leads and self._part and self._part_start is not None \
+                        and now - self._part_start + self._frame > PART_TARGET + 1e-4:
+                    self._cut_part(now)  # one more sample would make it too long
+                if self._video and not self._asked and held >= ASK_KEYFRAME:
+                    self._asked = True
+                    self.ask_keyframe()
         self._last[sample.kind] = sample.pts
         self._pending.append(sample)
+        self._part.append(sample)
         self._bytes += len(sample.data)
 
     def keyframe_wanted(self) -> bool:
@@ -113,6 +162,7 @@ class Segmenter:
         if self._pending and self._start is not None:
             last = self._pending[-1]
             frame = 1 / (self.info.video.fps or 30) if self._video and self.info.video else 0
+            self._cut_part(last.pts / last.clock + frame)
             self._cut(last.pts / last.clock + frame)
         self.ended = True
         self.failure = info if failed else None
@@ -130,15 +180,65 @@ class Segmenter:
         return done
 
     def playlist(self) -> str:
-        """The media playlist (HLS version 3): the last ``LISTED`` segments."""
+        """The media playlist: the last ``LISTED`` segments, the parts of the last
+        ``PARTED`` and of the one being filled, and the next part's hint (made once
+        per change, whatever the number of players asking)."""
+        if self._playlist is None:
+            self._playlist = self._render()
+        return self._playlist
+
+    def _render(self) -> str:
         listed = list(self.segments)[-LISTED:]
-        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{self.target}",
+        lines = ["#EXTM3U", "#EXT-X-VERSION:6", f"#EXT-X-TARGETDURATION:{self.target}",
                  f"#EXT-X-MEDIA-SEQUENCE:{listed[0].number if listed else 0}"]
+        if not self.ended:
+            lines += [f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+                      f"PART-HOLD-BACK={PART_HOLD_BACK:.3f}",
+                      f"#EXT-X-PART-INF:PART-TARGET={PART_TARGET:.3f}"]
         for segment in listed:
+            if not self.ended:
+                lines += self._part_lines(segment.number)
             lines += [f"#EXTINF:{segment.duration:.3f},", f"{segment.number}.ts"]
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
+        else:
+            lines += self._part_lines(self._next)
+            if self._start is not None:
+                coming = len(self.parts.get(self._next, ()))
+                lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self._next}.{coming}.ts"')
         return "\n".join(lines) + "\n"
+
+    def _part_lines(self, number: int) -> list[str]:
+        return [f'#EXT-X-PART:DURATION={part.duration:.3f},URI="{part.uri}"'
+                + (",INDEPENDENT=YES" if part.independent else "")
+                for part in self.parts.get(number, ())]
+
+    def has(self, number: int, part: int | None = None) -> bool:
+        """Whether the playlist holds segment ``number`` whole, or its part ``part``
+        (LL-HLS's ``_HLS_msn`` and ``_HLS_part``); once ended, as much as it ever will."""
+        if self.ended or number < self._next:
+            return True
+        return number == self._next and part is not None \
+            and len(self.parts.get(number, ())) > part
+
+    def next_part(self) -> tuple[int, int]:
+        """The (segment, part) the preload hint names: the next to be made."""
+        return self._next, len(self.parts.get(self._next, ()))
+
+    def part(self, number: int, index: int) -> Part | None:
+        parts = self.parts.get(number, ())
+        return parts[index] if 0 <= index < len(parts) else None
+
+    def changed(self) -> Deferred[None]:
+        """Fires at the next part, segment or end (for blocking reloads and hints)."""
+        if len(self._watching) >= MAX_WAITING:
+            raise TooManyWaiting(f"{MAX_WAITING} players already wait on {self.label}")
+        done: Deferred[None] = Deferred(lambda d: self._forget(d))
+        if self.ended:
+            done.callback(None)
+        else:
+            self._watching.append(done)
+        return done
 
     def segment(self, number: int) -> Segment | None:
         for segment in self.segments:
@@ -155,7 +255,8 @@ class Segmenter:
         """Unused: let go of every segment and sample now."""
         self.ended = True
         self.segments.clear()
-        self._pending, self._bytes = [], 0
+        self.parts.clear()
+        self._pending, self._part, self._bytes = [], [], 0
         self._wake()
 
     # --- inside
@@ -168,10 +269,34 @@ class Segmenter:
         data = mpegts.segment(samples, self.info, self._base)
         self.segments.append(Segment(self._next, duration, data, samples[0].keyframe))
         self._next += 1
+        for old in [number for number in self.parts if number < self._next - PARTED]:
+            del self.parts[old]
         self.target = max(self.target, math.ceil(duration - 0.0005))
         self._wake()
+
+    def _cut_part(self, end: float) -> None:
+        samples, self._part = self._part, []
+        start, self._part_start = self._part_start, end
+        if not samples or start is None or self._base is None:
+            return
+        parts = self.parts.setdefault(self._next, [])
+        data = mpegts.segment(samples, self.info, self._base)
+        parts.append(Part(self._next, len(parts), max(end - start, 0.001), data,
+                          samples[0].keyframe if self._video else True))
+        self._wake_watchers()
 
     def _wake(self) -> None:
         waiting, self._waiting = self._waiting, []
         for done in waiting:
             done.callback(None)
+        self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        self._playlist = None  # every change comes through here
+        watching, self._watching = self._watching, []
+        for done in watching:
+            done.callback(None)
+
+    def _forget(self, done: Deferred[None]) -> None:
+        if done in self._watching:
+            self._watching.remove(done)

@@ -1,24 +1,33 @@
 """The HLS port (``hls.port``, 8082; ``hls.ssl.port``, 8445): WCS's paths.
 
-``/<streamName>/<streamName>.m3u8`` is a stream's playlist and
-``/<streamName>/<number>.ts`` its segments, the name URL-encoded as the SDK's
-HLS demos send it (``vod-live%3A%2F%2Fsample.mp4``). Read-only GETs that any
-page may fetch (CORS ``*``); every refusal is JSON saying why.
+``/<streamName>/<streamName>.m3u8`` is a stream's playlist,
+``/<streamName>/<number>.ts`` its segments and ``<number>.<part>.ts`` their
+parts (Low-Latency HLS), the name URL-encoded as the SDK's HLS demos send it
+(``vod-live%3A%2F%2Fsample.mp4``). Read-only GETs that any page may fetch
+(CORS ``*``); every refusal is JSON saying why.
+
+LL-HLS's blocking reload: ``?_HLS_msn=M[&_HLS_part=P]`` answers once the
+playlist holds segment M (or its part P), at most three target durations
+later (then 503); the part the playlist's preload hint names is answered the
+same way once it is made.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from wcs.errors import NotFound, WcsError
+from wcs.errors import BadRequest, NotFound, WcsError
 from wcs.hls.packagers import Packager, Packagers
+from wcs.hls.segmenter import Segmenter, TooManyWaiting
 from wcs.metrics import METERS
 from wcs.web.rest import error, http_status
 
@@ -26,6 +35,9 @@ log = Logger()
 
 #: Longest wait for a stream's first segment before its playlist is answered 503.
 FIRST_SEGMENT_WAIT = 15.0
+#: Target durations a blocking request may wait (RFC 8216bis 6.2.5.2: three).
+BLOCKING_TARGETS = 3
+PART_FILE = re.compile(r"(\d{1,9})\.(\d{1,4})\.ts")
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
 SEGMENT_TYPE = b"video/mp2t"
 
@@ -73,12 +85,24 @@ class HlsFile(resource.Resource):
             return error(request, 404, "not a stream name (UTF-8 expected)")
         if not name or not wanted:
             return error(request, 404, "HLS is at /<streamName>/<streamName>.m3u8")
+        part = PART_FILE.fullmatch(wanted)
         if wanted == f"{name}.m3u8":
+            try:
+                blocking = blocking_request(request.args)
+            except BadRequest as refused:
+                return error(request, 400, refused.info)
             address = getattr(request.getClientAddress(), "host", "")
             METERS.hls_viewers.seen((address, name), self.clock.seconds())
-            answer = self.packagers.get(name).addCallback(self._playlist)
+            answer = self.packagers.get(name)
+            if blocking is None:
+                answer.addCallback(self._playlist)
+            else:
+                answer.addCallback(self._blocking_playlist, *blocking)
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
             answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
+        elif part is not None:
+            answer = self.packagers.get(name).addCallback(self._part, int(part[1]),
+                                                          int(part[2]))
         else:
             return error(request, 404, f"no such HLS file: {wanted!r} (the playlist is "
                                        f"{name}.m3u8)")
@@ -102,6 +126,55 @@ class HlsFile(resource.Resource):
         waiting.addTimeout(FIRST_SEGMENT_WAIT, self.clock, onTimeoutCancel=lambda *_: None)
         return waiting.addCallback(ready)
 
+    def _blocking_playlist(self, packager: Packager, number: int,
+                           part: int | None) -> Deferred[tuple[int, bytes, bytes]]:
+        segmenter = packager.segmenter
+        if number > segmenter.made + 2:
+            raise BadRequest(f"_HLS_msn={number} is more than two segments past the "
+                             f"playlist's last ({segmenter.made})")
+
+        def answer() -> tuple[int, bytes, bytes]:
+            packager.used = self.clock.seconds()
+            if not segmenter.segments and segmenter.ended:
+                raise NotFound(segmenter.failure or "The stream ended")
+            return 200, PLAYLIST_TYPE, segmenter.playlist().encode("ascii")
+
+        return self._when(segmenter, lambda: segmenter.has(number, part), answer)
+
+    def _part(self, packager: Packager, number: int,
+              index: int) -> Deferred[tuple[int, bytes, bytes]]:
+        segmenter = packager.segmenter
+
+        def made() -> bool:  # there, or never will be (only the hinted part is waited for)
+            return segmenter.part(number, index) is not None or segmenter.ended \
+                or segmenter.next_part() != (number, index)
+
+        def answer() -> tuple[int, bytes, bytes]:
+            found = segmenter.part(number, index)
+            if found is None:
+                raise NotFound(f"part {number}.{index} is not (or no longer) kept")
+            return 200, SEGMENT_TYPE, found.data
+
+        return self._when(segmenter, made, answer)
+
+    def _when(self, segmenter: Segmenter, ready: Callable[[], bool],
+              answer: Callable[[], tuple[int, bytes, bytes]]) -> Deferred:
+        """``answer()`` once ``ready()``, checked at each change of the stream; 503
+        after :data:`BLOCKING_TARGETS` target durations."""
+        deadline = self.clock.seconds() + BLOCKING_TARGETS * segmenter.target
+
+        def check(_: Any = None) -> Any:
+            if ready():
+                return answer()
+            left = deadline - self.clock.seconds()
+            if left <= 0:
+                return 503, PLAYLIST_TYPE, b""
+            changed = segmenter.changed()
+            changed.addTimeout(left, self.clock, onTimeoutCancel=lambda *_: None)
+            return changed.addCallback(check)
+
+        return succeed(None).addCallback(check)
+
     def _segment(self, packager: Packager, number: int) -> tuple[int, bytes, bytes]:
         found = packager.segmenter.segment(number)
         if found is None:
@@ -111,6 +184,8 @@ class HlsFile(resource.Resource):
     def _refused(self, failure: Failure, request: Request) -> tuple[int, bytes, bytes]:
         if isinstance(failure.value, WcsError):
             status, message = http_status(failure.value), failure.value.info
+        elif isinstance(failure.value, TooManyWaiting):
+            status, message = 503, f"too many players wait on this stream: {failure.value}"
         else:
             log.failure("HLS {path} failed", failure,
                         path=request.path.decode("ascii", "replace"))
@@ -136,3 +211,19 @@ class HlsFile(resource.Resource):
             if status == 200 and kind == SEGMENT_TYPE:
                 METERS.traffic("HLS").add(1, len(body))
         request.finish()
+
+
+def blocking_request(args: dict[bytes, list[bytes]]) -> tuple[int, int | None] | None:
+    """LL-HLS's ``_HLS_msn`` and ``_HLS_part`` of a playlist request, checked."""
+    msn, part = args.get(b"_HLS_msn"), args.get(b"_HLS_part")
+    if msn is None:
+        if part is not None:
+            raise BadRequest("_HLS_part needs _HLS_msn")
+        return None
+
+    def number(values: list[bytes], key: str) -> int:
+        if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 9:
+            raise BadRequest(f"{key} must be one whole number")
+        return int(values[0])
+
+    return number(msn, "_HLS_msn"), None if part is None else number(part, "_HLS_part")
