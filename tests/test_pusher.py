@@ -5,11 +5,13 @@ refusal, and ends when the server stops reading."""
 from __future__ import annotations
 
 from twisted.internet.defer import fail, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from wcs.media.sample import AudioInfo, MediaInfo, Sample, VideoInfo
-from wcs.push.pusher import STALLED, Push
+from wcs.push.pusher import PUBLISH_WAIT, STALLED, Push
 from wcs.push.rtmp import ChunkReader, RtmpError, target
 from wcs.streams.media_sessions import MediaSession
 
@@ -134,6 +136,23 @@ def test_a_server_that_stops_reading_ends_the_push():
     world.clock.advance(STALLED)
     world.push.deliver(video(9000, True))
     assert world.ended and "read nothing" in world.push.media.info
+    assert world.transports[-1].disconnected  # dropped at once, not after its backlog
+
+
+def test_a_server_that_never_lets_us_publish_is_left_and_tried_again():
+    world = World(retries=1)
+    world.push.start()  # connected; the server says nothing (a TLS or RTMP handshake)
+    world.clock.advance(PUBLISH_WAIT - 0.1)
+    assert world.push.media.status == "PENDING" and not world.transports[0].disconnected
+    world.clock.advance(0.1)
+    assert world.transports[0].disconnected
+    world.push.protocol.connectionLost(Failure(ConnectionDone()))  # the abort's end
+    assert "did not let us publish within 15 s" in world.push.media.info
+    world.clock.advance(1.0)  # tried again
+    assert world.connects == 2
+    world.publish()
+    world.clock.advance(PUBLISH_WAIT * 2)  # publishing: no deadline left behind
+    assert world.push.media.status == "PUBLISHING" and not world.transports[1].disconnected
 
 
 def test_the_stream_s_end_ends_the_push():

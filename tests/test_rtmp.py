@@ -7,6 +7,7 @@ import struct
 
 import pytest
 from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
@@ -233,10 +234,46 @@ def test_a_hang_up_lets_go_of_the_push_first():
 
 
 def test_a_certificate_refused_is_final_and_says_why():
-    server = Server()
-    server.handshake()
+    server = Server()  # TLS fails before any RTMP comes back
     server.publisher.connectionLost(Failure(SSL.Error([
         ("SSL routines", "", "certificate verify failed")])))
     error, = server.events
     assert str(error) == "TLS: certificate verify failed" and error.final
+    other_host = Server()
+    other_host.publisher.connectionLost(Failure(VerificationError(["no match"])))
+    error, = other_host.events
+    assert str(error).startswith("TLS: the certificate is not for this host") and error.final
     assert tls_refusal(Failure(ConnectionRefusedError())) == ""
+    assert tls_refusal(Failure(SSL.SysCallError(104, "ECONNRESET"))) == \
+        "SysCallError (104, 'ECONNRESET')"
+
+
+def test_a_tls_error_while_publishing_may_be_tried_again():
+    server = Server()
+    server.handshake()
+    server.command("_result", 1.0, None, {})
+    server.command("_result", 4.0, None, 1.0)
+    server.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    server.publisher.connectionLost(Failure(SSL.Error([("SSL routines", "", "bad record mac")])))
+    error = server.events[-1]
+    assert str(error) == "TLS: bad record mac" and not error.final
+
+
+def test_only_a_publishing_connection_is_closed_in_order():
+    waiting = Server()
+    waiting.publisher.close()  # nothing worth sending: at once (TLS would wait)
+    assert waiting.transport.disconnected  # StringTransport's mark of an abort
+    publishing = Server()
+    publishing.handshake()
+    publishing.command("_result", 1.0, None, {})
+    publishing.command("_result", 4.0, None, 1.0)
+    publishing.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    publishing.publisher.close()  # what was written goes out first
+    assert publishing.transport.disconnecting and not publishing.transport.disconnected
+    stalled = Server()
+    stalled.handshake()
+    stalled.command("_result", 1.0, None, {})
+    stalled.command("_result", 4.0, None, 1.0)
+    stalled.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    stalled.publisher.close(abort=True)  # a server that reads nothing
+    assert stalled.transport.disconnected

@@ -93,7 +93,8 @@ def test_the_playlist_lists_the_last_segments_and_ends_with_the_stream(files):
 def test_parts_of_at_most_the_target_make_up_each_segment(files):
     cut, _ = run(files / "gop1.mp4", loop=True, until=12.5)
     made = cut.made
-    assert set(cut.parts) == {made - 2, made - 1, made}  # the last PARTED and the current
+    # kept: the last PARTS_KEPT and the current; listed: the last PARTED and the current
+    assert set(cut.parts) == set(range(made - hls.PARTS_KEPT, made + 1))
     for number in (made - 2, made - 1):
         parts = cut.parts[number]
         segment = cut.segment(number)
@@ -111,7 +112,9 @@ def test_parts_of_at_most_the_target_make_up_each_segment(files):
     playlist = cut.playlist()
     uris = [line.split('URI="')[1].split('"')[0] for line in playlist.splitlines()
             if line.startswith("#EXT-X-PART:")]
-    assert uris == [part.uri for number in sorted(cut.parts) for part in cut.parts[number]]
+    assert uris == [part.uri for number in (made - 2, made - 1, made)
+                    for part in cut.parts[number]]
+    assert cut.part(made - hls.PARTS_KEPT, 0)  # no longer listed, still fetchable
     coming = len(cut.parts[made])
     assert playlist.splitlines()[-1] == f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{made}.{coming}.ts"'
     assert cut.next_part() == (made, coming)
@@ -187,6 +190,46 @@ def test_a_publisher_is_asked_for_keyframes_and_a_keyframeless_stream_is_cut_any
     assert asked == [True, True, True]  # at 2 s into each segment
     assert [segment.keyframe for segment in cut.segments] == [True, False]
     assert [round(segment.duration) for segment in cut.segments] == [10, 10]
+
+
+@pytest.mark.parametrize("fps", [5, 15, 24, 60])
+def test_parts_keep_under_the_target_whatever_the_frame_rate(fps):
+    """The frame rate is measured, not taken from the description (a publishing
+    page says none): a part ends before one more frame would make it too long."""
+    info = MediaInfo(0.0, VideoInfo(0, 0, 0.0, "42e01f"), None)  # says no fps
+    cut = Segmenter(info, "test")
+    step = 90000 // fps
+    for n in range(fps * 5):  # 5 s, a keyframe every 2 s
+        cut.deliver(frame(step * n, keyframe=n % (2 * fps) == 0, size=10))
+    parts = [part for number in sorted(cut.parts) for part in cut.parts[number]]
+    assert len(parts) >= 6
+    assert all(part.duration <= hls.PART_TARGET + 1e-3 for part in parts), \
+        [part.duration for part in parts]
+    assert max(part.duration for part in parts) > hls.PART_TARGET - 1.0 / fps - 1e-3
+
+
+def test_a_player_waiting_at_a_segment_s_end_wakes_to_the_whole_segment(files):
+    media = Mp4File(files / "gop1.mp4", "test")
+    cut = Segmenter(media.info, "test")
+    samples = media.samples(loop=True)
+    while cut.made < 1:
+        cut.deliver(next(samples))
+    seen = []
+
+    def woken(_):
+        seen.append(cut.playlist())
+        if len(seen) < 6:
+            cut.changed().addCallback(woken)
+
+    cut.changed().addCallback(woken)
+    while len(seen) < 6:
+        cut.deliver(next(samples))
+    for playlist in seen:  # the hint always names a part that will be made
+        number, index = cut.next_part() if playlist is seen[-1] else (None, None)
+        hint = playlist.splitlines()[-1]
+        assert hint.startswith("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=")
+        segment, part = map(int, hint.split('URI="')[1].rstrip('"').split(".")[:2])
+        assert cut.part(segment, part) is not None or (segment, part) == (number, index)
 
 
 def test_what_is_held_is_bounded():

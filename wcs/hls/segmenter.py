@@ -51,8 +51,11 @@ LEAD = 1.0
 PART_TARGET = 0.5
 #: How far behind the live edge an LL-HLS player should play (s): 3 parts, the spec's least.
 PART_HOLD_BACK = 3 * PART_TARGET
-#: Complete segments whose parts the playlist still lists (and that are kept).
+#: Complete segments whose parts the playlist still lists.
 PARTED = 2
+#: Complete segments whose parts are kept: a part stays fetchable for three target
+#: durations after the playlist stops listing it (RFC 8216bis 6.2.2).
+PARTS_KEPT = PARTED + 3
 #: Players that may wait at once for a playlist update or a part of one stream.
 MAX_WAITING = 1000
 
@@ -106,11 +109,13 @@ class Segmenter:
         self._asked = False
         self._waiting: list[Deferred[None]] = []
         self._video = info.video is not None
-        # Low-Latency HLS: parts by segment number (the last PARTED and the current)
+        # Low-Latency HLS: parts by segment number (the last PARTS_KEPT and the current)
         self.parts: dict[int, list[Part]] = {}
         self._part: list[Sample] = []
         self._part_start: float | None = None
-        self._frame = 1 / (info.video.fps or 30) if info.video else 0.025  # a sample's length
+        # how far apart samples that may begin a part come (s): measured as they come
+        self._frame = 1 / (info.video.fps or 30) if info.video else 0.025
+        self._lead_at: float | None = None  # the last such sample's time
         self._watching: list[Deferred[None]] = []  # woken at every part, segment and end
         self._playlist: str | None = None  # as rendered since the last change
 
@@ -137,8 +142,12 @@ class Segmenter:
             cut = (starts and held >= MIN_SEGMENT) or held >= MAX_SEGMENT \
                 or self._bytes >= MAX_BYTES
             leads = sample.kind == "video" or not self._video  # may begin a segment or part
+            if leads:
+                if self._lead_at is not None and now > self._lead_at:
+                    self._frame = now - self._lead_at  # the next one likely as far on
+                self._lead_at = now
             if cut and leads:
-                self._cut_part(now)
+                self._cut_part(now, wake=False)  # players wake once, to the whole segment
                 self._cut(now)
                 self._start = now
             else:
@@ -162,7 +171,7 @@ class Segmenter:
         if self._pending and self._start is not None:
             last = self._pending[-1]
             frame = 1 / (self.info.video.fps or 30) if self._video and self.info.video else 0
-            self._cut_part(last.pts / last.clock + frame)
+            self._cut_part(last.pts / last.clock + frame, wake=False)
             self._cut(last.pts / last.clock + frame)
         self.ended = True
         self.failure = info if failed else None
@@ -196,7 +205,7 @@ class Segmenter:
                       f"PART-HOLD-BACK={PART_HOLD_BACK:.3f}",
                       f"#EXT-X-PART-INF:PART-TARGET={PART_TARGET:.3f}"]
         for segment in listed:
-            if not self.ended:
+            if not self.ended and segment.number >= self._next - PARTED:
                 lines += self._part_lines(segment.number)
             lines += [f"#EXTINF:{segment.duration:.3f},", f"{segment.number}.ts"]
         if self.ended:
@@ -269,12 +278,12 @@ class Segmenter:
         data = mpegts.segment(samples, self.info, self._base)
         self.segments.append(Segment(self._next, duration, data, samples[0].keyframe))
         self._next += 1
-        for old in [number for number in self.parts if number < self._next - PARTED]:
+        for old in [number for number in self.parts if number < self._next - PARTS_KEPT]:
             del self.parts[old]
         self.target = max(self.target, math.ceil(duration - 0.0005))
         self._wake()
 
-    def _cut_part(self, end: float) -> None:
+    def _cut_part(self, end: float, wake: bool = True) -> None:
         samples, self._part = self._part, []
         start, self._part_start = self._part_start, end
         if not samples or start is None or self._base is None:
@@ -283,7 +292,8 @@ class Segmenter:
         data = mpegts.segment(samples, self.info, self._base)
         parts.append(Part(self._next, len(parts), max(end - start, 0.001), data,
                           samples[0].keyframe if self._video else True))
-        self._wake_watchers()
+        if wake:
+            self._wake_watchers()
 
     def _wake(self) -> None:
         waiting, self._waiting = self._waiting, []

@@ -40,6 +40,9 @@ STALLED = 10.0
 MAX_BACKOFF = 30.0
 #: Seconds to connect (TCP) before a try counts as failed.
 CONNECT_TIMEOUT = 10.0
+#: Seconds from a try's start to the server's Publish.Start (TLS and RTMP handshakes,
+#: commands): a server that accepts the connection and then says nothing is left.
+PUBLISH_WAIT = 15.0
 #: WCS's info for a push that broke (the SDK's FAILED_BY_RTMP_WRITER_ERROR).
 WRITER_ERROR = "Failed by RTMP writer error"
 
@@ -96,6 +99,7 @@ class Push:
         self._want_keyframe = True
         self._paused_since: float | None = None
         self._retry: IDelayedCall | None = None
+        self._answer: IDelayedCall | None = None  # this try's PUBLISH_WAIT
         self.sent_samples = 0
         self.dropped = 0
         media.status = "PENDING"
@@ -113,6 +117,7 @@ class Push:
         protocol = RtmpPublisher(self.rtmp, self._metadata(), self._publishing,
                                  self._connection_ended)
         self.protocol = protocol
+        self._answer = self.reactor.callLater(PUBLISH_WAIT, self._unanswered, protocol)
         connecting = self._connect(self.reactor, self.rtmp, protocol)
         connecting.addCallbacks(self._connected, self._not_connected,
                                 callbackArgs=(protocol,), errbackArgs=(protocol,))
@@ -128,7 +133,19 @@ class Push:
             self._connection_ended(RtmpError(f"cannot connect to {self.rtmp.host}:"
                                              f"{self.rtmp.port}: {failure.getErrorMessage()}"))
 
+    def _unanswered(self, protocol: RtmpPublisher) -> None:
+        self._answer = None
+        if protocol is self.protocol and not self._live:
+            protocol.fail(RtmpError(f"the RTMP server did not let us publish within "
+                                    f"{PUBLISH_WAIT:g} s"))
+
+    def _stop_waiting(self) -> None:
+        if self._answer is not None and self._answer.active():
+            self._answer.cancel()
+        self._answer = None
+
     def _publishing(self) -> None:
+        self._stop_waiting()
         self._live = True
         self.failures = 0  # a connection that worked: a later drop gets every retry again
         self.media.status, self.media.info = "PUBLISHING", ""
@@ -137,6 +154,7 @@ class Push:
         self._ask_keyframe()
 
     def _connection_ended(self, error: RtmpError) -> None:
+        self._stop_waiting()
         self.protocol = None
         self._paused_since = None
         if self.done:
@@ -160,14 +178,15 @@ class Push:
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
+        self._stop_waiting()
         self.media.status, self.media.info = status, info
         log_line = log.warn if status == "FAILED" else log.info
         log_line("push of {name!r} to {url} ended: {status} ({info}); {n} samples sent, "
                  "{dropped} dropped", name=self.media.name, url=self.rtmp.url,
                  status=status, info=info, n=self.sent_samples, dropped=self.dropped)
         protocol, self.protocol = self.protocol, None
-        if protocol is not None:
-            protocol.close()
+        if protocol is not None:  # a server that reads nothing gets no goodbye either
+            protocol.close(abort=self._paused_since is not None)
         self._ended(self)
 
     # --- the stream's side (a subscriber)

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -101,13 +102,15 @@ def target(url: str, stream_name: str, prefix: str = "rtmp_",
 def tls_refusal(reason: Failure) -> str:
     """What a TLS error that ended a connection says (``certificate verify
     failed``, ``wrong version number``...), or "" when it was no TLS error."""
+    if reason.check(VerificationError):  # the certificate names another host
+        return f"the certificate is not for this host ({reason.getErrorMessage()})"
     if not reason.check(SSL.Error):
         return ""
     error = reason.value
-    # pyOpenSSL's errors carry [(library, function, reason), ...]
-    said = [part[-1] for part in (error.args[0] if error.args else [])
-            if isinstance(part, tuple) and part and part[-1]]
-    return "; ".join(said) or type(error).__name__
+    # pyOpenSSL's errors mostly carry [(library, function, reason), ...]
+    listed = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    said = [part[-1] for part in listed if isinstance(part, tuple) and part and part[-1]]
+    return "; ".join(said) or f"{type(error).__name__} {error}".strip()
 
 
 def _chunk_basic(fmt: int, stream: int) -> bytes:
@@ -291,9 +294,9 @@ class RtmpPublisher(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         state, self.state = self.state, "closed"
         METERS.traffic("RTMP").closed(self)
-        if self._error is None and state != "closing" and tls_refusal(reason):
-            # a certificate that does not verify will not verify a second later
-            self._error = RtmpError(f"TLS: {tls_refusal(reason)}", final=True)
+        refusal = tls_refusal(reason) if self._error is None else ""
+        if refusal:  # a certificate refused will be refused a second later too
+            self._error = RtmpError(f"TLS: {refusal}", final=state == "handshake")
         if self._error is None:
             why = reason.getErrorMessage() if state != "closing" else "closed"
             self._error = RtmpError(f"the RTMP server closed the connection ({why})"
@@ -301,28 +304,40 @@ class RtmpPublisher(Protocol):
                                     f"the connection ended before publishing ({why})")
         self._ended(self._error)
 
-    def close(self) -> None:
-        """End the connection (our side: a stop, not a failure)."""
+    def close(self, abort: bool = False) -> None:
+        """End the connection (our side: a stop, not a failure); ``abort``, at once,
+        whatever is still unsent."""
         if self.state != "closed":
             self._error = self._error or RtmpError("stopped", final=True)
-            self._hang_up()
+            self._hang_up(abort)
+
+    def fail(self, error: RtmpError) -> None:
+        """End the connection at once, for ``error``."""
+        if self.state != "closed":
+            self._fail(error)
 
     def _fail(self, error: RtmpError) -> None:
         if self._error is None:
             self._error = error
-        self._hang_up()
+        self._hang_up(abort=True)
 
     def attach(self, producer: IPushProducer) -> None:
         """``producer`` (the push) is paused while the socket's buffer is full."""
         self.transport.registerProducer(producer, True)
         self._producer = producer
 
-    def _hang_up(self) -> None:
-        self.state = "closing"
+    def _hang_up(self, abort: bool = False) -> None:
+        """A publishing connection is closed in order (what is written goes out
+        first); any other, or ``abort``, at once: a TLS close would wait for a
+        handshake the server may never finish."""
+        publishing, self.state = self.state == "publishing", "closing"
         if self._producer is not None:  # TLS closes only once no producer is left
             self._producer = None
             self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        if publishing and not abort:
+            self.transport.loseConnection()
+        else:
+            self.transport.abortConnection()
 
     # --- media
 

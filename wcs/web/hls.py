@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,7 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from wcs.errors import BadRequest, NotFound, WcsError
 from wcs.hls.packagers import Packager, Packagers
-from wcs.hls.segmenter import Segmenter, TooManyWaiting
+from wcs.hls.segmenter import TooManyWaiting
 from wcs.metrics import METERS
 from wcs.web.rest import error, http_status
 
@@ -97,12 +97,12 @@ class HlsFile(resource.Resource):
             if blocking is None:
                 answer.addCallback(self._playlist)
             else:
-                answer.addCallback(self._blocking_playlist, *blocking)
+                answer.addCallback(self._blocking_playlist, request, *blocking)
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
             answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
         elif part is not None:
-            answer = self.packagers.get(name).addCallback(self._part, int(part[1]),
-                                                          int(part[2]))
+            answer = self.packagers.get(name).addCallback(self._part, request,
+                                                          int(part[1]), int(part[2]))
         else:
             return error(request, 404, f"no such HLS file: {wanted!r} (the playlist is "
                                        f"{name}.m3u8)")
@@ -126,12 +126,12 @@ class HlsFile(resource.Resource):
         waiting.addTimeout(FIRST_SEGMENT_WAIT, self.clock, onTimeoutCancel=lambda *_: None)
         return waiting.addCallback(ready)
 
-    def _blocking_playlist(self, packager: Packager, number: int,
+    def _blocking_playlist(self, packager: Packager, request: Request, number: int,
                            part: int | None) -> Deferred[tuple[int, bytes, bytes]]:
         segmenter = packager.segmenter
-        if number > segmenter.made + 2:
+        if number > segmenter.made + 1:  # the last whole segment is made - 1
             raise BadRequest(f"_HLS_msn={number} is more than two segments past the "
-                             f"playlist's last ({segmenter.made})")
+                             f"playlist's last ({segmenter.made - 1})")
 
         def answer() -> tuple[int, bytes, bytes]:
             packager.used = self.clock.seconds()
@@ -139,9 +139,9 @@ class HlsFile(resource.Resource):
                 raise NotFound(segmenter.failure or "The stream ended")
             return 200, PLAYLIST_TYPE, segmenter.playlist().encode("ascii")
 
-        return self._when(segmenter, lambda: segmenter.has(number, part), answer)
+        return self._when(packager, request, lambda: segmenter.has(number, part), answer)
 
-    def _part(self, packager: Packager, number: int,
+    def _part(self, packager: Packager, request: Request, number: int,
               index: int) -> Deferred[tuple[int, bytes, bytes]]:
         segmenter = packager.segmenter
 
@@ -155,22 +155,32 @@ class HlsFile(resource.Resource):
                 raise NotFound(f"part {number}.{index} is not (or no longer) kept")
             return 200, SEGMENT_TYPE, found.data
 
-        return self._when(segmenter, made, answer)
+        return self._when(packager, request, made, answer)
 
-    def _when(self, segmenter: Segmenter, ready: Callable[[], bool],
+    def _when(self, packager: Packager, request: Request, ready: Callable[[], bool],
               answer: Callable[[], tuple[int, bytes, bytes]]) -> Deferred:
         """``answer()`` once ``ready()``, checked at each change of the stream; 503
-        after :data:`BLOCKING_TARGETS` target durations."""
+        after :data:`BLOCKING_TARGETS` target durations. A player waiting is a
+        player: the stream's HLS is not idle meanwhile; one that leaves stops
+        waiting at once (its place among the stream's waiting players freed)."""
+        segmenter = packager.segmenter
         deadline = self.clock.seconds() + BLOCKING_TARGETS * segmenter.target
+        waiting: list[Deferred[None]] = []
+        request.notifyFinish().addErrback(
+            lambda _: waiting[-1].cancel() if waiting else None)
 
         def check(_: Any = None) -> Any:
+            packager.used = self.clock.seconds()
             if ready():
                 return answer()
             left = deadline - self.clock.seconds()
             if left <= 0:
-                return 503, PLAYLIST_TYPE, b""
+                return 503, PLAYLIST_TYPE, b"nothing new in time: ask again"
+            if request._disconnected:
+                raise CancelledError()
             changed = segmenter.changed()
             changed.addTimeout(left, self.clock, onTimeoutCancel=lambda *_: None)
+            waiting[:] = [changed]
             return changed.addCallback(check)
 
         return succeed(None).addCallback(check)
@@ -182,10 +192,12 @@ class HlsFile(resource.Resource):
         return 200, SEGMENT_TYPE, found.data
 
     def _refused(self, failure: Failure, request: Request) -> tuple[int, bytes, bytes]:
+        if failure.check(CancelledError):  # the player left: nobody to answer
+            return 499, b"", b""
         if isinstance(failure.value, WcsError):
             status, message = http_status(failure.value), failure.value.info
         elif isinstance(failure.value, TooManyWaiting):
-            status, message = 503, f"too many players wait on this stream: {failure.value}"
+            status, message = 503, str(failure.value)
         else:
             log.failure("HLS {path} failed", failure,
                         path=request.path.decode("ascii", "replace"))
@@ -203,7 +215,8 @@ class HlsFile(resource.Resource):
             request.setHeader(b"Cache-Control", b"no-cache" if kind == PLAYLIST_TYPE
                               else b"max-age=60")
         if status == 503:
-            body = error(request, 503, "no segment yet: ask again shortly")
+            if kind:  # a wait that ended without news: say so (refusals come as JSON)
+                body = error(request, 503, body.decode() or "no segment yet: ask again shortly")
             request.setHeader(b"Retry-After", b"1")
         request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
         if request.method != b"HEAD":
