@@ -240,6 +240,14 @@ def test_attacks_leave_others_served(start_server, media):
         stuck.append(sock)
     unknown = [get(url(server, f"nobody-{n}"))[0] for n in range(50)]
     assert set(unknown) == {404}
+    # LL-HLS waits, each left at once: no traceback, nothing held, others served
+    playlist = get(url(server, name))[1].decode()
+    number = int(HINT.search(playlist)[1])
+    path = urllib.parse.urlsplit(url(server, name)).path + f"?_HLS_msn={number + 1}"
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", server.ports["hls.port"]))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.close()
     started = time.monotonic()
     status, body, _ = get(url(server, name))
     assert status == 200 and time.monotonic() - started < 2.0
@@ -336,7 +344,7 @@ def test_the_sdk_hls_js_demo_plays_a_broadcast_and_a_publication(start_server, m
           f"{low['latency']:.2f} s")
     assert low["width"] == 640 and low["later"] > low["time"]
     assert low["parts"] >= 4 and broadcast["parts"] == 0, (low, broadcast)
-    assert low["latency"] < 2.5, low  # (whole segments: about three of them, ~6 s)
+    assert low["latency"] < 3.0, low  # (1.5 s here; whole segments: about three, ~6 s)
 
     async def publishing():
         return await publish(server.ws_url, "cam", media / "main.mp4", seconds=25,
