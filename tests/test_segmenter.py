@@ -112,7 +112,7 @@ def test_parts_of_at_most_the_target_make_up_each_segment(files):
     playlist = cut.playlist()
     uris = [line.split('URI="')[1].split('"')[0] for line in playlist.splitlines()
             if line.startswith("#EXT-X-PART:")]
-    assert uris == [part.uri for number in (made - 2, made - 1, made)
+    assert uris == [part.uri for number in range(made - hls.PARTED, made + 1)
                     for part in cut.parts[number]]
     assert cut.part(made - hls.PARTS_KEPT, 0)  # no longer listed, still fetchable
     coming = len(cut.parts[made])

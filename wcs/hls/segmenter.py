@@ -51,8 +51,9 @@ LEAD = 1.0
 PART_TARGET = 0.5
 #: How far behind the live edge an LL-HLS player should play (s): 3 parts, the spec's least.
 PART_HOLD_BACK = 3 * PART_TARGET
-#: Complete segments whose parts the playlist still lists.
-PARTED = 2
+#: Complete segments whose parts the playlist still lists: parts leave it once more
+#: than three target durations from its end (RFC 8216bis 4.4.4.9).
+PARTED = 3
 #: Complete segments whose parts are kept: a part stays fetchable for three target
 #: durations after the playlist stops listing it (RFC 8216bis 6.2.2).
 PARTS_KEPT = PARTED + 3
