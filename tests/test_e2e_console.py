@@ -8,10 +8,12 @@ A screenshot of the console goes to ``artifacts/console.png`` (kept, not in git)
 from __future__ import annotations
 
 import time
+from urllib.parse import urljoin
 
 from testkit.browser import recorded_page
 from testkit.harness import REPO
 from testkit.pages import open_player, video_state, wait_status, wait_video
+from testkit.rest_client import http_status
 
 ARTIFACTS = REPO / "artifacts"
 ROW = "#liveTable tr[data-name='{name}']"
@@ -90,6 +92,17 @@ def test_library_broadcast_terminate_and_stats(start_server, page, browser, medi
         wait_status(viewer, "PLAYING")
         wait_video(viewer)
         wait_text(page, f"{row} td.webrtc", "2", timeout=10000)
+        # its HLS: the playlist by the console's link, and the SDK's hls.js demo in its
+        # low-latency mode by the other link, playing at once
+        playlist = page.get_attribute(f"{row} a.hls-link", "href")
+        assert playlist == f"{server.hls_url}/show/show.m3u8", playlist
+        assert http_status(playlist) == 200
+        viewer.goto(urljoin(server.http_url + "/",
+                            page.get_attribute(f"{row} a.hls-play", "href")))
+        assert wait_video(viewer, "#remoteVideo", timeout_ms=20000)["width"] == 640
+        wait_text(page, f"{row} td.hls", "1", timeout=10000)
+        open_player(viewer, server, "show")  # back to WebRTC beside the console
+        wait_status(viewer, "PLAYING")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
         print(f"console screenshot: {ARTIFACTS / 'console.png'}")

@@ -37,14 +37,18 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 class PageConfig(resource.Resource):
-    """``/config.json``: what our own page needs to know to reach the WebSocket."""
+    """``/config.json``: what our own pages need to know to reach the WebSocket and
+    HLS ports (0: off), and whether the SDK's demo pages are served."""
 
     isLeaf = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.body = json.dumps({"wsPort": settings.ws_port,
-                                "wssPort": settings.wss_port}).encode()
+                                "wssPort": settings.wss_port,
+                                "hlsPort": settings.hls_port,
+                                "hlsSslPort": settings.hls_ssl_port,
+                                "sdk": settings.websdk_dir is not None}).encode()
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")

@@ -12,6 +12,9 @@ const LIBRARY_EVERY = 15000; // and of the library (every 2 s while files are be
 
 let apiKey = sessionStorage.getItem("wcsvod.restKey") || "";
 let wsUrl = "";
+let hlsBase = ""; // http(s)://host:port of the HLS port this page's scheme reaches ("": off)
+let sdkServed = false;
+const HLS_DEMO = "client2/examples/demo/streaming/hls-js-player/hls-js-player.html";
 let libraryOffset = 0;
 let libraryTimer = null;
 
@@ -211,7 +214,8 @@ async function refreshLive() {
     const names = [stream.localStreamName, stream.uri];
     rows.push(liveRow(stream.localStreamName, "vod-live" + (stream.loop ? " (loop)" : ""),
                       stream.uri, viewersOf(plays, names), stream.hlsViewers, stream.uptime,
-                      stream.bitrate, {localStreamName: stream.localStreamName}, "vod/terminate"));
+                      stream.bitrate, {localStreamName: stream.localStreamName}, "vod/terminate",
+                      true));
   }
   for (const [uri, group] of personal) {
     const hls = group.reduce((sum, s) => sum + s.hlsViewers, 0);
@@ -223,14 +227,32 @@ async function refreshLive() {
     rows.push(liveRow(publication.name, `published (${publication.mediaProvider})`, "",
                       viewersOf(plays, [publication.name]), 0,
                       (Date.now() - publication.createDate) / 1000, 0,
-                      {mediaSessionId: publication.mediaSessionId}, "stream/terminate"));
+                      {mediaSessionId: publication.mediaSessionId}, "stream/terminate", true));
   }
   $("liveTable").tBodies[0].replaceChildren(...rows);
   $("liveEmpty").hidden = rows.length > 0;
   $("liveSummary").textContent = rows.length ? `${rows.length} streams, ${plays.length} plays` : "";
 }
 
-function liveRow(name, kind, uri, viewers, hls, uptime, bitrate, selector, terminate) {
+/** The stream's HLS playlist on this server, as WCS names it ("" with HLS off). */
+function hlsUrl(name) {
+  if (!hlsBase) return "";
+  const quoted = encodeURIComponent(name);
+  return `${hlsBase}/${quoted}/${quoted}.m3u8`;
+}
+
+function link(label, className, href) {
+  const a = document.createElement("a");
+  a.textContent = label;
+  a.className = className;
+  a.href = href;
+  a.target = "_blank";
+  a.rel = "noopener";
+  return a;
+}
+
+function liveRow(name, kind, uri, viewers, hls, uptime, bitrate, selector, terminate,
+                 offersHls = false) {
   const tr = document.createElement("tr");
   tr.dataset.name = name;
   tr.append(cell(name, "name"), cell(kind), cell(uri, "uri"), cell(viewers.WebRTC, "webrtc"),
@@ -243,6 +265,14 @@ function liveRow(name, kind, uri, viewers, hls, uptime, bitrate, selector, termi
       await rest(terminate, selector).catch(() => null);
       refreshLive();
     }));
+  const playlist = offersHls ? hlsUrl(name) : ""; // (personal vod:// plays have none)
+  if (playlist) {
+    actions.append(link("HLS", "hls-link", playlist));
+    if (sdkServed) { // the SDK's hls.js demo, in its low-latency mode, playing at once
+      actions.append(link("Play HLS", "hls-play", `${HLS_DEMO}?llhls=true&autoplay=true` +
+                                                  `&src=${encodeURIComponent(playlist)}`));
+    }
+  }
   tr.append(actions);
   return tr;
 }
@@ -316,6 +346,9 @@ fetch("config.json").then((r) => r.json()).then((config) => {
   const secure = location.protocol === "https:";
   wsUrl = (secure ? "wss://" : "ws://") + location.hostname + ":" +
     (secure ? config.wssPort : config.wsPort) + "/";
+  const hlsPort = secure ? config.hlsSslPort : config.hlsPort;
+  hlsBase = hlsPort ? `${location.protocol}//${location.hostname}:${hlsPort}` : "";
+  sdkServed = Boolean(config.sdk);
   refreshAll();
   setInterval(refreshLive, LIVE_EVERY);
 });
