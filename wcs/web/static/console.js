@@ -269,8 +269,10 @@ function liveRow(name, kind, uri, viewers, hls, uptime, bitrate, selector, termi
   if (playlist) {
     actions.append(link("HLS", "hls-link", playlist));
     if (sdkServed) { // the SDK's hls.js demo, in its low-latency mode, playing at once
-      actions.append(link("Play HLS", "hls-play", `${HLS_DEMO}?llhls=true&autoplay=true` +
-                                                  `&src=${encodeURIComponent(playlist)}`));
+      // (the demo decodes src twice: once in getUrlParam, once more itself)
+      const src = encodeURIComponent(encodeURIComponent(playlist));
+      actions.append(link("Play HLS", "hls-play",
+                          `${HLS_DEMO}?llhls=true&autoplay=true&src=${src}`));
     }
   }
   tr.append(actions);
