@@ -194,7 +194,7 @@ def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
 
     async def scenario() -> tuple[object, list[Received]]:
         publishing = asyncio.ensure_future(
-            publish(server.ws_url, "cam", media / "live.mp4", seconds=14, record=True))
+            publish(server.ws_url, "cam", media / "live.mp4", seconds=10, record=True))
         await asyncio.sleep(2)
         stop = asyncio.Event()
         plays = await on_two_workers(server, "cam", stop, serving=relaying)
@@ -216,7 +216,7 @@ def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
     record = published.events[-1]
     assert record["status"] == "UNPUBLISHED" and record["recordName"], record
     assert http_status(f"{server.http_url}/client/records/{record['recordName']}") == 200
-    assert frames_in(folder / record["recordName"]) > 300
+    assert frames_in(folder / record["recordName"]) > 200
 
 
 def worker_pid(server, index: int) -> int:
