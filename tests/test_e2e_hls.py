@@ -5,6 +5,7 @@ hls-js-player demo (hls.js) in Chromium."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import re
 import socket
@@ -279,6 +280,13 @@ def test_low_latency_players_wait_for_the_next_part(start_server, media):
         else:
             with av.open(io.BytesIO(data), format="mpegts") as container:
                 assert any(packet.size for packet in container.demux(video=0))
+    # each segment says when it was live: now, and as far apart as the segments are long
+    walls = [datetime.datetime.fromisoformat(line[25:].replace("Z", "+00:00")).timestamp()
+             for line in playlist.splitlines() if line.startswith("#EXT-X-PROGRAM-DATE-TIME:")]
+    # (and the segment being filled, once it has a part)
+    assert 0 <= len(walls) - len(tags["segments"]) <= 1 and abs(walls[-1] - time.time()) < 3
+    for (_, length), wall, following in zip(tags["segments"], walls, walls[1:]):
+        assert abs(following - wall - length) < 0.05, (walls, tags["segments"])
     # parts of a segment add up to it
     last_whole = tags["segments"][-1]
     own = [float(duration) for duration, number, _, _ in parts

@@ -3,7 +3,9 @@ on a keyframe, in a playlist that follows the spec; memory bounded."""
 
 from __future__ import annotations
 
+import datetime
 import io
+import itertools
 from pathlib import Path
 
 import av
@@ -190,6 +192,35 @@ def test_a_publisher_is_asked_for_keyframes_and_a_keyframeless_stream_is_cut_any
     assert asked == [True, True, True]  # at 2 s into each segment
     assert [segment.keyframe for segment in cut.segments] == [True, False]
     assert [round(segment.duration) for segment in cut.segments] == [10, 10]
+
+
+def test_segments_say_when_they_were_live(files):
+    """EXT-X-PROGRAM-DATE-TIME before each segment (and the one being filled): the
+    wall clock of its first sample, from samples delivered when due, even when the
+    first GOP came all at once, late, as a broadcast's cached GOP does."""
+    media = Mp4File(files / "gop1.mp4", "test")
+    samples = list(itertools.takewhile(lambda s: s.time < 4.7, media.samples()))
+    began = 1_800_000_000.0  # the broadcast's moment 0, in Unix time
+    now = [0.0]
+    cut = Segmenter(media.info, "test", wall=lambda: now[0])
+    for sample in samples:
+        # the first second comes at once at 1.6 s; after that each sample when due (+2 ms)
+        now[0] = began + (1.6 if sample.time < 1.0 else sample.time + 0.002)
+        cut.deliver(sample)
+    lines = cut.playlist().splitlines()
+    stamped = [(lines[i], lines[i + 1]) for i, line in enumerate(lines)
+               if line.startswith("#EXT-X-PROGRAM-DATE-TIME:")]
+    walls = [datetime.datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00"))
+             .timestamp() for line, _ in stamped]
+    numbers = [int(after.split('URI="')[1].split(".")[0]) if "URI=" in after else None
+               for _, after in stamped]
+    listed = [segment for segment in cut.segments][-hls.LISTED:]
+    assert listed[0].number == 0  # the one that began with the late burst
+    assert len(walls) == len(listed) + 1  # and the segment being filled
+    for wall, segment in zip(walls, listed):
+        assert abs(wall - (began + segment.number * 1.0)) < 0.005, (wall - began, segment)
+    assert abs(walls[-1] - (began + cut.made * 1.0)) < 0.005
+    assert numbers[-1] == cut.made  # its parts follow
 
 
 @pytest.mark.parametrize("fps", [5, 15, 24, 60])

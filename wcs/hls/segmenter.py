@@ -20,7 +20,9 @@ the live edge instead of three segments; any other reads the segments as before.
 
 from __future__ import annotations
 
+import datetime
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +69,7 @@ class Segment:
     duration: float  # s
     data: bytes
     keyframe: bool  # starts with one
+    wall: float = 0.0  # when its first sample was live (Unix time): EXT-X-PROGRAM-DATE-TIME
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,12 @@ class Part:
         return f"{self.segment}.{self.index}.ts"
 
 
+def date_time(wall: float) -> str:
+    """``#EXT-X-PROGRAM-DATE-TIME`` for Unix time ``wall``, in UTC to the millisecond."""
+    moment = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
+    return f"#EXT-X-PROGRAM-DATE-TIME:{moment.isoformat(timespec='milliseconds')[:-6]}Z"
+
+
 class TooManyWaiting(Exception):
     """More than :data:`MAX_WAITING` players wait on one stream."""
 
@@ -93,8 +102,13 @@ class Segmenter:
     lead = 0.0
 
     def __init__(self, info: MediaInfo, label: str,
-                 ask_keyframe: Callable[[], None] = lambda: None) -> None:
+                 ask_keyframe: Callable[[], None] = lambda: None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.info = info
+        self.wall = wall
+        # wall clock less media time, the least seen: a sample is never early, and the
+        # cached GOP a segmenter starts with comes late, all at once
+        self._offset: float | None = None
         self.label = label
         self.ask_keyframe = ask_keyframe
         self.segments: deque[Segment] = deque(maxlen=KEPT)
@@ -132,6 +146,9 @@ class Segmenter:
             return  # (a loop's audio may overlap its end: never backwards)
         starts = sample.keyframe if sample.kind == "video" else not self._video
         now = sample.pts / sample.clock
+        offset = self.wall() - now
+        if self._offset is None or offset < self._offset:
+            self._offset = offset
         if self._start is None:
             if self._video and not starts:
                 return  # wait for the first keyframe
@@ -206,12 +223,16 @@ class Segmenter:
                       f"PART-HOLD-BACK={PART_HOLD_BACK:.3f}",
                       f"#EXT-X-PART-INF:PART-TARGET={PART_TARGET:.3f}"]
         for segment in listed:
+            lines.append(date_time(segment.wall))
             if not self.ended and segment.number >= self._next - PARTED:
                 lines += self._part_lines(segment.number)
             lines += [f"#EXTINF:{segment.duration:.3f},", f"{segment.number}.ts"]
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         else:
+            if self.parts.get(self._next) and self._start is not None \
+                    and self._offset is not None:
+                lines.append(date_time(self._start + self._offset))
             lines += self._part_lines(self._next)
             if self._start is not None:
                 coming = len(self.parts.get(self._next, ()))
@@ -277,7 +298,8 @@ class Segmenter:
         self._asked = False
         duration = max(end - self._start, 0.001)
         data = mpegts.segment(samples, self.info, self._base)
-        self.segments.append(Segment(self._next, duration, data, samples[0].keyframe))
+        wall = self._start + (self._offset or 0.0)
+        self.segments.append(Segment(self._next, duration, data, samples[0].keyframe, wall))
         self._next += 1
         for old in [number for number in self.parts if number < self._next - PARTS_KEPT]:
             del self.parts[old]
