@@ -17,7 +17,7 @@ from wcs.hls import segmenter as hls
 from wcs.hls.packagers import Packager
 from wcs.hls.segmenter import Segmenter
 from wcs.media.sample import MediaInfo, Sample, VideoInfo
-from wcs.web.hls import HlsFile
+from wcs.web.hls import FIRST_SEGMENT_WAIT, HlsFile
 
 FPS = 30
 
@@ -90,6 +90,20 @@ def test_a_blocking_reload_answers_once_its_part_is_made(stream, clock):
     # already there: answered at once
     now = ask(stream, clock, "show.m3u8", _HLS_msn="1")
     assert now.finished and "1.ts" in body(now)
+
+
+def test_a_first_playlist_waits_for_the_first_segment_or_15_s(stream, clock):
+    first = ask(stream, clock, "show.m3u8")
+    stream.feed(FPS)  # a second: no segment cut yet
+    assert not first.finished
+    stream.feed(1)  # the next keyframe cuts it
+    assert first.finished and first.responseCode == 200 and "0.ts" in body(first)
+    late = Stream()
+    waiting = ask(late, clock, "show.m3u8")
+    clock.advance(FIRST_SEGMENT_WAIT)
+    assert waiting.finished and waiting.responseCode == 503
+    assert json.loads(body(waiting))["message"] == "no segment yet: ask again shortly"
+    assert late.segmenter._watching == []
 
 
 def test_a_wait_ends_503_after_three_target_durations(stream, clock):

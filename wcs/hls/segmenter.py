@@ -122,7 +122,6 @@ class Segmenter:
         self._last: dict[str, int] = {}  # last pts by kind: timestamps only go forward
         self._next = 0
         self._asked = False
-        self._waiting: list[Deferred[None]] = []
         self._video = info.video is not None
         # Low-Latency HLS: parts by segment number (the last PARTS_KEPT and the current)
         self.parts: dict[int, list[Part]] = {}
@@ -196,15 +195,6 @@ class Segmenter:
         self._wake()
 
     # --- what HLS serves
-
-    def ready(self) -> Deferred[None]:
-        """Fires once there is a segment (or the stream ended)."""
-        done: Deferred[None] = Deferred()
-        if self.segments or self.ended:
-            done.callback(None)
-        else:
-            self._waiting.append(done)
-        return done
 
     def playlist(self) -> str:
         """The media playlist: the last ``LISTED`` segments, the parts of the last
@@ -316,15 +306,9 @@ class Segmenter:
         parts.append(Part(self._next, len(parts), max(end - start, 0.001), data,
                           samples[0].keyframe if self._video else True))
         if wake:
-            self._wake_watchers()
+            self._wake()
 
     def _wake(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for done in waiting:
-            done.callback(None)
-        self._wake_watchers()
-
-    def _wake_watchers(self) -> None:
         self._playlist = None  # every change comes through here
         watching, self._watching = self._watching, []
         for done in watching:

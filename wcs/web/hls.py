@@ -94,10 +94,7 @@ class HlsFile(resource.Resource):
             address = getattr(request.getClientAddress(), "host", "")
             METERS.hls_viewers.seen((address, name), self.clock.seconds())
             answer = self.packagers.get(name)
-            if blocking is None:
-                answer.addCallback(self._playlist)
-            else:
-                answer.addCallback(self._blocking_playlist, request, *blocking)
+            answer.addCallback(self._playlist, request, blocking)
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
             answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
         elif part is not None:
@@ -110,35 +107,26 @@ class HlsFile(resource.Resource):
         answer.addCallback(self._send, request)
         return NOT_DONE_YET
 
-    def _playlist(self, packager: Packager) -> Deferred[tuple[int, bytes, bytes]]:
+    def _playlist(self, packager: Packager, request: Request,
+                  blocking: tuple[int, int | None] | None) -> Deferred[tuple[int, bytes, bytes]]:
+        """The playlist once it lists a segment; for a blocking reload (``blocking``:
+        ``_HLS_msn`` and ``_HLS_part``), once it holds what was asked for."""
         segmenter = packager.segmenter
 
-        def ready(_: Any) -> tuple[int, bytes, bytes]:
-            packager.used = self.clock.seconds()
-            if not segmenter.segments:
-                if segmenter.ended:
-                    raise NotFound(segmenter.failure or "The stream ended before its "
-                                                        "first segment")
-                return 503, PLAYLIST_TYPE, b""  # (not yet: the player asks again)
+        def answer() -> tuple[int, bytes, bytes]:
+            if not segmenter.segments:  # (ended before any)
+                raise NotFound(segmenter.failure or "The stream ended before its "
+                                                    "first segment")
             return 200, PLAYLIST_TYPE, segmenter.playlist().encode("ascii")
 
-        waiting = segmenter.ready()
-        waiting.addTimeout(FIRST_SEGMENT_WAIT, self.clock, onTimeoutCancel=lambda *_: None)
-        return waiting.addCallback(ready)
-
-    def _blocking_playlist(self, packager: Packager, request: Request, number: int,
-                           part: int | None) -> Deferred[tuple[int, bytes, bytes]]:
-        segmenter = packager.segmenter
+        if blocking is None:
+            return self._when(packager, request,
+                              lambda: bool(segmenter.segments) or segmenter.ended, answer,
+                              FIRST_SEGMENT_WAIT, b"")  # (503: the player asks again)
+        number, part = blocking
         if number > segmenter.made + 1:  # the last whole segment is made - 1
             raise BadRequest(f"_HLS_msn={number} is more than two segments past the "
                              f"playlist's last ({segmenter.made - 1})")
-
-        def answer() -> tuple[int, bytes, bytes]:
-            packager.used = self.clock.seconds()
-            if not segmenter.segments and segmenter.ended:
-                raise NotFound(segmenter.failure or "The stream ended")
-            return 200, PLAYLIST_TYPE, segmenter.playlist().encode("ascii")
-
         return self._when(packager, request, lambda: segmenter.has(number, part), answer)
 
     def _part(self, packager: Packager, request: Request, number: int,
@@ -158,13 +146,17 @@ class HlsFile(resource.Resource):
         return self._when(packager, request, made, answer)
 
     def _when(self, packager: Packager, request: Request, ready: Callable[[], bool],
-              answer: Callable[[], tuple[int, bytes, bytes]]) -> Deferred:
+              answer: Callable[[], tuple[int, bytes, bytes]], wait: float | None = None,
+              late: bytes = b"nothing new in time: ask again") -> Deferred:
         """``answer()`` once ``ready()``, checked at each change of the stream; 503
-        after :data:`BLOCKING_TARGETS` target durations. A player waiting is a
-        player: the stream's HLS is not idle meanwhile; one that leaves stops
-        waiting at once (its place among the stream's waiting players freed)."""
+        (saying ``late``) after ``wait`` seconds, by default :data:`BLOCKING_TARGETS`
+        target durations. A player waiting is a player: the stream's HLS is not idle
+        meanwhile; one that leaves stops waiting at once (its place among the
+        stream's waiting players freed)."""
         segmenter = packager.segmenter
-        deadline = self.clock.seconds() + BLOCKING_TARGETS * segmenter.target
+        if wait is None:
+            wait = BLOCKING_TARGETS * segmenter.target
+        deadline = self.clock.seconds() + wait
         waiting: list[Deferred[None]] = []
         request.notifyFinish().addErrback(
             lambda _: waiting[-1].cancel() if waiting else None)
@@ -175,7 +167,7 @@ class HlsFile(resource.Resource):
                 return answer()
             left = deadline - self.clock.seconds()
             if left <= 0:
-                return 503, PLAYLIST_TYPE, b"nothing new in time: ask again"
+                return 503, PLAYLIST_TYPE, late
             if request._disconnected:
                 raise CancelledError()
             changed = segmenter.changed()
