@@ -79,6 +79,24 @@ def hls_path(name: str, file: str | None = None) -> str:
     return f"/{quoted}/{file or quoted + '.m3u8'}"
 
 
+async def fetch_new(client: Client, name: str, listed: list[str], fetched: set[str],
+                    counts: dict) -> list[bytes]:
+    """Fetch what ``listed`` names that was not fetched yet (on a first look, only
+    the last: a player starts near the live edge), counted; what came back whole."""
+    if not fetched:
+        fetched.update(listed[:-1])
+    got_back = []
+    for uri in listed:
+        if uri not in fetched:
+            fetched.add(uri)
+            status, data = await client.get(hls_path(name, uri))
+            counts["segments"] += 1
+            counts["failed"] += status != 200
+            if status == 200:
+                got_back.append(data)
+    return got_back
+
+
 async def hls_viewer(server, name: str, until: float, check: bool, counts: dict) -> None:
     """Poll the playlist every second; fetch each segment not fetched yet."""
     client = Client(server.host, server.ports["hls.port"])
@@ -89,17 +107,10 @@ async def hls_viewer(server, name: str, until: float, check: bool, counts: dict)
             if status == 200:
                 listed = [line for line in body.decode().splitlines()
                           if line and not line.startswith("#")]
-                if not fetched:  # a player starts near the live edge
-                    fetched.update(listed[:-1])
-                for line in listed:
-                    if line not in fetched:
-                        fetched.add(line)
-                        got, data = await client.get(hls_path(name, line))
-                        counts["segments"] += 1
-                        counts["failed"] += got != 200
-                        if check and got == 200:
-                            with av.open(io.BytesIO(data), format="mpegts") as container:
-                                counts["decoded"] += sum(1 for _ in container.decode(video=0))
+                for data in await fetch_new(client, name, listed, fetched, counts):
+                    if check:
+                        with av.open(io.BytesIO(data), format="mpegts") as container:
+                            counts["decoded"] += sum(1 for _ in container.decode(video=0))
             await asyncio.sleep(1.0)
     finally:
         client.close()
@@ -125,21 +136,13 @@ async def ll_viewer(server, name: str, until: float, check: bool, counts: dict) 
                 await asyncio.sleep(0.5)
                 continue
             text = body.decode()
-            listed = PART_URI.findall(text)
-            if not fetched:  # start at the live edge
-                fetched.update(listed[:-1])
-            for part in listed:
-                if part not in fetched:
-                    fetched.add(part)
-                    got, data = await client.get(hls_path(name, part))
-                    counts["segments"] += 1
-                    counts["failed"] += got != 200
-                    if check and got == 200:  # parts decode in a row, from a keyframe
-                        with av.open(io.BytesIO(data), format="mpegts") as container:
-                            for packet in container.demux(video=0):
-                                started = started or packet.is_keyframe
-                                if packet.size and started:
-                                    counts["decoded"] += len(decoder.decode(packet))
+            for data in await fetch_new(client, name, PART_URI.findall(text), fetched, counts):
+                if check:  # parts decode in a row, from a keyframe
+                    with av.open(io.BytesIO(data), format="mpegts") as container:
+                        for packet in container.demux(video=0):
+                            started = started or packet.is_keyframe
+                            if packet.size and started:
+                                counts["decoded"] += len(decoder.decode(packet))
             hint = HINT.search(text)
             query = f"?_HLS_msn={hint[1]}&_HLS_part={hint[2]}" if hint else ""
     finally:

@@ -143,6 +143,13 @@ class Server:
         return [(kind, stream, amf0.decode(body) if kind in (18, 20) else body)
                 for kind, stream, _, body in self.reader.feed(self.seen)]
 
+    def publishing(self) -> None:
+        """The handshake, then yes to connect, createStream and publish."""
+        self.handshake()
+        self.command("_result", 1.0, None, {})
+        self.command("_result", 4.0, None, 1.0)
+        self.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+
     def command(self, *values: object, stream: int = 0) -> None:
         self.publisher.dataReceived(b"".join(message(3, 20, 0, amf0.encode(*values), stream,
                                                      chunk_size=128)))
@@ -208,10 +215,7 @@ def test_a_server_that_is_not_rtmp_is_left():
 
 def test_a_drop_after_publishing_can_be_tried_again():
     server = Server()
-    server.handshake()
-    server.command("_result", 1.0, None, {})
-    server.command("_result", 4.0, None, 1.0)
-    server.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    server.publishing()
     server.publisher.connectionLost()
     error = server.events[-1]
     assert "closed the connection" in str(error) and not error.final
@@ -250,10 +254,7 @@ def test_a_certificate_refused_is_final_and_says_why():
 
 def test_a_tls_error_while_publishing_may_be_tried_again():
     server = Server()
-    server.handshake()
-    server.command("_result", 1.0, None, {})
-    server.command("_result", 4.0, None, 1.0)
-    server.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    server.publishing()
     server.publisher.connectionLost(Failure(SSL.Error([("SSL routines", "", "bad record mac")])))
     error = server.events[-1]
     assert str(error) == "TLS: bad record mac" and not error.final
@@ -264,16 +265,10 @@ def test_only_a_publishing_connection_is_closed_in_order():
     waiting.publisher.close()  # nothing worth sending: at once (TLS would wait)
     assert waiting.transport.disconnected  # StringTransport's mark of an abort
     publishing = Server()
-    publishing.handshake()
-    publishing.command("_result", 1.0, None, {})
-    publishing.command("_result", 4.0, None, 1.0)
-    publishing.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    publishing.publishing()
     publishing.publisher.close()  # what was written goes out first
     assert publishing.transport.disconnecting and not publishing.transport.disconnected
     stalled = Server()
-    stalled.handshake()
-    stalled.command("_result", 1.0, None, {})
-    stalled.command("_result", 4.0, None, 1.0)
-    stalled.command("onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}, stream=1)
+    stalled.publishing()
     stalled.publisher.close(abort=True)  # a server that reads nothing
     assert stalled.transport.disconnected

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -37,6 +38,16 @@ def run(path: Path, loop: bool = False, until: float = 1e9) -> tuple[Segmenter, 
         cut.deliver(sample)
         fed.append(sample)
     return cut, fed
+
+
+def segments_made(files: Path, count: int) -> tuple[Segmenter, Iterator[Sample]]:
+    """A looping file fed until ``count`` segments are made; the samples to come."""
+    media = Mp4File(files / "gop1.mp4", "test")
+    cut = Segmenter(media.info, "test")
+    samples = media.samples(loop=True)
+    while cut.made < count:
+        cut.deliver(next(samples))
+    return cut, samples
 
 
 def packets(data: bytes) -> dict[str, list[av.Packet]]:
@@ -124,11 +135,7 @@ def test_parts_of_at_most_the_target_make_up_each_segment(files):
 
 
 def test_a_player_may_wait_for_the_next_part(files):
-    media = Mp4File(files / "gop1.mp4", "test")
-    cut = Segmenter(media.info, "test")
-    samples = media.samples(loop=True)
-    while cut.made < 2:
-        cut.deliver(next(samples))
+    cut, samples = segments_made(files, 2)
     number, coming = cut.next_part()
     assert cut.has(number - 1) and not cut.has(number) and not cut.has(number, coming)
     assert cut.has(number, coming - 1) if coming else True
@@ -240,11 +247,7 @@ def test_parts_keep_under_the_target_whatever_the_frame_rate(fps):
 
 
 def test_a_player_waiting_at_a_segment_s_end_wakes_to_the_whole_segment(files):
-    media = Mp4File(files / "gop1.mp4", "test")
-    cut = Segmenter(media.info, "test")
-    samples = media.samples(loop=True)
-    while cut.made < 1:
-        cut.deliver(next(samples))
+    cut, samples = segments_made(files, 1)
     seen = []
 
     def woken(_):
