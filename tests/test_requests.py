@@ -10,8 +10,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from tests.test_registry import FakeSources, Viewer
-from wcs.errors import NegotiationError, RecordingFailed
+from wcs.errors import ICE_FAILED, NegotiationError, RecordingFailed
 from wcs.media.sample import MediaInfo, Sample, VideoInfo
+from wcs.mse.viewer import MEDIA_TRANSPORT_WAIT, NO_MEDIA_TRANSPORT
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.negotiation import ICE_TIMEOUT
 from wcs.signalling.requests import StreamRequests
@@ -29,6 +30,8 @@ class FakePlayer(Viewer):
         self.fail_with = fail_with
         self.was_answered = False
         self.is_closed = False
+        self.connect_deadline = (MEDIA_TRANSPORT_WAIT, NO_MEDIA_TRANSPORT) \
+            if provider == "MSE" else (ICE_TIMEOUT, ICE_FAILED)
 
     def answer(self, offer_sdp):
         if self.fail_with:
@@ -159,12 +162,24 @@ def test_a_play_negotiates_then_subscribes_when_connected(front):
     assert player.is_closed and registry.find() == []  # its last viewer left
 
 
-def test_a_player_that_never_connects_fails_by_ice_timeout(front):
+def test_a_webrtc_player_that_never_connects_fails_by_ice_timeout(front):
+    _, transports, _, clock, page = front
+    play(page, "m1", "vod://a.mp4")
+    clock.advance(ICE_TIMEOUT - 0.5)
+    assert page.statuses("m1")[-1][0] == "PENDING"
+    clock.advance(1)
+    assert page.statuses("m1")[-1] == ("FAILED", ICE_FAILED, None)
+    assert transports.players[0].is_closed
+
+
+def test_an_mse_play_whose_media_socket_never_comes_fails_saying_so_within_10_s(front):
     _, transports, _, clock, page = front
     play(page, "m1", "vod://a.mp4", provider="MSE")
     assert transports.players[0].provider == "MSE"
-    clock.advance(ICE_TIMEOUT + 1)
-    assert page.statuses("m1")[-1] == ("FAILED", "Failed by ICE timeout", None)
+    clock.advance(MEDIA_TRANSPORT_WAIT + 0.1)
+    status, info, _ = page.statuses("m1")[-1]
+    assert MEDIA_TRANSPORT_WAIT <= 10 and status == "FAILED"
+    assert info.startswith("No media transport") and "connectMediaTransport" in info
     assert transports.players[0].is_closed
 
 

@@ -16,6 +16,8 @@ INVALID_NAME = "Invalid stream name"
 #: What a page is told when a bug, not its request, ended its stream (the
 #: traceback goes to the log).
 INTERNAL_ERROR = "Internal error"
+#: A peer that never connected (WCS's own words).
+ICE_FAILED = "Failed by ICE timeout"
 
 
 class WcsError(Exception):

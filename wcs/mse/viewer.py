@@ -31,6 +31,11 @@ PAUSED_ALLOWANCE = 512 * 1024
 #: Media the SDK's MSE player holds before it appends anything: it waits until
 #: each track spans over 2 s (its buffer controller's ``buffered() > 2``).
 MSE_LEAD = 2.5
+#: How long after the answer the page's media socket may take to come, and
+#: what the play ends with when it does not.
+MEDIA_TRANSPORT_WAIT = 10.0
+NO_MEDIA_TRANSPORT = (f"No media transport: the page's media WebSocket (connectMediaTransport) "
+                      f"did not come within {MEDIA_TRANSPORT_WAIT:g} s")
 
 
 class MediaChannel(Protocol):
@@ -60,6 +65,7 @@ class MseViewer:
 
     pressed_join = False  # MSE plays the cached GOP at its own pace from its keyframe
     lead = MSE_LEAD  # sent at once: the first picture does not wait for 2 s of media
+    connect_deadline = (MEDIA_TRANSPORT_WAIT, NO_MEDIA_TRANSPORT)
 
     def __init__(self, channels: MediaChannels, session_id: str, info: MediaInfo,
                  label: str, clock: IReactorTime,

@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.errors import INTERNAL_ERROR, WcsError
+from wcs.errors import ICE_FAILED, INTERNAL_ERROR, WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
@@ -52,9 +52,10 @@ class Negotiation:
         self.media.status, self.media.info = status, info or ""
         self.session.report_stream(self.request, status, info, **extra)
 
-    def arm_ice_timeout(self) -> None:
-        self._timer = self.clock.callLater(ICE_TIMEOUT, self.end, "FAILED",
-                                           "Failed by ICE timeout")
+    def arm_deadline(self, seconds: float = ICE_TIMEOUT, info: str = ICE_FAILED) -> None:
+        """End FAILED with ``info`` unless the transport connects within ``seconds``
+        (ICE for WebRTC, the media socket for MSE): no page waits in silence."""
+        self._timer = self.clock.callLater(seconds, self.end, "FAILED", info)
 
     def disarm(self) -> None:
         if self._timer is not None and self._timer.active():

@@ -32,7 +32,7 @@ class Playback(Negotiation):
             self.request.media_provider, self.session.id, stream.info, self.label,
             self._player_state)
         self.report("PENDING")
-        self.arm_ice_timeout()  # ICE must connect, or the MSE media socket come
+        self.arm_deadline(*self.player.connect_deadline)  # ICE, or the MSE media socket
         answering = self.player.answer(self.request.sdp)
         answering.addCallback(self._answered).addErrback(self.refused)
 

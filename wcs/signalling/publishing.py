@@ -40,7 +40,7 @@ class Publication(Negotiation):
             return
         self.publisher = self.transports.publisher(f"publish {self.request.name!r}",
                                                    self._sample, self._state)
-        self.arm_ice_timeout()
+        self.arm_deadline()
         answering = self.publisher.answer(self.request.sdp)
         answering.addCallback(self._answered).addErrback(self.refused)
 

@@ -32,6 +32,10 @@ class Player(Subscriber, Protocol):
     #: subscribes the player points it at the stream's ``request_keyframe``.
     on_keyframe_request: Callable[[], None]
 
+    #: Seconds it may take to report "connected" after the answer, and the
+    #: FAILED info if it does not (what the page waits for, named).
+    connect_deadline: tuple[float, str]
+
     def answer(self, offer_sdp: str) -> Deferred[str]:
         """The SDP answer for the page's offer (with every candidate: no trickle)."""
 

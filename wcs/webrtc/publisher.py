@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
-from wcs.errors import INTERNAL_ERROR, NegotiationError
+from wcs.errors import ICE_FAILED, INTERNAL_ERROR, NegotiationError
 from wcs.media import h264
 from wcs.media.audio import AacTranscoder
 from wcs.media.reencode import Vp8ToH264
@@ -218,7 +218,7 @@ class WebRTCPublisher:
             self._on_state("connected", None)
         elif state in ("failed", "closed"):  # closed: aiortc did, the page's side went
             self._fail("Failed by peer connection: the publisher's connection was lost"
-                       if self.connected else "Failed by ICE timeout")
+                       if self.connected else ICE_FAILED)
 
     def _connect_failed(self, error: Exception) -> None:
         self._fail(f"Failed by peer connection: {str(error) or type(error).__name__}")

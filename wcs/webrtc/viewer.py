@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
-from wcs.errors import INTERNAL_ERROR, NegotiationError
+from wcs.errors import ICE_FAILED, INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
 from wcs.webrtc import codecs, ice
@@ -97,6 +97,7 @@ class WebRTCViewer:
 
     pressed_join = True  # a late joiner shows the live moment at once
     lead = 0.0
+    connect_deadline = (20.0, ICE_FAILED)  # WCS's ICE timeout
 
     def __init__(self, info: MediaInfo, label: str,
                  on_state: Callable[[str, str | None], None], fast: bool = True) -> None:
@@ -174,7 +175,7 @@ class WebRTCViewer:
             self.connected = True
             self._ready = asyncio.ensure_future(self._senders_ready(), loop=aio.loop())
         elif state in ("failed", "closed"):  # closed: by aiortc, the browser's side went
-            self._end("failed", LOST if self.connected else "Failed by ICE timeout")
+            self._end("failed", LOST if self.connected else ICE_FAILED)
 
     async def _senders_ready(self) -> None:
         for track in list(self.tracks.values()):
