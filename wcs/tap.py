@@ -31,7 +31,9 @@ from twisted.python.threadpool import ThreadPool  # noqa: E402
 from wcs import config, logs  # noqa: E402
 from wcs.access.gate import Gate  # noqa: E402
 from wcs.access.hooks import RestHooks  # noqa: E402
+from wcs.cluster.admissions import Admissions, LocalAdmission  # noqa: E402
 from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
+from wcs.cluster.hub import Hub, HubDirectory  # noqa: E402
 from wcs.cluster.relay import RelayService  # noqa: E402
 from wcs.cluster.store import Load, Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
@@ -276,8 +278,11 @@ BACKLOG = 1024
 #: Port keys of the listeners, plain and TLS.
 PLAIN, SECURE = ("ws.port", "http.port", "hls.port"), ("wss.port", "https.port", "hls.ssl.port")
 #: Served by the first worker only: each HLS stream is cut into segments in one
-#: place, so that a player's playlist and segments agree whichever it asks.
-FIRST_WORKER_ONLY = ("hls.port", "hls.ssl.port")
+#: place, so that a player's playlist and segments agree whichever it asks; and
+#: wss, because a page's two sockets must meet on one worker and a TLS
+#: connection cannot be handed to another process (its keys live in OpenSSL in
+#: the one that accepted it), as a plain ws media socket is.
+FIRST_WORKER_ONLY = ("hls.port", "hls.ssl.port", "wss.port")
 
 
 def listen_descriptions(settings: Settings) -> dict[str, str]:
@@ -320,10 +325,12 @@ Listen = Callable[[str, IProtocolFactory], service.IService]
 
 def compose(settings: Settings, listen: Listen | None = None,
             directory: Directory | None = None, relay: RelayService | None = None,
-            worker: str = "") -> service.MultiService:
+            worker: str = "", peers: HubDirectory | None = None) -> service.MultiService:
     """The whole server in this process (``workers=1``), or one worker of
     several: then ``listen`` adopts the supervisor's sockets, ``directory`` is
-    the supervisor's and ``relay`` serves and fetches published streams."""
+    the supervisor's, ``relay`` serves and fetches published streams and
+    ``peers`` (the supervisor's hub) counts sessions for every worker and
+    passes media sockets between them."""
     from twisted.internet import reactor
 
     if listen is None:
@@ -362,7 +369,13 @@ def compose(settings: Settings, listen: Listen | None = None,
                     RtmpConnector(_push_trust(settings)))
     pushes.setServiceParent(top)
     signalling = SignallingFactory(
-        settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor)
+        settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor,
+        admission=peers if peers is not None else LocalAdmission(
+            Admissions(limits.max_sessions, limits.max_sessions_per_address)),
+        worker=registry.directory.worker, handoff=peers)
+    if peers is not None:
+        peers.adopter = signalling.adopt
+    registry.on_transport_refused = signalling.transport_refused
     root, rest = build_root(settings, gate)
     rest.putChild(b"vod", VodApi(registry, rest.access, gate,
                                  Library(settings.media_dir, in_pool)))
@@ -441,7 +454,6 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
     """``workers`` processes sharing the listeners, and the store they share."""
     from twisted.internet import reactor
 
-    from wcs.cluster.hub import Hub
     from wcs.cluster.workers import Listener, Supervisor, python_command
 
     if _ports(settings, SECURE):
@@ -456,8 +468,10 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
                                    **_ports(settings, SECURE)}.items()]
     command = python_command() + options.worker_arguments()
     node = settings.node if settings.cluster_redis_url else ""
-    Supervisor(reactor, command, settings.worker_count, listeners, Hub(cluster_store(settings)),
-               node).setServiceParent(top)
+    limits = settings.limits
+    hub = Hub(cluster_store(settings),
+              Admissions(limits.max_sessions, limits.max_sessions_per_address))
+    Supervisor(reactor, command, settings.worker_count, listeners, hub, node).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top
 

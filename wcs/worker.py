@@ -134,7 +134,7 @@ def main(argv: list[str]) -> None:
     os.close(hub_fd)
     relay = tap.relay_service(settings, hub)
     top = tap.compose(settings, _listen(settings, options.listeners), directory=hub,
-                      relay=relay, worker=worker)
+                      relay=relay, worker=worker, peers=hub)
     top.privilegedStartService()
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)

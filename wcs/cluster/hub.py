@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +21,10 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wcs.cluster.admissions import Admissions
 from wcs.cluster.directory import Terminated
 from wcs.cluster.store import Entry, Load, Store
+from wcs.limits import Limits
 
 log = Logger()
 
@@ -29,12 +32,18 @@ log = Logger()
 AMP_VALUE = 65535
 
 
-class Json(amp.Argument):
-    """Any JSON value, however long (AMP caps one value at 64 KiB, so a long one
-    goes as ``name``, ``name.1``, ``name.2``... in the same box)."""
+class Blob(amp.Argument):
+    """Bytes however long (AMP caps one value at 64 KiB, so a long one goes as
+    ``name``, ``name.1``, ``name.2``... in the same box)."""
+
+    def encode(self, value: Any) -> bytes:
+        return bytes(value)
+
+    def decode(self, data: bytes) -> Any:
+        return data
 
     def toBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
-        data = json.dumps(objects[name.decode()]).encode()
+        data = self.encode(objects[name.decode()])
         pieces = [data[i:i + AMP_VALUE] for i in range(0, len(data), AMP_VALUE)] or [b""]
         strings[name] = pieces[0]
         for number, piece in enumerate(pieces[1:], 1):
@@ -44,7 +53,17 @@ class Json(amp.Argument):
         pieces = [strings[name]]
         while (key := name + b"." + str(len(pieces)).encode()) in strings:
             pieces.append(strings[key])
-        objects[name.decode()] = json.loads(b"".join(pieces))
+        objects[name.decode()] = self.decode(b"".join(pieces))
+
+
+class Json(Blob):
+    """Any JSON value, however long."""
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
 
 
 class Hello(amp.Command):
@@ -107,6 +126,41 @@ class Secret(amp.Command):
     response = [(b"secret", amp.Unicode())]
 
 
+class Enter(amp.Command):
+    """A worker is about to open a session for ``address``: may it?"""
+
+    arguments = [(b"address", amp.Unicode())]
+    response = [(b"refused", amp.Unicode())]
+
+
+class Leave(amp.Command):
+    arguments = [(b"address", amp.Unicode())]
+    requiresAnswer = False
+
+
+#: What a connection handed between workers carries besides its descriptor:
+#: the socket's family, the WebSocket handshake it opened with (replayed,
+#: unanswered, by the worker that adopts it), the media token it named, the
+#: bytes read after that message, and the client's address (its session count).
+_CONNECTION = [(b"family", amp.Integer()), (b"handshake", Blob()), (b"token", amp.Unicode()),
+               (b"leftover", Blob()), (b"address", amp.Unicode())]
+
+
+class HandOff(amp.Command):
+    """Worker to supervisor: give this connection to ``worker``, whose session
+    it belongs to; ``why`` is empty when that worker has taken it."""
+
+    arguments = [(b"worker", amp.Unicode()), (b"socket", amp.Descriptor()), *_CONNECTION]
+    response = [(b"why", amp.Unicode())]
+
+
+class Adopt(amp.Command):
+    """Supervisor to worker: a connection handed over for one of your sessions."""
+
+    arguments = [(b"socket", amp.Descriptor()), *_CONNECTION]
+    response: list = []
+
+
 class Ended(amp.Command):
     """Supervisor to worker: these entries were terminated for everyone."""
 
@@ -127,11 +181,13 @@ def _encode_all(entries: list[Entry]) -> list[dict[str, Any] | None]:
 
 
 class Hub:
-    """The supervisor's store (in memory, or a cluster's Redis) and the workers
-    connected to it."""
+    """The supervisor's store (in memory, or a cluster's Redis), the session
+    caps its workers share, and the workers connected to it."""
 
-    def __init__(self, store: Any = None) -> None:
+    def __init__(self, store: Any = None, admissions: Admissions | None = None) -> None:
         self.store = store if store is not None else Store()
+        self.admissions = admissions if admissions is not None else Admissions(
+            Limits().max_sessions, Limits().max_sessions_per_address)
         self.workers: dict[str, HubProtocol] = {}
 
     def protocol(self) -> HubProtocol:
@@ -206,10 +262,42 @@ class HubProtocol(amp.AMP):
         return self._step("loads", "loads", encoding=lambda loads: [
             dataclasses.asdict(load) for load in loads])
 
+    @Enter.responder
+    def enter(self, address: str) -> dict[str, Any]:
+        return {"refused": self.hub.admissions.enter(self.worker, address)}
+
+    @Leave.responder
+    def leave(self, address: str) -> dict[str, Any]:
+        self.hub.admissions.leave(self.worker, address)
+        return {}
+
+    @HandOff.responder
+    def hand_off(self, worker: str, socket: int, address: str,
+                 **connection: Any) -> Deferred[dict[str, Any]] | dict[str, Any]:
+        """Pass the connection on to ``worker``; our copy of its descriptor is
+        closed once that worker has answered (the descriptor has gone by then)."""
+        target = self.hub.workers.get(worker)
+        if target is None or target is self:
+            os.close(socket)
+            return {"why": f"worker {worker} is not running"}
+
+        def taken(_: object) -> dict[str, Any]:
+            os.close(socket)
+            self.hub.admissions.move(address, self.worker, worker)
+            return {"why": ""}
+
+        def refused(failure: Failure) -> dict[str, Any]:
+            os.close(socket)
+            return {"why": f"worker {worker} did not take it: {failure.getErrorMessage()}"}
+
+        adopting = target.callRemote(Adopt, socket=socket, address=address, **connection)
+        return adopting.addCallbacks(taken, refused)
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         if self.worker and self.hub.workers.get(self.worker) is self:
             del self.hub.workers[self.worker]
+            self.hub.admissions.drop(self.worker)
             maybeDeferred(self.hub.store.drop, self.worker).addErrback(
                 lambda failure: log.warn("dropping worker {worker} failed: {why}",
                                          worker=self.worker, why=failure.getErrorMessage()))
@@ -224,6 +312,8 @@ class HubDirectory(amp.AMP):
         self.worker = worker
         self._on_lost = on_lost
         self._terminated: Terminated | None = None
+        #: Takes a connection another worker handed over (the signalling's ``adopt``).
+        self.adopter: Callable[..., None] | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -241,6 +331,34 @@ class HubDirectory(amp.AMP):
         if self._terminated is not None:
             self._terminated(ids, info)
         return {}
+
+    @Adopt.responder
+    def adopt(self, socket: int, **connection: Any) -> dict[str, Any]:
+        """Serve a connection handed over for one of our sessions (our copy of
+        the descriptor is ours to close: the adopting transport has its own)."""
+        try:
+            if self.adopter is None:
+                raise RuntimeError("this worker takes no connections")
+            self.adopter(socket, **connection)
+        finally:
+            os.close(socket)
+        return {}
+
+    # the session caps, counted by the supervisor for every worker
+
+    def enter(self, address: str) -> Deferred[str]:
+        """"" if a session from ``address`` may open, else the refusal's info."""
+        return self.callRemote(Enter, address=address).addCallback(
+            lambda answer: answer["refused"])
+
+    def leave(self, address: str) -> None:
+        self.callRemote(Leave, address=address)
+
+    def hand_off(self, worker: str, socket: int, **connection: Any) -> Deferred[str]:
+        """Give a connection (a duplicate of its descriptor, which the caller
+        closes once this fires) to ``worker``; fires with "" once taken, else why not."""
+        return self.callRemote(HandOff, worker=worker, socket=socket, **connection).addCallback(
+            lambda answer: answer["why"])
 
     def _entry(self, command: type[amp.Command], **arguments: Any) -> Deferred[Entry | None]:
         return self.callRemote(command, **arguments).addCallback(

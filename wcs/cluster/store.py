@@ -26,6 +26,9 @@ PUBLISHED = "published"  # a page's stream, relayed from the worker it is publis
 #: What marks a media session's id (a page's play or publication) among ended
 #: entries' ids, for listeners: pages choose those ids, so they get a namespace.
 MEDIA = "media:"
+#: What marks, among stopped media sessions' ids, a media socket's token that
+#: another node refused (the session's MSE plays then end FAILED).
+TRANSPORT = "transport:"
 
 
 @dataclass

@@ -168,6 +168,19 @@ class StreamRequests:
         except MediaTransportRefused as refused:
             raise MessageError(refused.info) from None
 
+    def media_transport_misrouted(self, token: str, info: str) -> None:
+        """A media socket came here for a session of another node: that node's
+        plays waiting for it end FAILED with ``info``."""
+        self.registry.transport_refused(token, info)
+
+    def media_transport_refused(self, owner: Session, info: str) -> None:
+        """``owner``'s media socket went to another node: its MSE plays that
+        wait for one end FAILED with ``info`` (none will come)."""
+        for negotiation in list(self._active.get(owner.id, {}).values()):
+            if isinstance(negotiation, Playback) and negotiation.request.media_provider == "MSE" \
+                    and negotiation.media.status != "PLAYING":
+                negotiation.end("FAILED", info)
+
     def release(self, session: Session) -> None:
         """The session's socket is gone: end what it played and published."""
         if session.media_owner is not None:

@@ -52,6 +52,10 @@ class StreamHandler(Protocol):
 
     def media_transport(self, owner: Session, media: Session) -> None: ...
 
+    def media_transport_misrouted(self, token: str, info: str) -> None: ...
+
+    def media_transport_refused(self, owner: Session, info: str) -> None: ...
+
 
 class Session:
     """State and answers for one browser session."""
@@ -60,18 +64,23 @@ class Session:
                  streams: StreamHandler, peer: str = "?", path: str = "/",
                  channel: Any = None,
                  lookup: Callable[[str], Session | None] = lambda token: None,
-                 address: str = "?") -> None:
+                 address: str = "?", auth_token: str | None = None,
+                 elsewhere: Callable[[str], bool] = lambda token: False) -> None:
+        """``lookup`` finds this worker's session of an ``authToken``;
+        ``elsewhere`` takes a media socket whose token names another worker's
+        session (True: it was sent there, or refused)."""
         self._send = send
         self._close = close
         self.streams = streams
         self.channel = channel  # this socket as a binary media channel (MSE)
         self._lookup = lookup
+        self._elsewhere = elsewhere
         self.media_owner: Session | None = None
         self.peer = peer
         self.address = address  # the client's IP, for the access hooks
         self.path = path
         self.id = str(uuid.uuid4())
-        self.auth_token = str(uuid.uuid4())
+        self.auth_token = auth_token or str(uuid.uuid4())
         self.established = False
         self.connecting = False  # a ``connection`` waits for the access rules
         self.closed = False
@@ -214,6 +223,9 @@ class Session:
         """The SDK's second socket for MSE media, known only by its authToken."""
         token = messages.text_field(body, "authToken", limit=128) or ""
         owner = self._lookup(token)
+        if owner is None and not self.established and self.media_owner is None \
+                and self._elsewhere(token):
+            return
         if owner is None or owner is self or self.established:
             log.info("session {session}: media transport with an unknown token refused",
                      session=self.id)

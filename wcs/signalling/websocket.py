@@ -9,15 +9,30 @@ disconnected (and logged as such), never buffered for without limit.
 Who may connect is checked at the handshake: a browser page's ``Origin`` must
 be this server's own host or one ``ws_allowed_origins`` lists (another site's
 page would otherwise act with its visitor's network position), and the
-sessions open at once, in all and from one address, are capped. A session
-sending more than ``ws_message_rate`` messages a second is closed.
+sessions open at once, in all and from one address, are capped for the whole
+server (its :class:`Admission` counts every worker's). A session sending more
+than ``ws_message_rate`` messages a second is closed.
+
+A page's MSE media socket names its session only by the ``authToken``, which
+says which worker holds the session (``<random>@<worker>``). With several
+workers the kernel gives that socket to any of them: one that is not the
+session's hands the connection itself (a duplicate of its descriptor, the
+handshake it opened with and the bytes read after ``connectMediaTransport``)
+to the session's worker through the supervisor (:class:`HandOff`), which
+replays the handshake without answering it and goes on as if it had accepted
+the socket. Media is never relayed between workers. A token of another node
+(a cluster behind a load balancer that split the page's sockets) is refused
+with the reason, and that node ends the play FAILED saying so.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
-from typing import Any
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import txaio
@@ -26,6 +41,7 @@ from autobahn.twisted.websocket import (
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -34,6 +50,62 @@ from wcs.config import Settings
 from wcs.signalling.session import Session, StreamHandler
 
 log = Logger()
+
+
+class Admission(Protocol):
+    """The whole server's session caps, asked before a handshake is answered."""
+
+    def enter(self, address: str) -> Deferred[str]:
+        """"" if one more session from ``address`` may open, else the refusal's info."""
+
+    def leave(self, address: str) -> None:
+        """A session from ``address`` closed."""
+
+
+class HandOff(Protocol):
+    """The way to the other workers of this machine (the supervisor's hub)."""
+
+    def hand_off(self, worker: str, socket: int, **connection: Any) -> Deferred[str]:
+        """Give ``worker`` the connection on (a duplicate of) ``socket``; "" once
+        it has taken it, else why not."""
+
+
+class Uncounted:
+    """No caps at all (a factory made without any, as unit tests do)."""
+
+    def enter(self, address: str) -> Deferred[str]:
+        return succeed("")
+
+    def leave(self, address: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """A connection another worker accepted for one of this worker's sessions."""
+
+    handshake: bytes
+    token: str
+    leftover: bytes
+    address: str
+
+
+#: The close code of a media socket refused for a session elsewhere (4000-4999
+#: are the application's; 4421 echoes HTTP's 421 Misdirected Request).
+MISDIRECTED_CLOSE_CODE = 4421
+#: Most time (s) a media socket about to be handed over waits for what it has
+#: already written to go out (its own replies must not follow the new worker's).
+DRAIN_WAIT = 1.0
+
+
+def token_worker(token: str) -> str:
+    """The worker whose session gave out ``token`` ("" if it names none)."""
+    random, at, worker = token.rpartition("@")
+    return worker if at and random else ""
+
+
+def _node(worker: str) -> str:
+    return worker.rpartition("/")[0]
 
 
 class SendBudget:
@@ -150,11 +222,27 @@ class SignallingProtocol(WebSocketServerProtocol):
     session: Session | None = None
     _address: str | None = None  # counted against the caps while set
     _throttled = False
+    #: Set (by the factory) on a connection handed over by another worker.
+    adoption: Adoption | None = None
+    _silent = False  # the handshake of an adopted connection is replayed, unanswered
+    _handed_to = ""  # the worker this connection was handed to
+    _gone = False
 
-    def onConnect(self, request: Any) -> None:
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if self.adoption is not None:
+            self._silent = True  # the client had its 101 from the worker that accepted
+            self.dataReceived(self.adoption.handshake)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if not self._silent:
+            super().sendData(data, sync, chopsize)
+
+    def onConnect(self, request: Any) -> Deferred[None] | None:
         self._path = request.path
         self._peer = request.peer
         settings, limits = self.factory.settings, self.factory.settings.limits
+        self._rate = MessageRate(limits.ws_message_rate, self.factory.clock)
         origin = request.headers.get("origin")
         if not origin_allowed(origin, request.headers.get("host", ""),
                               settings.ws_allowed_origins):
@@ -162,23 +250,25 @@ class SignallingProtocol(WebSocketServerProtocol):
                      peer=self._peer, origin=origin[:200])
             raise ConnectionDeny(403, f"pages of {origin[:200]} may not connect "
                                       "(list the origin in ws_allowed_origins)")
+        if self.adoption is not None:  # counted where it was accepted, and moved here
+            self._address = self.adoption.address
+            return None
         address = getattr(self.transport.getPeer(), "host", "?")
-        counts = self.factory.by_address
-        if sum(counts.values()) >= limits.max_sessions:
-            self._deny("sessions open on this server", "max_sessions", limits.max_sessions)
-        if counts[address] >= limits.max_sessions_per_address:
-            self._deny("sessions open from one address", "max_sessions_per_address",
-                       limits.max_sessions_per_address)
-        counts[address] += 1
-        self._address = address
-        self._rate = MessageRate(limits.ws_message_rate, self.factory.clock)
 
-    def _deny(self, what: str, key: str, value: int) -> None:
-        reason = f"Limit reached: {what} ({key}={value})"
-        log.warn("WebSocket from {peer} refused: {reason}", peer=self._peer, reason=reason)
-        raise ConnectionDeny(503, reason)
+        def answered(refusal: str) -> None:
+            if refusal:
+                log.warn("WebSocket from {peer} refused: {reason}", peer=self._peer,
+                         reason=refusal)
+                raise ConnectionDeny(503, refusal)
+            if self._gone:  # the client left while the caps were asked
+                self.factory.admission.leave(address)
+                return
+            self._address = address
+
+        return self.factory.admission.enter(address).addCallback(answered)
 
     def onOpen(self) -> None:
+        self._silent = False
         self.session = Session(
             send=self._send_text,
             close=lambda reason: self.sendClose(code=1000, reason=reason),
@@ -188,12 +278,93 @@ class SignallingProtocol(WebSocketServerProtocol):
             channel=SocketChannel(self),
             lookup=self.factory.by_token,
             address=self._address or "?",
+            auth_token=f"{uuid.uuid4()}@{self.factory.worker}",
+            elsewhere=self._media_elsewhere,
         )
         self.factory.sessions[self.session.id] = self.session
         self.budget = SendBudget(self.factory.settings.ws_send_buffer)
         self.watch_buffer()
-        log.info("session {session} opened from {peer} on {path}",
-                 session=self.session.id, peer=self._peer, path=self._path)
+        adoption, self.adoption = self.adoption, None
+        if adoption is None:
+            log.info("session {session} opened from {peer} on {path}",
+                     session=self.session.id, peer=self._peer, path=self._path)
+            return
+        log.info("session {session} opened from {peer} on {path}, handed over by another "
+                 "worker", session=self.session.id, peer=self._peer, path=self._path)
+        self.session.receive(json.dumps({"message": "connectMediaTransport",
+                                         "data": [{"authToken": adoption.token}]}).encode(),
+                             False)
+        self.data += adoption.leftover  # read on once this returns (succeedHandshake)
+
+    # --- a media socket of a session elsewhere
+
+    def _media_elsewhere(self, token: str) -> bool:
+        """Whether ``token``'s session is another worker's, and this socket was
+        sent its way (or, for another node's, refused with why)."""
+        worker, here = token_worker(token), self.factory.worker
+        if not worker or worker == here:
+            return False
+        session = self.session
+        assert session is not None
+        if _node(worker) != _node(here):
+            info = (f"Media transport refused: the page's media WebSocket reached node "
+                    f"{_node(here) or '?'}, its session is on node {_node(worker) or '?'} "
+                    "(keep both WebSockets of a page on one node)")
+            log.warn("session {session}: {info}", session=session.id, info=info)
+            self.factory.streams.media_transport_misrouted(token, info)
+            self.sendClose(code=MISDIRECTED_CLOSE_CODE, reason=info[:120])
+            return True
+        if self.factory.handoff is None or not hasattr(self.transport, "socket"):
+            return False  # no other worker here to hand it to (or TLS: it cannot move)
+        self.transport.stopReading()  # what comes next is the other worker's to read
+        self.factory.sessions.pop(session.id, None)  # nor pinged from here
+        leftover, self.data = self.data, b""
+        self._drained(worker, token, leftover, self.factory.clock.seconds() + DRAIN_WAIT)
+        return True
+
+    def _drained(self, worker: str, token: str, leftover: bytes, deadline: float) -> None:
+        """Hand over once nothing of ours waits to go out (else our last bytes could
+        follow the other worker's first)."""
+        transport = self.transport
+        if self._gone:
+            return
+        if getattr(transport, "dataBuffer", b"") or getattr(transport, "_tempDataBuffer", []):
+            if self.factory.clock.seconds() < deadline:
+                self.factory.clock.callLater(0.02, self._drained, worker, token, leftover,
+                                             deadline)
+            else:
+                self._not_handed(worker, "its socket would not drain")
+            return
+        socket = os.dup(transport.fileno())
+        address, self._address = self._address or "", None  # the supervisor moves its count
+        handing = self.factory.handoff.hand_off(  # type: ignore[union-attr]
+            worker, socket, family=int(transport.socket.family),
+            handshake=self.http_request_data, token=token, leftover=leftover,
+            address=address)
+
+        def answered(why: str) -> None:
+            os.close(socket)
+            if why:
+                self._address = address
+                self._not_handed(worker, why)
+                return
+            self._handed_to = worker
+            if not self._gone:
+                self.transport._shouldShutdown = False  # the other worker goes on with it
+                self.transport.loseConnection()
+
+        def failed(failure: Any) -> None:
+            answered(failure.getErrorMessage() or "the supervisor did not answer")
+
+        handing.addCallbacks(answered, failed)
+
+    def _not_handed(self, worker: str, why: str) -> None:
+        session = self.session
+        log.warn("session {session}: media transport for worker {worker} not handed over: "
+                 "{why}", session=session.id if session else "?", worker=worker, why=why)
+        if not self._gone:
+            self.transport.startReading()
+            self.sendClose(code=1000, reason="unknown media token")
 
     def watch_buffer(self) -> None:
         """Be told when the socket's buffer fills (unless a media viewer is)."""
@@ -255,16 +426,15 @@ class SignallingProtocol(WebSocketServerProtocol):
         self.is_open = txaio.create_future_success(None)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._gone = True
         if self._address is not None:
-            counts = self.factory.by_address
-            counts[self._address] -= 1
-            if counts[self._address] <= 0:
-                del counts[self._address]
+            self.factory.admission.leave(self._address)
             self._address = None
         session, self.session = self.session, None
         if session is not None:
             self.factory.sessions.pop(session.id, None)
-            session.released(f"code {code}" + (f", {reason}" if reason else ""))
+            session.released(f"handed over to worker {self._handed_to}" if self._handed_to
+                             else f"code {code}" + (f", {reason}" if reason else ""))
 
 
 class SignallingFactory(WebSocketServerFactory):
@@ -273,13 +443,20 @@ class SignallingFactory(WebSocketServerFactory):
     protocol = SignallingProtocol
 
     def __init__(self, settings: Settings, streams: StreamHandler,
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime, admission: Admission | None = None,
+                 worker: str = "0", handoff: HandOff | None = None) -> None:
+        """``admission`` counts sessions against the caps (all the server's);
+        ``worker`` is this worker's id, which its sessions' tokens carry;
+        ``handoff`` reaches the other workers of this machine (none: one process)."""
         super().__init__()
         self.settings = settings
         self.streams = streams
         self.sessions: dict[str, Session] = {}
-        self.by_address: Counter[str] = Counter()  # sockets past the handshake's start
+        self.admission: Admission = admission if admission is not None else Uncounted()
+        self.worker = worker
+        self.handoff = handoff
         self.clock = clock
+        self._adopting: Adoption | None = None
         self.setProtocolOptions(
             maxMessagePayloadSize=0,  # enforced above, without dropping the socket
             maxFramePayloadSize=0,
@@ -302,6 +479,30 @@ class SignallingFactory(WebSocketServerFactory):
     def _ping_all(self) -> None:
         for session in list(self.sessions.values()):
             session.tick(self.settings.ping_probes)
+
+    def buildProtocol(self, addr: Any) -> SignallingProtocol:
+        protocol = super().buildProtocol(addr)
+        protocol.adoption = self._adopting
+        return protocol
+
+    def adopt(self, socket: int, family: int, handshake: bytes, token: str, leftover: bytes,
+              address: str) -> None:
+        """Serve a media socket another worker accepted for one of our sessions
+        (the descriptor stays the caller's: the transport takes a duplicate)."""
+        from twisted.internet import reactor
+
+        self._adopting = Adoption(handshake, token, leftover, address)
+        try:
+            reactor.adoptStreamConnection(socket, family, self)  # type: ignore[attr-defined]
+        finally:
+            self._adopting = None
+
+    def transport_refused(self, token: str, info: str) -> None:
+        """Another node refused this token's media socket: its plays waiting for
+        one end FAILED with ``info``."""
+        session = self.by_token(token)
+        if session is not None:
+            self.streams.media_transport_refused(session, info)
 
     def by_token(self, token: str) -> Session | None:
         """The session that was given this ``authToken`` (media sockets use it)."""

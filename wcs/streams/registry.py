@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wcs.cluster.directory import Directory, LocalDirectory
-from wcs.cluster.store import MEDIA, PUBLISHED, Entry, Load
+from wcs.cluster.store import MEDIA, PUBLISHED, TRANSPORT, Entry, Load
 from wcs.errors import (
     STREAM_NOT_FOUND,
     ClusterUnavailable,
@@ -100,6 +100,8 @@ class StreamRegistry:
         self._cpu = 0.0  # this process's share of a core, last measured
         self._metrics: list[Any] = []  # its metric families (wcs.metrics.to_wire), last read
         self._hls: dict[str, int] = {}  # HLS players by stream name, last counted
+        #: Told ``(token, info)`` when another node refused a media socket of ours.
+        self.on_transport_refused: Callable[[str, str], None] = lambda token, info: None
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -420,8 +422,16 @@ class StreamRegistry:
         if elsewhere:
             self.directory.stop(elsewhere, info)
 
+    def transport_refused(self, token: str, info: str) -> None:
+        """A media socket came here for a session of another node: tell every
+        node (the session's ends the plays that wait for it, with ``info``)."""
+        self.directory.stop([TRANSPORT + token], info)
+
     def _terminated(self, entry_ids: list[str], info: str) -> None:
         for entry_id in entry_ids:
+            if entry_id.startswith(MEDIA + TRANSPORT):
+                self.on_transport_refused(entry_id.removeprefix(MEDIA + TRANSPORT), info)
+                continue
             if entry_id.startswith(MEDIA):
                 self.media.stop(entry_id.removeprefix(MEDIA), info)
                 continue
