@@ -29,7 +29,9 @@ class FakeMedia:
     def pass_length(self) -> float:
         return self.info.duration
 
-    def samples(self, loop: bool = False, *, period=None, position: float = 0.0):
+    def samples(self, loop: bool = False, *, period=None, position: float = 0.0,
+                wants_opus=lambda: True):
+        self.reads = getattr(self, "reads", 0) + 1
         for n in range(int(position * 30), 100_000):
             yield Sample("video", b"v", n * 3000, 90000, n / 30, keyframe=n % 30 == 0)
 

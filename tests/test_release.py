@@ -146,7 +146,7 @@ def test_an_mse_play_is_freed_with_its_codec_threads_when_it_ends(no_gc, media, 
     assert browser.statuses("m1") == [("PENDING", None), ("PLAYING", None)]
     advance(clock, 1.0)
     assert socket.sent > 10_000
-    assert threads() > before  # the stream's AAC → Opus transcoder runs FFmpeg threads
+    assert threads() == before  # MSE takes the AAC as stored: no transcoder, no codec thread
     stream = registry.find()[0]
     playback = requests._active[browser.session.id]["m1"]
     held = {name: weakref.ref(obj) for name, obj in [

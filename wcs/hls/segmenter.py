@@ -100,6 +100,7 @@ class Segmenter:
 
     pressed_join = False  # the cached GOP at its own times: it is the first segment's start
     lead = 0.0
+    audio_codecs = frozenset({"aac"})  # TS carries AAC as stored
 
     def __init__(self, info: MediaInfo, label: str,
                  ask_keyframe: Callable[[], None] = lambda: None,

@@ -45,6 +45,9 @@ class Mp4File:
         false keeps it out of the log (work in the background)."""
         self.label = label
         self._cached_opus: Callable[[], Iterator[Sample]] | None = None
+        #: Called once, when Opus is first made from this file (a cache may then
+        #: make it for later readers).
+        self.on_transcoding: Callable[[], None] = _nothing
         self.opus_dropped = 0
         if isinstance(source, Path):
             try:
@@ -107,7 +110,8 @@ class Mp4File:
         return bool(self.video is not None and self.video.codec_context.has_b_frames)
 
     def samples(self, loop: bool = False, *, period: float | None = None,
-                position: float = 0.0) -> Iterator[Sample]:
+                position: float = 0.0,
+                wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
         """Every sample in due order; with ``loop``, again and again from the start.
 
         Each pass starts where the previous pass's video ended (the audio's if
@@ -120,6 +124,10 @@ class Mp4File:
         the same instants. ``position`` (s on the broadcast's timeline, loops
         included) starts there instead: from the keyframe at or before it, with
         the samples' times as they would be had the reading begun at zero.
+
+        Opus comes only while ``wants_opus()`` says someone takes it (asked at
+        each AAC frame): otherwise no transcoder runs, and one that starts again
+        starts afresh at that frame.
         """
         offset = 0.0
         seek = 0.0
@@ -137,7 +145,7 @@ class Mp4File:
             ends = {"video": offset, "audio": offset}
             skip = self._seek(seek) if seek else None
             seek = 0.0
-            for sample in self._one_pass(skip):
+            for sample in self._one_pass(skip, wants_opus):
                 if offset:
                     sample = shifted(sample, offset)
                 if sample.codec == "opus":
@@ -253,11 +261,12 @@ class Mp4File:
             if stream is not None:
                 stream.codec_context.flush_buffers()
 
-    def _one_pass(self, skip: float | None = None) -> Iterator[Sample]:
+    def _one_pass(self, skip: float | None = None,
+                  wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
         """One pass over the file (from where it was sought to: cached Opus
         before ``skip`` s is passed over), merged across tracks by due time."""
         queues: dict[str, deque[Sample]] = {kind: deque() for kind in self._kinds()}
-        for sample in self._read(skip):
+        for sample in self._read(skip, wants_opus):
             queues[sample.kind].append(sample)
             while all(queues.values()) or sum(map(len, queues.values())) > MERGE_LIMIT:
                 yield _pop_earliest(queues)
@@ -268,16 +277,16 @@ class Mp4File:
         return [kind for kind, stream in (("video", self.video), ("audio", self.audio))
                 if stream is not None]
 
-    def _read(self, skip: float | None = None) -> Iterator[Sample]:
+    def _read(self, skip: float | None = None,
+              wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
         """Samples in file order; a broken tail ends the stream, it does not raise."""
         if self.audio is not None and self._cached_opus is not None:
             opus = self._cached_opus()
             if skip:
                 opus = itertools.dropwhile(lambda sample: sample.time < skip - 1.0, opus)
-            yield from _merged(self._read_media(None), opus)
+            yield from _merged(self._read_media(None), opus, wants_opus)
         else:
-            yield from self._read_media(
-                OpusTranscoder(self.audio.codec_context, self.label) if self.audio else None)
+            yield from self._read_media(wants_opus if self.audio else None)
 
     def replay_opus(self, opus: Callable[[], Iterator[Sample]]) -> None:
         """Take this file's audio already transcoded (what :meth:`opus_samples`
@@ -303,8 +312,11 @@ class Mp4File:
         yield from transcoder.feed(None, -self.origin)
         self.opus_dropped = transcoder.dropped
 
-    def _read_media(self, transcoder: OpusTranscoder | None) -> Iterator[Sample]:
-        """Video and AAC as stored (and Opus from ``transcoder``), in file order."""
+    def _read_media(self, wants_opus: Callable[[], bool] | None) -> Iterator[Sample]:
+        """Video and AAC as stored (and, while ``wants_opus()``, Opus made from
+        the AAC), in file order."""
+        transcoder: OpusTranscoder | None = None
+        dropped = 0
         remover = (reencode.BFrameRemover(self.video, self.origin)
                    if self.video is not None and self.has_b_frames else None)
         if remover is not None:
@@ -325,8 +337,16 @@ class Mp4File:
                     aac = self._aac_sample(packet)
                     if aac is not None:
                         yield aac
-                    if transcoder is not None:
-                        yield from transcoder.feed(packet, -self.origin)
+                    if wants_opus is None:
+                        continue
+                    if not wants_opus():
+                        if transcoder is not None:  # no one takes Opus now: let it go
+                            dropped += transcoder.dropped
+                            transcoder = None
+                        continue
+                    if transcoder is None:
+                        transcoder = self._transcoder()
+                    yield from transcoder.feed(packet, -self.origin)
         except av.FFmpegError as error:
             log.warn("{label}: read stopped early ({error})", label=self.label,
                      error=_reason(error))
@@ -334,9 +354,18 @@ class Mp4File:
             yield from remover.feed(None)
         if transcoder is not None:
             yield from transcoder.feed(None, -self.origin)
-            if transcoder.dropped:
-                log.warn("{label}: {n} undecodable AAC frames dropped in all",
-                         label=self.label, n=transcoder.dropped)
+            dropped += transcoder.dropped
+        if dropped:
+            log.warn("{label}: {n} undecodable AAC frames dropped in all",
+                     label=self.label, n=dropped)
+
+    def _transcoder(self) -> OpusTranscoder:
+        """A fresh AAC → Opus transcoder, from the frame about to be read."""
+        assert self.audio is not None
+        self.audio.codec_context.flush_buffers()  # frames skipped meanwhile are not its past
+        on_transcoding, self.on_transcoding = self.on_transcoding, _nothing
+        on_transcoding()
+        return OpusTranscoder(self.audio.codec_context, self.label)
 
     def _aac_sample(self, packet: av.Packet) -> Sample | None:
         """The AAC frame as stored, for subscribers that take AAC (MSE)."""
@@ -373,18 +402,26 @@ def shifted(sample: Sample, seconds: float) -> Sample:
                   sample.clock, sample.time + seconds, sample.keyframe, sample.codec)
 
 
-def _merged(media: Iterator[Sample], opus: Iterator[Sample]) -> Iterator[Sample]:
-    """File-order samples with cached Opus slotted in by time, beside the AAC."""
+def _merged(media: Iterator[Sample], opus: Iterator[Sample],
+            wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+    """File-order samples with cached Opus slotted in by time, beside the AAC
+    (while ``wants_opus()``: the rest is passed over)."""
     waiting = next(opus, None)
     for sample in media:
         yield sample
         if sample.codec == "aac":
             while waiting is not None and waiting.time <= sample.time:
-                yield waiting
+                if wants_opus():
+                    yield waiting
                 waiting = next(opus, None)
     while waiting is not None:
-        yield waiting
+        if wants_opus():
+            yield waiting
         waiting = next(opus, None)
+
+
+def _nothing() -> None:
+    """What a reader calls when it starts transcoding, unless told otherwise."""
 
 
 def _pop_earliest(queues: dict[str, deque[Sample]]) -> Sample:

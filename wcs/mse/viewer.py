@@ -65,6 +65,7 @@ class MseViewer:
 
     pressed_join = False  # MSE plays the cached GOP at its own pace from its keyframe
     lead = MSE_LEAD  # sent at once: the first picture does not wait for 2 s of media
+    audio_codecs = frozenset({"aac"})  # as the file stores it: no transcoding
     connect_deadline = (MEDIA_TRANSPORT_WAIT, NO_MEDIA_TRANSPORT)
 
     def __init__(self, channels: MediaChannels, session_id: str, info: MediaInfo,

@@ -77,6 +77,7 @@ class Push:
 
     pressed_join = False  # a push takes the cached GOP at its own times
     lead = 0.0
+    audio_codecs = frozenset({"aac"})  # FLV carries AAC as stored
 
     def __init__(self, media: MediaSession, rtmp: RtmpTarget, info: MediaInfo,
                  reactor: Any, ended: Callable[[Push], None], retries: int = 3,

@@ -77,6 +77,7 @@ class Recorder:
 
     pressed_join = True  # it joins before the first sample: there is no GOP to take
     lead = 0.0
+    audio_codecs = frozenset({"aac"})
 
     def __init__(self, folder: Path, name: str, info: MediaInfo, label: str,
                  on_state: Callable[[str, str | None], None],

@@ -45,8 +45,11 @@ class OpenedMedia:
         return self._reader.info
 
     def samples(self, loop: bool = False, *, period: float | None = None,
-                position: float = 0.0) -> Iterator[Sample]:
-        return self._reader.samples(loop=loop, period=period, position=position)
+                position: float = 0.0,
+                wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+        """Its samples (see :meth:`Mp4File.samples`); Opus only while ``wants_opus()``."""
+        return self._reader.samples(loop=loop, period=period, position=position,
+                                    wants_opus=wants_opus)
 
     def prepare_join(self, position: float, loop: bool) -> Deferred[None]:
         """Ready to be read from ``position`` (s into a broadcast, loops
@@ -128,11 +131,14 @@ class Sources:
     def _open_local(self, location: str, label: str) -> OpenedMedia:
         path = local.resolve(self.media_dir, location)
         media = Mp4File(path, label)
-        if media.audio is not None and self.opus is not None:
-            replay = self.opus.replay(path)
+        opus = self.opus
+        if media.audio is not None and opus is not None:
+            replay = opus.replay(path, make=False)
             if replay is not None:
                 media.replay_opus(replay)
                 log.info("{label}: audio from the Opus cache", label=label)
+            else:  # cached for later readers once one transcodes (a WebRTC viewer came)
+                media.on_transcoding = lambda: opus.make(path)
         return OpenedMedia(media)
 
     def _open_s3(self, location: str, label: str) -> Deferred[OpenedMedia]:

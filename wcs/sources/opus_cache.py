@@ -2,8 +2,8 @@
 
 WebRTC viewers need Opus; files carry AAC. A live broadcast transcodes once for
 all its viewers, but every personal (``vod://``) play would transcode again.
-So the first open of a file starts one background job that transcodes its whole
-audio (:meth:`Mp4File.opus_samples`, the very samples a play makes) into a cache
+So the first play of a file that transcodes (a WebRTC viewer's) starts one
+background job that transcodes its whole audio (:meth:`Mp4File.opus_samples`, the very samples a play makes) into a cache
 file; once that is complete, opens of the file replay it and transcode nothing.
 
 Entries are keyed by the file's real path, size and modification time, so a
@@ -56,17 +56,19 @@ class OpusCache:
         identity = f"{path.resolve()}\0{status.st_size}\0{status.st_mtime_ns}"
         return hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
-    def replay(self, path: Path) -> Callable[[], Iterator[Sample]] | None:
+    def replay(self, path: Path, make: bool = True) -> Callable[[], Iterator[Sample]] | None:
         """What replays the file's Opus from the start, if it is cached, else
-        None; a missing entry is queued to be made. The entry is opened here, so
-        that it stays readable even if it is trimmed away while it plays."""
+        None; a missing entry is queued to be made (unless ``make`` is false:
+        :meth:`make` then, when it is wanted). The entry is opened here, so that
+        it stays readable even if it is trimmed away while it plays."""
         if self.limit <= 0:
             return None
         try:
             key = self.key(path)
             handle = (self.folder / f"{key}.opus").open("rb")
         except FileNotFoundError:
-            self._queue(path, key)
+            if make:
+                self._queue(path, key)
             return None
         except OSError:
             return None
@@ -75,6 +77,18 @@ class OpusCache:
         except OSError:
             pass
         return lambda: read(handle)
+
+    def make(self, path: Path) -> None:
+        """Queue the file's entry to be made, unless it is made or under way
+        (called on the reactor: the key is a ``stat``)."""
+        if self.limit <= 0:
+            return
+        try:
+            key = self.key(path)
+        except OSError:
+            return
+        if not (self.folder / f"{key}.opus").exists():
+            self._queue(path, key)
 
     def _queue(self, path: Path, key: str) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ whoever sends (the pump, or a published stream), which ends the stream FAILED.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -36,6 +37,13 @@ BURST_STEP = 1
 HISTORY = 3.0
 #: Most samples that history holds (past it, it starts again at the next keyframe).
 HISTORY_LIMIT = 3000
+#: The audio a subscriber takes when it does not say (``audio_codecs``).
+ANY_AUDIO = frozenset({"opus", "aac"})
+
+
+def audio_codecs(subscriber: Subscriber) -> frozenset[str]:
+    """The audio codecs ``subscriber`` uses (the others it drops)."""
+    return getattr(subscriber, "audio_codecs", ANY_AUDIO)
 
 
 class Broadcast:
@@ -58,6 +66,7 @@ class Broadcast:
         self._recent: list[Sample] = []  # video and AAC from a keyframe, for leads
         self._keys: list[int] = []  # where in it each keyframe is
         self._finished = False
+        self._wanted: Counter[str] = Counter()  # subscribers by audio codec taken
 
     def __len__(self) -> int:
         return len(self.subscribers)
@@ -65,6 +74,7 @@ class Broadcast:
     def add(self, subscriber: Subscriber) -> None:
         """Join now: the cached GOP first (pressed together), then live samples."""
         self.subscribers.append(subscriber)
+        self._wanted.update(audio_codecs(subscriber))
         for cached in self._join_burst(subscriber):
             self._deliver(subscriber, cached)
         if subscriber not in self.subscribers:  # it failed on the burst
@@ -98,10 +108,21 @@ class Broadcast:
         """Whether a newcomer can start at once (a keyframe is cached)."""
         return bool(self._gop)
 
+    def wants(self, codec: str) -> bool:
+        """Whether any subscriber takes audio in ``codec`` (else none need be made)."""
+        return self._wanted[codec] > 0
+
+    def forget(self) -> None:
+        """Drop the cached GOP and history: the stream stopped being read, and
+        what was cached is of a moment that has passed."""
+        self._gop, self._gop_overflow = [], False
+        self._recent, self._keys = [], []
+
     def remove(self, subscriber: Subscriber) -> None:
         if subscriber not in self.subscribers:
             return
         self.subscribers.remove(subscriber)
+        self._wanted.subtract(audio_codecs(subscriber))
         if subscriber in self._singles:
             self._singles.remove(subscriber)
         batch = self._batches.get(type(subscriber))
@@ -178,6 +199,7 @@ class Broadcast:
         """The stream ended: tell everyone, forget everyone."""
         self._finished = True
         subscribers, self.subscribers = self.subscribers, []
+        self._wanted = Counter()
         self._singles = []
         self._batches = {}
         self._gop = []

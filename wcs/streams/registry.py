@@ -526,7 +526,7 @@ class StreamRegistry:
             self.directory.release(stream.id)
             log.info("stream {id} ({uri}) released after sending {video} video and {audio} "
                      "audio samples", id=stream.id, uri=str(stream.uri),
-                     video=stream.pump.sent["video"], audio=stream.pump.sent["audio"])
+                     video=stream.sent["video"], audio=stream.sent["audio"])
 
     def available(self, name: str) -> Deferred[tuple[bool, str]]:
         """For ``availableStream``: can ``name`` be played right now, and why not?"""

@@ -23,6 +23,7 @@ class Grab:
 
     pressed_join = False  # the GOP at its own timestamps: decoded, not shown
     lead = 0.0
+    audio_codecs: frozenset[str] = frozenset()  # pictures only
 
     def __init__(self, clock: IReactorTime) -> None:
         self.done: Deferred[list[Sample]] = Deferred()

@@ -16,11 +16,13 @@ freed by reference counting, never left to the garbage collector.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wcs.errors import INTERNAL_ERROR, STREAM_NOT_FOUND, WcsError
 from wcs.media import h264
@@ -43,7 +45,16 @@ KEYFRAME_INTERVAL = 0.5
 
 
 class VodStream:
-    """One capture of one file: a paced source fanned out to its subscribers."""
+    """One capture of one file: a paced source fanned out to its subscribers.
+
+    A live broadcast runs on its timeline (``start``: when its sample of time 0
+    is due) whether or not anyone watches, but it reads only while someone
+    does: with no subscriber it holds no pump, reads nothing and transcodes
+    nothing; its first subscriber (a viewer, an HLS packager, a snapshot, a
+    push) starts reading at the keyframe at or before "now" on that timeline,
+    so it sees what it would have seen had the file been read all along. Its
+    AAC is transcoded to Opus only while a subscriber takes Opus (WebRTC).
+    """
 
     #: How it ended, for a viewer that arrives after (one still connecting).
     ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
@@ -68,42 +79,90 @@ class VodStream:
         self.persistent = persistent
         self.clock = clock
         self._on_gone = on_gone
-        label = f"{uri} [{self.id[:8]}]"
-        self.broadcast = Broadcast(label, cache_gop=live)
+        self.label = f"{uri} [{self.id[:8]}]"
+        self.broadcast = Broadcast(self.label, cache_gop=live)
         #: When a sample of time 0 is due: the broadcast's start, shared by
         #: every worker that serves it.
         if start is None:
             start = clock.seconds()
         self.start = start
-        position = clock.seconds() - start
-        if position > JOIN_FROM_START:  # a broadcast under way: read from its now
-            samples = media.samples(loop=loop, period=media.pass_length(),
-                                    position=position)
-        else:
-            samples = media.samples(loop=loop)
-        self.pump = Pump(samples, clock, label, self.broadcast.send, self._ended,
-                         media.ready, start=self.start if live else None)
-        self._timer: IDelayedCall | None = None
+        #: The pump while someone watches (None: nothing is read).
+        self.pump: Pump | None = None
+        self._sent: Counter[str] = Counter()  # by earlier pumps
+        self._period: float | None = None
+        self._preparing = False
+        self._timer: IDelayedCall | None = None  # the timeout after the last viewer
+        self._over: IDelayedCall | None = None  # the end of an unwatched, unlooped pass
         self.closed = False
         if live:
-            self.pump.start()
+            self._unwatched()
 
     @property
     def viewers(self) -> int:
         return len(self.broadcast)
 
+    @property
+    def sent(self) -> Counter[str]:
+        """Samples sent so far, by kind."""
+        return self._sent + (self.pump.sent if self.pump is not None else Counter())
+
+    def _wants_opus(self) -> bool:
+        return self.broadcast.wants("opus")
+
     def subscribe(self, subscriber: Subscriber) -> None:
         """Start sending to ``subscriber``: a personal stream starts now, a
-        live one is joined at its current GOP."""
+        live one is joined at its current GOP (read from its "now" if no one
+        watched)."""
         if self.closed:  # it ended while this viewer was connecting: say how
             subscriber.closed(*self.ending)
             return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        _cancel(self._timer)
+        self._timer = None
         self.broadcast.add(subscriber)
         # a lead read at once from a re-encoded file would be a burst of x264 work on
         # the reactor: such a file is paced from its first sample, as before
-        self.pump.start(lead=0.0 if self.media.reencoded else getattr(subscriber, "lead", 0.0))
+        lead = 0.0 if self.media.reencoded else getattr(subscriber, "lead", 0.0)
+        if self.pump is not None:
+            self.pump.start(lead=lead)
+        elif not self._preparing:
+            self._watched(lead)
+
+    def _watched(self, lead: float) -> None:
+        """Someone watches: read from the timeline's "now" (less ``lead``, for a
+        player that holds that much before it shows anything)."""
+        _cancel(self._over)
+        self._over = None
+        position = self.clock.seconds() - self.start - lead if self.live else 0.0
+        if position <= JOIN_FROM_START:  # from the start: what is due goes at once
+            self._read(0.0, lead)
+            return
+        self._preparing = True  # a download first fetches what that reader needs
+
+        def ready(_: object) -> None:
+            self._preparing = False
+            if not self.closed and self.broadcast:
+                self._read(position, lead)
+
+        def failed(failure: Failure) -> None:
+            self._preparing = False
+            if not self.closed:
+                info = failure.value.info if isinstance(failure.value, WcsError) else \
+                    INTERNAL_ERROR
+                self._ended(info)
+
+        self.media.prepare_join(position, self.loop).addCallbacks(ready, failed)
+
+    def _read(self, position: float, lead: float) -> None:
+        if position > 0:
+            if self._period is None:
+                self._period = self.media.pass_length()
+            samples = self.media.samples(loop=self.loop, period=self._period,
+                                         position=position, wants_opus=self._wants_opus)
+        else:
+            samples = self.media.samples(loop=self.loop, wants_opus=self._wants_opus)
+        self.pump = Pump(samples, self.clock, self.label, self.broadcast.send, self._ended,
+                         self.media.ready, start=self.start if self.live else None)
+        self.pump.start(lead=lead)
 
     def request_keyframe(self) -> None:
         """A viewer lost its picture: a file's next keyframe comes within a GOP."""
@@ -116,14 +175,28 @@ class VodStream:
             return
         if not self.live:
             self.close()
-        elif self.persistent:
             return
-        elif self.timeout > 0 and (self.loop or self.info.duration > self.timeout):
+        self._unwatched()
+        if self.persistent:
+            return
+        if self.timeout > 0 and (self.loop or self.info.duration > self.timeout):
             log.info("stream {id} ({uri}) has no viewer; kept for {t} s", id=self.id,
                      uri=str(self.uri), t=self.timeout)
             self._timer = self.clock.callLater(self.timeout, self.close)
         else:
             self.close()
+
+    def _unwatched(self) -> None:
+        """No one watches: stop reading (the reader and its transcoder go), and
+        end when an unlooped file's pass would have ended."""
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            self._sent += pump.sent
+            pump.close()
+            self.broadcast.forget()  # the GOP and history are of a past moment now
+        if not self.loop and self._over is None:
+            left = self.start + self.info.duration - self.clock.seconds()
+            self._over = self.clock.callLater(max(0.0, left), self._ended, None)
 
     def terminate(self, info: str) -> None:
         """Stop for everyone; each viewer is told ``info`` (and STOPPED)."""
@@ -133,6 +206,8 @@ class VodStream:
         broadcast.finish(info, failed=False)
 
     def _ended(self, reason: str | None) -> None:
+        if self.closed:
+            return
         log.info("stream {id} ({uri}) reached its end{reason}", id=self.id, uri=str(self.uri),
                  reason=f": {reason}" if reason else "")
         broadcast = self.broadcast
@@ -142,17 +217,25 @@ class VodStream:
 
     def close(self) -> None:
         """Release everything now: the pump and its samples, the media (its
-        decoders' threads end with it), the timer, and the registry's callback."""
+        decoders' threads end with it), the timers, and the registry's callback."""
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self.pump.close()
+        _cancel(self._timer)
+        _cancel(self._over)
+        self._timer = self._over = None
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            self._sent += pump.sent
+            pump.close()
         self.media.close()
         on_gone, self._on_gone = self._on_gone, _gone
         on_gone(self)
+
+
+def _cancel(call: IDelayedCall | None) -> None:
+    if call is not None and call.active():
+        call.cancel()
 
 
 class PublishedStream:

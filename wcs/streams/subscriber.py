@@ -25,6 +25,11 @@ class Subscriber(Protocol):
     #: stream sends that much at once, a live one keeps that much history for it.
     lead: float
 
+    #: The audio codecs it takes ("opus" for WebRTC, "aac" as files store it);
+    #: a file's AAC is transcoded to Opus only while a subscriber takes Opus.
+    #: One that does not say takes both.
+    audio_codecs: frozenset[str]
+
     def deliver(self, sample: Sample) -> None:
         """One sample, when it is due."""
 

@@ -97,6 +97,7 @@ class WebRTCViewer:
 
     pressed_join = True  # a late joiner shows the live moment at once
     lead = 0.0
+    audio_codecs = frozenset({"opus"})  # browsers have no AAC over WebRTC
     connect_deadline = (20.0, ICE_FAILED)  # WCS's ICE timeout
 
     def __init__(self, info: MediaInfo, label: str,
