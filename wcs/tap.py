@@ -199,6 +199,29 @@ def heap_trimmer() -> Callable[[], object] | None:
     return lambda: trim(0)
 
 
+class FrozenStart(service.Service):
+    """Once running, what start-up made (modules, codecs, tables: some 300,000
+    objects that live as long as the process) is moved out of the collector's
+    sight (``gc.freeze``), so that a full collection walks only what serving
+    made. Measured with a thousand WebRTC viewers joining: full collections
+    took 90-290 ms each, and every reactor event waited for them."""
+
+    def startService(self) -> None:
+        from twisted.internet import reactor
+
+        super().startService()
+        reactor.callWhenRunning(_freeze_start)
+
+
+def _freeze_start() -> None:
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    log.info("{n} objects made at start-up left out of garbage collection",
+             n=gc.get_freeze_count())
+
+
 class ServerState:
     """What ``/metrics`` shows of this process's live state."""
 
@@ -400,6 +423,7 @@ def compose(settings: Settings, listen: Listen | None = None,
     StreamsService(registry, sources, state if worker else None).setServiceParent(top)
     if not worker:
         Announcer(settings).setServiceParent(top)
+    FrozenStart().setServiceParent(top)
     trim = heap_trimmer()
     if trim is not None:
         internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)

@@ -10,7 +10,6 @@ so it stops (``on_lost``); a worker that is gone lets go of all it held.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from twisted.python.failure import Failure
 
 from wcs.cluster.admissions import Admissions
 from wcs.cluster.directory import Terminated
-from wcs.cluster.store import Entry, Load, Store
+from wcs.cluster.store import Entry, Load, Store, shallow
 from wcs.limits import Limits
 
 log = Logger()
@@ -169,7 +168,8 @@ class Ended(amp.Command):
 
 
 def encode(entry: Entry | None) -> dict[str, Any] | None:
-    return dataclasses.asdict(entry) if entry is not None else None
+    return shallow(entry) if entry is not None else None
+
 
 
 def decode(data: dict[str, Any] | None) -> Entry | None:
@@ -260,7 +260,7 @@ class HubProtocol(amp.AMP):
     @Loads.responder
     def loads(self) -> Deferred[dict[str, Any]]:
         return self._step("loads", "loads", encoding=lambda loads: [
-            dataclasses.asdict(load) for load in loads])
+            shallow(load) for load in loads])
 
     @Enter.responder
     def enter(self, address: str) -> dict[str, Any]:
@@ -380,7 +380,7 @@ class HubDirectory(amp.AMP):
         self.callRemote(Release, id=entry_id)
 
     def report(self, viewers: dict[str, int], load: Load) -> None:
-        self.callRemote(Report, viewers=viewers, load=dataclasses.asdict(load))
+        self.callRemote(Report, viewers=viewers, load=shallow(load))
 
     def select(self, name: str | None = None, uri: str | None = None,
                entry_id: str | None = None) -> Deferred[list[Entry]]:

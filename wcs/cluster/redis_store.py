@@ -26,7 +26,7 @@ import redis.asyncio as redis
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from wcs.cluster.store import MEDIA, Entry, Load
+from wcs.cluster.store import MEDIA, Entry, Load, shallow
 
 log = Logger()
 
@@ -262,7 +262,7 @@ class RedisStore:
     def report(self, worker: str, viewers: dict[str, int],
                load: Load | None = None) -> Deferred[None]:
         pairs = [item for pair in viewers.items() for item in pair]
-        load_json = json.dumps(dataclasses.asdict(load or Load(worker)))
+        load_json = json.dumps(shallow(load or Load(worker)))
         return self._run(self._script("report", worker, load_json, *pairs))
 
     def select(self, name: str | None = None, uri: str | None = None,

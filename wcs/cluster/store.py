@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 #: Kinds of entry.
@@ -71,6 +71,12 @@ class Load:
     metrics: list[Any] = field(default_factory=list)
     #: HLS players (of the last 30 s) by stream name: HLS has no media sessions
     hls: dict[str, int] = field(default_factory=dict)
+
+
+def shallow(record: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, without ``dataclasses.asdict``'s deep
+    copy (a load carries hundreds of media sessions: JSON needs no copy)."""
+    return {each.name: getattr(record, each.name) for each in fields(record)}
 
 
 class Store:

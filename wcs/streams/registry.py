@@ -387,9 +387,17 @@ class StreamRegistry:
     def entries(self, *, name: str | None = None, uri: str | None = None,
                 stream_id: str | None = None) -> Deferred[list[Entry]]:
         """The whole server's VOD streams matching every criterion given, with
-        their viewers everywhere (this worker's counted now)."""
-        self.report()
-        return self._asked(self.directory.select(name, uri, stream_id))
+        their viewers everywhere (this worker's counted now, the others' as
+        last reported: nothing is sent for it)."""
+        here, viewers = self.directory.worker, self._viewers()
+
+        def counted(entries: list[Entry]) -> list[Entry]:
+            for entry in entries:
+                if entry.id in viewers:
+                    entry.viewers[here] = viewers[entry.id]
+            return entries
+
+        return self._asked(self.directory.select(name, uri, stream_id)).addCallback(counted)
 
     def terminate(self, entries: list[Entry], info: str) -> Deferred[list[Entry]]:
         """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
@@ -399,7 +407,6 @@ class StreamRegistry:
                        published: bool | None = None) -> Deferred[list[MediaSession]]:
         """The whole server's plays and publications matching every criterion
         given: this worker's as they are now, the others' as last reported."""
-        self.report()
         here = self.directory.worker
 
         def gathered(loads: list[Load]) -> list[MediaSession]:
@@ -446,23 +453,29 @@ class StreamRegistry:
         """Tell the directory this worker's viewers of each stream, and its load
         (``cpu``, a share of one core, its ``metrics`` and ``hls`` players by
         stream name, when measured)."""
-        viewers = {stream.id: stream.viewers for stream in self.streams.values()}
-        viewers.update({stream.id: len(stream.broadcast)
-                        for stream in self.published.values()})
         if cpu is not None:
             self._cpu = cpu
         if metrics is not None:
             self._metrics = metrics
         if hls is not None:
             self._hls = hls
+        viewers = self._viewers()
+        self.directory.report(viewers, self._load(viewers))
+
+    def _viewers(self) -> dict[str, int]:
+        """This worker's viewers of each stream it serves, by id."""
+        viewers = {stream.id: stream.viewers for stream in self.streams.values()}
+        viewers.update({stream.id: len(stream.broadcast)
+                        for stream in self.published.values()})
+        return viewers
+
+    def _load(self, viewers: dict[str, int]) -> Load:
         worker = self.directory.worker
-        self.directory.report(viewers, Load(worker, node=worker.rpartition("/")[0],
-                                            pid=os.getpid(),
-                                            viewers=sum(viewers.values()), cpu=self._cpu,
-                                            streams=len(self.streams) + len(self.published),
-                                            media=[media.as_dict()
-                                                   for media in self.media.all()],
-                                            metrics=self._metrics, hls=self._hls))
+        return Load(worker, node=worker.rpartition("/")[0], pid=os.getpid(),
+                    viewers=sum(viewers.values()), cpu=self._cpu,
+                    streams=len(self.streams) + len(self.published),
+                    media=[media.as_dict() for media in self.media.all()],
+                    metrics=self._metrics, hls=self._hls)
 
     def snapshot(self, name: str, stream: Stream | None = None) -> Deferred[bytes]:
         """A PNG of the current picture of ``stream``, or of the stream ``name``
@@ -513,9 +526,14 @@ class StreamRegistry:
             del self.renditions[rendition.key]
 
     def loads(self) -> Deferred[list[Load]]:
-        """Every worker's load (this one's reported now)."""
-        self.report()
-        return self._asked(self.directory.loads())
+        """Every worker's load (this one's as it is now, the others' as last reported)."""
+        here = self.directory.worker
+
+        def ours_now(loads: list[Load]) -> list[Load]:
+            own = self._load(self._viewers())
+            return [own, *(load for load in loads if load.worker != here)]
+
+        return self._asked(self.directory.loads()).addCallback(ours_now)
 
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:
