@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.logger import Logger
 
 from wcs.cluster.store import Entry, Load, Store
+from wcs.errors import NotFound
 
 log = Logger()
 
@@ -65,6 +66,12 @@ class Directory(Protocol):
     def secret(self) -> Deferred[str]:
         """The secret the server's relays share."""
 
+    def answer(self, what: str, answerer: Callable[[Any], Any]) -> None:
+        """Answer other workers' question ``what`` (JSON in, JSON or a Deferred out)."""
+
+    def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
+        """Another worker of this machine's answer; fails with its refusal."""
+
 
 class LocalDirectory:
     """A :class:`Directory` over a store this process reaches itself: a
@@ -111,6 +118,12 @@ class LocalDirectory:
 
     def secret(self) -> Deferred[str]:
         return maybeDeferred(self.store.secret)
+
+    def answer(self, what: str, answerer: Callable[[Any], Any]) -> None:
+        """No other worker asks (a process alone on its machine)."""
+
+    def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
+        return fail(NotFound(f"worker {worker} is not one of this machine's"))
 
 
 def _quietly(done: Deferred[Any], what: str) -> None:

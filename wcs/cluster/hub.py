@@ -15,14 +15,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wcs import errors
 from wcs.cluster.admissions import Admissions
 from wcs.cluster.directory import Terminated
 from wcs.cluster.store import Entry, Load, Store, shallow
+from wcs.errors import NotFound, WcsError
 from wcs.limits import Limits
 
 log = Logger()
@@ -160,6 +162,21 @@ class Adopt(amp.Command):
     response: list = []
 
 
+class Ask(amp.Command):
+    """Worker to supervisor: ask ``worker`` a question (``what``, ``argument``)
+    only it can answer (a picture of one of its plays, say)."""
+
+    arguments = [(b"worker", amp.Unicode()), (b"what", amp.Unicode()), (b"argument", Json())]
+    response = [(b"answer", Json())]
+
+
+class Asked(amp.Command):
+    """Supervisor to worker: a question another worker asks of you."""
+
+    arguments = [(b"what", amp.Unicode()), (b"argument", Json())]
+    response = [(b"answer", Json())]
+
+
 class Ended(amp.Command):
     """Supervisor to worker: these entries were terminated for everyone."""
 
@@ -174,6 +191,31 @@ def encode(entry: Entry | None) -> dict[str, Any] | None:
 
 def decode(data: dict[str, Any] | None) -> Entry | None:
     return Entry(**data) if data is not None else None
+
+
+def refusal(error: WcsError) -> dict[str, Any]:
+    """A refusal as an answer crosses the wire: its kind and its info."""
+    return {"error": type(error).__name__, "info": error.info}
+
+
+def answered(answer: dict[str, Any]) -> Any:
+    """The value of an answer, or the refusal it carries raised again, as the kind
+    of error it was (so the front door maps it as it would its own)."""
+    if "error" not in answer:
+        return answer["value"]
+    kind = getattr(errors, answer["error"], None)
+    if not (isinstance(kind, type) and issubclass(kind, WcsError)):
+        kind = WcsError
+    error = kind.__new__(kind)
+    WcsError.__init__(error, answer["info"])
+    raise error
+
+
+def _refused(failure: Failure) -> dict[str, Any]:
+    if not failure.check(WcsError):
+        log.failure("answering another worker failed", failure)
+        return {"answer": refusal(WcsError(errors.INTERNAL_ERROR))}
+    return {"answer": refusal(failure.value)}
 
 
 def _encode_all(entries: list[Entry]) -> list[dict[str, Any] | None]:
@@ -293,6 +335,13 @@ class HubProtocol(amp.AMP):
         adopting = target.callRemote(Adopt, socket=socket, address=address, **connection)
         return adopting.addCallbacks(taken, refused)
 
+    @Ask.responder
+    def ask(self, worker: str, what: str, argument: Any) -> Deferred[dict[str, Any]] | dict[str, Any]:
+        target = self.hub.workers.get(worker)
+        if target is None:
+            return {"answer": refusal(NotFound(f"worker {worker} is not running"))}
+        return target.callRemote(Asked, what=what, argument=argument)
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         if self.worker and self.hub.workers.get(self.worker) is self:
@@ -314,6 +363,8 @@ class HubDirectory(amp.AMP):
         self._terminated: Terminated | None = None
         #: Takes a connection another worker handed over (the signalling's ``adopt``).
         self.adopter: Callable[..., None] | None = None
+        #: What answers other workers' questions, by question.
+        self._answerers: dict[str, Callable[[Any], Any]] = {}
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -343,6 +394,23 @@ class HubDirectory(amp.AMP):
         finally:
             os.close(socket)
         return {}
+
+    @Asked.responder
+    def asked(self, what: str, argument: Any) -> Deferred[dict[str, Any]]:
+        answerer = self._answerers.get(what)
+        if answerer is None:
+            return succeed({"answer": refusal(NotFound(f"no answer to {what!r} here"))})
+        return maybeDeferred(answerer, argument).addCallbacks(
+            lambda answer: {"answer": {"value": answer}}, _refused)
+
+    def answer(self, what: str, answerer: Callable[[Any], Any]) -> None:
+        """Answer other workers' ``what`` with ``answerer(argument)`` (JSON in and out)."""
+        self._answerers[what] = answerer
+
+    def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
+        """``worker``'s answer to ``what``; fails with the error it answered with."""
+        return self.callRemote(Ask, worker=worker, what=what, argument=argument).addCallback(
+            lambda answer: answered(answer["answer"]))
 
     # the session caps, counted by the supervisor for every worker
 

@@ -14,6 +14,7 @@ relayed here once, whoever plays it). Local streams are this worker's copies.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -86,6 +87,7 @@ class StreamRegistry:
         self.limits = limits
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.directory.listen(self._terminated)
+        self.directory.answer("snapshot", self._snapshot_asked)
         self.relay = relay
         self.streams: dict[str, VodStream] = {}  # by id, the entry's
         self.live: dict[str, VodStream] = {}  # by the name viewers play
@@ -498,6 +500,43 @@ class StreamRegistry:
 
         return opening.addCallback(grab).addCallback(
             lambda samples: self.sources.work(snapshot.png, samples))
+
+    def media_snapshot(self, media_id: str, name: str | None = None
+                       ) -> Deferred[tuple[str, bytes]]:
+        """(stream name, PNG) of the picture the play or publication ``media_id``
+        has now, on whichever worker of this machine it runs (a personal play's
+        own frame); else of the stream ``name`` if given."""
+        stream = self.media.stream(media_id)
+        if stream is not None:
+            named = name or stream.name
+            return self.snapshot(named, stream).addCallback(lambda png: (named, png))
+        here = self.directory.worker
+
+        def found(sessions: list[MediaSession]) -> Deferred[tuple[str, bytes]]:
+            elsewhere = [media for media in sessions if media.worker != here
+                         and media.worker.rpartition("/")[0] == here.rpartition("/")[0]]
+            if elsewhere:
+                asking = self.directory.ask(elsewhere[0].worker, "snapshot",
+                                            {"media": media_id, "name": name})
+                return asking.addCallback(lambda answer: (
+                    answer["name"], base64.b64decode(answer["png"])))
+            if name is not None:
+                return self.snapshot(name).addCallback(lambda png: (name, png))
+            where = f" (it is on worker {sessions[0].worker}, of another node: ask that " \
+                    "node)" if sessions else ""
+            raise NotFound(f"no play or publication {media_id} runs on this server{where}")
+
+        return self.media_sessions(media_id).addCallback(found)
+
+    def _snapshot_asked(self, question: dict[str, Any]) -> Deferred[dict[str, str]]:
+        """Another worker asks for the picture of one of our plays."""
+        media_id, name = str(question.get("media", "")), question.get("name")
+        if self.media.stream(media_id) is None:
+            return fail(NotFound(f"no play or publication {media_id} runs here"))
+        return self.media_snapshot(media_id, name if isinstance(name, str) else None
+                                   ).addCallback(lambda taken: {
+                                       "name": taken[0],
+                                       "png": base64.b64encode(taken[1]).decode("ascii")})
 
     def sized(self, stream: Stream, width: int, height: int) -> Stream | Rendition:
         """``stream`` as a play asking for ``width`` x ``height`` (0: any) gets it: the

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from wcs.errors import BadRequest, NotFound
+from wcs.errors import BadRequest
 from wcs.streams.media_sessions import MediaSession
 from wcs.streams.registry import StreamRegistry
 from wcs.web.rest import Access, RestArea, read_body, some, text
@@ -77,17 +77,14 @@ class StreamApi(RestArea):
         body = read_body(request)
         name = text(body, "streamName") or text(body, "name")
         media_id = text(body, "mediaSessionId")
-        stream = self.registry.media.stream(media_id) if media_id is not None else None
-        if stream is not None:
-            name = name or stream.name
-        if name is None:
-            if media_id is not None:
-                raise NotFound(f"no play or publication {media_id} is served by this worker "
-                               "(give streamName)")
+        if media_id is not None:  # that play's own picture, on whichever worker it runs
+            taking = self.registry.media_snapshot(media_id, name)
+        elif name is not None:
+            taking = self.registry.snapshot(name).addCallback(lambda png: (name, png))
+        else:
             raise BadRequest("'streamName' is required")
-        return self.registry.snapshot(name, stream).addCallback(
-            lambda png: (200, {"streamName": name,
-                               "data": base64.b64encode(png).decode("ascii")}))
+        return taking.addCallback(lambda taken: (200, {
+            "streamName": taken[0], "data": base64.b64encode(taken[1]).decode("ascii")}))
 
 
 
