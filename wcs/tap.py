@@ -456,9 +456,10 @@ def relay_service(settings: Settings, directory: Directory) -> RelayService:
 
 
 def cluster_store(settings: Settings) -> object:
-    """The server's names: in this process, or the cluster's Redis."""
+    """The server's names (and its broadcast caps): in this process, or the
+    cluster's Redis (caps then counted by each worker for itself)."""
     if not settings.cluster_redis_url:
-        return Store()
+        return Store(settings.limits)
     from wcs.cluster.redis_store import RedisStore
 
     log.info("cluster: node {node} shares its streams through Redis", node=settings.node)

@@ -211,6 +211,13 @@ def answered(answer: dict[str, Any]) -> Any:
     raise error
 
 
+def _unrefused(data: Any) -> Any:
+    """``data``, unless it is a refusal (:func:`refusal`): then that is raised."""
+    if isinstance(data, dict) and set(data) == {"error", "info"}:
+        answered(data)
+    return data
+
+
 def _refused(failure: Failure) -> dict[str, Any]:
     if not failure.check(WcsError):
         log.failure("answering another worker failed", failure)
@@ -256,7 +263,12 @@ class HubProtocol(amp.AMP):
               encoding: Callable[[Any], Any] = lambda value: value) -> Deferred[dict[str, Any]]:
         """One step of the store (which may answer later: Redis), as an answer."""
         step = maybeDeferred(getattr(self.hub.store, method), *args)
-        return step.addCallback(lambda value: {key: encoding(value)})
+
+        def refused(failure: Failure) -> dict[str, Any]:
+            failure.trap(WcsError)  # a refusal (a cap), answered as one
+            return {key: refusal(failure.value)}
+
+        return step.addCallbacks(lambda value: {key: encoding(value)}, refused)
 
     @Live.responder
     def live(self, entry: dict[str, Any]) -> Deferred[dict[str, Any]]:
@@ -430,7 +442,7 @@ class HubDirectory(amp.AMP):
 
     def _entry(self, command: type[amp.Command], **arguments: Any) -> Deferred[Entry | None]:
         return self.callRemote(command, **arguments).addCallback(
-            lambda answer: decode(answer["entry"]))
+            lambda answer: decode(_unrefused(answer["entry"])))
 
     def live(self, entry: Entry) -> Deferred[Entry]:
         return self._entry(Live, entry=encode(entry))  # type: ignore[return-value]

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from wcs.errors import LimitReached
+from wcs.limits import Limits
+
 #: Kinds of entry.
 VOD = "vod"  # a file read on a timeline: vod-live broadcasts, REST startups, personal plays
 PUBLISHED = "published"  # a page's stream, relayed from the worker it is published on
@@ -80,9 +83,14 @@ def shallow(record: Any) -> dict[str, Any]:
 
 
 class Store:
-    """The entries of one server, their holders, and each worker's load."""
+    """The entries of one server, their holders, and each worker's load.
 
-    def __init__(self) -> None:
+    With ``limits``, a new broadcast (a shared file's entry: vod-live or a REST
+    startup) over ``max_broadcasts`` (a startup over ``max_rest_startups``) is
+    refused here, where every worker's entries are counted once."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits
         self.entries: dict[str, Entry] = {}  # by id
         self.names: dict[str, str] = {}  # shared name -> id
         self.uris: dict[str, str] = {}  # canonical uri -> id of the broadcast plays join
@@ -107,13 +115,28 @@ class Store:
         if running is not None:
             self._held(running, worker)
             return copy(running)
+        self._check_broadcasts(entry)
         return self._add(worker, entry)
 
     def claim(self, worker: str, entry: Entry) -> Entry | None:
         """Add ``entry`` under its name, held by ``worker``; None if the name is taken."""
         if entry.shared and entry.name in self.names:
             return None
+        self._check_broadcasts(entry)
         return self._add(worker, entry)
+
+    def _check_broadcasts(self, entry: Entry) -> None:
+        """Raise :class:`LimitReached` if ``entry`` is one broadcast too many."""
+        if self.limits is None or entry.kind != VOD or not entry.shared:
+            return
+        running = [each for each in self.entries.values() if each.kind == VOD and each.shared]
+        if len(running) >= self.limits.max_broadcasts:
+            raise LimitReached("vod-live broadcasts running", "max_broadcasts",
+                               self.limits.max_broadcasts)
+        if entry.persistent and sum(each.persistent for each in running) >= \
+                self.limits.max_rest_startups:
+            raise LimitReached("REST-started broadcasts running", "max_rest_startups",
+                               self.limits.max_rest_startups)
 
     def _add(self, worker: str, entry: Entry) -> Entry:
         entry = copy(entry)
