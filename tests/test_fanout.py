@@ -275,3 +275,26 @@ def test_a_publication_learns_its_picture_size_from_its_keyframes():
                        keyframe=True))  # a broken SPS changes nothing
     assert stream.info.video.width == 320
     assert told == [(320, 240)]  # once: when it changed
+
+
+def test_a_broadcast_knows_which_audio_its_subscribers_take():
+    from tests.test_registry import Viewer
+
+    class Taking(Viewer):
+        def __init__(self, codecs):
+            super().__init__()
+            self.audio_codecs = frozenset(codecs)
+
+    broadcast = Broadcast("t")
+    webrtc, mse, snapshot = Taking({"opus"}), Taking({"aac"}), Taking(())
+    for each in (mse, snapshot):
+        broadcast.add(each)
+    assert not broadcast.wants("opus") and broadcast.wants("aac")
+    broadcast.add(webrtc)
+    broadcast.remove(webrtc)
+    broadcast.remove(webrtc)  # twice: counted once
+    assert not broadcast.wants("opus")
+    broadcast.add(Viewer())  # says nothing: takes both
+    assert broadcast.wants("opus")
+    broadcast.finish(None, False)
+    assert not broadcast.wants("aac")

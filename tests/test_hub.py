@@ -99,3 +99,75 @@ def test_a_worker_that_goes_lets_go_of_everything_and_hears_so():
     assert world.result(two.lookup("cam")) is None  # its publication ended with it
     assert world.result(two.lookup("vod-live://x.mp4")).id == live.id  # 2 still serves it
     assert "1.1" not in world.hub.workers and cam.id not in world.hub.store.entries
+
+
+def test_session_caps_count_every_workers_sessions_and_a_dead_workers_go():
+    from wcs.cluster.admissions import Admissions
+
+    world = World()
+    world.hub.admissions = Admissions(max_sessions=100, max_sessions_per_address=3)
+    one, two = world.directories
+    answers = [world.result(directory.enter("10.1.1.1")) for directory in (one, two, one, two)]
+    assert answers[:3] == ["", "", ""]
+    assert answers[3].endswith("(max_sessions_per_address=3)")
+    two.leave("10.1.1.1")
+    world.flush()
+    assert world.result(two.enter("10.1.1.1")) == ""
+    world.pumps[0].server.transport.loseConnection()  # worker 1 dies with its two sessions
+    world.flush()
+    assert world.hub.admissions.open_from("10.1.1.1") == 1
+
+
+def test_a_question_reaches_the_worker_it_is_for_and_a_refusal_comes_back_as_itself():
+    from wcs.errors import NotFound, Unsupported
+
+    world = World()
+    one, two = world.directories
+    two.answer("square", lambda argument: {"n": argument["n"] ** 2})
+
+    def refuse(_argument):
+        raise Unsupported("No picture: the stream has no video")
+
+    two.answer("picture", refuse)
+    assert world.result(one.ask("2.2", "square", {"n": 7})) == {"n": 49}
+    failure = world.result(one.ask("2.2", "picture", {}))
+    assert failure.check(Unsupported) and failure.value.info == \
+        "No picture: the stream has no video"
+    gone = world.result(one.ask("9.9", "square", {"n": 1}))
+    assert gone.check(NotFound) and "9.9" in gone.value.info
+    unknown = world.result(one.ask("2.2", "nothing", {}))
+    assert unknown.check(NotFound)
+
+
+def test_a_cap_of_the_store_is_a_refusal_on_the_worker_not_a_lost_supervisor():
+    from wcs.cluster.store import Store
+    from wcs.errors import LimitReached
+    from wcs.limits import Limits
+
+    world = World()
+    world.hub.store = Store(Limits(max_broadcasts=1))
+    one, two = world.directories
+    world.result(one.live(Entry("vod-live://a.mp4", uri="vod-live://a.mp4")))
+    refused = world.result(two.live(Entry("vod-live://b.mp4", uri="vod-live://b.mp4")))
+    assert refused.check(LimitReached)
+    assert refused.value.info == "Limit reached: vod-live broadcasts running (max_broadcasts=1)"
+    assert world.lost == []
+
+
+def test_a_connection_for_a_worker_that_is_not_running_is_refused_and_its_copy_closed():
+    import os
+
+    world = World()
+    one, _ = world.directories
+    reading, writing = os.pipe()
+    os.close(writing)
+    protocol = world.hub.workers["1.1"]
+    answer = protocol.hand_off(worker="7.7", socket=reading, family=2, handshake=b"",
+                               token="t@7.7", leftover=b"", address="a")
+    assert answer == {"why": "worker 7.7 is not running"}
+    try:
+        os.fstat(reading)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the supervisor kept its copy of the descriptor")

@@ -145,3 +145,48 @@ def test_join_ranges_are_all_a_joining_reader_reads_first(files, tmp_path):
     (last_gop, _), (joined, _) = ranges
     assert last_gop > 0.8 * size and joined > 0.4 * size  # not the media's start
     joiner.close()
+
+
+def test_no_opus_is_made_while_no_one_takes_it_and_it_starts_afresh_on_the_timeline(files):
+    import gc
+
+    from wcs.metrics import METERS
+
+    def transcoders() -> int:
+        gc.collect()
+        running = METERS.transcoders.get("aac-to-opus")
+        return len(running) if running is not None else 0
+
+    whole = [s for s in Mp4File(files / "main.mp4", "whole").samples() if s.codec == "opus"]
+    wanted = {"opus": False}
+    media = Mp4File(files / "main.mp4", "toggled")
+    started: list[bool] = []
+    media.on_transcoding = lambda: started.append(True)
+    before = transcoders()
+    samples = media.samples(wants_opus=lambda: wanted["opus"])
+    head = [next(samples) for _ in range(40)]
+    assert not [s for s in head if s.codec == "opus"] and [s for s in head if s.codec == "aac"]
+    assert transcoders() == before and started == []  # no transcoder was made
+    wanted["opus"] = True
+    rest = list(samples)
+    opus = [s for s in rest if s.codec == "opus"]
+    assert opus and started == [True]
+    # the Opus made from the middle keeps the file's timeline: its frames sit
+    # where a whole read's are, a frame (20 ms) or two from the AAC it starts at
+    first_aac = next(s for s in rest if s.codec == "aac")
+    assert abs(opus[0].time - first_aac.time) < 0.05
+    assert abs(opus[-1].time - whole[-1].time) < 0.05
+    media.close()
+
+
+def test_cached_opus_is_passed_over_while_no_one_takes_it(files):
+    source = Mp4File(files / "main.mp4", "source")
+    cached = list(source.opus_samples())
+    media = Mp4File(files / "main.mp4", "replaying")
+    media.replay_opus(lambda: iter(cached))
+    wanted = {"opus": False}
+    samples = list(media.samples(wants_opus=lambda: wanted["opus"]))
+    assert not [s for s in samples if s.codec == "opus"]
+    wanted["opus"] = True
+    assert len([s for s in media.samples(wants_opus=lambda: wanted["opus"])
+                if s.codec == "opus"]) == len(cached)

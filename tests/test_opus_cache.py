@@ -134,3 +134,16 @@ def test_a_truncated_entry_ends_where_it_is_cut(clip, tmp_path):
     entry.write_bytes(entry.read_bytes()[:-7])
     assert len(list(cache.replay(clip)())) == whole - 1
     cache.close()
+
+
+def test_an_entry_is_made_only_when_asked_for(clip, tmp_path):
+    cache = OpusCache(tmp_path / "cache", 10 * 2**20)
+    try:
+        assert cache.replay(clip, make=False) is None
+        time.sleep(0.3)
+        assert not list((tmp_path / "cache").glob("*.opus"))  # nothing was queued
+        cache.make(clip)
+        cache.make(clip)  # once is enough: queued once
+        assert wait_for(cache, clip) is not None
+    finally:
+        cache.close()

@@ -22,6 +22,7 @@ class FakeMedia:
     def __init__(self, duration: float = 60.0) -> None:
         self.info = MediaInfo(duration, INFO.video, None)
         self.closed = False
+        self.positions: list[float] = []  # where each reader started
 
     def prepare_join(self, position: float, loop: bool):
         return succeed(None)
@@ -31,8 +32,9 @@ class FakeMedia:
 
     def samples(self, loop: bool = False, *, period=None, position: float = 0.0,
                 wants_opus=lambda: True):
-        self.reads = getattr(self, "reads", 0) + 1
-        for n in range(int(position * 30), 100_000):
+        self.positions.append(position)
+        self.wants_opus = wants_opus
+        for n in range(int(position * 30) // 30 * 30, 100_000):  # from the keyframe before
             yield Sample("video", b"v", n * 3000, 90000, n / 30, keyframe=n % 30 == 0)
 
     def ready(self) -> bool:

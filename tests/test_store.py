@@ -201,3 +201,22 @@ def test_a_dead_nodes_entries_expire_from_redis(redis_server):
         assert blocking.claim("other", Entry("show", uri="vod-live://z.mp4")) is not None
     finally:
         blocking.close()
+
+
+def test_broadcasts_are_capped_for_the_whole_machine():
+    from wcs.errors import LimitReached
+    from wcs.limits import Limits
+
+    store = Store(Limits(max_broadcasts=3, max_rest_startups=1))
+    store.live("1.1", live("vod-live://a.mp4"))
+    store.claim("2.2", Entry("show", uri="vod-live://b.mp4", persistent=True))
+    with pytest.raises(LimitReached) as startup:
+        store.claim("1.1", Entry("show2", uri="vod-live://c.mp4", persistent=True))
+    assert "max_rest_startups=1" in startup.value.info
+    store.claim("1.1", Entry("me", uri="vod://a.mp4", shared=False))  # a personal play: not one
+    store.live("2.2", live("vod-live://a.mp4"))  # joining a running one: not a new one
+    store.live("2.2", live("vod-live://c.mp4"))
+    with pytest.raises(LimitReached) as broadcasts:
+        store.live("1.1", live("vod-live://d.mp4"))
+    assert broadcasts.value.info == \
+        "Limit reached: vod-live broadcasts running (max_broadcasts=3)"

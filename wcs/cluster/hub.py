@@ -229,6 +229,21 @@ def _encode_all(entries: list[Entry]) -> list[dict[str, Any] | None]:
     return [encode(entry) for entry in entries]
 
 
+class Detached(amp.AMP):
+    """AMP whose answers are Deferreds of the caller's own: AMP adds its own
+    errback (which drops the whole connection) to an answer's Deferred after
+    the caller's callbacks, so an error raised in any of them would cut a worker
+    off its supervisor; chained to a fresh Deferred, it stays the caller's."""
+
+    def callRemote(self, command: type[amp.Command], **arguments: Any) -> Any:
+        answer = super().callRemote(command, **arguments)
+        if answer is None:
+            return None
+        detached: Deferred[Any] = Deferred()
+        answer.chainDeferred(detached)
+        return detached
+
+
 class Hub:
     """The supervisor's store (in memory, or a cluster's Redis), the session
     caps its workers share, and the workers connected to it."""
@@ -243,7 +258,7 @@ class Hub:
         return HubProtocol(self)
 
 
-class HubProtocol(amp.AMP):
+class HubProtocol(Detached):
     """The supervisor's end of one worker's socket pair."""
 
     def __init__(self, hub: Hub) -> None:
@@ -365,7 +380,7 @@ class HubProtocol(amp.AMP):
             log.info("worker {worker} is gone; what it held is released", worker=self.worker)
 
 
-class HubDirectory(amp.AMP):
+class HubDirectory(Detached):
     """A worker's :class:`~wcs.cluster.directory.Directory`: its supervisor's store."""
 
     def __init__(self, worker: str, on_lost: Callable[[], None]) -> None:
