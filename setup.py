@@ -29,6 +29,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
             "playwright>=1.48,<2",
             "moto[server]>=5,<6",
             "jsonschema>=4.20,<5",

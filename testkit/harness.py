@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -24,6 +25,21 @@ CHROMIUM = Path("/usr/bin/chromium")
 #: Caps raised for load runs, whose thousands of viewers all come from 127.0.0.1.
 LOAD_LIMITS = {"max_sessions": "100000", "max_sessions_per_address": "100000",
                "ws_message_rate": "100000"}
+
+
+def own_network_namespace() -> None:
+    """Move this process (and all it starts from now on) into a network
+    namespace of its own with only ``lo``, up: each parallel test process gets
+    its own loopback, so their servers' ports and traffic never meet."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
+        error = ctypes.get_errno()
+        raise AssertionError(f"unshare(CLONE_NEWNET) failed: {os.strerror(error)}; run the "
+                             "tests through scripts/test.sh (as root or in a user namespace)")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    require_loopback_only()
 
 
 def require_loopback_only() -> None:
@@ -106,8 +122,7 @@ class ServerProcess:
             "bind_address": "127.0.0.1",
             "ip": "127.0.0.1",
             "state_dir": str(workdir / "state"),
-            "workers": "1",  # one process unless a test asks for more
-            **settings,
+            **settings,  # otherwise the README's defaults: workers=auto, two on CI
         }
         self.host = values["bind_address"]
         self.config = workdir / "flashphoner.properties"
@@ -138,9 +153,28 @@ class ServerProcess:
         try:
             for key in ("ws.port", "http.port"):
                 wait_for_port(self.ports[key], deadline, self.process, self.host)
+            self._wait_for_workers(deadline)
         except AssertionError as failure:
             raise AssertionError(f"{failure}; its log ends:\n{self.log()[-3000:]}") from None
         return self
+
+    def _wait_for_workers(self, deadline: float) -> None:
+        """With workers, until every one runs: the supervisor listens at once,
+        its workers a second later, and a test should meet the whole server."""
+        blind = time.monotonic() + 3.0  # (a log sent elsewhere, --logfile, says nothing)
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            found = re.search(r"starting (\d+) worker processes", text)
+            if found is None and ("wcsvod running on" in text or
+                                  (not text and time.monotonic() > blind)):
+                return  # one process
+            if found is not None and len(re.findall(r"worker \S+ running \(pid",
+                                                    text)) >= int(found[1]):
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"twistd exited early with code {self.process.returncode}")
+            time.sleep(0.05)
+        raise AssertionError("the workers did not all start in time")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -151,7 +185,28 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(5)
 
-    def log(self) -> str:
+    def saw(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether ``text`` is in the log within ``timeout`` s (a worker's line
+        comes through the supervisor a moment after it is logged)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path.exists() and text in self.log_path.read_text(errors="replace"):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log(self, settle: float = 0.15, most: float = 2.0) -> str:
+        """The log so far, once it has not grown for ``settle`` s (``most`` s at
+        most): a worker's lines reach the supervisor's log a moment after they
+        happen, through a pipe, so what was just done may not be written yet."""
+        deadline = time.monotonic() + most
+        size = -1
+        while time.monotonic() < deadline:
+            now = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if now == size:
+                break
+            size = now
+            time.sleep(settle)
         return self.log_path.read_text(errors="replace")
 
 

@@ -25,14 +25,23 @@ class Published:
     seconds: float = 0.0
     plis: int = 0  # keyframe requests (PLI) the server sent this publisher
 
+    async def publishing(self, timeout: float = 20.0) -> None:
+        """Until the server has said PUBLISHING (a viewer may come then)."""
+        deadline = time.monotonic() + timeout
+        while "PUBLISHING" not in self.statuses:
+            if self.statuses or time.monotonic() > deadline:
+                raise AssertionError(f"not publishing: {self.statuses}")
+            await asyncio.sleep(0.05)
+
 
 async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bool = True,
                   timeout: float = 30.0, gap: tuple[float, float] | None = None,
-                  drop_socket: bool = False, vp8: bool = False) -> Published:
+                  drop_socket: bool = False, vp8: bool = False,
+                  result: Published | None = None) -> Published:
     """Publish ``seconds`` of ``path`` as ``name``, then unPublishStream (or, with
     ``drop_socket``, just close the socket). Samples due inside ``gap`` are not
     sent: the sender pauses, its timestamps jump."""
-    result = Published()
+    result = result if result is not None else Published()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     media = Mp4File(path, "publisher")

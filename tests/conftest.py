@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,10 +11,22 @@ from pathlib import Path
 import pytest
 
 from testkit.browser import CHROMIUM_ARGS, recorded_page
-from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
+from testkit.harness import (
+    CHROMIUM,
+    WEBSDK,
+    ServerProcess,
+    own_network_namespace,
+    require_loopback_only,
+)
 
 #: Fixtures that start real services: a test that uses one is end to end.
 SYSTEM_FIXTURES = {"start_server", "browser", "page", "s3", "loopback", "redis_server"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each parallel test process (pytest-xdist's) in a loopback of its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        own_network_namespace()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

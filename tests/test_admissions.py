@@ -52,3 +52,14 @@ def test_one_process_counts_for_itself():
     admission.leave("a")
     admission.enter("b").addCallback(answers.append)
     assert answers == ["", "Limit reached: sessions open on this server (max_sessions=1)", ""]
+
+
+def test_push_slots_are_the_whole_servers_and_a_dead_workers_come_back():
+    caps = Admissions(max_sessions=10, max_sessions_per_address=10, max_pushes=2)
+    assert caps.take("1.1", "push") == "" and caps.take("2.2", "push") == ""
+    assert caps.take("1.1", "push") == "Limit reached: streams pushed to RTMP (max_pushes=2)"
+    caps.give("2.2", "push")
+    caps.give("2.2", "push")  # once too often: ignored
+    assert caps.in_use("push") == 1 and caps.take("2.2", "push") == ""
+    caps.drop("1.1")
+    assert caps.in_use("push") == 1 and caps.take("1.1", "push") == ""

@@ -194,7 +194,7 @@ def test_a_hanging_backend_holds_back_no_other_session(start_server, media, back
     assert received.fps() > 20, received.fps()
     assert refused_at_once == ["Restricted access"] * 20
     assert len(backend.bodies("playStream")) == 256 + 1  # the viewer's, and the waiting
-    assert "questions already wait for the backend" in server.log()
+    assert server.saw("questions already wait for the backend")
     started = time.monotonic()
     assert call(server.http_url, "/rest-api/stream/find_all")[0] == 200
     assert time.monotonic() - started < 1

@@ -63,7 +63,7 @@ def test_with_no_address_to_offer_a_play_fails_at_once_saying_why(start_server, 
     from testkit.rtc_client import play, run
 
     server = start_server(media_dir=str(media), ip="")  # this namespace has loopback only
-    assert "set ip= in flashphoner.properties" in server.log()  # said at start
+    assert server.saw("set ip= in flashphoner.properties")  # said at start
     started = time.monotonic()
     got = run(play(server.ws_url, "vod://main.mp4", timeout=15))
     assert got.statuses == ["PENDING", "FAILED"], got.statuses
@@ -133,7 +133,7 @@ def test_a_client_that_never_reads_is_cut_off_with_memory_bounded(start_server, 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "the client reads nothing" not in server.log():
         time.sleep(0.1)
-    assert "the client reads nothing" in server.log()
+    assert server.saw("the client reads nothing")
     # and everyone else is served as ever
     other = RawWebSocket(server.ws_url)
     other.send_json("connection", {})

@@ -16,7 +16,7 @@ import time
 
 from testkit.rest_client import call
 from testkit.rtc_client import Received, play, run
-from testkit.rtc_publisher import publish
+from testkit.rtc_publisher import Published, publish
 from testkit.s3 import s3_settings
 from tests.test_e2e_workers import arrivals
 
@@ -66,7 +66,7 @@ def test_an_s3_broadcast_under_way_is_joined_at_its_moment_on_other_nodes(
         assert got.numbers[0] > 6 * 30 - 90, got.numbers[:3]  # ~6 s in, not the start
     assert in_step(on_two, on_three) < 0.1
     for node in (two, three):
-        assert "s after it began" in node.log()
+        assert node.saw("s after it began")
 
 
 def listed(node) -> list[dict]:
@@ -143,9 +143,11 @@ def test_a_publication_on_one_node_plays_on_another(start_server, media, redis_s
                            one.log()).groups()
 
     async def scenario() -> tuple[object, Received, list[bytes]]:
+        publishing_started = Published()
         publishing = asyncio.ensure_future(
-            publish(one.ws_url, "cam", media / "live.mp4", seconds=12, record=False))
-        await asyncio.sleep(2)
+            publish(one.ws_url, "cam", media / "live.mp4", seconds=12, record=False,
+                                            result=publishing_started))
+        await publishing_started.publishing()
         attacked = asyncio.ensure_future(attack_relay(host, int(port)))
         viewer = await play(three.ws_url, "cam", timeout=30)
         return await publishing, viewer, await attacked
@@ -156,7 +158,7 @@ def test_a_publication_on_one_node_plays_on_another(start_server, media, redis_s
     assert published.statuses[:1] == ["PUBLISHING"]
     assert viewer.statuses == ["PENDING", "PLAYING", "STOPPED"], viewer.statuses
     assert len(viewer.numbers) > 60 and viewer.numbers == sorted(viewer.numbers)
-    assert "relayed from 127.0.0.2:" in three.log()
+    assert three.saw("relayed from 127.0.0.2:")
 
 
 def test_a_node_that_dies_leaves_the_listing_within_the_expiry(start_server, media,

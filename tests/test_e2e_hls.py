@@ -19,7 +19,7 @@ import av
 from testkit.pages import wait_video
 from testkit.rest_client import call
 from testkit.rtc_client import run
-from testkit.rtc_publisher import publish
+from testkit.rtc_publisher import Published, publish
 from tests.test_e2e_metrics import read as metrics
 from tests.test_e2e_metrics import value
 
@@ -184,7 +184,7 @@ def test_an_ended_stream_gets_endlist_and_an_unused_one_is_released(start_server
     for uri, _ in tags["segments"]:
         check_segment(get(url(server, name, uri))[1])
     time.sleep(4.5)  # no request for longer than hls_idle_timeout
-    assert "HLS of 'vod-live://loop.mp4' stopped" in server.log()
+    assert server.saw("HLS of 'vod-live://loop.mp4' stopped")
     # asked again, it starts again: a new broadcast of the file
     again = parse(get(url(server, name))[1].decode())
     assert again["sequence"] == 0
@@ -194,9 +194,11 @@ def test_a_publication_as_hls(start_server, media):
     server = start_server(media_dir=str(media))
 
     async def scenario():
+        publisher_started = Published()
         publisher = asyncio.ensure_future(publish(server.ws_url, "cam", media / "main.mp4",
-                                                  seconds=8, record=False))
-        await asyncio.sleep(1.5)
+                                                  seconds=8, record=False,
+                                            result=publisher_started))
+        await publisher_started.publishing()
         status, body, _ = await asyncio.to_thread(get, url(server, "cam"))
         await asyncio.sleep(3.0)
         later = (await asyncio.to_thread(get, url(server, "cam")))[1].decode()

@@ -46,7 +46,7 @@ def test_two_pages_at_320x240_share_one_encode(start_server, page, browser, tmp_
     while f"rendition {NAME} at 320x240 stopped" not in server.log() \
             and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert f"rendition {NAME} at 320x240 stopped" in server.log()
+    assert server.saw(f"rendition {NAME} at 320x240 stopped")
     assert "Traceback" not in server.log()
 
 

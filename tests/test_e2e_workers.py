@@ -20,7 +20,7 @@ import time
 
 from testkit.rest_client import call, http_status
 from testkit.rtc_client import Received, play, run
-from testkit.rtc_publisher import publish
+from testkit.rtc_publisher import Published, publish
 from tools.makemedia import frames_in
 
 NAME = "vod-live://live.mp4"
@@ -193,9 +193,11 @@ def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
         return {worker: 1 for worker in published + relayed}
 
     async def scenario() -> tuple[object, list[Received]]:
+        publishing_started = Published()
         publishing = asyncio.ensure_future(
-            publish(server.ws_url, "cam", media / "live.mp4", seconds=10, record=True))
-        await asyncio.sleep(2)
+            publish(server.ws_url, "cam", media / "live.mp4", seconds=10, record=True,
+                                            result=publishing_started))
+        await publishing_started.publishing()
         stop = asyncio.Event()
         plays = await on_two_workers(server, "cam", stop, serving=relaying)
         published = await publishing
@@ -301,7 +303,7 @@ def test_one_ctrl_c_stops_every_worker_and_their_viewers_hear_it(start_server, m
         assert got.infos[-1] == "Server shutdown", got.infos
     # twistd ends as the signal says, having shut down cleanly
     assert server.process.wait(15) == -signal.SIGINT
-    assert "Server Shut Down." in server.log()
+    assert server.saw("Server Shut Down.")
     for pid in pids:  # no worker left behind
         assert not os.path.exists(f"/proc/{pid}") or \
             open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"

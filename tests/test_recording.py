@@ -6,7 +6,7 @@ import av
 
 from testkit.harness import run
 from testkit.rtc_client import play
-from testkit.rtc_publisher import publish
+from testkit.rtc_publisher import Published, publish
 from wcs.media import boxes, h264
 
 
@@ -65,9 +65,11 @@ def test_published_stream_plays_live_by_name(start_server, media, tmp_path):
     server = start_server(media_dir=str(tmp_path))
 
     async def both():
+        publisher_started = Published()
         publisher = asyncio.ensure_future(publish(server.ws_url, "cam", media / "live.mp4",
-                                                  seconds=6, record=False))
-        await asyncio.sleep(1.5)
+                                                  seconds=6, record=False,
+                                            result=publisher_started))
+        await publisher_started.publishing()
         viewer = await play(server.ws_url, "cam", stop_after=2.5)
         return await publisher, viewer
 
@@ -87,9 +89,11 @@ def test_publisher_stop_stops_its_viewers_and_duplicates_are_refused(start_serve
     server = start_server(media_dir=str(tmp_path))
 
     async def scene():
+        first_started = Published()
         first = asyncio.ensure_future(publish(server.ws_url, "dup", media / "live.mp4",
-                                              seconds=4, record=False))
-        await asyncio.sleep(1.0)
+                                              seconds=4, record=False,
+                                            result=first_started))
+        await first_started.publishing()
         viewer = asyncio.ensure_future(play(server.ws_url, "dup", timeout=15))
         second = await publish(server.ws_url, "dup", media / "main.mp4", seconds=1)
         return await first, second, await viewer
@@ -184,7 +188,7 @@ def test_a_vp8_only_publisher_is_recorded_as_h264(start_server, media, tmp_path)
         frames = sum(1 for p in container.demux(video=0) if p.size)
     assert abs(duration - sent.seconds) < 0.7, (duration, sent.seconds)
     assert frames > 90
-    assert "offers VP8 only; it is re-encoded to H.264" in server.log()
+    assert server.saw("offers VP8 only; it is re-encoded to H.264")
 
 
 def test_a_recording_that_reaches_record_max_size_is_kept_and_says_why(start_server, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from testkit.rtc_client import play, run
-from testkit.rtc_publisher import publish
+from testkit.rtc_publisher import Published, publish
 
 GOP = 60  # the test files have a keyframe every 60 frames, 2 s
 
@@ -56,9 +56,11 @@ def test_a_viewers_pli_reaches_the_publishing_page(start_server, media, tmp_path
     server = start_server(media_dir=str(tmp_path))
 
     async def both():
+        publisher_started = Published()
         publisher = asyncio.ensure_future(publish(server.ws_url, "cam", media / "main.mp4",
-                                                  seconds=5, record=False))
-        await asyncio.sleep(1.5)
+                                                  seconds=5, record=False,
+                                            result=publisher_started))
+        await publisher_started.publishing()
         viewer = await play(server.ws_url, "cam", pli_after=1.0, stop_after=2.0)
         return await publisher, viewer
 

@@ -54,7 +54,7 @@ def test_moov_at_the_end_is_fetched_first(start_server, media, s3):
     got = run(play(server.ws_url, "vod://s3/media/moov-at-end.mp4"))
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.infos
     assert len(got.video) == 6 * 30 - 1
-    assert "moov is after the media data; fetching it first" in server.log()
+    assert server.saw("moov is after the media data; fetching it first")
 
 
 @pytest.mark.parametrize("name, info", [
@@ -148,7 +148,7 @@ def test_container_new_false_downloads_everything_first(start_server, media, s3)
     got = run(play(server.ws_url, "vod://s3/media/main.mp4", stop_after=1))
     assert got.statuses[-2:] == ["PLAYING", "STOPPED"]
     size = (media / "main.mp4").stat().st_size
-    assert f"{size} bytes in S3; playing after {size} bytes" in server.log()
+    assert server.saw(f"{size} bytes in S3; playing after {size} bytes")
 
 
 def test_a_stalled_transfer_ends_the_stream_in_bounded_time(start_server, media, s3):
@@ -162,6 +162,6 @@ def test_a_stalled_transfer_ends_the_stream_in_bounded_time(start_server, media,
         assert got.statuses[-1] == "FAILED", got.statuses
         assert got.infos[-1] == "S3 download stalled"  # timed out, three times
         assert time.monotonic() - started < 40
-        assert "gave up on bytes from" in server.log()
+        assert server.saw("gave up on bytes from")
     finally:
         proxy.stop()

@@ -386,16 +386,17 @@ def compose(settings: Settings, listen: Listen | None = None,
                                   settings.announced_ips,
                                   fast_sender=settings.webrtc_sender == "fast", limits=limits)
     gate = access_gate(settings, reactor)
+    # the whole server's session and push caps: counted here, or by the supervisor
+    counted = peers if peers is not None else LocalAdmission(Admissions(
+        limits.max_sessions, limits.max_sessions_per_address, limits.max_pushes))
     pushes = Pushes(registry, reactor, limits.max_pushes,
                     settings.rtmp_transponder_stream_name_prefix,
                     settings.rtmp_transponder_full_url, settings.rtmp_push_retries,
-                    RtmpConnector(_push_trust(settings)))
+                    RtmpConnector(_push_trust(settings)), slots=counted)
     pushes.setServiceParent(top)
     signalling = SignallingFactory(
         settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor,
-        admission=peers if peers is not None else LocalAdmission(
-            Admissions(limits.max_sessions, limits.max_sessions_per_address)),
-        worker=registry.directory.worker, handoff=peers)
+        admission=counted, worker=registry.directory.worker, handoff=peers)
     if peers is not None:
         peers.adopter = signalling.adopt
     registry.on_transport_refused = signalling.transport_refused
@@ -494,8 +495,8 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
     command = python_command() + options.worker_arguments()
     node = settings.node if settings.cluster_redis_url else ""
     limits = settings.limits
-    hub = Hub(cluster_store(settings),
-              Admissions(limits.max_sessions, limits.max_sessions_per_address))
+    hub = Hub(cluster_store(settings), Admissions(
+        limits.max_sessions, limits.max_sessions_per_address, limits.max_pushes))
     Supervisor(reactor, command, settings.worker_count, listeners, hub, node).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top

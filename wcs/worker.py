@@ -111,6 +111,9 @@ def main(argv: list[str]) -> None:
         settings = options.settings()
     except (usage.UsageError, ConfigError) as error:
         raise SystemExit(f"wcsvod worker: {error}") from None
+    # each event goes out as it is logged: a pipe's stdout is otherwise block
+    # buffered, and the supervisor's log showed a worker's lines late, in bursts
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)],
                                      redirectStandardIO=False)
     _die_with_parent()

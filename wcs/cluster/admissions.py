@@ -19,14 +19,40 @@ from wcs.errors import LimitReached
 
 
 class Admissions:
-    """Sessions open by worker and client address, against the two caps."""
+    """Sessions open by worker and client address, against the two caps; and
+    slots of other whole-server caps (RTMP pushes running), by worker."""
 
-    def __init__(self, max_sessions: int, max_sessions_per_address: int) -> None:
+    def __init__(self, max_sessions: int, max_sessions_per_address: int,
+                 max_pushes: int = 100) -> None:
         self.max_sessions = max_sessions
         self.max_sessions_per_address = max_sessions_per_address
         self._by_worker: dict[str, Counter[str]] = {}
         self._by_address: Counter[str] = Counter()
         self.total = 0
+        #: what each kind of slot is, its key and its cap (the refusal names them)
+        self.slots = {"push": ("streams pushed to RTMP", "max_pushes", max_pushes)}
+        self._taken: dict[str, Counter[str]] = {}  # by worker: slots by kind
+        self._slots: Counter[str] = Counter()
+
+    def take(self, worker: str, kind: str) -> str:
+        """One more slot of ``kind`` for ``worker``: "" if the cap allows, else
+        the refusal's info."""
+        what, key, cap = self.slots[kind]
+        if self._slots[kind] >= cap:
+            return LimitReached(what, key, cap).info
+        self._slots[kind] += 1
+        self._taken.setdefault(worker, Counter())[kind] += 1
+        return ""
+
+    def give(self, worker: str, kind: str) -> None:
+        """A slot ``worker`` took is free again (one it never took: nothing)."""
+        mine = self._taken.get(worker)
+        if mine is not None and mine[kind] > 0:
+            mine[kind] -= 1
+            self._slots[kind] -= 1
+
+    def in_use(self, kind: str) -> int:
+        return self._slots[kind]
 
     def enter(self, worker: str, address: str) -> str:
         """Count one more session of ``address`` on ``worker``: "" if it may
@@ -53,7 +79,8 @@ class Admissions:
             self._count(target, address, 1)
 
     def drop(self, worker: str) -> None:
-        """``worker`` is gone, and every session it held with it."""
+        """``worker`` is gone, and every session and slot it held with it."""
+        self._slots -= self._taken.pop(worker, Counter())
         for address, count in self._by_worker.pop(worker, Counter()).items():
             self._by_address[address] -= count
             self.total -= count
@@ -87,3 +114,9 @@ class LocalAdmission:
 
     def leave(self, address: str) -> None:
         self.admissions.leave("", address)
+
+    def take(self, kind: str) -> Deferred[str]:
+        return succeed(self.admissions.take("", kind))
+
+    def give(self, kind: str) -> None:
+        self.admissions.give("", kind)

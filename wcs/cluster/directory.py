@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from wcs.cluster.store import Entry, Load, Store
@@ -72,6 +72,9 @@ class Directory(Protocol):
     def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
         """Another worker of this machine's answer; fails with its refusal."""
 
+    def ask_all(self, what: str, argument: Any) -> Deferred[list[Any]]:
+        """The answers of every other worker of this machine."""
+
 
 class LocalDirectory:
     """A :class:`Directory` over a store this process reaches itself: a
@@ -124,6 +127,9 @@ class LocalDirectory:
 
     def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
         return fail(NotFound(f"worker {worker} is not one of this machine's"))
+
+    def ask_all(self, what: str, argument: Any) -> Deferred[list[Any]]:
+        return succeed([])
 
 
 def _quietly(done: Deferred[Any], what: str) -> None:

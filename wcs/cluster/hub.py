@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -139,6 +139,18 @@ class Leave(amp.Command):
     requiresAnswer = False
 
 
+class Take(amp.Command):
+    """A worker takes a slot of a whole-server cap (a push): may it?"""
+
+    arguments = [(b"kind", amp.Unicode())]
+    response = [(b"refused", amp.Unicode())]
+
+
+class Give(amp.Command):
+    arguments = [(b"kind", amp.Unicode())]
+    requiresAnswer = False
+
+
 #: What a connection handed between workers carries besides its descriptor:
 #: the socket's family, the WebSocket handshake it opened with (replayed,
 #: unanswered, by the worker that adopts it), the media token it named, the
@@ -168,6 +180,14 @@ class Ask(amp.Command):
 
     arguments = [(b"worker", amp.Unicode()), (b"what", amp.Unicode()), (b"argument", Json())]
     response = [(b"answer", Json())]
+
+
+class AskAll(amp.Command):
+    """Worker to supervisor: ask every other worker ``what``; their answers
+    (those that could answer) in a list."""
+
+    arguments = [(b"what", amp.Unicode()), (b"argument", Json())]
+    response = [(b"answers", Json())]
 
 
 class Asked(amp.Command):
@@ -340,6 +360,15 @@ class HubProtocol(Detached):
         self.hub.admissions.leave(self.worker, address)
         return {}
 
+    @Take.responder
+    def take(self, kind: str) -> dict[str, Any]:
+        return {"refused": self.hub.admissions.take(self.worker, kind)}
+
+    @Give.responder
+    def give(self, kind: str) -> dict[str, Any]:
+        self.hub.admissions.give(self.worker, kind)
+        return {}
+
     @HandOff.responder
     def hand_off(self, worker: str, socket: int, address: str,
                  **connection: Any) -> Deferred[dict[str, Any]] | dict[str, Any]:
@@ -368,6 +397,20 @@ class HubProtocol(Detached):
         if target is None:
             return {"answer": refusal(NotFound(f"worker {worker} is not running"))}
         return target.callRemote(Asked, what=what, argument=argument)
+
+    @AskAll.responder
+    def ask_all(self, what: str, argument: Any) -> Deferred[dict[str, Any]]:
+        others = [protocol for worker, protocol in self.hub.workers.items()
+                  if protocol is not self]
+        asking = [protocol.callRemote(Asked, what=what, argument=argument)
+                  for protocol in others]
+
+        def gathered(results: list[tuple[bool, Any]]) -> dict[str, Any]:
+            answers = [value["answer"]["value"] for ok, value in results
+                       if ok and "value" in value["answer"]]
+            return {"answers": answers}
+
+        return DeferredList(asking, consumeErrors=True).addCallback(gathered)
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
@@ -434,6 +477,11 @@ class HubDirectory(Detached):
         """Answer other workers' ``what`` with ``answerer(argument)`` (JSON in and out)."""
         self._answerers[what] = answerer
 
+    def ask_all(self, what: str, argument: Any) -> Deferred[list[Any]]:
+        """Every other worker's answer to ``what`` (those that answered)."""
+        return self.callRemote(AskAll, what=what, argument=argument).addCallback(
+            lambda answer: answer["answers"])
+
     def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
         """``worker``'s answer to ``what``; fails with the error it answered with."""
         return self.callRemote(Ask, worker=worker, what=what, argument=argument).addCallback(
@@ -448,6 +496,13 @@ class HubDirectory(Detached):
 
     def leave(self, address: str) -> None:
         self.callRemote(Leave, address=address)
+
+    def take(self, kind: str) -> Deferred[str]:
+        """"" if a slot of ``kind`` (a push) is this worker's now, else the refusal's info."""
+        return self.callRemote(Take, kind=kind).addCallback(lambda answer: answer["refused"])
+
+    def give(self, kind: str) -> None:
+        self.callRemote(Give, kind=kind)
 
     def hand_off(self, worker: str, socket: int, **connection: Any) -> Deferred[str]:
         """Give a connection (a duplicate of its descriptor, which the caller

@@ -10,10 +10,10 @@ and why, for :data:`KEEP_ENDED` seconds.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application import service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from wcs.errors import LimitReached, NameTaken
@@ -32,12 +32,33 @@ REST_SESSION = "rest"
 RUNNING = ("PENDING", "PUBLISHING")
 
 
+class Slots(Protocol):
+    """The whole server's count of running pushes (every worker's)."""
+
+    def take(self, kind: str) -> Deferred[str]:
+        """"" if one more may run, else the refusal's info."""
+
+    def give(self, kind: str) -> None:
+        """One ended."""
+
+
+class Unlimited:
+    """No count beyond this worker's own (unit tests)."""
+
+    def take(self, kind: str) -> Deferred[str]:
+        return succeed("")
+
+    def give(self, kind: str) -> None:
+        pass
+
+
 class Pushes(service.Service):
-    """Every push of this worker, by media session id."""
+    """Every push of this worker, by media session id; ``slots`` counts the
+    pushes of the whole server against ``max_pushes``."""
 
     def __init__(self, registry: StreamRegistry, reactor: Any, max_pushes: int = 100,
                  prefix: str = "rtmp_", full_url: bool = False, retries: int = 3,
-                 connect: Connect = connect_rtmp) -> None:
+                 connect: Connect = connect_rtmp, slots: Slots | None = None) -> None:
         self.registry = registry
         self.reactor = reactor
         self.max_pushes = max_pushes
@@ -45,6 +66,7 @@ class Pushes(service.Service):
         self.full_url = full_url
         self.retries = retries
         self._connect = connect
+        self.slots: Slots = slots if slots is not None else Unlimited()
         self.active: dict[str, tuple[Push, Stream]] = {}
         self._opening = 0
 
@@ -59,6 +81,16 @@ class Pushes(service.Service):
         if len(self.active) + self._opening >= self.max_pushes:
             return fail(LimitReached("streams pushed to RTMP", "max_pushes", self.max_pushes))
         self._opening += 1
+
+        def slot(refusal: str) -> Deferred[list[MediaSession]]:
+            if refusal:
+                raise LimitReached("streams pushed to RTMP", "max_pushes", self.max_pushes)
+            return self.registry.media_sessions(name=name).addCallback(check).addErrback(
+                given_back)
+
+        def given_back(failure: Any) -> Any:
+            self.slots.give("push")  # it never ran
+            return failure
 
         def check(found: list[MediaSession]) -> Deferred[Stream]:
             if any(media.rtmp_url == rtmp_url and media.status in RUNNING for media in found):
@@ -84,13 +116,14 @@ class Pushes(service.Service):
             self._opening -= 1
             return result
 
-        found = self.registry.media_sessions(name=name)
-        return found.addCallback(check).addBoth(done).addCallback(opened)
+        taking = self.slots.take("push").addCallback(slot)
+        return taking.addBoth(done).addCallback(opened)
 
     def _ended(self, push: Push) -> None:
         entry = self.active.pop(push.media.id, None)
         if entry is not None:
             entry[1].unsubscribe(push)
+            self.slots.give("push")
         self.reactor.callLater(KEEP_ENDED, self.registry.media.remove, push.media)
 
     def stopService(self) -> None:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -88,6 +88,7 @@ class StreamRegistry:
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.directory.listen(self._terminated)
         self.directory.answer("snapshot", self._snapshot_asked)
+        self.directory.answer("media", lambda _: [media.as_dict() for media in self.media.all()])
         self.relay = relay
         self.streams: dict[str, VodStream] = {}  # by id, the entry's
         self.live: dict[str, VodStream] = {}  # by the name viewers play
@@ -408,19 +409,28 @@ class StreamRegistry:
     def media_sessions(self, media_id: str | None = None, name: str | None = None,
                        published: bool | None = None) -> Deferred[list[MediaSession]]:
         """The whole server's plays and publications matching every criterion
-        given: this worker's as they are now, the others' as last reported."""
+        given: this machine's as they are now (its other workers are asked),
+        other nodes' as last reported."""
         here = self.directory.worker
+        node = here.rpartition("/")[0]
 
-        def gathered(loads: list[Load]) -> list[MediaSession]:
-            found = [*self.media.all(), *(MediaSession(**media) for load in loads
-                                          if load.worker != here for media in load.media)]
+        def gathered(results: list[Any]) -> list[MediaSession]:
+            loads, neighbours = results
+            found = [*self.media.all(),
+                     *(MediaSession(**media) for answer in neighbours for media in answer),
+                     *(MediaSession(**media) for load in loads
+                       if load.worker.rpartition("/")[0] != node for media in load.media)]
             return sorted((media for media in found
                            if (media_id is None or media.id == media_id)
                            and (name is None or media.name == name)
                            and (published is None or media.published == published)),
                           key=lambda media: media.created)
 
-        return self._asked(self.directory.loads()).addCallback(gathered)
+        loads = self.directory.loads() if node else succeed([])
+        asking = gatherResults([loads, self.directory.ask_all("media", None)],
+                               consumeErrors=True)
+        asking.addErrback(lambda failure: failure.value.subFailure)
+        return self._asked(asking).addCallback(gathered)
 
     def stop_media(self, found: list[MediaSession], info: str) -> None:
         """End these plays and publications wherever they are; each page is told."""
