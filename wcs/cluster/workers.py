@@ -176,11 +176,14 @@ class WorkerProcess(protocol.ProcessProtocol):
         log.info("worker {worker} started (pid {pid})", worker=self.worker, pid=self.pid)
 
     def outReceived(self, data: bytes) -> None:
-        """JSON log events, one after each record separator."""
+        """JSON log events, each a record separator, the JSON and a newline
+        (JSON has none inside): an event is complete at its newline, and goes
+        on at once (waiting for the next separator held a lone line back until
+        the worker logged again)."""
         self._out += data
-        *records, self._out = self._out.split(b"\x1e")
+        *records, self._out = self._out.split(b"\n")
         for record in records:
-            self._relog(record)
+            self._relog(record.lstrip(b"\x1e"))
 
     def _relog(self, record: bytes) -> None:
         if not record.strip():
