@@ -183,7 +183,8 @@ def test_a_server_that_is_not_rtmp_or_goes_away_ends_the_push(start_server, medi
     failed = wait_push(server, push["mediaSessionId"], "FAILED", timeout=20)
     assert failed["info"].startswith("Failed by RTMP writer error: ")
     log = server.log()
-    assert "trying again in 1 s (1 of 1)" in log
+    assert "trying again in 1 s (1 of 1)" in log, [line for line in log.splitlines()
+                                                   if "push" in line]
     assert "ended: FAILED" in log
     # the broadcast itself plays on, for the next push or viewer
     assert call(server.http_url, "/rest-api/vod/find",

@@ -34,3 +34,21 @@ def test_each_event_goes_on_as_soon_as_its_line_is_complete():
         assert len(got) == 2 and got[1]["log_format"].endswith("second")
     finally:
         globalLogPublisher.removeObserver(seen.append)
+
+
+def test_a_workers_event_is_formatted_from_its_values_as_the_worker_would():
+    import io
+
+    from twisted.logger import formatEvent
+
+    out = io.StringIO()
+    Logger(namespace="w", observer=jsonFileLogObserver(out)).warn(
+        "trying again in {delay:g} s ({n} of {most})", delay=1.0, n=1, most=3)
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        WorkerProcess(Supervisor(), 2, "2.1").outReceived(out.getvalue().encode())  # type: ignore[arg-type]
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert [formatEvent(e) for e in seen if e.get("worker") == "2.1"] == [
+        "[worker 2] trying again in 1 s (1 of 3)"]

@@ -194,6 +194,7 @@ class WorkerProcess(protocol.ProcessProtocol):
             self._line(record.decode("utf-8", "replace").strip())
             return
         event["worker"] = self.worker
+        _unflattened(event)
         globalLogPublisher(mark_worker(event, self.worker, f"[worker {self.index}] "))
 
     def errReceived(self, data: bytes) -> None:
@@ -231,6 +232,22 @@ class WorkerProcess(protocol.ProcessProtocol):
             self.transport.signalProcess(number)  # type: ignore[union-attr]
         except Exception:  # already gone
             pass
+
+
+#: Values JSON carries as they were: an event made only of these formats from them.
+_NATIVE = (str, int, float, bool, type(None))
+
+
+def _unflattened(event: dict) -> None:
+    """Format a worker's event from its values again, when JSON kept them all:
+    Twisted's JSON carries each field also pre-formatted with ``!s``, and a
+    format spec then applies to that string (``{delay:g}`` of 1.0 gave "1.0")."""
+    flattened = event.get("log_flattened")
+    if not isinstance(flattened, dict):
+        return
+    fields = {key.split("!")[0].split(":")[0].split(".")[0].split("[")[0] for key in flattened}
+    if all(field in event and isinstance(event[field], _NATIVE) for field in fields):
+        del event["log_flattened"]
 
 
 def python_command() -> list[str]:
