@@ -52,3 +52,21 @@ def test_a_workers_event_is_formatted_from_its_values_as_the_worker_would():
         globalLogPublisher.removeObserver(seen.append)
     assert [formatEvent(e) for e in seen if e.get("worker") == "2.1"] == [
         "[worker 2] trying again in 1 s (1 of 3)"]
+
+
+def test_an_event_with_a_field_json_cannot_carry_is_still_formatted():
+    import io
+
+    from twisted.logger import formatEvent
+
+    out = io.StringIO()
+    Logger(namespace="w", observer=jsonFileLogObserver(out)).warn(
+        "{why}; again in {delay:g} s", why=OSError("gone"), delay=2.0)
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        WorkerProcess(Supervisor(), 1, "1.1").outReceived(out.getvalue().encode())  # type: ignore[arg-type]
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert [formatEvent(e) for e in seen if e.get("worker") == "1.1"] == [
+        "[worker 1] gone; again in 2 s"]

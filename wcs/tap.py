@@ -39,7 +39,15 @@ from wcs.cluster.store import Load, Store  # noqa: E402
 from wcs.config import ConfigError, Settings  # noqa: E402
 from wcs.files.library import Library  # noqa: E402
 from wcs.hls.packagers import Packagers  # noqa: E402
-from wcs.metrics import METERS, ReactorLag, families, from_wire, labelled, merged  # noqa: E402,E501
+from wcs.metrics import (  # noqa: E402
+    METERS,
+    ReactorLag,
+    families,
+    from_wire,
+    labelled,
+    merged,
+    to_wire,
+)
 from wcs.push.pusher import RtmpConnector  # noqa: E402
 from wcs.push.pushes import Pushes  # noqa: E402
 from wcs.signalling.requests import StreamRequests  # noqa: E402
@@ -256,22 +264,22 @@ class ServerState:
 def server_metrics(registry: StreamRegistry, state: ServerState,
                    worker: str) -> Deferred[list[Metric]]:
     """Every family of this server: this process's, or with workers each
-    worker's (as it last reported; this one's now), labelled ``worker``."""
+    worker's (asked now), labelled ``worker``."""
     own = families(METERS, state)
     if not worker:
         return succeed(own)
-    node = registry.directory.worker.rpartition("/")[0]
 
-    def number(worker_id: str) -> str:
-        return worker_id.rpartition("/")[2].split(".")[0]
-
-    def combine(loads: list[Load]) -> list[Metric]:
-        groups = [labelled(own, {"worker": number(worker)})]
-        groups += [from_wire(load.metrics, {"worker": number(load.worker)}) for load in loads
-                   if load.node == node and number(load.worker) != number(worker)]
+    def combine(answers: list[Any]) -> list[Metric]:
+        groups = [labelled(own, {"worker": _number(worker)})]
+        groups += [from_wire(wire, {"worker": _number(other)}) for other, wire in answers]
         return merged(groups)
 
-    return registry.loads().addCallback(combine)
+    return registry.directory.ask_all("metrics", None).addCallback(combine)
+
+
+def _number(worker_id: str) -> str:
+    """A worker's number (``[node/]N.generation`` → ``N``)."""
+    return worker_id.rpartition("/")[2].split(".")[0]
 
 
 def makeService(options: Options) -> service.MultiService:
@@ -409,6 +417,9 @@ def compose(settings: Settings, listen: Listen | None = None,
     state = ServerState(registry, signalling, reactor)
     root.putChild(b"metrics", MetricsPage(lambda: server_metrics(registry, state, worker),
                                           rest.access))
+    if worker:  # the others' /metrics ask for this worker's families as they are now
+        registry.directory.answer("metrics", lambda _: [worker, to_wire(families(METERS,
+                                                                                 state))])
     ReactorLag(reactor).setServiceParent(top)
     site = build_site(root, settings.limits.http_idle_timeout, settings.access_log)
     packagers = Packagers(registry, reactor, settings.hls_idle_timeout / 1000.0)

@@ -234,20 +234,23 @@ class WorkerProcess(protocol.ProcessProtocol):
             pass
 
 
-#: Values JSON carries as they were: an event made only of these formats from them.
-_NATIVE = (str, int, float, bool, type(None))
-
-
 def _unflattened(event: dict) -> None:
-    """Format a worker's event from its values again, when JSON kept them all:
-    Twisted's JSON carries each field also pre-formatted with ``!s``, and a
-    format spec then applies to that string (``{delay:g}`` of 1.0 gave "1.0")."""
+    """Number fields with a format spec formatted again from their values:
+    Twisted's JSON carries each field also pre-formatted through ``!s``, and
+    the spec then applied to that string (``{delay:g}`` of 1.0 gave "1.0")."""
     flattened = event.get("log_flattened")
     if not isinstance(flattened, dict):
         return
-    fields = {key.split("!")[0].split(":")[0].split(".")[0].split("[")[0] for key in flattened}
-    if all(field in event and isinstance(event[field], _NATIVE) for field in fields):
-        del event["log_flattened"]
+    for key in list(flattened):
+        field, _, rest = key.partition("!")
+        conversion, _, spec = rest.partition(":")
+        value = event.get(field)
+        if spec and conversion in ("", "s") and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            try:
+                flattened[key] = format(value, spec)
+            except ValueError:
+                pass
 
 
 def python_command() -> list[str]:

@@ -89,6 +89,7 @@ class StreamRegistry:
         self.directory.listen(self._terminated)
         self.directory.answer("snapshot", self._snapshot_asked)
         self.directory.answer("media", lambda _: [media.as_dict() for media in self.media.all()])
+        self.directory.answer("viewers", lambda _: [self.directory.worker, self._viewers()])
         self.relay = relay
         self.streams: dict[str, VodStream] = {}  # by id, the entry's
         self.live: dict[str, VodStream] = {}  # by the name viewers play
@@ -390,17 +391,22 @@ class StreamRegistry:
     def entries(self, *, name: str | None = None, uri: str | None = None,
                 stream_id: str | None = None) -> Deferred[list[Entry]]:
         """The whole server's VOD streams matching every criterion given, with
-        their viewers everywhere (this worker's counted now, the others' as
-        last reported: nothing is sent for it)."""
-        here, viewers = self.directory.worker, self._viewers()
+        their viewers: this machine's workers' counted now (the others are
+        asked), other nodes' as last reported."""
+        here = self.directory.worker
 
-        def counted(entries: list[Entry]) -> list[Entry]:
-            for entry in entries:
-                if entry.id in viewers:
-                    entry.viewers[here] = viewers[entry.id]
+        def counted(results: list[Any]) -> list[Entry]:
+            entries, neighbours = results
+            for worker, viewers in [(here, self._viewers()), *neighbours]:
+                for entry in entries:
+                    if entry.id in viewers:
+                        entry.viewers[worker] = viewers[entry.id]
             return entries
 
-        return self._asked(self.directory.select(name, uri, stream_id)).addCallback(counted)
+        asking = gatherResults([self.directory.select(name, uri, stream_id),
+                                self.directory.ask_all("viewers", None)], consumeErrors=True)
+        asking.addErrback(lambda failure: failure.value.subFailure)
+        return self._asked(asking).addCallback(counted)
 
     def terminate(self, entries: list[Entry], info: str) -> Deferred[list[Entry]]:
         """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
