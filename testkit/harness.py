@@ -195,6 +195,17 @@ class ServerProcess:
             time.sleep(0.05)
         return False
 
+    def per_worker(self, text: str) -> dict[str, int]:
+        """How many log lines hold ``text``, by the worker that logged them
+        ("" for a process alone, or the supervisor)."""
+        counts: dict[str, int] = {}
+        for line in self.log().splitlines():
+            if text in line:
+                found = re.search(r"\[worker (\d+)\] ", line)
+                worker = found[1] if found else ""
+                counts[worker] = counts.get(worker, 0) + 1
+        return counts
+
     def log(self, settle: float = 0.15, most: float = 2.0) -> str:
         """The log so far, once it has not grown for ``settle`` s (``most`` s at
         most): a worker's lines reach the supervisor's log a moment after they

@@ -6,9 +6,11 @@ PLAYER = "/client2/examples/demo/streaming/player/player.html"
 VIDEO = "#remoteVideo video"
 
 
-def open_player(page, server, stream_name: str, query: str = "") -> None:
+def open_player(page, server, stream_name: str, query: str = "", url: str = "") -> None:
+    """The SDK's player page playing ``stream_name`` from ``server`` (through
+    ``url`` if given: a :class:`testkit.workers.Steering` relay, say)."""
     page.goto(f"{server.http_url}{PLAYER}?streamName={stream_name}{query}")
-    page.fill("#url", server.ws_url)
+    page.fill("#url", url or server.ws_url)
     page.click("#playBtn")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -30,8 +31,16 @@ def worker_pids(server) -> dict[int, int]:  # type: ignore[no-untyped-def]
     return {int(w["worker"].rpartition("/")[2].split(".")[0]): w["pid"] for w in workers}
 
 
-def wait_for_workers(server, count: int = 2, timeout: float = 20.0) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    """The workers' pids once ``count`` of them have reported."""
+def worker_count(server) -> int:  # type: ignore[no-untyped-def]
+    """How many workers the server started (1: a process alone)."""
+    found = re.search(r"starting (\d+) worker processes", server.log())
+    return int(found[1]) if found else 1
+
+
+def wait_for_workers(server, count: int | None = None,  # type: ignore[no-untyped-def]
+                     timeout: float = 20.0) -> dict[int, int]:
+    """The workers' pids once ``count`` of them (all, by default) have reported."""
+    count = count if count is not None else worker_count(server)
     deadline = time.monotonic() + timeout
     pids: dict[int, int] = {}
     while time.monotonic() < deadline:
@@ -86,6 +95,7 @@ class Steering:
         self.port = self.listener.getsockname()[1]
         self.count = 0
         self.landed: list[int | None] = []  # the worker each connection was steered to
+        self.pids = wait_for_workers(server)
         self._closing = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -121,7 +131,7 @@ class Steering:
         the queue); its first bytes (the handshake's answer) say it has."""
         if number is None:
             return socket.create_connection(self.target, timeout=10)
-        others = [pid for n, pid in worker_pids(self.server).items() if n != number]
+        others = [pid for n, pid in self.pids.items() if n != number]
         with paused(*others):
             upstream = socket.create_connection(self.target, timeout=10)
             client.settimeout(self.HOLD)

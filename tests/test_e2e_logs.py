@@ -52,8 +52,8 @@ def wait_for(server: ServerProcess, logfile: Path | None, wanted, what: str,
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("workers, to_file", [("1", False), ("2", True)],
-                         ids=["one-process-stdout", "two-workers-logfile"])
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["one-process", "two-workers"])
+@pytest.mark.parametrize("to_file", [False, True], ids=["stdout", "logfile"])
 def test_every_line_is_json_and_a_play_s_lines_name_its_session_and_stream(
         start_server, media, tmp_path, workers, to_file):
     logfile = tmp_path / "twistd-json.log" if to_file else None

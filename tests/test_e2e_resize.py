@@ -7,15 +7,19 @@ import time
 
 from testkit.browser import recorded_page
 from testkit.pages import open_player, wait_status, wait_video
+from testkit.workers import Steering
 from tools.makemedia import make_mp4
 
 NAME = "vod-live://four3.mp4"
 
 
 def test_two_pages_at_320x240_share_one_encode(start_server, page, browser, tmp_path):
+    """Every page on worker 1 (a rendition is encoded once per worker that has
+    viewers of it, as a broadcast is read once per worker)."""
     make_mp4(tmp_path / "four3.mp4", seconds=30, width=640, height=480)
     server = start_server(media_dir=str(tmp_path), vod_live_loop="true")
-    open_player(page, server, NAME, "&resolution=320x240")
+    steering = Steering(server, plan=lambda n: 1)
+    open_player(page, server, NAME, "&resolution=320x240", steering.url)
     wait_status(page, "PLAYING")
     first = wait_video(page)
     others = []
@@ -24,7 +28,7 @@ def test_two_pages_at_320x240_share_one_encode(start_server, page, browser, tmp_
         context = other.context
         other.console_messages = []
         other.on("console", lambda message, o=other: o.console_messages.append(message.text))
-        open_player(other, server, NAME, query)
+        open_player(other, server, NAME, query, steering.url)
         wait_status(other, "PLAYING")
         others.append((context, other, wait_video(other)))
     time.sleep(1.0)

@@ -190,3 +190,24 @@ def test_cached_opus_is_passed_over_while_no_one_takes_it(files):
     wanted["opus"] = True
     assert len([s for s in media.samples(wants_opus=lambda: wanted["opus"])
                 if s.codec == "opus"]) == len(cached)
+
+
+def test_opus_begun_mid_file_stays_on_one_grid_across_loops(files):
+    """Transcoding that began at a frame in the middle (the first WebRTC viewer
+    came then) puts its 20 ms frames off the file's grid; the next pass's Opus
+    is moved onto the same grid, so the audio runs on without a gap."""
+    media = Mp4File(files / "main.mp4", "loop")
+    asked = {"n": 0}
+
+    def wanted() -> bool:
+        asked["n"] += 1
+        return asked["n"] > 7
+
+    opus = []
+    for sample in media.samples(loop=True, period=media.pass_length(), wants_opus=wanted):
+        if sample.codec == "opus":
+            opus.append(sample.pts)
+        if len(opus) > 300:  # about three passes of a 2 s file
+            break
+    assert opus[0] % OPUS_FRAME != 0  # begun off the file's grid
+    assert [b - a for a, b in zip(opus, opus[1:])] == [OPUS_FRAME] * (len(opus) - 1)

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from testkit.rtc_client import Received, play, run
+from testkit.workers import Steering
 
 GOP = 60  # the test files have a keyframe every 60 frames
 
@@ -18,8 +19,11 @@ def live_part(got: Received) -> list[tuple[int, float]]:
 
 
 def test_viewers_share_one_broadcast_and_late_joiners_start_at_once(start_server, media):
+    """On one worker (each worker has its own copy of a broadcast: the
+    cross-worker timeline is ``test_e2e_workers``'s)."""
     server = start_server(media_dir=str(media))
-    url = server.ws_url
+    steering = Steering(server, plan=lambda n: 1)
+    url = steering.url
 
     async def three():
         first = asyncio.ensure_future(play(url, "vod-live://live.mp4", stop_after=6.5))
@@ -46,7 +50,8 @@ def test_viewers_share_one_broadcast_and_late_joiners_start_at_once(start_server
         gaps = [abs(arrivals[number] - when) for number, when in live if number in arrivals]
         assert len(gaps) > 30 and max(gaps) < 0.1, max(gaps)
     log = server.log()
-    assert log.count(f"opened {media / 'live.mp4'}") == 1
+    assert log.count(f"opened {media / 'live.mp4'}") == 1, [
+        line for line in log.splitlines() if "live.mp4" in line]
     assert log.count("created for vod-live://live.mp4") == 1
 
 
@@ -111,13 +116,14 @@ def wait_for(server, text: str, seconds: float) -> bool:
 
 def test_stream_timeout_keeps_the_broadcast_then_releases_it(start_server, media):
     server = start_server(media_dir=str(media), vod_stream_timeout="1500")
-    run(play(server.ws_url, "vod-live://live.mp4", stop_after=1))
+    steering = Steering(server, plan=lambda n: 1)  # both viewers on the worker that keeps it
+    run(play(steering.url, "vod-live://live.mp4", stop_after=1))
     left = time.monotonic()
     assert wait_for(server, "has no viewer; kept for 1.5 s", 2)
     time.sleep(0.3)
     assert "released after" not in server.log(), "alive inside the window"
     # a viewer arriving inside the window joins the same broadcast
-    run(play(server.ws_url, "vod-live://live.mp4", stop_after=0.5))
+    run(play(steering.url, "vod-live://live.mp4", stop_after=0.5))
     assert server.log().count("created for vod-live://live.mp4") == 1
     assert wait_for(server, "released after", 4)
     assert time.monotonic() - left > 1.5

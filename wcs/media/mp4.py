@@ -145,10 +145,18 @@ class Mp4File:
             ends = {"video": offset, "audio": offset}
             skip = self._seek(seek) if seek else None
             seek = 0.0
+            nudge: int | None = None  # this pass's Opus moved onto the previous one's
             for sample in self._one_pass(skip, wants_opus):
                 if offset:
                     sample = shifted(sample, offset)
                 if sample.codec == "opus":
+                    if nudge is None:  # a pass's Opus onto the last one's 20 ms grid
+                        # (off it when transcoding began mid-file): at most half a frame
+                        gap = sample.pts - audio_next if audio_next is not None else 0
+                        nudge = -((gap + OPUS_FRAME // 2) % OPUS_FRAME - OPUS_FRAME // 2)
+                    if nudge:
+                        sample.pts += nudge
+                        sample.time = sample.pts / sample.clock
                     if audio_next is not None and sample.pts < audio_next - OPUS_FRAME // 2:
                         continue
                     if audio_next is not None and sample.pts < audio_next:

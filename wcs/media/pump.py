@@ -72,6 +72,25 @@ class Pump:
         self.running = True
         self._call = self._clock.callLater(0, self._run)
 
+    def catch_up(self, most: int = 20 * BURST) -> None:
+        """Send, within this call, the samples already due (at most ``most``): a
+        stream read from a moment already past, so that its GOP is cached
+        before a subscriber joins. Pacing starts with :meth:`start`."""
+        if self.running or self.ended:
+            return
+        self.running = True
+        try:
+            for _ in range(most // BURST):
+                sent = sum(self.sent.values())
+                self._run()
+                if self._call is not None and self._call.active():
+                    self._call.cancel()
+                self._call = None
+                if self.ended or sum(self.sent.values()) - sent < BURST:
+                    break  # nothing more is due yet (or the source must wait)
+        finally:
+            self.running = False
+
     def stop(self) -> None:
         """Stop pacing; nobody is told (whoever stops us tells the subscribers)."""
         self.running = False

@@ -51,9 +51,11 @@ class VodStream:
     is due) whether or not anyone watches, but it reads only while someone
     does: with no subscriber it holds no pump, reads nothing and transcodes
     nothing; its first subscriber (a viewer, an HLS packager, a snapshot, a
-    push) starts reading at the keyframe at or before "now" on that timeline,
-    so it sees what it would have seen had the file been read all along. Its
-    AAC is transcoded to Opus only while a subscriber takes Opus (WebRTC).
+    push) starts it reading at the keyframe at or before "now" on that
+    timeline (what is already due is read at once, into the GOP cache) and
+    then joins as any late joiner does, so it sees what it would have seen had
+    the file been read all along. Its AAC is transcoded to Opus only while a
+    subscriber takes Opus (WebRTC).
     """
 
     #: How it ended, for a viewer that arrives after (one still connecting).
@@ -91,6 +93,7 @@ class VodStream:
         self._sent: Counter[str] = Counter()  # by earlier pumps
         self._period: float | None = None
         self._preparing = False
+        self._joining: list[Subscriber] = []  # waiting for the reading to catch up
         self._timer: IDelayedCall | None = None  # the timeout after the last viewer
         self._over: IDelayedCall | None = None  # the end of an unwatched, unlooped pass
         self.closed = False
@@ -111,17 +114,22 @@ class VodStream:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Start sending to ``subscriber``: a personal stream starts now, a
-        live one is joined at its current GOP (read from its "now" if no one
-        watched)."""
+        live one is joined at its current GOP (read from its "now" first if no
+        one watched)."""
         if self.closed:  # it ended while this viewer was connecting: say how
             subscriber.closed(*self.ending)
             return
         _cancel(self._timer)
         self._timer = None
-        self.broadcast.add(subscriber)
         # a lead read at once from a re-encoded file would be a burst of x264 work on
         # the reactor: such a file is paced from its first sample, as before
         lead = 0.0 if self.media.reencoded else getattr(subscriber, "lead", 0.0)
+        if self.live and self.pump is None:
+            self._joining.append(subscriber)
+            if not self._preparing:
+                self._watched(lead)
+            return
+        self.broadcast.add(subscriber)
         if self.pump is not None:
             self.pump.start(lead=lead)
         elif not self._preparing:
@@ -140,7 +148,7 @@ class VodStream:
 
         def ready(_: object) -> None:
             self._preparing = False
-            if not self.closed and self.broadcast:
+            if not self.closed and (self.broadcast or self._joining):
                 self._read(position, lead)
 
         def failed(failure: Failure) -> None:
@@ -160,9 +168,22 @@ class VodStream:
                                          position=position, wants_opus=self._wants_opus)
         else:
             samples = self.media.samples(loop=self.loop, wants_opus=self._wants_opus)
-        self.pump = Pump(samples, self.clock, self.label, self.broadcast.send, self._ended,
-                         self.media.ready, start=self.start if self.live else None)
-        self.pump.start(lead=lead)
+        pump = self.pump = Pump(samples, self.clock, self.label, self.broadcast.send,
+                                self._ended, self.media.ready,
+                                start=self.start if self.live else None)
+        if self.live:  # what is due is cached first; the subscribers join it as late joiners
+            pump.catch_up()
+            joining, self._joining = self._joining, []
+            for subscriber in joining:
+                if self.closed:
+                    subscriber.closed(*self.ending)
+                else:
+                    self.broadcast.add(subscriber)
+            if self.closed or not self.broadcast:
+                if not self.closed:
+                    self._unwatched()
+                return
+        pump.start(lead=lead)
 
     def request_keyframe(self) -> None:
         """A viewer lost its picture: a file's next keyframe comes within a GOP."""
@@ -171,7 +192,9 @@ class VodStream:
         """``subscriber`` leaves (``None``: a viewer that never joined gave up)."""
         if subscriber is not None:
             self.broadcast.remove(subscriber)
-        if self.broadcast or self.closed:
+            if subscriber in self._joining:
+                self._joining.remove(subscriber)
+        if self.broadcast or self._joining or self.closed:
             return
         if not self.live:
             self.close()
@@ -200,20 +223,24 @@ class VodStream:
 
     def terminate(self, info: str) -> None:
         """Stop for everyone; each viewer is told ``info`` (and STOPPED)."""
-        broadcast = self.broadcast
         self.ending = (info, False)
-        self.close()
-        broadcast.finish(info, failed=False)
+        self._finish()
 
     def _ended(self, reason: str | None) -> None:
         if self.closed:
             return
         log.info("stream {id} ({uri}) reached its end{reason}", id=self.id, uri=str(self.uri),
                  reason=f": {reason}" if reason else "")
-        broadcast = self.broadcast
         self.ending = (reason, reason is not None)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Close, then tell every subscriber (and any still joining) how it ended."""
+        broadcast, joining, self._joining = self.broadcast, self._joining, []
         self.close()
-        broadcast.finish(reason, failed=reason is not None)
+        broadcast.finish(*self.ending)
+        for subscriber in joining:
+            subscriber.closed(*self.ending)
 
     def close(self) -> None:
         """Release everything now: the pump and its samples, the media (its
