@@ -49,7 +49,9 @@ def test_sender_reports_map_rtp_time_to_the_wall_clock(start_server, media):
                                               else -((rtp - ts) % 2**32)) / clock)
                       for k, arrival, ts in got.rtp if k == kind and abs(arrival - wall) < 1]
             errors.sort()
-            assert errors and errors[len(errors) // 2] < 0.03, (kind, errors[:5])
+            # the packets that met no delay on the way (a loaded client reads late;
+            # a wrong mapping would put every packet off, the first tenth too)
+            assert errors and errors[len(errors) // 10] < 0.03, (kind, errors[:5])
 
 
 def test_a_viewers_pli_reaches_the_publishing_page(start_server, media, tmp_path):
