@@ -64,7 +64,11 @@ def test_the_sdk_page_plays_with_its_media_socket_forced_onto_the_other_worker(
         assert handed_over(server) == 1
         assert server.saw("closed (handed over to worker 1.")
         page.click("#playBtn")
-        assert wait_status(page, "STOPPED")[-2:] == ["PLAYING", "STOPPED"], server.log()[-6000:]
+        try:
+            statuses = wait_status(page, "STOPPED")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the server's log:\n{server.log()[-8000:]}") from None
+        assert statuses[-2:] == ["PLAYING", "STOPPED"]
         assert "Traceback" not in server.log()
     finally:
         steering.close()
