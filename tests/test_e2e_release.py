@@ -6,9 +6,8 @@ object that only a reference cycle held stays counted (and keeps whatever
 threads it owns), so what these tests see is what reference counting freed.
 """
 
-from __future__ import annotations
 
-import pytest
+from __future__ import annotations
 
 import asyncio
 import json
@@ -21,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from testkit.cheap_viewers import CheapViewer, Counter, watch
