@@ -219,7 +219,10 @@ def test_rtmps_goes_over_tls_to_a_server_the_ca_file_vouches_for(start_server, m
                     {"mediaSessionId": push["mediaSessionId"]})[0] == 200
         assert trusted.receiver.finished() == 0, trusted.receiver.log()
         # everything went through the TLS front (ffmpeg itself listens on plain RTMP)
-        relayed = re.search(r"(\d+) byte\(s\) sent to socket", trusted.log())
+        deadline = time.monotonic() + 10  # stunnel says so once the connection closes
+        while not (relayed := re.search(r"(\d+) byte\(s\) sent to socket", trusted.log())) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert relayed and int(relayed[1]) > 50_000, trusted.log()
     finally:
         trusted.kill()

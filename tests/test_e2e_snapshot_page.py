@@ -89,5 +89,7 @@ def test_the_stream_snapshot_demo_shows_the_published_picture(start_server, came
         # the stream's own size, and the picture the camera showed a moment before
         assert size == (published["width"], published["height"]), (size, published)
         behind = (shown - number) % LOOP
-        assert behind <= 20 or behind >= LOOP - 3, taken  # (the preview may lag a frame)
+        # within 20 frames of it, either way: the GOP cached a moment ago, or a
+        # picture taken after the click (later still on a loaded machine)
+        assert behind <= 20 or behind >= LOOP - 20, taken
     assert len({number for _, number, _ in taken}) == 3  # a new picture each time
