@@ -338,3 +338,42 @@ def test_a_snapshot_by_media_session_id_is_taken_on_the_worker_of_that_play(
     status, body, _ = call(server.http_url, "/rest-api/stream/snapshot",
                            {"mediaSessionId": "nobody"})
     assert status == 404 and "nobody" in json.dumps(body)
+
+
+def test_over_wss_a_pages_two_sockets_meet_on_the_one_worker_that_serves_wss(
+        start_server, media):
+    """A TLS connection cannot move to another process (its keys are in the
+    OpenSSL of the one that accepted it), so with workers only worker 1 accepts
+    wss: an MSE play's signalling and media sockets over wss always meet."""
+    server = start_server(media_dir=str(media))
+    wait_for_workers(server)
+    for _ in range(3):
+        signalling = RawWebSocket(server.wss_url, timeout=15)
+        media_socket = None
+        try:
+            signalling.send_json("connection", {"appKey": "defaultApp"})
+            token = signalling.receive_json()["data"][0]["authToken"]
+            assert token_worker(token) == 1
+            signalling.send_json("playStream", {"mediaSessionId": "w", "name": "vod://main.mp4",
+                                                "mediaProvider": "MSE", "sdp": MSE_OFFER})
+            statuses = []
+            while "setRemoteSDP" not in statuses:
+                message = signalling.receive_json(timeout=10)
+                statuses.append(message["message"] if message["message"] != "notifyStreamStatusEvent"
+                                else message["data"][0]["status"])
+            media_socket = RawWebSocket(server.wss_url, timeout=15)
+            media_socket.send_json("connectMediaTransport", {"authToken": token})
+            while "PLAYING" not in statuses:
+                message = signalling.receive_json(timeout=10)
+                if message["message"] == "notifyStreamStatusEvent":
+                    statuses.append(message["data"][0]["status"])
+            records = 0
+            while records < 20:
+                opcode, payload = media_socket.receive()
+                if opcode == 2:
+                    records += len(parse_records(payload))
+        finally:
+            signalling.close()
+            if media_socket is not None:
+                media_socket.close()
+    assert handed_over(server) == 0
