@@ -74,26 +74,33 @@ def test_the_sdk_page_plays_with_its_media_socket_forced_onto_the_other_worker(
         steering.close()
 
 
+async def mse_requested(signalling: AsyncWebSocket, media_session_id: str,
+                        name: str = "vod://main.mp4") -> tuple[str, list[str]]:
+    """``connection``, then an MSE ``playStream``: (the authToken, the statuses
+    seen) once it is answered (the SDK opens its media socket then)."""
+    await signalling.send("connection", {"appKey": "defaultApp"})
+    token = (await signalling.receive_json())["data"][0]["authToken"]
+    await signalling.send("playStream", {"mediaSessionId": media_session_id, "name": name,
+                                         "mediaProvider": "MSE", "sdp": MSE_OFFER})
+    statuses = []
+    while (message := await signalling.receive_json())["message"] != "setRemoteSDP":
+        if message["message"] == "notifyStreamStatusEvent":
+            statuses.append(message["data"][0]["status"])
+    return token, statuses
+
+
 async def mse_play(server, signalling_on: int, media_on: int, name: str,
                    seconds: float = 2.0) -> dict:
     """A raw MSE play whose two sockets are made on the workers named."""
     with only(server, signalling_on):
         signalling = await AsyncWebSocket.connect(server.ws_url)
     try:
-        await signalling.send("connection", {"appKey": "defaultApp"})
-        user = (await signalling.receive_json())["data"][0]
-        assert token_worker(user["authToken"]) == signalling_on
-        request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": False,
-                   "hasVideo": True, "hasAudio": True, "mediaProvider": "MSE",
-                   "sdp": MSE_OFFER}
-        await signalling.send("playStream", request)
-        statuses, records, octets = [], {8: 0, 9: 0}, 0
-        while (message := await signalling.receive_json())["message"] != "setRemoteSDP":
-            if message["message"] == "notifyStreamStatusEvent":
-                statuses.append(message["data"][0]["status"])
+        token, statuses = await mse_requested(signalling, str(uuid.uuid1()), name)
+        assert token_worker(token) == signalling_on
+        records, octets = {8: 0, 9: 0}, 0
         with only(server, media_on):
             media = await AsyncWebSocket.connect(server.ws_url)
-            await media.send("connectMediaTransport", {"authToken": user["authToken"]})
+            await media.send("connectMediaTransport", {"authToken": token})
         deadline = time.monotonic() + seconds + 8
         while "PLAYING" not in statuses and time.monotonic() < deadline:
             message = await asyncio.wait_for(signalling.receive_json(), 8)
@@ -197,12 +204,7 @@ def test_a_media_socket_that_reaches_another_node_is_refused_and_the_play_fails_
 
     async def split() -> tuple[list, bytes]:
         signalling = await AsyncWebSocket.connect(a.ws_url)
-        await signalling.send("connection", {"appKey": "defaultApp"})
-        token = (await signalling.receive_json())["data"][0]["authToken"]
-        await signalling.send("playStream", {"mediaSessionId": "m1", "name": "vod://main.mp4",
-                                             "mediaProvider": "MSE", "sdp": MSE_OFFER})
-        while (await signalling.receive_json())["message"] != "setRemoteSDP":
-            pass
+        token, _ = await mse_requested(signalling, "m1")
         media_socket = await AsyncWebSocket.connect(b.ws_url)  # the balancer's choice
         await media_socket.send("connectMediaTransport", {"authToken": token})
         opcode, close = await asyncio.wait_for(media_socket.receive(), 10)
@@ -310,12 +312,7 @@ def test_a_snapshot_by_media_session_id_is_taken_on_the_worker_of_that_play(
             ws = await AsyncWebSocket.connect(server.ws_url)
         media_socket = None
         try:
-            await ws.send("connection", {"appKey": "defaultApp"})
-            token = (await ws.receive_json())["data"][0]["authToken"]
-            await ws.send("playStream", {"mediaSessionId": "mine", "name": "vod://main.mp4",
-                                         "mediaProvider": "MSE", "sdp": MSE_OFFER})
-            while (await ws.receive_json())["message"] != "setRemoteSDP":
-                pass
+            token, _ = await mse_requested(ws, "mine")
             media_socket = await AsyncWebSocket.connect(server.ws_url)
             await media_socket.send("connectMediaTransport", {"authToken": token})
             await asyncio.sleep(2.0)  # PLAYING, and listed in worker 1's next report

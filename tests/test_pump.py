@@ -234,3 +234,20 @@ def test_a_lead_sends_that_much_at_once_then_paces():
     run.pump.start(lead=5.0)  # a later start keeps the timeline: no second lead
     run.clock.advance(0)
     assert len(run.sent) == 16
+
+
+def test_catching_up_sends_what_is_due_at_once_and_paces_the_rest_once_started():
+    clock = Clock()
+    clock.advance(1000.0)
+    sent: list[Sample] = []
+    # a timeline that began 20 s ago, read from 15 s: 5 s of 100 samples a second are due
+    source = [Sample("video", b"", 0, 90000, 15 + n / 100, keyframe=n == 0) for n in range(1000)]
+    paced = Pump(iter(source), clock, "t", sent.append, lambda reason: None, start=980.0)
+    paced.catch_up()
+    assert len(sent) == 501 and not clock.getDelayedCalls()  # due ones, in this call
+    paced.catch_up()  # nothing more is due: nothing more goes
+    assert len(sent) == 501
+    paced.start()
+    clock.advance(0.1)
+    clock.advance(0.1)
+    assert 510 <= len(sent) <= 522  # then paced

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
 from twisted.internet.task import Clock
-from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import Logger, formatEvent, globalLogPublisher, jsonFileLogObserver
 
 from wcs.cluster.workers import WorkerProcess
 
@@ -12,61 +15,42 @@ class Supervisor:
     reactor = Clock()
 
 
-def test_each_event_goes_on_as_soon_as_its_line_is_complete():
-    import io
-
+def logged(text: str, **fields: Any) -> bytes:
+    """What a worker writes on its standard output for one event."""
     out = io.StringIO()
-    observer = jsonFileLogObserver(out)
-    Logger(namespace="w", observer=observer).info("first {n}", n=1)
-    Logger(namespace="w", observer=observer).info("second")
-    first, second = out.getvalue().encode().split(b"\n")[:2]
+    Logger(namespace="w", observer=jsonFileLogObserver(out)).info(text, **fields)
+    return out.getvalue().encode()
+
+
+def relogged(index: int, *pieces: bytes) -> list[list[dict]]:
+    """The events the supervisor passes on from worker ``index``, after each piece."""
     seen: list[dict] = []
+    after: list[list[dict]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        worker = WorkerProcess(Supervisor(), 1, "1.1")  # type: ignore[arg-type]
-        worker.outReceived(first[:20])
-        assert not [e for e in seen if e.get("worker") == "1.1"]  # half an event: held
-        worker.outReceived(first[20:] + b"\n" + second[:5])
-        got = [e for e in seen if e.get("worker") == "1.1"]
-        assert [e.get("n") for e in got] == [1]  # the whole one at once, alone
-        worker.outReceived(second[5:] + b"\n")
-        got = [e for e in seen if e.get("worker") == "1.1"]
-        assert len(got) == 2 and got[1]["log_format"].endswith("second")
+        worker = WorkerProcess(Supervisor(), index, f"{index}.1")  # type: ignore[arg-type]
+        for piece in pieces:
+            worker.outReceived(piece)
+            after.append([e for e in seen if e.get("worker") == f"{index}.1"])
     finally:
         globalLogPublisher.removeObserver(seen.append)
+    return after
+
+
+def test_each_event_goes_on_as_soon_as_its_line_is_complete():
+    first, second = logged("first {n}", n=1), logged("second")
+    steps = relogged(1, first[:20], first[20:] + second[:5], second[5:])
+    assert steps[0] == []  # half an event: held
+    assert [e.get("n") for e in steps[1]] == [1]  # the whole one at once, alone
+    assert len(steps[2]) == 2 and steps[2][1]["log_format"].endswith("second")
 
 
 def test_a_workers_event_is_formatted_from_its_values_as_the_worker_would():
-    import io
-
-    from twisted.logger import formatEvent
-
-    out = io.StringIO()
-    Logger(namespace="w", observer=jsonFileLogObserver(out)).warn(
-        "trying again in {delay:g} s ({n} of {most})", delay=1.0, n=1, most=3)
-    seen: list[dict] = []
-    globalLogPublisher.addObserver(seen.append)
-    try:
-        WorkerProcess(Supervisor(), 2, "2.1").outReceived(out.getvalue().encode())  # type: ignore[arg-type]
-    finally:
-        globalLogPublisher.removeObserver(seen.append)
-    assert [formatEvent(e) for e in seen if e.get("worker") == "2.1"] == [
-        "[worker 2] trying again in 1 s (1 of 3)"]
+    steps = relogged(2, logged("trying again in {delay:g} s ({n} of {most})", delay=1.0, n=1,
+                               most=3))
+    assert [formatEvent(e) for e in steps[-1]] == ["[worker 2] trying again in 1 s (1 of 3)"]
 
 
 def test_an_event_with_a_field_json_cannot_carry_is_still_formatted():
-    import io
-
-    from twisted.logger import formatEvent
-
-    out = io.StringIO()
-    Logger(namespace="w", observer=jsonFileLogObserver(out)).warn(
-        "{why}; again in {delay:g} s", why=OSError("gone"), delay=2.0)
-    seen: list[dict] = []
-    globalLogPublisher.addObserver(seen.append)
-    try:
-        WorkerProcess(Supervisor(), 1, "1.1").outReceived(out.getvalue().encode())  # type: ignore[arg-type]
-    finally:
-        globalLogPublisher.removeObserver(seen.append)
-    assert [formatEvent(e) for e in seen if e.get("worker") == "1.1"] == [
-        "[worker 1] gone; again in 2 s"]
+    steps = relogged(1, logged("{why}; again in {delay:g} s", why=OSError("gone"), delay=2.0))
+    assert [formatEvent(e) for e in steps[-1]] == ["[worker 1] gone; again in 2 s"]
