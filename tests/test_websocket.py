@@ -147,3 +147,19 @@ def test_a_media_socket_for_another_nodes_session_is_refused_and_that_node_told(
     assert "reached node node-b, its session is on node node-a" in told[0][1]
     close = wire.value().split(b"\r\n\r\n", 1)[1]
     assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == MISDIRECTED_CLOSE_CODE
+
+
+def test_media_sent_on_a_closing_socket_is_dropped_not_an_error():
+    from testkit.harness import encode_frame
+    from wcs.signalling.websocket import SocketChannel
+
+    factory = _factory()
+    media, wire = _connect(factory)
+    media.dataReceived(HANDSHAKE)
+    channel = SocketChannel(media)
+    channel.send(b"\x09media")
+    sent = len(wire.value())
+    media.dataReceived(encode_frame(b"\x03\xe8", opcode=8))  # the client's close
+    assert media.state == media.STATE_CLOSING or media.state == media.STATE_CLOSED
+    channel.send(b"\x09more media")  # a sample due meanwhile: no exception
+    assert b"more media" not in wire.value()[sent:]

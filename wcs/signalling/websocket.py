@@ -200,7 +200,11 @@ class SocketChannel:
         self.protocol = protocol
 
     def send(self, data: bytes) -> None:
-        self.protocol.sendMessage(data, isBinary=True)
+        """One binary message; nothing once the socket is closing (the client's
+        close came, the connection is not gone yet: Autobahn would raise, and the
+        play would end FAILED "Internal error" instead of its own ending)."""
+        if self.protocol.state == WebSocketServerProtocol.STATE_OPEN:
+            self.protocol.sendMessage(data, isBinary=True)
 
     def register_producer(self, producer: object) -> None:
         transport = self.protocol.transport
