@@ -217,6 +217,9 @@ def main() -> None:
     if args.root:
         os.environ["PYTHONPATH"] = str(Path(args.root).resolve())
         print(f"server from {args.root}")
+        # an earlier version held a worker's lone log line back (its
+        # "running" line among them): give its workers time instead of reading the log
+        ServerProcess._wait_for_workers = lambda self, deadline: time.sleep(3)  # type: ignore
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-idle-"))
     files = [make_mp4(folder / f"clip{n}.mp4", seconds=20, profile="baseline",
                       bitrate="450k").name for n in range(FILES)]
