@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -374,3 +375,36 @@ def test_over_wss_a_pages_two_sockets_meet_on_the_one_worker_that_serves_wss(
             if media_socket is not None:
                 media_socket.close()
     assert handed_over(server) == 0
+
+
+def test_rest_stream_calls_on_one_worker_see_and_stop_a_play_on_the_other(start_server, media):
+    """A play made on worker 1; REST ``stream/find`` and ``stream/terminate``
+    answered by worker 2: listed at once, with its worker, and stopped."""
+    server = start_server(media_dir=str(media))
+    wait_for_workers(server)
+
+    async def scene() -> tuple[tuple[int, Any], tuple[int, Any], list[tuple[str, str]]]:
+        with only(server, 1):
+            ws = await AsyncWebSocket.connect(server.ws_url)
+        try:
+            token, _ = await mse_requested(ws, "listed")
+            assert token_worker(token) == 1
+            found = await asyncio.to_thread(rest_on_worker, server, 2, "/rest-api/stream/find",
+                                            {"mediaSessionId": "listed"})
+            stopped = await asyncio.to_thread(rest_on_worker, server, 2,
+                                              "/rest-api/stream/terminate",
+                                              {"mediaSessionId": "listed"})
+            statuses = []
+            while not statuses or statuses[-1][0] not in ("STOPPED", "FAILED"):
+                message = await asyncio.wait_for(ws.receive_json(), 10)
+                if message["message"] == "notifyStreamStatusEvent":
+                    event = message["data"][0]
+                    statuses.append((event["status"], event.get("info", "")))
+            return found, stopped, statuses
+        finally:
+            ws.close()
+
+    (status, listed), (stopped, _), statuses = run(scene(), timeout=60)
+    assert status == 200 and [item["mediaSessionId"] for item in listed] == ["listed"]
+    assert listed[0]["worker"].startswith("1.") and listed[0]["mediaProvider"] == "MSE"
+    assert stopped == 200 and statuses[-1] == ("STOPPED", "Stopped by server"), statuses
