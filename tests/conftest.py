@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import tempfile
@@ -29,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
         own_network_namespace()
 
 
+#: Lines of a server's log shown under a failed test that started it.
+LOG_TAIL = 60
+#: The servers a test started, for its report.
+SERVERS = pytest.StashKey[list[ServerProcess]]()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test ``unit`` or ``e2e``, so ``-m unit`` runs the fast ones alone."""
     for item in items:
@@ -39,15 +46,57 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.e2e if system else pytest.mark.unit)
 
 
+@pytest.fixture(autouse=True)
+def room(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``alone`` run with no other test beside them (the parallel
+    processes' other tests wait); every other test shares the machine.
+
+    A load test measures what a server does on the whole machine, and the tests
+    beside one would measure a starved browser: two file locks keep them apart
+    (the turnstile lets no test in while an ``alone`` test waits for the room)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing runs beside
+        yield
+        return
+    folder = Path(tempfile.gettempdir()) / f"wcsvod-suite-{run}"
+    folder.mkdir(exist_ok=True)
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(folder / "turnstile", "a") as turnstile, open(folder / "room", "a") as room:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test's servers' last log lines go in its report: what the server
+    saw is most of what a CI failure has to say."""
+    report = yield
+    if report.failed:
+        for n, server in enumerate(item.stash.get(SERVERS, [])):
+            lines = server.log(most=0.5).splitlines()[-LOG_TAIL:]
+            report.sections.append((f"server {n + 1}'s log (last {len(lines)} lines)",
+                                    "\n".join(lines)))
+    return report
+
+
 @pytest.fixture
 def loopback() -> None:
     require_loopback_only()
 
 
 @pytest.fixture
-def start_server(loopback: None, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def start_server(loopback: None, tmp_path: Path, request: pytest.FixtureRequest
+                 ) -> Iterator[Callable[..., ServerProcess]]:
     """Start ``twistd wcsvod`` with extra properties; every one is stopped after."""
     servers: list[ServerProcess] = []
+    request.node.stash[SERVERS] = servers
 
     def start(wrap: list[str] | None = None, **settings: str) -> ServerProcess:
         workdir = Path(tempfile.mkdtemp(dir=tmp_path))

@@ -14,7 +14,7 @@ CROWD = 200
 WINDOW = 10.0
 
 
-@pytest.mark.xdist_group("load")  # the load tests one at a time
+@pytest.mark.alone  # a load test: no other test beside it
 def test_a_browser_plays_cleanly_beside_200_viewers(start_server, page, media):
     server = start_server(media_dir=str(media), vod_live_loop="true",
                           max_sessions_per_address=str(CROWD + 10))

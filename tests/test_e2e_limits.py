@@ -222,7 +222,7 @@ def rest_latencies(url: str, stop: threading.Event, out: list[float]) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.xdist_group("load")  # the load tests one at a time
+@pytest.mark.alone  # a load test: no other test beside it
 def test_floods_of_opens_leave_rest_fast(start_server, media):
     """1,000 startups and 1,000 availableStreams at once: the first 100 startups
     run (max_rest_startups), the rest are refused, and the REST API keeps
@@ -291,7 +291,7 @@ def open_fds(pid: int) -> int:
     return total
 
 
-@pytest.mark.xdist_group("load")  # the load tests one at a time
+@pytest.mark.alone  # a load test: no other test beside it
 def test_ten_thousand_idle_connections_leave_rest_and_plays_working(start_server, media):
     import resource
 

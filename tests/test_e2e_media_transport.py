@@ -158,7 +158,7 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-@pytest.mark.xdist_group("load")  # the load tests one at a time
+@pytest.mark.alone  # a load test: no other test beside it
 def test_forged_tokens_cost_a_connection_each_and_nothing_more(start_server, media):
     """Tokens naming the other worker (no such session there), a worker that
     does not exist, or nothing: each socket is closed, no descriptor stays
