@@ -18,8 +18,9 @@ from wcs.files.prepare import CannotPrepare, bar, prepare
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wcsvod-files",
-                                     description="wcsvod's tools for media files")
+    parser = argparse.ArgumentParser(
+        prog="wcsvod-files", description="wcsvod's tools for media files"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     checking = commands.add_parser("inspect", help="what the server would do with each file")
     checking.add_argument("files", nargs="+", type=Path)

@@ -48,4 +48,3 @@ def loop() -> asyncio.AbstractEventLoop:
 def deferred(awaitable: Awaitable[T]) -> Deferred[T]:
     """asyncio → Twisted: run a coroutine or future, get a Deferred."""
     return Deferred.fromFuture(asyncio.ensure_future(awaitable, loop=loop()))
-

@@ -63,10 +63,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     state_dir: Path = field(
-        default_factory=lambda: Path(
-            os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "wcsvod"
         )
-        / "wcsvod"
     )
     ping_interval: int = 5000
     ping_probes: int = 10
@@ -187,10 +186,16 @@ def _url(text: str) -> str:
 
 
 def _hook_url(text: str) -> str:
-    if text and (not text.startswith(("http://", "https://")) or "?" in text
-                 or "#" in text or not text.split("://", 1)[1].strip("/")):
-        raise ValueError("must be the backend's http:// or https:// URL (methods are "
-                         "POSTed to <url>/<method>), or empty for no hooks")
+    if text and (
+        not text.startswith(("http://", "https://"))
+        or "?" in text
+        or "#" in text
+        or not text.split("://", 1)[1].strip("/")
+    ):
+        raise ValueError(
+            "must be the backend's http:// or https:// URL (methods are "
+            "POSTed to <url>/<method>), or empty for no hooks"
+        )
     return text.rstrip("/")
 
 
@@ -208,8 +213,9 @@ def _key_prefix(text: str) -> str:
 
 def _redis_url(text: str) -> str:
     if text and not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must be a redis://host:port/db URL (or rediss://, unix://), "
-                         "or empty for one machine")
+        raise ValueError(
+            "must be a redis://host:port/db URL (or rediss://, unix://), or empty for one machine"
+        )
     return text
 
 
@@ -272,12 +278,12 @@ def _workers(text: str) -> int:
 
 def _origins(text: str) -> tuple[str, ...]:
     """Web origins (``https://host[:port]``), comma-separated, or ``*`` for any."""
-    origins = tuple(part.strip().rstrip("/").lower() for part in text.split(",")
-                    if part.strip())
+    origins = tuple(part.strip().rstrip("/").lower() for part in text.split(",") if part.strip())
     for origin in origins:
         scheme, sep, host = origin.partition("://")
-        if origin != "*" and (scheme not in ("http", "https") or not sep or not host
-                              or "/" in host):
+        if origin != "*" and (
+            scheme not in ("http", "https") or not sep or not host or "/" in host
+        ):
             raise ValueError(f"{origin!r} is not an origin like https://example.com:8080 or *")
     return origins
 
@@ -319,8 +325,11 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rest_hook_timeout": ("rest_hook_timeout", _positive, repr),
     "play_token_secret": ("play_token_secret", _secret_text, _secret),
     "rtmp_transponder_full_url": ("rtmp_transponder_full_url", _bool, repr),
-    "rtmp_transponder_stream_name_prefix": ("rtmp_transponder_stream_name_prefix",
-                                            _key_prefix, repr),
+    "rtmp_transponder_stream_name_prefix": (
+        "rtmp_transponder_stream_name_prefix",
+        _key_prefix,
+        repr,
+    ),
     "rtmp_push_retries": ("rtmp_push_retries", _non_negative, repr),
     "rtmp_push_ca_file": ("rtmp_push_ca_file", _optional_path, repr),
     "access_log": ("access_log", _bool, repr),
@@ -334,8 +343,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "cluster_redis_url": ("cluster_redis_url", _redis_url, _secret),
     "cluster_address": ("cluster_address", _address, repr),
     "cluster_node": ("cluster_node", _node, repr),
-    **{key: (f"limits.{key}", _non_negative if key == "record_min_free_disk" else _positive,
-             repr) for key in limits.KEYS},
+    **{
+        key: (f"limits.{key}", _non_negative if key == "record_min_free_disk" else _positive, repr)
+        for key in limits.KEYS
+    },
 }
 
 
@@ -401,7 +412,7 @@ def _unescape(text: str) -> str:
         escaped = text[position + 1]
         if escaped == "u" and len(text) >= position + 6:
             try:
-                out.append(chr(int(text[position + 2:position + 6], 16)))
+                out.append(chr(int(text[position + 2 : position + 6], 16)))
                 position += 6
                 continue
             except ValueError:
@@ -450,8 +461,11 @@ def settings_from(raw: Mapping[str, tuple[str, str]]) -> Settings:
             values[attribute] = convert(text.strip())
         except ValueError as error:
             raise ConfigError(f"{where}: {key}={show(text)}: {error}") from None
-    caps = {attribute.removeprefix("limits."): values.pop(attribute)
-            for attribute in list(values) if attribute.startswith("limits.")}
+    caps = {
+        attribute.removeprefix("limits."): values.pop(attribute)
+        for attribute in list(values)
+        if attribute.startswith("limits.")
+    }
     settings = replace(Settings(), **values, limits=replace(Limits(), **caps))
     _check_together(settings)
     return settings
@@ -468,8 +482,10 @@ def _check_together(settings: Settings) -> None:
         if value is not None and not value.exists():
             raise ConfigError(f"{key}={str(value)!r}: no such file or directory")
     if settings.cluster_redis_url and not settings.relay_address:
-        raise ConfigError("cluster_address: set the address other nodes reach this one on "
-                          "(or ip, or a bind_address that is not 0.0.0.0)")
+        raise ConfigError(
+            "cluster_address: set the address other nodes reach this one on "
+            "(or ip, or a bind_address that is not 0.0.0.0)"
+        )
     seen: dict[int, str] = {}
     for key in ("ws.port", "wss.port", "http.port", "https.port", "hls.port", "hls.ssl.port"):
         port = getattr(settings, _KEYS[key][0])

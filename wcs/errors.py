@@ -76,8 +76,9 @@ class ClusterUnavailable(WcsError):
     answer: nothing can be played or started that another worker might share."""
 
     def __init__(self, why: str) -> None:
-        super().__init__(f"Cluster unavailable: the server's stream names cannot be reached "
-                         f"({why})")
+        super().__init__(
+            f"Cluster unavailable: the server's stream names cannot be reached ({why})"
+        )
 
 
 class RecordingFailed(WcsError):

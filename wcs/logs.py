@@ -48,7 +48,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from twisted.application import service
@@ -81,11 +81,20 @@ def as_json(event: LogEvent) -> str | None:
     try:
         return _as_json(event)
     except Exception as error:  # never lose a line, never raise into the publisher
-        return json.dumps({"timestamp": _timestamp(time.time()), "level": "error",
-                           "logger": __name__, "worker": None, "session": None,
-                           "stream": None,
-                           "message": f"unable to format a log event ({error!r}): "
-                                      f"{_safe_repr(event)}"}) + "\n"
+        return (
+            json.dumps(
+                {
+                    "timestamp": _timestamp(time.time()),
+                    "level": "error",
+                    "logger": __name__,
+                    "worker": None,
+                    "session": None,
+                    "stream": None,
+                    "message": f"unable to format a log event ({error!r}): {_safe_repr(event)}",
+                }
+            )
+            + "\n"
+        )
 
 
 def _as_json(event: LogEvent) -> str | None:
@@ -93,26 +102,31 @@ def _as_json(event: LogEvent) -> str | None:
     prefix = event.get(WORKER_PREFIX_KEY)
     log_format = event.get("log_format")
     if prefix and isinstance(log_format, str) and log_format.startswith(prefix):
-        event = {**event, "log_format": log_format[len(prefix):]}
+        event = {**event, "log_format": log_format[len(prefix) :]}
     message = eventAsText(event, includeTimestamp=False, includeSystem=False).rstrip("\n")
     if not message:
         return None
     level = event.get("log_level")
-    return json.dumps({
-        "timestamp": _timestamp(event.get("log_time")),
-        "level": getattr(level, "name", None) or (str(level) if level else "info"),
-        "logger": event.get("log_namespace"),
-        "worker": None if worker is None else str(worker),
-        "session": _text(event.get(SESSION_KEY)),
-        "stream": _text(event.get(STREAM_KEY)),
-        "message": message,
-    }) + "\n"
+    return (
+        json.dumps(
+            {
+                "timestamp": _timestamp(event.get("log_time")),
+                "level": getattr(level, "name", None) or (str(level) if level else "info"),
+                "logger": event.get("log_namespace"),
+                "worker": None if worker is None else str(worker),
+                "session": _text(event.get(SESSION_KEY)),
+                "stream": _text(event.get(STREAM_KEY)),
+                "message": message,
+            }
+        )
+        + "\n"
+    )
 
 
 def _timestamp(when: object) -> str:
     """ISO 8601, UTC, milliseconds: ``2026-12-01T05:35:11.123Z``."""
     seconds = when if isinstance(when, (int, float)) else time.time()
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -164,8 +178,10 @@ def twistd_observer(log_format: str, twistd: Mapping[str, Any] | None) -> ILogOb
     if log_format != "json" or twistd is None or twistd.get("logger"):
         return None
     if twistd.get("syslog"):
-        raise LogSetupError("log_format=json: twistd --syslog writes syslog's own lines; "
-                            "use --logfile or -n with it")
+        raise LogSetupError(
+            "log_format=json: twistd --syslog writes syslog's own lines; "
+            "use --logfile or -n with it"
+        )
     return json_file_observer(twistd_log_file(twistd))
 
 

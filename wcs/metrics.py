@@ -200,62 +200,85 @@ def families(meters: Meters, state: StateReader | None) -> list[Metric]:
     """This process's metric families."""
     out: list[Metric] = []
     if state is not None:
-        out.append(GaugeMetricFamily("wcsvod_sessions", "WebSocket sessions established",
-                                     value=state.sessions()))
-        streams = GaugeMetricFamily("wcsvod_streams", "Streams running, by kind",
-                                    labels=["kind"])
+        out.append(
+            GaugeMetricFamily(
+                "wcsvod_sessions", "WebSocket sessions established", value=state.sessions()
+            )
+        )
+        streams = GaugeMetricFamily("wcsvod_streams", "Streams running, by kind", labels=["kind"])
         for kind, count in sorted(state.streams().items()):
             streams.add_metric([kind], count)
         out.append(streams)
-        viewers = GaugeMetricFamily("wcsvod_viewers", "Viewers, by media provider",
-                                    labels=["provider"])
+        viewers = GaugeMetricFamily(
+            "wcsvod_viewers", "Viewers, by media provider", labels=["provider"]
+        )
         for provider, count in sorted(state.viewers().items()):
             viewers.add_metric([provider], count)
         out.append(viewers)
-    packets = CounterMetricFamily("wcsvod_sent_packets", "Media packets (RTP packets, "
-                                  "MSE or RTMP messages, HLS segments) sent, by provider",
-                                  labels=["provider"])
-    octets = CounterMetricFamily("wcsvod_sent_bytes", "Media bytes sent, by provider",
-                                 labels=["provider"])
+    packets = CounterMetricFamily(
+        "wcsvod_sent_packets",
+        "Media packets (RTP packets, MSE or RTMP messages, HLS segments) sent, by provider",
+        labels=["provider"],
+    )
+    octets = CounterMetricFamily(
+        "wcsvod_sent_bytes", "Media bytes sent, by provider", labels=["provider"]
+    )
     for provider, traffic in sorted(meters.sent.items()):
         sent_packets, sent_octets = traffic.totals()
         packets.add_metric([provider], sent_packets)
         octets.add_metric([provider], sent_octets)
-    samples = CounterMetricFamily("wcsvod_samples_read", "Samples read from sources, by kind",
-                                  labels=["kind"])
+    samples = CounterMetricFamily(
+        "wcsvod_samples_read", "Samples read from sources, by kind", labels=["kind"]
+    )
     for kind, count in sorted(meters.samples_read.items()):
         samples.add_metric([kind], count)
-    transcodes = GaugeMetricFamily("wcsvod_transcodes", "Transcoders running, by kind",
-                                   labels=["kind"])
+    transcodes = GaugeMetricFamily(
+        "wcsvod_transcodes", "Transcoders running, by kind", labels=["kind"]
+    )
     for kind, running in sorted(meters.transcoders.items()):
         transcodes.add_metric([kind], len(running))
-    failures = CounterMetricFamily("wcsvod_failures", "FAILED statuses sent, by reason",
-                                   labels=["reason"])
+    failures = CounterMetricFamily(
+        "wcsvod_failures", "FAILED statuses sent, by reason", labels=["reason"]
+    )
     for reason, count in sorted(meters.failures.items()):
         failures.add_metric([reason], count)
-    rest = CounterMetricFamily("wcsvod_rest_requests", "REST requests answered, by route "
-                               "and HTTP status", labels=["route", "status"])
+    rest = CounterMetricFamily(
+        "wcsvod_rest_requests",
+        "REST requests answered, by route and HTTP status",
+        labels=["route", "status"],
+    )
     for (route, status), count in sorted(meters.rest.items()):
         rest.add_metric([route, str(status)], count)
-    lag = HistogramMetricFamily("wcsvod_reactor_lag_seconds", "How late the reactor ran "
-                                "a timer due every quarter second")
+    lag = HistogramMetricFamily(
+        "wcsvod_reactor_lag_seconds", "How late the reactor ran a timer due every quarter second"
+    )
     running_total, buckets = 0, []
-    for bound, count in zip((*LAG_BUCKETS, float("inf")), meters.lag.counts):
+    for bound, count in zip((*LAG_BUCKETS, float("inf")), meters.lag.counts, strict=True):
         running_total += count
         buckets.append(("+Inf" if bound == float("inf") else repr(bound), running_total))
     lag.add_metric([], buckets, meters.lag.sum)
-    out += [packets, octets, samples, transcodes, failures, rest,
-            CounterMetricFamily("wcsvod_s3_fetched_bytes", "Bytes fetched from S3",
-                                value=meters.s3_bytes),
-            CounterMetricFamily("wcsvod_s3_errors", "S3 requests that failed",
-                                value=meters.s3_errors), lag]
+    out += [
+        packets,
+        octets,
+        samples,
+        transcodes,
+        failures,
+        rest,
+        CounterMetricFamily(
+            "wcsvod_s3_fetched_bytes", "Bytes fetched from S3", value=meters.s3_bytes
+        ),
+        CounterMetricFamily("wcsvod_s3_errors", "S3 requests that failed", value=meters.s3_errors),
+        lag,
+    ]
     return out
 
 
 def to_wire(metrics: Iterable[Metric]) -> list[list[Any]]:
     """Families as JSON-able lists, for a worker's load report."""
-    return [[m.name, m.documentation, m.type,
-             [[s.name, s.labels, s.value] for s in m.samples]] for m in metrics]
+    return [
+        [m.name, m.documentation, m.type, [[s.name, s.labels, s.value] for s in m.samples]]
+        for m in metrics
+    ]
 
 
 def from_wire(wire: list[list[Any]], labels: dict[str, str]) -> list[Metric]:
@@ -276,8 +299,7 @@ def merged(groups: Iterable[list[Metric]]) -> list[Metric]:
         for metric in group:
             into = by_name.get(metric.name)
             if into is None:
-                into = by_name[metric.name] = Metric(metric.name, metric.documentation,
-                                                     metric.type)
+                into = by_name[metric.name] = Metric(metric.name, metric.documentation, metric.type)
             into.samples.extend(metric.samples)
     return list(by_name.values())
 
@@ -303,8 +325,7 @@ class ReactorLag(service.Service):
         self._arm()
 
     def _arm(self) -> None:
-        self._call = self.clock.callLater(LAG_PROBE, self._tick,
-                                          self.clock.seconds() + LAG_PROBE)
+        self._call = self.clock.callLater(LAG_PROBE, self._tick, self.clock.seconds() + LAG_PROBE)
 
     def _tick(self, due: float) -> None:
         self.meters.lag.observe(max(0.0, self.clock.seconds() - due))

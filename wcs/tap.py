@@ -19,27 +19,27 @@ try:
 except aio.ReactorError as _error:
     raise SystemExit(f"wcsvod: {_error}") from None
 
-from prometheus_client.core import Metric  # noqa: E402
-from twisted.application import internet, service, strports  # noqa: E402
-from twisted.internet import endpoints, threads  # noqa: E402
-from twisted.internet.defer import Deferred, succeed  # noqa: E402
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime  # noqa: E402
-from twisted.logger import Logger  # noqa: E402
-from twisted.python import usage  # noqa: E402
-from twisted.python.threadpool import ThreadPool  # noqa: E402
+from prometheus_client.core import Metric
+from twisted.application import internet, service, strports
+from twisted.internet import endpoints, threads
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 
-from wcs import config, logs  # noqa: E402
-from wcs.access.gate import Gate  # noqa: E402
-from wcs.access.hooks import RestHooks  # noqa: E402
-from wcs.cluster.admissions import Admissions, LocalAdmission  # noqa: E402
-from wcs.cluster.directory import Directory, LocalDirectory  # noqa: E402
-from wcs.cluster.hub import Hub, HubDirectory  # noqa: E402
-from wcs.cluster.relay import RelayService  # noqa: E402
-from wcs.cluster.store import Load, Store  # noqa: E402
-from wcs.config import ConfigError, Settings  # noqa: E402
-from wcs.files.library import Library  # noqa: E402
-from wcs.hls.packagers import Packagers  # noqa: E402
-from wcs.metrics import (  # noqa: E402
+from wcs import config, logs
+from wcs.access.gate import Gate
+from wcs.access.hooks import RestHooks
+from wcs.cluster.admissions import Admissions, LocalAdmission
+from wcs.cluster.directory import Directory, LocalDirectory
+from wcs.cluster.hub import Hub, HubDirectory
+from wcs.cluster.relay import RelayService
+from wcs.cluster.store import Store
+from wcs.config import ConfigError, Settings
+from wcs.files.library import Library
+from wcs.hls.packagers import Packagers
+from wcs.metrics import (
     METERS,
     ReactorLag,
     families,
@@ -48,23 +48,23 @@ from wcs.metrics import (  # noqa: E402
     merged,
     to_wire,
 )
-from wcs.push.pusher import RtmpConnector  # noqa: E402
-from wcs.push.pushes import Pushes  # noqa: E402
-from wcs.signalling.requests import StreamRequests  # noqa: E402
-from wcs.signalling.websocket import SignallingFactory  # noqa: E402
-from wcs.sources import Sources  # noqa: E402
-from wcs.sources.opus_cache import OpusCache  # noqa: E402
-from wcs.sources.s3 import S3Client  # noqa: E402
-from wcs.streams.registry import StreamRegistry  # noqa: E402
-from wcs.streams.service import StreamsService  # noqa: E402
-from wcs.transports.factory import TransportFactory  # noqa: E402
-from wcs.web.cluster import ClusterApi  # noqa: E402
-from wcs.web.hls import HlsRoot  # noqa: E402
-from wcs.web.metrics import MetricsPage  # noqa: E402
-from wcs.web.push import PushApi  # noqa: E402
-from wcs.web.site import build_root, build_site  # noqa: E402
-from wcs.web.streams import StreamApi  # noqa: E402
-from wcs.web.vod import VodApi  # noqa: E402
+from wcs.push.pusher import RtmpConnector
+from wcs.push.pushes import Pushes
+from wcs.signalling.requests import StreamRequests
+from wcs.signalling.websocket import SignallingFactory
+from wcs.sources import Sources
+from wcs.sources.opus_cache import OpusCache
+from wcs.sources.s3 import S3Client
+from wcs.streams.registry import StreamRegistry
+from wcs.streams.service import StreamsService
+from wcs.transports.factory import TransportFactory
+from wcs.web.cluster import ClusterApi
+from wcs.web.hls import HlsRoot
+from wcs.web.metrics import MetricsPage
+from wcs.web.push import PushApi
+from wcs.web.site import build_root, build_site
+from wcs.web.streams import StreamApi
+from wcs.web.vod import VodApi
 
 if TYPE_CHECKING:  # Twisted names it only in a private module
     from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -82,8 +82,7 @@ class Options(usage.Options):
         "options below override it."
     )
     optParameters = [
-        ["config", "c", None,
-         f"properties file to read (default: {config.DEFAULT_CONFIG})"],
+        ["config", "c", None, f"properties file to read (default: {config.DEFAULT_CONFIG})"],
         ["media-dir", "m", None, "folder of the MP4 files (media_dir)"],
     ]
 
@@ -129,13 +128,18 @@ class Announcer(service.Service):
 
         super().startService()
         s = self.settings
-        log.info("wcsvod running on {reactor}; media from {media}",
-                 reactor=type(reactor).__module__ + "." + type(reactor).__name__,
-                 media=str(s.media_dir))
+        log.info(
+            "wcsvod running on {reactor}; media from {media}",
+            reactor=type(reactor).__module__ + "." + type(reactor).__name__,
+            media=str(s.media_dir),
+        )
         host = "localhost" if s.bind_address in ("0.0.0.0", "::") else s.bind_address
         if s.http_port:
-            log.info("console at http://{host}:{port}/ (its player plays vod://sample.mp4)",
-                     host=host, port=s.http_port)
+            log.info(
+                "console at http://{host}:{port}/ (its player plays vod://sample.mp4)",
+                host=host,
+                port=s.http_port,
+            )
         if s.ws_port:
             log.info("WebSocket sessions on ws://{host}:{port}/", host=host, port=s.ws_port)
 
@@ -173,8 +177,9 @@ def raise_nofile() -> tuple[int, int]:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError) as error:
-            log.warn("could not raise the open-file limit from {soft}: {error}",
-                     soft=soft, error=error)
+            log.warn(
+                "could not raise the open-file limit from {soft}: {error}", soft=soft, error=error
+            )
             return soft, soft
     log.info("open-file limit: {after} (was {before})", after=target, before=soft)
     return soft, target
@@ -226,15 +231,15 @@ def _freeze_start() -> None:
 
     gc.collect()
     gc.freeze()
-    log.info("{n} objects made at start-up left out of garbage collection",
-             n=gc.get_freeze_count())
+    log.info("{n} objects made at start-up left out of garbage collection", n=gc.get_freeze_count())
 
 
 class ServerState:
     """What ``/metrics`` shows of this process's live state."""
 
-    def __init__(self, registry: StreamRegistry, signalling: SignallingFactory,
-                 clock: IReactorTime) -> None:
+    def __init__(
+        self, registry: StreamRegistry, signalling: SignallingFactory, clock: IReactorTime
+    ) -> None:
         self.registry = registry
         self.signalling = signalling
         self.clock = clock
@@ -255,14 +260,16 @@ class ServerState:
         """By provider: WebRTC, MSE, RTMP (pushes) and HLS (players that
         fetched a playlist in the last 30 s)."""
         providers = Counter({"WebRTC": 0, "MSE": 0})
-        providers.update(media.provider for media in self.registry.media.all()
-                         if not media.published)
+        providers.update(
+            media.provider for media in self.registry.media.all() if not media.published
+        )
         providers["HLS"] = METERS.hls_viewers.count(self.clock.seconds())
         return dict(providers)
 
 
-def server_metrics(registry: StreamRegistry, state: ServerState,
-                   worker: str) -> Deferred[list[Metric]]:
+def server_metrics(
+    registry: StreamRegistry, state: ServerState, worker: str
+) -> Deferred[list[Metric]]:
     """Every family of this server: this process's, or with workers each
     worker's (asked now), labelled ``worker``."""
     own = families(METERS, state)
@@ -319,18 +326,24 @@ FIRST_WORKER_ONLY = ("hls.port", "hls.ssl.port", "wss.port")
 def listen_descriptions(settings: Settings) -> dict[str, str]:
     """The ``strports`` description of each listener that is on, by its port key."""
     interface = endpoints.quoteStringArgument(settings.bind_address)
-    descriptions = {key: f"tcp:{port}:interface={interface}:backlog={BACKLOG}"
-                    for key, port in _ports(settings, PLAIN).items()}
+    descriptions = {
+        key: f"tcp:{port}:interface={interface}:backlog={BACKLOG}"
+        for key, port in _ports(settings, PLAIN).items()
+    }
     secure = _ports(settings, SECURE)
     if secure:
         from wcs.tls import certificate_files
 
-        cert, key = (endpoints.quoteStringArgument(str(path))
-                     for path in certificate_files(settings))
-        descriptions.update({
-            key_name: f"ssl:{port}:interface={interface}:backlog={BACKLOG}:certKey={cert}"
-                      f":privateKey={key}"
-            for key_name, port in secure.items()})
+        cert, key = (
+            endpoints.quoteStringArgument(str(path)) for path in certificate_files(settings)
+        )
+        descriptions.update(
+            {
+                key_name: f"ssl:{port}:interface={interface}:backlog={BACKLOG}:certKey={cert}"
+                f":privateKey={key}"
+                for key_name, port in secure.items()
+            }
+        )
     return descriptions
 
 
@@ -344,9 +357,14 @@ def _push_trust(settings: Settings) -> IOpenSSLTrustRoot | None:
 
 
 def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
-    ports = {"ws.port": settings.ws_port, "wss.port": settings.wss_port,
-             "http.port": settings.http_port, "https.port": settings.https_port,
-             "hls.port": settings.hls_port, "hls.ssl.port": settings.hls_ssl_port}
+    ports = {
+        "ws.port": settings.ws_port,
+        "wss.port": settings.wss_port,
+        "http.port": settings.http_port,
+        "https.port": settings.https_port,
+        "hls.port": settings.hls_port,
+        "hls.ssl.port": settings.hls_ssl_port,
+    }
     return {key: ports[key] for key in keys if ports[key]}
 
 
@@ -354,9 +372,14 @@ def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
 Listen = Callable[[str, IProtocolFactory], service.IService]
 
 
-def compose(settings: Settings, listen: Listen | None = None,
-            directory: Directory | None = None, relay: RelayService | None = None,
-            worker: str = "", peers: HubDirectory | None = None) -> service.MultiService:
+def compose(
+    settings: Settings,
+    listen: Listen | None = None,
+    directory: Directory | None = None,
+    relay: RelayService | None = None,
+    worker: str = "",
+    peers: HubDirectory | None = None,
+) -> service.MultiService:
     """The whole server in this process (``workers=1``), or one worker of
     several: then ``listen`` adopts the supervisor's sockets, ``directory`` is
     the supervisor's, ``relay`` serves and fetches published streams and
@@ -379,55 +402,94 @@ def compose(settings: Settings, listen: Listen | None = None,
     def in_pool(work: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return threads.deferToThreadPool(reactor, pool, work, *args)
 
-    sources = Sources(settings.media_dir, _s3_client(settings, reactor),
-                      settings.state_dir / "s3-cache", settings.vod_mp4_container_new, opus,
-                      run=in_pool, max_pending=limits.max_pending_opens)
+    sources = Sources(
+        settings.media_dir,
+        _s3_client(settings, reactor),
+        settings.state_dir / "s3-cache",
+        settings.vod_mp4_container_new,
+        opus,
+        run=in_pool,
+        max_pending=limits.max_pending_opens,
+    )
     if relay is not None:
         relay.setServiceParent(top)
-    registry = StreamRegistry(sources, reactor, loop=settings.vod_live_loop,
-                              timeout=settings.vod_stream_timeout / 1000.0, limits=limits,
-                              directory=directory, relay=relay,
-                              transcoding=not settings.transcoding_disabled)
+    registry = StreamRegistry(
+        sources,
+        reactor,
+        loop=settings.vod_live_loop,
+        timeout=settings.vod_stream_timeout / 1000.0,
+        limits=limits,
+        directory=directory,
+        relay=relay,
+        transcoding=not settings.transcoding_disabled,
+    )
     if relay is not None:
         relay.streams = registry.published
-    transports = TransportFactory(reactor, settings.media_dir, settings.record_template,
-                                  settings.announced_ips,
-                                  fast_sender=settings.webrtc_sender == "fast", limits=limits)
+    transports = TransportFactory(
+        reactor,
+        settings.media_dir,
+        settings.record_template,
+        settings.announced_ips,
+        fast_sender=settings.webrtc_sender == "fast",
+        limits=limits,
+    )
     gate = access_gate(settings, reactor)
     # the whole server's session and push caps: counted here, or by the supervisor
-    counted = peers if peers is not None else LocalAdmission(Admissions(
-        limits.max_sessions, limits.max_sessions_per_address, limits.max_pushes))
-    pushes = Pushes(registry, reactor, limits.max_pushes,
-                    settings.rtmp_transponder_stream_name_prefix,
-                    settings.rtmp_transponder_full_url, settings.rtmp_push_retries,
-                    RtmpConnector(_push_trust(settings)), slots=counted)
+    counted = (
+        peers
+        if peers is not None
+        else LocalAdmission(
+            Admissions(limits.max_sessions, limits.max_sessions_per_address, limits.max_pushes)
+        )
+    )
+    pushes = Pushes(
+        registry,
+        reactor,
+        limits.max_pushes,
+        settings.rtmp_transponder_stream_name_prefix,
+        settings.rtmp_transponder_full_url,
+        settings.rtmp_push_retries,
+        RtmpConnector(_push_trust(settings)),
+        slots=counted,
+    )
     pushes.setServiceParent(top)
     signalling = SignallingFactory(
-        settings, StreamRequests(registry, transports, reactor, limits, gate, pushes), reactor,
-        admission=counted, worker=registry.directory.worker, handoff=peers)
+        settings,
+        StreamRequests(registry, transports, reactor, limits, gate, pushes),
+        reactor,
+        admission=counted,
+        worker=registry.directory.worker,
+        handoff=peers,
+    )
     if peers is not None:
         peers.adopter = signalling.adopt
     registry.on_transport_refused = signalling.transport_refused
     root, rest = build_root(settings, gate)
-    rest.putChild(b"vod", VodApi(registry, rest.access, gate,
-                                 Library(settings.media_dir, in_pool)))
+    rest.putChild(b"vod", VodApi(registry, rest.access, gate, Library(settings.media_dir, in_pool)))
     rest.putChild(b"push", PushApi(registry, pushes, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
     state = ServerState(registry, signalling, reactor)
-    root.putChild(b"metrics", MetricsPage(lambda: server_metrics(registry, state, worker),
-                                          rest.access))
+    root.putChild(
+        b"metrics", MetricsPage(lambda: server_metrics(registry, state, worker), rest.access)
+    )
     if worker:  # the others' /metrics ask for this worker's families as they are now
-        registry.directory.answer("metrics", lambda _: [worker, to_wire(families(METERS,
-                                                                                 state))])
+        registry.directory.answer("metrics", lambda _: [worker, to_wire(families(METERS, state))])
     ReactorLag(reactor).setServiceParent(top)
     site = build_site(root, settings.limits.http_idle_timeout, settings.access_log)
     packagers = Packagers(registry, reactor, settings.hls_idle_timeout / 1000.0)
     packagers.setServiceParent(top)
-    hls = build_site(HlsRoot(packagers, reactor), settings.limits.http_idle_timeout,
-                     settings.access_log)
-    factories = {"ws.port": signalling, "wss.port": signalling,
-                 "http.port": site, "https.port": site, "hls.port": hls, "hls.ssl.port": hls}
+    hls = build_site(
+        HlsRoot(packagers, reactor), settings.limits.http_idle_timeout, settings.access_log
+    )
+    factories = {
+        "ws.port": signalling,
+        "wss.port": signalling,
+        "http.port": site,
+        "https.port": site,
+        "hls.port": hls,
+        "hls.ssl.port": hls,
+    }
     for key in (*_ports(settings, PLAIN), *_ports(settings, SECURE)):
         if key in FIRST_WORKER_ONLY and worker and not _first(worker):
             continue
@@ -444,11 +506,15 @@ def compose(settings: Settings, listen: Listen | None = None,
 
 def access_gate(settings: Settings, reactor: Any) -> Gate:
     """The access rules the settings ask for: hooks, play tokens, both or none."""
-    hooks = (RestHooks(settings.rest_hook_url, settings.rest_hook_timeout / 1000.0, reactor)
-             if settings.rest_hook_url else None)
+    hooks = (
+        RestHooks(settings.rest_hook_url, settings.rest_hook_timeout / 1000.0, reactor)
+        if settings.rest_hook_url
+        else None
+    )
     if hooks is not None:
-        log.info("access: plays, publishes and sessions are asked of {url}",
-                 url=settings.rest_hook_url)
+        log.info(
+            "access: plays, publishes and sessions are asked of {url}", url=settings.rest_hook_url
+        )
     if settings.play_token_secret:
         log.info("access: plays and record downloads need a play token")
     return Gate(hooks, settings.play_token_secret, reactor, node=settings.node)
@@ -483,8 +549,9 @@ def single(settings: Settings) -> service.MultiService:
     if not settings.cluster_redis_url:
         return compose(settings)
     directory = LocalDirectory(cluster_store(settings), f"{settings.node}/1")
-    return compose(settings, directory=directory, relay=relay_service(settings, directory),
-                   worker="")
+    return compose(
+        settings, directory=directory, relay=relay_service(settings, directory), worker=""
+    )
 
 
 def supervise(settings: Settings, options: Options) -> service.MultiService:
@@ -499,15 +566,17 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
         certificate_files(settings)  # made once here, not by every worker at once
     _push_trust(settings)  # a bad file stops the start here, not in every worker
     top = service.MultiService()
-    listeners = [Listener(key, settings.bind_address, port, BACKLOG,
-                          first_only=key in FIRST_WORKER_ONLY)
-                 for key, port in {**_ports(settings, PLAIN),
-                                   **_ports(settings, SECURE)}.items()]
+    listeners = [
+        Listener(key, settings.bind_address, port, BACKLOG, first_only=key in FIRST_WORKER_ONLY)
+        for key, port in {**_ports(settings, PLAIN), **_ports(settings, SECURE)}.items()
+    ]
     command = python_command() + options.worker_arguments()
     node = settings.node if settings.cluster_redis_url else ""
     limits = settings.limits
-    hub = Hub(cluster_store(settings), Admissions(
-        limits.max_sessions, limits.max_sessions_per_address, limits.max_pushes))
+    hub = Hub(
+        cluster_store(settings),
+        Admissions(limits.max_sessions, limits.max_sessions_per_address, limits.max_pushes),
+    )
     Supervisor(reactor, command, settings.worker_count, listeners, hub, node).setServiceParent(top)
     Announcer(settings).setServiceParent(top)
     return top
@@ -516,6 +585,9 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
 def _s3_client(settings: Settings, clock: IReactorTime) -> S3Client:
     """Region, access key and secret are handed over as plain values."""
     credentials = settings.aws_s3_credentials
-    return S3Client(clock, endpoint=settings.aws_s3_endpoint,
-                    timeout=settings.aws_s3_request_timeout / 1000.0,
-                    **(dataclasses.asdict(credentials) if credentials else {}))
+    return S3Client(
+        clock,
+        endpoint=settings.aws_s3_endpoint,
+        timeout=settings.aws_s3_request_timeout / 1000.0,
+        **(dataclasses.asdict(credentials) if credentials else {}),
+    )

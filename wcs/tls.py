@@ -36,7 +36,8 @@ def certificate_files(settings: Settings) -> tuple[Path, Path]:
     except Exception as error:  # OpenSSL, PEM and I/O errors alike
         raise ConfigError(
             f"tls_cert={str(cert_path)!r}, tls_key={str(key_path)!r}: "
-            f"cannot load the PEM pair ({error})") from None
+            f"cannot load the PEM pair ({error})"
+        ) from None
     return cert_path, key_path
 
 
@@ -46,11 +47,12 @@ def push_trust(path: Path) -> IOpenSSLTrustRoot:
     try:
         found = x509.load_pem_x509_certificates(path.read_bytes())
     except Exception as error:  # I/O and PEM errors alike
-        raise ConfigError(f"rtmp_push_ca_file={str(path)!r}: cannot load PEM certificates "
-                          f"({error})") from None
-    return ssl.trustRootFromCertificates([
-        ssl.Certificate.loadPEM(cert.public_bytes(serialization.Encoding.PEM))
-        for cert in found])
+        raise ConfigError(
+            f"rtmp_push_ca_file={str(path)!r}: cannot load PEM certificates ({error})"
+        ) from None
+    return ssl.trustRootFromCertificates(
+        [ssl.Certificate.loadPEM(cert.public_bytes(serialization.Encoding.PEM)) for cert in found]
+    )
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -65,9 +67,11 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         raise ConfigError(f"state_dir: cannot create {str(folder)!r} ({error.strerror})") from None
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wcsvod self-signed")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    alt_names: list[x509.GeneralName] = [x509.DNSName("localhost"),
-                                         x509.DNSName(socket.gethostname())]
+    now = datetime.datetime.now(datetime.UTC)
+    alt_names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.DNSName(socket.gethostname()),
+    ]
     alt_names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
         x509.CertificateBuilder()
@@ -82,9 +86,13 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     )
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     log.info("TLS: made a self-signed certificate at {path}", path=str(cert_path))
     return cert_path, key_path

@@ -114,8 +114,7 @@ def main(argv: list[str]) -> None:
     # each event goes out as it is logged: a pipe's stdout is otherwise block
     # buffered, and the supervisor's log showed a worker's lines late, in bursts
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)],
-                                     redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout)], redirectStandardIO=False)
     _die_with_parent()
     worker = options["worker"]
     stopping: list[bool] = []
@@ -136,8 +135,14 @@ def main(argv: list[str]) -> None:
     reactor.adoptStreamConnection(hub_fd, socket.AF_UNIX, factory)
     os.close(hub_fd)
     relay = tap.relay_service(settings, hub)
-    top = tap.compose(settings, _listen(settings, options.listeners), directory=hub,
-                      relay=relay, worker=worker, peers=hub)
+    top = tap.compose(
+        settings,
+        _listen(settings, options.listeners),
+        directory=hub,
+        relay=relay,
+        worker=worker,
+        peers=hub,
+    )
     top.privilegedStartService()
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)

@@ -26,8 +26,13 @@ class Gate:
     """``hooks`` (or None) and ``token_secret`` (or empty), applied in that
     order: a play needs a good token first, then the backend's yes."""
 
-    def __init__(self, hooks: RestHooks | None = None, token_secret: str = "",
-                 clock: IReactorTime | None = None, node: str = "") -> None:
+    def __init__(
+        self,
+        hooks: RestHooks | None = None,
+        token_secret: str = "",
+        clock: IReactorTime | None = None,
+        node: str = "",
+    ) -> None:
         self.hooks = hooks
         self.token_secret = token_secret
         self.clock = clock
@@ -44,8 +49,7 @@ class Gate:
             return succeed(None)
         return self.hooks.ask("connect", dict(body)).addCallback(lambda _: None)
 
-    def play(self, name: str, custom: Mapping[str, Any],
-             body: Mapping[str, Any]) -> Deferred[str]:
+    def play(self, name: str, custom: Mapping[str, Any], body: Mapping[str, Any]) -> Deferred[str]:
         """The name to play (the backend may rewrite it), or AccessRefused."""
         refused = self._token_refusal(name, custom.get("token"))
         if refused is not None:
@@ -57,8 +61,9 @@ class Gate:
         """The name to publish under (the backend may rewrite it)."""
         return self._ask("publishStream", name, body)
 
-    def record(self, file: str, query: Mapping[str, str],
-               body: Mapping[str, Any]) -> Deferred[None]:
+    def record(
+        self, file: str, query: Mapping[str, str], body: Mapping[str, Any]
+    ) -> Deferred[None]:
         """A record's download: the token rule on ``records/<file>``, then the
         ``playStream`` hook with the query's fields as ``custom``."""
         refused = self._token_refusal(tokens.RECORDS + file, query.get("token"))
@@ -92,8 +97,12 @@ class Gate:
         def renamed(answer: dict[str, Any]) -> str:
             new = answer.get("name")
             if isinstance(new, str) and new and len(new) <= MAX_URI and new != name:
-                log.info("REST hook {method}: the backend renamed {old!r} to {new!r}",
-                         method=method, old=name, new=new)
+                log.info(
+                    "REST hook {method}: the backend renamed {old!r} to {new!r}",
+                    method=method,
+                    old=name,
+                    new=new,
+                )
                 return new
             return name
 

@@ -64,8 +64,11 @@ class RestHooks:
         """The backend's answer to ``method``: its JSON object (``{}`` when it
         sent none) on 2xx; :class:`AccessRefused` naming why otherwise."""
         if self.asking >= MAX_ASKING:
-            log.warn("REST hook {method}: {n} questions already wait for the backend; "
-                     "refused", method=method, n=self.asking)
+            log.warn(
+                "REST hook {method}: {n} questions already wait for the backend; refused",
+                method=method,
+                n=self.asking,
+            )
             return fail(AccessRefused("the backend is not answering fast enough"))
         self.asking += 1
         asking = self._post(method, body)
@@ -83,8 +86,12 @@ class RestHooks:
         def failed(failure: Failure) -> Failure:
             if not failure.check(AccessRefused):
                 why = self._why(failure)
-                log.warn("REST hook {method} to {url}: {why}; refused", method=method,
-                         url=self.url, why=why)
+                log.warn(
+                    "REST hook {method} to {url}: {why}; refused",
+                    method=method,
+                    url=self.url,
+                    why=why,
+                )
                 return Failure(AccessRefused(f"the backend did not answer {method}: {why}"))
             return failure
 
@@ -99,17 +106,25 @@ class RestHooks:
         if self.telling >= MAX_TELLING:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                log.warn("REST hook {method} not sent: {n} notices already in flight "
-                         "({dropped} dropped so far)", method=method, n=self.telling,
-                         dropped=self.dropped)
+                log.warn(
+                    "REST hook {method} not sent: {n} notices already in flight "
+                    "({dropped} dropped so far)",
+                    method=method,
+                    n=self.telling,
+                    dropped=self.dropped,
+                )
             return
         self.telling += 1
 
         def done(result: Any) -> None:
             self.telling -= 1
             if isinstance(result, Failure):
-                log.info("REST hook {method} to {url}: {why}", method=method, url=self.url,
-                         why=self._why(result))
+                log.info(
+                    "REST hook {method} to {url}: {why}",
+                    method=method,
+                    url=self.url,
+                    why=self._why(result),
+                )
 
         self._post(method, body).addBoth(done)
 
@@ -129,8 +144,8 @@ class RestHooks:
 
         def again(failure: Failure) -> Deferred[IResponse] | Failure:
             if failure.check(ResponseNeverReceived, RequestTransmissionFailed) and all(
-                    reason.check(ConnectionDone, ConnectionLost)
-                    for reason in failure.value.reasons):
+                reason.check(ConnectionDone, ConnectionLost) for reason in failure.value.reasons
+            ):
                 return self._http.post(url, data=data, headers=headers)
             return failure
 
@@ -147,7 +162,8 @@ class RestHooks:
                 parts.append(chunk)
 
             return collect_body(response, collect).addCallback(
-                lambda _: (response.code, b"".join(parts)))
+                lambda _: (response.code, b"".join(parts))
+            )
 
         posting.addCallback(read)
         posting.addTimeout(self.timeout, self.reactor)

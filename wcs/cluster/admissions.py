@@ -22,8 +22,9 @@ class Admissions:
     """Sessions open by worker and client address, against the two caps; and
     slots of other whole-server caps (RTMP pushes running), by worker."""
 
-    def __init__(self, max_sessions: int, max_sessions_per_address: int,
-                 max_pushes: int = 100) -> None:
+    def __init__(
+        self, max_sessions: int, max_sessions_per_address: int, max_pushes: int = 100
+    ) -> None:
         self.max_sessions = max_sessions
         self.max_sessions_per_address = max_sessions_per_address
         self._by_worker: dict[str, Counter[str]] = {}
@@ -58,11 +59,15 @@ class Admissions:
         """Count one more session of ``address`` on ``worker``: "" if it may
         open, else the refusal's info (naming the cap's key)."""
         if self.total >= self.max_sessions:
-            return LimitReached("sessions open on this server", "max_sessions",
-                                self.max_sessions).info
+            return LimitReached(
+                "sessions open on this server", "max_sessions", self.max_sessions
+            ).info
         if self._by_address[address] >= self.max_sessions_per_address:
-            return LimitReached("sessions open from one address", "max_sessions_per_address",
-                                self.max_sessions_per_address).info
+            return LimitReached(
+                "sessions open from one address",
+                "max_sessions_per_address",
+                self.max_sessions_per_address,
+            ).info
         self._count(worker, address, 1)
         return ""
 

@@ -49,8 +49,9 @@ class Directory(Protocol):
     def report(self, viewers: dict[str, int], load: Load) -> None:
         """This worker's viewers by entry id, and its load (nothing to wait for)."""
 
-    def select(self, name: str | None = None, uri: str | None = None,
-               entry_id: str | None = None) -> Deferred[list[Entry]]:
+    def select(
+        self, name: str | None = None, uri: str | None = None, entry_id: str | None = None
+    ) -> Deferred[list[Entry]]:
         """VOD entries matching every criterion given (all of them without one)."""
 
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
@@ -106,8 +107,9 @@ class LocalDirectory:
     def report(self, viewers: dict[str, int], load: Load) -> None:
         _quietly(maybeDeferred(self.store.report, self.worker, viewers, load), "report")
 
-    def select(self, name: str | None = None, uri: str | None = None,
-               entry_id: str | None = None) -> Deferred[list[Entry]]:
+    def select(
+        self, name: str | None = None, uri: str | None = None, entry_id: str | None = None
+    ) -> Deferred[list[Entry]]:
         return maybeDeferred(self.store.select, name, uri, entry_id)
 
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
@@ -134,6 +136,8 @@ class LocalDirectory:
 
 def _quietly(done: Deferred[Any], what: str) -> None:
     """A step nobody waits for: a failure is logged, not left unhandled."""
-    done.addErrback(lambda failure: log.warn("cluster {what} failed: {why}", what=what,
-                                             why=failure.getErrorMessage()))
-
+    done.addErrback(
+        lambda failure: log.warn(
+            "cluster {what} failed: {why}", what=what, why=failure.getErrorMessage()
+        )
+    )

@@ -45,7 +45,7 @@ class Blob(amp.Argument):
 
     def toBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
         data = self.encode(objects[name.decode()])
-        pieces = [data[i:i + AMP_VALUE] for i in range(0, len(data), AMP_VALUE)] or [b""]
+        pieces = [data[i : i + AMP_VALUE] for i in range(0, len(data), AMP_VALUE)] or [b""]
         strings[name] = pieces[0]
         for number, piece in enumerate(pieces[1:], 1):
             strings[name + b"." + str(number).encode()] = piece
@@ -155,8 +155,13 @@ class Give(amp.Command):
 #: the socket's family, the WebSocket handshake it opened with (replayed,
 #: unanswered, by the worker that adopts it), the media token it named, the
 #: bytes read after that message, and the client's address (its session count).
-_CONNECTION = [(b"family", amp.Integer()), (b"handshake", Blob()), (b"token", amp.Unicode()),
-               (b"leftover", Blob()), (b"address", amp.Unicode())]
+_CONNECTION = [
+    (b"family", amp.Integer()),
+    (b"handshake", Blob()),
+    (b"token", amp.Unicode()),
+    (b"leftover", Blob()),
+    (b"address", amp.Unicode()),
+]
 
 
 class HandOff(amp.Command):
@@ -206,7 +211,6 @@ class Ended(amp.Command):
 
 def encode(entry: Entry | None) -> dict[str, Any] | None:
     return shallow(entry) if entry is not None else None
-
 
 
 def decode(data: dict[str, Any] | None) -> Entry | None:
@@ -270,8 +274,11 @@ class Hub:
 
     def __init__(self, store: Any = None, admissions: Admissions | None = None) -> None:
         self.store = store if store is not None else Store()
-        self.admissions = admissions if admissions is not None else Admissions(
-            Limits().max_sessions, Limits().max_sessions_per_address)
+        self.admissions = (
+            admissions
+            if admissions is not None
+            else Admissions(Limits().max_sessions, Limits().max_sessions_per_address)
+        )
         self.workers: dict[str, HubProtocol] = {}
 
     def protocol(self) -> HubProtocol:
@@ -290,12 +297,16 @@ class HubProtocol(Detached):
     def hello(self, worker: str) -> dict[str, Any]:
         self.worker = worker
         self.hub.workers[worker] = self
-        self.hub.store.listen(worker, lambda ids, info: self.callRemote(Ended, ids=ids,
-                                                                          info=info))
+        self.hub.store.listen(worker, lambda ids, info: self.callRemote(Ended, ids=ids, info=info))
         return {}
 
-    def _step(self, key: str, method: str, *args: Any,
-              encoding: Callable[[Any], Any] = lambda value: value) -> Deferred[dict[str, Any]]:
+    def _step(
+        self,
+        key: str,
+        method: str,
+        *args: Any,
+        encoding: Callable[[Any], Any] = lambda value: value,
+    ) -> Deferred[dict[str, Any]]:
         """One step of the store (which may answer later: Redis), as an answer."""
         step = maybeDeferred(getattr(self.hub.store, method), *args)
 
@@ -318,11 +329,11 @@ class HubProtocol(Detached):
         return self._step("entry", "lookup", name, encoding=encode)
 
     @Hold.responder
-    def hold(self, id: str) -> Deferred[dict[str, Any]]:  # noqa: A002 (the wire's name)
+    def hold(self, id: str) -> Deferred[dict[str, Any]]:
         return self._step("entry", "hold", self.worker, id, encoding=encode)
 
     @Release.responder
-    def release(self, id: str) -> Deferred[dict[str, Any]]:  # noqa: A002
+    def release(self, id: str) -> Deferred[dict[str, Any]]:
         return self._step("done", "release", self.worker, id)
 
     @Report.responder
@@ -331,8 +342,14 @@ class HubProtocol(Detached):
 
     @Select.responder
     def select(self, criteria: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        return self._step("entries", "select", criteria.get("name"), criteria.get("uri"),
-                          criteria.get("entry_id"), encoding=_encode_all)
+        return self._step(
+            "entries",
+            "select",
+            criteria.get("name"),
+            criteria.get("uri"),
+            criteria.get("entry_id"),
+            encoding=_encode_all,
+        )
 
     @Terminate.responder
     def terminate(self, ids: list[str], info: str) -> Deferred[dict[str, Any]]:
@@ -348,8 +365,9 @@ class HubProtocol(Detached):
 
     @Loads.responder
     def loads(self) -> Deferred[dict[str, Any]]:
-        return self._step("loads", "loads", encoding=lambda loads: [
-            shallow(load) for load in loads])
+        return self._step(
+            "loads", "loads", encoding=lambda loads: [shallow(load) for load in loads]
+        )
 
     @Enter.responder
     def enter(self, address: str) -> dict[str, Any]:
@@ -370,8 +388,9 @@ class HubProtocol(Detached):
         return {}
 
     @HandOff.responder
-    def hand_off(self, worker: str, socket: int, address: str,
-                 **connection: Any) -> Deferred[dict[str, Any]] | dict[str, Any]:
+    def hand_off(
+        self, worker: str, socket: int, address: str, **connection: Any
+    ) -> Deferred[dict[str, Any]] | dict[str, Any]:
         """Pass the connection on to ``worker``; our copy of its descriptor is
         closed once that worker has answered (the descriptor has gone by then)."""
         target = self.hub.workers.get(worker)
@@ -392,7 +411,9 @@ class HubProtocol(Detached):
         return adopting.addCallbacks(taken, refused)
 
     @Ask.responder
-    def ask(self, worker: str, what: str, argument: Any) -> Deferred[dict[str, Any]] | dict[str, Any]:
+    def ask(
+        self, worker: str, what: str, argument: Any
+    ) -> Deferred[dict[str, Any]] | dict[str, Any]:
         target = self.hub.workers.get(worker)
         if target is None:
             return {"answer": refusal(NotFound(f"worker {worker} is not running"))}
@@ -400,14 +421,15 @@ class HubProtocol(Detached):
 
     @AskAll.responder
     def ask_all(self, what: str, argument: Any) -> Deferred[dict[str, Any]]:
-        others = [protocol for worker, protocol in self.hub.workers.items()
-                  if protocol is not self]
-        asking = [protocol.callRemote(Asked, what=what, argument=argument)
-                  for protocol in others]
+        others = [protocol for worker, protocol in self.hub.workers.items() if protocol is not self]
+        asking = [protocol.callRemote(Asked, what=what, argument=argument) for protocol in others]
 
         def gathered(results: list[tuple[bool, Any]]) -> dict[str, Any]:
-            answers = [value["answer"]["value"] for ok, value in results
-                       if ok and "value" in value["answer"]]
+            answers = [
+                value["answer"]["value"]
+                for ok, value in results
+                if ok and "value" in value["answer"]
+            ]
             return {"answers": answers}
 
         return DeferredList(asking, consumeErrors=True).addCallback(gathered)
@@ -418,8 +440,12 @@ class HubProtocol(Detached):
             del self.hub.workers[self.worker]
             self.hub.admissions.drop(self.worker)
             maybeDeferred(self.hub.store.drop, self.worker).addErrback(
-                lambda failure: log.warn("dropping worker {worker} failed: {why}",
-                                         worker=self.worker, why=failure.getErrorMessage()))
+                lambda failure: log.warn(
+                    "dropping worker {worker} failed: {why}",
+                    worker=self.worker,
+                    why=failure.getErrorMessage(),
+                )
+            )
             log.info("worker {worker} is gone; what it held is released", worker=self.worker)
 
 
@@ -471,7 +497,8 @@ class HubDirectory(Detached):
         if answerer is None:
             return succeed({"answer": refusal(NotFound(f"no answer to {what!r} here"))})
         return maybeDeferred(answerer, argument).addCallbacks(
-            lambda answer: {"answer": {"value": answer}}, _refused)
+            lambda answer: {"answer": {"value": answer}}, _refused
+        )
 
     def answer(self, what: str, answerer: Callable[[Any], Any]) -> None:
         """Answer other workers' ``what`` with ``answerer(argument)`` (JSON in and out)."""
@@ -480,25 +507,26 @@ class HubDirectory(Detached):
     def ask_all(self, what: str, argument: Any) -> Deferred[list[Any]]:
         """Every other worker's answer to ``what`` (those that answered)."""
         return self.callRemote(AskAll, what=what, argument=argument).addCallback(
-            lambda answer: answer["answers"])
+            lambda answer: answer["answers"]
+        )
 
     def ask(self, worker: str, what: str, argument: Any) -> Deferred[Any]:
         """``worker``'s answer to ``what``; fails with the error it answered with."""
         return self.callRemote(Ask, worker=worker, what=what, argument=argument).addCallback(
-            lambda answer: answered(answer["answer"]))
+            lambda answer: answered(answer["answer"])
+        )
 
     # the session caps, counted by the supervisor for every worker
 
     def enter(self, address: str) -> Deferred[str]:
-        """"" if a session from ``address`` may open, else the refusal's info."""
-        return self.callRemote(Enter, address=address).addCallback(
-            lambda answer: answer["refused"])
+        """ "" if a session from ``address`` may open, else the refusal's info."""
+        return self.callRemote(Enter, address=address).addCallback(lambda answer: answer["refused"])
 
     def leave(self, address: str) -> None:
         self.callRemote(Leave, address=address)
 
     def take(self, kind: str) -> Deferred[str]:
-        """"" if a slot of ``kind`` (a push) is this worker's now, else the refusal's info."""
+        """ "" if a slot of ``kind`` (a push) is this worker's now, else the refusal's info."""
         return self.callRemote(Take, kind=kind).addCallback(lambda answer: answer["refused"])
 
     def give(self, kind: str) -> None:
@@ -508,11 +536,13 @@ class HubDirectory(Detached):
         """Give a connection (a duplicate of its descriptor, which the caller
         closes once this fires) to ``worker``; fires with "" once taken, else why not."""
         return self.callRemote(HandOff, worker=worker, socket=socket, **connection).addCallback(
-            lambda answer: answer["why"])
+            lambda answer: answer["why"]
+        )
 
     def _entry(self, command: type[amp.Command], **arguments: Any) -> Deferred[Entry | None]:
         return self.callRemote(command, **arguments).addCallback(
-            lambda answer: decode(_unrefused(answer["entry"])))
+            lambda answer: decode(_unrefused(answer["entry"]))
+        )
 
     def live(self, entry: Entry) -> Deferred[Entry]:
         return self._entry(Live, entry=encode(entry))  # type: ignore[return-value]
@@ -532,22 +562,26 @@ class HubDirectory(Detached):
     def report(self, viewers: dict[str, int], load: Load) -> None:
         self.callRemote(Report, viewers=viewers, load=shallow(load))
 
-    def select(self, name: str | None = None, uri: str | None = None,
-               entry_id: str | None = None) -> Deferred[list[Entry]]:
+    def select(
+        self, name: str | None = None, uri: str | None = None, entry_id: str | None = None
+    ) -> Deferred[list[Entry]]:
         criteria = {"name": name, "uri": uri, "entry_id": entry_id}
         return self.callRemote(Select, criteria=criteria).addCallback(
-            lambda answer: [Entry(**data) for data in answer["entries"]])
+            lambda answer: [Entry(**data) for data in answer["entries"]]
+        )
 
     def terminate(self, entry_ids: list[str], info: str) -> Deferred[list[Entry]]:
         return self.callRemote(Terminate, ids=entry_ids, info=info).addCallback(
-            lambda answer: [Entry(**data) for data in answer["entries"]])
+            lambda answer: [Entry(**data) for data in answer["entries"]]
+        )
 
     def stop(self, media_ids: list[str], info: str) -> None:
         self.callRemote(Stop, ids=media_ids, info=info)
 
     def loads(self) -> Deferred[list[Load]]:
         return self.callRemote(Loads).addCallback(
-            lambda answer: [Load(**data) for data in answer["loads"]])
+            lambda answer: [Load(**data) for data in answer["loads"]]
+        )
 
     def secret(self) -> Deferred[str]:
         return self.callRemote(Secret).addCallback(lambda answer: answer["secret"])

@@ -220,8 +220,9 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.client = redis.Redis.from_url(url)
-        self.scripts = {name: self.client.register_script(_PRELUDE + body)
-                        for name, body in _SCRIPTS.items()}
+        self.scripts = {
+            name: self.client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
+        }
         self.listeners: dict[str, Callable[[list[str], str], None]] = {}
         self._listening: asyncio.Task[None] | None = None
 
@@ -236,6 +237,7 @@ class RedisStore:
 
     def secret(self) -> Deferred[str]:
         """The cluster's relay secret: made by the first node that asks."""
+
         async def secret() -> str:
             await self.client.set(PREFIX + "secret", secrets.token_urlsafe(32), nx=True)
             return (await self.client.get(PREFIX + "secret")).decode()
@@ -244,11 +246,13 @@ class RedisStore:
 
     def live(self, worker: str, entry: Entry) -> Deferred[Entry]:
         return self._run(self._script("live", worker, _entry_json(entry, worker))).addCallback(
-            _entry)
+            _entry
+        )
 
     def claim(self, worker: str, entry: Entry) -> Deferred[Entry | None]:
         return self._run(self._script("claim", worker, _entry_json(entry, worker))).addCallback(
-            _entry)
+            _entry
+        )
 
     def lookup(self, name: str) -> Deferred[Entry | None]:
         return self._run(self._script("lookup", name)).addCallback(_entry)
@@ -259,24 +263,32 @@ class RedisStore:
     def release(self, worker: str, entry_id: str) -> Deferred[None]:
         return self._run(self._script("release", worker, entry_id))
 
-    def report(self, worker: str, viewers: dict[str, int],
-               load: Load | None = None) -> Deferred[None]:
+    def report(
+        self, worker: str, viewers: dict[str, int], load: Load | None = None
+    ) -> Deferred[None]:
         pairs = [item for pair in viewers.items() for item in pair]
         load_json = json.dumps(shallow(load or Load(worker)))
         return self._run(self._script("report", worker, load_json, *pairs))
 
-    def select(self, name: str | None = None, uri: str | None = None,
-               entry_id: str | None = None, kind: str | None = "vod") -> Deferred[list[Entry]]:
+    def select(
+        self,
+        name: str | None = None,
+        uri: str | None = None,
+        entry_id: str | None = None,
+        kind: str | None = "vod",
+    ) -> Deferred[list[Entry]]:
         def chosen(rows: list[Any]) -> list[Entry]:
             found = []
             for raw, counts in rows:
-                viewers = {counts[i].decode(): int(counts[i + 1])
-                           for i in range(0, len(counts), 2)}
+                viewers = {counts[i].decode(): int(counts[i + 1]) for i in range(0, len(counts), 2)}
                 entry = _entry(raw, viewers)
-                if entry is not None and (kind is None or entry.kind == kind) \
-                        and (name is None or entry.name == name) \
-                        and (uri is None or entry.uri == uri) \
-                        and (entry_id is None or entry.id == entry_id):
+                if (
+                    entry is not None
+                    and (kind is None or entry.kind == kind)
+                    and (name is None or entry.name == name)
+                    and (uri is None or entry.uri == uri)
+                    and (entry_id is None or entry.id == entry_id)
+                ):
                     found.append(entry)
             return sorted(found, key=lambda entry: entry.start)
 
@@ -287,16 +299,21 @@ class RedisStore:
             ended = [_entry(raw) for raw in await self._script("terminate", *entry_ids)]
             found = [entry for entry in ended if entry is not None]
             if found:
-                await self.client.publish(CHANNEL, json.dumps(
-                    {"ids": [entry.id for entry in found], "info": info}))
+                await self.client.publish(
+                    CHANNEL, json.dumps({"ids": [entry.id for entry in found], "info": info})
+                )
             return found
 
         return self._run(terminate())
 
     def stop(self, media_ids: list[str], info: str) -> Deferred[int]:
         """Every node's workers stop their media sessions of these ids."""
-        return self._run(self.client.publish(CHANNEL, json.dumps(
-            {"ids": [MEDIA + media_id for media_id in media_ids], "info": info})))
+        return self._run(
+            self.client.publish(
+                CHANNEL,
+                json.dumps({"ids": [MEDIA + media_id for media_id in media_ids], "info": info}),
+            )
+        )
 
     def drop(self, worker: str) -> Deferred[None]:
         self.listeners.pop(worker, None)
@@ -304,7 +321,8 @@ class RedisStore:
 
     def loads(self) -> Deferred[list[Load]]:
         return self._run(self._script("loads")).addCallback(
-            lambda rows: [Load(**json.loads(raw)) for raw in rows])
+            lambda rows: [Load(**json.loads(raw)) for raw in rows]
+        )
 
     def listen(self, worker: str, terminated: Callable[[list[str], str], None]) -> None:
         """Tell ``worker`` of terminations, from any node (one subscription a node)."""
@@ -331,8 +349,10 @@ class RedisStore:
                 raise
             except Exception as error:  # Redis went away: listen again shortly
                 if not lost:
-                    log.warn("cluster: lost the termination channel ({error}); trying "
-                             "every second", error=error)
+                    log.warn(
+                        "cluster: lost the termination channel ({error}); trying every second",
+                        error=error,
+                    )
                 lost = True
                 await asyncio.sleep(1.0)
 
@@ -341,4 +361,3 @@ class RedisStore:
             self._listening.cancel()
             self._listening = None
         return self._run(self.client.aclose())
-

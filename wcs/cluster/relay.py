@@ -55,30 +55,56 @@ _CODEC_NAMES = {value: key for key, value in _CODECS.items()}
 
 
 def pack(sample: Sample) -> bytes:
-    return b"S" + _HEADER.pack(_KINDS[sample.kind], _CODECS[sample.codec],
-                               sample.keyframe, sample.pts, sample.clock,
-                               sample.time) + sample.data
+    return (
+        b"S"
+        + _HEADER.pack(
+            _KINDS[sample.kind],
+            _CODECS[sample.codec],
+            sample.keyframe,
+            sample.pts,
+            sample.clock,
+            sample.time,
+        )
+        + sample.data
+    )
 
 
 def unpack(frame: bytes) -> Sample:
     kind, codec, keyframe, pts, clock, time = _HEADER.unpack_from(frame, 1)
-    return Sample(_KIND_NAMES[kind], frame[1 + _HEADER.size:], pts, clock, time,
-                  bool(keyframe), _CODEC_NAMES[codec])
+    return Sample(
+        _KIND_NAMES[kind],
+        frame[1 + _HEADER.size :],
+        pts,
+        clock,
+        time,
+        bool(keyframe),
+        _CODEC_NAMES[codec],
+    )
 
 
 def describe(info: MediaInfo) -> dict[str, Any]:
-    return {"duration": info.duration,
-            "video": vars(info.video) if info.video else None,
-            "audio": {"sample_rate": info.audio.sample_rate,
-                      "channels": info.audio.channels,
-                      "aac_config": info.audio.aac_config.hex()} if info.audio else None}
+    return {
+        "duration": info.duration,
+        "video": vars(info.video) if info.video else None,
+        "audio": {
+            "sample_rate": info.audio.sample_rate,
+            "channels": info.audio.channels,
+            "aac_config": info.audio.aac_config.hex(),
+        }
+        if info.audio
+        else None,
+    }
 
 
 def described(data: dict[str, Any]) -> MediaInfo:
     audio = data["audio"]
-    return MediaInfo(data["duration"], VideoInfo(**data["video"]) if data["video"] else None,
-                     AudioInfo(audio["sample_rate"], audio["channels"],
-                               bytes.fromhex(audio["aac_config"])) if audio else None)
+    return MediaInfo(
+        data["duration"],
+        VideoInfo(**data["video"]) if data["video"] else None,
+        AudioInfo(audio["sample_rate"], audio["channels"], bytes.fromhex(audio["aac_config"]))
+        if audio
+        else None,
+    )
 
 
 def _json(kind: bytes, value: Any) -> bytes:
@@ -93,8 +119,13 @@ class RelayService(service.Service):
     ``streams`` is the registry's published streams by name (set when composed).
     """
 
-    def __init__(self, reactor: IReactorTCP, interface: str, advertised: str,
-                 secret: Callable[[], Deferred[str]]) -> None:
+    def __init__(
+        self,
+        reactor: IReactorTCP,
+        interface: str,
+        advertised: str,
+        secret: Callable[[], Deferred[str]],
+    ) -> None:
         self.reactor = reactor
         self.interface = interface
         self.advertised = advertised
@@ -138,13 +169,18 @@ class RelayService(service.Service):
             receiver = RelayReceiver(entry.name, secret, stream)
             creator = protocol.ClientCreator(self.reactor, lambda: receiver)
             return creator.connectTCP(host, int(port), timeout=CONNECT_TIMEOUT).addCallback(
-                lambda _: receiver.described)
+                lambda _: receiver.described
+            )
 
         def lost(failure: Failure) -> Failure:
             if failure.check(WcsError):  # it answered: why there is no stream
                 return failure
-            log.warn("relay of {name!r} from {relay} failed: {why}", name=entry.name,
-                     relay=entry.relay, why=failure.getErrorMessage())
+            log.warn(
+                "relay of {name!r} from {relay} failed: {why}",
+                name=entry.name,
+                relay=entry.relay,
+                why=failure.getErrorMessage(),
+            )
             raise NotFound(f"Stream not found: its worker cannot be reached ({entry.relay})")
 
         return self._secret_fetched().addCallback(connect).addErrback(lost)
@@ -167,7 +203,8 @@ class RelaySender(Int32StringReceiver):
 
     def connectionMade(self) -> None:
         self._hello_timer = self.relay.reactor.callLater(  # type: ignore[attr-defined]
-            HELLO_TIMEOUT, self._silent)
+            HELLO_TIMEOUT, self._silent
+        )
 
     def _silent(self) -> None:
         self._hello_timer = None
@@ -192,8 +229,9 @@ class RelaySender(Int32StringReceiver):
         except (ValueError, KeyError, TypeError):
             self._refuse("bad hello")
             return
-        if not self.relay.secret or \
-                not hmac.compare_digest(secret.encode(), self.relay.secret.encode()):
+        if not self.relay.secret or not hmac.compare_digest(
+            secret.encode(), self.relay.secret.encode()
+        ):
             self._refuse("wrong secret")
             return
         stream = self.relay.streams.get(name)
@@ -247,8 +285,11 @@ class RelaySender(Int32StringReceiver):
         if stream is not None:
             stream.unsubscribe(self)
         if self.dropped:
-            log.info("relay of {name!r}: {n} samples skipped for a slow worker",
-                     name=getattr(stream, "name", "?"), n=self.dropped)
+            log.info(
+                "relay of {name!r}: {n} samples skipped for a slow worker",
+                name=getattr(stream, "name", "?"),
+                n=self.dropped,
+            )
 
 
 class RelayReceiver(Int32StringReceiver):
@@ -302,14 +343,12 @@ class RelayReceiver(Int32StringReceiver):
         if not self.described.called:
             self.described.errback(NotFound("Stream not found: its worker is gone"))
         elif not self.stream.closed:
-            self.stream.end(*(("Stopped: no viewer left", False) if self.leaving
-                              else (RELAY_LOST, True)))
+            self.stream.end(
+                *(("Stopped: no viewer left", False) if self.leaving else (RELAY_LOST, True))
+            )
         self.stream.idle = _nothing
         self.stream.ask_publisher = _nothing
 
 
 def _nothing() -> None:
     """What a relayed stream does once its relay is closed."""
-
-
-

@@ -131,12 +131,18 @@ class Store:
             return
         running = [each for each in self.entries.values() if each.kind == VOD and each.shared]
         if len(running) >= self.limits.max_broadcasts:
-            raise LimitReached("vod-live broadcasts running", "max_broadcasts",
-                               self.limits.max_broadcasts)
-        if entry.persistent and sum(each.persistent for each in running) >= \
-                self.limits.max_rest_startups:
-            raise LimitReached("REST-started broadcasts running", "max_rest_startups",
-                               self.limits.max_rest_startups)
+            raise LimitReached(
+                "vod-live broadcasts running", "max_broadcasts", self.limits.max_broadcasts
+            )
+        if (
+            entry.persistent
+            and sum(each.persistent for each in running) >= self.limits.max_rest_startups
+        ):
+            raise LimitReached(
+                "REST-started broadcasts running",
+                "max_rest_startups",
+                self.limits.max_rest_startups,
+            )
 
     def _add(self, worker: str, entry: Entry) -> Entry:
         entry = copy(entry)
@@ -201,14 +207,22 @@ class Store:
         if load is not None:
             self._loads[worker] = load
 
-    def select(self, name: str | None = None, uri: str | None = None,
-               entry_id: str | None = None, kind: str | None = VOD) -> list[Entry]:
+    def select(
+        self,
+        name: str | None = None,
+        uri: str | None = None,
+        entry_id: str | None = None,
+        kind: str | None = VOD,
+    ) -> list[Entry]:
         """Entries matching every criterion given (every one of ``kind`` without)."""
-        return [copy(entry) for entry in self.entries.values()
-                if (kind is None or entry.kind == kind)
-                and (name is None or entry.name == name)
-                and (uri is None or entry.uri == uri)
-                and (entry_id is None or entry.id == entry_id)]
+        return [
+            copy(entry)
+            for entry in self.entries.values()
+            if (kind is None or entry.kind == kind)
+            and (name is None or entry.name == name)
+            and (uri is None or entry.uri == uri)
+            and (entry_id is None or entry.id == entry_id)
+        ]
 
     def terminate(self, entry_ids: list[str], info: str) -> list[Entry]:
         """End the entries for everyone; every worker listening is told ``info``."""
@@ -232,8 +246,9 @@ class Store:
         stream it relayed hear of the end from the relay connection)."""
         self._loads.pop(worker, None)
         self.listeners.pop(worker, None)
-        for entry_id in [entry_id for entry_id, holders in self.holders.items()
-                         if worker in holders]:
+        for entry_id in [
+            entry_id for entry_id, holders in self.holders.items() if worker in holders
+        ]:
             self.release(worker, entry_id)
 
 

@@ -73,8 +73,15 @@ class Supervisor(service.Service):
     """Runs ``count`` workers, each started as ``command`` plus where its
     descriptors are, and keeps them running until it stops."""
 
-    def __init__(self, reactor: IReactorCore, command: Sequence[str], count: int,
-                 listeners: Sequence[Listener], hub: Hub, node: str = "") -> None:
+    def __init__(
+        self,
+        reactor: IReactorCore,
+        command: Sequence[str],
+        count: int,
+        listeners: Sequence[Listener],
+        hub: Hub,
+        node: str = "",
+    ) -> None:
         """``node`` prefixes the workers' ids in a cluster (``node/1.1``)."""
         self.reactor = reactor
         self.node = node
@@ -106,13 +113,17 @@ class Supervisor(service.Service):
         if self.stopping:
             return
         self.generation += 1
-        worker = f"{self.node}/{index}.{self.generation}" if self.node else \
-            f"{index}.{self.generation}"
+        worker = (
+            f"{self.node}/{index}.{self.generation}" if self.node else f"{index}.{self.generation}"
+        )
         ours, theirs = socket.socketpair()
         factory = protocol.Factory()
         factory.protocol = self.hub.protocol  # type: ignore[assignment]
-        self.reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX,  # type: ignore[attr-defined]
-                                           factory)
+        self.reactor.adoptStreamConnection(
+            ours.fileno(),
+            socket.AF_UNIX,  # type: ignore[attr-defined]
+            factory,
+        )
         ours.close()
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", HUB_FD: theirs.fileno()}
         arguments = ["--worker", worker, "--hub-fd", str(HUB_FD)]
@@ -123,8 +134,8 @@ class Supervisor(service.Service):
             arguments += ["--listen", f"{listener.key}={number}"]
         process = WorkerProcess(self, index, worker)
         self.reactor.spawnProcess(  # type: ignore[attr-defined]
-            process, self.command[0], self.command + arguments, env=os.environ.copy(),
-            childFDs=fds)
+            process, self.command[0], self.command + arguments, env=os.environ.copy(), childFDs=fds
+        )
         theirs.close()
         self.workers[index] = process
 
@@ -135,12 +146,19 @@ class Supervisor(service.Service):
             return
         clock: IReactorTime = self.reactor  # type: ignore[assignment]
         lived = clock.seconds() - process.started
-        pause = RESTART_FIRST if lived > STEADY else min(
-            RESTART_MOST, self._pauses.get(process.index, RESTART_FIRST / 2) * 2)
+        pause = (
+            RESTART_FIRST
+            if lived > STEADY
+            else min(RESTART_MOST, self._pauses.get(process.index, RESTART_FIRST / 2) * 2)
+        )
         self._pauses[process.index] = pause
-        log.error("worker {worker} (pid {pid}) ended ({reason}); a new one starts in "
-                  "{pause} s", worker=process.worker, pid=process.pid,
-                  reason=reason.getErrorMessage(), pause=pause)
+        log.error(
+            "worker {worker} (pid {pid}) ended ({reason}); a new one starts in {pause} s",
+            worker=process.worker,
+            pid=process.pid,
+            reason=reason.getErrorMessage(),
+            pause=pause,
+        )
         clock.callLater(pause, self.spawn, process.index)
 
     def stopService(self) -> Deferred[object]:
@@ -204,8 +222,12 @@ class WorkerProcess(protocol.ProcessProtocol):
 
     def _line(self, line: str) -> None:
         """A line the worker wrote that is not a log event (a crash's traceback)."""
-        log.warn("[worker {worker}] {line}", worker=self.worker, line=line,
-                 **{WORKER_KEY: self.worker, WORKER_PREFIX_KEY: "[worker {worker}] "})
+        log.warn(
+            "[worker {worker}] {line}",
+            worker=self.worker,
+            line=line,
+            **{WORKER_KEY: self.worker, WORKER_PREFIX_KEY: "[worker {worker}] "},
+        )
 
     def processEnded(self, reason: Failure) -> None:
         self.done = True
@@ -245,8 +267,12 @@ def _unflattened(event: dict) -> None:
         field, _, rest = key.partition("!")
         conversion, _, spec = rest.partition(":")
         value = event.get(field)
-        if spec and conversion in ("", "s") and isinstance(value, (int, float)) \
-                and not isinstance(value, bool):
+        if (
+            spec
+            and conversion in ("", "s")
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
             try:
                 flattened[key] = format(value, spec)
             except ValueError:

@@ -27,8 +27,15 @@ REENCODED = "plays with re-encode"
 WILL_NOT_PLAY = "will not play"
 
 #: H.264 profile_idc → name, as tools print it.
-PROFILES = {66: "Baseline", 77: "Main", 88: "Extended", 100: "High", 110: "High 10",
-            122: "High 4:2:2", 244: "High 4:4:4"}
+PROFILES = {
+    66: "Baseline",
+    77: "Main",
+    88: "Extended",
+    100: "High",
+    110: "High 10",
+    122: "High 4:2:2",
+    244: "High 4:4:4",
+}
 
 
 @dataclass
@@ -60,8 +67,10 @@ class Report:
             picture = f"{self.width}x{self.height} {self.fps:g} fps" if self.video else "no video"
             out.append(f"  {self.size} bytes, {self.duration:.2f} s, {picture}")
             out.append(f"  video: {self.video or 'none'}; audio: {self.audio or 'none'}")
-            out.append(f"  faststart: {'yes' if self.faststart else 'no'}; "
-                       f"B-frames: {'yes' if self.b_frames else 'no'}")
+            out.append(
+                f"  faststart: {'yes' if self.faststart else 'no'}; "
+                f"B-frames: {'yes' if self.b_frames else 'no'}"
+            )
         out.extend(f"  note: {note}" for note in self.notes)
         return out
 
@@ -106,14 +115,20 @@ def inspect(path: Path, audio_check: bool = True) -> Report:
         report.bad_audio_frames = undecodable_aac_frames(path)
     report.verdict = REENCODED if report.b_frames else PLAYS
     if report.b_frames:
-        report.reason = "B-frames: the server re-encodes the video for every play " \
-                        "(python -m wcs prepare removes them once)"
+        report.reason = (
+            "B-frames: the server re-encodes the video for every play "
+            "(python -m wcs prepare removes them once)"
+        )
     if not report.faststart:
-        report.notes.append("moov after mdat: plays, but S3 playback must read the file's "
-                            "end first (python -m wcs prepare moves it, no re-encode)")
+        report.notes.append(
+            "moov after mdat: plays, but S3 playback must read the file's "
+            "end first (python -m wcs prepare moves it, no re-encode)"
+        )
     if report.bad_audio_frames:
-        report.notes.append(f"{report.bad_audio_frames} undecodable AAC frames: dropped as "
-                            "they play (python -m wcs prepare re-encodes the audio)")
+        report.notes.append(
+            f"{report.bad_audio_frames} undecodable AAC frames: dropped as "
+            "they play (python -m wcs prepare re-encodes the audio)"
+        )
     if not report.video:
         report.notes.append("audio only: WebRTC pages show no picture")
     return report

@@ -54,8 +54,12 @@ class Item:
     report: Report | None = None  # None until inspected
 
     def as_dict(self) -> dict[str, Any]:
-        shown: dict[str, Any] = {"name": self.name, "uri": f"vod://{self.name}",
-                                 "size": self.size, "modified": self.mtime_ns // 1_000_000_000}
+        shown: dict[str, Any] = {
+            "name": self.name,
+            "uri": f"vod://{self.name}",
+            "size": self.size,
+            "modified": self.mtime_ns // 1_000_000_000,
+        }
         if self.report is None:
             shown["verdict"] = CHECKING
             return shown
@@ -116,9 +120,14 @@ def check(folder: Path, names: list[str]) -> list[Report]:
 class Library:
     """The media folder's files, scanned and inspected off the reactor."""
 
-    def __init__(self, folder: Path, run: Callable[..., Deferred[Any]],
-                 clock: Callable[[], float] = time.monotonic, max_files: int = MAX_FILES,
-                 rescan_after: float = RESCAN_AFTER) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        run: Callable[..., Deferred[Any]],
+        clock: Callable[[], float] = time.monotonic,
+        max_files: int = MAX_FILES,
+        rescan_after: float = RESCAN_AFTER,
+    ) -> None:
         self.folder = folder
         self.run = run  # runs a function in the file pool: run(function, *args)
         self.clock = clock
@@ -182,7 +191,7 @@ class Library:
         sizes = {name: (self.items[name].size, self.items[name].mtime_ns) for name in batch}
 
         def checked(reports: list[Report]) -> None:
-            for name, report in zip(batch, reports):
+            for name, report in zip(batch, reports, strict=True):
                 item = self.items.get(name)
                 if item is not None and (item.size, item.mtime_ns) == sizes[name]:
                     item.report = report  # (a file changed meanwhile is checked again)
@@ -203,9 +212,14 @@ class Library:
     def page(self, offset: int = 0, limit: int = 200, contains: str = "") -> dict[str, Any]:
         """One page of the listing, as REST answers it."""
         needle = contains.lower()
-        matching = [item for item in self.items.values()
-                    if not needle or needle in item.name.lower()]
-        return {"total": len(matching), "files": len(self.items), "offset": offset,
-                "checking": sum(item.report is None for item in self.items.values()),
-                "truncated": self.truncated,
-                "items": [item.as_dict() for item in matching[offset:offset + limit]]}
+        matching = [
+            item for item in self.items.values() if not needle or needle in item.name.lower()
+        ]
+        return {
+            "total": len(matching),
+            "files": len(self.items),
+            "offset": offset,
+            "checking": sum(item.report is None for item in self.items.values()),
+            "truncated": self.truncated,
+            "items": [item.as_dict() for item in matching[offset : offset + limit]],
+        }

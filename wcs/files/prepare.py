@@ -42,8 +42,10 @@ def prepare(source: Path, target: Path, progress: Progress = lambda done: None) 
     done: list[str] = []
     duration = max(report.duration, 0.001)
     partial = target.with_name(f".{target.name}.partial")
-    with av.open(str(source)) as inside, av.open(str(partial), "w", format="mp4",
-                                                    options={"movflags": "+faststart"}) as out:
+    with (
+        av.open(str(source)) as inside,
+        av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
         streams = {}
         encoders: dict[int, av.CodecContext] = {}
         for stream in (*inside.streams.video[:1], *inside.streams.audio[:1]):
@@ -58,8 +60,9 @@ def prepare(source: Path, target: Path, progress: Progress = lambda done: None) 
         last = time.monotonic()
         for packet in inside.demux(*[inside.streams[i] for i in streams]):
             target_stream = streams[packet.stream.index]
-            again = (packet.stream.type == "video" and video_again) or \
-                    (packet.stream.type == "audio" and audio_again)
+            again = (packet.stream.type == "video" and video_again) or (
+                packet.stream.type == "audio" and audio_again
+            )
             if not again:
                 if packet.dts is None:
                     continue  # the demuxer's flush packet
@@ -67,15 +70,17 @@ def prepare(source: Path, target: Path, progress: Progress = lambda done: None) 
                 out.mux(packet)
             else:
                 try:
-                    decoded = encoders[packet.stream.index].decode(
-                        packet if packet.size else None)
+                    decoded = encoders[packet.stream.index].decode(packet if packet.size else None)
                 except av.FFmpegError:
                     dropped += 1
                     continue
                 for frame in decoded:
                     if packet.stream.type == "video":
-                        frame.pict_type = (av.video.frame.PictureType.I if frame.key_frame
-                                           else av.video.frame.PictureType.NONE)
+                        frame.pict_type = (
+                            av.video.frame.PictureType.I
+                            if frame.key_frame
+                            else av.video.frame.PictureType.NONE
+                        )
                         frames += 1
                     frame.pts = None if packet.stream.type == "audio" else frame.pts
                     out.mux(target_stream.encode(frame))
@@ -83,14 +88,21 @@ def prepare(source: Path, target: Path, progress: Progress = lambda done: None) 
                 last = time.monotonic()
                 progress(min(float(packet.pts * packet.time_base) / duration, 1.0))
         for index, stream in streams.items():
-            if stream.codec_context.is_encoder and stream.codec_context.is_open and (
+            if (
+                stream.codec_context.is_encoder
+                and stream.codec_context.is_open
+                and (
                     (inside.streams[index].type == "video" and video_again)
-                    or (inside.streams[index].type == "audio" and audio_again)):
+                    or (inside.streams[index].type == "audio" and audio_again)
+                )
+            ):
                 out.mux(stream.encode(None))
     partial.replace(target)
     progress(1.0)
-    done.append("moov first (faststart)" + ("; samples copied as they are"
-                                            if not (video_again or audio_again) else ""))
+    done.append(
+        "moov first (faststart)"
+        + ("; samples copied as they are" if not (video_again or audio_again) else "")
+    )
     if video_again:
         done.append(f"video re-encoded without B-frames ({frames} frames, x264 High)")
     elif report.video:
@@ -109,8 +121,12 @@ def _video_encoder(out: av.container.OutputContainer, stream: av.VideoStream) ->
     encoded.height = stream.codec_context.height
     encoded.pix_fmt = "yuv420p"
     encoded.bit_rate = stream.bit_rate or stream.codec_context.bit_rate or DEFAULT_BITRATE
-    encoded.options = {"preset": "medium", "bf": "0", "profile": "high",
-                       "x264-params": "scenecut=0"}
+    encoded.options = {
+        "preset": "medium",
+        "bf": "0",
+        "profile": "high",
+        "x264-params": "scenecut=0",
+    }
     encoded.time_base = stream.time_base  # the decoded frames' pts are in it
     encoded.codec_context.time_base = stream.time_base
     return encoded

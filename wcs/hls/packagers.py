@@ -43,8 +43,7 @@ class Packager:
 class Packagers(service.Service):
     """Segmenters by stream name, opened on demand, closed when unused."""
 
-    def __init__(self, registry: StreamRegistry, clock: IReactorTime,
-                 idle: float = IDLE) -> None:
+    def __init__(self, registry: StreamRegistry, clock: IReactorTime, idle: float = IDLE) -> None:
         self.registry = registry
         self.clock = clock
         self.idle = idle
@@ -78,17 +77,18 @@ class Packagers(service.Service):
             return done
         try:
             if uris.parse(name).scheme == uris.PERSONAL:
-                raise NotFound("vod:// plays are personal and not served as HLS; "
-                               "play vod-live:// instead")
+                raise NotFound(
+                    "vod:// plays are personal and not served as HLS; play vod-live:// instead"
+                )
         except WcsError as error:
             return _failed(error)
         if len(self.running_packagers) + len(self._opening) >= MAX_PACKAGERS:
-            return _failed(LimitReached("HLS streams packaged at once", "max_hls_streams",
-                                        MAX_PACKAGERS))
+            return _failed(
+                LimitReached("HLS streams packaged at once", "max_hls_streams", MAX_PACKAGERS)
+            )
         self._opening[name] = []
         opening = self.registry.open(name)
-        opening.addCallbacks(self._opened, self._refused, callbackArgs=(name,),
-                             errbackArgs=(name,))
+        opening.addCallbacks(self._opened, self._refused, callbackArgs=(name,), errbackArgs=(name,))
         return opening
 
     def _opened(self, stream: Stream, name: str) -> Packager:
@@ -117,8 +117,7 @@ class Packagers(service.Service):
         packager = self.running_packagers.pop(name)
         packager.stream.unsubscribe(packager.segmenter)
         packager.segmenter.release()
-        log.info("HLS of {name!r} stopped: {n} segments made", name=name,
-                 n=packager.segmenter.made)
+        log.info("HLS of {name!r} stopped: {n} segments made", name=name, n=packager.segmenter.made)
 
 
 def _failed(error: WcsError) -> Deferred[Packager]:

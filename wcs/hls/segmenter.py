@@ -87,7 +87,7 @@ class Part:
 
 def date_time(wall: float) -> str:
     """``#EXT-X-PROGRAM-DATE-TIME`` for Unix time ``wall``, in UTC to the millisecond."""
-    moment = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(wall, datetime.UTC)
     return f"#EXT-X-PROGRAM-DATE-TIME:{moment.isoformat(timespec='milliseconds')[:-6]}Z"
 
 
@@ -102,9 +102,13 @@ class Segmenter:
     lead = 0.0
     audio_codecs = frozenset({"aac"})  # TS carries AAC as stored
 
-    def __init__(self, info: MediaInfo, label: str,
-                 ask_keyframe: Callable[[], None] = lambda: None,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        info: MediaInfo,
+        label: str,
+        ask_keyframe: Callable[[], None] = lambda: None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.info = info
         self.wall = wall
         # wall clock less media time, the least seen: a sample is never early, and the
@@ -157,8 +161,9 @@ class Segmenter:
                 self._base = self._start - LEAD
         else:
             held = now - self._start
-            cut = (starts and held >= MIN_SEGMENT) or held >= MAX_SEGMENT \
-                or self._bytes >= MAX_BYTES
+            cut = (
+                (starts and held >= MIN_SEGMENT) or held >= MAX_SEGMENT or self._bytes >= MAX_BYTES
+            )
             leads = sample.kind == "video" or not self._video  # may begin a segment or part
             if leads:
                 if self._lead_at is not None and now > self._lead_at:
@@ -169,8 +174,12 @@ class Segmenter:
                 self._cut(now)
                 self._start = now
             else:
-                if leads and self._part and self._part_start is not None \
-                        and now - self._part_start + self._frame > PART_TARGET + 1e-4:
+                if (
+                    leads
+                    and self._part
+                    and self._part_start is not None
+                    and now - self._part_start + self._frame > PART_TARGET + 1e-4
+                ):
                     self._cut_part(now)  # one more sample would make it too long
                 if self._video and not self._asked and held >= ASK_KEYFRAME:
                     self._asked = True
@@ -207,12 +216,17 @@ class Segmenter:
 
     def _render(self) -> str:
         listed = list(self.segments)[-LISTED:]
-        lines = ["#EXTM3U", "#EXT-X-VERSION:6", f"#EXT-X-TARGETDURATION:{self.target}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{listed[0].number if listed else 0}"]
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:6",
+            f"#EXT-X-TARGETDURATION:{self.target}",
+            f"#EXT-X-MEDIA-SEQUENCE:{listed[0].number if listed else 0}",
+        ]
         if not self.ended:
-            lines += [f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
-                      f"PART-HOLD-BACK={PART_HOLD_BACK:.3f}",
-                      f"#EXT-X-PART-INF:PART-TARGET={PART_TARGET:.3f}"]
+            lines += [
+                f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={PART_HOLD_BACK:.3f}",
+                f"#EXT-X-PART-INF:PART-TARGET={PART_TARGET:.3f}",
+            ]
         for segment in listed:
             lines.append(date_time(segment.wall))
             if not self.ended and segment.number >= self._next - PARTED:
@@ -221,8 +235,7 @@ class Segmenter:
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         else:
-            if self.parts.get(self._next) and self._start is not None \
-                    and self._offset is not None:
+            if self.parts.get(self._next) and self._start is not None and self._offset is not None:
                 lines.append(date_time(self._start + self._offset))
             lines += self._part_lines(self._next)
             if self._start is not None:
@@ -231,17 +244,18 @@ class Segmenter:
         return "\n".join(lines) + "\n"
 
     def _part_lines(self, number: int) -> list[str]:
-        return [f'#EXT-X-PART:DURATION={part.duration:.3f},URI="{part.uri}"'
-                + (",INDEPENDENT=YES" if part.independent else "")
-                for part in self.parts.get(number, ())]
+        return [
+            f'#EXT-X-PART:DURATION={part.duration:.3f},URI="{part.uri}"'
+            + (",INDEPENDENT=YES" if part.independent else "")
+            for part in self.parts.get(number, ())
+        ]
 
     def has(self, number: int, part: int | None = None) -> bool:
         """Whether the playlist holds segment ``number`` whole, or its part ``part``
         (LL-HLS's ``_HLS_msn`` and ``_HLS_part``); once ended, as much as it ever will."""
         if self.ended or number < self._next:
             return True
-        return number == self._next and part is not None \
-            and len(self.parts.get(number, ())) > part
+        return number == self._next and part is not None and len(self.parts.get(number, ())) > part
 
     def next_part(self) -> tuple[int, int]:
         """The (segment, part) the preload hint names: the next to be made."""
@@ -304,8 +318,15 @@ class Segmenter:
             return
         parts = self.parts.setdefault(self._next, [])
         data = mpegts.segment(samples, self.info, self._base)
-        parts.append(Part(self._next, len(parts), max(end - start, 0.001), data,
-                          samples[0].keyframe if self._video else True))
+        parts.append(
+            Part(
+                self._next,
+                len(parts),
+                max(end - start, 0.001),
+                data,
+                samples[0].keyframe if self._video else True,
+            )
+        )
         if wake:
             self._wake()
 

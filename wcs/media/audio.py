@@ -18,8 +18,9 @@ from wcs.metrics import METERS
 log = Logger()
 
 
-def drained(resampler: av.AudioResampler,
-            encode: Callable[[av.AudioFrame | None], Iterator[Sample]]) -> Iterator[Sample]:
+def drained(
+    resampler: av.AudioResampler, encode: Callable[[av.AudioFrame | None], Iterator[Sample]]
+) -> Iterator[Sample]:
     """What a resampler and its encoder still hold at the end: a partial last
     frame is padded by the resampler, or dropped."""
     try:
@@ -39,8 +40,9 @@ class OpusTranscoder:
         self.decoder = decoder
         self.label = label
         self.quiet = quiet
-        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_CLOCK,
-                                           frame_size=OPUS_FRAME)
+        self.resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=OPUS_CLOCK, frame_size=OPUS_FRAME
+        )
         self.encoder = av.CodecContext.create("libopus", "w")
         self.encoder.sample_rate = OPUS_CLOCK
         self.encoder.layout = "stereo"
@@ -59,13 +61,15 @@ class OpusTranscoder:
         except av.FFmpegError as error:
             self.dropped += 1
             if self.dropped == 1 and not self.quiet:
-                log.warn("{label}: undecodable AAC frame dropped ({error}); "
-                         "later ones are only counted", label=self.label, error=error)
+                log.warn(
+                    "{label}: undecodable AAC frame dropped ({error}); later ones are only counted",
+                    label=self.label,
+                    error=error,
+                )
             return
         for frame in frames:
             if self._next_pts is None and frame.pts is not None and frame.time_base:
-                self._next_pts = round((float(frame.pts * frame.time_base) + offset)
-                                       * OPUS_CLOCK)
+                self._next_pts = round((float(frame.pts * frame.time_base) + offset) * OPUS_CLOCK)
             frame.pts = None
             for chunk in self.resampler.resample(frame):
                 yield from self._encode(chunk)
@@ -78,8 +82,7 @@ class OpusTranscoder:
         for packet in self.encoder.encode(frame):
             pts = self._next_pts or 0
             self._next_pts = pts + OPUS_FRAME
-            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
-                         codec="opus")
+            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK, codec="opus")
 
 
 class AacTranscoder:
@@ -100,8 +103,9 @@ class AacTranscoder:
         self.encoder.format = "fltp"
         self.encoder.bit_rate = 128000
         self.encoder.open()
-        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=OPUS_CLOCK,
-                                           frame_size=AAC_FRAME)
+        self.resampler = av.AudioResampler(
+            format="fltp", layout="stereo", rate=OPUS_CLOCK, frame_size=AAC_FRAME
+        )
         self._origin: int | None = None
         self._encoded = 0  # samples handed to the encoder
 
@@ -135,5 +139,4 @@ class AacTranscoder:
             self._encoded += frame.samples
         for packet in self.encoder.encode(frame):
             pts = self._origin + packet.pts  # the encoder's clock is OPUS_CLOCK
-            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK,
-                         codec="aac")
+            yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK, codec="aac")

@@ -20,8 +20,14 @@ _SKIPPED = (h264.NAL_SPS, h264.NAL_PPS, h264.NAL_AUD)
 
 def avcc_record(sps: bytes, pps: bytes) -> bytes:
     """An AVCDecoderConfigurationRecord for one SPS and one PPS (4-byte lengths)."""
-    return (bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
-            + b"\x01" + len(pps).to_bytes(2, "big") + pps)
+    return (
+        bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1])
+        + len(sps).to_bytes(2, "big")
+        + sps
+        + b"\x01"
+        + len(pps).to_bytes(2, "big")
+        + pps
+    )
 
 
 class FlvTagger:
@@ -32,8 +38,9 @@ class FlvTagger:
     ``audio_header``: FLV's ``0xAF``; the SDK's MSE records leave it out.
     """
 
-    def __init__(self, audio_config: bytes, every_keyframe: bool = True,
-                 audio_header: bytes = b"\xaf") -> None:
+    def __init__(
+        self, audio_config: bytes, every_keyframe: bool = True, audio_header: bytes = b"\xaf"
+    ) -> None:
         self.audio_config = audio_config
         self.every_keyframe = every_keyframe
         self._config_head = audio_header + b"\x00"
@@ -64,13 +71,12 @@ class FlvTagger:
             self._parameters = (sps[0], pps[0])
         if self._parameters is None:
             return []  # nothing decodable before the first SPS/PPS
-        body = b"".join(len(u).to_bytes(4, "big") + u for u in units
-                        if u[0] & 0x1F not in _SKIPPED)
+        body = b"".join(len(u).to_bytes(4, "big") + u for u in units if u[0] & 0x1F not in _SKIPPED)
         out = []
-        if sample.keyframe and (self.every_keyframe
-                                or self._parameters != self._sent_parameters):
-            out.append((VIDEO, milliseconds, b"\x17\x00\x00\x00\x00"
-                        + avcc_record(*self._parameters)))
+        if sample.keyframe and (self.every_keyframe or self._parameters != self._sent_parameters):
+            out.append(
+                (VIDEO, milliseconds, b"\x17\x00\x00\x00\x00" + avcc_record(*self._parameters))
+            )
             self._sent_parameters = self._parameters
         tag = b"\x17\x01" if sample.keyframe else b"\x27\x01"
         out.append((VIDEO, milliseconds, tag + b"\x00\x00\x00" + body))

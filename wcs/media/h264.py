@@ -57,9 +57,9 @@ def _parameter_sets(record: bytes, position: int, count: int) -> tuple[tuple[byt
     position += 1
     found = []
     for _ in range(count):
-        size = int.from_bytes(record[position:position + 2], "big")
+        size = int.from_bytes(record[position : position + 2], "big")
         position += 2
-        nal = record[position:position + size]
+        nal = record[position : position + size]
         if len(nal) != size:
             raise IndexError
         found.append(bytes(nal))
@@ -72,11 +72,11 @@ def split_avcc(data: bytes, length_size: int) -> list[bytes]:
     units = []
     position = 0
     while position + length_size <= len(data):
-        size = int.from_bytes(data[position:position + length_size], "big")
+        size = int.from_bytes(data[position : position + length_size], "big")
         position += length_size
         if size == 0 or position + size > len(data):
             break
-        units.append(data[position:position + size])
+        units.append(data[position : position + size])
         position += size
     return units
 
@@ -87,8 +87,9 @@ def to_annexb(data: bytes, config: AvcConfig) -> tuple[bytes, bool]:
     Access unit delimiters are dropped (RTP does not carry them); SPS/PPS
     go in front of an IDR that does not already carry them.
     """
-    units = [nal for nal in split_avcc(data, config.length_size)
-             if nal and nal[0] & 0x1F != NAL_AUD]
+    units = [
+        nal for nal in split_avcc(data, config.length_size) if nal and nal[0] & 0x1F != NAL_AUD
+    ]
     types = {nal[0] & 0x1F for nal in units}
     is_idr = NAL_IDR in types
     prefix = config.parameter_sets if is_idr and NAL_SPS not in types else b""

@@ -59,8 +59,11 @@ class Mp4File:
         else:
             target = source
         if announce:
-            log.info("{label}: opened {path}", label=label, path=str(source) if isinstance(
-                source, Path) else label)
+            log.info(
+                "{label}: opened {path}",
+                label=label,
+                path=str(source) if isinstance(source, Path) else label,
+            )
         try:
             self.container = av.open(target, "r", timeout=5.0)
         except av.FFmpegError as error:
@@ -84,14 +87,18 @@ class Mp4File:
         if self.audio is not None and self.audio.codec_context.name != "aac":
             raise WrongFormat(f"audio codec {self.audio.codec_context.name} is not AAC")
         self.avc = h264.parse_avcc(self.video.codec_context.extradata) if self.video else None
-        starts = [float(s.start_time * s.time_base) for s in (self.video, self.audio)
-                  if s is not None and s.start_time is not None]
+        starts = [
+            float(s.start_time * s.time_base)
+            for s in (self.video, self.audio)
+            if s is not None and s.start_time is not None
+        ]
         self.origin = min(starts) if starts else 0.0
         self.info = MediaInfo(
             duration=(container.duration or 0) / av.time_base,
             video=self._video_info(),
             audio=AudioInfo(OPUS_CLOCK, 2, bytes(self.audio.codec_context.extradata or b""))
-            if self.audio else None,
+            if self.audio
+            else None,
             bitrate=container.bit_rate or 0,
         )
 
@@ -100,8 +107,11 @@ class Mp4File:
             return None
         context = self.video.codec_context
         rate = self.video.average_rate or self.video.guessed_rate
-        profile = (reencode.profile_level_id(self.avc.level_idc) if self.has_b_frames
-                   else self.avc.profile_level_id)
+        profile = (
+            reencode.profile_level_id(self.avc.level_idc)
+            if self.has_b_frames
+            else self.avc.profile_level_id
+        )
         return VideoInfo(context.width, context.height, float(rate) if rate else 0.0, profile)
 
     @property
@@ -109,9 +119,14 @@ class Mp4File:
         """True when the decoder must reorder (PTS and DTS differ)."""
         return bool(self.video is not None and self.video.codec_context.has_b_frames)
 
-    def samples(self, loop: bool = False, *, period: float | None = None,
-                position: float = 0.0,
-                wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+    def samples(
+        self,
+        loop: bool = False,
+        *,
+        period: float | None = None,
+        position: float = 0.0,
+        wants_opus: Callable[[], bool] = lambda: True,
+    ) -> Iterator[Sample]:
         """Every sample in due order; with ``loop``, again and again from the start.
 
         Each pass starts where the previous pass's video ended (the audio's if
@@ -166,8 +181,9 @@ class Mp4File:
                 if sample.codec == "aac":
                     yield sample
                     continue
-                ends[sample.kind] = max(ends[sample.kind],
-                                        sample.pts / sample.clock + self._duration(sample))
+                ends[sample.kind] = max(
+                    ends[sample.kind], sample.pts / sample.clock + self._duration(sample)
+                )
                 yield sample
             end = ends["video"] if self.video is not None else ends["audio"]
             if period is not None and end > offset:
@@ -194,13 +210,15 @@ class Mp4File:
                 seconds = float(packet.pts * packet.time_base) - self.origin
                 end = max(end, seconds + self._frame_length(stream is self.video))
         except av.FFmpegError as error:
-            log.warn("{label}: could not find the end ({error})", label=self.label,
-                     error=_reason(error))
+            log.warn(
+                "{label}: could not find the end ({error})", label=self.label, error=_reason(error)
+            )
         self._rewind()
         return end or self.info.duration
 
-    def join_ranges(self, position: float, loop: bool, ahead: float = 10.0
-                    ) -> list[tuple[int, int]]:
+    def join_ranges(
+        self, position: float, loop: bool, ahead: float = 10.0
+    ) -> list[tuple[int, int]]:
         """The bytes (offset, length) a reader starting at ``position`` (as
         :meth:`samples` takes it) reads first: the last GOP, which
         :meth:`pass_length` reads, and from the keyframe before the start to
@@ -217,20 +235,25 @@ class Mp4File:
         ranges = [(last.pos, max(e.pos + e.size for e in entries) - last.pos)]
         base = float(stream.time_base)
         length = (entries[-1].timestamp * base - self.origin) + self._frame_length(
-            stream is self.video)
+            stream is self.video
+        )
         if loop and length > 0:
             position %= length
         elif position >= length:
             return ranges
         target = (position + self.origin) / base
-        start = max((e for e in keys if e.timestamp <= target), key=lambda e: e.timestamp,
-                    default=keys[0])
+        start = max(
+            (e for e in keys if e.timestamp <= target), key=lambda e: e.timestamp, default=keys[0]
+        )
         first = start.timestamp * base - 0.5
-        end = (position + self.origin + ahead)
-        spans = [(e.pos, e.pos + e.size) for track in (self.video, self.audio)
-                 if track is not None and track.time_base is not None
-                 for e in track.index_entries
-                 if first <= e.timestamp * float(track.time_base) <= end]
+        end = position + self.origin + ahead
+        spans = [
+            (e.pos, e.pos + e.size)
+            for track in (self.video, self.audio)
+            if track is not None and track.time_base is not None
+            for e in track.index_entries
+            if first <= e.timestamp * float(track.time_base) <= end
+        ]
         if spans:
             low = min(span[0] for span in spans)
             ranges.append((low, max(span[1] for span in spans) - low))
@@ -245,8 +268,11 @@ class Mp4File:
         try:
             self.container.seek(target, stream=stream, backward=True)
         except av.FFmpegError as error:
-            log.warn("{label}: seek failed ({error}); from the start", label=self.label,
-                     error=_reason(error))
+            log.warn(
+                "{label}: seek failed ({error}); from the start",
+                label=self.label,
+                error=_reason(error),
+            )
             self._rewind()
             return 0.0
         for track in (self.video, self.audio):
@@ -269,8 +295,9 @@ class Mp4File:
             if stream is not None:
                 stream.codec_context.flush_buffers()
 
-    def _one_pass(self, skip: float | None = None,
-                  wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+    def _one_pass(
+        self, skip: float | None = None, wants_opus: Callable[[], bool] = lambda: True
+    ) -> Iterator[Sample]:
         """One pass over the file (from where it was sought to: cached Opus
         before ``skip`` s is passed over), merged across tracks by due time."""
         queues: dict[str, deque[Sample]] = {kind: deque() for kind in self._kinds()}
@@ -282,11 +309,15 @@ class Mp4File:
             yield _pop_earliest(queues)
 
     def _kinds(self) -> list[str]:
-        return [kind for kind, stream in (("video", self.video), ("audio", self.audio))
-                if stream is not None]
+        return [
+            kind
+            for kind, stream in (("video", self.video), ("audio", self.audio))
+            if stream is not None
+        ]
 
-    def _read(self, skip: float | None = None,
-              wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+    def _read(
+        self, skip: float | None = None, wants_opus: Callable[[], bool] = lambda: True
+    ) -> Iterator[Sample]:
         """Samples in file order; a broken tail ends the stream, it does not raise."""
         if self.audio is not None and self._cached_opus is not None:
             opus = self._cached_opus()
@@ -315,8 +346,9 @@ class Mp4File:
                 if packet.size:
                     yield from transcoder.feed(packet, -self.origin)
         except av.FFmpegError as error:
-            log.warn("{label}: read stopped early ({error})", label=self.label,
-                     error=_reason(error))
+            log.warn(
+                "{label}: read stopped early ({error})", label=self.label, error=_reason(error)
+            )
         yield from transcoder.feed(None, -self.origin)
         self.opus_dropped = transcoder.dropped
 
@@ -325,11 +357,17 @@ class Mp4File:
         the AAC), in file order."""
         transcoder: OpusTranscoder | None = None
         dropped = 0
-        remover = (reencode.BFrameRemover(self.video, self.origin)
-                   if self.video is not None and self.has_b_frames else None)
+        remover = (
+            reencode.BFrameRemover(self.video, self.origin)
+            if self.video is not None and self.has_b_frames
+            else None
+        )
         if remover is not None:
-            log.info("{label}: B-frames: its video is re-encoded as it plays "
-                     "(python -m wcs prepare writes a copy that needs none)", label=self.label)
+            log.info(
+                "{label}: B-frames: its video is re-encoded as it plays "
+                "(python -m wcs prepare writes a copy that needs none)",
+                label=self.label,
+            )
         streams = [s for s in (self.video, self.audio) if s is not None]
         try:
             for packet in self.container.demux(streams):
@@ -356,16 +394,18 @@ class Mp4File:
                         transcoder = self._transcoder()
                     yield from transcoder.feed(packet, -self.origin)
         except av.FFmpegError as error:
-            log.warn("{label}: read stopped early ({error})", label=self.label,
-                     error=_reason(error))
+            log.warn(
+                "{label}: read stopped early ({error})", label=self.label, error=_reason(error)
+            )
         if remover is not None:
             yield from remover.feed(None)
         if transcoder is not None:
             yield from transcoder.feed(None, -self.origin)
             dropped += transcoder.dropped
         if dropped:
-            log.warn("{label}: {n} undecodable AAC frames dropped in all",
-                     label=self.label, n=dropped)
+            log.warn(
+                "{label}: {n} undecodable AAC frames dropped in all", label=self.label, n=dropped
+            )
 
     def _transcoder(self) -> OpusTranscoder:
         """A fresh AAC → Opus transcoder, from the frame about to be read."""
@@ -381,8 +421,7 @@ class Mp4File:
             return None
         rate = self.audio.codec_context.sample_rate or OPUS_CLOCK
         seconds = float(packet.pts * packet.time_base) - self.origin
-        return Sample("audio", bytes(packet), round(seconds * rate), rate, seconds,
-                      codec="aac")
+        return Sample("audio", bytes(packet), round(seconds * rate), rate, seconds, codec="aac")
 
     def _video_sample(self, packet: av.Packet) -> Sample | None:
         assert self.avc is not None
@@ -393,9 +432,15 @@ class Mp4File:
             return None
         pts_seconds = float(packet.pts * packet.time_base) - self.origin
         dts = packet.dts if packet.dts is not None else packet.pts
-        return Sample("video", data, round(pts_seconds * VIDEO_CLOCK), VIDEO_CLOCK,
-                      float(dts * packet.time_base) - self.origin,
-                      keyframe=is_idr or packet.is_keyframe, codec="h264")
+        return Sample(
+            "video",
+            data,
+            round(pts_seconds * VIDEO_CLOCK),
+            VIDEO_CLOCK,
+            float(dts * packet.time_base) - self.origin,
+            keyframe=is_idr or packet.is_keyframe,
+            codec="h264",
+        )
 
     def close(self) -> None:
         """Close the file and let go of its tracks: a track's decoder (and the
@@ -406,12 +451,20 @@ class Mp4File:
 
 def shifted(sample: Sample, seconds: float) -> Sample:
     """The same sample, ``seconds`` later."""
-    return Sample(sample.kind, sample.data, sample.pts + round(seconds * sample.clock),
-                  sample.clock, sample.time + seconds, sample.keyframe, sample.codec)
+    return Sample(
+        sample.kind,
+        sample.data,
+        sample.pts + round(seconds * sample.clock),
+        sample.clock,
+        sample.time + seconds,
+        sample.keyframe,
+        sample.codec,
+    )
 
 
-def _merged(media: Iterator[Sample], opus: Iterator[Sample],
-            wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+def _merged(
+    media: Iterator[Sample], opus: Iterator[Sample], wants_opus: Callable[[], bool] = lambda: True
+) -> Iterator[Sample]:
     """File-order samples with cached Opus slotted in by time, beside the AAC
     (while ``wants_opus()``: the rest is passed over)."""
     waiting = next(opus, None)

@@ -18,8 +18,21 @@ import av
 from wcs.media.sample import VIDEO_CLOCK, MediaInfo, Sample
 
 #: AAC sampling frequencies by their index in an AudioSpecificConfig.
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
-             8000, 7350)
+AAC_RATES = (
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
+)
 
 
 def aac_rate(config: bytes) -> int:

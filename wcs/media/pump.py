@@ -40,11 +40,16 @@ class Pump:
     nothing the pump held waits for the garbage collector.
     """
 
-    def __init__(self, samples: Iterator[Sample], clock: IReactorTime, label: str,
-                 send: Callable[[Sample], None],
-                 on_end: Callable[[str | None], None],
-                 ready: Callable[[], bool] | None = None,
-                 start: float | None = None) -> None:
+    def __init__(
+        self,
+        samples: Iterator[Sample],
+        clock: IReactorTime,
+        label: str,
+        send: Callable[[Sample], None],
+        on_end: Callable[[str | None], None],
+        ready: Callable[[], bool] | None = None,
+        start: float | None = None,
+    ) -> None:
         """``start`` (the clock's seconds) is when a sample of time 0 is due,
         for a timeline decided elsewhere (another worker's broadcast); by
         default it is when the first sample is read."""
@@ -138,8 +143,9 @@ class Pump:
                     return
                 except (WcsError, av.FFmpegError, OSError) as error:
                     log.warn("{label}: source failed: {error}", label=self.label, error=error)
-                    self._finish(error.info if isinstance(error, WcsError)
-                                 else "Source read failed")
+                    self._finish(
+                        error.info if isinstance(error, WcsError) else "Source read failed"
+                    )
                     return
             if self._start is None:
                 self._start = now - self._pending.time - self._lead

@@ -30,8 +30,16 @@ def profile_level_id(level_idc: int) -> str:
 class X264:
     """x264 for live use: no B-frames, no lookahead, IDRs where asked."""
 
-    def __init__(self, width: int, height: int, time_base: Fraction, rate: float,
-                 bitrate: int, origin: float = 0.0, profile: str = "high") -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        rate: float,
+        bitrate: int,
+        origin: float = 0.0,
+        profile: str = "high",
+    ) -> None:
         self.time_base = time_base
         self.origin = origin
         self.encoder = av.CodecContext.create("libx264", "w")
@@ -43,9 +51,12 @@ class X264:
         self.encoder.bit_rate = bitrate
         self.encoder.profile = profile
         self.encoder.options = {
-            "preset": "veryfast", "tune": "zerolatency", "bf": "0", "profile": profile,
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "bf": "0",
+            "profile": profile,
             "x264-params": f"keyint={max(1, int(rate * 10))}:scenecut=0:forced-idr=1:"
-                           "repeat-headers=1:annexb=1",
+            "repeat-headers=1:annexb=1",
         }
         self.encoder.open()
 
@@ -54,14 +65,22 @@ class X264:
         if frame is not None:
             if frame.format.name != "yuv420p":
                 frame = frame.reformat(format="yuv420p")
-            frame.pict_type = (av.video.frame.PictureType.I if keyframe
-                               else av.video.frame.PictureType.NONE)
+            frame.pict_type = (
+                av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+            )
         for out in self.encoder.encode(frame):
             if out.pts is None:
                 continue
             seconds = float(out.pts * self.time_base) - self.origin
-            yield Sample("video", bytes(out), round(seconds * VIDEO_CLOCK), VIDEO_CLOCK,
-                         seconds, keyframe=out.is_keyframe, codec="h264")
+            yield Sample(
+                "video",
+                bytes(out),
+                round(seconds * VIDEO_CLOCK),
+                VIDEO_CLOCK,
+                seconds,
+                keyframe=out.is_keyframe,
+                codec="h264",
+            )
 
 
 class BFrameRemover:
@@ -71,9 +90,14 @@ class BFrameRemover:
         METERS.transcoding("b-frames", self)
         self.decoder = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or 30
-        self.x264 = X264(self.decoder.width, self.decoder.height, stream.time_base,
-                         float(rate), stream.bit_rate or self.decoder.bit_rate
-                         or DEFAULT_BITRATE, origin)
+        self.x264 = X264(
+            self.decoder.width,
+            self.decoder.height,
+            stream.time_base,
+            float(rate),
+            stream.bit_rate or self.decoder.bit_rate or DEFAULT_BITRATE,
+            origin,
+        )
 
     def feed(self, packet: av.Packet | None) -> Iterator[Sample]:
         """One source packet in (``None`` flushes), re-encoded samples out."""
@@ -108,8 +132,14 @@ class Vp8ToH264:
             if self.x264 is None:
                 if not sample.keyframe:
                     continue
-                self.x264 = X264(frame.width, frame.height, Fraction(1, VIDEO_CLOCK), 30.0,
-                                 self.bitrate, profile="baseline")
+                self.x264 = X264(
+                    frame.width,
+                    frame.height,
+                    Fraction(1, VIDEO_CLOCK),
+                    30.0,
+                    self.bitrate,
+                    profile="baseline",
+                )
             frame.pts = sample.pts
             frame.time_base = Fraction(1, VIDEO_CLOCK)
             yield from self.x264.encode(frame, keyframe=sample.keyframe)

@@ -43,8 +43,10 @@ def fitted(source: tuple[int, int], box: tuple[int, int]) -> tuple[int, int] | N
     want_width, want_height = box
     if width <= 0 or height <= 0 or (want_width <= 0 and want_height <= 0):
         return None
-    scale = min(want_width / width if want_width > 0 else float("inf"),
-                want_height / height if want_height > 0 else float("inf"))
+    scale = min(
+        want_width / width if want_width > 0 else float("inf"),
+        want_height / height if want_height > 0 else float("inf"),
+    )
     if scale >= 1:
         return None  # never up: the source as it is
     size = (int(width * scale / 2) * 2, int(height * scale / 2) * 2)  # inside the box
@@ -66,8 +68,14 @@ class Resizer:
         self.size = size
         self.fps = fps or 30.0
         self.decoder = av.CodecContext.create("h264", "r")
-        self.x264 = X264(size[0], size[1], Fraction(1, VIDEO_CLOCK), self.fps,
-                         bitrate_for(size, self.fps), profile="baseline")
+        self.x264 = X264(
+            size[0],
+            size[1],
+            Fraction(1, VIDEO_CLOCK),
+            self.fps,
+            bitrate_for(size, self.fps),
+            profile="baseline",
+        )
         self.frames = 0
 
     def feed(self, sample: Sample, keyframe: bool = False) -> list[Sample]:
@@ -81,8 +89,7 @@ class Resizer:
             return []  # damaged: the next keyframe repairs the picture
         out: list[Sample] = []
         for picture in pictures:
-            scaled = picture.reformat(width=self.size[0], height=self.size[1],
-                                      format="yuv420p")
+            scaled = picture.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
             scaled.pts = sample.pts
             scaled.time_base = Fraction(1, VIDEO_CLOCK)
             out.extend(self.x264.encode(scaled, keyframe=keyframe or sample.keyframe))
@@ -97,8 +104,13 @@ class ResizeThread:
     """A :class:`Resizer` on a thread: ``push`` from the reactor, results through
     ``post(deliver, sample)``; ``stop`` ends the thread (without waiting)."""
 
-    def __init__(self, resizer: Resizer, deliver: Callable[[Sample], None],
-                 post: Callable[..., None], label: str) -> None:
+    def __init__(
+        self,
+        resizer: Resizer,
+        deliver: Callable[[Sample], None],
+        post: Callable[..., None],
+        label: str,
+    ) -> None:
         self.resizer = resizer
         self.deliver = deliver
         self.post = post

@@ -56,4 +56,3 @@ class MediaInfo:
     video: VideoInfo | None
     audio: AudioInfo | None
     bitrate: int = 0  # the source's average, bits/s (0: not known)
-

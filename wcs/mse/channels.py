@@ -43,7 +43,8 @@ class MediaChannels:
         if channel in self._matched:
             raise MediaTransportRefused(
                 "connectMediaTransport refused: this media socket already serves a play "
-                "(one connectMediaTransport per play)")
+                "(one connectMediaTransport per play)"
+            )
         waiting = self._waiting.get(session_id)
         if waiting:
             self._matched[channel] = session_id
@@ -56,7 +57,8 @@ class MediaChannels:
         if len(parked) >= PARKED_LIMIT:
             raise MediaTransportRefused(
                 f"connectMediaTransport refused: {PARKED_LIMIT} media sockets of this "
-                "session already wait for plays")
+                "session already wait for plays"
+            )
         self._matched[channel] = session_id
         parked.append(channel)
 

@@ -19,8 +19,7 @@ __all__ = ["AUDIO", "VIDEO", "MsePacketizer", "record"]
 def record(kind: int, milliseconds: int, payload: bytes) -> bytes:
     """One record; a time before 0 (AAC priming) is sent as 0, not wrapped
     round to 2^31 - 23, which a remuxer reads as a jump of 24 days."""
-    return struct.pack(">BiI", kind, max(0, milliseconds) & 0x7FFFFFFF,
-                       len(payload)) + payload
+    return struct.pack(">BiI", kind, max(0, milliseconds) & 0x7FFFFFFF, len(payload)) + payload
 
 
 class MsePacketizer:

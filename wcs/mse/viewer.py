@@ -34,8 +34,10 @@ MSE_LEAD = 2.5
 #: How long after the answer the page's media socket may take to come, and
 #: what the play ends with when it does not.
 MEDIA_TRANSPORT_WAIT = 10.0
-NO_MEDIA_TRANSPORT = (f"No media transport: the page's media WebSocket (connectMediaTransport) "
-                      f"did not come within {MEDIA_TRANSPORT_WAIT:g} s")
+NO_MEDIA_TRANSPORT = (
+    f"No media transport: the page's media WebSocket (connectMediaTransport) "
+    f"did not come within {MEDIA_TRANSPORT_WAIT:g} s"
+)
 
 
 class MediaChannel(Protocol):
@@ -51,12 +53,22 @@ class MediaChannel(Protocol):
 def answer_sdp(info: MediaInfo) -> str:
     """The SDK reads only whether each m-line's port is non-zero (§4)."""
     profile = info.video.profile_level_id if info.video else "42e01f"
-    return "\r\n".join([
-        "v=0", "o=- 0 0 IN IP4 0.0.0.0", "s=wcsvod", "t=0 0",
-        f"m=video {1 if info.video else 0} RTP/AVP 112", "a=rtpmap:112 H264/90000",
-        f"a=fmtp:112 packetization-mode=1;profile-level-id={profile}", "a=sendonly",
-        f"m=audio {1 if info.audio else 0} RTP/AVP 108",
-        "a=rtpmap:108 mpeg4-generic/48000/2", "a=sendonly", ""])
+    return "\r\n".join(
+        [
+            "v=0",
+            "o=- 0 0 IN IP4 0.0.0.0",
+            "s=wcsvod",
+            "t=0 0",
+            f"m=video {1 if info.video else 0} RTP/AVP 112",
+            "a=rtpmap:112 H264/90000",
+            f"a=fmtp:112 packetization-mode=1;profile-level-id={profile}",
+            "a=sendonly",
+            f"m=audio {1 if info.audio else 0} RTP/AVP 108",
+            "a=rtpmap:108 mpeg4-generic/48000/2",
+            "a=sendonly",
+            "",
+        ]
+    )
 
 
 class MseViewer:
@@ -68,9 +80,15 @@ class MseViewer:
     audio_codecs = frozenset({"aac"})  # as the file stores it: no transcoding
     connect_deadline = (MEDIA_TRANSPORT_WAIT, NO_MEDIA_TRANSPORT)
 
-    def __init__(self, channels: MediaChannels, session_id: str, info: MediaInfo,
-                 label: str, clock: IReactorTime,
-                 on_state: Callable[[str, str | None], None]) -> None:
+    def __init__(
+        self,
+        channels: MediaChannels,
+        session_id: str,
+        info: MediaInfo,
+        label: str,
+        clock: IReactorTime,
+        on_state: Callable[[str, str | None], None],
+    ) -> None:
         self.channels = channels
         self.session_id = session_id
         self.info = info
@@ -124,13 +142,16 @@ class MseViewer:
         if self._done or self.channel is None:
             return
         if self.paused_since is not None and (
-                self.held >= PAUSED_ALLOWANCE
-                or self.clock.seconds() - self.paused_since > STUCK_LIMIT):
+            self.held >= PAUSED_ALLOWANCE or self.clock.seconds() - self.paused_since > STUCK_LIMIT
+        ):
             self.dropped += 1
             self.need_key = self.info.video is not None
             if self.clock.seconds() - self.paused_since > STUCK_LIMIT:
-                log.warn("{label}: media socket stuck; {n} samples dropped",
-                         label=self.label, n=self.dropped)
+                log.warn(
+                    "{label}: media socket stuck; {n} samples dropped",
+                    label=self.label,
+                    n=self.dropped,
+                )
                 self._end("failed", "Viewer too slow: the media connection could not keep up")
             return
         if self.need_key:

@@ -36,16 +36,24 @@ def _encode(value: Any) -> bytes:
             return bytes([LONG_STRING]) + struct.pack(">I", len(raw)) + raw
         return bytes([STRING]) + _string(value)
     if isinstance(value, dict):
-        return (bytes([OBJECT]) + b"".join(_string(k) + _encode(v) for k, v in value.items())
-                + b"\x00\x00" + bytes([OBJECT_END]))
+        return (
+            bytes([OBJECT])
+            + b"".join(_string(k) + _encode(v) for k, v in value.items())
+            + b"\x00\x00"
+            + bytes([OBJECT_END])
+        )
     raise TypeError(f"AMF0 cannot encode {type(value).__name__}")
 
 
 def ecma_array(values: dict[str, Any]) -> bytes:
     """An ECMA array (what ``onMetaData`` carries)."""
-    return (bytes([ECMA_ARRAY]) + struct.pack(">I", len(values))
-            + b"".join(_string(k) + _encode(v) for k, v in values.items())
-            + b"\x00\x00" + bytes([OBJECT_END]))
+    return (
+        bytes([ECMA_ARRAY])
+        + struct.pack(">I", len(values))
+        + b"".join(_string(k) + _encode(v) for k, v in values.items())
+        + b"\x00\x00"
+        + bytes([OBJECT_END])
+    )
 
 
 def decode(data: bytes) -> list[Any]:
@@ -72,13 +80,13 @@ def _decode(data: bytes, position: int, depth: int) -> tuple[Any, int]:
             end = position + 2 + length
             if end > len(data):
                 raise AmfError("AMF0 string runs past the message")
-            return data[position + 2:end].decode("utf-8", "replace"), end
+            return data[position + 2 : end].decode("utf-8", "replace"), end
         if marker == LONG_STRING:
             (length,) = struct.unpack_from(">I", data, position)
             end = position + 4 + length
             if end > len(data):
                 raise AmfError("AMF0 string runs past the message")
-            return data[position + 4:end].decode("utf-8", "replace"), end
+            return data[position + 4 : end].decode("utf-8", "replace"), end
         if marker in (NULL, UNDEFINED):
             return None, position
         if marker in (OBJECT, ECMA_ARRAY):
@@ -87,7 +95,7 @@ def _decode(data: bytes, position: int, depth: int) -> tuple[Any, int]:
             result: dict[str, Any] = {}
             while True:
                 (length,) = struct.unpack_from(">H", data, position)
-                key = data[position + 2:position + 2 + length].decode("utf-8", "replace")
+                key = data[position + 2 : position + 2 + length].decode("utf-8", "replace")
                 position += 2 + length
                 if length == 0 and data[position] == OBJECT_END:
                     return result, position + 1

@@ -59,8 +59,9 @@ class RtmpConnector:
         self.trust = trust
 
     def __call__(self, reactor: Any, rtmp: RtmpTarget, protocol: RtmpPublisher) -> Deferred:
-        endpoint: Any = endpoints.HostnameEndpoint(reactor, rtmp.host, rtmp.port,
-                                                   timeout=CONNECT_TIMEOUT)
+        endpoint: Any = endpoints.HostnameEndpoint(
+            reactor, rtmp.host, rtmp.port, timeout=CONNECT_TIMEOUT
+        )
         if rtmp.secure:
             options = ssl.optionsForClientTLS(rtmp.host, trustRoot=self.trust)
             endpoint = endpoints.wrapClientTLS(options, endpoint)
@@ -79,10 +80,17 @@ class Push:
     lead = 0.0
     audio_codecs = frozenset({"aac"})  # FLV carries AAC as stored
 
-    def __init__(self, media: MediaSession, rtmp: RtmpTarget, info: MediaInfo,
-                 reactor: Any, ended: Callable[[Push], None], retries: int = 3,
-                 connect: Connect = connect_rtmp,
-                 keyframe: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        media: MediaSession,
+        rtmp: RtmpTarget,
+        info: MediaInfo,
+        reactor: Any,
+        ended: Callable[[Push], None],
+        retries: int = 3,
+        connect: Connect = connect_rtmp,
+        keyframe: Callable[[], None] = lambda: None,
+    ) -> None:
         self.media = media
         self.rtmp = rtmp
         self.info = info
@@ -113,15 +121,18 @@ class Push:
         self._live = False
         self._origin = None
         self._want_keyframe = True
-        self._tagger = FlvTagger(self.info.audio.aac_config if self.info.audio else b"",
-                                 every_keyframe=False)
-        protocol = RtmpPublisher(self.rtmp, self._metadata(), self._publishing,
-                                 self._connection_ended)
+        self._tagger = FlvTagger(
+            self.info.audio.aac_config if self.info.audio else b"", every_keyframe=False
+        )
+        protocol = RtmpPublisher(
+            self.rtmp, self._metadata(), self._publishing, self._connection_ended
+        )
         self.protocol = protocol
         self._answer = self.reactor.callLater(PUBLISH_WAIT, self._unanswered, protocol)
         connecting = self._connect(self.reactor, self.rtmp, protocol)
-        connecting.addCallbacks(self._connected, self._not_connected,
-                                callbackArgs=(protocol,), errbackArgs=(protocol,))
+        connecting.addCallbacks(
+            self._connected, self._not_connected, callbackArgs=(protocol,), errbackArgs=(protocol,)
+        )
 
     def _connected(self, protocol: RtmpPublisher, wanted: RtmpPublisher) -> None:
         if self.done or protocol is not self.protocol:
@@ -131,14 +142,19 @@ class Push:
 
     def _not_connected(self, failure: Failure, protocol: RtmpPublisher) -> None:
         if protocol is self.protocol:
-            self._connection_ended(RtmpError(f"cannot connect to {self.rtmp.host}:"
-                                             f"{self.rtmp.port}: {failure.getErrorMessage()}"))
+            self._connection_ended(
+                RtmpError(
+                    f"cannot connect to {self.rtmp.host}:"
+                    f"{self.rtmp.port}: {failure.getErrorMessage()}"
+                )
+            )
 
     def _unanswered(self, protocol: RtmpPublisher) -> None:
         self._answer = None
         if protocol is self.protocol and not self._live:
-            protocol.fail(RtmpError(f"the RTMP server did not let us publish within "
-                                    f"{PUBLISH_WAIT:g} s"))
+            protocol.fail(
+                RtmpError(f"the RTMP server did not let us publish within {PUBLISH_WAIT:g} s")
+            )
 
     def _stop_waiting(self) -> None:
         if self._answer is not None and self._answer.active():
@@ -150,8 +166,12 @@ class Push:
         self._live = True
         self.failures = 0  # a connection that worked: a later drop gets every retry again
         self.media.status, self.media.info = "PUBLISHING", ""
-        log.info("push of {name!r} to {url}: publishing as {key!r}", name=self.media.name,
-                 url=self.rtmp.url, key=self.rtmp.key)
+        log.info(
+            "push of {name!r} to {url}: publishing as {key!r}",
+            name=self.media.name,
+            url=self.rtmp.url,
+            key=self.rtmp.key,
+        )
         self._ask_keyframe()
 
     def _connection_ended(self, error: RtmpError) -> None:
@@ -163,9 +183,15 @@ class Push:
         self.failures += 1
         if not error.final and self.failures <= self.retries:
             delay = min(2.0 ** (self.failures - 1), MAX_BACKOFF)
-            log.warn("push of {name!r} to {url}: {why}; trying again in {delay:g} s "
-                     "({n} of {retries})", name=self.media.name, url=self.rtmp.url,
-                     why=error, delay=delay, n=self.failures, retries=self.retries)
+            log.warn(
+                "push of {name!r} to {url}: {why}; trying again in {delay:g} s ({n} of {retries})",
+                name=self.media.name,
+                url=self.rtmp.url,
+                why=error,
+                delay=delay,
+                n=self.failures,
+                retries=self.retries,
+            )
             self.media.status, self.media.info = "PENDING", f"{WRITER_ERROR}: {error}"
             self._retry = self.reactor.callLater(delay, self.start)
             return
@@ -182,9 +208,16 @@ class Push:
         self._stop_waiting()
         self.media.status, self.media.info = status, info
         log_line = log.warn if status == "FAILED" else log.info
-        log_line("push of {name!r} to {url} ended: {status} ({info}); {n} samples sent, "
-                 "{dropped} dropped", name=self.media.name, url=self.rtmp.url,
-                 status=status, info=info, n=self.sent_samples, dropped=self.dropped)
+        log_line(
+            "push of {name!r} to {url} ended: {status} ({info}); {n} samples sent, "
+            "{dropped} dropped",
+            name=self.media.name,
+            url=self.rtmp.url,
+            status=status,
+            info=info,
+            n=self.sent_samples,
+            dropped=self.dropped,
+        )
         protocol, self.protocol = self.protocol, None
         if protocol is not None:  # a server that reads nothing gets no goodbye either
             protocol.close(abort=self._paused_since is not None)
@@ -198,8 +231,9 @@ class Push:
             return
         if self._paused_since is not None:
             if self.reactor.seconds() - self._paused_since >= STALLED:
-                self.end("FAILED", f"{WRITER_ERROR}: the RTMP server has read nothing "
-                                   f"for {STALLED:g} s")
+                self.end(
+                    "FAILED", f"{WRITER_ERROR}: the RTMP server has read nothing for {STALLED:g} s"
+                )
                 return
             self.dropped += 1
             self._want_keyframe = True
@@ -243,9 +277,9 @@ class Push:
         meta: dict[str, Any] = {"encoder": "wcsvod"}
         video, audio = self.info.video, self.info.audio
         if video is not None:
-            meta.update(width=video.width, height=video.height, videocodecid=7,
-                        framerate=video.fps)
+            meta.update(width=video.width, height=video.height, videocodecid=7, framerate=video.fps)
         if audio is not None:
-            meta.update(audiocodecid=10, audiosamplerate=audio.sample_rate,
-                        stereo=audio.channels > 1)
+            meta.update(
+                audiocodecid=10, audiosamplerate=audio.sample_rate, stereo=audio.channels > 1
+            )
         return meta

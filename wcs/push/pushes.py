@@ -36,7 +36,7 @@ class Slots(Protocol):
     """The whole server's count of running pushes (every worker's)."""
 
     def take(self, kind: str) -> Deferred[str]:
-        """"" if one more may run, else the refusal's info."""
+        """ "" if one more may run, else the refusal's info."""
 
     def give(self, kind: str) -> None:
         """One ended."""
@@ -56,9 +56,17 @@ class Pushes(service.Service):
     """Every push of this worker, by media session id; ``slots`` counts the
     pushes of the whole server against ``max_pushes``."""
 
-    def __init__(self, registry: StreamRegistry, reactor: Any, max_pushes: int = 100,
-                 prefix: str = "rtmp_", full_url: bool = False, retries: int = 3,
-                 connect: Connect = connect_rtmp, slots: Slots | None = None) -> None:
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        reactor: Any,
+        max_pushes: int = 100,
+        prefix: str = "rtmp_",
+        full_url: bool = False,
+        retries: int = 3,
+        connect: Connect = connect_rtmp,
+        slots: Slots | None = None,
+    ) -> None:
         self.registry = registry
         self.reactor = reactor
         self.max_pushes = max_pushes
@@ -70,8 +78,9 @@ class Pushes(service.Service):
         self.active: dict[str, tuple[Push, Stream]] = {}
         self._opening = 0
 
-    def start(self, name: str, rtmp_url: str,
-              session_id: str = REST_SESSION) -> Deferred[MediaSession]:
+    def start(
+        self, name: str, rtmp_url: str, session_id: str = REST_SESSION
+    ) -> Deferred[MediaSession]:
         """Send stream ``name`` to ``rtmp_url``: the push's listing, once its
         stream is open (the RTMP connection comes up after)."""
         try:
@@ -85,8 +94,7 @@ class Pushes(service.Service):
         def slot(refusal: str) -> Deferred[list[MediaSession]]:
             if refusal:
                 raise LimitReached("streams pushed to RTMP", "max_pushes", self.max_pushes)
-            return self.registry.media_sessions(name=name).addCallback(check).addErrback(
-                given_back)
+            return self.registry.media_sessions(name=name).addCallback(check).addErrback(given_back)
 
         def given_back(failure: Any) -> Any:
             self.slots.give("push")  # it never ran
@@ -98,16 +106,25 @@ class Pushes(service.Service):
             return self.registry.open(name)
 
         def opened(stream: Stream) -> MediaSession:
-            media = MediaSession(str(uuid.uuid4()), name, False, "RTMP", session_id,
-                                 rtmp_url=rtmp_url)
+            media = MediaSession(
+                str(uuid.uuid4()), name, False, "RTMP", session_id, rtmp_url=rtmp_url
+            )
             media.described(stream.info)
-            push = Push(media, rtmp, stream.info, self.reactor, self._ended, self.retries,
-                        self._connect, stream.request_keyframe)
+            push = Push(
+                media,
+                rtmp,
+                stream.info,
+                self.reactor,
+                self._ended,
+                self.retries,
+                self._connect,
+                stream.request_keyframe,
+            )
             self.active[media.id] = (push, stream)
-            self.registry.media.add(media, lambda info: push.end("STOPPED", info),
-                                    lambda: stream)
-            log.info("push of {name!r} to {url} started ({id})", name=name, url=rtmp_url,
-                     id=media.id)
+            self.registry.media.add(media, lambda info: push.end("STOPPED", info), lambda: stream)
+            log.info(
+                "push of {name!r} to {url} started ({id})", name=name, url=rtmp_url, id=media.id
+            )
             stream.subscribe(push)
             push.start()
             return media

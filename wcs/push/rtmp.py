@@ -69,8 +69,7 @@ class RtmpTarget:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def target(url: str, stream_name: str, prefix: str = "rtmp_",
-           full_url: bool = False) -> RtmpTarget:
+def target(url: str, stream_name: str, prefix: str = "rtmp_", full_url: bool = False) -> RtmpTarget:
     """The target ``url`` means for ``stream_name``: as WCS does, the key is
     ``prefix`` + the stream name appended to ``url`` (``rtmp://host/live`` →
     ``live``/``rtmp_name``; ``vod-live://a.mp4`` → ``rtmp_vod-live___a.mp4``), unless
@@ -117,23 +116,33 @@ def _chunk_basic(fmt: int, stream: int) -> bytes:
     return bytes([(fmt << 6) | stream])  # our chunk streams are all below 64
 
 
-def message(stream: int, kind: int, timestamp: int, body: bytes, message_stream: int = 0,
-            chunk_size: int = CHUNK_SIZE) -> list[bytes]:
+def message(
+    stream: int,
+    kind: int,
+    timestamp: int,
+    body: bytes,
+    message_stream: int = 0,
+    chunk_size: int = CHUNK_SIZE,
+) -> list[bytes]:
     """One message as chunks: a full (type 0) header, then type 3 continuations."""
     timestamp &= 0xFFFFFFFF
     extended = timestamp >= 0xFFFFFF
     stamp = struct.pack(">I", timestamp) if extended else b""
-    header = (_chunk_basic(0, stream)
-              + (0xFFFFFF if extended else timestamp).to_bytes(3, "big")
-              + len(body).to_bytes(3, "big") + bytes([kind])
-              + struct.pack("<I", message_stream) + stamp)
+    header = (
+        _chunk_basic(0, stream)
+        + (0xFFFFFF if extended else timestamp).to_bytes(3, "big")
+        + len(body).to_bytes(3, "big")
+        + bytes([kind])
+        + struct.pack("<I", message_stream)
+        + stamp
+    )
     if len(body) <= chunk_size:
         return [header, body]
     out = [header, body[:chunk_size]]
     continuation = _chunk_basic(3, stream) + stamp
     for start in range(chunk_size, len(body), chunk_size):
         out.append(continuation)
-        out.append(body[start:start + chunk_size])
+        out.append(body[start : start + chunk_size])
     return out
 
 
@@ -191,7 +200,7 @@ class ChunkReader:
                 if len(self._streams) >= 64:
                     raise RtmpError("the RTMP peer opened too many chunk streams")
                 state = self._streams[stream] = _Incoming()
-            header = bytes(buffer[position:position + header_size])
+            header = bytes(buffer[position : position + header_size])
             position += header_size
             stamp = int.from_bytes(header[:3], "big") if fmt < 3 else 0
             extended = (stamp == 0xFFFFFF) if fmt < 3 else state.extended
@@ -220,9 +229,9 @@ class ChunkReader:
                     state.timestamp += stamp
                 state.parts, state.received = [], 0
             assert state.parts is not None
-            state.parts.append(bytes(buffer[position:position + need]))
+            state.parts.append(bytes(buffer[position : position + need]))
             state.received += need
-            del buffer[:position + need]
+            del buffer[: position + need]
             if state.received >= state.length:
                 body = b"".join(state.parts)
                 state.parts = None
@@ -239,8 +248,13 @@ class RtmpPublisher(Protocol):
     """One connection publishing ``target``; ``publishing()`` once the server
     has said ``NetStream.Publish.Start``, ``ended(error)`` once, at the end."""
 
-    def __init__(self, rtmp: RtmpTarget, metadata: dict[str, Any],
-                 publishing: Callable[[], None], ended: Callable[[RtmpError], None]) -> None:
+    def __init__(
+        self,
+        rtmp: RtmpTarget,
+        metadata: dict[str, Any],
+        publishing: Callable[[], None],
+        ended: Callable[[RtmpError], None],
+    ) -> None:
         self.rtmp = rtmp
         self.metadata = metadata
         self._publishing = publishing
@@ -274,14 +288,21 @@ class RtmpPublisher(Protocol):
                     return
                 if self._buffer[0] != 3:
                     raise RtmpError(f"not an RTMP server (version byte {self._buffer[0]})")
-                s1 = bytes(self._buffer[1:1 + HANDSHAKE])
-                del self._buffer[:1 + 2 * HANDSHAKE]
+                s1 = bytes(self._buffer[1 : 1 + HANDSHAKE])
+                del self._buffer[: 1 + 2 * HANDSHAKE]
                 self.transport.write(s1)  # C2: S1 echoed
                 self.state = "connecting"
                 self._send(CONTROL_CS, SET_CHUNK_SIZE, struct.pack(">I", CHUNK_SIZE))
-                self._command("connect", 1, {
-                    "app": self.rtmp.app, "type": "nonprivate",
-                    "flashVer": "FMLE/3.0 (compatible; wcsvod)", "tcUrl": self.rtmp.tc_url})
+                self._command(
+                    "connect",
+                    1,
+                    {
+                        "app": self.rtmp.app,
+                        "type": "nonprivate",
+                        "flashVer": "FMLE/3.0 (compatible; wcsvod)",
+                        "tcUrl": self.rtmp.tc_url,
+                    },
+                )
             self._read_chunks()
             if self._received - self._acked >= self._window:
                 self._acked = self._received
@@ -299,9 +320,11 @@ class RtmpPublisher(Protocol):
             self._error = RtmpError(f"TLS: {refusal}", final=state == "handshake")
         if self._error is None:
             why = reason.getErrorMessage() if state != "closing" else "closed"
-            self._error = RtmpError(f"the RTMP server closed the connection ({why})"
-                                    if state == "publishing" else
-                                    f"the connection ended before publishing ({why})")
+            self._error = RtmpError(
+                f"the RTMP server closed the connection ({why})"
+                if state == "publishing"
+                else f"the connection ended before publishing ({why})"
+            )
         self._ended(self._error)
 
     def close(self, abort: bool = False) -> None:
@@ -343,8 +366,9 @@ class RtmpPublisher(Protocol):
 
     def send_media(self, kind: int, timestamp: int, body: bytes) -> None:
         """An FLV tag body as an audio (8) or video (9) message."""
-        chunks = message(VIDEO_CS if kind == 9 else AUDIO_CS, kind, timestamp, body,
-                         self._stream_id)
+        chunks = message(
+            VIDEO_CS if kind == 9 else AUDIO_CS, kind, timestamp, body, self._stream_id
+        )
         self.sent += len(body)
         self.messages += 1
         self.transport.writeSequence(chunks)
@@ -372,8 +396,10 @@ class RtmpPublisher(Protocol):
         info = next((v for v in values[2:] if isinstance(v, dict)), {})
         code = str(info.get("code", ""))
         if name == "_error":
-            raise RtmpError(f"the RTMP server refused: {code or 'error'} "
-                            f"{info.get('description', '')}".strip(), final=True)
+            raise RtmpError(
+                f"the RTMP server refused: {code or 'error'} {info.get('description', '')}".strip(),
+                final=True,
+            )
         if name == "_result" and transaction == 1:
             key = self.rtmp.key
             self._command("releaseStream", 2, None, key)
@@ -388,19 +414,24 @@ class RtmpPublisher(Protocol):
         elif name == "onStatus":
             if code == "NetStream.Publish.Start" and self.state == "connecting":
                 self.state = "publishing"
-                self._send(DATA_CS, DATA_AMF0, amf0.encode("@setDataFrame", "onMetaData")
-                           + amf0.ecma_array(self.metadata), self._stream_id)
+                self._send(
+                    DATA_CS,
+                    DATA_AMF0,
+                    amf0.encode("@setDataFrame", "onMetaData") + amf0.ecma_array(self.metadata),
+                    self._stream_id,
+                )
                 self._publishing()
             elif info.get("level") == "error" or "Failed" in code or "BadName" in code:
-                raise RtmpError(f"the RTMP server refused: {code} "
-                                f"{info.get('description', '')}".strip(), final=True)
+                raise RtmpError(
+                    f"the RTMP server refused: {code} {info.get('description', '')}".strip(),
+                    final=True,
+                )
 
     # --- writing
 
     def _command(self, name: str, transaction: int, *arguments: Any) -> None:
         stream_id = self._stream_id if name == "publish" else 0
-        self._send(COMMAND_CS, COMMAND_AMF0, amf0.encode(name, transaction, *arguments),
-                   stream_id)
+        self._send(COMMAND_CS, COMMAND_AMF0, amf0.encode(name, transaction, *arguments), stream_id)
 
     def _send(self, stream: int, kind: int, body: bytes, message_stream: int = 0) -> None:
         self.transport.writeSequence(message(stream, kind, 0, body, message_stream))

@@ -43,12 +43,20 @@ def free_bytes(folder: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
-def record_name(template: str, stream_name: str, media_session_id: str,
-                folder: Path, now: datetime.datetime | None = None) -> str:
+def record_name(
+    template: str,
+    stream_name: str,
+    media_session_id: str,
+    folder: Path,
+    now: datetime.datetime | None = None,
+) -> str:
     """A file name from the template, safe for any file system, never an existing one."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    raw = template.format(streamName=stream_name, mediaSessionId=media_session_id,
-                          startTime=now.strftime("%Y%m%d-%H%M%S"))
+    now = now or datetime.datetime.now(datetime.UTC)
+    raw = template.format(
+        streamName=stream_name,
+        mediaSessionId=media_session_id,
+        startTime=now.strftime("%Y%m%d-%H%M%S"),
+    )
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", raw).strip("._") or "record"
     stem = stem[:120]
     name = f"{stem}.mp4"
@@ -79,11 +87,18 @@ class Recorder:
     lead = 0.0
     audio_codecs = frozenset({"aac"})
 
-    def __init__(self, folder: Path, name: str, info: MediaInfo, label: str,
-                 on_state: Callable[[str, str | None], None],
-                 in_thread: Callable[[Callable[[], str]], Deferred[str]] = deferToThread,
-                 max_size: int = 4096 * MIB, min_free: int = 512 * MIB,
-                 free: Callable[[Path], int] = free_bytes) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        info: MediaInfo,
+        label: str,
+        on_state: Callable[[str, str | None], None],
+        in_thread: Callable[[Callable[[], str]], Deferred[str]] = deferToThread,
+        max_size: int = 4096 * MIB,
+        min_free: int = 512 * MIB,
+        free: Callable[[Path], int] = free_bytes,
+    ) -> None:
         self.name = name
         self.max_size = max_size
         self.min_free = min_free
@@ -102,13 +117,15 @@ class Recorder:
         self._in_thread = in_thread
         try:
             self.partial.touch(exist_ok=False)  # PyAV opens lazily: find out now
-            self.container = av.open(str(self.partial), "w", format="mp4",
-                                     options={"movflags": "+faststart"})
+            self.container = av.open(
+                str(self.partial), "w", format="mp4", options={"movflags": "+faststart"}
+            )
         except (OSError, av.FFmpegError) as error:
             with contextlib.suppress(OSError):
                 self.partial.unlink(missing_ok=True)
-            raise RecordingFailed(f"Cannot record to {folder}: "
-                                  f"{getattr(error, 'strerror', None) or error}") from None
+            raise RecordingFailed(
+                f"Cannot record to {folder}: {getattr(error, 'strerror', None) or error}"
+            ) from None
         self.completed: Deferred[str] = Deferred()
         self.video_stream: av.VideoStream | None = None
         self.audio_stream: av.AudioStream | None = None
@@ -146,8 +163,7 @@ class Recorder:
         (the file is kept) and end the publication with the limit named."""
         limit: LimitReached | None = None
         if self.written + size > self.max_size:
-            limit = LimitReached("recording size in MiB", "record_max_size",
-                                 self.max_size / MIB)
+            limit = LimitReached("recording size in MiB", "record_max_size", self.max_size / MIB)
         elif self.min_free and self.written + size >= self._next_disk_check:
             self._next_disk_check = self.written + size + DISK_CHECK_EVERY
             if self._free_below_floor(size):
@@ -156,8 +172,12 @@ class Recorder:
             self.written += size
             return True
         self.capped = limit.info
-        log.warn("{label}: {info}; recording stopped and kept at {n} bytes",
-                 label=self.label, info=limit.info, n=self.written)
+        log.warn(
+            "{label}: {info}; recording stopped and kept at {n} bytes",
+            label=self.label,
+            info=limit.info,
+            n=self.written,
+        )
         self._on_state("failed", limit.info)
         return False
 
@@ -168,8 +188,7 @@ class Recorder:
             return False  # not knowing is not a reason to refuse; a write error will say
 
     def _floor(self) -> LimitReached:
-        return LimitReached("free disk space in MiB", "record_min_free_disk",
-                            self.min_free / MIB)
+        return LimitReached("free disk space in MiB", "record_min_free_disk", self.min_free / MIB)
 
     def _fail(self, info: str) -> None:
         self.failed = info
@@ -237,8 +256,12 @@ class Recorder:
             return self.name
 
         def done(name: str) -> str:
-            log.info("{label}: recorded {record} ({video} video, {audio} audio samples)",
-                     label=self.label, record=name, **self.samples)
+            log.info(
+                "{label}: recorded {record} ({video} video, {audio} audio samples)",
+                label=self.label,
+                record=name,
+                **self.samples,
+            )
             return name
 
         return self._in_thread(close).addCallback(done)
@@ -249,8 +272,9 @@ def _ignore(_state: str, _info: str | None) -> None:
 
 
 def _parameter_sets(annexb: bytes) -> bytes:
-    units = [nal for nal in h264.split_annexb(annexb)
-             if nal[0] & 0x1F in (h264.NAL_SPS, h264.NAL_PPS)]
+    units = [
+        nal for nal in h264.split_annexb(annexb) if nal[0] & 0x1F in (h264.NAL_SPS, h264.NAL_PPS)
+    ]
     if not units:
         raise RecordingFailed("The first keyframe carries no SPS/PPS")
     return b"".join(h264.START_CODE + nal for nal in units)

@@ -75,8 +75,9 @@ def parse_frame(payload: bytes, is_binary: bool) -> Message:
 # --- typed fields of data[0]
 
 
-def text_field(body: dict[str, Any], key: str, *, limit: int = MAX_URI,
-               default: str | None = None) -> str | None:
+def text_field(
+    body: dict[str, Any], key: str, *, limit: int = MAX_URI, default: str | None = None
+) -> str | None:
     """A string field; absent gives ``default``, another type or too long is an
     error (longer ones are refused, not cut)."""
     value = body.get(key)
@@ -213,8 +214,9 @@ def get_user_data(connection: dict[str, Any], auth_token: str, session_id: str) 
     return frame("getUserData", echo)
 
 
-def stream_status(request: StreamRequest, status: str, info: str | None = None,
-                  **extra: Any) -> str:
+def stream_status(
+    request: StreamRequest, status: str, info: str | None = None, **extra: Any
+) -> str:
     """``notifyStreamStatusEvent`` keyed by the stream's mediaSessionId."""
     event: dict[str, Any] = {
         "mediaSessionId": request.media_session_id,
@@ -251,14 +253,22 @@ def data_status(operation_id: Any, status: str, info: str | None = None) -> str:
 
 def available_stream(media_session_id: str, available: bool, info: str) -> str:
     """The status is the *string* "true"/"false": the SDK compares with ``== "true"``."""
-    return frame("availableStream", {
-        "id": media_session_id,
-        "status": "true" if available else "false",
-        "info": info,
-    })
+    return frame(
+        "availableStream",
+        {
+            "id": media_session_id,
+            "status": "true" if available else "false",
+            "info": info,
+        },
+    )
 
 
 def stream_event(media_session_id: str, kind: str, payload: dict[str, Any]) -> str:
-    return frame("notifyStreamEvent", {
-        "mediaSessionId": media_session_id, "type": kind, "payload": payload,
-    })
+    return frame(
+        "notifyStreamEvent",
+        {
+            "mediaSessionId": media_session_id,
+            "type": kind,
+            "payload": payload,
+        },
+    )

@@ -27,8 +27,14 @@ ICE_TIMEOUT = 20.0
 class Negotiation:
     """One stream request of a session, from its offer to its terminal status."""
 
-    def __init__(self, session: Session, request: StreamRequest, transports: Transports,
-                 clock: IReactorTime, on_done: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        request: StreamRequest,
+        transports: Transports,
+        clock: IReactorTime,
+        on_done: Callable[[Any], None],
+    ) -> None:
         self.session = session
         self.request = request
         self.transports = transports
@@ -38,9 +44,16 @@ class Negotiation:
         self.allowed = False  # the access rules let it through
         self._timer: IDelayedCall | None = None
         #: what REST ``/stream/*`` lists of this request, its status kept here
-        self.media = MediaSession(request.media_session_id, request.name, request.published,
-                                  request.media_provider, session.id, record=request.record,
-                                  width=request.width, height=request.height)
+        self.media = MediaSession(
+            request.media_session_id,
+            request.name,
+            request.published,
+            request.media_provider,
+            session.id,
+            record=request.record,
+            width=request.width,
+            height=request.height,
+        )
 
     @property
     def label(self) -> str:
@@ -69,14 +82,21 @@ class Negotiation:
     def refused(self, failure: Failure) -> None:
         """The source could not be opened, or the offer not answered."""
         if self.done:  # ended meanwhile (the page left): its player was closed under
-            log.debug("{name}: ended before it was answered ({why})",  # the answer
-                      name=self.request.name, why=failure.getErrorMessage())
+            log.debug(
+                "{name}: ended before it was answered ({why})",  # the answer
+                name=self.request.name,
+                why=failure.getErrorMessage(),
+            )
             return
         if isinstance(failure.value, WcsError):
             info = failure.value.info
         else:
-            log.failure("{name}: {kind} failed", failure, name=self.request.name,
-                        kind="publish" if self.request.published else "play")
+            log.failure(
+                "{name}: {kind} failed",
+                failure,
+                name=self.request.name,
+                kind="publish" if self.request.published else "play",
+            )
             info = INTERNAL_ERROR
         self.end("FAILED", info)
 

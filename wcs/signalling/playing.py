@@ -29,8 +29,12 @@ class Playback(Negotiation):
         self.stream = stream
         self.media.described(stream.info)
         self.player = self.transports.player(
-            self.request.media_provider, self.session.id, stream.info, self.label,
-            self._player_state)
+            self.request.media_provider,
+            self.session.id,
+            stream.info,
+            self.label,
+            self._player_state,
+        )
         self.report("PENDING")
         self.arm_deadline(*self.player.connect_deadline)  # ICE, or the MSE media socket
         answering = self.player.answer(self.request.sdp)
@@ -61,9 +65,13 @@ class Playback(Negotiation):
     def _resized(self, width: int, height: int) -> None:
         """The ``resize`` stream event: the picture's size now."""
         if not self.done:
-            self.session.send(messages.stream_event(
-                self.request.media_session_id, "resize",
-                {"streamerVideoWidth": width, "streamerVideoHeight": height}))
+            self.session.send(
+                messages.stream_event(
+                    self.request.media_session_id,
+                    "resize",
+                    {"streamerVideoWidth": width, "streamerVideoHeight": height},
+                )
+            )
 
     def release(self) -> None:
         """Leave the stream, close the player, and forget both: the player

@@ -38,8 +38,9 @@ class Publication(Negotiation):
         except WcsError as error:
             self.end("FAILED", error.info)
             return
-        self.publisher = self.transports.publisher(f"publish {self.request.name!r}",
-                                                   self._sample, self._state)
+        self.publisher = self.transports.publisher(
+            f"publish {self.request.name!r}", self._sample, self._state
+        )
         self.arm_deadline()
         answering = self.publisher.answer(self.request.sdp)
         answering.addCallback(self._answered).addErrback(self.refused)
@@ -50,8 +51,7 @@ class Publication(Negotiation):
         assert self.publisher is not None and self.publisher.info is not None
         info = self.publisher.info
         self.media.described(info)
-        publishing = self.registry.publish(self.request.name, info,
-                                           self.publisher.request_keyframe)
+        publishing = self.registry.publish(self.request.name, info, self.publisher.request_keyframe)
         publishing.addCallback(self._published, info, sdp).addErrback(self.refused)
 
     def _published(self, stream: PublishedStream, info: MediaInfo, sdp: str) -> None:
@@ -62,8 +62,8 @@ class Publication(Negotiation):
         self.stream = stream
         if self.request.record:
             self.recorder = self.transports.recorder(
-                self.request.name, self.request.media_session_id, info,
-                self._recorder_state)
+                self.request.name, self.request.media_session_id, info, self._recorder_state
+            )
             stream.subscribe(self.recorder)
         self.send_answer(sdp)
 
@@ -82,14 +82,14 @@ class Publication(Negotiation):
         """Send the stream on to its ``rtmpUrl`` (as the SDK's republishing demo
         asks); it ends with the publication. A push refused at once (a bad URL,
         too many pushes) fails the publication, which could not do what it asked."""
+
         def refused(failure: Failure) -> None:
             if isinstance(failure.value, WcsError):
                 self.end("FAILED", failure.value.info)
             else:
                 self.refused(failure)
 
-        pushes.start(self.request.name, self.request.rtmp_url,
-                     self.session.id).addErrback(refused)
+        pushes.start(self.request.name, self.request.rtmp_url, self.session.id).addErrback(refused)
 
     def _recorder_state(self, state: str, info: str | None) -> None:
         if state == "failed":  # the disk filled up, for instance

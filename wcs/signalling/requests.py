@@ -29,9 +29,15 @@ from wcs.transports.interfaces import Transports
 class StreamRequests:
     """The stream handler shared by every session."""
 
-    def __init__(self, registry: StreamRegistry, transports: Transports,
-                 clock: IReactorTime, limits: Limits = Limits(), gate: Gate = OPEN,
-                 pushes: Pushes | None = None) -> None:
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        transports: Transports,
+        clock: IReactorTime,
+        limits: Limits = Limits(),
+        gate: Gate = OPEN,
+        pushes: Pushes | None = None,
+    ) -> None:
         self.registry = registry
         self.transports = transports
         self.clock = clock
@@ -40,26 +46,43 @@ class StreamRequests:
         self.pushes = pushes
         self._active: dict[str, dict[str, Playback | Publication]] = {}
 
-    def _admit(self, session: Session,
-               request: StreamRequest) -> dict[str, Playback | Publication] | None:
+    def _admit(
+        self, session: Session, request: StreamRequest
+    ) -> dict[str, Playback | Publication] | None:
         """The session's active streams, if this request may join them."""
         active = self._active.setdefault(session.id, {})
         if request.media_session_id in active:
-            session.report_stream(request, "FAILED",
-                                  "Stream with this mediaSessionId already exists")
+            session.report_stream(
+                request, "FAILED", "Stream with this mediaSessionId already exists"
+            )
             return None
-        providers = (self.transports.publish_providers if request.published
-                     else self.transports.play_providers)
+        providers = (
+            self.transports.publish_providers
+            if request.published
+            else self.transports.play_providers
+        )
         if request.media_provider not in providers:
-            session.report_stream(request, "FAILED",
-                                  f"Media provider {request.media_provider} is not supported"
-                                  + (" for publishing" if request.published else ""))
+            session.report_stream(
+                request,
+                "FAILED",
+                f"Media provider {request.media_provider} is not supported"
+                + (" for publishing" if request.published else ""),
+            )
             return None
         kind = Publication if request.published else Playback
-        cap, key, what = ((self.limits.max_publishes_per_session, "max_publishes_per_session",
-                           "publications in one session") if request.published else
-                          (self.limits.max_plays_per_session, "max_plays_per_session",
-                           "plays in one session"))
+        cap, key, what = (
+            (
+                self.limits.max_publishes_per_session,
+                "max_publishes_per_session",
+                "publications in one session",
+            )
+            if request.published
+            else (
+                self.limits.max_plays_per_session,
+                "max_plays_per_session",
+                "plays in one session",
+            )
+        )
         if sum(isinstance(each, kind) for each in active.values()) >= cap:
             session.report_stream(request, "FAILED", LimitReached(what, key, cap).info)
             return None
@@ -68,10 +91,12 @@ class StreamRequests:
     def connect(self, session: Session) -> Deferred[None]:
         """Whether the session may start: the ``connect`` hook, with what the
         page sent (its ``custom`` among it) but not its credentials."""
-        body = {key: value for key, value in session.connection.items()
-                if key not in ("authToken", "webRTCMetricsServerDescription")}
-        body.update(nodeId=self.gate.node, sessionId=session.id,
-                    clientAddress=session.address)
+        body = {
+            key: value
+            for key, value in session.connection.items()
+            if key not in ("authToken", "webRTCMetricsServerDescription")
+        }
+        body.update(nodeId=self.gate.node, sessionId=session.id, clientAddress=session.address)
         return self.gate.connect(body)
 
     def play(self, session: Session, request: StreamRequest) -> None:
@@ -80,8 +105,7 @@ class StreamRequests:
             return
         playback = Playback(session, request, self.transports, self.clock, self._forget)
         self._track(active, playback, "STOPPED")
-        allowing = self.gate.play(request.name, request.custom,
-                                  self._hook_body(session, request))
+        allowing = self.gate.play(request.name, request.custom, self._hook_body(session, request))
         allowing.addCallback(self._open, playback).addErrback(playback.refused)
 
     def _open(self, name: str, playback: Playback) -> Deferred[None] | None:
@@ -100,8 +124,7 @@ class StreamRequests:
         active = self._admit(session, request)
         if active is None:
             return
-        publication = Publication(session, request, self.transports, self.clock,
-                                  self._forget)
+        publication = Publication(session, request, self.transports, self.clock, self._forget)
         publication.pushes = self.pushes
         self._track(active, publication, "UNPUBLISHED")
         allowing = self.gate.publish(request.name, self._hook_body(session, request))
@@ -120,25 +143,43 @@ class StreamRequests:
             negotiation.request = replace(negotiation.request, name=name)
             negotiation.media.name = name
 
-    def _hook_body(self, session: Session, request: StreamRequest,
-                   status: str = "NEW") -> dict[str, Any]:
+    def _hook_body(
+        self, session: Session, request: StreamRequest, status: str = "NEW"
+    ) -> dict[str, Any]:
         """A ``playStream``/``publishStream``/``stopStream`` body as WCS sends it."""
-        return {"nodeId": self.gate.node, "appKey": session.connection.get("appKey"),
-                "sessionId": session.id, "mediaSessionId": request.media_session_id,
-                "name": request.name, "published": request.published,
-                "hasVideo": request.has_video, "hasAudio": request.has_audio,
-                "status": status, "record": request.record, "width": request.width,
-                "height": request.height, "mediaProvider": request.media_provider,
-                "custom": request.custom, "clientAddress": session.address,
-                **({"rtmpUrl": request.rtmp_url} if request.rtmp_url else {})}
+        return {
+            "nodeId": self.gate.node,
+            "appKey": session.connection.get("appKey"),
+            "sessionId": session.id,
+            "mediaSessionId": request.media_session_id,
+            "name": request.name,
+            "published": request.published,
+            "hasVideo": request.has_video,
+            "hasAudio": request.has_audio,
+            "status": status,
+            "record": request.record,
+            "width": request.width,
+            "height": request.height,
+            "mediaProvider": request.media_provider,
+            "custom": request.custom,
+            "clientAddress": session.address,
+            **({"rtmpUrl": request.rtmp_url} if request.rtmp_url else {}),
+        }
 
-    def _track(self, active: dict[str, Playback | Publication],
-               negotiation: Playback | Publication, stopped: str) -> None:
+    def _track(
+        self,
+        active: dict[str, Playback | Publication],
+        negotiation: Playback | Publication,
+        stopped: str,
+    ) -> None:
         """Keep the request among its session's, and listed for REST (which may
         end it: ``stopped`` is the status its page is then told)."""
         active[negotiation.request.media_session_id] = negotiation
-        self.registry.media.add(negotiation.media, lambda info: negotiation.end(stopped, info),
-                                lambda: negotiation.stream)
+        self.registry.media.add(
+            negotiation.media,
+            lambda info: negotiation.end(stopped, info),
+            lambda: negotiation.stream,
+        )
 
     def stop(self, session: Session, request: StreamRequest) -> None:
         active = self._active.get(session.id, {}).get(request.media_session_id)
@@ -177,8 +218,11 @@ class StreamRequests:
         """``owner``'s media socket went to another node: its MSE plays that
         wait for one end FAILED with ``info`` (none will come)."""
         for negotiation in list(self._active.get(owner.id, {}).values()):
-            if isinstance(negotiation, Playback) and negotiation.request.media_provider == "MSE" \
-                    and negotiation.media.status != "PLAYING":
+            if (
+                isinstance(negotiation, Playback)
+                and negotiation.request.media_provider == "MSE"
+                and negotiation.media.status != "PLAYING"
+            ):
                 negotiation.end("FAILED", info)
 
     def release(self, session: Session) -> None:
@@ -189,18 +233,27 @@ class StreamRequests:
         for negotiation in list(self._active.pop(session.id, {}).values()):
             negotiation.end(None, None)
         if session.established:
-            self.gate.tell("ConnectionStatusEvent", {
-                "nodeId": self.gate.node, "appKey": session.connection.get("appKey"),
-                "sessionId": session.id, "status": "DISCONNECTED",
-                "clientAddress": session.address})
+            self.gate.tell(
+                "ConnectionStatusEvent",
+                {
+                    "nodeId": self.gate.node,
+                    "appKey": session.connection.get("appKey"),
+                    "sessionId": session.id,
+                    "status": "DISCONNECTED",
+                    "clientAddress": session.address,
+                },
+            )
 
     def _forget(self, negotiation: Playback | Publication) -> None:
         self.registry.media.remove(negotiation.media)
         if self.gate.hooks is not None and negotiation.allowed:  # the backend knows it
             request = negotiation.request
-            self.gate.tell("unPublishStream" if request.published else "stopStream",
-                           self._hook_body(negotiation.session, request,
-                                           negotiation.media.status or "STOPPED"))
+            self.gate.tell(
+                "unPublishStream" if request.published else "stopStream",
+                self._hook_body(
+                    negotiation.session, request, negotiation.media.status or "STOPPED"
+                ),
+            )
         active = self._active.get(negotiation.session.id)
         if active is not None:
             active.pop(negotiation.request.media_session_id, None)

@@ -24,9 +24,7 @@ from wcs.streams.uri import MAX_URI
 
 log = Logger()
 
-SIP_MESSAGES = frozenset(
-    {"call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf"}
-)
+SIP_MESSAGES = frozenset({"call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf"})
 QUIET_MESSAGES = frozenset(
     {"pong", "sendStreamEvent", "pushLogs", "submitBugReport", "sessionDebug"}
 )
@@ -45,8 +43,7 @@ class StreamHandler(Protocol):
 
     def available(self, name: str) -> Deferred[tuple[bool, str]]: ...
 
-    def snapshot(self, session: Session, media_session_id: str,
-                 name: str) -> Deferred[bytes]: ...
+    def snapshot(self, session: Session, media_session_id: str, name: str) -> Deferred[bytes]: ...
 
     def release(self, session: Session) -> None: ...
 
@@ -60,12 +57,19 @@ class StreamHandler(Protocol):
 class Session:
     """State and answers for one browser session."""
 
-    def __init__(self, send: Callable[[str], None], close: Callable[[str], None],
-                 streams: StreamHandler, peer: str = "?", path: str = "/",
-                 channel: Any = None,
-                 lookup: Callable[[str], Session | None] = lambda token: None,
-                 address: str = "?", auth_token: str | None = None,
-                 elsewhere: Callable[[str], bool] = lambda token: False) -> None:
+    def __init__(
+        self,
+        send: Callable[[str], None],
+        close: Callable[[str], None],
+        streams: StreamHandler,
+        peer: str = "?",
+        path: str = "/",
+        channel: Any = None,
+        lookup: Callable[[str], Session | None] = lambda token: None,
+        address: str = "?",
+        auth_token: str | None = None,
+        elsewhere: Callable[[str], bool] = lambda token: False,
+    ) -> None:
         """``lookup`` finds this worker's session of an ``authToken``;
         ``elsewhere`` takes a media socket whose token names another worker's
         session (True: it was sent there, or refused)."""
@@ -96,8 +100,13 @@ class Session:
         for key, why in ignored.items():
             if key not in self._ignored:
                 self._ignored.add(key)
-                log.info("session {session}: {message} '{key}' ignored: {why}", session=self.id,
-                         message=message, key=key, why=why)
+                log.info(
+                    "session {session}: {message} '{key}' ignored: {why}",
+                    session=self.id,
+                    message=message,
+                    key=key,
+                    why=why,
+                )
 
     def send(self, text: str) -> None:
         if not self.closed:
@@ -116,36 +125,53 @@ class Session:
         except MessageError as error:
             self._refuse(message.name, error)
         except Exception:
-            log.failure("session {session}: {message} failed", session=self.id,
-                        message=message.name)
+            log.failure(
+                "session {session}: {message} failed", session=self.id, message=message.name
+            )
             self.send(messages.fail(f"{message.name}: internal error"))
 
-    def report_stream(self, request: StreamRequest, status: str, info: str | None = None,
-                      **extra: object) -> None:
+    def report_stream(
+        self, request: StreamRequest, status: str, info: str | None = None, **extra: object
+    ) -> None:
         """Send one stream status to the page, and log it (one line per change)."""
-        log.info("session {session} stream {media_session} ({name}): {status}{info}",
-                 session=self.id, media_session=request.media_session_id, name=request.name,
-                 status=status, info=f" ({info})" if info else "")
+        log.info(
+            "session {session} stream {media_session} ({name}): {status}{info}",
+            session=self.id,
+            media_session=request.media_session_id,
+            name=request.name,
+            status=status,
+            info=f" ({info})" if info else "",
+        )
         if status == "FAILED":
             METERS.failed(info)
         self.send(messages.stream_status(request, status, info, **extra))
 
     def oversized(self, size: int, limit: int) -> None:
         """A frame larger than the limit was discarded unread."""
-        self._refuse(None, MessageError(
-            f"message of {size} bytes discarded: larger than {limit} bytes"))
+        self._refuse(
+            None, MessageError(f"message of {size} bytes discarded: larger than {limit} bytes")
+        )
 
     def _refuse(self, name: str | None, error: MessageError) -> None:
         """Log a bad message and answer it the way the protocol allows."""
-        log.warn("session {session}: bad {message} message: {info}", session=self.id,
-                 message=name or "", info=error.info)
+        log.warn(
+            "session {session}: bad {message} message: {info}",
+            session=self.id,
+            message=name or "",
+            info=error.info,
+        )
         if error.media_session_id is not None:
             METERS.failed(error.info)
-            self.send(messages.frame("notifyStreamStatusEvent", {
-                "mediaSessionId": error.media_session_id,
-                "status": "FAILED",
-                "info": error.info,
-            }))
+            self.send(
+                messages.frame(
+                    "notifyStreamStatusEvent",
+                    {
+                        "mediaSessionId": error.media_session_id,
+                        "status": "FAILED",
+                        "info": error.info,
+                    },
+                )
+            )
         else:
             self.send(messages.fail(error.info))
 
@@ -174,8 +200,11 @@ class Session:
             self._on_available(body)
         elif name == "sendData":
             operation = body.get("operationId")
-            if not isinstance(operation, (str, int)) or isinstance(operation, bool) or (
-                    isinstance(operation, str) and len(operation) > 128):
+            if (
+                not isinstance(operation, (str, int))
+                or isinstance(operation, bool)
+                or (isinstance(operation, str) and len(operation) > 128)
+            ):
                 raise MessageError("sendData: 'operationId' must be a short string or a number")
             self.send(messages.data_status(operation, "ACCEPTED"))
         elif name == "snapshot":
@@ -184,8 +213,11 @@ class Session:
             raise MessageError(f"{name}: SIP calls are not supported by this server")
         elif name not in self._warned:
             self._warned.add(name)
-            log.info("session {session}: unknown message {message!r} ignored",
-                     session=self.id, message=name)
+            log.info(
+                "session {session}: unknown message {message!r} ignored",
+                session=self.id,
+                message=name,
+            )
 
     def _on_connection(self, body: dict[str, Any]) -> None:
         if self.established or self.connecting:
@@ -193,25 +225,34 @@ class Session:
         app_key = messages.text_field(body, "appKey", default="defaultApp")
         self.connection = dict(body, appKey=app_key)
         self.connecting = True
-        maybeDeferred(self.streams.connect, self).addCallbacks(self._connected,
-                                                               self._connect_refused)
+        maybeDeferred(self.streams.connect, self).addCallbacks(
+            self._connected, self._connect_refused
+        )
 
     def _connected(self, _: None) -> None:
         self.connecting = False
         if self.closed:
             return
         self.established = True
-        log.info("session {session} established from {peer} on {path} (app {app})",
-                 session=self.id, peer=self.peer, path=self.path,
-                 app=self.connection["appKey"])
+        log.info(
+            "session {session} established from {peer} on {path} (app {app})",
+            session=self.id,
+            peer=self.peer,
+            path=self.path,
+            app=self.connection["appKey"],
+        )
         self.send(messages.get_user_data(self.connection, self.auth_token, self.id))
 
     def _connect_refused(self, failure: Failure) -> None:
         """The access rules said no: say why, then close (the SDK shows DISCONNECTED)."""
         self.connecting = False
         if isinstance(failure.value, AccessRefused):
-            log.info("session {session} from {peer} refused: {why}", session=self.id,
-                     peer=self.peer, why=failure.value.reason)
+            log.info(
+                "session {session} from {peer} refused: {why}",
+                session=self.id,
+                peer=self.peer,
+                why=failure.value.reason,
+            )
             info = failure.value.info
         else:
             log.failure("session {session}: connect failed", failure, session=self.id)
@@ -223,17 +264,25 @@ class Session:
         """The SDK's second socket for MSE media, known only by its authToken."""
         token = messages.text_field(body, "authToken", limit=128) or ""
         owner = self._lookup(token)
-        if owner is None and not self.established and self.media_owner is None \
-                and self._elsewhere(token):
+        if (
+            owner is None
+            and not self.established
+            and self.media_owner is None
+            and self._elsewhere(token)
+        ):
             return
         if owner is None or owner is self or self.established:
-            log.info("session {session}: media transport with an unknown token refused",
-                     session=self.id)
+            log.info(
+                "session {session}: media transport with an unknown token refused", session=self.id
+            )
             self._close("unknown media token")
             return
         self.media_owner = owner
-        log.info("session {session} is the media transport of session {owner}",
-                 session=self.id, owner=owner.id)
+        log.info(
+            "session {session} is the media transport of session {owner}",
+            session=self.id,
+            owner=owner.id,
+        )
         self.streams.media_transport(owner, self)
 
     def _on_available(self, body: dict[str, Any]) -> None:
@@ -244,8 +293,10 @@ class Session:
             self.send(messages.available_stream(media_session_id, *result))
 
         maybeDeferred(self.streams.available, name).addCallback(answer).addErrback(
-            lambda failure: log.failure("session {session}: availableStream failed", failure,
-                                        session=self.id))
+            lambda failure: log.failure(
+                "session {session}: availableStream failed", failure, session=self.id
+            )
+        )
 
     def _on_snapshot(self, body: dict[str, Any]) -> None:
         """``snapshotCompleted`` with a base64 PNG of the stream's picture, or
@@ -256,29 +307,39 @@ class Session:
             raise MessageError("snapshot: 'mediaSessionId' is missing")
 
         def taken(png: bytes) -> None:
-            self.send(messages.stream_event(media_session_id, "snapshotCompleted", {
-                "snapshot": base64.b64encode(png).decode("ascii")}))
+            self.send(
+                messages.stream_event(
+                    media_session_id,
+                    "snapshotCompleted",
+                    {"snapshot": base64.b64encode(png).decode("ascii")},
+                )
+            )
 
         def failed(failure: Failure) -> None:
             if isinstance(failure.value, WcsError):
                 info = failure.value.info
             else:
-                log.failure("session {session}: snapshot of {name!r} failed", failure,
-                            session=self.id, name=name)
+                log.failure(
+                    "session {session}: snapshot of {name!r} failed",
+                    failure,
+                    session=self.id,
+                    name=name,
+                )
                 info = INTERNAL_ERROR
-            self.send(messages.stream_event(media_session_id, "snapshotFailed",
-                                            {"info": info}))
+            self.send(messages.stream_event(media_session_id, "snapshotFailed", {"info": info}))
 
         maybeDeferred(self.streams.snapshot, self, media_session_id, name).addCallbacks(
-            taken, failed)
+            taken, failed
+        )
 
     # --- life
 
     def tick(self, probes: int) -> None:
         """One ping period: ping, or drop a client silent for ``probes`` periods."""
         if self.missed_pings >= probes:
-            log.info("session {session}: no answer to {n} pings, closing",
-                     session=self.id, n=probes)
+            log.info(
+                "session {session}: no answer to {n} pings, closing", session=self.id, n=probes
+            )
             self._close("ping timeout")
             return
         self.missed_pings += 1

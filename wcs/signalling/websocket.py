@@ -56,7 +56,7 @@ class Admission(Protocol):
     """The whole server's session caps, asked before a handshake is answered."""
 
     def enter(self, address: str) -> Deferred[str]:
-        """"" if one more session from ``address`` may open, else the refusal's info."""
+        """ "" if one more session from ``address`` may open, else the refusal's info."""
 
     def leave(self, address: str) -> None:
         """A session from ``address`` closed."""
@@ -248,12 +248,16 @@ class SignallingProtocol(WebSocketServerProtocol):
         settings, limits = self.factory.settings, self.factory.settings.limits
         self._rate = MessageRate(limits.ws_message_rate, self.factory.clock)
         origin = request.headers.get("origin")
-        if not origin_allowed(origin, request.headers.get("host", ""),
-                              settings.ws_allowed_origins):
-            log.info("WebSocket from {peer}: page origin {origin!r} refused",
-                     peer=self._peer, origin=origin[:200])
-            raise ConnectionDeny(403, f"pages of {origin[:200]} may not connect "
-                                      "(list the origin in ws_allowed_origins)")
+        if not origin_allowed(origin, request.headers.get("host", ""), settings.ws_allowed_origins):
+            log.info(
+                "WebSocket from {peer}: page origin {origin!r} refused",
+                peer=self._peer,
+                origin=origin[:200],
+            )
+            raise ConnectionDeny(
+                403,
+                f"pages of {origin[:200]} may not connect (list the origin in ws_allowed_origins)",
+            )
         if self.adoption is not None:  # counted where it was accepted, and moved here
             self._address = self.adoption.address
             return None
@@ -261,8 +265,7 @@ class SignallingProtocol(WebSocketServerProtocol):
 
         def answered(refusal: str) -> None:
             if refusal:
-                log.warn("WebSocket from {peer} refused: {reason}", peer=self._peer,
-                         reason=refusal)
+                log.warn("WebSocket from {peer} refused: {reason}", peer=self._peer, reason=refusal)
                 raise ConnectionDeny(503, refusal)
             if self._gone:  # the client left while the caps were asked
                 self.factory.admission.leave(address)
@@ -290,14 +293,25 @@ class SignallingProtocol(WebSocketServerProtocol):
         self.watch_buffer()
         adoption, self.adoption = self.adoption, None
         if adoption is None:
-            log.info("session {session} opened from {peer} on {path}",
-                     session=self.session.id, peer=self._peer, path=self._path)
+            log.info(
+                "session {session} opened from {peer} on {path}",
+                session=self.session.id,
+                peer=self._peer,
+                path=self._path,
+            )
             return
-        log.info("session {session} opened from {peer} on {path}, handed over by another "
-                 "worker", session=self.session.id, peer=self._peer, path=self._path)
-        self.session.receive(json.dumps({"message": "connectMediaTransport",
-                                         "data": [{"authToken": adoption.token}]}).encode(),
-                             False)
+        log.info(
+            "session {session} opened from {peer} on {path}, handed over by another worker",
+            session=self.session.id,
+            peer=self._peer,
+            path=self._path,
+        )
+        self.session.receive(
+            json.dumps(
+                {"message": "connectMediaTransport", "data": [{"authToken": adoption.token}]}
+            ).encode(),
+            False,
+        )
         self.data += adoption.leftover  # read on once this returns (succeedHandshake)
 
     # --- a media socket of a session elsewhere
@@ -311,9 +325,11 @@ class SignallingProtocol(WebSocketServerProtocol):
         session = self.session
         assert session is not None
         if _node(worker) != _node(here):
-            info = (f"Media transport refused: the page's media WebSocket reached node "
-                    f"{_node(here) or '?'}, its session is on node {_node(worker) or '?'} "
-                    "(keep both WebSockets of a page on one node)")
+            info = (
+                f"Media transport refused: the page's media WebSocket reached node "
+                f"{_node(here) or '?'}, its session is on node {_node(worker) or '?'} "
+                "(keep both WebSockets of a page on one node)"
+            )
             log.warn("session {session}: {info}", session=session.id, info=info)
             self.factory.streams.media_transport_misrouted(token, info)
             self.sendClose(code=MISDIRECTED_CLOSE_CODE, reason=info[:120])
@@ -334,17 +350,21 @@ class SignallingProtocol(WebSocketServerProtocol):
             return
         if getattr(transport, "dataBuffer", b"") or getattr(transport, "_tempDataBuffer", []):
             if self.factory.clock.seconds() < deadline:
-                self.factory.clock.callLater(0.02, self._drained, worker, token, leftover,
-                                             deadline)
+                self.factory.clock.callLater(0.02, self._drained, worker, token, leftover, deadline)
             else:
                 self._not_handed(worker, "its socket would not drain")
             return
         socket = os.dup(transport.fileno())
         address, self._address = self._address or "", None  # the supervisor moves its count
         handing = self.factory.handoff.hand_off(  # type: ignore[union-attr]
-            worker, socket, family=int(transport.socket.family),
-            handshake=self.http_request_data, token=token, leftover=leftover,
-            address=address)
+            worker,
+            socket,
+            family=int(transport.socket.family),
+            handshake=self.http_request_data,
+            token=token,
+            leftover=leftover,
+            address=address,
+        )
 
         def answered(why: str) -> None:
             os.close(socket)
@@ -364,8 +384,12 @@ class SignallingProtocol(WebSocketServerProtocol):
 
     def _not_handed(self, worker: str, why: str) -> None:
         session = self.session
-        log.warn("session {session}: media transport for worker {worker} not handed over: "
-                 "{why}", session=session.id if session else "?", worker=worker, why=why)
+        log.warn(
+            "session {session}: media transport for worker {worker} not handed over: {why}",
+            session=session.id if session else "?",
+            worker=worker,
+            why=why,
+        )
         if not self._gone:
             self.transport.startReading()
             self.sendClose(code=1000, reason="unknown media token")
@@ -380,8 +404,12 @@ class SignallingProtocol(WebSocketServerProtocol):
         if self.budget.spend(len(data)):
             self.sendMessage(data, isBinary=False)
         elif self.session is not None and not self.session.closed:
-            log.warn("session {session}: the client reads nothing (over {n} bytes wait to "
-                     "go out); disconnected", session=self.session.id, n=self.budget.limit)
+            log.warn(
+                "session {session}: the client reads nothing (over {n} bytes wait to "
+                "go out); disconnected",
+                session=self.session.id,
+                n=self.budget.limit,
+            )
             self.session.released("the client does not read")
             self.dropConnection(abort=True)
 
@@ -415,10 +443,15 @@ class SignallingProtocol(WebSocketServerProtocol):
         if not self._rate.take():
             self._throttled = True
             rate = self.factory.settings.limits.ws_message_rate
-            log.warn("session {session}: more than {rate} messages a second; closing",
-                     session=self.session.id, rate=rate)
-            self.sendClose(code=RATE_CLOSE_CODE, reason=f"Limit reached: messages a second "
-                                             f"(ws_message_rate={rate})")
+            log.warn(
+                "session {session}: more than {rate} messages a second; closing",
+                session=self.session.id,
+                rate=rate,
+            )
+            self.sendClose(
+                code=RATE_CLOSE_CODE,
+                reason=f"Limit reached: messages a second (ws_message_rate={rate})",
+            )
             return
         self.session.receive(payload, isBinary)
 
@@ -437,8 +470,11 @@ class SignallingProtocol(WebSocketServerProtocol):
         session, self.session = self.session, None
         if session is not None:
             self.factory.sessions.pop(session.id, None)
-            session.released(f"handed over to worker {self._handed_to}" if self._handed_to
-                             else f"code {code}" + (f", {reason}" if reason else ""))
+            session.released(
+                f"handed over to worker {self._handed_to}"
+                if self._handed_to
+                else f"code {code}" + (f", {reason}" if reason else "")
+            )
 
 
 class SignallingFactory(WebSocketServerFactory):
@@ -446,9 +482,15 @@ class SignallingFactory(WebSocketServerFactory):
 
     protocol = SignallingProtocol
 
-    def __init__(self, settings: Settings, streams: StreamHandler,
-                 clock: IReactorTime, admission: Admission | None = None,
-                 worker: str = "0", handoff: HandOff | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        streams: StreamHandler,
+        clock: IReactorTime,
+        admission: Admission | None = None,
+        worker: str = "0",
+        handoff: HandOff | None = None,
+    ) -> None:
         """``admission`` counts sessions against the caps (all the server's);
         ``worker`` is this worker's id, which its sessions' tokens carry;
         ``handoff`` reaches the other workers of this machine (none: one process)."""
@@ -489,8 +531,9 @@ class SignallingFactory(WebSocketServerFactory):
         protocol.adoption = self._adopting
         return protocol
 
-    def adopt(self, socket: int, family: int, handshake: bytes, token: str, leftover: bytes,
-              address: str) -> None:
+    def adopt(
+        self, socket: int, family: int, handshake: bytes, token: str, leftover: bytes, address: str
+    ) -> None:
         """Serve a media socket another worker accepted for one of our sessions
         (the descriptor stays the caller's: the transport takes a duplicate)."""
         from twisted.internet import reactor

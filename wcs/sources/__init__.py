@@ -44,12 +44,18 @@ class OpenedMedia:
     def info(self) -> MediaInfo:
         return self._reader.info
 
-    def samples(self, loop: bool = False, *, period: float | None = None,
-                position: float = 0.0,
-                wants_opus: Callable[[], bool] = lambda: True) -> Iterator[Sample]:
+    def samples(
+        self,
+        loop: bool = False,
+        *,
+        period: float | None = None,
+        position: float = 0.0,
+        wants_opus: Callable[[], bool] = lambda: True,
+    ) -> Iterator[Sample]:
         """Its samples (see :meth:`Mp4File.samples`); Opus only while ``wants_opus()``."""
-        return self._reader.samples(loop=loop, period=period, position=position,
-                                    wants_opus=wants_opus)
+        return self._reader.samples(
+            loop=loop, period=period, position=position, wants_opus=wants_opus
+        )
 
     def prepare_join(self, position: float, loop: bool) -> Deferred[None]:
         """Ready to be read from ``position`` (s into a broadcast, loops
@@ -58,10 +64,13 @@ class OpenedMedia:
         if self._remote is None:
             return succeed(None)
         remote = self._remote
-        waits = [remote.ensure(offset, length)
-                 for offset, length in self._reader.join_ranges(position, loop)]
+        waits = [
+            remote.ensure(offset, length)
+            for offset, length in self._reader.join_ranges(position, loop)
+        ]
         return gatherResults(waits, consumeErrors=True).addCallbacks(
-            lambda _: None, lambda failure: failure.value.subFailure)
+            lambda _: None, lambda failure: failure.value.subFailure
+        )
 
     @property
     def reencoded(self) -> bool:
@@ -97,9 +106,16 @@ class Sources:
     refused at once with the limit named rather than queued.
     """
 
-    def __init__(self, media_dir: Path, s3_client: s3.S3Client, cache_dir: Path,
-                 progressive: bool = True, opus: OpusCache | None = None,
-                 run: Runner = maybeDeferred, max_pending: int = 64) -> None:
+    def __init__(
+        self,
+        media_dir: Path,
+        s3_client: s3.S3Client,
+        cache_dir: Path,
+        progressive: bool = True,
+        opus: OpusCache | None = None,
+        run: Runner = maybeDeferred,
+        max_pending: int = 64,
+    ) -> None:
         self.media_dir = media_dir
         self.s3 = s3_client
         self.cache_dir = cache_dir
@@ -142,8 +158,9 @@ class Sources:
         return OpenedMedia(media)
 
     def _open_s3(self, location: str, label: str) -> Deferred[OpenedMedia]:
-        opening = s3.open_object(self.s3, s3.parse(location), self.cache_dir, label,
-                                 self.progressive)
+        opening = s3.open_object(
+            self.s3, s3.parse(location), self.cache_dir, label, self.progressive
+        )
         return opening.addCallback(lambda opened: OpenedMedia(*opened))
 
     def canonical(self, location: str) -> str:

@@ -3,8 +3,9 @@
 WebRTC viewers need Opus; files carry AAC. A live broadcast transcodes once for
 all its viewers, but every personal (``vod://``) play would transcode again.
 So the first play of a file that transcodes (a WebRTC viewer's) starts one
-background job that transcodes its whole audio (:meth:`Mp4File.opus_samples`, the very samples a play makes) into a cache
-file; once that is complete, opens of the file replay it and transcode nothing.
+background job that transcodes its whole audio (:meth:`Mp4File.opus_samples`,
+the very samples a play makes) into a cache file; once that is complete, opens
+of the file replay it and transcode nothing.
 
 Entries are keyed by the file's real path, size and modification time, so a
 changed file is transcoded afresh; the folder is kept under ``limit`` bytes by
@@ -97,8 +98,7 @@ class OpusCache:
             self._queued.add(key)
             self._jobs.put((path, key))
             if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="opus-cache",
-                                                daemon=True)
+                self._worker = threading.Thread(target=self._work, name="opus-cache", daemon=True)
                 self._worker.start()
 
     def _work(self) -> None:
@@ -113,8 +113,7 @@ class OpusCache:
             except InterruptedError:
                 return
             except Exception as error:  # a file that went away or broke: no entry
-                log.warn("audio cache: {path} not cached ({error})", path=str(path),
-                         error=error)
+                log.warn("audio cache: {path} not cached ({error})", path=str(path), error=error)
             finally:
                 with self._lock:
                     self._queued.discard(key)
@@ -139,8 +138,10 @@ class OpusCache:
                     if size > self.limit:
                         with self._lock:
                             self._unfit.add(key)
-                        raise ValueError(f"its Opus is larger than the cache ({self.limit} "
-                                         "bytes, vod_audio_cache_size)")
+                        raise ValueError(
+                            f"its Opus is larger than the cache ({self.limit} "
+                            "bytes, vod_audio_cache_size)"
+                        )
                     out.write(_RECORD.pack(sample.pts, len(sample.data)) + sample.data)
                 out.flush()
                 os.fsync(out.fileno())
@@ -150,9 +151,13 @@ class OpusCache:
             raise
         finally:
             media.close()
-        log.info("audio cache: {path} transcoded once for every later viewer{bad}",
-                 path=str(path), bad=f" ({media.opus_dropped} AAC frames left out: they "
-                 "do not decode)" if media.opus_dropped else "")
+        log.info(
+            "audio cache: {path} transcoded once for every later viewer{bad}",
+            path=str(path),
+            bad=f" ({media.opus_dropped} AAC frames left out: they do not decode)"
+            if media.opus_dropped
+            else "",
+        )
         self._trim()
 
     def _trim(self) -> None:

@@ -53,8 +53,14 @@ class NotYetDownloaded(OSError):
 class RangedFile(io.RawIOBase):
     """Reads from the chunks that have arrived; fetches the rest as needed."""
 
-    def __init__(self, fetch: Callable[[int, int], Deferred], size: int, path: Path,
-                 label: str, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[int, int], Deferred],
+        size: int,
+        path: Path,
+        label: str,
+        clock: IReactorTime,
+    ) -> None:
         super().__init__()
         self._fetch = fetch
         self._clock = clock
@@ -91,7 +97,7 @@ class RangedFile(io.RawIOBase):
         if count == 0:
             return 0
         data = self.read_at(self._position, count)
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         self._position += len(data)
         self.prefetch()
         return len(data)
@@ -104,8 +110,12 @@ class RangedFile(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            log.info("{label}: closed after downloading {got} of {size} bytes",
-                     label=self.label, got=self.downloaded, size=self.size)
+            log.info(
+                "{label}: closed after downloading {got} of {size} bytes",
+                label=self.label,
+                got=self.downloaded,
+                size=self.size,
+            )
             for pending in list(self._pending.values()):
                 pending.cancel()
             self._waiters.clear()
@@ -140,8 +150,7 @@ class RangedFile(io.RawIOBase):
         for index in range(self._position // CHUNK, last + 1):
             if len(self._pending) >= PARALLEL:
                 break
-            if index not in self._have and index not in self._pending \
-                    and index not in self._lost:
+            if index not in self._have and index not in self._pending and index not in self._lost:
                 self._request(index)
 
     def ensure(self, start: int, length: int) -> Deferred:
@@ -156,14 +165,16 @@ class RangedFile(io.RawIOBase):
             waiter: Deferred = Deferred()
             self._waiters.setdefault(index, []).append(waiter)
             waits.append(waiter)
-        lost = [self._lost[i] for i in range(start // CHUNK, (end - 1) // CHUNK + 1)
-                if i in self._lost]
+        lost = [
+            self._lost[i] for i in range(start // CHUNK, (end - 1) // CHUNK + 1) if i in self._lost
+        ]
         if lost:
             return fail(lost[0])
         if not waits:
             return succeed(None)
         return gatherResults(waits, consumeErrors=True).addErrback(
-            lambda failure: failure.value.subFailure)
+            lambda failure: failure.value.subFailure
+        )
 
     def store(self, index: int, data: bytes) -> None:
         os.pwrite(self._fd, data, index * CHUNK)
@@ -194,17 +205,28 @@ class RangedFile(io.RawIOBase):
             self._pending.pop(index, None)
             if self.closed:
                 return None
-            problem = failure.value if isinstance(failure.value, WcsError) \
+            problem = (
+                failure.value
+                if isinstance(failure.value, WcsError)
                 else SourceUnavailable(DOWNLOAD_FAILED)
+            )
             tries = self._failures[index] = self._failures.get(index, 0) + 1
             if tries < TRIES and not isinstance(problem, NotFound):
-                log.info("{label}: bytes from {start} failed ({info}); trying again",
-                         label=self.label, start=start, info=problem.info)
+                log.info(
+                    "{label}: bytes from {start} failed ({info}); trying again",
+                    label=self.label,
+                    start=start,
+                    info=problem.info,
+                )
                 self._clock.callLater(RETRY_DELAY, self._retry, index)
                 return None
             self._lost[index] = problem
-            log.warn("{label}: gave up on bytes from {start}: {info}", label=self.label,
-                     start=start, info=problem.info)
+            log.warn(
+                "{label}: gave up on bytes from {start}: {info}",
+                label=self.label,
+                start=start,
+                info=problem.info,
+            )
             for waiter in self._waiters.pop(index, []):
                 waiter.errback(problem)
             return None

@@ -45,7 +45,7 @@ class S3Location:
 
 def parse(path: str) -> S3Location:
     """``s3/BUCKET/KEY`` (what follows ``vod://``) to a location, checked."""
-    _, bucket, key = (path.split("/", 2) + ["", ""])[:3]
+    _, bucket, key = [*path.split("/", 2), "", ""][:3]
     if not BUCKET.match(bucket):
         raise InvalidName.because(f"{bucket!r} is not an S3 bucket name")
     if not key:
@@ -64,9 +64,17 @@ class S3Client:
     ``timeout`` is how long (s) one ranged GET may take before it is given up.
     """
 
-    def __init__(self, clock: IReactorTime, *, region: str = "us-east-1",
-                 access_key: str = "", secret_key: str = "", endpoint: str = "",
-                 timeout: float, http: Any = treq) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        region: str = "us-east-1",
+        access_key: str = "",
+        secret_key: str = "",
+        endpoint: str = "",
+        timeout: float,
+        http: Any = treq,
+    ) -> None:
         self.clock = clock
         self.region = region
         self._credentials: Any = None
@@ -95,8 +103,9 @@ class S3Client:
         S3SigV4Auth(self._credentials, "s3", self.region).add_auth(request)
         return dict(request.headers.items())
 
-    def get_range(self, location: S3Location, start: int,
-                  end: int) -> defer.Deferred[tuple[bytes, int]]:
+    def get_range(
+        self, location: S3Location, start: int, end: int
+    ) -> defer.Deferred[tuple[bytes, int]]:
         """Bytes ``start``–``end`` (inclusive): ``(body, total object size)``.
 
         Fails with a :class:`~wcs.errors.WcsError` with the info a viewer should see.
@@ -126,10 +135,16 @@ class S3Client:
             yield reading
             body = b"".join(parts)
             METERS.s3_bytes += len(body)
-        except (error.ConnectError, error.DNSLookupError, error.TimeoutError,
-                defer.CancelledError, OSError) as failure:
-            log.warn("S3 {location}: {failure}", location=str(location),
-                     failure=type(failure).__name__)
+        except (
+            error.ConnectError,
+            error.DNSLookupError,
+            error.TimeoutError,
+            defer.CancelledError,
+            OSError,
+        ) as failure:
+            log.warn(
+                "S3 {location}: {failure}", location=str(location), failure=type(failure).__name__
+            )
             raise SourceUnavailable(UNREACHABLE) from None
         except WcsError:
             raise
@@ -137,8 +152,9 @@ class S3Client:
             log.warn("S3 {location}: no data for {t} s", location=str(location), t=self.timeout)
             raise SourceUnavailable(STALLED) from None
         except Exception as failure:  # the connection broke mid-body, and the like
-            log.warn("S3 {location}: transfer failed: {failure}", location=str(location),
-                     failure=failure)
+            log.warn(
+                "S3 {location}: transfer failed: {failure}", location=str(location), failure=failure
+            )
             raise SourceUnavailable(ranged.DOWNLOAD_FAILED) from None
         if response.code == 404:
             raise NotFound()
@@ -148,11 +164,13 @@ class S3Client:
             raise SourceUnavailable("S3 object is empty")
         if response.code not in (200, 206):
             code = re.search(rb"<Code>([^<]{1,64})</Code>", body or b"")
-            raise SourceUnavailable(f"S3 error {response.code}"
-                             + (f" ({code.group(1).decode('ascii', 'replace')})" if code else ""))
+            raise SourceUnavailable(
+                f"S3 error {response.code}"
+                + (f" ({code.group(1).decode('ascii', 'replace')})" if code else "")
+            )
         total = _total_size(response, len(body))
         if response.code == 200:  # the server ignored Range: keep just what was asked
-            body = body[start:end + 1]
+            body = body[start : end + 1]
         return body, total
 
 
@@ -168,8 +186,9 @@ def _total_size(response: Any, length: int) -> int:
 
 
 @defer.inlineCallbacks
-def open_object(client: S3Client, location: S3Location, cache_dir: Path, label: str,
-                progressive: bool):  # type: ignore[no-untyped-def]
+def open_object(
+    client: S3Client, location: S3Location, cache_dir: Path, label: str, progressive: bool
+):  # type: ignore[no-untyped-def]
     """Fetch the header (and ``moov``, wherever it is) of an S3 object; returns
     ``(Mp4File, RangedFile)`` ready to play while the rest downloads.
 
@@ -180,7 +199,11 @@ def open_object(client: S3Client, location: S3Location, cache_dir: Path, label: 
     cache_dir.mkdir(parents=True, exist_ok=True)
     remote = ranged.RangedFile(
         lambda start, end: client.get_range(location, start, end).addCallback(lambda r: r[0]),
-        size, cache_dir / f"{uuid.uuid4()}.part", label, client.clock)
+        size,
+        cache_dir / f"{uuid.uuid4()}.part",
+        label,
+        client.clock,
+    )
     try:
         remote.store(0, first)
         if not progressive:
@@ -190,6 +213,10 @@ def open_object(client: S3Client, location: S3Location, cache_dir: Path, label: 
     except BaseException:
         remote.close()
         raise
-    log.info("{label}: {size} bytes in S3; playing after {got} bytes", label=label,
-             size=size, got=remote.downloaded)
+    log.info(
+        "{label}: {size} bytes in S3; playing after {got} bytes",
+        label=label,
+        size=size,
+        got=remote.downloaded,
+    )
     return media, remote

@@ -94,15 +94,19 @@ class Broadcast:
         lead = getattr(subscriber, "lead", 0.0)
         if lead and self._keys:
             now = self._recent[-1].time
-            start = max((key for key in self._keys if now - self._recent[key].time >= lead),
-                        default=self._keys[0])
+            start = max(
+                (key for key in self._keys if now - self._recent[key].time >= lead),
+                default=self._keys[0],
+            )
             return self._recent[start:]
         if not self._gop or not subscriber.pressed_join:
             return list(self._gop)
         last = self._gop[-1].pts
         count = len(self._gop)
-        return [replace(cached, pts=last - (count - 1 - index) * BURST_STEP)
-                for index, cached in enumerate(self._gop)]
+        return [
+            replace(cached, pts=last - (count - 1 - index) * BURST_STEP)
+            for index, cached in enumerate(self._gop)
+        ]
 
     def has_gop(self) -> bool:
         """Whether a newcomer can start at once (a keyframe is cached)."""
@@ -159,8 +163,11 @@ class Broadcast:
             if len(self._gop) >= GOP_LIMIT:
                 self._gop = []
                 self._gop_overflow = True
-                log.info("{label}: GOP longer than {n} frames; late joiners wait for "
-                         "the next keyframe", label=self.label, n=GOP_LIMIT)
+                log.info(
+                    "{label}: GOP longer than {n} frames; late joiners wait for the next keyframe",
+                    label=self.label,
+                    n=GOP_LIMIT,
+                )
             else:
                 self._gop.append(sample)
 

@@ -53,7 +53,7 @@ class MediaSession:
 
     def listed(self) -> dict[str, Any]:
         """As WCS's REST API gives a stream (the fields the SDK's console reads)."""
-        audio = ("opus" if self.provider == "WebRTC" or self.published else "mpeg4-generic")
+        audio = "opus" if self.provider == "WebRTC" or self.published else "mpeg4-generic"
         return {
             "mediaSessionId": self.id,
             "name": self.name,

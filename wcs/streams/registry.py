@@ -73,10 +73,18 @@ class StreamRegistry:
     ``relay`` brings published streams from other workers.
     """
 
-    def __init__(self, sources: Sources, clock: IReactorTime, *, loop: bool = False,
-                 timeout: float = 0.0, limits: Limits = Limits(),
-                 directory: Directory | None = None, relay: Relay | None = None,
-                 transcoding: bool = True) -> None:
+    def __init__(
+        self,
+        sources: Sources,
+        clock: IReactorTime,
+        *,
+        loop: bool = False,
+        timeout: float = 0.0,
+        limits: Limits = Limits(),
+        directory: Directory | None = None,
+        relay: Relay | None = None,
+        transcoding: bool = True,
+    ) -> None:
         self.sources = sources
         self.clock = clock
         self.transcoding = transcoding
@@ -189,12 +197,14 @@ class StreamRegistry:
             self._check_broadcasts()
             parsed = uris.parse(entry.uri)
             return self.sources.open(parsed.path, entry.uri).addCallback(
-                lambda media: self._agree(self._asked(self.directory.hold(entry.id)), media))
+                lambda media: self._agree(self._asked(self.directory.hold(entry.id)), media)
+            )
 
         return self._asked(self.directory.lookup(name)).addCallback(found)
 
-    def _agree(self, agreeing: Deferred[Entry | None], media: OpenedMedia,
-               persistent: bool = False) -> Deferred[Stream]:
+    def _agree(
+        self, agreeing: Deferred[Entry | None], media: OpenedMedia, persistent: bool = False
+    ) -> Deferred[Stream]:
         """Serve the entry the directory settles on with ``media`` (closed if
         there is none, or if this worker serves it already)."""
 
@@ -211,7 +221,8 @@ class StreamRegistry:
                 return self._serve(entry, media, persistent)
             # under way elsewhere: what a reader from its "now" needs first
             return media.prepare_join(late, entry.loop).addCallbacks(
-                lambda _: self._serve_once(entry, media, persistent), failed)
+                lambda _: self._serve_once(entry, media, persistent), failed
+            )
 
         def failed(failure: Failure) -> Failure:
             media.close()
@@ -228,23 +239,44 @@ class StreamRegistry:
         return self._serve(entry, media, persistent)
 
     def _entry(self, name: str, uri: str, media: OpenedMedia, **fields: object) -> Entry:
-        return Entry(name, uri=uri, start=self.clock.seconds(),
-                     has_audio=media.info.audio is not None,
-                     has_video=media.info.video is not None, bitrate=media.info.bitrate,
-                     **fields)  # type: ignore[arg-type]
+        return Entry(
+            name,
+            uri=uri,
+            start=self.clock.seconds(),
+            has_audio=media.info.audio is not None,
+            has_video=media.info.video is not None,
+            bitrate=media.info.bitrate,
+            **fields,
+        )  # type: ignore[arg-type]
 
     def _serve(self, entry: Entry, media: OpenedMedia, persistent: bool) -> VodStream:
         uri = uris.parse(entry.uri)
-        stream = VodStream(uri, entry.name, media, self.clock, self._gone, live=True,
-                           loop=entry.loop, timeout=self.timeout, persistent=persistent,
-                           start=entry.start, stream_id=entry.id)
+        stream = VodStream(
+            uri,
+            entry.name,
+            media,
+            self.clock,
+            self._gone,
+            live=True,
+            loop=entry.loop,
+            timeout=self.timeout,
+            persistent=persistent,
+            start=entry.start,
+            stream_id=entry.id,
+        )
         self.streams[stream.id] = stream
         self.live[entry.name] = stream
         self.broadcasts.setdefault(entry.uri, stream)  # what plays of the uri join
-        log.info("stream {id} created for {uri} as {name!r}{loop}{late}", id=stream.id,
-                 uri=entry.uri, name=entry.name, loop=" (looping)" if entry.loop else "",
-                 late=f", {self.clock.seconds() - entry.start:.1f} s after it began"
-                 if entry.owner != self.directory.worker else "")
+        log.info(
+            "stream {id} created for {uri} as {name!r}{loop}{late}",
+            id=stream.id,
+            uri=entry.uri,
+            name=entry.name,
+            loop=" (looping)" if entry.loop else "",
+            late=f", {self.clock.seconds() - entry.start:.1f} s after it began"
+            if entry.owner != self.directory.worker
+            else "",
+        )
         return stream
 
     def _personal(self, parsed: uris.StreamUri, name: str) -> Deferred[Stream]:
@@ -255,8 +287,7 @@ class StreamRegistry:
 
             def listed(entry: Entry | None) -> Stream:
                 assert entry is not None
-                stream = VodStream(parsed, name, media, self.clock, self._gone,
-                                   stream_id=entry.id)
+                stream = VodStream(parsed, name, media, self.clock, self._gone, stream_id=entry.id)
                 self.streams[stream.id] = stream
                 log.info("stream {id} created for {uri}", id=stream.id, uri=str(parsed))
                 return stream
@@ -273,14 +304,19 @@ class StreamRegistry:
         """A stream published on another worker: fetched once, for every viewer here."""
         if self.relay is None or not entry.relay:
             raise NotFound(STREAM_NOT_FOUND)
-        stream = PublishedStream(entry.name, None, _nothing, self._unpublished, self.clock,
-                                 stream_id=entry.id)
+        stream = PublishedStream(
+            entry.name, None, _nothing, self._unpublished, self.clock, stream_id=entry.id
+        )
 
         def relayed(_: None) -> Stream:
             self.published[entry.name] = stream
             self._asked(self.directory.hold(entry.id)).addErrback(lambda _: None)  # logged
-            log.info("stream {id} ({name!r}) relayed from {relay}", id=stream.id,
-                     name=entry.name, relay=entry.relay)
+            log.info(
+                "stream {id} ({name!r}) relayed from {relay}",
+                id=stream.id,
+                name=entry.name,
+                relay=entry.relay,
+            )
             return stream
 
         return self.relay.subscribe(entry, stream).addCallback(relayed)
@@ -288,14 +324,17 @@ class StreamRegistry:
     def _check_broadcasts(self, startup: bool = False) -> None:
         """Raise :class:`LimitReached` if one more broadcast would be too many."""
         running = [stream for stream in self.streams.values() if stream.live]
-        if len(running) + len(self._opening) + len(self._starting) >= \
-                self.limits.max_broadcasts:
-            raise LimitReached("vod-live broadcasts running", "max_broadcasts",
-                               self.limits.max_broadcasts)
+        if len(running) + len(self._opening) + len(self._starting) >= self.limits.max_broadcasts:
+            raise LimitReached(
+                "vod-live broadcasts running", "max_broadcasts", self.limits.max_broadcasts
+            )
         started = sum(stream.persistent for stream in running) + len(self._starting)
         if startup and started >= self.limits.max_rest_startups:
-            raise LimitReached("REST-started broadcasts running", "max_rest_startups",
-                               self.limits.max_rest_startups)
+            raise LimitReached(
+                "REST-started broadcasts running",
+                "max_rest_startups",
+                self.limits.max_rest_startups,
+            )
 
     def _canonical(self, parsed: uris.StreamUri) -> uris.StreamUri:
         return uris.StreamUri(parsed.scheme, self.sources.canonical(parsed.path))
@@ -315,16 +354,20 @@ class StreamRegistry:
         key = str(canonical)
 
         def opened(media: OpenedMedia) -> Deferred[Stream]:
-            entry = self._entry(name, key, media, persistent=True,
-                                loop=self.loop if loop is None else loop)
+            entry = self._entry(
+                name, key, media, persistent=True, loop=self.loop if loop is None else loop
+            )
 
             def claimed(entry: Entry | None) -> Entry:
                 if entry is None:
                     raise NameTaken(f"a stream named {name!r} already exists", name)
                 return entry
 
-            return self._agree(self._asked(self.directory.claim(entry)).addCallback(claimed), media,
-                               persistent=True)
+            return self._agree(
+                self._asked(self.directory.claim(entry)).addCallback(claimed),
+                media,
+                persistent=True,
+            )
 
         def started(result: VodStream | Failure) -> VodStream | Failure:
             self._starting.discard(name)
@@ -338,25 +381,32 @@ class StreamRegistry:
         worker knows: :meth:`publish` asks the whole server)."""
         self._check_name(name, f"Stream {name!r} is already being published")
 
-    def publish(self, name: str, info: MediaInfo,
-                request_keyframe: Callable[[], None]) -> Deferred[PublishedStream]:
+    def publish(
+        self, name: str, info: MediaInfo, request_keyframe: Callable[[], None]
+    ) -> Deferred[PublishedStream]:
         """Register a published stream; its name must be free everywhere."""
         try:
             self.check_publishable(name)
         except WcsError:
             return fail()
         taken = NameTaken(f"Stream {name!r} is already being published", name)
-        entry = Entry(name, kind=PUBLISHED, relay=self.relay.address if self.relay else "",
-                      start=self.clock.seconds(), has_audio=info.audio is not None,
-                      has_video=info.video is not None)
+        entry = Entry(
+            name,
+            kind=PUBLISHED,
+            relay=self.relay.address if self.relay else "",
+            start=self.clock.seconds(),
+            has_audio=info.audio is not None,
+            has_video=info.video is not None,
+        )
         self._starting.add(name)
 
         def claimed(entry: Entry | None) -> PublishedStream:
             self._starting.discard(name)
             if entry is None:
                 raise taken
-            stream = PublishedStream(name, info, request_keyframe, self._unpublished,
-                                     self.clock, stream_id=entry.id)
+            stream = PublishedStream(
+                name, info, request_keyframe, self._unpublished, self.clock, stream_id=entry.id
+            )
             self.published[name] = stream
             log.info("stream {id} published as {name!r}", id=stream.id, name=name)
             return stream
@@ -380,16 +430,21 @@ class StreamRegistry:
             self.directory.release(stream.id)
             log.info("stream {id} ({name!r}) unpublished", id=stream.id, name=stream.name)
 
-    def find(self, *, name: str | None = None, uri: str | None = None,
-             stream_id: str | None = None) -> list[VodStream]:
+    def find(
+        self, *, name: str | None = None, uri: str | None = None, stream_id: str | None = None
+    ) -> list[VodStream]:
         """This worker's VOD streams matching every criterion given (all without one)."""
-        return [stream for stream in self.streams.values()
-                if (name is None or stream.name == name)
-                and (uri is None or str(stream.uri) == uri)
-                and (stream_id is None or stream.id == stream_id)]
+        return [
+            stream
+            for stream in self.streams.values()
+            if (name is None or stream.name == name)
+            and (uri is None or str(stream.uri) == uri)
+            and (stream_id is None or stream.id == stream_id)
+        ]
 
-    def entries(self, *, name: str | None = None, uri: str | None = None,
-                stream_id: str | None = None) -> Deferred[list[Entry]]:
+    def entries(
+        self, *, name: str | None = None, uri: str | None = None, stream_id: str | None = None
+    ) -> Deferred[list[Entry]]:
         """The whole server's VOD streams matching every criterion given, with
         their viewers: this machine's workers' counted now (the others are
         asked), other nodes' as last reported."""
@@ -403,8 +458,10 @@ class StreamRegistry:
                         entry.viewers[worker] = viewers[entry.id]
             return entries
 
-        asking = gatherResults([self.directory.select(name, uri, stream_id),
-                                self.directory.ask_all("viewers", None)], consumeErrors=True)
+        asking = gatherResults(
+            [self.directory.select(name, uri, stream_id), self.directory.ask_all("viewers", None)],
+            consumeErrors=True,
+        )
         asking.addErrback(lambda failure: failure.value.subFailure)
         return self._asked(asking).addCallback(counted)
 
@@ -412,8 +469,9 @@ class StreamRegistry:
         """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
         return self._asked(self.directory.terminate([entry.id for entry in entries], info))
 
-    def media_sessions(self, media_id: str | None = None, name: str | None = None,
-                       published: bool | None = None) -> Deferred[list[MediaSession]]:
+    def media_sessions(
+        self, media_id: str | None = None, name: str | None = None, published: bool | None = None
+    ) -> Deferred[list[MediaSession]]:
         """The whole server's plays and publications matching every criterion
         given: this machine's as they are now (its other workers are asked),
         other nodes' as last reported."""
@@ -422,19 +480,29 @@ class StreamRegistry:
 
         def gathered(results: list[Any]) -> list[MediaSession]:
             loads, neighbours = results
-            found = [*self.media.all(),
-                     *(MediaSession(**media) for answer in neighbours for media in answer),
-                     *(MediaSession(**media) for load in loads
-                       if load.worker.rpartition("/")[0] != node for media in load.media)]
-            return sorted((media for media in found
-                           if (media_id is None or media.id == media_id)
-                           and (name is None or media.name == name)
-                           and (published is None or media.published == published)),
-                          key=lambda media: media.created)
+            found = [
+                *self.media.all(),
+                *(MediaSession(**media) for answer in neighbours for media in answer),
+                *(
+                    MediaSession(**media)
+                    for load in loads
+                    if load.worker.rpartition("/")[0] != node
+                    for media in load.media
+                ),
+            ]
+            return sorted(
+                (
+                    media
+                    for media in found
+                    if (media_id is None or media.id == media_id)
+                    and (name is None or media.name == name)
+                    and (published is None or media.published == published)
+                ),
+                key=lambda media: media.created,
+            )
 
         loads = self.directory.loads() if node else succeed([])
-        asking = gatherResults([loads, self.directory.ask_all("media", None)],
-                               consumeErrors=True)
+        asking = gatherResults([loads, self.directory.ask_all("media", None)], consumeErrors=True)
         asking.addErrback(lambda failure: failure.value.subFailure)
         return self._asked(asking).addCallback(gathered)
 
@@ -462,12 +530,20 @@ class StreamRegistry:
                 continue
             stream = self.streams.get(entry_id)
             if stream is not None:
-                log.info("stream {id} ({name!r}) terminated: {info}", id=stream.id,
-                         name=stream.name, info=info)
+                log.info(
+                    "stream {id} ({name!r}) terminated: {info}",
+                    id=stream.id,
+                    name=stream.name,
+                    info=info,
+                )
                 stream.terminate(info)
 
-    def report(self, cpu: float | None = None, metrics: list[Any] | None = None,
-               hls: dict[str, int] | None = None) -> None:
+    def report(
+        self,
+        cpu: float | None = None,
+        metrics: list[Any] | None = None,
+        hls: dict[str, int] | None = None,
+    ) -> None:
         """Tell the directory this worker's viewers of each stream, and its load
         (``cpu``, a share of one core, its ``metrics`` and ``hls`` players by
         stream name, when measured)."""
@@ -483,17 +559,22 @@ class StreamRegistry:
     def _viewers(self) -> dict[str, int]:
         """This worker's viewers of each stream it serves, by id."""
         viewers = {stream.id: stream.viewers for stream in self.streams.values()}
-        viewers.update({stream.id: len(stream.broadcast)
-                        for stream in self.published.values()})
+        viewers.update({stream.id: len(stream.broadcast) for stream in self.published.values()})
         return viewers
 
     def _load(self, viewers: dict[str, int]) -> Load:
         worker = self.directory.worker
-        return Load(worker, node=worker.rpartition("/")[0], pid=os.getpid(),
-                    viewers=sum(viewers.values()), cpu=self._cpu,
-                    streams=len(self.streams) + len(self.published),
-                    media=[media.as_dict() for media in self.media.all()],
-                    metrics=self._metrics, hls=self._hls)
+        return Load(
+            worker,
+            node=worker.rpartition("/")[0],
+            pid=os.getpid(),
+            viewers=sum(viewers.values()),
+            cpu=self._cpu,
+            streams=len(self.streams) + len(self.published),
+            media=[media.as_dict() for media in self.media.all()],
+            metrics=self._metrics,
+            hls=self._hls,
+        )
 
     def snapshot(self, name: str, stream: Stream | None = None) -> Deferred[bytes]:
         """A PNG of the current picture of ``stream``, or of the stream ``name``
@@ -515,10 +596,10 @@ class StreamRegistry:
             return taker.done.addBoth(left)
 
         return opening.addCallback(grab).addCallback(
-            lambda samples: self.sources.work(snapshot.png, samples))
+            lambda samples: self.sources.work(snapshot.png, samples)
+        )
 
-    def media_snapshot(self, media_id: str, name: str | None = None
-                       ) -> Deferred[tuple[str, bytes]]:
+    def media_snapshot(self, media_id: str, name: str | None = None) -> Deferred[tuple[str, bytes]]:
         """(stream name, PNG) of the picture the play or publication ``media_id``
         has now, on whichever worker of this machine it runs (a personal play's
         own frame); else of the stream ``name`` if given."""
@@ -529,17 +610,26 @@ class StreamRegistry:
         here = self.directory.worker
 
         def found(sessions: list[MediaSession]) -> Deferred[tuple[str, bytes]]:
-            elsewhere = [media for media in sessions if media.worker != here
-                         and media.worker.rpartition("/")[0] == here.rpartition("/")[0]]
+            elsewhere = [
+                media
+                for media in sessions
+                if media.worker != here
+                and media.worker.rpartition("/")[0] == here.rpartition("/")[0]
+            ]
             if elsewhere:
-                asking = self.directory.ask(elsewhere[0].worker, "snapshot",
-                                            {"media": media_id, "name": name})
-                return asking.addCallback(lambda answer: (
-                    answer["name"], base64.b64decode(answer["png"])))
+                asking = self.directory.ask(
+                    elsewhere[0].worker, "snapshot", {"media": media_id, "name": name}
+                )
+                return asking.addCallback(
+                    lambda answer: (answer["name"], base64.b64decode(answer["png"]))
+                )
             if name is not None:
                 return self.snapshot(name).addCallback(lambda png: (name, png))
-            where = f" (it is on worker {sessions[0].worker}, of another node: ask that " \
-                    "node)" if sessions else ""
+            where = (
+                f" (it is on worker {sessions[0].worker}, of another node: ask that node)"
+                if sessions
+                else ""
+            )
             raise NotFound(f"no play or publication {media_id} runs on this server{where}")
 
         return self.media_sessions(media_id).addCallback(found)
@@ -549,10 +639,9 @@ class StreamRegistry:
         media_id, name = str(question.get("media", "")), question.get("name")
         if self.media.stream(media_id) is None:
             return fail(NotFound(f"no play or publication {media_id} runs here"))
-        return self.media_snapshot(media_id, name if isinstance(name, str) else None
-                                   ).addCallback(lambda taken: {
-                                       "name": taken[0],
-                                       "png": base64.b64encode(taken[1]).decode("ascii")})
+        return self.media_snapshot(media_id, name if isinstance(name, str) else None).addCallback(
+            lambda taken: {"name": taken[0], "png": base64.b64encode(taken[1]).decode("ascii")}
+        )
 
     def sized(self, stream: Stream, width: int, height: int) -> Stream | Rendition:
         """``stream`` as a play asking for ``width`` x ``height`` (0: any) gets it: the
@@ -572,8 +661,11 @@ class StreamRegistry:
         post = getattr(self.clock, "callFromThread", None) or (lambda f, *a: f(*a))
         rendition = Rendition(stream, size, post, self._rendition_gone)
         self.renditions[key] = rendition
-        log.info("rendition {label} started (encoders running: {n})",
-                 label=rendition.label, n=len(self.renditions))
+        log.info(
+            "rendition {label} started (encoders running: {n})",
+            label=rendition.label,
+            n=len(self.renditions),
+        )
         return rendition
 
     def _rendition_gone(self, rendition: Rendition) -> None:
@@ -597,9 +689,14 @@ class StreamRegistry:
             del self.broadcasts[str(stream.uri)]
         if self.streams.pop(stream.id, None) is not None:
             self.directory.release(stream.id)
-            log.info("stream {id} ({uri}) released after sending {video} video and {audio} "
-                     "audio samples", id=stream.id, uri=str(stream.uri),
-                     video=stream.sent["video"], audio=stream.sent["audio"])
+            log.info(
+                "stream {id} ({uri}) released after sending {video} video and {audio} "
+                "audio samples",
+                id=stream.id,
+                uri=str(stream.uri),
+                video=stream.sent["video"],
+                audio=stream.sent["audio"],
+            )
 
     def available(self, name: str) -> Deferred[tuple[bool, str]]:
         """For ``availableStream``: can ``name`` be played right now, and why not?"""
@@ -611,8 +708,10 @@ class StreamRegistry:
             return succeed((False, error.info))
         if parsed.scheme == "":
             return self._asked(self.directory.lookup(name)).addCallback(
-                lambda entry: (True, "Available") if entry is not None
-                else (False, STREAM_NOT_FOUND))
+                lambda entry: (
+                    (True, "Available") if entry is not None else (False, STREAM_NOT_FOUND)
+                )
+            )
 
         def refused(failure: Failure) -> tuple[bool, str]:
             failure.trap(WcsError)

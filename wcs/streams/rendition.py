@@ -31,18 +31,24 @@ class Rendition:
 
     ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
 
-    def __init__(self, source: Any, size: tuple[int, int], post: Callable[..., None],
-                 on_gone: Callable[[Rendition], None]) -> None:
+    def __init__(
+        self,
+        source: Any,
+        size: tuple[int, int],
+        post: Callable[..., None],
+        on_gone: Callable[[Rendition], None],
+    ) -> None:
         self.source = source
         self.size = size
         self.id = str(uuid.uuid4())
         self.name = source.name
         self.key = (source.id, size)
         video = source.info.video
-        self.info = MediaInfo(source.info.duration,
-                              replace(video, width=size[0], height=size[1],
-                                      profile_level_id=PROFILE_LEVEL_ID),
-                              source.info.audio)
+        self.info = MediaInfo(
+            source.info.duration,
+            replace(video, width=size[0], height=size[1], profile_level_id=PROFILE_LEVEL_ID),
+            source.info.audio,
+        )
         self.label = f"{source.name} at {size[0]}x{size[1]}"
         self.broadcast = Broadcast(self.label)
         self.closed = False
@@ -111,8 +117,12 @@ class Rendition:
             return
         self.closed = True
         self.thread.stop()
-        log.info("rendition {label} stopped ({n} pictures encoded, {d} dropped)",
-                 label=self.label, n=self.thread.resizer.frames, d=self.thread.dropped)
+        log.info(
+            "rendition {label} stopped ({n} pictures encoded, {d} dropped)",
+            label=self.label,
+            n=self.thread.resizer.frames,
+            d=self.thread.dropped,
+        )
         # (never started: let go as a viewer that never joined, which ends a personal play)
         self.source.unsubscribe(self.feed if self._started else None)
         self._on_gone(self)

@@ -24,8 +24,9 @@ class StreamsService(service.Service):
     ``REPORT_INTERVAL``; ends every stream cleanly when the server stops (viewers
     get STOPPED), and the sources' background work."""
 
-    def __init__(self, registry: StreamRegistry, sources: Sources,
-                 state: StateReader | None = None) -> None:
+    def __init__(
+        self, registry: StreamRegistry, sources: Sources, state: StateReader | None = None
+    ) -> None:
         self.registry = registry
         self.sources = sources
         self.state = state  # a worker's: its metrics go in its reports

@@ -61,11 +61,21 @@ class VodStream:
     #: How it ended, for a viewer that arrives after (one still connecting).
     ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
 
-    def __init__(self, uri: uris.StreamUri, name: str, media: OpenedMedia,
-                 clock: IReactorTime, on_gone: Callable[[VodStream], None], *,
-                 live: bool = False, loop: bool = False, timeout: float = 0.0,
-                 persistent: bool = False, start: float | None = None,
-                 stream_id: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: uris.StreamUri,
+        name: str,
+        media: OpenedMedia,
+        clock: IReactorTime,
+        on_gone: Callable[[VodStream], None],
+        *,
+        live: bool = False,
+        loop: bool = False,
+        timeout: float = 0.0,
+        persistent: bool = False,
+        start: float | None = None,
+        stream_id: str | None = None,
+    ) -> None:
         """``start`` (the clock's seconds): when the broadcast began, if it began
         elsewhere (the whole server's broadcast, read here from where it is
         now); ``stream_id`` the id it has there."""
@@ -154,8 +164,7 @@ class VodStream:
         def failed(failure: Failure) -> None:
             self._preparing = False
             if not self.closed:
-                info = failure.value.info if isinstance(failure.value, WcsError) else \
-                    INTERNAL_ERROR
+                info = failure.value.info if isinstance(failure.value, WcsError) else INTERNAL_ERROR
                 self._ended(info)
 
         self.media.prepare_join(position, self.loop).addCallbacks(ready, failed)
@@ -164,13 +173,20 @@ class VodStream:
         if position > 0:
             if self._period is None:
                 self._period = self.media.pass_length()
-            samples = self.media.samples(loop=self.loop, period=self._period,
-                                         position=position, wants_opus=self._wants_opus)
+            samples = self.media.samples(
+                loop=self.loop, period=self._period, position=position, wants_opus=self._wants_opus
+            )
         else:
             samples = self.media.samples(loop=self.loop, wants_opus=self._wants_opus)
-        pump = self.pump = Pump(samples, self.clock, self.label, self.broadcast.send,
-                                self._ended, self.media.ready,
-                                start=self.start if self.live else None)
+        pump = self.pump = Pump(
+            samples,
+            self.clock,
+            self.label,
+            self.broadcast.send,
+            self._ended,
+            self.media.ready,
+            start=self.start if self.live else None,
+        )
         if self.live:  # what is due is cached first; the subscribers join it as late joiners
             pump.catch_up()
             joining, self._joining = self._joining, []
@@ -203,8 +219,12 @@ class VodStream:
         if self.persistent:
             return
         if self.timeout > 0 and (self.loop or self.info.duration > self.timeout):
-            log.info("stream {id} ({uri}) has no viewer; kept for {t} s", id=self.id,
-                     uri=str(self.uri), t=self.timeout)
+            log.info(
+                "stream {id} ({uri}) has no viewer; kept for {t} s",
+                id=self.id,
+                uri=str(self.uri),
+                t=self.timeout,
+            )
             self._timer = self.clock.callLater(self.timeout, self.close)
         else:
             self.close()
@@ -229,8 +249,12 @@ class VodStream:
     def _ended(self, reason: str | None) -> None:
         if self.closed:
             return
-        log.info("stream {id} ({uri}) reached its end{reason}", id=self.id, uri=str(self.uri),
-                 reason=f": {reason}" if reason else "")
+        log.info(
+            "stream {id} ({uri}) reached its end{reason}",
+            id=self.id,
+            uri=str(self.uri),
+            reason=f": {reason}" if reason else "",
+        )
         self.ending = (reason, reason is not None)
         self._finish()
 
@@ -271,10 +295,15 @@ class PublishedStream:
     #: How it ended, for a viewer that arrives after (one still connecting).
     ending: tuple[str | None, bool] = (STREAM_NOT_FOUND, True)
 
-    def __init__(self, name: str, info: MediaInfo | None,
-                 request_keyframe: Callable[[], None],
-                 on_gone: Callable[[PublishedStream], None], clock: IReactorTime,
-                 stream_id: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        info: MediaInfo | None,
+        request_keyframe: Callable[[], None],
+        on_gone: Callable[[PublishedStream], None],
+        clock: IReactorTime,
+        stream_id: str | None = None,
+    ) -> None:
         """``info`` may come later, for a stream relayed from another worker
         (which also sets ``ask_publisher`` to its way of asking for a keyframe)."""
         self.id = stream_id or str(uuid.uuid4())

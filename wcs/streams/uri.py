@@ -38,8 +38,15 @@ def parse(name: str) -> StreamUri:
 
 def stream_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a stream of its own (published or REST-started), or None."""
-    if (not name or len(name) > MAX_STREAM_NAME or "://" in name or not name.isprintable()
-            or name != name.strip()):
-        return ("must be printable, without '://' or outer spaces, "
-                f"at most {MAX_STREAM_NAME} characters")
+    if (
+        not name
+        or len(name) > MAX_STREAM_NAME
+        or "://" in name
+        or not name.isprintable()
+        or name != name.strip()
+    ):
+        return (
+            "must be printable, without '://' or outer spaces, "
+            f"at most {MAX_STREAM_NAME} characters"
+        )
     return None

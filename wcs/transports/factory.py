@@ -39,9 +39,15 @@ class TransportFactory:
     play_providers = ("WebRTC", "MSE")
     publish_providers = ("WebRTC",)
 
-    def __init__(self, clock: IReactorTime, record_dir: Path, record_template: str,
-                 announced_ips: Sequence[str] = (), fast_sender: bool = True,
-                 limits: Limits = Limits()) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        record_dir: Path,
+        record_template: str,
+        announced_ips: Sequence[str] = (),
+        fast_sender: bool = True,
+        limits: Limits = Limits(),
+    ) -> None:
         self.clock = clock
         self.limits = limits
         self.fast_sender = fast_sender
@@ -49,29 +55,40 @@ class TransportFactory:
         self.record_template = record_template
         self.channels = MediaChannels()
         if not ice.announce(announced_ips):
-            log.warn("this machine has no address to offer browsers over WebRTC (only "
-                     "loopback): set ip= in flashphoner.properties, or every WebRTC play "
-                     "fails with \"{info}\"", info=ice.NO_ADDRESS)
+            log.warn(
+                "this machine has no address to offer browsers over WebRTC (only "
+                "loopback): set ip= in flashphoner.properties, or every WebRTC play "
+                'fails with "{info}"',
+                info=ice.NO_ADDRESS,
+            )
 
-    def player(self, provider: str, session_id: str, info: MediaInfo, label: str,
-               on_state: OnState) -> Player:
+    def player(
+        self, provider: str, session_id: str, info: MediaInfo, label: str, on_state: OnState
+    ) -> Player:
         if provider == "WebRTC":
             return WebRTCViewer(info, label, on_state, fast=self.fast_sender)
         if provider == "MSE":
             return MseViewer(self.channels, session_id, info, label, self.clock, on_state)
         raise Unsupported(f"Media provider {provider} is not supported")
 
-    def publisher(self, label: str, on_sample: Callable[[Sample], None],
-                  on_state: OnState) -> WebRTCPublisher:
+    def publisher(
+        self, label: str, on_sample: Callable[[Sample], None], on_state: OnState
+    ) -> WebRTCPublisher:
         return WebRTCPublisher(label, on_sample, on_state)
 
-    def recorder(self, stream_name: str, media_session_id: str, info: MediaInfo,
-                 on_state: OnState) -> Recorder:
-        name = record_name(self.record_template, stream_name, media_session_id,
-                           self.record_dir)
-        return Recorder(self.record_dir, name, info, f"record {name}", on_state,
-                        max_size=self.limits.record_max_size * MIB,
-                        min_free=self.limits.record_min_free_disk * MIB)
+    def recorder(
+        self, stream_name: str, media_session_id: str, info: MediaInfo, on_state: OnState
+    ) -> Recorder:
+        name = record_name(self.record_template, stream_name, media_session_id, self.record_dir)
+        return Recorder(
+            self.record_dir,
+            name,
+            info,
+            f"record {name}",
+            on_state,
+            max_size=self.limits.record_max_size * MIB,
+            min_free=self.limits.record_min_free_disk * MIB,
+        )
 
     def media_channel(self, session_id: str, channel: Any) -> None:
         self.channels.arrived(session_id, channel)

@@ -81,16 +81,19 @@ class Transports(Protocol):
     play_providers: tuple[str, ...]
     publish_providers: tuple[str, ...]
 
-    def player(self, provider: str, session_id: str, info: MediaInfo, label: str,
-               on_state: OnState) -> Player:
+    def player(
+        self, provider: str, session_id: str, info: MediaInfo, label: str, on_state: OnState
+    ) -> Player:
         """A player for one ``playStream`` of session ``session_id``."""
 
-    def publisher(self, label: str, on_sample: Callable[[Sample], None],
-                  on_state: OnState) -> Publisher:
+    def publisher(
+        self, label: str, on_sample: Callable[[Sample], None], on_state: OnState
+    ) -> Publisher:
         """A receiver for one ``publishStream``."""
 
-    def recorder(self, stream_name: str, media_session_id: str, info: MediaInfo,
-                 on_state: OnState) -> Recorder:
+    def recorder(
+        self, stream_name: str, media_session_id: str, info: MediaInfo, on_state: OnState
+    ) -> Recorder:
         """A recording of ``stream_name``, named by the record template."""
 
     def media_channel(self, session_id: str, channel: Any) -> None:

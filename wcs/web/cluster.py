@@ -29,8 +29,11 @@ class ClusterApi(RestArea):
         if request.method == b"POST":
             read_body(request, required=False)
         return self.registry.loads().addCallback(
-            lambda loads: (200, [_listed(load) for load in
-                                 sorted(loads, key=lambda load: load.worker)]))
+            lambda loads: (
+                200,
+                [_listed(load) for load in sorted(loads, key=lambda load: load.worker)],
+            )
+        )
 
 
 def _listed(load: Load) -> dict[str, Any]:

@@ -98,44 +98,57 @@ class HlsFile(resource.Resource):
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
             answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
         elif part is not None:
-            answer = self.packagers.get(name).addCallback(self._part, request,
-                                                          int(part[1]), int(part[2]))
+            answer = self.packagers.get(name).addCallback(
+                self._part, request, int(part[1]), int(part[2])
+            )
         else:
-            return error(request, 404, f"no such HLS file: {wanted!r} (the playlist is "
-                                       f"{name}.m3u8)")
+            return error(
+                request, 404, f"no such HLS file: {wanted!r} (the playlist is {name}.m3u8)"
+            )
         answer.addErrback(self._refused, request)
         answer.addCallback(self._send, request)
         return NOT_DONE_YET
 
-    def _playlist(self, packager: Packager, request: Request,
-                  blocking: tuple[int, int | None] | None) -> Deferred[tuple[int, bytes, bytes]]:
+    def _playlist(
+        self, packager: Packager, request: Request, blocking: tuple[int, int | None] | None
+    ) -> Deferred[tuple[int, bytes, bytes]]:
         """The playlist once it lists a segment; for a blocking reload (``blocking``:
         ``_HLS_msn`` and ``_HLS_part``), once it holds what was asked for."""
         segmenter = packager.segmenter
 
         def answer() -> tuple[int, bytes, bytes]:
             if not segmenter.segments:  # (ended before any)
-                raise NotFound(segmenter.failure or "The stream ended before its "
-                                                    "first segment")
+                raise NotFound(segmenter.failure or "The stream ended before its first segment")
             return 200, PLAYLIST_TYPE, segmenter.playlist().encode("ascii")
 
         if blocking is None:
-            return self._when(packager, request,
-                              lambda: bool(segmenter.segments) or segmenter.ended, answer,
-                              FIRST_SEGMENT_WAIT, b"")  # (503: the player asks again)
+            return self._when(
+                packager,
+                request,
+                lambda: bool(segmenter.segments) or segmenter.ended,
+                answer,
+                FIRST_SEGMENT_WAIT,
+                b"",
+            )  # (503: the player asks again)
         number, part = blocking
         if number > segmenter.made + 1:  # the last whole segment is made - 1
-            raise BadRequest(f"_HLS_msn={number} is more than two segments past the "
-                             f"playlist's last ({segmenter.made - 1})")
+            raise BadRequest(
+                f"_HLS_msn={number} is more than two segments past the "
+                f"playlist's last ({segmenter.made - 1})"
+            )
         return self._when(packager, request, lambda: segmenter.has(number, part), answer)
 
-    def _part(self, packager: Packager, request: Request, number: int,
-              index: int) -> Deferred[tuple[int, bytes, bytes]]:
+    def _part(
+        self, packager: Packager, request: Request, number: int, index: int
+    ) -> Deferred[tuple[int, bytes, bytes]]:
         segmenter = packager.segmenter
 
         def made() -> bool:  # there, or never will be (only the hinted part is waited for)
-            return segmenter.part(number, index) is not None or segmenter.ended \
+            return (
+                segmenter.part(number, index) is not None
+                or segmenter.ended
                 or segmenter.next_part() != (number, index)
+            )
 
         def answer() -> tuple[int, bytes, bytes]:
             found = segmenter.part(number, index)
@@ -145,9 +158,15 @@ class HlsFile(resource.Resource):
 
         return self._when(packager, request, made, answer)
 
-    def _when(self, packager: Packager, request: Request, ready: Callable[[], bool],
-              answer: Callable[[], tuple[int, bytes, bytes]], wait: float | None = None,
-              late: bytes = b"nothing new in time: ask again") -> Deferred:
+    def _when(
+        self,
+        packager: Packager,
+        request: Request,
+        ready: Callable[[], bool],
+        answer: Callable[[], tuple[int, bytes, bytes]],
+        wait: float | None = None,
+        late: bytes = b"nothing new in time: ask again",
+    ) -> Deferred:
         """``answer()`` once ``ready()``, checked at each change of the stream; 503
         (saying ``late``) after ``wait`` seconds, by default :data:`BLOCKING_TARGETS`
         target durations. A player waiting is a player: the stream's HLS is not idle
@@ -158,8 +177,7 @@ class HlsFile(resource.Resource):
             wait = BLOCKING_TARGETS * segmenter.target
         deadline = self.clock.seconds() + wait
         waiting: list[Deferred[None]] = []
-        request.notifyFinish().addErrback(
-            lambda _: waiting[-1].cancel() if waiting else None)
+        request.notifyFinish().addErrback(lambda _: waiting[-1].cancel() if waiting else None)
 
         def check(_: Any = None) -> Any:
             packager.used = self.clock.seconds()
@@ -191,8 +209,7 @@ class HlsFile(resource.Resource):
         elif isinstance(failure.value, TooManyWaiting):
             status, message = 503, str(failure.value)
         else:
-            log.failure("HLS {path} failed", failure,
-                        path=request.path.decode("ascii", "replace"))
+            log.failure("HLS {path} failed", failure, path=request.path.decode("ascii", "replace"))
             status, message = 500, f"internal error: {type(failure.value).__name__}"
         return status, b"", error(request, status, message)
 
@@ -204,8 +221,9 @@ class HlsFile(resource.Resource):
         request.setResponseCode(status)
         if kind:
             request.setHeader(b"Content-Type", kind)
-            request.setHeader(b"Cache-Control", b"no-cache" if kind == PLAYLIST_TYPE
-                              else b"max-age=60")
+            request.setHeader(
+                b"Cache-Control", b"no-cache" if kind == PLAYLIST_TYPE else b"max-age=60"
+            )
         if status == 503:
             if kind:  # a wait that ended without news: say so (refusals come as JSON)
                 body = error(request, 503, body.decode() or "no segment yet: ask again shortly")

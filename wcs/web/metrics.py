@@ -50,8 +50,9 @@ class MetricsPage(resource.Resource):
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"Allow", b"GET, HEAD, OPTIONS")
             return error(request, 405, "metrics are read with GET")
-        self.collect().addCallbacks(self._send, self._failed, callbackArgs=(request,),
-                                    errbackArgs=(request,))
+        self.collect().addCallbacks(
+            self._send, self._failed, callbackArgs=(request,), errbackArgs=(request,)
+        )
         return NOT_DONE_YET
 
     @staticmethod

@@ -64,17 +64,31 @@ class PushApi(RestArea):
 
     def _all(self) -> Deferred[list[MediaSession]]:
         return self.registry.media_sessions().addCallback(
-            lambda found: [media for media in found if media.rtmp_url])
+            lambda found: [media for media in found if media.rtmp_url]
+        )
 
     def _select(self, body: dict[str, Any], what: str) -> Deferred[list[MediaSession]]:
-        criteria = {"id": text(body, "mediaSessionId"), "name": text(body, "streamName"),
-                    "rtmp_url": text(body, "rtmpUrl")}
+        criteria = {
+            "id": text(body, "mediaSessionId"),
+            "name": text(body, "streamName"),
+            "rtmp_url": text(body, "rtmpUrl"),
+        }
         if not any(criteria.values()):
             raise BadRequest(f"give mediaSessionId, streamName or rtmpUrl to {what}")
-        return self._all().addCallback(lambda found: [
-            media for media in found
-            if all(value is None or getattr(media, key) == value
-                   for key, value in criteria.items())]).addCallback(some, "no such push")
+        return (
+            self._all()
+            .addCallback(
+                lambda found: [
+                    media
+                    for media in found
+                    if all(
+                        value is None or getattr(media, key) == value
+                        for key, value in criteria.items()
+                    )
+                ]
+            )
+            .addCallback(some, "no such push")
+        )
 
     def find(self, request: Request) -> Deferred[tuple[int, Any]]:
         return self._select(read_body(request), "find").addCallback(_listed)
@@ -87,8 +101,12 @@ class PushApi(RestArea):
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
         def stop(found: list[MediaSession]) -> tuple[int, Any]:
             for media in found:
-                log.info("REST terminate: push {id} of {name!r} to {url}", id=media.id,
-                         name=media.name, url=media.rtmp_url)
+                log.info(
+                    "REST terminate: push {id} of {name!r} to {url}",
+                    id=media.id,
+                    name=media.name,
+                    url=media.rtmp_url,
+                )
             self.registry.stop_media(found, TERMINATED)
             return _listed(found)
 

@@ -102,15 +102,23 @@ class Access:
         self.cross_origin(request)
         if not self.allows_origin(request):
             origin = request.getHeader("origin")
-            return error(request, 403, f"calls from pages of {origin} are not allowed "
-                                       "(list the origin in rest_cors_origins)")
+            return error(
+                request,
+                403,
+                f"calls from pages of {origin} are not allowed "
+                "(list the origin in rest_cors_origins)",
+            )
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
             return b""
         if not self.api_key and not (_loopback(request) and _local_host(request)):
-            return error(request, 403, "the REST API answers only this machine (as "
-                                       "localhost or a loopback address) until "
-                                       "rest_api_key is set")
+            return error(
+                request,
+                403,
+                "the REST API answers only this machine (as "
+                "localhost or a loopback address) until "
+                "rest_api_key is set",
+            )
         return None
 
     def guard(self, request: Request) -> bytes | None:
@@ -163,11 +171,15 @@ def write_json(request: Request, status: int, body: Any) -> bytes:
 
 def error(request: Request, status: int, message: str) -> bytes:
     """A JSON error: ``{"status": 404, "error": "Not Found", "message": ...}``."""
-    return write_json(request, status, {
-        "status": status,
-        "error": HTTPStatus(status).phrase,
-        "message": message,
-    })
+    return write_json(
+        request,
+        status,
+        {
+            "status": status,
+            "error": HTTPStatus(status).phrase,
+            "message": message,
+        },
+    )
 
 
 def read_body(request: Request, required: bool = True) -> dict[str, Any]:
@@ -181,8 +193,9 @@ def read_body(request: Request, required: bool = True) -> dict[str, Any]:
         return {}
     kind = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
     if kind != "application/json":
-        raise NotJson(f"the body must be sent as Content-Type application/json, not "
-                      f"{kind or 'none'}")
+        raise NotJson(
+            f"the body must be sent as Content-Type application/json, not {kind or 'none'}"
+        )
     try:
         body = json.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -222,27 +235,33 @@ class Operation(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, handler: Callable[[Request], Any], access: Access,
-                 get_allowed: bool = False) -> None:
+    def __init__(
+        self, handler: Callable[[Request], Any], access: Access, get_allowed: bool = False
+    ) -> None:
         super().__init__()
         self.handler = handler
         self.access = access
         self.get_allowed = get_allowed
 
     def render(self, request: Request) -> bytes:
-        counted(request, "/" + "/".join(part.decode("ascii", "replace")
-                                        for part in request.prepath or ()))
+        counted(
+            request,
+            "/" + "/".join(part.decode("ascii", "replace") for part in request.prepath or ()),
+        )
         refused = self.access.guard(request)
         if refused is not None:
             return refused
         if request.method != b"POST" and not (self.get_allowed and request.method == b"GET"):
-            request.setHeader(b"Allow", b"GET, POST, OPTIONS" if self.get_allowed
-                              else b"POST, OPTIONS")
-            return error(request, 405, f"{request.method.decode('ascii', 'replace')} is not "
-                                       "allowed here")
+            request.setHeader(
+                b"Allow", b"GET, POST, OPTIONS" if self.get_allowed else b"POST, OPTIONS"
+            )
+            return error(
+                request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here"
+            )
         answer = maybeDeferred(self.handler, request)
-        answer.addCallbacks(lambda result: write_json(request, *result), self._failed,
-                            errbackArgs=(request,))
+        answer.addCallbacks(
+            lambda result: write_json(request, *result), self._failed, errbackArgs=(request,)
+        )
         written: list[bytes] = []
         answer.addCallback(written.append)
         if written:
@@ -254,8 +273,7 @@ class Operation(resource.Resource):
     def _failed(failure: Failure, request: Request) -> bytes:
         if isinstance(failure.value, WcsError):
             return error(request, http_status(failure.value), failure.value.detail)
-        log.failure("REST {path} failed", failure,
-                    path=request.path.decode("ascii", "replace"))
+        log.failure("REST {path} failed", failure, path=request.path.decode("ascii", "replace"))
         return error(request, 500, f"internal error: {type(failure.value).__name__}")
 
 
@@ -266,8 +284,9 @@ def key_given(api_key: bytes, request: Request) -> bool:
         return True
     bearer = (request.getHeader("authorization") or "").encode("utf-8", "replace")
     password = request.getPassword()
-    return (hmac.compare_digest(bearer, b"Bearer " + api_key)
-            | hmac.compare_digest(password, api_key))
+    return hmac.compare_digest(bearer, b"Bearer " + api_key) | hmac.compare_digest(
+        password, api_key
+    )
 
 
 def counted(request: Request, route: str) -> None:
@@ -308,8 +327,9 @@ class RestArea(resource.Resource):
         super().__init__()
         self.access = access
 
-    def operation(self, name: str, handler: Callable[[Request], Any],
-                  get_allowed: bool = False) -> None:
+    def operation(
+        self, name: str, handler: Callable[[Request], Any], get_allowed: bool = False
+    ) -> None:
         self.putChild(name.encode("ascii"), Operation(handler, self.access, get_allowed))
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:

@@ -44,11 +44,15 @@ class PageConfig(resource.Resource):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
-        self.body = json.dumps({"wsPort": settings.ws_port,
-                                "wssPort": settings.wss_port,
-                                "hlsPort": settings.hls_port,
-                                "hlsSslPort": settings.hls_ssl_port,
-                                "sdk": settings.websdk_dir is not None}).encode()
+        self.body = json.dumps(
+            {
+                "wsPort": settings.ws_port,
+                "wssPort": settings.wss_port,
+                "hlsPort": settings.hls_port,
+                "hlsSslPort": settings.hls_ssl_port,
+                "sdk": settings.websdk_dir is not None,
+            }
+        ).encode()
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
@@ -120,14 +124,25 @@ class GuardedRecord(resource.Resource):
         self.gate = gate
 
     def render(self, request: Request) -> bytes | int:
-        query = {key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")[:1024]
-                 for key, values in list(request.args.items())[:MAX_QUERY_FIELDS] if values}
+        query = {
+            key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")[:1024]
+            for key, values in list(request.args.items())[:MAX_QUERY_FIELDS]
+            if values
+        }
         address = getattr(request.getClientAddress(), "host", "?")
-        body = {"nodeId": self.gate.node, "name": self.name, "published": False,
-                "record": True, "status": "NEW", "mediaProvider": "HTTP", "custom": query,
-                "clientAddress": address}
+        body = {
+            "nodeId": self.gate.node,
+            "name": self.name,
+            "published": False,
+            "record": True,
+            "status": "NEW",
+            "mediaProvider": "HTTP",
+            "custom": query,
+            "clientAddress": address,
+        }
         self.gate.record(self.name, query, body).addCallbacks(
-            self._allowed, self._refused, callbackArgs=(request,), errbackArgs=(request,))
+            self._allowed, self._refused, callbackArgs=(request,), errbackArgs=(request,)
+        )
         return server.NOT_DONE_YET
 
     def _allowed(self, _: None, request: Request) -> None:
@@ -150,8 +165,7 @@ class GuardedRecord(resource.Resource):
         request.finish()
 
 
-def build_root(settings: Settings,
-               gate: Gate = OPEN) -> tuple[resource.Resource, RestRoot]:
+def build_root(settings: Settings, gate: Gate = OPEN) -> tuple[resource.Resource, RestRoot]:
     """The root resource, and the REST root that API areas attach to."""
     root = Folder(str(STATIC_DIR))
     root.indexNames = ["index.html"]
@@ -190,16 +204,24 @@ class CappedRequest(server.Request):
         self.content.write(data)
 
     def _too_large(self, size: int) -> None:
-        log.info("HTTP {method} {uri}: body of {size} bytes refused (413)",
-                 method=self.method.decode("ascii", "replace"),
-                 uri=self.uri[:200].decode("ascii", "replace"), size=size)
-        body = json.dumps({"status": 413, "error": "Content Too Large",
-                           "message": f"request bodies are limited to {self.max_body} "
-                                      "bytes"}).encode()
+        log.info(
+            "HTTP {method} {uri}: body of {size} bytes refused (413)",
+            method=self.method.decode("ascii", "replace"),
+            uri=self.uri[:200].decode("ascii", "replace"),
+            size=size,
+        )
+        body = json.dumps(
+            {
+                "status": 413,
+                "error": "Content Too Large",
+                "message": f"request bodies are limited to {self.max_body} bytes",
+            }
+        ).encode()
         self.content = None
         self.channel.transport.write(
             b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         self.channel.transport.loseConnection()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -244,10 +266,14 @@ class Channel(http.HTTPChannel):
 
     def _too_slow(self) -> None:
         self._deadline = None
-        log.info("HTTP client {peer}: no whole request within {n} s; closed",
-                 peer=self.transport.getPeer(), n=self.timeOut)
-        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                             b"Content-Length: 0\r\n\r\n")
+        log.info(
+            "HTTP client {peer}: no whole request within {n} s; closed",
+            peer=self.transport.getPeer(),
+            n=self.timeOut,
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
         self.transport.loseConnection()
 
 
@@ -259,8 +285,7 @@ class QuietSite(server.Site):
         pass
 
 
-def build_site(root: resource.Resource, idle_timeout: int,
-               access_log: bool = False) -> server.Site:
+def build_site(root: resource.Resource, idle_timeout: int, access_log: bool = False) -> server.Site:
     kind = server.Site if access_log else QuietSite
     site = kind(root, requestFactory=CappedRequest, timeout=idle_timeout)
     site.protocol = Channel  # plain HTTP/1.1 (no HTTP/2): all this server speaks

@@ -46,7 +46,8 @@ class StreamApi(RestArea):
         if media_id is None and name is None and published is None:
             raise BadRequest(f"give mediaSessionId, name or published to {what}")
         return self.registry.media_sessions(media_id, name, published).addCallback(
-            some, "no such stream")
+            some, "no such stream"
+        )
 
     def find(self, request: Request) -> Deferred[tuple[int, Any]]:
         return self._select(read_body(request), "find").addCallback(_listed)
@@ -54,8 +55,7 @@ class StreamApi(RestArea):
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.media_sessions().addCallback(some, "no streams").addCallback(
-            _listed)
+        return self.registry.media_sessions().addCallback(some, "no streams").addCallback(_listed)
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
         body = read_body(request)
@@ -64,8 +64,12 @@ class StreamApi(RestArea):
 
         def stop(found: list[MediaSession]) -> tuple[int, Any]:
             for media in found:
-                log.info("REST terminate: {kind} {id} ({name!r})", id=media.id,
-                         name=media.name, kind="publication" if media.published else "play")
+                log.info(
+                    "REST terminate: {kind} {id} ({name!r})",
+                    id=media.id,
+                    name=media.name,
+                    kind="publication" if media.published else "play",
+                )
             self.registry.stop_media(found, TERMINATED)
             return _listed(found)
 
@@ -83,9 +87,12 @@ class StreamApi(RestArea):
             taking = self.registry.snapshot(name).addCallback(lambda png: (name, png))
         else:
             raise BadRequest("'streamName' is required")
-        return taking.addCallback(lambda taken: (200, {
-            "streamName": taken[0], "data": base64.b64encode(taken[1]).decode("ascii")}))
-
+        return taking.addCallback(
+            lambda taken: (
+                200,
+                {"streamName": taken[0], "data": base64.b64encode(taken[1]).decode("ascii")},
+            )
+        )
 
 
 def _listed(found: list[MediaSession]) -> tuple[int, Any]:

@@ -51,8 +51,13 @@ def item(entry: Entry, hls: dict[str, int] | None = None) -> dict[str, Any]:
 class VodApi(RestArea):
     """The ``vod`` area of the REST API."""
 
-    def __init__(self, registry: StreamRegistry, access: Access, gate: Gate = OPEN,
-                 library: Library | None = None) -> None:
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        access: Access,
+        gate: Gate = OPEN,
+        library: Library | None = None,
+    ) -> None:
         super().__init__(access)
         self.registry = registry
         self.gate = gate
@@ -72,16 +77,18 @@ class VodApi(RestArea):
         loop = body.get("loop")
         if loop is not None and not isinstance(loop, bool):
             raise BadRequest("'loop' must be true or false")
-        lifetime = whole(body, "playTokenLifetime", None, 1, MAX_TOKEN_LIFETIME,
-                         "a number of seconds")
-        if lifetime is not None:
-            if not self.gate.token_secret:
-                raise BadRequest("'playTokenLifetime': no play_token_secret is set, so "
-                                 "plays need no token")
+        lifetime = whole(
+            body, "playTokenLifetime", None, 1, MAX_TOKEN_LIFETIME, "a number of seconds"
+        )
+        if lifetime is not None and not self.gate.token_secret:
+            raise BadRequest(
+                "'playTokenLifetime': no play_token_secret is set, so plays need no token"
+            )
 
         def started(stream: VodStream) -> Deferred[tuple[int, Any]]:
-            log.info("REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name,
-                     id=stream.id)
+            log.info(
+                "REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name, id=stream.id
+            )
 
             def answer(found: list[Entry]) -> tuple[int, Any]:
                 result = item(found[0]) if found else {}
@@ -96,8 +103,11 @@ class VodApi(RestArea):
     def _select(self, request: Request) -> Deferred[list[Entry]]:
         """The streams a find or terminate body names (400 if none named, 404 if none)."""
         body = read_body(request)
-        criteria = {"name": text(body, "localStreamName"), "uri": text(body, "uri"),
-                    "stream_id": text(body, "localMediaSessionId")}
+        criteria = {
+            "name": text(body, "localStreamName"),
+            "uri": text(body, "uri"),
+            "stream_id": text(body, "localMediaSessionId"),
+        }
         if not any(criteria.values()):
             raise BadRequest("give localStreamName, uri or localMediaSessionId")
         return self.registry.entries(**criteria).addCallback(some, "no such stream")
@@ -108,22 +118,21 @@ class VodApi(RestArea):
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.entries().addCallback(some, "no VOD streams").addCallback(
-            self._listed)
+        return self.registry.entries().addCallback(some, "no VOD streams").addCallback(self._listed)
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
         def stop(found: list[Entry]) -> Deferred[tuple[int, Any]]:
             for entry in found:
-                log.info("REST terminate: stream {id} ({name!r})", id=entry.id,
-                         name=entry.name)
+                log.info("REST terminate: stream {id} ({name!r})", id=entry.id, name=entry.name)
             return self.registry.terminate(found, "Stopped by server").addCallback(
-                lambda _: self._listed(found))
+                lambda _: self._listed(found)
+            )
 
         return self._select(request).addCallback(stop)
 
-
     def _listed(self, found: list[Entry]) -> Deferred[tuple[int, Any]]:
         """The streams as REST lists them, with every worker's HLS players."""
+
         def listed(loads: list[Load]) -> tuple[int, Any]:
             hls: Counter[str] = Counter()
             for load in loads:
@@ -142,15 +151,22 @@ class VodApi(RestArea):
             raise BadRequest("'contains' must be a string of at most 256 characters")
         assert self.library is not None
         return self.library.listing().addCallback(
-            lambda library: (200, library.page(offset, limit, contains)))
+            lambda library: (200, library.page(offset, limit, contains))
+        )
 
 
 #: Most files one library page lists.
 MAX_PAGE = 1000
 
 
-def whole(body: dict[str, Any], key: str, default: int | None, least: int, most: int,
-          what: str = "a whole number") -> Any:
+def whole(
+    body: dict[str, Any],
+    key: str,
+    default: int | None,
+    least: int,
+    most: int,
+    what: str = "a whole number",
+) -> Any:
     """A whole-number field of a body, from ``least`` to ``most``; ``default``
     when it is absent (an optional field, whose default is None, may also be null)."""
     value = body.get(key)
@@ -159,6 +175,3 @@ def whole(body: dict[str, Any], key: str, default: int | None, least: int, most:
     if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
         raise BadRequest(f"'{key}' must be {what} from {least} to {most}")
     return value
-
-
-

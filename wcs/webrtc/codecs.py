@@ -27,19 +27,28 @@ EXTRA_PROFILES = ("4d001f", "640c1f", "64001f", "f4001f")
 # A decoder of the key profile can decode streams of the listed ones.
 DECODES = {
     H264Profile.PROFILE_CONSTRAINED_BASELINE: {H264Profile.PROFILE_CONSTRAINED_BASELINE},
-    H264Profile.PROFILE_BASELINE: {H264Profile.PROFILE_BASELINE,
-                                   H264Profile.PROFILE_CONSTRAINED_BASELINE},
-    H264Profile.PROFILE_MAIN: {H264Profile.PROFILE_MAIN,
-                               H264Profile.PROFILE_CONSTRAINED_BASELINE},
-    H264Profile.PROFILE_CONSTRAINED_HIGH: {H264Profile.PROFILE_CONSTRAINED_HIGH,
-                                           H264Profile.PROFILE_CONSTRAINED_BASELINE},
-    H264Profile.PROFILE_HIGH: {H264Profile.PROFILE_HIGH, H264Profile.PROFILE_CONSTRAINED_HIGH,
-                               H264Profile.PROFILE_MAIN,
-                               H264Profile.PROFILE_CONSTRAINED_BASELINE},
+    H264Profile.PROFILE_BASELINE: {
+        H264Profile.PROFILE_BASELINE,
+        H264Profile.PROFILE_CONSTRAINED_BASELINE,
+    },
+    H264Profile.PROFILE_MAIN: {H264Profile.PROFILE_MAIN, H264Profile.PROFILE_CONSTRAINED_BASELINE},
+    H264Profile.PROFILE_CONSTRAINED_HIGH: {
+        H264Profile.PROFILE_CONSTRAINED_HIGH,
+        H264Profile.PROFILE_CONSTRAINED_BASELINE,
+    },
+    H264Profile.PROFILE_HIGH: {
+        H264Profile.PROFILE_HIGH,
+        H264Profile.PROFILE_CONSTRAINED_HIGH,
+        H264Profile.PROFILE_MAIN,
+        H264Profile.PROFILE_CONSTRAINED_BASELINE,
+    },
     H264Profile.PROFILE_PREDICTIVE_HIGH_444: {
-        H264Profile.PROFILE_PREDICTIVE_HIGH_444, H264Profile.PROFILE_HIGH,
-        H264Profile.PROFILE_CONSTRAINED_HIGH, H264Profile.PROFILE_MAIN,
-        H264Profile.PROFILE_CONSTRAINED_BASELINE},
+        H264Profile.PROFILE_PREDICTIVE_HIGH_444,
+        H264Profile.PROFILE_HIGH,
+        H264Profile.PROFILE_CONSTRAINED_HIGH,
+        H264Profile.PROFILE_MAIN,
+        H264Profile.PROFILE_CONSTRAINED_BASELINE,
+    },
 }
 
 
@@ -48,7 +57,8 @@ class _DynamicPayloadTypes:
 
     def __contains__(self, payload_type: object) -> bool:
         return isinstance(payload_type, int) and (
-            96 <= payload_type <= 127 or 35 <= payload_type <= 63)
+            96 <= payload_type <= 127 or 35 <= payload_type <= 63
+        )
 
 
 def register_profiles() -> None:
@@ -66,16 +76,31 @@ def register_profiles() -> None:
     for profile_level_id in EXTRA_PROFILES:
         if profile_level_id in known:
             continue
-        video.append(RTCRtpCodecParameters(
-            mimeType="video/H264", clockRate=90000, payloadType=payload_type,
-            rtcpFeedback=[RTCRtcpFeedback(type="nack"),
-                          RTCRtcpFeedback(type="nack", parameter="pli"),
-                          RTCRtcpFeedback(type="goog-remb")],
-            parameters={"level-asymmetry-allowed": "1", "packetization-mode": "1",
-                        "profile-level-id": profile_level_id}))
-        video.append(RTCRtpCodecParameters(
-            mimeType="video/rtx", clockRate=90000, payloadType=payload_type + 1,
-            parameters={"apt": payload_type}))
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/H264",
+                clockRate=90000,
+                payloadType=payload_type,
+                rtcpFeedback=[
+                    RTCRtcpFeedback(type="nack"),
+                    RTCRtcpFeedback(type="nack", parameter="pli"),
+                    RTCRtcpFeedback(type="goog-remb"),
+                ],
+                parameters={
+                    "level-asymmetry-allowed": "1",
+                    "packetization-mode": "1",
+                    "profile-level-id": profile_level_id,
+                },
+            )
+        )
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=90000,
+                payloadType=payload_type + 1,
+                parameters={"apt": payload_type},
+            )
+        )
         payload_type += 2
 
 
@@ -86,8 +111,7 @@ def profile_of(profile_level_id: str) -> H264Profile | None:
         return None
 
 
-def h264_preferences(file_profile_level_id: str,
-                     offered: list[str]) -> list[RTCRtpCodecCapability]:
+def h264_preferences(file_profile_level_id: str, offered: list[str]) -> list[RTCRtpCodecCapability]:
     """The H.264 capabilities to answer with for this file, best first.
 
     ``offered`` are the browser's profile-level-ids. The exact profile comes
@@ -114,8 +138,7 @@ def h264_preferences(file_profile_level_id: str,
 
 
 def opus_preferences() -> list[RTCRtpCodecCapability]:
-    return [c for c in RTCRtpSender.getCapabilities("audio").codecs
-            if c.mimeType == "audio/opus"]
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
 
 
 def offered_media(offer_sdp: str) -> dict[str, Any]:

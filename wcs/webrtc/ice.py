@@ -15,8 +15,10 @@ _machine_addresses = aioice.ice.get_host_addresses
 
 
 #: Why a play cannot start when no address can be offered to browsers.
-NO_ADDRESS = ("No ICE candidate to offer: this server has no address browsers can reach "
-              "(set ip= in flashphoner.properties)")
+NO_ADDRESS = (
+    "No ICE candidate to offer: this server has no address browsers can reach "
+    "(set ip= in flashphoner.properties)"
+)
 
 
 def announce(addresses: Sequence[str]) -> bool:
@@ -28,9 +30,12 @@ def announce(addresses: Sequence[str]) -> bool:
     chosen = list(addresses)
 
     def configured(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [address for address in chosen
-                if (use_ipv4 and ipaddress.ip_address(address).version == 4)
-                or (use_ipv6 and ipaddress.ip_address(address).version == 6)]
+        return [
+            address
+            for address in chosen
+            if (use_ipv4 and ipaddress.ip_address(address).version == 4)
+            or (use_ipv6 and ipaddress.ip_address(address).version == 6)
+        ]
 
     aioice.ice.get_host_addresses = configured
     return True

@@ -52,14 +52,18 @@ class Peer(RTCPeerConnection):
             await super()._RTCPeerConnection__connect()  # type: ignore[misc]
         except Exception as error:
             if self.closing:
-                log.debug("{label}: connecting stopped, the peer is closed ({error})",
-                          label=self.label, error=error)
+                log.debug(
+                    "{label}: connecting stopped, the peer is closed ({error})",
+                    label=self.label,
+                    error=error,
+                )
                 return
             log.warn("{label}: connecting failed: {error!r}", label=self.label, error=error)
             self._on_connect_error(error)
 
-    async def setLocalDescription(  # noqa: N802 (aiortc's name)
-            self, sessionDescription: RTCSessionDescription | None = None) -> None:  # noqa: N803
+    async def setLocalDescription(
+        self, sessionDescription: RTCSessionDescription | None = None
+    ) -> None:
         """aiortc's; then, if the peer was closed meanwhile, the sockets its
         gathering bound after the close are closed too."""
         try:

@@ -51,8 +51,9 @@ _stock_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
 _passthrough_queues: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _decoder_worker(loop: asyncio.AbstractEventLoop, input_q: Any, output_q: Any,
-                    decode_error: Any) -> None:
+def _decoder_worker(
+    loop: asyncio.AbstractEventLoop, input_q: Any, output_q: Any, decode_error: Any
+) -> None:
     """aiortc's decoder thread body; for publishers, hands frames on as received."""
     if input_q not in _passthrough_queues:
         _stock_decoder_worker(loop, input_q, output_q, decode_error)
@@ -85,8 +86,12 @@ class WebRTCPublisher:
     logged, rather than ending one read task while aiortc's queue fills on.
     """
 
-    def __init__(self, label: str, on_sample: Callable[[Sample], None],
-                 on_state: Callable[[str, str | None], None]) -> None:
+    def __init__(
+        self,
+        label: str,
+        on_sample: Callable[[Sample], None],
+        on_state: Callable[[str, str | None], None],
+    ) -> None:
         self.label = label
         self._on_sample = on_sample
         self._on_state = on_state
@@ -96,6 +101,7 @@ class WebRTCPublisher:
         self._origins: dict[str, int] = {}
         self._last: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
+        self._plis: set[asyncio.Future] = set()
         self._video_receiver: RTCRtpReceiver | None = None
         self._vp8: Vp8ToH264 | None = None
         self._aac: AacTranscoder | None = None
@@ -116,25 +122,33 @@ class WebRTCPublisher:
         video_profile = None
         if "video" in offered:
             offered_codecs = offered["video"].rtp.codecs
-            ids = [str(c.parameters.get("profile-level-id", "42e01f"))
-                   for c in offered_codecs if c.mimeType.lower() == "video/h264"
-                   and str(c.parameters.get("packetization-mode", "0")) == "1"]
+            ids = [
+                str(c.parameters.get("profile-level-id", "42e01f"))
+                for c in offered_codecs
+                if c.mimeType.lower() == "video/h264"
+                and str(c.parameters.get("packetization-mode", "0")) == "1"
+            ]
             transceiver = pc.addTransceiver("video", direction="recvonly")
             if ids:
                 video_profile = "42e01f" if "42e01f" in ids else ids[0]
                 transceiver.setCodecPreferences(codecs.h264_preferences(video_profile, ids))
             elif any(c.mimeType.lower() == "video/vp8" for c in offered_codecs):
                 # viewers and recordings take H.264: re-encode once, here
-                log.info("{label}: the browser offers VP8 only; it is re-encoded to H.264",
-                         label=self.label)
+                log.info(
+                    "{label}: the browser offers VP8 only; it is re-encoded to H.264",
+                    label=self.label,
+                )
                 self._vp8 = Vp8ToH264()
                 video_profile = "42e01f"
                 transceiver.setCodecPreferences(
-                    [c for c in RTCRtpReceiver.getCapabilities("video").codecs
-                     if c.mimeType == "video/VP8"])
+                    [
+                        c
+                        for c in RTCRtpReceiver.getCapabilities("video").codecs
+                        if c.mimeType == "video/VP8"
+                    ]
+                )
             else:
-                raise NegotiationError(
-                    "Publishing needs H.264 or VP8 video; the offer has neither")
+                raise NegotiationError("Publishing needs H.264 or VP8 video; the offer has neither")
             pass_through(transceiver.receiver)
             self._video_receiver = transceiver.receiver
         if "audio" in offered:
@@ -146,7 +160,8 @@ class WebRTCPublisher:
         self.info = MediaInfo(
             duration=0.0,
             video=VideoInfo(0, 0, 0.0, video_profile) if video_profile else None,
-            audio=AudioInfo(OPUS_CLOCK, 2, self._aac.config) if self._aac else None)
+            audio=AudioInfo(OPUS_CLOCK, 2, self._aac.config) if self._aac else None,
+        )
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         if not ice.has_candidates(pc.localDescription.sdp):
@@ -168,8 +183,11 @@ class WebRTCPublisher:
         except MediaStreamError:
             pass
         except Exception:
-            log.failure("{label}: a received {kind} frame could not be handed on",
-                        label=self.label, kind=kind)
+            log.failure(
+                "{label}: a received {kind} frame could not be handed on",
+                label=self.label,
+                kind=kind,
+            )
             self._fail(INTERNAL_ERROR)
 
     def _emit(self, kind: str, clock: int, frame: Encoded) -> None:
@@ -182,15 +200,23 @@ class WebRTCPublisher:
         keyframe = True
         if kind == "video" and self._vp8 is not None:
             keyframe = bool(frame.data) and frame.data[0] & 0x01 == 0  # VP8 frame tag
-            for sample in self._vp8.feed(Sample(kind, frame.data, pts, clock, pts / clock,
-                                                keyframe)):
+            for sample in self._vp8.feed(
+                Sample(kind, frame.data, pts, clock, pts / clock, keyframe)
+            ):
                 self._on_sample(sample)
             return
         if kind == "video":
             types = {nal[0] & 0x1F for nal in h264.split_annexb(frame.data) if nal}
             keyframe = h264.NAL_IDR in types
-        sample = Sample(kind, frame.data, pts, clock, pts / clock, keyframe,
-                        "h264" if kind == "video" else "opus")
+        sample = Sample(
+            kind,
+            frame.data,
+            pts,
+            clock,
+            pts / clock,
+            keyframe,
+            "h264" if kind == "video" else "opus",
+        )
         self._on_sample(sample)
         if kind == "audio" and self._aac is not None:
             for aac in self._aac.feed(sample):
@@ -205,7 +231,9 @@ class WebRTCPublisher:
         seen = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         retransmissions = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
         for ssrc in [s for s in seen if s not in retransmissions]:
-            asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+            pli = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+            self._plis.add(pli)  # held until done: the loop keeps only a weak reference
+            pli.add_done_callback(self._plis.discard)
 
     def _state_changed(self) -> None:
         """Called by aiortc at each change, as it happens."""
@@ -217,8 +245,11 @@ class WebRTCPublisher:
             self.connected = True
             self._on_state("connected", None)
         elif state in ("failed", "closed"):  # closed: aiortc did, the page's side went
-            self._fail("Failed by peer connection: the publisher's connection was lost"
-                       if self.connected else ICE_FAILED)
+            self._fail(
+                "Failed by peer connection: the publisher's connection was lost"
+                if self.connected
+                else ICE_FAILED
+            )
 
     def _connect_failed(self, error: Exception) -> None:
         self._fail(f"Failed by peer connection: {str(error) or type(error).__name__}")
@@ -243,8 +274,10 @@ class WebRTCPublisher:
         for task in self._tasks:
             task.cancel()  # nothing is read any more: aiortc's queues go with the peer
         aio.deferred(self._close()).addErrback(
-            lambda failure: log.failure("{label}: closing the peer failed", failure,
-                                        label=self.label))
+            lambda failure: log.failure(
+                "{label}: closing the peer failed", failure, label=self.label
+            )
+        )
 
     async def _close(self) -> None:
         pc = self.pc

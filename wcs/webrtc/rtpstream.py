@@ -47,8 +47,14 @@ class RtpStream(Protocol):
     closed: bool
     need_key: bool
 
-    def send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
-             abs_send_time: int, now: float) -> None: ...
+    def send(
+        self,
+        payloads: tuple[bytes, ...],
+        media_ts: int,
+        keyframe: bool,
+        abs_send_time: int,
+        now: float,
+    ) -> None: ...
 
     def send_raw(self, data: bytes) -> None: ...
 
@@ -69,12 +75,25 @@ def check_payloads(payloads: tuple[bytes, ...], header_room: int) -> None:
 class PyRtpStream:
     """The C loop in Python, for when it is not built (and to check it)."""
 
-    def __init__(self, sock: socket.socket, address: tuple[str, int], session: Session,
-                 ssrc: int, payload_type: int, seq: int, ts_base: int, extension: bytes,
-                 abs_send_time_at: int, video: bool) -> None:
-        if (len(extension) > MAX_EXTENSION or len(extension) % 4
-                or not 0 <= payload_type <= 127
-                or (abs_send_time_at >= 0 and abs_send_time_at + 3 > len(extension))):
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: tuple[str, int],
+        session: Session,
+        ssrc: int,
+        payload_type: int,
+        seq: int,
+        ts_base: int,
+        extension: bytes,
+        abs_send_time_at: int,
+        video: bool,
+    ) -> None:
+        if (
+            len(extension) > MAX_EXTENSION
+            or len(extension) % 4
+            or not 0 <= payload_type <= 127
+            or (abs_send_time_at >= 0 and abs_send_time_at + 3 > len(extension))
+        ):
             raise ValueError("bad RtpStream parameters")
         self._sock: socket.socket | None = sock.dup()  # its own, as the C stream has
         self._address = address
@@ -104,13 +123,25 @@ class PyRtpStream:
     def closed(self) -> bool:
         return self._sock is None
 
-    def send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
-             abs_send_time: int, now: float) -> None:
+    def send(
+        self,
+        payloads: tuple[bytes, ...],
+        media_ts: int,
+        keyframe: bool,
+        abs_send_time: int,
+        now: float,
+    ) -> None:
         check_payloads(payloads, len(self._extension))
         self._send(payloads, media_ts, keyframe, abs_send_time, now)
 
-    def _send(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool,
-              abs_send_time: int, now: float) -> None:
+    def _send(
+        self,
+        payloads: tuple[bytes, ...],
+        media_ts: int,
+        keyframe: bool,
+        abs_send_time: int,
+        now: float,
+    ) -> None:
         if self._sock is None or not payloads:
             return
         if self._need_key:
@@ -120,7 +151,7 @@ class PyRtpStream:
         ts = (self.ts_base + media_ts) & 0xFFFFFFFF
         at = self._abs_send_time_at
         if at >= 0:
-            self._extension[at:at + 3] = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
+            self._extension[at : at + 3] = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
         extension = bytes(self._extension)
         first = 0x90 if extension else 0x80
         last = len(payloads) - 1
@@ -128,8 +159,11 @@ class PyRtpStream:
         for index, payload in enumerate(payloads):
             marker = 0x80 if index == last else 0
             number = (self.seq + index) & 0xFFFF
-            packet = _HEADER.pack(first, marker | self._payload_type, number, ts,
-                                  self._ssrc) + extension + payload
+            packet = (
+                _HEADER.pack(first, marker | self._payload_type, number, ts, self._ssrc)
+                + extension
+                + payload
+            )
             try:
                 self._sock.sendto(self._protect(packet), self._address)
             except Exception:  # a full socket, or protection that failed: cut here
@@ -168,9 +202,19 @@ class PyRtpStream:
         self._sent = [None] * SENT_HISTORY
 
 
-def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
-                ssrc: int, payload_type: int, seq: int, ts_base: int, extension: bytes,
-                abs_send_time_at: int, video: bool, native: bool = True) -> RtpStream:
+def open_stream(
+    sock: socket.socket,
+    address: tuple[str, int],
+    session: Session,
+    ssrc: int,
+    payload_type: int,
+    seq: int,
+    ts_base: int,
+    extension: bytes,
+    abs_send_time_at: int,
+    video: bool,
+    native: bool = True,
+) -> RtpStream:
     """A viewer's track: in C when built (and ``native``), else in Python.
 
     The stream keeps ``session`` (the C loop uses its libsrtp context) and a
@@ -179,17 +223,33 @@ def open_stream(sock: socket.socket, address: tuple[str, int], session: Session,
     """
     if native and _rtpout is not None:
         return _rtpout.RtpStream(
-            fd=sock.fileno(), host=address[0], port=address[1],
+            fd=sock.fileno(),
+            host=address[0],
+            port=address[1],
             protect=int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
-            context=int(ffi.cast("uintptr_t", session._srtp[0])), session=session, ssrc=ssrc,
-            payload_type=payload_type, seq=seq, ts_base=ts_base, extension=extension,
-            abs_send_time_at=abs_send_time_at, video=video)
-    return PyRtpStream(sock, address, session, ssrc, payload_type, seq, ts_base, extension,
-                       abs_send_time_at, video)
+            context=int(ffi.cast("uintptr_t", session._srtp[0])),
+            session=session,
+            ssrc=ssrc,
+            payload_type=payload_type,
+            seq=seq,
+            ts_base=ts_base,
+            extension=extension,
+            abs_send_time_at=abs_send_time_at,
+            video=video,
+        )
+    return PyRtpStream(
+        sock, address, session, ssrc, payload_type, seq, ts_base, extension, abs_send_time_at, video
+    )
 
 
-def send_all(streams: list[Any], payloads: tuple[bytes, ...], media_ts: int,
-             keyframe: bool, abs_send_time: int, now: float) -> None:
+def send_all(
+    streams: list[Any],
+    payloads: tuple[bytes, ...],
+    media_ts: int,
+    keyframe: bool,
+    abs_send_time: int,
+    now: float,
+) -> None:
     """One sample to every stream of a broadcast (all of one implementation); a
     sample that cannot go out whole is refused before any stream sends."""
     if streams and _rtpout is not None and isinstance(streams[0], _rtpout.RtpStream):

@@ -89,8 +89,9 @@ class FastSender(RTCRtpSender):
     aiortc calls :meth:`send` once DTLS is up, which is when it can start.
     """
 
-    def _fast_init(self, label: str, on_keyframe_request: Callable[[], None],
-                   native: bool = True) -> None:
+    def _fast_init(
+        self, label: str, on_keyframe_request: Callable[[], None], native: bool = True
+    ) -> None:
         self.label = label
         self.on_keyframe_request = on_keyframe_request
         self.ready = asyncio.Event()
@@ -123,8 +124,10 @@ class FastSender(RTCRtpSender):
         codec = parameters.codecs[0]
         self._pt = codec.payloadType
         for other in parameters.codecs:
-            if (other.mimeType.lower().endswith("/rtx")
-                    and other.parameters.get("apt") == codec.payloadType):
+            if (
+                other.mimeType.lower().endswith("/rtx")
+                and other.parameters.get("apt") == codec.payloadType
+            ):
                 self._rtx_pt = other.payloadType
         self._cname = parameters.rtcp.cname or ""
         video = self.kind == "video"
@@ -138,9 +141,18 @@ class FastSender(RTCRtpSender):
         ice_socket = pair.protocol.transport.get_extra_info("socket")
         with socket.socket(fileno=os.dup(ice_socket.fileno())) as sock:
             self.stream = open_stream(
-                sock, pair.remote_addr[:2], self._srtp, self._ssrc, self._pt,
-                random.randint(0, 0xFFFF), random.randint(0, 0xFFFFFFFF), self._extension,
-                self._abs_send_time_at, video, native=self._native)
+                sock,
+                pair.remote_addr[:2],
+                self._srtp,
+                self._ssrc,
+                self._pt,
+                random.randint(0, 0xFFFF),
+                random.randint(0, 0xFFFFFFFF),
+                self._extension,
+                self._abs_send_time_at,
+                video,
+                native=self._native,
+            )
         REPORTS.add(self)
         METERS.traffic("WebRTC").opened(self, _stream_counts)
         self.ready.set()
@@ -165,8 +177,7 @@ class FastSender(RTCRtpSender):
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for seq in packet.lost:
                 self.retransmit(seq)
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI,
-                                                                    RTCP_PSFB_FIR):
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             try:
                 self.on_keyframe_request()
             except Exception:  # never into aiortc's receive loop
@@ -175,11 +186,19 @@ class FastSender(RTCRtpSender):
     async def getStats(self) -> RTCStatsReport:
         stream = self.stream
         report = RTCStatsReport()
-        report.add(RTCOutboundRtpStreamStats(
-            timestamp=_now(), type="outbound-rtp", id=f"outbound-rtp_{id(self)}",
-            ssrc=self._ssrc, kind=self.kind, transportId=self.transport._stats_id,
-            packetsSent=stream.packets if stream else 0,
-            bytesSent=stream.octets if stream else 0, trackId=str(self._track_id)))
+        report.add(
+            RTCOutboundRtpStreamStats(
+                timestamp=_now(),
+                type="outbound-rtp",
+                id=f"outbound-rtp_{id(self)}",
+                ssrc=self._ssrc,
+                kind=self.kind,
+                transportId=self.transport._stats_id,
+                packetsSent=stream.packets if stream else 0,
+                bytesSent=stream.octets if stream else 0,
+                trackId=str(self._track_id),
+            )
+        )
         report.update(self.transport._get_stats())
         return report
 
@@ -203,8 +222,7 @@ class FastSender(RTCRtpSender):
         marker = 0x80 if index == len(payloads) - 1 else 0
         first = 0x90 if self._extension else 0x80
         if self._rtx_pt is not None:
-            header = _HEADER.pack(first, marker | self._rtx_pt, self._rtx_seq, ts,
-                                  self._rtx_ssrc)
+            header = _HEADER.pack(first, marker | self._rtx_pt, self._rtx_seq, ts, self._rtx_ssrc)
             payload = seq.to_bytes(2, "big") + payload
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
@@ -212,7 +230,7 @@ class FastSender(RTCRtpSender):
         extension = bytearray(self._extension)
         at = self._abs_send_time_at
         if at >= 0:  # sent now: the bandwidth estimate reads this
-            extension[at:at + 3] = abs_send_time(time.time()).to_bytes(3, "big")
+            extension[at : at + 3] = abs_send_time(time.time()).to_bytes(3, "big")
         try:
             stream.send_raw(self._srtp.protect(header + bytes(extension) + payload))
         except Exception:  # pylibsrtp's errors: the packet is just not sent again
@@ -223,12 +241,23 @@ class FastSender(RTCRtpSender):
         stream = self.stream
         if stream is None or stream.packets == 0:
             return  # no mapping to give before the first packet
-        packets: list[Any] = [RtcpSrPacket(ssrc=self._ssrc, sender_info=RtcpSenderInfo(
-            ntp_timestamp=ntp(stream.last_time), rtp_timestamp=stream.last_rtp,
-            packet_count=stream.packets & 0xFFFFFFFF, octet_count=stream.octets & 0xFFFFFFFF))]
+        packets: list[Any] = [
+            RtcpSrPacket(
+                ssrc=self._ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp(stream.last_time),
+                    rtp_timestamp=stream.last_rtp,
+                    packet_count=stream.packets & 0xFFFFFFFF,
+                    octet_count=stream.octets & 0xFFFFFFFF,
+                ),
+            )
+        ]
         if self._cname:
-            packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(
-                ssrc=self._ssrc, items=[(1, self._cname.encode())])]))
+            packets.append(
+                RtcpSdesPacket(
+                    chunks=[RtcpSourceInfo(ssrc=self._ssrc, items=[(1, self._cname.encode())])]
+                )
+            )
         stream.send_raw(self._srtp.protect_rtcp(b"".join(bytes(p) for p in packets)))
 
     async def _send_rtcp(self, packets: list[Any]) -> None:
@@ -272,8 +301,9 @@ class Reports:
 REPORTS = Reports()
 
 
-def send_to_all(streams: list[RtpStream], payloads: tuple[bytes, ...], media_ts: int,
-                keyframe: bool) -> None:
+def send_to_all(
+    streams: list[RtpStream], payloads: tuple[bytes, ...], media_ts: int, keyframe: bool
+) -> None:
     """One sample to the tracks of every viewer of a broadcast, in one call."""
     now = time.time()
     send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now)
@@ -284,8 +314,9 @@ def _stream_counts(sender: FastSender) -> tuple[int, int]:
     return (stream.packets, stream.octets) if stream is not None else (0, 0)
 
 
-def adopt(sender: RTCRtpSender, label: str, on_keyframe_request: Callable[[], None],
-          native: bool = True) -> FastSender:
+def adopt(
+    sender: RTCRtpSender, label: str, on_keyframe_request: Callable[[], None], native: bool = True
+) -> FastSender:
     """Turn the sender aiortc made for a transceiver into a :class:`FastSender`
     (before negotiation ends: aiortc calls ``send`` when DTLS is up)."""
     sender.__class__ = FastSender

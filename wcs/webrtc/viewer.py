@@ -100,8 +100,13 @@ class WebRTCViewer:
     audio_codecs = frozenset({"opus"})  # browsers have no AAC over WebRTC
     connect_deadline = (20.0, ICE_FAILED)  # WCS's ICE timeout
 
-    def __init__(self, info: MediaInfo, label: str,
-                 on_state: Callable[[str, str | None], None], fast: bool = True) -> None:
+    def __init__(
+        self,
+        info: MediaInfo,
+        label: str,
+        on_state: Callable[[str, str | None], None],
+        fast: bool = True,
+    ) -> None:
         self.info = info
         self.label = label
         self._on_state = on_state
@@ -125,12 +130,16 @@ class WebRTCViewer:
         pc = self.pc = Peer(self.label, self._connect_failed)
         pc.on("connectionstatechange", self._state_changed)
         if self.info.video is not None and "video" in offered:
-            ids = [str(c.parameters.get("profile-level-id", "42e01f"))
-                   for c in offered["video"].rtp.codecs if c.mimeType.lower() == "video/h264"]
+            ids = [
+                str(c.parameters.get("profile-level-id", "42e01f"))
+                for c in offered["video"].rtp.codecs
+                if c.mimeType.lower() == "video/h264"
+            ]
             preferences = codecs.h264_preferences(self.info.video.profile_level_id, ids)
             if not preferences:
                 raise NegotiationError(
-                    f"Browser cannot play H.264 profile {self.info.video.profile_level_id}")
+                    f"Browser cannot play H.264 profile {self.info.video.profile_level_id}"
+                )
             self._add("video", preferences)
         if self.info.audio is not None and "audio" in offered:
             names = {c.mimeType.lower() for c in offered["audio"].rtp.codecs}
@@ -149,8 +158,9 @@ class WebRTCViewer:
         assert self.pc is not None
         if self.fast:
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
-            self.tracks[kind] = adopt(transceiver.sender, f"{self.label} {kind}",
-                                      self._keyframe_requested)
+            self.tracks[kind] = adopt(
+                transceiver.sender, f"{self.label} {kind}", self._keyframe_requested
+            )
         else:
             track = self.tracks[kind] = EncodedTrack(kind)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
@@ -271,8 +281,10 @@ class WebRTCViewer:
             self._ready.cancel()  # senders that never started: nothing to wait for
             self._ready = None
         aio.deferred(self._close()).addErrback(
-            lambda failure: log.failure("{label}: closing the peer failed", failure,
-                                        label=self.label))
+            lambda failure: log.failure(
+                "{label}: closing the peer failed", failure, label=self.label
+            )
+        )
 
     async def _close(self) -> None:
         # from the loop, as aiortc does: a sender already woken still sends its packet
@@ -293,8 +305,10 @@ class WebRTCViewer:
 
 def _aiortc_counts(sender: Any) -> tuple[int, int]:
     """What aiortc's own sender has sent (its counters are private: read, never set)."""
-    return (getattr(sender, "_RTCRtpSender__packet_count", 0),
-            getattr(sender, "_RTCRtpSender__octet_count", 0))
+    return (
+        getattr(sender, "_RTCRtpSender__packet_count", 0),
+        getattr(sender, "_RTCRtpSender__octet_count", 0),
+    )
 
 
 def _ignore(_state: str, _info: str | None) -> None:
