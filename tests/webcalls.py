@@ -1,0 +1,63 @@
+"""A request to a ``twisted.web`` resource tree in memory, for the web unit tests:
+a real :class:`~twisted.web.server.Request` on a fake channel, routed by a real
+:class:`~twisted.web.server.Site` (its path splitting, unquoting, ``render``)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.web import resource
+from twisted.web.server import Request, Site
+from twisted.web.test.requesthelper import DummyChannel
+
+
+class Call(Request):
+    """A request that keeps the body it answered (none for HEAD, as on the wire)."""
+
+    def __init__(self, channel: DummyChannel) -> None:
+        super().__init__(channel, False)
+        self.body = b""
+
+    def write(self, data: bytes) -> None:
+        if self.method != b"HEAD":
+            self.body += data
+        super().write(data)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.responseHeaders.getRawHeaders(name, [None])[0]
+
+    @property
+    def wire(self) -> bytes:
+        """Every byte written to the connection (the status line and headers too)."""
+        return self.channel.transport.written.getvalue()
+
+
+def call(
+    root: resource.Resource,
+    path: bytes | str,
+    body: Any = None,
+    *,
+    method: bytes = b"POST",
+    raw: bytes | None = None,
+    headers: dict[bytes, bytes] | None = None,
+    peer: str = "127.0.0.1",
+) -> Call:
+    """``method path`` with ``body`` as JSON (or ``raw`` bytes as they are)."""
+    channel = DummyChannel(IPv4Address("TCP", peer, 40000))
+    channel.site = Site(root)
+    request = Call(channel)
+    headers = dict(headers or {})
+    if body is not None:
+        raw = json.dumps(body).encode()
+        headers.setdefault(b"content-type", b"application/json")
+    request.content = io.BytesIO(raw or b"")
+    for name, value in headers.items():
+        request.requestHeaders.setRawHeaders(name, [value])
+    request.requestReceived(method, path.encode() if isinstance(path, str) else path, b"HTTP/1.1")
+    return request
