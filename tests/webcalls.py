@@ -20,6 +20,7 @@ class Call(Request):
     def __init__(self, channel: DummyChannel) -> None:
         super().__init__(channel, False)
         self.body = b""
+        self.connection = channel  # (a finished request lets go of its channel)
 
     def write(self, data: bytes) -> None:
         if self.method != b"HEAD":
@@ -35,7 +36,7 @@ class Call(Request):
     @property
     def wire(self) -> bytes:
         """Every byte written to the connection (the status line and headers too)."""
-        return self.channel.transport.written.getvalue()
+        return self.connection.transport.written.getvalue()
 
 
 def call(
