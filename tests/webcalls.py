@@ -14,10 +14,32 @@ from twisted.web.server import Request, Site
 from twisted.web.test.requesthelper import DummyChannel
 
 
+class Transport(DummyChannel.TCP):
+    """A connection that asks a pull producer (a static file's) for everything at once,
+    as a real one would as its buffer empties."""
+
+    producing: object = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        super().registerProducer(producer, streaming)
+        self.producing = producer
+        for _ in range(100_000):
+            if streaming or self.producing is not producer:
+                break
+            producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:
+        self.producing = None
+
+
+class Connection(DummyChannel):
+    TCP = Transport
+
+
 class Call(Request):
     """A request that keeps the body it answered (none for HEAD, as on the wire)."""
 
-    def __init__(self, channel: DummyChannel) -> None:
+    def __init__(self, channel: Connection) -> None:
         super().__init__(channel, False)
         self.body = b""
         self.connection = channel  # (a finished request lets go of its channel)
@@ -50,7 +72,7 @@ def call(
     peer: str = "127.0.0.1",
 ) -> Call:
     """``method path`` with ``body`` as JSON (or ``raw`` bytes as they are)."""
-    channel = DummyChannel(IPv4Address("TCP", peer, 40000))
+    channel = Connection(IPv4Address("TCP", peer, 40000))
     channel.site = Site(root)
     request = Call(channel)
     headers = dict(headers or {})
