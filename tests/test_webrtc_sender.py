@@ -1,0 +1,432 @@
+"""The fast sender taking over a real aiortc sender, its DTLS side faked: the
+socket and SRTP keys it takes when aiortc calls ``send``, the header and
+extensions it writes, NACKs answered over RTX (or not), sender reports with
+the mapping of the last packet, PLI/FIR to its owner, BYE and nothing more
+once stopped. Every packet is read back from a UDP socket on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from types import SimpleNamespace
+
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.rtcrtpparameters import (
+    RTCRtcpParameters,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSrPacket,
+)
+from pylibsrtp import Policy, Session
+
+from testkit.harness import run
+from wcs.webrtc import sender as sender_module
+from wcs.webrtc.sender import (
+    ABS_SEND_TIME,
+    MID,
+    NTP_EPOCH,
+    Reports,
+    abs_send_time,
+    adopt,
+    extension_block,
+    ntp,
+)
+
+KEY = os.urandom(30)
+PROFILE = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+H264, RTX = 102, 103
+PAYLOADS = (b"\x7c\x85" + b"a" * 1000, b"\x7c\x45" + b"b" * 500)  # an IDR in two FU-A
+
+
+def parameters(rtx: bool = True, kind: str = "video", mux: str = "1") -> RTCRtpSendParameters:
+    codecs = [
+        RTCRtpCodecParameters(
+            mimeType="video/H264",
+            clockRate=90000,
+            payloadType=H264,
+            parameters={"packetization-mode": "1"},
+        )
+    ]
+    if kind == "audio":
+        codecs = [
+            RTCRtpCodecParameters(
+                mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111
+            )
+        ]
+    if rtx:
+        codecs.append(
+            RTCRtpCodecParameters(
+                mimeType=f"{kind}/rtx", clockRate=90000, payloadType=RTX, parameters={"apt": H264}
+            )
+        )
+    return RTCRtpSendParameters(
+        codecs=codecs,
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=1, uri=MID),
+            RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME),
+        ],
+        muxId=mux,
+        rtcp=RTCRtcpParameters(cname="viewer-cname"),
+    )
+
+
+class FakeDtls:
+    """What the sender takes from aiortc's DTLS transport: the keys, the
+    nominated ICE pair's socket, and the way RTCP is sent."""
+
+    state = "connected"
+    _stats_id = "transport_1"
+
+    def __init__(self, to: tuple[str, int], nominated: bool = True) -> None:
+        policy = Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=PROFILE)
+        policy.allow_repeat_tx = True  # as aiortc sets it
+        self._tx_srtp = Session(policy)
+        self.ice_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.ice_socket.bind(("127.0.0.1", 0))
+        pair = SimpleNamespace(
+            remote_addr=(*to, "extra"),
+            protocol=SimpleNamespace(
+                transport=SimpleNamespace(
+                    get_extra_info=lambda name: self.ice_socket if name == "socket" else None
+                )
+            ),
+        )
+        self.transport = SimpleNamespace(
+            _connection=SimpleNamespace(_nominated={1: pair} if nominated else {})
+        )
+        self.registered: list = []
+        self.rtcp: list[bytes] = []
+
+    def _register_rtp_sender(self, sender, parameters) -> None:
+        self.registered.append(sender)
+
+    def _unregister_rtp_sender(self, sender) -> None:
+        self.registered.remove(sender)
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.rtcp.append(data)
+
+    def _get_stats(self) -> dict:
+        return {}
+
+
+class Browser:
+    """The viewer's end: a UDP socket and the SRTP keys to read what arrives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2)
+
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+    def read(self) -> bytes:
+        return self.sock.recv(2048)
+
+    def rtp(self) -> tuple[tuple, bytes, bytes]:
+        """One packet: its header fields, its extension block, its payload."""
+        keys = Session(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=PROFILE))
+        plain = keys.unprotect(self.read())
+        header = struct.unpack("!BBHII", plain[:12])
+        if header[0] & 0x10:
+            length = 4 + 4 * int.from_bytes(plain[14:16], "big")
+            return header, plain[12 : 12 + length], plain[12 + length :]
+        return header, b"", plain[12:]
+
+    def rtcp(self) -> list:
+        keys = Session(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=PROFILE))
+        return RtcpPacket.parse(keys.unprotect_rtcp(self.read()))
+
+    def nothing(self) -> bool:
+        self.sock.settimeout(0.2)
+        try:
+            self.sock.recv(2048)
+        except TimeoutError:
+            return True
+        finally:
+            self.sock.settimeout(2)
+        return False
+
+
+def started(kind: str = "video", rtx: bool = True, native: bool = True, mux: str = "1"):
+    """A browser, and a fast sender that aiortc has just told DTLS is up."""
+    browser = Browser()
+    dtls = FakeDtls(browser.address())
+    asked: list[str] = []
+    fast = adopt(
+        RTCRtpSender(kind, dtls), "test viewer", lambda: asked.append("keyframe"), native=native
+    )
+    return browser, dtls, fast, asked
+
+
+def on_a_loop(test):
+    """Run ``test`` (a coroutine function) on an event loop of its own."""
+
+    def runner(*args, **kwargs):
+        return run(test(*args, **kwargs), timeout=30)
+
+    runner.__name__ = test.__name__
+    return runner
+
+
+def test_abs_send_time_is_6_18_fixed_point_seconds_in_24_bits():
+    assert abs_send_time(0.0) == (NTP_EPOCH * 262144) & 0xFFFFFF
+    assert (abs_send_time(1.25) - abs_send_time(1.0)) % 2**24 == 262144 // 4
+    assert abs_send_time(64.0) == abs_send_time(0.0)  # wraps every 64 s
+    assert 0 <= abs_send_time(1.7e9 + 0.123) < 2**24
+
+
+def test_ntp_is_32_32_fixed_point_since_1900():
+    assert ntp(0.0) == NTP_EPOCH << 32
+    assert ntp(0.5) == (NTP_EPOCH << 32) + 2**31
+    assert ntp(1.0) - ntp(0.0) == 2**32
+
+
+@pytest.mark.parametrize(
+    "kind, mux, block, at",
+    [
+        # mid "1" as id 1, abs-send-time as id 3 (its 3 bytes after the id byte): as aiortc writes
+        ("video", "1", b"\xbe\xde\x00\x02\x10\x31\x32\x00\x00\x00\x00\x00", 7),
+        ("audio", "1", b"\xbe\xde\x00\x01\x10\x31\x00\x00", -1),  # no abs-send-time for audio
+        ("video", "abc", b"\xbe\xde\x00\x02\x12abc\x32\x00\x00\x00", 9),
+        ("audio", "", b"", -1),  # nothing to write: no block at all
+    ],
+)
+def test_the_extension_block_is_what_aiortc_writes(kind, mux, block, at):
+    assert extension_block(parameters(kind=kind, mux=mux), kind == "video") == (block, at)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_once_dtls_is_up_samples_go_out_with_the_viewers_header(native):
+    @on_a_loop
+    async def scenario():
+        browser, dtls, fast, _ = started(native=native)
+        assert fast.need_key and fast.stream is None
+        await fast.send(parameters())
+        assert fast.ready.is_set() and dtls.registered == [fast]
+        fast.send_sample((b"\x41delta",), 0, False)  # no keyframe yet: nothing sent
+        assert fast.stream.packets == 0
+        fast.send_sample(PAYLOADS, 90000, True)
+        first, second = browser.rtp(), browser.rtp()
+        await fast.stop()
+        return fast, first, second
+
+    fast, first, second = scenario()
+    (b0, pt0, seq0, ts0, ssrc0), extension, payload = first
+    (b1, pt1, seq1, ts1, ssrc1), _, payload1 = second
+    assert (b0, b1) == (0x90, 0x90)  # version 2 with an extension block
+    assert (pt0, pt1) == (H264, 0x80 | H264)  # the marker on the sample's last packet
+    assert (ssrc0, ssrc1) == (fast._ssrc, fast._ssrc) and seq1 == (seq0 + 1) & 0xFFFF
+    assert ts0 == ts1
+    assert extension[:7] == b"\xbe\xde\x00\x02\x10\x31\x32" and len(extension) == 12
+    assert (payload, payload1) == PAYLOADS
+
+
+def test_a_second_send_changes_nothing():
+    @on_a_loop
+    async def scenario():
+        _, dtls, fast, _ = started()
+        await fast.send(parameters())
+        stream = fast.stream
+        await fast.send(parameters(rtx=False))
+        same = fast.stream is stream and fast._rtx_pt == RTX and dtls.registered == [fast]
+        await fast.stop()
+        return same
+
+    assert scenario()
+
+
+def test_without_a_nominated_pair_it_does_not_start():
+    @on_a_loop
+    async def scenario():
+        dtls = FakeDtls(("127.0.0.1", 9), nominated=False)
+        fast = adopt(RTCRtpSender("video", dtls), "test", lambda: None)
+        with pytest.raises(ConnectionError, match="no ICE pair was nominated"):
+            await fast.send(parameters())
+        return fast.stream, fast.ready.is_set()
+
+    assert scenario() == (None, False)
+
+
+@pytest.mark.parametrize("rtx", [True, False])
+def test_a_nack_is_answered_from_the_shared_payloads(rtx):
+    @on_a_loop
+    async def scenario():
+        browser, _, fast, _ = started(rtx=rtx)
+        await fast.send(parameters(rtx=rtx))
+        fast.send_sample(PAYLOADS, 90000, True)
+        sent = [browser.rtp(), browser.rtp()]
+        lost = sent[1][0][2]
+        await fast._handle_rtcp_packet(
+            RtcpRtpfbPacket(
+                fmt=RTCP_RTPFB_NACK,
+                ssrc=1,
+                media_ssrc=fast._ssrc,
+                lost=[lost, (lost + 500) & 0xFFFF],
+            )
+        )
+        again = browser.rtp()
+        nothing_else = browser.nothing()  # a packet no longer kept is not made up
+        await fast.stop()
+        return fast, sent, again, nothing_else
+
+    fast, sent, again, nothing_else = scenario()
+    (_, pt, seq, ts, ssrc), extension, payload = sent[1]
+    (_, rpt, rseq, rts, rssrc), rextension, rpayload = again
+    assert rts == ts and nothing_else
+    assert rextension[:7] == extension[:7]  # abs-send-time is fresh; the rest is the same
+    if rtx:  # its own payload type, SSRC and numbering; the lost number first
+        assert (rpt, rssrc) == (0x80 | RTX, fast._rtx_ssrc)
+        assert rpayload == seq.to_bytes(2, "big") + payload
+    else:  # the same packet again
+        assert (rpt, rseq, rssrc, rpayload) == (pt, seq, ssrc, payload)
+
+
+@pytest.mark.parametrize("fmt", [RTCP_PSFB_PLI, RTCP_PSFB_FIR])
+def test_a_pli_or_fir_asks_the_owner_for_a_keyframe(fmt):
+    @on_a_loop
+    async def scenario():
+        _, _, fast, asked = started()
+        await fast.send(parameters())
+        await fast._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=fast._ssrc))
+        await fast.stop()
+        return asked
+
+    assert scenario() == ["keyframe"]
+
+
+def test_an_owner_that_fails_on_a_keyframe_request_does_not_break_rtcp_handling():
+    @on_a_loop
+    async def scenario():
+        browser = Browser()
+        dtls = FakeDtls(browser.address())
+
+        def broken():
+            raise RuntimeError("owner bug")
+
+        fast = adopt(RTCRtpSender("video", dtls), "test", broken)
+        await fast.send(parameters())
+        await fast._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=fast._ssrc)
+        )
+        fast.send_sample(PAYLOADS, 0, True)  # and it goes on sending
+        packets = fast.stream.packets
+        await fast.stop()
+        return packets
+
+    assert scenario() == 2
+
+
+def test_a_sender_report_maps_the_last_packet_and_names_the_cname():
+    @on_a_loop
+    async def scenario():
+        browser, _, fast, _ = started()
+        await fast.send(parameters())
+        fast.report()  # before any packet: no mapping to give, nothing sent
+        nothing = browser.nothing()
+        fast.send_sample(PAYLOADS, 90000, True)
+        browser.rtp(), browser.rtp()
+        fast.report()
+        report = browser.rtcp()
+        stream = fast.stream
+        mapping = (stream.last_time, stream.last_rtp, stream.packets, stream.octets)
+        await fast.stop()
+        return fast, nothing, report, mapping
+
+    fast, nothing, report, (last_time, last_rtp, packets, octets) = scenario()
+    assert nothing
+    sr, sdes = report
+    assert isinstance(sr, RtcpSrPacket) and sr.ssrc == fast._ssrc
+    assert sr.sender_info.ntp_timestamp == ntp(last_time)
+    assert (
+        sr.sender_info.rtp_timestamp,
+        sr.sender_info.packet_count,
+        sr.sender_info.octet_count,
+    ) == (last_rtp, 2, sum(map(len, PAYLOADS)))
+    assert (packets, octets) == (2, sum(map(len, PAYLOADS)))
+    assert isinstance(sdes, RtcpSdesPacket)
+    assert sdes.chunks[0].ssrc == fast._ssrc and sdes.chunks[0].items == [(1, b"viewer-cname")]
+
+
+def test_stats_count_what_the_stream_sent():
+    @on_a_loop
+    async def scenario():
+        _browser, _, fast, _ = started()  # its socket open while we send
+        await fast.send(parameters())
+        fast.send_sample(PAYLOADS, 0, True)
+        report = await fast.getStats()
+        await fast.stop()
+        return [s for s in report.values() if s.type == "outbound-rtp"], fast
+
+    [stats], fast = scenario()
+    assert (stats.packetsSent, stats.bytesSent, stats.ssrc, stats.kind) == (
+        2,
+        sum(map(len, PAYLOADS)),
+        fast._ssrc,
+        "video",
+    )
+
+
+def test_stopped_it_says_bye_and_sends_nothing_more():
+    @on_a_loop
+    async def scenario():
+        browser, dtls, fast, _ = started()
+        await fast.send(parameters())
+        stream = fast.stream
+        await fast.stop()
+        fast.send_sample(PAYLOADS, 0, True)
+        fast.retransmit(stream.seq)
+        fast.report()
+        await fast.send(parameters())  # aiortc's connect task, late: never starts again
+        return fast, dtls, stream, browser.nothing()
+
+    fast, dtls, stream, nothing = scenario()
+    assert nothing and stream.closed and fast.stream is None and dtls.registered == []
+    [bye] = RtcpPacket.parse(dtls.rtcp[0])
+    assert isinstance(bye, RtcpByePacket) and bye.sources == [fast._ssrc]
+    assert fast not in sender_module.REPORTS._due
+
+
+def test_reports_go_on_for_the_others_when_one_sender_fails():
+    class Counting:
+        label = "counting"
+
+        def __init__(self, broken: bool) -> None:
+            self.broken, self.reports = broken, 0
+
+        def report(self) -> None:
+            self.reports += 1
+            if self.broken:
+                raise RuntimeError("report bug")
+
+    @on_a_loop
+    async def scenario():
+        reports = Reports()
+        broken, fine, gone = Counting(True), Counting(False), Counting(False)
+        for each in (broken, fine, gone):
+            reports.add(each)
+        reports.discard(gone)
+        await asyncio.sleep(3.2)  # each reported every 0.5-1.5 s
+        for each in (broken, fine):
+            reports.discard(each)
+        await asyncio.sleep(0.2)
+        return broken.reports, fine.reports, gone.reports, reports._task.done()
+
+    broken, fine, gone, finished = scenario()
+    assert broken >= 2 and fine >= 2 and gone == 0
+    assert finished  # no sender left: the timer ends
