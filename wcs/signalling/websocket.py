@@ -32,19 +32,21 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from socket import socket as Socket
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-import txaio
 from autobahn.twisted.websocket import (
     ConnectionDeny,
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wcs.config import Settings
 from wcs.signalling.session import Session, StreamHandler
@@ -192,6 +194,33 @@ def origin_allowed(origin: str | None, host_header: str, allowed: tuple[str, ...
     return bool(theirs) and (theirs == own or (_is_loopback(theirs) and _is_loopback(own)))
 
 
+class Transport(Protocol):
+    """What is used of a connection's transport: Twisted's (a TCP server's, or TLS
+    over one), which also consumes what producers write."""
+
+    def getPeer(self) -> IAddress: ...
+
+    def loseConnection(self) -> None: ...
+
+    def registerProducer(self, producer: object, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+
+class TcpTransport(Transport, Protocol):
+    """A plain TCP server's transport (``twisted.internet.tcp.Server``), whose socket
+    can be handed to another worker."""
+
+    socket: Socket
+    _shouldShutdown: bool
+
+    def fileno(self) -> int: ...
+
+    def stopReading(self) -> None: ...
+
+    def startReading(self) -> None: ...
+
+
 class SocketChannel:
     """This socket as a media channel: binary frames out, with backpressure
     (the media viewer becomes the socket's producer while it plays)."""
@@ -207,7 +236,7 @@ class SocketChannel:
             self.protocol.sendMessage(data, isBinary=True)
 
     def register_producer(self, producer: object) -> None:
-        transport = self.protocol.transport
+        transport = self.protocol.connection
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()
         transport.registerProducer(producer, True)
@@ -215,7 +244,7 @@ class SocketChannel:
     def unregister_producer(self) -> None:
         transport = self.protocol.transport
         if transport is not None and getattr(transport, "producer", None) is not None:
-            transport.unregisterProducer()
+            cast(Transport, transport).unregisterProducer()
             self.protocol.watch_buffer()
 
 
@@ -232,6 +261,18 @@ class SignallingProtocol(WebSocketServerProtocol):
     _handed_to = ""  # the worker this connection was handed to
     _gone = False
 
+    @property
+    def connection(self) -> Transport:
+        """The transport, while connected."""
+        assert self.transport is not None
+        return cast(Transport, self.transport)
+
+    @property
+    def tcp_connection(self) -> TcpTransport:
+        """The transport, while connected over plain TCP (it has a ``socket``)."""
+        assert hasattr(self.transport, "socket")
+        return cast(TcpTransport, self.transport)
+
     def connectionMade(self) -> None:
         super().connectionMade()
         if self.adoption is not None:
@@ -242,7 +283,8 @@ class SignallingProtocol(WebSocketServerProtocol):
         if not self._silent:
             super().sendData(data, sync, chopsize)
 
-    def onConnect(self, request: Any) -> Deferred[None] | None:
+    # Autobahn's annotation leaves out the Deferred its documentation allows
+    def onConnect(self, request: Any) -> Deferred[None] | None:  # type: ignore[override]
         self._path = request.path
         self._peer = request.peer
         settings, limits = self.factory.settings, self.factory.settings.limits
@@ -261,7 +303,7 @@ class SignallingProtocol(WebSocketServerProtocol):
         if self.adoption is not None:  # counted where it was accepted, and moved here
             self._address = self.adoption.address
             return None
-        address = getattr(self.transport.getPeer(), "host", "?")
+        address = getattr(self.connection.getPeer(), "host", "?")
 
         def answered(refusal: str) -> None:
             if refusal:
@@ -336,7 +378,7 @@ class SignallingProtocol(WebSocketServerProtocol):
             return True
         if self.factory.handoff is None or not hasattr(self.transport, "socket"):
             return False  # no other worker here to hand it to (or TLS: it cannot move)
-        self.transport.stopReading()  # what comes next is the other worker's to read
+        self.tcp_connection.stopReading()  # what comes next is the other worker's to read
         self.factory.sessions.pop(session.id, None)  # nor pinged from here
         leftover, self.data = self.data, b""
         self._drained(worker, token, leftover, self.factory.clock.seconds() + DRAIN_WAIT)
@@ -345,9 +387,9 @@ class SignallingProtocol(WebSocketServerProtocol):
     def _drained(self, worker: str, token: str, leftover: bytes, deadline: float) -> None:
         """Hand over once nothing of ours waits to go out (else our last bytes could
         follow the other worker's first)."""
-        transport = self.transport
         if self._gone:
             return
+        transport = self.tcp_connection
         if getattr(transport, "dataBuffer", b"") or getattr(transport, "_tempDataBuffer", []):
             if self.factory.clock.seconds() < deadline:
                 self.factory.clock.callLater(0.02, self._drained, worker, token, leftover, deadline)
@@ -356,7 +398,9 @@ class SignallingProtocol(WebSocketServerProtocol):
             return
         socket = os.dup(transport.fileno())
         address, self._address = self._address or "", None  # the supervisor moves its count
-        handing = self.factory.handoff.hand_off(  # type: ignore[union-attr]
+        handoff = self.factory.handoff
+        assert handoff is not None  # checked before the socket was drained
+        handing = handoff.hand_off(
             worker,
             socket,
             family=int(transport.socket.family),
@@ -374,8 +418,8 @@ class SignallingProtocol(WebSocketServerProtocol):
                 return
             self._handed_to = worker
             if not self._gone:
-                self.transport._shouldShutdown = False  # the other worker goes on with it
-                self.transport.loseConnection()
+                transport._shouldShutdown = False  # the other worker goes on with it
+                transport.loseConnection()
 
         def failed(failure: Any) -> None:
             answered(failure.getErrorMessage() or "the supervisor did not answer")
@@ -391,13 +435,14 @@ class SignallingProtocol(WebSocketServerProtocol):
             why=why,
         )
         if not self._gone:
-            self.transport.startReading()
+            self.tcp_connection.startReading()
             self.sendClose(code=1000, reason="unknown media token")
 
     def watch_buffer(self) -> None:
         """Be told when the socket's buffer fills (unless a media viewer is)."""
-        if self.transport is not None and getattr(self.transport, "producer", None) is None:
-            self.transport.registerProducer(self.budget, True)
+        transport = self.transport
+        if transport is not None and getattr(transport, "producer", None) is None:
+            cast(Transport, transport).registerProducer(self.budget, True)
 
     def _send_text(self, text: str) -> None:
         data = text.encode("utf-8")
@@ -424,14 +469,16 @@ class SignallingProtocol(WebSocketServerProtocol):
         if self._received <= self.factory.settings.ws_max_message_size:
             super().onMessageFrameData(payload)
 
-    def onMessageFrame(self, payload: list[bytes]) -> None:
+    # Autobahn's annotation says bytes: it is given (and extends the message by)
+    # the frame's list of chunks
+    def onMessageFrame(self, payload: list[bytes]) -> None:  # type: ignore[override]
         if self._received <= self.factory.settings.ws_max_message_size:
-            super().onMessageFrame(payload)
+            super().onMessageFrame(payload)  # type: ignore[arg-type]
 
     def onMessageEnd(self) -> None:
         limit = self.factory.settings.ws_max_message_size
         if self._received > limit:
-            self.message_data = None
+            self.message_data = []
             if self.session is not None:
                 self.session.oversized(self._received, limit)
             return
@@ -455,12 +502,12 @@ class SignallingProtocol(WebSocketServerProtocol):
             return
         self.session.receive(payload, isBinary)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         # Autobahn resolves is_closed (and is_open) with the protocol itself: a
         # cycle per connection, freed only by the collector unless let go here
-        self.is_closed = txaio.create_future_success(None)
-        self.is_open = txaio.create_future_success(None)
+        self.is_closed = succeed(None)
+        self.is_open = succeed(None)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._gone = True
@@ -480,7 +527,9 @@ class SignallingProtocol(WebSocketServerProtocol):
 class SignallingFactory(WebSocketServerFactory):
     """Accepts the upgrade on any path and pings every session on a timer."""
 
-    protocol = SignallingProtocol
+    # Autobahn's factory is not generic (Twisted's Factory of any protocol), so a
+    # protocol whose ``factory`` is typed as this one is not its "protocol"
+    protocol = SignallingProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -526,8 +575,9 @@ class SignallingFactory(WebSocketServerFactory):
         for session in list(self.sessions.values()):
             session.tick(self.settings.ping_probes)
 
-    def buildProtocol(self, addr: Any) -> SignallingProtocol:
-        protocol = super().buildProtocol(addr)
+    def buildProtocol(self, addr: IAddress | None) -> SignallingProtocol:  # type: ignore[override]
+        # (the same: not Twisted's "protocol of its factory") made by self.protocol
+        protocol = cast(SignallingProtocol, super().buildProtocol(addr))
         protocol.adoption = self._adopting
         return protocol
 
