@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+from typing import Protocol as Structural
 from urllib.parse import urlsplit
 
 from OpenSSL import SSL
@@ -106,6 +107,7 @@ def tls_refusal(reason: Failure) -> str:
     if not reason.check(SSL.Error):
         return ""
     error = reason.value
+    assert error is not None  # an SSL.Error, checked above
     # pyOpenSSL's errors mostly carry [(library, function, reason), ...]
     listed = error.args[0] if error.args and isinstance(error.args[0], list) else []
     said = [part[-1] for part in listed if isinstance(part, tuple) and part and part[-1]]
@@ -244,6 +246,22 @@ class ChunkReader:
         return out
 
 
+class Connection(Structural):
+    """What is used of the transport: TCP's, or TLS over it (a consumer too)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def writeSequence(self, data: Iterable[bytes]) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+
 class RtmpPublisher(Protocol):
     """One connection publishing ``target``; ``publishing()`` once the server
     has said ``NetStream.Publish.Start``, ``ended(error)`` once, at the end."""
@@ -275,9 +293,15 @@ class RtmpPublisher(Protocol):
 
     # --- connection
 
+    @property
+    def connection(self) -> Connection:
+        """The transport, while connected."""
+        assert self.transport is not None
+        return cast(Connection, self.transport)
+
     def connectionMade(self) -> None:
         self._c1 = struct.pack(">II", 0, 0) + os.urandom(HANDSHAKE - 8)
-        self.transport.write(b"\x03" + self._c1)
+        self.connection.write(b"\x03" + self._c1)
 
     def dataReceived(self, data: bytes) -> None:
         self._received += len(data)
@@ -290,7 +314,7 @@ class RtmpPublisher(Protocol):
                     raise RtmpError(f"not an RTMP server (version byte {self._buffer[0]})")
                 s1 = bytes(self._buffer[1 : 1 + HANDSHAKE])
                 del self._buffer[: 1 + 2 * HANDSHAKE]
-                self.transport.write(s1)  # C2: S1 echoed
+                self.connection.write(s1)  # C2: S1 echoed
                 self.state = "connecting"
                 self._send(CONTROL_CS, SET_CHUNK_SIZE, struct.pack(">I", CHUNK_SIZE))
                 self._command(
@@ -346,7 +370,7 @@ class RtmpPublisher(Protocol):
 
     def attach(self, producer: IPushProducer) -> None:
         """``producer`` (the push) is paused while the socket's buffer is full."""
-        self.transport.registerProducer(producer, True)
+        self.connection.registerProducer(producer, True)
         self._producer = producer
 
     def _hang_up(self, abort: bool = False) -> None:
@@ -356,11 +380,11 @@ class RtmpPublisher(Protocol):
         publishing, self.state = self.state == "publishing", "closing"
         if self._producer is not None:  # TLS closes only once no producer is left
             self._producer = None
-            self.transport.unregisterProducer()
+            self.connection.unregisterProducer()
         if publishing and not abort:
-            self.transport.loseConnection()
+            self.connection.loseConnection()
         else:
-            self.transport.abortConnection()
+            self.connection.abortConnection()
 
     # --- media
 
@@ -371,7 +395,7 @@ class RtmpPublisher(Protocol):
         )
         self.sent += len(body)
         self.messages += 1
-        self.transport.writeSequence(chunks)
+        self.connection.writeSequence(chunks)
 
     # --- reading
 
@@ -434,7 +458,7 @@ class RtmpPublisher(Protocol):
         self._send(COMMAND_CS, COMMAND_AMF0, amf0.encode(name, transaction, *arguments), stream_id)
 
     def _send(self, stream: int, kind: int, body: bytes, message_stream: int = 0) -> None:
-        self.transport.writeSequence(message(stream, kind, 0, body, message_stream))
+        self.connection.writeSequence(message(stream, kind, 0, body, message_stream))
 
 
 def _sent_by(publisher: RtmpPublisher) -> tuple[int, int]:
