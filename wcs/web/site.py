@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server, static
@@ -218,11 +219,13 @@ class CappedRequest(server.Request):
             }
         ).encode()
         self.content = None
-        self.channel.transport.write(
+        transport = self.channel.transport
+        assert transport is not None  # its body is being received
+        transport.write(
             b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
-        self.channel.transport.loseConnection()
+        transport.loseConnection()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.content is None:
@@ -236,6 +239,7 @@ class Channel(http.HTTPChannel):
     site's timeout, however slowly its bytes trickle in."""
 
     _deadline: IDelayedCall | None = None
+    site: server.Site  # set by the site that built it
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -260,34 +264,38 @@ class Channel(http.HTTPChannel):
         if self.persistent and not self._handlingRequest:
             self._arm()  # the next request has as long
 
-    def connectionLost(self, reason: object) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
         super().connectionLost(reason)
 
     def _too_slow(self) -> None:
         self._deadline = None
+        transport = self.transport
+        assert transport is not None  # disarmed once the connection is lost
         log.info(
             "HTTP client {peer}: no whole request within {n} s; closed",
-            peer=self.transport.getPeer(),
+            peer=transport.getPeer(),
             n=self.timeOut,
         )
-        self.transport.write(
+        transport.write(
             b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
         )
-        self.transport.loseConnection()
+        transport.loseConnection()
 
 
 class QuietSite(server.Site):
     """A site that keeps Twisted's line per request out of the log (``access_log``
     false, the default): an HLS player alone makes one every second."""
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
 def build_site(root: resource.Resource, idle_timeout: int, access_log: bool = False) -> server.Site:
     kind = server.Site if access_log else QuietSite
     site = kind(root, requestFactory=CappedRequest, timeout=idle_timeout)
-    site.protocol = Channel  # plain HTTP/1.1 (no HTTP/2): all this server speaks
+    # plain HTTP/1.1 (no HTTP/2): all this server speaks. Twisted types ``protocol``
+    # as its own HTTP/2-negotiating channel factory, yet builds with any callable
+    site.protocol = Channel  # type: ignore[method-assign, assignment]
     site.displayTracebacks = False
     return site
