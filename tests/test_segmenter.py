@@ -282,3 +282,74 @@ def test_an_audio_specific_config_says_rate_and_channels():
     assert mpegts.aac_rate(bytes([0x11, 0x90])) == 48000
     assert mpegts.aac_channels(bytes([0x12, 0x10])) == 2
     assert mpegts.aac_rate(b"") == 44100 and mpegts.aac_rate(bytes([0x17, 0x90])) == 44100
+
+
+def continuity_breaks(pieces: list[bytes]) -> list[str]:
+    """Where ``pieces``, read one after another as one TS, break a PID's continuity
+    counter (ISO/IEC 13818-1 2.4.3.3: +1 a packet with payload, the same without)."""
+    last: dict[int, int] = {}
+    breaks = []
+    for number, data in enumerate(pieces):
+        assert len(data) % 188 == 0
+        for at in range(0, len(data), 188):
+            assert data[at] == 0x47
+            pid = ((data[at + 1] & 0x1F) << 8) | data[at + 2]
+            payload, counter = data[at + 3] & 0x10, data[at + 3] & 0x0F
+            flagged = (data[at + 3] & 0x20 and data[at + 4] and data[at + 5] & 0x80)
+            if pid in last and not flagged:  # (a discontinuity indicator may restart it)
+                expected = (last[pid] + 1) & 0x0F if payload else last[pid]
+                if counter != expected:
+                    breaks.append(f"piece {number}, PID {pid:#x}: {counter}, not {expected}")
+            last[pid] = counter
+    return breaks
+
+
+def ffmpeg_warnings(data: bytes, tmp_path: Path) -> str:
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is missing: scripts/install.sh --test installs it"
+    (tmp_path / "read.ts").write_bytes(data)
+    return subprocess.run([ffmpeg, "-hide_banner", "-v", "warning", "-i",
+                           str(tmp_path / "read.ts"), "-f", "null", "-"],
+                          capture_output=True, text=True, timeout=60, check=True).stderr
+
+
+def test_continuity_counters_run_on_across_segments_and_parts(files, tmp_path):
+    """A player reads a playlist's segments (or parts, or segments then parts) as
+    one TS: every PID's counter, PAT and PMT included, goes on from piece to piece."""
+    cut, _ = run(files / "gop1.mp4", loop=True, until=7.5)
+    made = cut.made
+    numbers = range(made - hls.PARTS_KEPT, made)
+    segments = [cut.segment(number).data for number in numbers]
+    parts = [part.data for number in numbers for part in cut.parts[number]]
+    assert continuity_breaks(segments) == []
+    assert continuity_breaks(parts) == []
+    # an LL-HLS player that reads segments, then the live edge's parts, then a segment
+    middle = numbers[len(numbers) // 2]
+    mixed = [cut.segment(number).data for number in numbers if number < middle]
+    mixed += [part.data for part in cut.parts[middle]]
+    mixed += [cut.segment(number).data for number in numbers if number > middle]
+    assert continuity_breaks(mixed) == []
+    for data in segments:  # each still stands alone: its own SDT, PAT and PMT first
+        assert {((data[at + 1] & 0x1F) << 8) | data[at + 2] for at in (0, 188)} == {0x11, 0}
+    warnings = ffmpeg_warnings(b"".join(segments), tmp_path)
+    assert "corrupt" not in warnings.lower() and "continuity" not in warnings.lower(), warnings
+
+
+def test_continuity_carries_the_counters_of_whole_ts_packets():
+    def packet(pid: int, counter: int, payload: bool = True) -> bytes:
+        flags = (0x10 if payload else 0x20) | counter
+        return bytes([0x47, pid >> 8, pid & 0xFF, flags]) + bytes(184)
+
+    carried = mpegts.Continuity()
+    first = carried.carry(packet(0, 0) + packet(0x100, 0) + packet(0x100, 1))
+    assert [first[at + 3] & 0x0F for at in (0, 188, 376)] == [0, 0, 1]
+    # the next piece, muxed alone, restarts at 0: carried on instead
+    second = carried.carry(packet(0, 0) + packet(0x100, 0) + packet(0x100, 0, payload=False)
+                           + packet(0x1FFF, 7))
+    assert [second[at + 3] & 0x0F for at in (0, 188, 376, 564)] == [1, 2, 2, 7]
+    assert second[376 + 3] & 0xF0 == 0x20  # the rest of the byte as it was
+    with pytest.raises(ValueError):
+        carried.carry(b"\x47" * 100)

@@ -16,6 +16,10 @@ alone, like a segment; the first of a segment starts on its keyframe and is
 and the one being filled, with the next part's ``EXT-X-PRELOAD-HINT``. A player
 that knows it (hls.js with ``lowLatencyMode``) plays ``PART_HOLD_BACK`` behind
 the live edge instead of three segments; any other reads the segments as before.
+
+A segment is its parts' bytes, one after another, and every part is renumbered
+to continue the TS's continuity counters (:class:`~wcs.media.mpegts.Continuity`):
+a player reading segments, parts, or segments then parts, reads one unbroken TS.
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ class Segmenter:
         self._frame = 1 / (info.video.fps or 30) if info.video else 0.025
         self._lead_at: float | None = None  # the last such sample's time
         self._watching: list[Deferred[None]] = []  # woken at every part, segment and end
+        self._continuity = mpegts.Continuity()  # one TS across every part and segment
         self._playlist: str | None = None  # as rendered since the last change
 
     # --- Subscriber
@@ -302,7 +307,8 @@ class Segmenter:
         samples, self._pending, self._bytes = self._pending, [], 0
         self._asked = False
         duration = max(end - self._start, 0.001)
-        data = mpegts.segment(samples, self.info, self._base)
+        # its parts, just cut, hold every sample of it: their bytes are its bytes
+        data = b"".join(part.data for part in self.parts.get(self._next, ()))
         wall = self._start + (self._offset or 0.0)
         self.segments.append(Segment(self._next, duration, data, samples[0].keyframe, wall))
         self._next += 1
@@ -317,7 +323,7 @@ class Segmenter:
         if not samples or start is None or self._base is None:
             return
         parts = self.parts.setdefault(self._next, [])
-        data = mpegts.segment(samples, self.info, self._base)
+        data = self._continuity.carry(mpegts.segment(samples, self.info, self._base))
         parts.append(
             Part(
                 self._next,

@@ -5,6 +5,11 @@ Each segment is a whole TS of its own (PAT, PMT, then PES packets), so a
 player may start at any of them. Timestamps are the stream's own, moved by
 ``base`` seconds, so consecutive segments continue one another. FFmpeg
 writes the AAC frames with ADTS headers from the AudioSpecificConfig.
+
+FFmpeg starts every TS's continuity counters at 0; a player reads a playlist's
+segments as one TS, so :class:`Continuity` carries every PID's counter from one
+segment to the next (ISO/IEC 13818-1 2.4.3.3): otherwise each segment's first
+packets look lost, and the frame before them corrupt.
 """
 
 from __future__ import annotations
@@ -45,6 +50,43 @@ def aac_rate(config: bytes) -> int:
 
 def aac_channels(config: bytes) -> int:
     return max(1, (config[1] >> 3) & 0x0F) if len(config) >= 2 else 2
+
+
+#: Bytes of one TS packet, and the first of each.
+PACKET = 188
+SYNC = 0x47
+#: Null packets: their counter means nothing.
+NULL_PID = 0x1FFF
+
+
+class Continuity:
+    """The continuity counters of one TS cut in pieces (every PID's, the PAT's and
+    PMT's included): each piece muxed on its own is renumbered to go on where the
+    previous piece left off, so the pieces, one after another, are one unbroken TS."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}  # by PID, the counter its next packet with payload takes
+
+    def carry(self, data: bytes) -> bytes:
+        """``data`` (whole TS packets, as :func:`segment` makes them) renumbered."""
+        if len(data) % PACKET:
+            raise ValueError(f"{len(data)} bytes are not whole TS packets")
+        out = bytearray(data)
+        counters = self._next
+        for at in range(0, len(out), PACKET):
+            if out[at] != SYNC:
+                raise ValueError(f"no TS sync byte at {at}")
+            pid = ((out[at + 1] & 0x1F) << 8) | out[at + 2]
+            if pid == NULL_PID:
+                continue
+            flags = out[at + 3]
+            counter = counters.get(pid, 0)
+            if flags & 0x10:  # a payload: the counter goes on by one
+                out[at + 3] = (flags & 0xF0) | counter
+                counters[pid] = (counter + 1) & 0x0F
+            else:  # an adaptation field alone (a PCR) repeats the last packet's counter
+                out[at + 3] = (flags & 0xF0) | ((counter - 1) & 0x0F)
+        return bytes(out)
 
 
 def segment(samples: Sequence[Sample], info: MediaInfo, base: float) -> bytes:
