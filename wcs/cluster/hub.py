@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -69,7 +70,7 @@ class Json(Blob):
 
 class Hello(amp.Command):
     arguments = [(b"worker", amp.Unicode())]
-    response: list = []
+    response = []
 
 
 class Live(amp.Command):
@@ -118,12 +119,12 @@ class Stop(amp.Command):
 
 
 class Loads(amp.Command):
-    arguments: list = []
+    arguments = []
     response = [(b"loads", Json())]
 
 
 class Secret(amp.Command):
-    arguments: list = []
+    arguments = []
     response = [(b"secret", amp.Unicode())]
 
 
@@ -176,7 +177,7 @@ class Adopt(amp.Command):
     """Supervisor to worker: a connection handed over for one of your sessions."""
 
     arguments = [(b"socket", amp.Descriptor()), *_CONNECTION]
-    response: list = []
+    response = []
 
 
 class Ask(amp.Command):
@@ -246,7 +247,7 @@ def _refused(failure: Failure) -> dict[str, Any]:
     if not failure.check(WcsError):
         log.failure("answering another worker failed", failure)
         return {"answer": refusal(WcsError(errors.INTERNAL_ERROR))}
-    return {"answer": refusal(failure.value)}
+    return {"answer": refusal(cast(WcsError, failure.value))}  # checked above
 
 
 def _encode_all(entries: list[Entry]) -> list[dict[str, Any] | None]:
@@ -259,8 +260,8 @@ class Detached(amp.AMP):
     the caller's callbacks, so an error raised in any of them would cut a worker
     off its supervisor; chained to a fresh Deferred, it stays the caller's."""
 
-    def callRemote(self, command: type[amp.Command], **arguments: Any) -> Any:
-        answer = super().callRemote(command, **arguments)
+    def callRemote(self, commandType: type[amp.Command], *a: Any, **kw: Any) -> Any:
+        answer = super().callRemote(commandType, *a, **kw)
         if answer is None:
             return None
         detached: Deferred[Any] = Deferred()
@@ -312,7 +313,7 @@ class HubProtocol(Detached):
 
         def refused(failure: Failure) -> dict[str, Any]:
             failure.trap(WcsError)  # a refusal (a cap), answered as one
-            return {key: refusal(failure.value)}
+            return {key: refusal(cast(WcsError, failure.value))}  # trapped above
 
         return step.addCallbacks(lambda value: {key: encoding(value)}, refused)
 
@@ -434,7 +435,7 @@ class HubProtocol(Detached):
 
         return DeferredList(asking, consumeErrors=True).addCallback(gathered)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         if self.worker and self.hub.workers.get(self.worker) is self:
             del self.hub.workers[self.worker]
@@ -466,7 +467,7 @@ class HubDirectory(Detached):
         super().connectionMade()
         self.callRemote(Hello, worker=self.worker)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self._on_lost()
 
