@@ -26,7 +26,8 @@ class Limits:
     #: and of those, the ones REST ``startup`` made.
     max_broadcasts: int = 200
     max_rest_startups: int = 100
-    #: files being opened at once (the rest wait in no queue: they are refused).
+    #: files being opened or checked, and snapshots being decoded, at once: running
+    #: on the file threads or waiting for one; past this, the next is refused.
     max_pending_opens: int = 64
     #: signalling messages a session may send per second (bursts of twice that).
     ws_message_rate: int = 50
