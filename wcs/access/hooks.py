@@ -17,6 +17,7 @@ from typing import Any
 
 from treq import collect as collect_body
 from treq.client import HTTPClient
+from treq.response import _Response
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
@@ -139,17 +140,16 @@ class RestHooks:
         """
         data = json.dumps(body, separators=(",", ":")).encode()
         url = f"{self.url}/{method}"
-        headers = {b"Content-Type": [b"application/json"]}
-        posting: Deferred[IResponse] = self._http.post(url, data=data, headers=headers)
+        headers: dict[bytes | str, list[bytes | str]] = {b"Content-Type": [b"application/json"]}
+        posting = self._http.post(url, data=data, headers=headers)
 
-        def again(failure: Failure) -> Deferred[IResponse] | Failure:
-            if failure.check(ResponseNeverReceived, RequestTransmissionFailed) and all(
-                reason.check(ConnectionDone, ConnectionLost) for reason in failure.value.reasons
+        def again(failure: Failure) -> Deferred[_Response]:
+            error = failure.value
+            if isinstance(error, (ResponseNeverReceived, RequestTransmissionFailed)) and all(
+                reason.check(ConnectionDone, ConnectionLost) for reason in error.reasons
             ):
                 return self._http.post(url, data=data, headers=headers)
-            return failure
-
-        posting.addErrback(again)
+            return fail(failure)
 
         def read(response: IResponse) -> Deferred[tuple[int, bytes]]:
             parts: list[bytes] = []
@@ -165,9 +165,7 @@ class RestHooks:
                 lambda _: (response.code, b"".join(parts))
             )
 
-        posting.addCallback(read)
-        posting.addTimeout(self.timeout, self.reactor)
-        return posting
+        return posting.addErrback(again).addCallback(read).addTimeout(self.timeout, self.reactor)
 
     def _why(self, failure: Failure) -> str:
         reasons = getattr(failure.value, "reasons", None)
@@ -177,6 +175,7 @@ class RestHooks:
             return f"no answer in {self.timeout * 1000:g} ms (rest_hook_timeout)"
         if failure.check(TooLong):
             return f"an answer longer than {MAX_ANSWER} bytes"
+        assert failure.type is not None  # set as any Failure is made
         return failure.getErrorMessage() or failure.type.__name__
 
     def close(self) -> Deferred[None]:
