@@ -8,7 +8,7 @@ import io
 import json
 from typing import Any
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web import resource
 from twisted.web.server import Request, Site
 from twisted.web.test.requesthelper import DummyChannel
@@ -72,7 +72,8 @@ def call(
     peer: str = "127.0.0.1",
 ) -> Call:
     """``method path`` with ``body`` as JSON (or ``raw`` bytes as they are)."""
-    channel = Connection(IPv4Address("TCP", peer, 40000))
+    kind = IPv6Address if ":" in peer else IPv4Address
+    channel = Connection(kind("TCP", peer, 40000))
     channel.site = Site(root)
     request = Call(channel)
     headers = dict(headers or {})
