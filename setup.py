@@ -9,8 +9,16 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["wcs", "wcs.*"]) + ["twisted.plugins"],
     package_data={"twisted": ["plugins/wcsvod_plugin.py"], "wcs": ["web/static/*"]},
-    # the fast RTP sender's inner loop (wcs/webrtc/sender.py falls back to Python)
-    ext_modules=[Extension("wcs.webrtc._rtpout", ["wcs/webrtc/_rtpout.c"])],
+    # the fast RTP sender's inner loop; optional: without a C compiler the
+    # install goes on and wcs/webrtc/rtpstream.py's Python loop is used (and logged)
+    ext_modules=[
+        Extension(
+            "wcs.webrtc._rtpout",
+            ["wcs/webrtc/_rtpout.c"],
+            extra_compile_args=["-Wall", "-Wextra", "-Werror"],
+            optional=True,
+        )
+    ],
     install_requires=[
         "twisted[tls]>=24.7,<27",
         "autobahn>=24.4,<27",
@@ -19,6 +27,8 @@ setup(
         "cryptography>=42",
         "av>=14,<19",
         "aiortc>=1.14,<1.17",
+        # _rtpout.c calls its srtp_protect (libsrtp 2's signature, checked at start-up)
+        "pylibsrtp>=1.0,<1.1",
         "treq>=24.9,<27",
         "botocore>=1.34,<2",
         "redis>=5,<9",

@@ -145,3 +145,12 @@ def test_real_h264_through_the_tags_decodes_with_the_sequence_header_as_extradat
         pictures += decoder.decode(av.Packet(body[5:]))
     pictures += decoder.decode(None)
     assert [(p.width, p.height) for p in pictures] == [(160, 96)] * 4
+
+
+def test_a_truncated_sps_does_not_break_the_flv_tagger():
+    """A publisher's SPS too short to read is ignored, not a crash of every MSE
+    viewer and push of the stream."""
+    tagger = FlvTagger(b"")
+    data = b"\x00\x00\x00\x01\x67" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01\x65\x01"
+    tags = tagger.tags(Sample("video", data, 0, 90000, 0.0, True, "h264"), 0)  # IndexError
+    assert tags == [] or all(kind == 9 for kind, _, _ in tags)

@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import av
 import pytest
+from aiortc.codecs.h264 import H264PayloadDescriptor
 
 from wcs.media import h264
 from wcs.media.sample import Sample
@@ -174,3 +175,14 @@ def test_the_cache_is_bounded_and_forgets_the_oldest(monkeypatch):
     for sample in samples:
         payloads(sample)
     assert list(packetizer._cache) == [s.data for s in samples[2:]]
+
+
+def test_a_publishers_empty_nal_unit_does_not_break_packetization():
+    """A publisher's STAP-A can hold a 0-byte unit (a bare start code once
+    depayloaded); it once broke every viewer of the stream."""
+    # a STAP-A whose one unit is 0 bytes long: aiortc depayloads it to a bare start code
+    _, frame = H264PayloadDescriptor.parse(b"\x18\x00\x00")
+    assert frame == b"\x00\x00\x00\x01"
+    data = b"\x00\x00\x00\x01\x65\x88" + frame  # an IDR with that after it
+    cut = payloads(Sample("video", data, 0, 90000, 0.0, True, "h264"))  # IndexError today
+    assert cut == (b"\x65\x88",)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 
 import pytest
 from pylibsrtp import Policy, Session
@@ -20,8 +21,13 @@ ABS_AT = 4 + 2 + 1
 
 
 def session() -> Session:
-    return Session(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
-                          srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80))
+    return Session(
+        Policy(
+            key=KEY,
+            ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        )
+    )
 
 
 def receiver() -> socket.socket:
@@ -34,8 +40,19 @@ def receiver() -> socket.socket:
 def stream(native: bool, to: socket.socket, video: bool = True) -> tuple:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     keys = session()
-    made = open_stream(sender, to.getsockname(), keys, 0x11223344, 102, 65534, 4000000000,
-                       EXTENSION, ABS_AT, video, native=native)
+    made = open_stream(
+        sender,
+        to.getsockname(),
+        keys,
+        0x11223344,
+        102,
+        65534,
+        4000000000,
+        EXTENSION,
+        ABS_AT,
+        video,
+        native=native,
+    )
     return made, keys, sender
 
 
@@ -43,8 +60,11 @@ def received(sock: socket.socket, count: int) -> list[bytes]:
     return [sock.recv(2048) for _ in range(count)]
 
 
-PAYLOADS = [(b"\x7c\x85" + bytes(range(200)) * 6, b"\x7c\x45" + b"x" * 300),
-            (b"\x41\x9a" + b"p" * 50,), (b"\x65" + b"k" * 900, b"\x06\x05" + b"s" * 20)]
+PAYLOADS = [
+    (b"\x7c\x85" + bytes(range(200)) * 6, b"\x7c\x45" + b"x" * 300),
+    (b"\x41\x9a" + b"p" * 50,),
+    (b"\x65" + b"k" * 900, b"\x06\x05" + b"s" * 20),
+]
 
 
 def run(native: bool) -> list[bytes]:
@@ -67,21 +87,30 @@ def test_c_and_python_write_the_same_bytes():
 @pytest.mark.parametrize("native", [True, False])
 def test_headers_numbering_and_state(native):
     sock = receiver()
-    track, keys, _ = stream(native, sock)
+    track, _keys, _ = stream(native, sock)
     track.send(PAYLOADS[1], 3000, False, 1, 1.0)  # not a keyframe: nothing yet
     assert track.packets == 0 and track.need_key
     track.send(PAYLOADS[0], 90000, True, 0x123456, 2.0)
     track.send(PAYLOADS[1], 93000, False, 0x123457, 3.0)
     packets = received(sock, 3)
-    plain = [Session(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_INBOUND,
-                            srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80))]
+    plain = [
+        Session(
+            Policy(
+                key=KEY,
+                ssrc_type=Policy.SSRC_ANY_INBOUND,
+                srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+            )
+        )
+    ]
     decoded = [plain[0].unprotect(p) for p in packets]
     headers = [struct.unpack("!BBHII", d[:12]) for d in decoded]
     ts0 = (4000000000 + 90000) & 0xFFFFFFFF
-    assert headers == [(0x90, 102, 65534, ts0, 0x11223344),
-                       (0x90, 0x80 | 102, 65535, ts0, 0x11223344),
-                       (0x90, 0x80 | 102, 0, (4000000000 + 93000) & 0xFFFFFFFF, 0x11223344)]
-    assert decoded[0][12:24] == EXTENSION[:ABS_AT] + b"\x12\x34\x56" + EXTENSION[ABS_AT + 3:]
+    assert headers == [
+        (0x90, 102, 65534, ts0, 0x11223344),
+        (0x90, 0x80 | 102, 65535, ts0, 0x11223344),
+        (0x90, 0x80 | 102, 0, (4000000000 + 93000) & 0xFFFFFFFF, 0x11223344),
+    ]
+    assert decoded[0][12:24] == EXTENSION[:ABS_AT] + b"\x12\x34\x56" + EXTENSION[ABS_AT + 3 :]
     assert [d[24:] for d in decoded] == [*PAYLOADS[0], *PAYLOADS[1]]
     assert (track.seq, track.packets, track.last_time) == (1, 3, 3.0)
     assert track.octets == sum(map(len, PAYLOADS[0] + PAYLOADS[1]))
@@ -177,11 +206,25 @@ def test_a_closed_stream_sends_nothing_more(native):
 def test_bad_parameters_are_refused(native):
     sock = receiver()
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for extension, at, payload_type in ((b"\xbe\xde\x00", -1, 96), (EXTENSION, 10, 96),
-                                        (EXTENSION, ABS_AT, 128)):
+    for extension, at, payload_type in (
+        (b"\xbe\xde\x00", -1, 96),
+        (EXTENSION, 10, 96),
+        (EXTENSION, ABS_AT, 128),
+    ):
         with pytest.raises(ValueError):
-            open_stream(sender, sock.getsockname(), session(), 1, payload_type, 0, 0,
-                        extension, at, True, native=native)
+            open_stream(
+                sender,
+                sock.getsockname(),
+                session(),
+                1,
+                payload_type,
+                0,
+                0,
+                extension,
+                at,
+                True,
+                native=native,
+            )
 
 
 def test_an_uninitialised_c_stream_does_not_crash():
@@ -189,3 +232,271 @@ def test_an_uninitialised_c_stream_does_not_crash():
     blank = stream_type.__new__(stream_type)
     blank.send(PAYLOADS[0], 0, True, 0, 1.0)  # nothing to send with: nothing sent
     assert blank.packets == 0
+
+
+# samples around the C loop's batch of 64 packets, and many streams at once
+
+
+def sample_of(count: int) -> tuple[bytes, ...]:
+    """``count`` distinct payloads small enough that 200 fit a receive buffer."""
+    return tuple(
+        bytes([0x7C, 0x05 | (0x40 if i == count - 1 else 0)]) + i.to_bytes(2, "big") * 20
+        for i in range(count)
+    )
+
+
+def unprotected(packets: list[bytes]) -> list[bytes]:
+    keys = Session(
+        Policy(
+            key=KEY,
+            ssrc_type=Policy.SSRC_ANY_INBOUND,
+            srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        )
+    )
+    return [keys.unprotect(p) for p in packets]
+
+
+@pytest.mark.parametrize("count", [1, 64, 65, 200])
+def test_samples_across_the_batch_boundary_go_out_whole_and_alike(count):
+    payloads = sample_of(count)
+    sent = {}
+    for native in (True, False):
+        sock = receiver()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        track, _keys, _sender = stream(native, sock)
+        track.send(payloads, 90000, True, 0x10203, 1.0)
+        sent[native] = received(sock, count)
+        assert (track.packets, track.dropped, track.seq) == (count, 0, (65534 + count) & 0xFFFF)
+        assert track.find((65534 + count - 1) & 0xFFFF) == (
+            payloads,
+            count - 1,
+            (4000000000 + 90000) & 0xFFFFFFFF,
+        )
+    assert sent[True] == sent[False]
+    decoded = unprotected(sent[True])
+    numbers = [struct.unpack("!H", d[2:4])[0] for d in decoded]
+    assert numbers == [(65534 + i) & 0xFFFF for i in range(count)]
+    markers = [d[1] & 0x80 for d in decoded]
+    assert markers == [0] * (count - 1) + [0x80]
+    assert [d[24:] for d in decoded] == list(payloads)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_send_all_numbers_each_of_many_streams_on_its_own(native):
+    sock = receiver()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    keys = session()
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(30)]
+    tracks = [
+        open_stream(
+            s,
+            sock.getsockname(),
+            keys,
+            1000 + i,
+            96,
+            i * 1000,
+            i,
+            EXTENSION,
+            ABS_AT,
+            True,
+            native=native,
+        )
+        for i, s in enumerate(senders)
+    ]
+    payloads = sample_of(70)
+    send_all(tracks, payloads, 90000, True, 0x111111, 1.0)
+    send_all(tracks, payloads[:3], 93000, False, 0x111112, 1.1)
+    decoded = unprotected(received(sock, 30 * 73))
+    by_ssrc: dict[int, list[tuple[int, int]]] = {}
+    for d in decoded:
+        _, _, seq, ts, ssrc = struct.unpack("!BBHII", d[:12])
+        by_ssrc.setdefault(ssrc, []).append((seq, ts))
+    assert sorted(by_ssrc) == [1000 + i for i in range(30)]
+    for i in range(30):
+        rows = by_ssrc[1000 + i]
+        assert [seq for seq, _ in rows] == [i * 1000 + n for n in range(73)]
+        assert {ts for _, ts in rows[:70]} == {i + 90000} and {ts for _, ts in rows[70:]} == {
+            i + 93000
+        }
+    assert [t.packets for t in tracks] == [73] * 30
+
+
+# every refusal, and the ways a caller could break a C loop that trusted it
+
+
+def c_stream(**changes):
+    sock = receiver()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    keys = session()
+    made = open_stream(sender, sock.getsockname(), keys, 1, 96, 0, 0, EXTENSION, ABS_AT, True)
+    arguments = dict(
+        fd=sender.fileno(),
+        host="127.0.0.1",
+        port=sock.getsockname()[1],
+        protect=1,
+        context=1,
+        session=keys,
+        ssrc=1,
+        payload_type=96,
+        seq=0,
+        ts_base=0,
+        extension=EXTENSION,
+        abs_send_time_at=ABS_AT,
+        video=True,
+    )
+    arguments.update(changes)
+    return made, arguments, (sock, sender)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"fd": -1}, "fd"),
+        ({"port": -1}, "port"),
+        ({"port": 65536}, "port"),
+        ({"port": 2**31 - 1}, "port"),
+        ({"protect": 0}, "protect"),
+        ({"context": 0}, "protect"),
+        ({"ssrc": -1}, "ssrc"),
+        ({"ssrc": 2**32}, "ssrc"),
+        ({"payload_type": -1}, "payload_type"),
+        ({"payload_type": 128}, "payload_type"),
+        ({"seq": -1}, "seq"),
+        ({"seq": 65536}, "seq"),
+        ({"ts_base": -1}, "ts_base"),
+        ({"ts_base": 2**32}, "ts_base"),
+        ({"extension": b"\xbe\xde\x00"}, "extension"),
+        ({"extension": b"\x00" * 68}, "extension"),
+        ({"abs_send_time_at": -2}, "abs_send_time_at"),
+        ({"abs_send_time_at": 10}, "abs_send_time_at"),
+        ({"abs_send_time_at": sys.maxsize}, "abs_send_time_at"),
+        ({"abs_send_time_at": 0, "extension": b""}, "abs_send_time_at"),
+        ({"host": "not an address"}, "not an IP address"),
+    ],
+)
+def test_c_stream_refuses_every_bad_parameter_by_name(change, problem):
+    made, arguments, _keep = c_stream(**change)
+    with pytest.raises(ValueError, match=problem):
+        type(made)(**arguments)
+    # the refused re-initialisation changed nothing of a working stream
+    with pytest.raises(ValueError, match=problem):
+        made.__init__(**arguments)
+    made.send(PAYLOADS[0], 0, True, 0, 1.0)
+    assert made.packets == 2 and not made.closed
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"port": 65536},
+        {"ssrc": 2**32},
+        {"seq": 65536},
+        {"ts_base": -1},
+        {"abs_send_time_at": sys.maxsize},
+        {"abs_send_time_at": -2},
+    ],
+)
+def test_python_stream_refuses_what_the_c_stream_refuses(change):
+    sock = receiver()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    values = dict(
+        address=("127.0.0.1", 9),
+        ssrc=1,
+        payload_type=96,
+        seq=0,
+        ts_base=0,
+        extension=EXTENSION,
+        abs_send_time_at=ABS_AT,
+    )
+    if "port" in change:
+        values["address"] = ("127.0.0.1", change.pop("port"))
+    values.update(change)
+    with pytest.raises(ValueError, match="bad RtpStream parameters"):
+        PyRtpStream(
+            sender,
+            values["address"],
+            session(),
+            values["ssrc"],
+            values["payload_type"],
+            values["seq"],
+            values["ts_base"],
+            values["extension"],
+            values["abs_send_time_at"],
+            True,
+        )
+    sock.close()
+
+
+def test_need_key_cannot_be_deleted():
+    made, _arguments, _keep = c_stream()
+    with pytest.raises(AttributeError, match="cannot be deleted"):
+        del made.need_key
+    assert made.need_key
+
+
+class Payloads(tuple):
+    def __len__(self):  # a subclass could lie; the C loop must never ask it
+        return 10**6
+
+
+class Payload(bytes):
+    pass
+
+
+class Streams(list):
+    pass
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_only_exact_tuples_and_bytes_are_sent(native):
+    sock = receiver()
+    track, _, _ = stream(native, sock)
+    for bad, message in (
+        (Payloads(PAYLOADS[0]), "tuple"),
+        ([b"x"], "tuple"),
+        ((Payload(b"x"),), "bytes"),
+        ((bytearray(b"x"),), "bytes"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            track.send(bad, 0, True, 0, 1.0)
+        with pytest.raises(TypeError, match=message):
+            send_all([track], bad, 0, True, 0, 1.0)
+    assert track.packets == 0
+
+
+def test_c_send_all_takes_only_a_plain_list_of_c_streams():
+    made, _arguments, _keep = c_stream()
+    with pytest.raises(TypeError, match="list"):
+        rtpstream._rtpout.send_all(Streams([made]), PAYLOADS[0], 0, True, 0, 1.0)
+    with pytest.raises(TypeError, match="list"):
+        rtpstream._rtpout.send_all((made,), PAYLOADS[0], 0, True, 0, 1.0)
+    with pytest.raises(TypeError, match="RtpStream"):
+        rtpstream._rtpout.send_all([made, object()], PAYLOADS[0], 0, True, 0, 1.0)
+    assert made.packets == 0  # refused before any stream sent
+    with pytest.raises(TypeError):
+        type("Sub", (type(made),), {})  # not a base type: no subclass can be made
+
+
+def test_c_send_all_holds_its_streams_while_it_sends():
+    """The list is copied first: dropping every other reference mid-call is safe."""
+    sock = receiver()
+    tracks, kept = [], []
+    for _ in range(3):
+        made, _arguments, keep = c_stream()
+        kept.append(keep)  # its receiver and sender outlive the call
+        tracks.append(made)
+    streams = list(tracks)
+    del tracks, made
+    rtpstream._rtpout.send_all(streams, PAYLOADS[0], 0, True, 0, 1.0)
+    assert [s.packets for s in streams] == [2, 2, 2]
+    sock.close()
+
+
+def test_the_c_loop_is_taken_only_for_libsrtp_2s_protect():
+    assert rtpstream.PROTECT_SIGNATURE == (
+        "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+    )
+    assert rtpstream.NATIVE_UNUSABLE == ""
+    from pylibsrtp._binding import ffi, lib
+
+    assert ffi.typeof(lib.srtp_protect).cname == rtpstream.PROTECT_SIGNATURE

@@ -64,8 +64,9 @@ class FlvTagger:
         return out
 
     def _video(self, sample: Sample, milliseconds: int) -> list[tuple[int, int, bytes]]:
-        units = h264.split_annexb(sample.data)
-        sps = [u for u in units if u[0] & 0x1F == h264.NAL_SPS]
+        units = [u for u in h264.split_annexb(sample.data) if u]
+        # an SPS too short to name its profile and level (a publisher's) is no SPS
+        sps = [u for u in units if u[0] & 0x1F == h264.NAL_SPS and len(u) >= 4]
         pps = [u for u in units if u[0] & 0x1F == h264.NAL_PPS]
         if sps and pps:
             self._parameters = (sps[0], pps[0])

@@ -23,6 +23,7 @@ from wcs.recording.recorder import MIB, Recorder, record_name
 from wcs.transports.interfaces import OnState, Player
 from wcs.webrtc import ice
 from wcs.webrtc.publisher import WebRTCPublisher
+from wcs.webrtc.rtpstream import NATIVE_UNUSABLE
 from wcs.webrtc.viewer import WebRTCViewer
 
 log = Logger()
@@ -54,6 +55,8 @@ class TransportFactory:
         self.record_dir = record_dir
         self.record_template = record_template
         self.channels = MediaChannels()
+        if fast_sender and NATIVE_UNUSABLE:
+            log.warn("WebRTC sender: {why}", why=NATIVE_UNUSABLE)
         if not ice.announce(announced_ips):
             log.warn(
                 "this machine has no address to offer browsers over WebRTC (only "

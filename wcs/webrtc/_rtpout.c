@@ -12,7 +12,15 @@
  * answers a NACK.
  *
  * wcs/webrtc/rtpstream.py has the same thing in Python, which gives the same
- * bytes; tests/test_rtpstream.py checks that they do.
+ * bytes; tests/test_rtpstream.py checks that they do. rtpstream.py takes this
+ * path only when pylibsrtp's srtp_protect has the libsrtp 2 signature below
+ * (protect_fn); the address it passes is that function's.
+ *
+ * Safe by construction: every argument is range-checked before anything
+ * changes; only exact tuples, bytes and lists are taken (no subclass can run
+ * Python code from a __del__ or __len__ half-way through a send), and send_all
+ * works on a snapshot of its list. tests/test_rtpstream_asan.py runs the tests
+ * against an AddressSanitizer build; setup.py builds with -Wall -Wextra -Werror.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -86,22 +94,39 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     const char *host;
     int fd, port, video, payload_type;
     unsigned long long protect_address, context_address;
-    unsigned long ssrc, seq, ts_base;
+    long long ssrc, seq, ts_base;
     PyObject *session;
     Py_buffer extension;
     Py_ssize_t abs_send_time_at;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOkikky*np", keywords, &fd, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOLiLLy*np", keywords, &fd, &host,
                                      &port, &protect_address, &context_address, &session,
                                      &ssrc, &payload_type, &seq, &ts_base, &extension,
                                      &abs_send_time_at, &video))
         return -1;
-    /* every check before anything of ours changes */
-    int bad = extension.len > MAX_EXTENSION || extension.len % 4 != 0 ||
-              (abs_send_time_at >= 0 && abs_send_time_at + 3 > extension.len);
-    if (bad || payload_type < 0 || payload_type > 127 || protect_address == 0 ||
-        context_address == 0) {
+    /* every check before anything of ours changes; no sum that could overflow */
+    const char *bad = NULL;
+    if (fd < 0)
+        bad = "fd must be a descriptor";
+    else if (port < 0 || port > 65535)
+        bad = "port must be 0-65535";
+    else if (protect_address == 0 || context_address == 0)
+        bad = "protect and context must be addresses";
+    else if (ssrc < 0 || ssrc > 0xFFFFFFFFLL)
+        bad = "ssrc must be 0-4294967295";
+    else if (payload_type < 0 || payload_type > 127)
+        bad = "payload_type must be 0-127";
+    else if (seq < 0 || seq > 0xFFFF)
+        bad = "seq must be 0-65535";
+    else if (ts_base < 0 || ts_base > 0xFFFFFFFFLL)
+        bad = "ts_base must be 0-4294967295";
+    else if (extension.len > MAX_EXTENSION || extension.len % 4 != 0)
+        bad = "extension must be a multiple of 4 bytes, at most 64";
+    else if (abs_send_time_at < -1 ||
+             (abs_send_time_at >= 0 && abs_send_time_at > extension.len - 3))
+        bad = "abs_send_time_at must be -1 or leave 3 bytes inside the extension";
+    if (bad != NULL) {
         PyBuffer_Release(&extension);
-        PyErr_SetString(PyExc_ValueError, "bad RtpStream parameters");
+        PyErr_Format(PyExc_ValueError, "bad RtpStream parameters: %s", bad);
         return -1;
     }
     struct sockaddr_storage address;
@@ -153,12 +178,18 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-/* Checks a sample's payloads before any is sent; -1 with a Python error if unfit. */
+/* Checks a sample's payloads before any is sent; -1 with a Python error if unfit.
+ * Exact types only: a tuple is immutable and bytes hold their buffer, so nothing
+ * checked here can change or run code before the send is done. */
 static int check_payloads(PyObject *payloads, Py_ssize_t header_room) {
+    if (!PyTuple_CheckExact(payloads)) {
+        PyErr_SetString(PyExc_TypeError, "payloads must be a tuple");
+        return -1;
+    }
     Py_ssize_t count = PyTuple_GET_SIZE(payloads);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyTuple_GET_ITEM(payloads, i);
-        if (!PyBytes_Check(payload)) {
+        if (!PyBytes_CheckExact(payload)) {
             PyErr_SetString(PyExc_TypeError, "payloads must be bytes");
             return -1;
         }
@@ -265,8 +296,8 @@ static PyObject *stream_send(RtpStream *self, PyObject *args) {
     unsigned long media_ts, abs_send_time;
     int keyframe;
     double now;
-    if (!PyArg_ParseTuple(args, "O!kpkd", &PyTuple_Type, &payloads, &media_ts, &keyframe,
-                          &abs_send_time, &now))
+    /* media_ts and abs_send_time are taken modulo 2**32, as RTP's clock wraps */
+    if (!PyArg_ParseTuple(args, "Okpkd", &payloads, &media_ts, &keyframe, &abs_send_time, &now))
         return NULL;
     if (check_payloads(payloads, self->extension_length) < 0)
         return NULL;
@@ -303,13 +334,14 @@ static PyObject *stream_find(RtpStream *self, PyObject *args) {
 }
 
 /* close(): send nothing more, give the socket and the history back */
-static PyObject *stream_close(RtpStream *self, PyObject *unused) {
+static PyObject *stream_close(RtpStream *self, PyObject *Py_UNUSED(unused)) {
     close_fd(self);
     forget_history(self);
     Py_RETURN_NONE;
 }
 
-static PyObject *stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+static PyObject *stream_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
+                            PyObject *Py_UNUSED(kwargs)) {
     RtpStream *self = (RtpStream *)type->tp_alloc(type, 0);
     if (self != NULL)
         self->fd = -1;
@@ -348,30 +380,38 @@ static PyMethodDef stream_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyObject *get_seq(RtpStream *self, void *closure) { return PyLong_FromLong(self->seq); }
-static PyObject *get_packets(RtpStream *self, void *closure) {
+static PyObject *get_seq(RtpStream *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(self->seq);
+}
+static PyObject *get_packets(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(self->packets);
 }
-static PyObject *get_octets(RtpStream *self, void *closure) {
+static PyObject *get_octets(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(self->octets);
 }
-static PyObject *get_dropped(RtpStream *self, void *closure) {
+static PyObject *get_dropped(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(self->dropped);
 }
-static PyObject *get_last_rtp(RtpStream *self, void *closure) {
+static PyObject *get_last_rtp(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLong(self->last_rtp);
 }
-static PyObject *get_last_time(RtpStream *self, void *closure) {
+static PyObject *get_last_time(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyFloat_FromDouble(self->last_time);
 }
-static PyObject *get_ts_base(RtpStream *self, void *closure) {
+static PyObject *get_ts_base(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLong(self->ts_base);
 }
-static PyObject *get_closed(RtpStream *self, void *closure) { return PyBool_FromLong(self->fd < 0); }
-static PyObject *get_need_key(RtpStream *self, void *closure) {
+static PyObject *get_closed(RtpStream *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(self->fd < 0);
+}
+static PyObject *get_need_key(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyBool_FromLong(self->need_key);
 }
-static int set_need_key(RtpStream *self, PyObject *value, void *closure) {
+static int set_need_key(RtpStream *self, PyObject *value, void *Py_UNUSED(closure)) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "need_key cannot be deleted");
+        return -1;
+    }
     int truth = PyObject_IsTrue(value);
     if (truth < 0)
         return -1;
@@ -408,27 +448,36 @@ static PyTypeObject RtpStreamType = {
 };
 
 /* send_all(streams, payloads, media_ts, keyframe, abs_send_time, now) */
-static PyObject *send_all(PyObject *module, PyObject *args) {
+static PyObject *send_all(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *streams, *payloads;
     unsigned long media_ts, abs_send_time;
     int keyframe;
     double now;
-    if (!PyArg_ParseTuple(args, "O!O!kpkd", &PyList_Type, &streams, &PyTuple_Type, &payloads,
-                          &media_ts, &keyframe, &abs_send_time, &now))
+    if (!PyArg_ParseTuple(args, "OOkpkd", &streams, &payloads, &media_ts, &keyframe,
+                          &abs_send_time, &now))
         return NULL;
+    if (!PyList_CheckExact(streams)) {
+        PyErr_SetString(PyExc_TypeError, "send_all takes a list of RtpStream objects");
+        return NULL;
+    }
     if (check_payloads(payloads, MAX_EXTENSION) < 0)
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(streams);
+    /* a snapshot that holds every stream: the list may change, they stay */
+    PyObject *snapshot = PyList_AsTuple(streams);
+    if (snapshot == NULL)
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(snapshot);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(streams, i);
-        if (!PyObject_TypeCheck(item, &RtpStreamType)) {
+        if (!Py_IS_TYPE(PyTuple_GET_ITEM(snapshot, i), &RtpStreamType)) {
+            Py_DECREF(snapshot);
             PyErr_SetString(PyExc_TypeError, "send_all takes RtpStream objects");
             return NULL;
         }
     }
     for (Py_ssize_t i = 0; i < count; i++)
-        send_one((RtpStream *)PyList_GET_ITEM(streams, i), payloads, (uint32_t)media_ts,
+        send_one((RtpStream *)PyTuple_GET_ITEM(snapshot, i), payloads, (uint32_t)media_ts,
                  keyframe, (uint32_t)abs_send_time, now);
+    Py_DECREF(snapshot);
     Py_RETURN_NONE;
 }
 
@@ -439,7 +488,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_rtpout", "The fast RTP sender's inner loop.", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_rtpout",
+    .m_doc = "The fast RTP sender's inner loop.",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__rtpout(void) {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiortc import RTCRtpSender, rtp
+from aiortc import RTCRtpSender
 from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
@@ -19,6 +19,7 @@ from aiortc.rtcrtpparameters import (
 from aiortc.sdp import H264Profile, SessionDescription, parse_h264_profile_level_id
 
 from wcs.errors import NegotiationError
+from wcs.webrtc import internals
 
 # Chromium offers High only as High 4:4:4 Predictive (f4001f), whose decoders
 # also decode High, Main and Constrained Baseline.
@@ -68,7 +69,7 @@ def register_profiles() -> None:
     in 35–63; aiortc only honours 96–127 and would otherwise answer with a
     number the browser uses for something else (its RTX, for instance).
     """
-    rtp.DYNAMIC_PAYLOAD_TYPES = _DynamicPayloadTypes()  # type: ignore[assignment]
+    internals.set_dynamic_payload_types(_DynamicPayloadTypes())
     video = CODECS["video"]
     known = {c.parameters.get("profile-level-id") for c in video if c.mimeType == "video/H264"}
     used = {c.payloadType for c in video}

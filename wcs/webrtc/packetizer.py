@@ -9,9 +9,8 @@ track keeps the payloads it sent lately, for NACKs, by itself.
 
 from __future__ import annotations
 
-from aiortc.codecs.h264 import H264Encoder
-
 from wcs.media.sample import Sample
+from wcs.webrtc.internals import h264_payloads
 
 #: Samples whose payloads are kept (about ten seconds of one broadcast).
 CACHE = 1024
@@ -23,10 +22,7 @@ def payloads(sample: Sample) -> tuple[bytes, ...]:
     """The RTP payloads of ``sample``, in order; the last one carries the marker."""
     cut = _cache.get(sample.data)
     if cut is None:
-        if sample.codec == "h264":
-            cut = tuple(H264Encoder._packetize(H264Encoder._split_bitstream(sample.data)))
-        else:
-            cut = (sample.data,)
+        cut = h264_payloads(sample.data) if sample.codec == "h264" else (sample.data,)
         if len(_cache) >= CACHE:
             del _cache[next(iter(_cache))]
         _cache[sample.data] = cut

@@ -25,6 +25,8 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from twisted.logger import Logger
 
+from wcs.webrtc import internals
+
 log = Logger()
 
 
@@ -46,10 +48,11 @@ class Peer(RTCPeerConnection):
         every DTLS transport closed)."""
         return self.signalingState == "closed" or self.connectionState == "closed"
 
-    async def _RTCPeerConnection__connect(self) -> None:
-        """aiortc's connect task, whose errors are taken care of."""
+    async def connect_task(self) -> None:
+        """aiortc's connect task, whose errors are taken care of (installed
+        under aiortc's name below)."""
         try:
-            await super()._RTCPeerConnection__connect()  # type: ignore[misc]
+            await getattr(super(), internals.PEER_CONNECT)()
         except Exception as error:
             if self.closing:
                 log.debug(
@@ -78,6 +81,9 @@ class Peer(RTCPeerConnection):
         release(self)
 
 
+setattr(Peer, internals.PEER_CONNECT, Peer.connect_task)
+
+
 def release(pc: RTCPeerConnection) -> None:
     """Drop the references a closed peer's parts keep to each other.
 
@@ -91,20 +97,17 @@ def release(pc: RTCPeerConnection) -> None:
     for transceiver in pc.getTransceivers():
         dtls: Any = transceiver.receiver.transport
         dtls.remove_all_listeners()
-        connection: Any = getattr(dtls.transport, "_connection", None)
+        connection = internals.ice_connection(dtls)
         if connection is not None:
-            connection._check_list = []
-            connection._early_checks.clear()
+            internals.forget_checks(connection)
 
 
 async def close_sockets(pc: RTCPeerConnection) -> None:
     """Close whatever sockets a closed peer's ICE connections still list (those
     bound after the close); closing one already closed does nothing."""
     for transceiver in pc.getTransceivers():
-        connection: Any = getattr(transceiver.receiver.transport.transport, "_connection", None)
+        connection = internals.ice_connection(transceiver.receiver.transport)
         if connection is None:
             continue
-        protocols = list(connection._protocols)
-        connection._protocols.clear()
-        for protocol in protocols:
+        for protocol in internals.take_protocols(connection):
             await protocol.close()

@@ -13,7 +13,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import aiortc.rtcrtpreceiver
 from aiortc import RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from twisted.internet.defer import Deferred
@@ -32,7 +31,7 @@ from wcs.media.sample import (
     Sample,
     VideoInfo,
 )
-from wcs.webrtc import codecs, ice
+from wcs.webrtc import codecs, ice, internals
 from wcs.webrtc.peer import Peer
 
 log = Logger()
@@ -46,7 +45,6 @@ class Encoded:
         self.timestamp = timestamp
 
 
-_stock_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
 #: Decoder queues of publishers' receivers: their frames are passed through.
 _passthrough_queues: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -68,12 +66,12 @@ def _decoder_worker(
         asyncio.run_coroutine_threadsafe(output_q.put(frame), loop)
 
 
-aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
+_stock_decoder_worker = internals.replace_decoder_worker(_decoder_worker)
 
 
 def pass_through(receiver: RTCRtpReceiver) -> None:
     """Make ``receiver`` deliver encoded frames (call before media flows)."""
-    _passthrough_queues.add(receiver._RTCRtpReceiver__decoder_queue)  # type: ignore[attr-defined]
+    _passthrough_queues.add(internals.decoder_queue(receiver))
 
 
 class WebRTCPublisher:
@@ -228,10 +226,8 @@ class WebRTCPublisher:
         receiver = self._video_receiver
         if receiver is None:
             return
-        seen = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-        retransmissions = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
-        for ssrc in [s for s in seen if s not in retransmissions]:
-            pli = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+        for ssrc in internals.remote_media_ssrcs(receiver):
+            pli = asyncio.ensure_future(internals.send_pli(receiver, ssrc))
             self._plis.add(pli)  # held until done: the loop keeps only a weak reference
             pli.add_done_callback(self._plis.discard)
 

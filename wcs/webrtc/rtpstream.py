@@ -1,8 +1,9 @@
 """One viewer's RTP track on the fast path: its header, its SRTP, its socket.
 
-:func:`open_stream` gives the C implementation (``wcs/webrtc/_rtpout.c``) when it
-is built, else :class:`PyRtpStream`, the same loop in Python that writes the
-same bytes (``tests/test_rtpstream.py`` holds them side by side). Either way
+:func:`open_stream` gives the C implementation (``wcs/webrtc/_rtpout.c``) when
+it is built and pylibsrtp's ``srtp_protect`` has the signature it calls (libsrtp
+2's: checked here, at import), else :class:`PyRtpStream`, the same loop in
+Python that writes the same bytes (``tests/test_rtpstream.py`` holds them side by side). Either way
 :func:`send_all` sends one sample to every viewer of a broadcast at once.
 
 A stream numbers its own packets: the sample's payloads are shared, the
@@ -19,12 +20,35 @@ from typing import Any, Protocol
 
 from pylibsrtp import Session
 
-try:
-    from pylibsrtp._binding import ffi, lib
+from wcs.webrtc import internals
 
-    from wcs.webrtc import _rtpout
-except ImportError:  # not built: the Python loop below
-    _rtpout = None
+#: The signature _rtpout.c's protect_fn has: libsrtp 2's srtp_protect, as
+#: pylibsrtp's cffi declares it. libsrtp 3 changed it; the C loop must not call that.
+PROTECT_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+
+def _load_native() -> tuple[Any, str]:
+    """The C loop's module, or None and why not (what the server logs at start-up)."""
+    try:
+        from wcs.webrtc import _rtpout
+    except ImportError as error:
+        return None, f"the C helper is not built ({error}): RTP goes out through the Python loop"
+    try:
+        from pylibsrtp._binding import ffi, lib
+
+        signature = ffi.typeof(lib.srtp_protect).cname
+        status_size = ffi.sizeof("srtp_err_status_t")
+    except Exception as error:
+        return None, f"pylibsrtp's srtp_protect cannot be checked ({error!r}): Python loop"
+    if signature != PROTECT_SIGNATURE or status_size != ffi.sizeof("int"):
+        return None, (
+            f"pylibsrtp's srtp_protect is {signature}, not the libsrtp 2 {PROTECT_SIGNATURE}"
+            " the C helper calls: RTP goes out through the Python loop"
+        )
+    return _rtpout, ""
+
+
+_rtpout, NATIVE_UNUSABLE = _load_native()
 
 #: Samples remembered per stream, to find the packet a NACK names.
 SENT_HISTORY = 256
@@ -64,12 +88,43 @@ class RtpStream(Protocol):
 
 
 def check_payloads(payloads: tuple[bytes, ...], header_room: int) -> None:
-    """Refuse a sample that could not go out whole, before any of it is sent."""
+    """Refuse a sample that could not go out whole, before any of it is sent
+    (exact types, as the C loop takes)."""
+    if type(payloads) is not tuple:
+        raise TypeError("payloads must be a tuple")
     for payload in payloads:
-        if not isinstance(payload, bytes):
+        if type(payload) is not bytes:
             raise TypeError("payloads must be bytes")
         if 12 + header_room + len(payload) > MAX_PACKET:
             raise ValueError("RTP packet too large")
+
+
+def parameters_problem(
+    port: int,
+    ssrc: int,
+    payload_type: int,
+    seq: int,
+    ts_base: int,
+    extension: bytes,
+    abs_send_time_at: int,
+) -> str:
+    """What is wrong with a stream's parameters ("" if nothing): the C loop's
+    checks, in its words."""
+    if not 0 <= port <= 65535:
+        return "port must be 0-65535"
+    if not 0 <= ssrc <= 0xFFFFFFFF:
+        return "ssrc must be 0-4294967295"
+    if not 0 <= payload_type <= 127:
+        return "payload_type must be 0-127"
+    if not 0 <= seq <= 0xFFFF:
+        return "seq must be 0-65535"
+    if not 0 <= ts_base <= 0xFFFFFFFF:
+        return "ts_base must be 0-4294967295"
+    if len(extension) > MAX_EXTENSION or len(extension) % 4:
+        return "extension must be a multiple of 4 bytes, at most 64"
+    if abs_send_time_at < -1 or (abs_send_time_at >= 0 and abs_send_time_at > len(extension) - 3):
+        return "abs_send_time_at must be -1 or leave 3 bytes inside the extension"
+    return ""
 
 
 class PyRtpStream:
@@ -88,13 +143,11 @@ class PyRtpStream:
         abs_send_time_at: int,
         video: bool,
     ) -> None:
-        if (
-            len(extension) > MAX_EXTENSION
-            or len(extension) % 4
-            or not 0 <= payload_type <= 127
-            or (abs_send_time_at >= 0 and abs_send_time_at + 3 > len(extension))
-        ):
-            raise ValueError("bad RtpStream parameters")
+        bad = parameters_problem(
+            address[1], ssrc, payload_type, seq, ts_base, extension, abs_send_time_at
+        )
+        if bad:
+            raise ValueError(f"bad RtpStream parameters: {bad}")
         self._sock: socket.socket | None = sock.dup()  # its own, as the C stream has
         self._address = address
         self._protect = session.protect
@@ -222,12 +275,14 @@ def open_stream(
     ``close()`` ends its sending.
     """
     if native and _rtpout is not None:
+        from pylibsrtp._binding import ffi, lib
+
         return _rtpout.RtpStream(
             fd=sock.fileno(),
             host=address[0],
             port=address[1],
             protect=int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
-            context=int(ffi.cast("uintptr_t", session._srtp[0])),
+            context=int(ffi.cast("uintptr_t", internals.srtp_context(session))),
             session=session,
             ssrc=ssrc,
             payload_type=payload_type,

@@ -43,6 +43,7 @@ from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 from twisted.logger import Logger
 
 from wcs.metrics import METERS
+from wcs.webrtc import internals
 from wcs.webrtc.rtpstream import RtpStream, open_stream, send_all
 
 log = Logger()
@@ -106,6 +107,7 @@ class FastSender(RTCRtpSender):
         self._rtx_seq = random.randint(0, 0xFFFF)
         self._extension = b""
         self._cname = ""
+        self.ssrc, self.rtx_ssrc = internals.sender_ssrcs(self)
 
     @property
     def need_key(self) -> bool:
@@ -133,18 +135,18 @@ class FastSender(RTCRtpSender):
         video = self.kind == "video"
         self._extension, self._abs_send_time_at = extension_block(parameters, video)
         dtls = self.transport
-        dtls._register_rtp_sender(self, parameters)
-        self._srtp = dtls._tx_srtp  # kept alive as long as the stream may use it
-        pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
+        internals.register_sender(dtls, self, parameters)
+        self._srtp = internals.tx_srtp(dtls)  # kept alive as long as the stream may use it
+        route = internals.nominated_route(dtls)
+        if route is None:
             raise ConnectionError("no ICE pair was nominated")
-        ice_socket = pair.protocol.transport.get_extra_info("socket")
+        ice_socket, address = route
         with socket.socket(fileno=os.dup(ice_socket.fileno())) as sock:
             self.stream = open_stream(
                 sock,
-                pair.remote_addr[:2],
+                address,
                 self._srtp,
-                self._ssrc,
+                self.ssrc,
                 self._pt,
                 random.randint(0, 0xFFFF),
                 random.randint(0, 0xFFFFFFFF),
@@ -166,14 +168,15 @@ class FastSender(RTCRtpSender):
         stream, self.stream = self.stream, None
         REPORTS.discard(self)
         try:
-            self.transport._unregister_rtp_sender(self)
+            internals.unregister_sender(self.transport, self)
         except Exception:  # already gone with the transport
             pass
         if stream is not None:
             stream.close()  # a broadcast that still lists it sends it nothing more
-            await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
+            await self._send_rtcp_now([RtcpByePacket(sources=[self.ssrc])])
 
-    async def _handle_rtcp_packet(self, packet: Any) -> None:
+    async def handle_rtcp(self, packet: Any) -> None:
+        """aiortc's RTCP for this sender (installed under aiortc's name below)."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for seq in packet.lost:
                 self.retransmit(seq)
@@ -185,21 +188,22 @@ class FastSender(RTCRtpSender):
 
     async def getStats(self) -> RTCStatsReport:
         stream = self.stream
+        stats_id, transport_report = internals.transport_stats(self.transport)
         report = RTCStatsReport()
         report.add(
             RTCOutboundRtpStreamStats(
                 timestamp=_now(),
                 type="outbound-rtp",
                 id=f"outbound-rtp_{id(self)}",
-                ssrc=self._ssrc,
+                ssrc=self.ssrc,
                 kind=self.kind,
-                transportId=self.transport._stats_id,
+                transportId=stats_id,
                 packetsSent=stream.packets if stream else 0,
                 bytesSent=stream.octets if stream else 0,
-                trackId=str(self._track_id),
+                trackId=internals.sender_track_id(self),
             )
         )
-        report.update(self.transport._get_stats())
+        report.update(transport_report)
         return report
 
     # the fast path
@@ -222,11 +226,11 @@ class FastSender(RTCRtpSender):
         marker = 0x80 if index == len(payloads) - 1 else 0
         first = 0x90 if self._extension else 0x80
         if self._rtx_pt is not None:
-            header = _HEADER.pack(first, marker | self._rtx_pt, self._rtx_seq, ts, self._rtx_ssrc)
+            header = _HEADER.pack(first, marker | self._rtx_pt, self._rtx_seq, ts, self.rtx_ssrc)
             payload = seq.to_bytes(2, "big") + payload
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
-            header = _HEADER.pack(first, marker | self._pt, seq, ts, self._ssrc)
+            header = _HEADER.pack(first, marker | self._pt, seq, ts, self.ssrc)
         extension = bytearray(self._extension)
         at = self._abs_send_time_at
         if at >= 0:  # sent now: the bandwidth estimate reads this
@@ -243,7 +247,7 @@ class FastSender(RTCRtpSender):
             return  # no mapping to give before the first packet
         packets: list[Any] = [
             RtcpSrPacket(
-                ssrc=self._ssrc,
+                ssrc=self.ssrc,
                 sender_info=RtcpSenderInfo(
                     ntp_timestamp=ntp(stream.last_time),
                     rtp_timestamp=stream.last_rtp,
@@ -255,16 +259,19 @@ class FastSender(RTCRtpSender):
         if self._cname:
             packets.append(
                 RtcpSdesPacket(
-                    chunks=[RtcpSourceInfo(ssrc=self._ssrc, items=[(1, self._cname.encode())])]
+                    chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, self._cname.encode())])]
                 )
             )
         stream.send_raw(self._srtp.protect_rtcp(b"".join(bytes(p) for p in packets)))
 
-    async def _send_rtcp(self, packets: list[Any]) -> None:
+    async def _send_rtcp_now(self, packets: list[Any]) -> None:
         try:
-            await self.transport._send_rtp(b"".join(bytes(p) for p in packets))
+            await internals.send_rtcp(self.transport, b"".join(bytes(p) for p in packets))
         except ConnectionError:
             pass
+
+
+setattr(FastSender, internals.SENDER_RTCP_HANDLER, FastSender.handle_rtcp)
 
 
 class Reports:
@@ -319,7 +326,7 @@ def adopt(
 ) -> FastSender:
     """Turn the sender aiortc made for a transceiver into a :class:`FastSender`
     (before negotiation ends: aiortc calls ``send`` when DTLS is up)."""
-    sender.__class__ = FastSender
+    internals.adopt_sender(sender, FastSender)
     fast = sender  # type: ignore[assignment]
     assert isinstance(fast, FastSender)
     fast._fast_init(label, on_keyframe_request, native)

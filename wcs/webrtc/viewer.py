@@ -22,7 +22,7 @@ from wcs import aio
 from wcs.errors import ICE_FAILED, INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
-from wcs.webrtc import codecs, ice
+from wcs.webrtc import codecs, ice, internals
 from wcs.webrtc.packetizer import payloads
 from wcs.webrtc.peer import Peer
 from wcs.webrtc.rtpstream import RtpStream
@@ -164,7 +164,7 @@ class WebRTCViewer:
         else:
             track = self.tracks[kind] = EncodedTrack(kind)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            METERS.traffic("WebRTC").opened(transceiver.sender, _aiortc_counts)
+            METERS.traffic("WebRTC").opened(transceiver.sender, internals.sender_counts)
         transceiver.setCodecPreferences(preferences)
         _receives_nothing(transceiver.receiver)
 
@@ -303,14 +303,6 @@ class WebRTCViewer:
         self.pc = None
 
 
-def _aiortc_counts(sender: Any) -> tuple[int, int]:
-    """What aiortc's own sender has sent (its counters are private: read, never set)."""
-    return (
-        getattr(sender, "_RTCRtpSender__packet_count", 0),
-        getattr(sender, "_RTCRtpSender__octet_count", 0),
-    )
-
-
 def _ignore(_state: str, _info: str | None) -> None:
     """What a closed viewer reports to: nobody."""
 
@@ -325,5 +317,4 @@ def _receives_nothing(receiver: Any) -> None:
     rate window: 1,001 objects per viewer, 62 % of all a viewer holds, which
     every full garbage collection walked (a thousand viewers: 90-290 ms
     pauses). Nothing is ever received, so there is nothing to estimate."""
-    if getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator", None) is not None:
-        receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+    internals.drop_bitrate_estimator(receiver)

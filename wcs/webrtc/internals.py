@@ -1,0 +1,206 @@
+"""Every private part of aiortc (and of aioice and pylibsrtp beneath it) that
+wcsvod touches, in one place.
+
+aiortc's public API cannot send one sample to a thousand viewers cheaply, pass
+a publisher's frames through undecoded or free a closed peer promptly, so the
+modules of :mod:`wcs.webrtc` reach inside it, only through the functions here.
+:data:`CONTRACT` names each private attribute with its owner;
+``tests/test_webrtc_internals.py`` makes the real objects and checks every one,
+failing by name when a release renames or removes it, and
+``bench/next_aiortc.py`` runs that test against the next aiortc release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiortc.rtcrtpreceiver
+from aiortc import RTCRtpReceiver, RTCRtpSender, rtp
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.stats import RTCStatsReport
+from pylibsrtp import Session
+
+#: (owner, attribute): every private name used, and whose it is. An owner is a
+#: class (its instances carry the attribute) or a module.
+CONTRACT: tuple[tuple[str, str], ...] = (
+    ("aiortc.rtcrtpsender.RTCRtpSender", "_ssrc"),
+    ("aiortc.rtcrtpsender.RTCRtpSender", "_rtx_ssrc"),
+    ("aiortc.rtcrtpsender.RTCRtpSender", "_track_id"),
+    ("aiortc.rtcrtpsender.RTCRtpSender", "_handle_rtcp_packet"),
+    ("aiortc.rtcrtpsender.RTCRtpSender", "_RTCRtpSender__packet_count"),
+    ("aiortc.rtcrtpsender.RTCRtpSender", "_RTCRtpSender__octet_count"),
+    ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__decoder_queue"),
+    ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__remote_streams"),
+    ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc"),
+    ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__remote_bitrate_estimator"),
+    ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_send_rtcp_pli"),
+    ("aiortc.rtcrtpreceiver", "decoder_worker"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_tx_srtp"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_stats_id"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_get_stats"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_send_rtp"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_register_rtp_sender"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_unregister_rtp_sender"),
+    ("aiortc.rtcicetransport.RTCIceTransport", "_connection"),
+    ("aiortc.rtcpeerconnection.RTCPeerConnection", "_RTCPeerConnection__connect"),
+    ("aiortc.rtp", "DYNAMIC_PAYLOAD_TYPES"),
+    ("aiortc.codecs.h264.H264Encoder", "_packetize"),
+    ("aiortc.codecs.h264.H264Encoder", "_split_bitstream"),
+    ("aioice.ice.Connection", "_nominated"),
+    ("aioice.ice.Connection", "_check_list"),
+    ("aioice.ice.Connection", "_early_checks"),
+    ("aioice.ice.Connection", "_protocols"),
+    ("pylibsrtp.Session", "_srtp"),
+)
+
+#: The name aiortc calls a sender's RTCP handler by; :class:`FastSender` overrides it.
+SENDER_RTCP_HANDLER = "_handle_rtcp_packet"
+#: The name of aiortc's connect task on a peer; :class:`wcs.webrtc.peer.Peer` wraps it.
+PEER_CONNECT = "_RTCPeerConnection__connect"
+
+
+# senders
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The SSRCs aiortc chose for a sender: its media's and its retransmissions'."""
+    return sender._ssrc, sender._rtx_ssrc  # type: ignore[attr-defined]
+
+
+def sender_track_id(sender: RTCRtpSender) -> str:
+    return str(sender._track_id)  # type: ignore[attr-defined]
+
+
+def sender_counts(sender: RTCRtpSender) -> tuple[int, int]:
+    """What aiortc's own send loop has sent (packets, octets): read, never set."""
+    return (
+        getattr(sender, "_RTCRtpSender__packet_count", 0),
+        getattr(sender, "_RTCRtpSender__octet_count", 0),
+    )
+
+
+def adopt_sender(sender: RTCRtpSender, cls: type[RTCRtpSender]) -> None:
+    """Make the sender aiortc created for a transceiver an instance of ``cls``
+    (a subclass adding no ``__init__`` state aiortc would miss)."""
+    sender.__class__ = cls
+
+
+# DTLS transports
+
+
+def register_sender(
+    dtls: RTCDtlsTransport, sender: RTCRtpSender, parameters: RTCRtpSendParameters
+) -> None:
+    """Route the RTCP for ``sender``'s SSRCs to it, as aiortc's own send does."""
+    dtls._register_rtp_sender(sender, parameters)
+
+
+def unregister_sender(dtls: RTCDtlsTransport, sender: RTCRtpSender) -> None:
+    dtls._unregister_rtp_sender(sender)
+
+
+def tx_srtp(dtls: RTCDtlsTransport) -> Session:
+    """The SRTP session that protects what the transport sends (set once DTLS is up)."""
+    return dtls._tx_srtp
+
+
+def nominated_route(dtls: RTCDtlsTransport) -> tuple[socket.socket, tuple[str, int]] | None:
+    """The socket and remote address of the ICE pair nominated for RTP, if any."""
+    connection: Any = dtls.transport._connection  # type: ignore[attr-defined]
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    return pair.protocol.transport.get_extra_info("socket"), pair.remote_addr[:2]
+
+
+def transport_stats(dtls: RTCDtlsTransport) -> tuple[str, RTCStatsReport]:
+    """The transport's stats id and report, for a sender's getStats."""
+    return dtls._stats_id, dtls._get_stats()
+
+
+def send_rtcp(dtls: RTCDtlsTransport, data: bytes) -> Coroutine[Any, Any, None]:
+    """Protect and send RTCP (aiortc's ``_send_rtp`` tells RTP from RTCP)."""
+    return dtls._send_rtp(data)
+
+
+# receivers
+
+
+def decoder_queue(receiver: RTCRtpReceiver) -> Any:
+    return receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+
+
+def remote_media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
+    """The SSRCs a receiver has had media from, retransmission streams left out."""
+    seen = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    retransmissions = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    return [ssrc for ssrc in seen if ssrc not in retransmissions]
+
+
+def send_pli(receiver: RTCRtpReceiver, ssrc: int) -> Coroutine[Any, Any, None]:
+    return receiver._send_rtcp_pli(ssrc)
+
+
+def drop_bitrate_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free a send-only receiver's bandwidth estimator (it never estimates)."""
+    if getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator", None) is not None:
+        receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
+DecoderWorker = Callable[[asyncio.AbstractEventLoop, Any, Any, Any], None]
+
+
+def replace_decoder_worker(worker: DecoderWorker) -> DecoderWorker:
+    """Install ``worker`` as aiortc's decoder thread body; returns the stock one."""
+    stock: DecoderWorker = aiortc.rtcrtpreceiver.decoder_worker
+    aiortc.rtcrtpreceiver.decoder_worker = worker
+    return stock
+
+
+# ICE
+
+
+def ice_connection(dtls: RTCDtlsTransport) -> Any:
+    """aioice's connection under a DTLS transport (None once gone)."""
+    return getattr(dtls.transport, "_connection", None)
+
+
+def forget_checks(connection: Any) -> None:
+    """Drop a closed connection's candidate pairs (they hold its STUN protocols)."""
+    connection._check_list = []
+    connection._early_checks.clear()
+
+
+def take_protocols(connection: Any) -> list[Any]:
+    """A connection's STUN protocols (its sockets), no longer listed by it."""
+    protocols = list(connection._protocols)
+    connection._protocols.clear()
+    return protocols
+
+
+# codecs and packets
+
+
+def set_dynamic_payload_types(types: Any) -> None:
+    """Which payload types aiortc takes as dynamic (a container of ints)."""
+    rtp.DYNAMIC_PAYLOAD_TYPES = types
+
+
+def h264_payloads(data: bytes) -> tuple[bytes, ...]:
+    """An Annex B access unit cut into RTP payloads as aiortc cuts it (an empty
+    unit, which a publisher's STAP-A can carry, would break aiortc's cutter)."""
+    units = [unit for unit in H264Encoder._split_bitstream(data) if unit]
+    return tuple(H264Encoder._packetize(units))
+
+
+# SRTP
+
+
+def srtp_context(session: Session) -> Any:
+    """pylibsrtp's ``srtp_t`` of a session (a cffi pointer), for the C loop."""
+    return session._srtp[0]
