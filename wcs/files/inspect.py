@@ -97,8 +97,8 @@ def inspect(path: Path, audio_check: bool = True) -> Report:
     try:
         report.duration = media.info.duration
         if media.video is not None:
-            context = media.video.codec_context
-            report.width, report.height = context.width, context.height
+            video = media.video.codec_context
+            report.width, report.height = video.width, video.height
             report.fps = round(media.info.video.fps, 3) if media.info.video else 0.0
             avc = media.avc
             name = PROFILES.get(avc.profile_idc, f"profile {avc.profile_idc}") if avc else "?"
@@ -106,9 +106,9 @@ def inspect(path: Path, audio_check: bool = True) -> Report:
             report.video = f"H.264 {name}{level}"
             report.b_frames = media.has_b_frames
         if media.audio is not None:
-            context = media.audio.codec_context
-            channels = {1: "mono", 2: "stereo"}.get(context.channels, f"{context.channels} ch")
-            report.audio = f"AAC {context.sample_rate} Hz {channels}"
+            audio = media.audio.codec_context
+            channels = {1: "mono", 2: "stereo"}.get(audio.channels, f"{audio.channels} ch")
+            report.audio = f"AAC {audio.sample_rate} Hz {channels}"
     finally:
         media.close()
     if audio_check and report.audio:

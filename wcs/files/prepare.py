@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 
@@ -46,12 +47,16 @@ def prepare(source: Path, target: Path, progress: Progress = lambda done: None) 
         av.open(str(source)) as inside,
         av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as out,
     ):
-        streams = {}
-        encoders: dict[int, av.CodecContext] = {}
-        for stream in (*inside.streams.video[:1], *inside.streams.audio[:1]):
-            if stream.type == "video" and video_again:
+        streams: dict[int, av.VideoStream | av.AudioStream] = {}
+        encoders: dict[int, av.VideoCodecContext | av.AudioCodecContext] = {}
+        chosen: list[av.VideoStream | av.AudioStream] = [
+            *inside.streams.video[:1],
+            *inside.streams.audio[:1],
+        ]
+        for stream in chosen:
+            if isinstance(stream, av.VideoStream) and video_again:
                 streams[stream.index] = _video_encoder(out, stream)
-            elif stream.type == "audio" and audio_again:
+            elif isinstance(stream, av.AudioStream) and audio_again:
                 streams[stream.index] = _audio_encoder(out, stream)
             else:
                 streams[stream.index] = out.add_stream_from_template(stream)
@@ -74,16 +79,19 @@ def prepare(source: Path, target: Path, progress: Progress = lambda done: None) 
                 except av.FFmpegError:
                     dropped += 1
                     continue
+                # a video stream's frames, to its encoder (_video_encoder's); or audio's
                 for frame in decoded:
-                    if packet.stream.type == "video":
+                    if isinstance(frame, av.VideoFrame):
                         frame.pict_type = (
                             av.video.frame.PictureType.I
                             if frame.key_frame
                             else av.video.frame.PictureType.NONE
                         )
                         frames += 1
-                    frame.pts = None if packet.stream.type == "audio" else frame.pts
-                    out.mux(target_stream.encode(frame))
+                        out.mux(cast(av.VideoStream, target_stream).encode(frame))
+                    else:
+                        frame.pts = None
+                        out.mux(cast(av.AudioStream, target_stream).encode(frame))
             if packet.pts is not None and time.monotonic() - last > 0.2:
                 last = time.monotonic()
                 progress(min(float(packet.pts * packet.time_base) / duration, 1.0))
@@ -127,8 +135,10 @@ def _video_encoder(out: av.container.OutputContainer, stream: av.VideoStream) ->
         "profile": "high",
         "x264-params": "scenecut=0",
     }
-    encoded.time_base = stream.time_base  # the decoded frames' pts are in it
-    encoded.codec_context.time_base = stream.time_base
+    time_base = stream.time_base
+    assert time_base is not None  # a demuxed stream's
+    encoded.time_base = time_base  # the decoded frames' pts are in it
+    encoded.codec_context.time_base = time_base
     return encoded
 
 
