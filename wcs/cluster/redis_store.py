@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import json
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
@@ -210,6 +210,10 @@ def _entry_json(entry: Entry, worker: str) -> str:
 def _entry(raw: bytes | str | None, viewers: dict[str, int] | None = None) -> Entry | None:
     if raw is None:
         return None
+    return _decoded(raw, viewers)
+
+
+def _decoded(raw: bytes | str, viewers: dict[str, int] | None = None) -> Entry:
     return Entry(**json.loads(raw), viewers=viewers or {})
 
 
@@ -226,7 +230,7 @@ class RedisStore:
         self.listeners: dict[str, Callable[[list[str], str], None]] = {}
         self._listening: asyncio.Task[None] | None = None
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
+    def _run(self, coroutine: Awaitable[T]) -> Deferred[T]:
         return Deferred.fromFuture(asyncio.ensure_future(coroutine))
 
     async def _script(self, name: str, *args: Any) -> Any:
@@ -240,13 +244,16 @@ class RedisStore:
 
         async def secret() -> str:
             await self.client.set(PREFIX + "secret", secrets.token_urlsafe(32), nx=True)
-            return (await self.client.get(PREFIX + "secret")).decode()
+            secret = await self.client.get(PREFIX + "secret")
+            assert isinstance(secret, bytes)  # just set if it was not (responses undecoded)
+            return secret.decode()
 
         return self._run(secret())
 
     def live(self, worker: str, entry: Entry) -> Deferred[Entry]:
+        # (the script answers the broadcast that runs, or this one: never nil)
         return self._run(self._script("live", worker, _entry_json(entry, worker))).addCallback(
-            _entry
+            _decoded
         )
 
     def claim(self, worker: str, entry: Entry) -> Deferred[Entry | None]:
