@@ -140,7 +140,7 @@ class Client:
     def __init__(self) -> None:
         self.posts: list[tuple[str, bytes, Deferred]] = []
 
-    def post(self, url: str, data: bytes, headers: Any) -> Deferred:
+    def post(self, url: str, data: bytes, headers: Any, allow_redirects: bool = True) -> Deferred:
         waiting: Deferred = Deferred()
         self.posts.append((url, data, waiting))
         return waiting
@@ -273,7 +273,7 @@ def test_bodies_are_compact_json():
 def test_a_question_answered_at_once_is_answered_at_once():
     """(``fail`` from the client: a refusal without waiting on the clock.)"""
     hooks, client, _ = by_hand()
-    client.post = lambda url, data, headers: fail(ConnectionRefusedError())  # type: ignore
+    client.post = lambda url, data, headers, **_: fail(ConnectionRefusedError())  # type: ignore
     assert isinstance(outcome(hooks.ask("connect", {})), AccessRefused)
     assert hooks.asking == 0
 
@@ -281,3 +281,25 @@ def test_a_question_answered_at_once_is_answered_at_once():
 def test_the_module_s_bounds():
     """The bounds docs/architecture.md promises an operator."""
     assert (module.MAX_ASKING, module.MAX_TELLING, module.MAX_ANSWER) == (256, 256, 65536)
+
+
+def test_a_303_is_a_refusal_not_a_yes_from_wherever_it_points():
+    """hooks.py: "any other answer [than 2xx] ... is a refusal"; a redirect is
+    never followed (a 303 once became a GET whose 2xx read as a yes)."""
+    from twisted.web.server import Request
+
+    from wcs.errors import AccessRefused
+
+    class SeeOther(Backend):
+        def render(self, request: Request) -> bytes:
+            if request.path.endswith(b"/playStream"):
+                request.setHeader(b"location", b"http://backend.example/anything")
+                return super().render(request)
+            self.got.append((request.method, request.path, None, b""))
+            return b'{"name": "vod://other.mp4"}'
+
+    backend = SeeOther({"playStream": (303, b"")})
+    refused = outcome(backed(backend).ask("playStream", {"name": "show"}))
+    assert isinstance(refused, AccessRefused), refused
+    assert "303" in refused.reason
+    assert [(m, p) for m, p, _, _ in backend.got] == [(b"POST", b"/hooks/playStream")]

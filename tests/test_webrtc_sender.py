@@ -231,7 +231,7 @@ def test_once_dtls_is_up_samples_go_out_with_the_viewers_header(native):
     (b1, pt1, seq1, ts1, ssrc1), _, payload1 = second
     assert (b0, b1) == (0x90, 0x90)  # version 2 with an extension block
     assert (pt0, pt1) == (H264, 0x80 | H264)  # the marker on the sample's last packet
-    assert (ssrc0, ssrc1) == (fast._ssrc, fast._ssrc) and seq1 == (seq0 + 1) & 0xFFFF
+    assert (ssrc0, ssrc1) == (fast.ssrc, fast.ssrc) and seq1 == (seq0 + 1) & 0xFFFF
     assert ts0 == ts1
     assert extension[:7] == b"\xbe\xde\x00\x02\x10\x31\x32" and len(extension) == 12
     assert (payload, payload1) == PAYLOADS
@@ -272,11 +272,11 @@ def test_a_nack_is_answered_from_the_shared_payloads(rtx):
         fast.send_sample(PAYLOADS, 90000, True)
         sent = [browser.rtp(), browser.rtp()]
         lost = sent[1][0][2]
-        await fast._handle_rtcp_packet(
+        await fast.handle_rtcp(
             RtcpRtpfbPacket(
                 fmt=RTCP_RTPFB_NACK,
                 ssrc=1,
-                media_ssrc=fast._ssrc,
+                media_ssrc=fast.ssrc,
                 lost=[lost, (lost + 500) & 0xFFFF],
             )
         )
@@ -291,7 +291,7 @@ def test_a_nack_is_answered_from_the_shared_payloads(rtx):
     assert rts == ts and nothing_else
     assert rextension[:7] == extension[:7]  # abs-send-time is fresh; the rest is the same
     if rtx:  # its own payload type, SSRC and numbering; the lost number first
-        assert (rpt, rssrc) == (0x80 | RTX, fast._rtx_ssrc)
+        assert (rpt, rssrc) == (0x80 | RTX, fast.rtx_ssrc)
         assert rpayload == seq.to_bytes(2, "big") + payload
     else:  # the same packet again
         assert (rpt, rseq, rssrc, rpayload) == (pt, seq, ssrc, payload)
@@ -303,7 +303,7 @@ def test_a_pli_or_fir_asks_the_owner_for_a_keyframe(fmt):
     async def scenario():
         _, _, fast, asked = started()
         await fast.send(parameters())
-        await fast._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=fast._ssrc))
+        await fast.handle_rtcp(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=fast.ssrc))
         await fast.stop()
         return asked
 
@@ -321,8 +321,8 @@ def test_an_owner_that_fails_on_a_keyframe_request_does_not_break_rtcp_handling(
 
         fast = adopt(RTCRtpSender("video", dtls), "test", broken)
         await fast.send(parameters())
-        await fast._handle_rtcp_packet(
-            RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=fast._ssrc)
+        await fast.handle_rtcp(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=fast.ssrc)
         )
         fast.send_sample(PAYLOADS, 0, True)  # and it goes on sending
         packets = fast.stream.packets
@@ -351,7 +351,7 @@ def test_a_sender_report_maps_the_last_packet_and_names_the_cname():
     fast, nothing, report, (last_time, last_rtp, packets, octets) = scenario()
     assert nothing
     sr, sdes = report
-    assert isinstance(sr, RtcpSrPacket) and sr.ssrc == fast._ssrc
+    assert isinstance(sr, RtcpSrPacket) and sr.ssrc == fast.ssrc
     assert sr.sender_info.ntp_timestamp == ntp(last_time)
     assert (
         sr.sender_info.rtp_timestamp,
@@ -360,7 +360,7 @@ def test_a_sender_report_maps_the_last_packet_and_names_the_cname():
     ) == (last_rtp, 2, sum(map(len, PAYLOADS)))
     assert (packets, octets) == (2, sum(map(len, PAYLOADS)))
     assert isinstance(sdes, RtcpSdesPacket)
-    assert sdes.chunks[0].ssrc == fast._ssrc and sdes.chunks[0].items == [(1, b"viewer-cname")]
+    assert sdes.chunks[0].ssrc == fast.ssrc and sdes.chunks[0].items == [(1, b"viewer-cname")]
 
 
 def test_stats_count_what_the_stream_sent():
@@ -377,7 +377,7 @@ def test_stats_count_what_the_stream_sent():
     assert (stats.packetsSent, stats.bytesSent, stats.ssrc, stats.kind) == (
         2,
         sum(map(len, PAYLOADS)),
-        fast._ssrc,
+        fast.ssrc,
         "video",
     )
 
@@ -398,7 +398,7 @@ def test_stopped_it_says_bye_and_sends_nothing_more():
     fast, dtls, stream, nothing = scenario()
     assert nothing and stream.closed and fast.stream is None and dtls.registered == []
     [bye] = RtcpPacket.parse(dtls.rtcp[0])
-    assert isinstance(bye, RtcpByePacket) and bye.sources == [fast._ssrc]
+    assert isinstance(bye, RtcpByePacket) and bye.sources == [fast.ssrc]
     assert fast not in sender_module.REPORTS._due
 
 

@@ -141,14 +141,16 @@ class RestHooks:
         data = json.dumps(body, separators=(",", ":")).encode()
         url = f"{self.url}/{method}"
         headers: dict[bytes | str, list[bytes | str]] = {b"Content-Type": [b"application/json"]}
-        posting = self._http.post(url, data=data, headers=headers)
+        # a redirect is an answer other than 2xx, so a refusal: never followed
+        # (a 303 would otherwise turn into a GET whose 2xx read as a yes)
+        posting = self._http.post(url, data=data, headers=headers, allow_redirects=False)
 
         def again(failure: Failure) -> Deferred[_Response]:
             error = failure.value
             if isinstance(error, (ResponseNeverReceived, RequestTransmissionFailed)) and all(
                 reason.check(ConnectionDone, ConnectionLost) for reason in error.reasons
             ):
-                return self._http.post(url, data=data, headers=headers)
+                return self._http.post(url, data=data, headers=headers, allow_redirects=False)
             return fail(failure)
 
         def read(response: IResponse) -> Deferred[tuple[int, bytes]]:

@@ -151,7 +151,7 @@ class PyRtpStream:
         self._sock: socket.socket | None = sock.dup()  # its own, as the C stream has
         self._address = address
         self._protect = session.protect
-        self._ssrc = ssrc
+        self._source = ssrc
         self._payload_type = payload_type
         self.seq = seq
         self.ts_base = ts_base
@@ -213,7 +213,7 @@ class PyRtpStream:
             marker = 0x80 if index == last else 0
             number = (self.seq + index) & 0xFFFF
             packet = (
-                _HEADER.pack(first, marker | self._payload_type, number, ts, self._ssrc)
+                _HEADER.pack(first, marker | self._payload_type, number, ts, self._source)
                 + extension
                 + payload
             )

@@ -100,7 +100,7 @@ class FastSender(RTCRtpSender):
         self._native = native
         self._started = False
         self._stopped = False  # stopped before it started: it never starts
-        self._srtp: Any = None
+        self._session: Any = None
         self._abs_send_time_at = -1
         self._pt = 0
         self._rtx_pt: int | None = None
@@ -136,7 +136,7 @@ class FastSender(RTCRtpSender):
         self._extension, self._abs_send_time_at = extension_block(parameters, video)
         dtls = self.transport
         internals.register_sender(dtls, self, parameters)
-        self._srtp = internals.tx_srtp(dtls)  # kept alive as long as the stream may use it
+        self._session = internals.tx_srtp(dtls)  # kept alive as long as the stream may use it
         route = internals.nominated_route(dtls)
         if route is None:
             raise ConnectionError("no ICE pair was nominated")
@@ -145,7 +145,7 @@ class FastSender(RTCRtpSender):
             self.stream = open_stream(
                 sock,
                 address,
-                self._srtp,
+                self._session,
                 self.ssrc,
                 self._pt,
                 random.randint(0, 0xFFFF),
@@ -236,7 +236,7 @@ class FastSender(RTCRtpSender):
         if at >= 0:  # sent now: the bandwidth estimate reads this
             extension[at : at + 3] = abs_send_time(time.time()).to_bytes(3, "big")
         try:
-            stream.send_raw(self._srtp.protect(header + bytes(extension) + payload))
+            stream.send_raw(self._session.protect(header + bytes(extension) + payload))
         except Exception:  # pylibsrtp's errors: the packet is just not sent again
             pass
 
@@ -262,7 +262,7 @@ class FastSender(RTCRtpSender):
                     chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, self._cname.encode())])]
                 )
             )
-        stream.send_raw(self._srtp.protect_rtcp(b"".join(bytes(p) for p in packets)))
+        stream.send_raw(self._session.protect_rtcp(b"".join(bytes(p) for p in packets)))
 
     async def _send_rtcp_now(self, packets: list[Any]) -> None:
         try:
