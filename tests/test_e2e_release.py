@@ -226,6 +226,17 @@ def test_a_viewer_that_closes_its_peer_is_ended_failed(start_server, media, tmp_
     assert "never retrieved" not in server.log()
 
 
+def test_a_stop_just_after_the_peer_closed_still_ends_stopped(start_server, media, tmp_path):
+    """The SDK's Stop sends stopStream and closes its peer at once, and the
+    close's datagram may be read first (seen on a busy CI): the play still ends
+    STOPPED, not FAILED "connection was lost"."""
+    server, _ = start(start_server, tmp_path, media)
+    got = run(play(server.ws_url, "vod://main.mp4", read=False, close_peer_after=1.0,
+                   stop_after=1.4, timeout=10))
+    assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.infos
+    assert "never retrieved" not in server.log()
+
+
 async def stopped_while_connecting(ws_url: str, delay: float) -> list[str]:
     """Answer the server's answer, then stop after ``delay``: mid-ICE or mid-DTLS."""
     ws = await AsyncWebSocket.connect(ws_url)

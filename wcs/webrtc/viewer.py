@@ -35,6 +35,10 @@ QUEUE_LIMIT = 256
 #: Why a play ends when the browser's connection goes after it played: it stopped
 #: answering ICE consent checks (gone, or its network dropped), or closed its side.
 LOST = "Failed by peer connection: the viewer's connection was lost"
+#: Seconds a browser's close of its side waits before the play ends as lost: the
+#: SDK's Stop sends stopStream on the WebSocket and closes the peer at once, and
+#: the close's datagram may be read first; the stop then still ends it STOPPED.
+CLOSE_GRACE = 1.0
 
 
 class EncodedTrack(MediaStreamTrack):
@@ -116,6 +120,7 @@ class WebRTCViewer:
         self.pc: Peer | None = None
         self.connected = False
         self._done = False
+        self._lost: asyncio.TimerHandle | None = None
         self._ready: asyncio.Future[None] | None = None  # waits for the senders' keys
 
     def answer(self, offer_sdp: str) -> Deferred[str]:
@@ -186,8 +191,11 @@ class WebRTCViewer:
         if state == "connected" and not self.connected:
             self.connected = True
             self._ready = asyncio.ensure_future(self._senders_ready(), loop=aio.loop())
-        elif state in ("failed", "closed"):  # closed: by aiortc, the browser's side went
+        elif state == "failed":
             self._end("failed", LOST if self.connected else ICE_FAILED)
+        elif state == "closed" and self._lost is None:  # by aiortc: the browser's side went
+            info = LOST if self.connected else ICE_FAILED
+            self._lost = aio.loop().call_later(CLOSE_GRACE, self._end, "failed", info)
 
     async def _senders_ready(self) -> None:
         for track in list(self.tracks.values()):
@@ -277,6 +285,9 @@ class WebRTCViewer:
         self._done = True
         self._on_state = _ignore
         self.on_keyframe_request = _nothing
+        if self._lost is not None:
+            self._lost.cancel()
+            self._lost = None
         if self._ready is not None:
             self._ready.cancel()  # senders that never started: nothing to wait for
             self._ready = None
