@@ -7,6 +7,7 @@ video converted to Annex B and AAC transcoded to Opus.
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,7 +40,9 @@ MERGE_LIMIT = 2000
 class Mp4File:
     """An open, checked MP4 file with H.264 and/or AAC."""
 
-    def __init__(self, source: Path | BinaryIO, label: str, announce: bool = True) -> None:
+    def __init__(
+        self, source: Path | BinaryIO | io.RawIOBase, label: str, announce: bool = True
+    ) -> None:
         """Open ``source``: a local path (its box layout is checked here), or a
         file object whose layout the caller has already checked. ``announce``
         false keeps it out of the log (work in the background)."""
@@ -55,7 +58,7 @@ class Mp4File:
                     boxes.check_layout(handle, source.stat().st_size)
             except OSError as error:
                 raise WrongFormat(f"cannot read the file ({error.strerror})") from None
-            target: str | BinaryIO = str(source)
+            target: str | BinaryIO | io.RawIOBase = str(source)
         else:
             target = source
         if announce:
@@ -90,7 +93,7 @@ class Mp4File:
         starts = [
             float(s.start_time * s.time_base)
             for s in (self.video, self.audio)
-            if s is not None and s.start_time is not None
+            if s is not None and s.start_time is not None and s.time_base is not None
         ]
         self.origin = min(starts) if starts else 0.0
         self.info = MediaInfo(

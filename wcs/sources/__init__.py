@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
@@ -190,7 +190,7 @@ class Sources:
             self.opus.close()
 
 
-def _refuse(limit: int) -> None:
+def _refuse(limit: int) -> NoReturn:
     raise LimitReached("files being opened at once", "max_pending_opens", limit)
 
 

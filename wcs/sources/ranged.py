@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import (
     Deferred,
+    FirstError,
     fail,
     gatherResults,
     inlineCallbacks,
@@ -23,9 +25,13 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wcs.errors import NotFound, SourceUnavailable, WcsError, WrongFormat
 from wcs.media import boxes
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 log = Logger()
 
@@ -92,12 +98,13 @@ class RangedFile(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        count = min(len(buffer), max(0, self.size - self._position))
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), max(0, self.size - self._position))
         if count == 0:
             return 0
         data = self.read_at(self._position, count)
-        buffer[: len(data)] = data
+        view[: len(data)] = data
         self._position += len(data)
         self.prefetch()
         return len(data)
@@ -172,9 +179,11 @@ class RangedFile(io.RawIOBase):
             return fail(lost[0])
         if not waits:
             return succeed(None)
-        return gatherResults(waits, consumeErrors=True).addErrback(
-            lambda failure: failure.value.subFailure
-        )
+
+        def first(failure: Failure) -> Failure:
+            return cast(FirstError, failure.value).subFailure  # consumeErrors: its FirstError
+
+        return gatherResults(waits, consumeErrors=True).addErrback(first)
 
     def store(self, index: int, data: bytes) -> None:
         os.pwrite(self._fd, data, index * CHUNK)
@@ -201,7 +210,7 @@ class RangedFile(io.RawIOBase):
                 raise SourceUnavailable("S3 download was cut short")
             self.store(index, data)
 
-        def failed(failure):  # type: ignore[no-untyped-def]
+        def failed(failure: Failure) -> None:
             self._pending.pop(index, None)
             if self.closed:
                 return None
@@ -235,7 +244,7 @@ class RangedFile(io.RawIOBase):
 
 
 @inlineCallbacks
-def prepare(file: RangedFile):  # type: ignore[no-untyped-def]
+def prepare(file: RangedFile) -> Generator[Deferred[Any], Any, list[boxes.Box]]:
     """Walk the box headers, fetch ``moov`` wherever it is and the start of the
     media, so that the MP4 reader can open the file; fires with the boxes."""
     walker = boxes.walk(file.size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,9 @@ class S3Client:
         return self._get_range(location, start, end).addErrback(_count_error)
 
     @defer.inlineCallbacks
-    def _get_range(self, location: S3Location, start: int, end: int):  # type: ignore[no-untyped-def]
+    def _get_range(
+        self, location: S3Location, start: int, end: int
+    ) -> Generator[defer.Deferred[Any], Any, tuple[bytes, int]]:
         url = self.url(location)
         headers = self.signed_headers(url, {"Range": f"bytes={start}-{end}"})
         limit = end - start + 1 + 64 * 1024  # a server that ignores Range is cut off
@@ -188,7 +191,7 @@ def _total_size(response: Any, length: int) -> int:
 @defer.inlineCallbacks
 def open_object(
     client: S3Client, location: S3Location, cache_dir: Path, label: str, progressive: bool
-):  # type: ignore[no-untyped-def]
+) -> Generator[defer.Deferred[Any], Any, tuple[Mp4File, ranged.RangedFile]]:
     """Fetch the header (and ``moov``, wherever it is) of an S3 object; returns
     ``(Mp4File, RangedFile)`` ready to play while the rest downloads.
 
