@@ -165,8 +165,9 @@ def twistd_log_file(twistd: Mapping[str, Any]) -> IO[Any]:
 
         def rotate(_number: int, _frame: object) -> None:
             from twisted.internet import reactor
+            from twisted.internet.interfaces import IReactorFromThreads
 
-            reactor.callFromThread(out.rotate)
+            IReactorFromThreads(reactor).callFromThread(out.rotate)
 
         signal.signal(signal.SIGUSR1, rotate)
     return out

@@ -14,12 +14,22 @@ import os
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from twisted.application import service
 from twisted.internet import protocol
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IReactorSocket,
+)
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.python import usage
+
+if TYPE_CHECKING:
+    from twisted.internet.ssl import DefaultOpenSSLContextFactory
 
 from wcs import tap  # installs the asyncio reactor, before anything imports one
 from wcs.cluster.hub import HubDirectory
@@ -53,7 +63,7 @@ class AdoptedPort(service.Service):
     def __init__(self, descriptor: int, factory: IProtocolFactory) -> None:
         self.descriptor = descriptor
         self.factory = factory
-        self.port = None
+        self.port: IListeningPort | None = None
 
     def startService(self) -> None:
         from twisted.internet import reactor
@@ -62,17 +72,23 @@ class AdoptedPort(service.Service):
         family = socket.socket(fileno=os.dup(self.descriptor))
         kind = family.family
         family.close()
-        self.port = reactor.adoptStreamPort(self.descriptor, kind, self.factory)
+        # Twisted's annotation asks a ServerFactory; any protocol factory is served (as
+        # Twisted's own listenSSL does with its TLS wrapper of one)
+        self.port = IReactorSocket(reactor).adoptStreamPort(
+            self.descriptor,
+            kind,
+            self.factory,  # type: ignore[arg-type]
+        )
         os.close(self.descriptor)
 
-    def stopService(self):  # type: ignore[no-untyped-def]
+    def stopService(self) -> Deferred[None] | None:
         super().stopService()
         port, self.port = self.port, None
         return port.stopListening() if port is not None else None
 
 
 def _listen(settings: Settings, listeners: dict[str, int]) -> tap.Listen:
-    secure: dict[str, object] = {}
+    secure: dict[str, DefaultOpenSSLContextFactory] = {}
 
     def listen(key: str, factory: IProtocolFactory) -> service.IService:
         if key in tap.SECURE:
@@ -88,6 +104,16 @@ def _listen(settings: Settings, listeners: dict[str, int]) -> tap.Listen:
         return AdoptedPort(listeners[key], factory)
 
     return listen
+
+
+class _Given(protocol.ServerFactory):
+    """A factory of the one connection it was given."""
+
+    def __init__(self, given: HubDirectory) -> None:
+        self.given = given
+
+    def buildProtocol(self, addr: IAddress | None) -> HubDirectory:
+        return self.given
 
 
 def _die_with_parent() -> None:
@@ -129,10 +155,8 @@ def main(argv: list[str]) -> None:
     reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
     hub = HubDirectory(worker, lost)
-    factory = protocol.Factory()
-    factory.buildProtocol = lambda _address: hub  # type: ignore[method-assign]
     hub_fd = int(options["hub-fd"])
-    reactor.adoptStreamConnection(hub_fd, socket.AF_UNIX, factory)
+    IReactorSocket(reactor).adoptStreamConnection(hub_fd, socket.AF_UNIX, _Given(hub))
     os.close(hub_fd)
     relay = tap.relay_service(settings, hub)
     top = tap.compose(

@@ -137,8 +137,8 @@ class RelayService(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        factory = protocol.Factory()
-        factory.protocol = lambda: RelaySender(self)  # type: ignore[assignment]
+        factory = protocol.ServerFactory()
+        factory.protocol = lambda: RelaySender(self)
         self.port = self.reactor.listenTCP(0, factory, interface=self.interface)
         port = self.port.getHost().port  # type: ignore[attr-defined]
         self.address = f"{self.advertised}:{port}"

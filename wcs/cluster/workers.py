@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from twisted.application import service
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.internet.interfaces import IReactorCore, IReactorSocket, IReactorTime
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
@@ -117,13 +117,9 @@ class Supervisor(service.Service):
             f"{self.node}/{index}.{self.generation}" if self.node else f"{index}.{self.generation}"
         )
         ours, theirs = socket.socketpair()
-        factory = protocol.Factory()
-        factory.protocol = self.hub.protocol  # type: ignore[assignment]
-        self.reactor.adoptStreamConnection(
-            ours.fileno(),
-            socket.AF_UNIX,  # type: ignore[attr-defined]
-            factory,
-        )
+        factory = protocol.ServerFactory()
+        factory.protocol = self.hub.protocol
+        IReactorSocket(self.reactor).adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
         ours.close()
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", HUB_FD: theirs.fileno()}
         arguments = ["--worker", worker, "--hub-fd", str(HUB_FD)]
@@ -161,7 +157,7 @@ class Supervisor(service.Service):
         )
         clock.callLater(pause, self.spawn, process.index)
 
-    def stopService(self) -> Deferred[object]:
+    def stopService(self) -> Deferred[list[tuple[bool, None]]] | Deferred[None]:
         """Ask every worker to stop (its viewers hear so); kill those that do not."""
         super().stopService()
         self.stopping = True
