@@ -138,5 +138,6 @@ class AacTranscoder:
             frame.time_base = Fraction(1, OPUS_CLOCK)
             self._encoded += frame.samples
         for packet in self.encoder.encode(frame):
+            assert packet.pts is not None  # the encoder times what it makes
             pts = self._origin + packet.pts  # the encoder's clock is OPUS_CLOCK
             yield Sample("audio", bytes(packet), pts, OPUS_CLOCK, pts / OPUS_CLOCK, codec="aac")

@@ -160,6 +160,7 @@ class Pump:
                 return
         delay = 0.0
         if self._pending is not None:
+            assert self._start is not None  # set above, once a sample was pending
             delay = max(0.0, self._start + self._pending.time - now - LEAD)
         self._call = self._clock.callLater(delay, self._run)
 

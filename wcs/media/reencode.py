@@ -90,10 +90,12 @@ class BFrameRemover:
         METERS.transcoding("b-frames", self)
         self.decoder = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or 30
+        time_base = stream.time_base
+        assert time_base is not None  # a demuxed stream's
         self.x264 = X264(
             self.decoder.width,
             self.decoder.height,
-            stream.time_base,
+            time_base,
             float(rate),
             stream.bit_rate or self.decoder.bit_rate or DEFAULT_BITRATE,
             origin,

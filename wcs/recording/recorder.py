@@ -117,7 +117,7 @@ class Recorder:
         self._in_thread = in_thread
         try:
             self.partial.touch(exist_ok=False)  # PyAV opens lazily: find out now
-            self.container = av.open(
+            self.container: av.container.OutputContainer | None = av.open(
                 str(self.partial), "w", format="mp4", options={"movflags": "+faststart"}
             )
         except (OSError, av.FFmpegError) as error:
@@ -207,15 +207,17 @@ class Recorder:
         if self.info.video is not None and not (sample.kind == "video" and sample.keyframe):
             return False
         self._zero = sample.time
+        container = self.container
+        assert container is not None  # open while samples are delivered
         if self.info.video is not None:
             width, height = _picture_size(sample.data)
-            stream = self.container.add_stream("h264", rate=30)
+            stream = container.add_stream("h264", rate=30)
             stream.width, stream.height = width, height
             stream.time_base = Fraction(1, VIDEO_CLOCK)
             stream.codec_context.extradata = _parameter_sets(sample.data)
             self.video_stream = stream
         if self.info.audio is not None and self.info.audio.aac_config:
-            audio = self.container.add_stream("aac", rate=self.info.audio.sample_rate)
+            audio = container.add_stream("aac", rate=self.info.audio.sample_rate)
             audio.layout = "stereo" if self.info.audio.channels == 2 else "mono"
             audio.codec_context.extradata = self.info.audio.aac_config
             self.audio_stream = audio
@@ -232,6 +234,7 @@ class Recorder:
         packet.time_base = Fraction(1, sample.clock)
         packet.stream = stream
         packet.is_keyframe = sample.keyframe
+        assert self.container is not None  # open while samples are delivered
         self.container.mux(packet)
         self.samples[sample.kind] += 1
 
@@ -240,6 +243,7 @@ class Recorder:
         it its final name. An empty or failed recording is removed and fails
         with the reason."""
         container, self.container = self.container, None
+        assert container is not None  # finished once
 
         def close() -> str:
             try:
