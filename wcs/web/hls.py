@@ -53,7 +53,7 @@ class HlsRoot(resource.Resource):
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
         return HlsFile(self.packagers, self.clock, path)
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         return HlsFile(self.packagers, self.clock, b"").render(request)
 
 
@@ -80,7 +80,7 @@ class HlsFile(resource.Resource):
             return error(request, 405, "HLS is read with GET")
         try:
             name = self.name.decode("utf-8")
-            wanted = b"/".join(request.postpath).decode("utf-8")
+            wanted = b"/".join(request.postpath or ()).decode("utf-8")
         except UnicodeDecodeError:
             return error(request, 404, "not a stream name (UTF-8 expected)")
         if not name or not wanted:
@@ -93,8 +93,7 @@ class HlsFile(resource.Resource):
                 return error(request, 400, refused.info)
             address = getattr(request.getClientAddress(), "host", "")
             METERS.hls_viewers.seen((address, name), self.clock.seconds())
-            answer = self.packagers.get(name)
-            answer.addCallback(self._playlist, request, blocking)
+            answer = self.packagers.get(name).addCallback(self._playlist, request, blocking)
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
             answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
         elif part is not None:
@@ -105,8 +104,7 @@ class HlsFile(resource.Resource):
             return error(
                 request, 404, f"no such HLS file: {wanted!r} (the playlist is {name}.m3u8)"
             )
-        answer.addErrback(self._refused, request)
-        answer.addCallback(self._send, request)
+        answer.addErrback(self._refused, request).addCallback(self._send, request)
         return NOT_DONE_YET
 
     def _playlist(

@@ -243,7 +243,7 @@ class Operation(resource.Resource):
         self.access = access
         self.get_allowed = get_allowed
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         counted(
             request,
             "/" + "/".join(part.decode("ascii", "replace") for part in request.prepath or ()),
@@ -310,7 +310,7 @@ class JsonNotFound(resource.Resource):
         super().__init__()
         self.access = access
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         counted(request, "unknown")
         refused = self.access.refusal(request)
         if refused is not None:
@@ -346,5 +346,5 @@ class RestRoot(resource.Resource):
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
         return JsonNotFound(self.access)
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         return JsonNotFound(self.access).render(request)
