@@ -211,3 +211,68 @@ def test_opus_begun_mid_file_stays_on_one_grid_across_loops(files):
             break
     assert opus[0] % OPUS_FRAME != 0  # begun off the file's grid
     assert [b - a for a, b in zip(opus, opus[1:])] == [OPUS_FRAME] * (len(opus) - 1)
+
+
+@pytest.fixture(scope="module")
+def loop_files(tmp_path_factory) -> Path:
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("loops")
+    make_mp4(folder / "48k.mp4", seconds=2, width=320, height=180, audio_rate=48000)
+    make_mp4(folder / "audio-only.mp4", seconds=2, video=False)
+    # its video starts 0.1 s after its audio (an edit list's empty edit)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(folder / "48k.mp4"),
+                    "-itsoffset", "0.1", "-i", str(folder / "48k.mp4"), "-map", "1:v",
+                    "-map", "0:a", "-c", "copy", str(folder / "late-video.mp4")], check=True)
+    return folder
+
+
+def steps(samples, codec: str) -> list[int]:
+    pts = [s.pts for s in samples if s.codec == codec]
+    return [b - a for a, b in zip(pts, pts[1:])]
+
+
+@pytest.mark.parametrize("name", ["48k.mp4", "late-video.mp4", "main.mp4"])
+@pytest.mark.parametrize("joined", [False, True])
+def test_across_the_loop_each_track_moves_on_by_exactly_one_frame(files, loop_files, name,
+                                                                   joined):
+    """At the loop point the AAC as stored steps one frame (1024 / rate: no frame
+    stamped within the last, as the file's audio runs a little past its video) and
+    the video one frame, pass after pass: read from the start, or joined later."""
+    media = Mp4File((files if name == "main.mp4" else loop_files) / name, "loop")
+    period = media.pass_length()
+    looped = (media.samples(loop=True, period=period, position=3.3, wants_opus=lambda: False)
+              if joined else media.samples(loop=True, wants_opus=lambda: False))
+    samples = []
+    for sample in looped:
+        if sample.time > (3.3 if joined else 0) + 3 * period:
+            break
+        samples.append(sample)
+    rate = samples[[s.codec for s in samples].index("aac")].clock
+    assert rate == (44100 if name == "main.mp4" else 48000)
+    passes = {int((s.time + 1e-3) // period) for s in samples}
+    assert len(passes) >= 3  # two loop points at least
+    assert set(steps(samples, "aac")) == {1024}
+    assert set(steps(samples, "h264")) == {3000}
+    # the audio keeps with the video: no drift loop by loop
+    for turn in sorted(passes)[1:]:
+        video = min(s.time for s in samples if s.kind == "video" and s.time >= turn * period)
+        audio = min(s.time for s in samples if s.codec == "aac" and s.time >= video - 0.1)
+        assert abs(audio - video) < 0.1 + 1024 / rate
+    media.close()
+
+
+def test_an_audio_only_file_loops_on_its_aac_alone(loop_files):
+    """No one takes Opus (HLS, MSE, RTMP): the AAC alone decides where a pass
+    ends, and the next begins one AAC frame on."""
+    media = Mp4File(loop_files / "audio-only.mp4", "loop")
+    period = media.pass_length()
+    frames = [s for s in media.samples() if s.codec == "aac"]
+    assert period == pytest.approx((frames[-1].pts + 1024) / 44100, abs=1e-6)  # its AAC's end
+    media.close()
+    media = Mp4File(loop_files / "audio-only.mp4", "loop")
+    looped = media.samples(loop=True, wants_opus=lambda: False)
+    samples = [next(looped) for _ in range(3 * len(frames) + 5)]
+    assert samples[-1].time > 3 * period - 0.1
+    assert set(steps(samples, "aac")) == {1024}
+    media.close()

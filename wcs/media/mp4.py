@@ -96,6 +96,14 @@ class Mp4File:
             if s is not None and s.start_time is not None and s.time_base is not None
         ]
         self.origin = min(starts) if starts else 0.0
+        # where a pass's first frame of the track it loops on is: a video that
+        # starts after the audio does, its next pass that far after its end
+        first = self.video if self.video is not None else self.audio
+        self.lead_in = (
+            float(first.start_time * first.time_base) - self.origin
+            if first is not None and first.start_time is not None and first.time_base
+            else 0.0
+        )
         self.info = MediaInfo(
             duration=(container.duration or 0) / av.time_base,
             video=self._video_info(),
@@ -134,8 +142,11 @@ class Mp4File:
 
         Each pass starts where the previous pass's video ended (the audio's if
         there is no video), so video timestamps keep their exact rhythm across
-        the loop; audio that would overlap the previous pass is trimmed, so
-        audio never runs backwards and A/V sync does not drift loop by loop.
+        the loop. Each audio codec's frames (AAC as stored, Opus) stay on one
+        grid across passes (:class:`AudioGrid`): a pass's frames are moved by at
+        most half a frame so that its first comes exactly one frame after the
+        last pass's last, and a frame that would overlap it is dropped; so audio
+        never overlaps or runs backwards, and A/V sync does not drift loop by loop.
 
         ``period`` is that pass length when the caller fixed it beforehand
         (:meth:`pass_length`), so that every reader of one broadcast loops at
@@ -158,37 +169,26 @@ class Mp4File:
                 return
             else:
                 seek = position
-        audio_next: int | None = None  # where the next audio packet should start
+        # Opus off the file's 20 ms grid when transcoding began mid-file
+        grids = {"opus": AudioGrid(OPUS_FRAME), "aac": AudioGrid(self._aac_frame())}
         while True:
             ends = {"video": offset, "audio": offset}
             skip = self._seek(seek) if seek else None
             seek = 0.0
-            nudge: int | None = None  # this pass's Opus moved onto the previous one's
+            for grid in grids.values():
+                grid.new_pass()
             for sample in self._one_pass(skip, wants_opus):
                 if offset:
                     sample = shifted(sample, offset)
-                if sample.codec == "opus":
-                    if nudge is None:  # a pass's Opus onto the last one's 20 ms grid
-                        # (off it when transcoding began mid-file): at most half a frame
-                        gap = sample.pts - audio_next if audio_next is not None else 0
-                        nudge = -((gap + OPUS_FRAME // 2) % OPUS_FRAME - OPUS_FRAME // 2)
-                    if nudge:
-                        sample.pts += nudge
-                        sample.time = sample.pts / sample.clock
-                    if audio_next is not None and sample.pts < audio_next - OPUS_FRAME // 2:
-                        continue
-                    if audio_next is not None and sample.pts < audio_next:
-                        sample.pts = audio_next
-                        sample.time = audio_next / sample.clock
-                    audio_next = sample.pts + OPUS_FRAME
-                if sample.codec == "aac":
-                    yield sample
+                grid = grids.get(sample.codec)
+                if grid is not None and not grid.place(sample):
                     continue
                 ends[sample.kind] = max(
                     ends[sample.kind], sample.pts / sample.clock + self._duration(sample)
                 )
                 yield sample
-            end = ends["video"] if self.video is not None else ends["audio"]
+            # the next pass's first frame comes one frame after this one's last
+            end = (ends["video"] if self.video is not None else ends["audio"]) - self.lead_in
             if period is not None and end > offset:
                 end = offset + period
             if not loop or end <= offset:
@@ -217,7 +217,7 @@ class Mp4File:
                 "{label}: could not find the end ({error})", label=self.label, error=_reason(error)
             )
         self._rewind()
-        return end or self.info.duration
+        return end - self.lead_in if end > self.lead_in else self.info.duration
 
     def join_ranges(
         self, position: float, loop: bool, ahead: float = 10.0
@@ -237,8 +237,10 @@ class Mp4File:
         last = keys[-1]
         ranges = [(last.pos, max(e.pos + e.size for e in entries) - last.pos)]
         base = float(stream.time_base)
-        length = (entries[-1].timestamp * base - self.origin) + self._frame_length(
-            stream is self.video
+        length = (
+            (entries[-1].timestamp * base - self.origin)
+            + self._frame_length(stream is self.video)
+            - self.lead_in
         )
         if loop and length > 0:
             position %= length
@@ -284,16 +286,32 @@ class Mp4File:
         return seconds
 
     def _duration(self, sample: Sample) -> float:
+        if sample.codec == "opus":
+            return OPUS_FRAME / OPUS_CLOCK
         return self._frame_length(sample.kind == "video")
 
     def _frame_length(self, video: bool) -> float:
+        """How long one frame of the file's video, or of its AAC, lasts (s)."""
         if not video:
-            return OPUS_FRAME / OPUS_CLOCK
+            rate = self.audio.codec_context.sample_rate if self.audio is not None else 0
+            return self._aac_frame() / rate if rate else OPUS_FRAME / OPUS_CLOCK
         fps = self.info.video.fps if self.info.video else 0.0
         return 1 / fps if fps else 0.0
 
+    def _aac_frame(self) -> int:
+        """Samples in one AAC frame (1024, AAC-LC's), in its clock's ticks."""
+        return (self.audio.codec_context.frame_size if self.audio is not None else 0) or 1024
+
     def _rewind(self) -> None:
-        self.container.seek(0)
+        """Back to every track's first sample: sought on the track whose first
+        sample comes first (sought at 0, a video starting after its audio took the
+        audio stored before its first frame away from every pass after the first)."""
+        tracks = [s for s in (self.video, self.audio) if s is not None and len(s.index_entries)]
+        if not tracks:
+            self.container.seek(0)
+        else:
+            first = min(tracks, key=lambda s: s.index_entries[0].timestamp * s.time_base)
+            self.container.seek(first.index_entries[0].timestamp, stream=first)
         for stream in (self.video, self.audio):
             if stream is not None:
                 stream.codec_context.flush_buffers()
@@ -450,6 +468,38 @@ class Mp4File:
         threads FFmpeg gave it) lives as long as the track object does."""
         self.container.close()
         self.video = self.audio = None
+
+
+class AudioGrid:
+    """One audio codec's frames (``frame`` ticks each) kept on one grid across a
+    loop's passes: each pass's frames are moved, by at most half a frame, so that
+    its first comes exactly one frame after the previous pass's last; a frame that
+    would overlap that one is dropped."""
+
+    def __init__(self, frame: int) -> None:
+        self.frame = frame
+        self.next: int | None = None  # where the next frame starts
+        self.nudge: int | None = None  # how far this pass's frames are moved
+
+    def new_pass(self) -> None:
+        self.nudge = None
+
+    def place(self, sample: Sample) -> bool:
+        """Move ``sample`` onto the grid; False if it overlaps the previous frame."""
+        frame, half = self.frame, self.frame // 2
+        if self.nudge is None:
+            gap = sample.pts - self.next if self.next is not None else 0
+            self.nudge = -((gap + half) % frame - half)
+        if self.nudge:
+            sample.pts += self.nudge
+            sample.time = sample.pts / sample.clock
+        if self.next is not None and sample.pts < self.next - half:
+            return False
+        if self.next is not None and sample.pts < self.next:
+            sample.pts = self.next
+            sample.time = self.next / sample.clock
+        self.next = sample.pts + frame
+        return True
 
 
 def shifted(sample: Sample, seconds: float) -> Sample:
