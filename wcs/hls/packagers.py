@@ -87,11 +87,12 @@ class Packagers(service.Service):
                 LimitReached("HLS streams packaged at once", "max_hls_streams", MAX_PACKAGERS)
             )
         self._opening[name] = []
-        opening = self.registry.open(name)
-        opening.addCallbacks(self._opened, self._refused, callbackArgs=(name,), errbackArgs=(name,))
-        return opening
+        return self.registry.open(name).addCallbacks(
+            self._opened, self._refused, callbackArgs=(name,), errbackArgs=(name,)
+        )
 
     def _opened(self, stream: Stream, name: str) -> Packager:
+        assert stream.info is not None  # a stream is described before it is opened
         segmenter = Segmenter(stream.info, f"HLS {name!r}", stream.request_keyframe)
         packager = Packager(name, stream, segmenter, self.clock.seconds())
         self.running_packagers[name] = packager

@@ -109,6 +109,7 @@ class Pushes(service.Service):
             media = MediaSession(
                 str(uuid.uuid4()), name, False, "RTMP", session_id, rtmp_url=rtmp_url
             )
+            assert stream.info is not None  # a stream is described before it is opened
             media.described(stream.info)
             push = Push(
                 media,

@@ -27,6 +27,7 @@ class Playback(Negotiation):
             stream.unsubscribe(None)
             return
         self.stream = stream
+        assert stream.info is not None  # a stream is described before it is opened
         self.media.described(stream.info)
         self.player = self.transports.player(
             self.request.media_provider,
