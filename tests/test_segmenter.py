@@ -353,3 +353,25 @@ def test_continuity_carries_the_counters_of_whole_ts_packets():
     assert second[376 + 3] & 0xF0 == 0x20  # the rest of the byte as it was
     with pytest.raises(ValueError):
         carried.carry(b"\x47" * 100)
+
+
+def test_a_segmenter_joining_a_broadcast_starts_its_sound_with_its_picture(files):
+    """The first segment begins on the cached GOP's keyframe, a second or so back:
+    its AAC comes with it (not only from the moment of joining on)."""
+    from wcs.streams.fanout import Broadcast
+
+    media = Mp4File(files / "gop1.mp4", "test")
+    broadcast = Broadcast("test")
+    cut = Segmenter(media.info, "test")
+    for sample in media.samples(loop=True, wants_opus=lambda: False):
+        if sample.time >= 1.7 and cut not in broadcast.subscribers:
+            broadcast.add(cut)  # the GOP from 1.0 s: 0.7 s back
+        broadcast.send(sample)
+        if cut.made >= 2:
+            break
+    first = packets(cut.segments[0].data)
+    video = float(first["video"][0].pts * first["video"][0].time_base)
+    audio = float(first["audio"][0].pts * first["audio"][0].time_base)
+    assert first["video"][0].is_keyframe and abs(video - hls.LEAD) < 0.002  # (its time, less base)
+    assert cut._base == pytest.approx(1.0 - hls.LEAD)  # the keyframe at 1.0 s
+    assert 0 <= audio - video < 1024 / 44100 + 1e-3, (video, audio)  # within one AAC frame

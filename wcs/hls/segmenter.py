@@ -103,6 +103,7 @@ class Segmenter:
     """Subscriber: a stream as HLS segments and a playlist."""
 
     pressed_join = False  # the cached GOP at its own times: it is the first segment's start
+    gop_audio = True  # with its AAC: the first segment's sound starts with its picture
     lead = 0.0
     audio_codecs = frozenset({"aac"})  # TS carries AAC as stored
 

@@ -7,7 +7,8 @@ live edge, so the viewer decodes them in a blink and shows the same moment
 as everyone else; its audio starts at the live edge. A player that must hold
 some media before it shows any (the SDK's MSE player: over 2 s of each track)
 gets that much history instead, video from a keyframe and AAC, at their own
-timestamps.
+timestamps; one that says ``gop_audio`` (an HLS segmenter, whose first segment
+must have the sound of its pictures) gets the current GOP with its AAC.
 
 A subscriber that raises is dropped and told "Internal error" (logged with
 its traceback); the others go on. A failure of the fan-out itself reaches
@@ -92,7 +93,7 @@ class Broadcast:
         """The cached GOP for a newcomer: as it was, or pressed before the live edge;
         or, for one with a lead, history from the keyframe at least that far back."""
         lead = getattr(subscriber, "lead", 0.0)
-        if lead and self._keys:
+        if (lead or getattr(subscriber, "gop_audio", False)) and self._keys:
             now = self._recent[-1].time
             start = max(
                 (key for key in self._keys if now - self._recent[key].time >= lead),

@@ -37,6 +37,10 @@ class Subscriber(Protocol):
         """Whether it can use nothing but a keyframe next (it just joined, or
         it was cut back); a stream that can make one (a publisher) is asked."""
 
+    # A subscriber may also say ``gop_audio = True``: it joins on the cached GOP at
+    # its own times with the AAC that came with it (video alone otherwise), as the
+    # HLS segmenter does, whose first segment would otherwise start silent.
+
     # A kind of subscriber may also offer a ``Batch`` class: a broadcast makes one
     # for its subscribers of that kind, ``add``s and ``remove``s them, iterates it
     # for its members, and hands it each live sample with ``deliver(sample)``, to
