@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -111,7 +111,7 @@ class Negotiation:
             return
         self.done = True
         self.disarm()
-        releasing: Deferred[dict[str, Any] | None] = maybeDeferred(self.release)
+        releasing = maybeDeferred(self._released)
 
         def report(extra: dict[str, Any] | None) -> None:
             if status is not None:
@@ -130,6 +130,10 @@ class Negotiation:
         releasing.addCallbacks(report, failed)
         releasing.addBoth(lambda _: self._on_done(self))
 
-    def release(self) -> Deferred[dict[str, Any] | None] | dict[str, Any] | None:
+    def release(self) -> Deferred[dict[str, Any] | None] | None:
         """Give back the peer, the viewer, the stream: whatever this holds."""
         return None
+
+    def _released(self) -> Deferred[dict[str, Any] | None]:
+        released = self.release()
+        return released if released is not None else succeed(None)

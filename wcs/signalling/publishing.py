@@ -108,7 +108,7 @@ class Publication(Negotiation):
     def _record_info(self) -> dict[str, Any]:
         return {"recordName": self.recorder.name} if self.recorder else {}
 
-    def release(self) -> Deferred[dict[str, Any]] | None:
+    def release(self) -> Deferred[dict[str, Any] | None] | None:
         """The peer (after what it still holds), then the live stream (its viewers
         get STOPPED, its recorder completes the file); the page hears the end
         after the file. Each is forgotten here: each holds callbacks to this
@@ -124,5 +124,5 @@ class Publication(Negotiation):
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return None
-        record_info = {"recordName": recorder.name}
+        record_info: dict[str, Any] | None = {"recordName": recorder.name}
         return recorder.completed.addCallback(lambda _: record_info)
