@@ -152,3 +152,36 @@ def test_reactor_lag_is_how_late_the_probe_ran():
     assert sum(meters.lag.counts) == 2 and meters.lag.sum == pytest.approx(0.2)
     probe.stopService()
     assert not clock.getDelayedCalls()
+
+
+def test_a_stopped_push_stops_counting_as_a_viewer_at_once():
+    """A push that ended stays listed a while (its status, why it ended) but is
+    no viewer any more, as /metrics's wcsvod_viewers counts them."""
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from wcs.media.sample import MediaInfo
+    from wcs.push.pusher import Push
+    from wcs.push.rtmp import target
+    from wcs.streams.media_sessions import MediaSession, MediaSessions
+    from wcs.tap import ServerState
+
+    sessions = MediaSessions()
+    clock = Clock()
+    play = MediaSession("p", "show", False, "WebRTC", "s1", status="PLAYING")
+    published = MediaSession("c", "cam", True, "WebRTC", "s2", status="PUBLISHING")
+    pushed = MediaSession("r", "show", False, "RTMP", "rest", rtmp_url="rtmp://127.0.0.1/live")
+    push = Push(pushed, target(pushed.rtmp_url, "show"), MediaInfo(1.0, None, None), clock,
+                lambda _: None, 3, lambda *_: None)
+    for media in (play, published, pushed):
+        sessions.add(media, lambda info: None, lambda: None)
+    state = ServerState(SimpleNamespace(media=sessions), SimpleNamespace(sessions={}), clock)
+    assert pushed.status == "PENDING" and not pushed.ended
+    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 1, "HLS": 0}
+    push.end("STOPPED", "Stopped by rest /terminate")
+    assert pushed in sessions.all() and pushed.listed()["status"] == "STOPPED"  # still listed
+    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 0, "HLS": 0}  # 0, not gone
+    failed = MediaSession("f", "show", False, "RTMP", "rest", status="FAILED")
+    sessions.add(failed, lambda info: None, lambda: None)
+    assert state.viewers()["RTMP"] == 0

@@ -259,9 +259,11 @@ class ServerState:
     def viewers(self) -> dict[str, int]:
         """By provider: WebRTC, MSE, RTMP (pushes) and HLS (players that
         fetched a playlist in the last 30 s)."""
-        providers = Counter({"WebRTC": 0, "MSE": 0})
+        providers = Counter({"WebRTC": 0, "MSE": 0, "RTMP": 0})
         providers.update(
-            media.provider for media in self.registry.media.all() if not media.published
+            media.provider
+            for media in self.registry.media.all()
+            if not media.published and not media.ended  # an ended push stays listed
         )
         providers["HLS"] = METERS.hls_viewers.count(self.clock.seconds())
         return dict(providers)

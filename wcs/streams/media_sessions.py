@@ -20,6 +20,8 @@ from wcs.media.sample import MediaInfo
 Stop = Callable[[str], None]
 #: The stream a media session plays or publishes now, if any.
 Source = Callable[[], Any]
+#: The statuses of one that has ended (a push stays listed a while with one).
+ENDED = frozenset({"STOPPED", "FAILED", "UNPUBLISHED"})
 
 
 @dataclass
@@ -41,6 +43,11 @@ class MediaSession:
     created: int = field(default_factory=lambda: int(time.time() * 1000))  # ms
     worker: str = ""
     rtmp_url: str = ""  # a push's destination (provider "RTMP")
+
+    @property
+    def ended(self) -> bool:
+        """Over, though still listed for its status: it counts as no viewer."""
+        return self.status in ENDED
 
     def described(self, info: MediaInfo | None) -> None:
         """What the stream carries is known: its size and tracks."""
