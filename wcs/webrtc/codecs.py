@@ -72,7 +72,7 @@ def register_profiles() -> None:
     internals.set_dynamic_payload_types(_DynamicPayloadTypes())
     video = CODECS["video"]
     known = {c.parameters.get("profile-level-id") for c in video if c.mimeType == "video/H264"}
-    used = {c.payloadType for c in video}
+    used = {c.payloadType for c in video if c.payloadType is not None}  # all of them
     payload_type = max(used) + 1
     for profile_level_id in EXTRA_PROFILES:
         if profile_level_id in known:
@@ -131,7 +131,11 @@ def h264_preferences(file_profile_level_id: str, offered: list[str]) -> list[RTC
         profile = profile_of(str(capability.parameters.get("profile-level-id", "42e01f")))
         if profile == mine and profile in offered_profiles:
             chosen.insert(0, capability)
-        elif profile in offered_profiles and mine in DECODES.get(profile, set()):
+        elif (
+            profile is not None
+            and profile in offered_profiles
+            and mine in DECODES.get(profile, set())
+        ):
             chosen.append(capability)
     if chosen:
         chosen += [c for c in capabilities if c.mimeType == "video/rtx"]

@@ -13,9 +13,11 @@ failing by name when a release renames or removes it, and
 from __future__ import annotations
 
 import asyncio
+import queue
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
+import threading
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import aiortc.rtcrtpreceiver
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtp
@@ -69,11 +71,11 @@ PEER_CONNECT = "_RTCPeerConnection__connect"
 
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     """The SSRCs aiortc chose for a sender: its media's and its retransmissions'."""
-    return sender._ssrc, sender._rtx_ssrc  # type: ignore[attr-defined]
+    return sender._ssrc, sender._rtx_ssrc
 
 
 def sender_track_id(sender: RTCRtpSender) -> str:
-    return str(sender._track_id)  # type: ignore[attr-defined]
+    return str(sender._track_id)
 
 
 def sender_counts(sender: RTCRtpSender) -> tuple[int, int]:
@@ -111,7 +113,7 @@ def tx_srtp(dtls: RTCDtlsTransport) -> Session:
 
 def nominated_route(dtls: RTCDtlsTransport) -> tuple[socket.socket, tuple[str, int]] | None:
     """The socket and remote address of the ICE pair nominated for RTP, if any."""
-    connection: Any = dtls.transport._connection  # type: ignore[attr-defined]
+    connection: Any = dtls.transport._connection
     pair = connection._nominated.get(1)
     if pair is None:
         return None
@@ -152,7 +154,16 @@ def drop_bitrate_estimator(receiver: RTCRtpReceiver) -> None:
         receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
 
 
-DecoderWorker = Callable[[asyncio.AbstractEventLoop, Any, Any, Any], None]
+class DecoderWorker(Protocol):
+    """aiortc's decoder thread body (``aiortc.rtcrtpreceiver.decoder_worker``)."""
+
+    def __call__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        input_q: queue.Queue[Any],
+        output_q: asyncio.Queue[Any],
+        decode_error: threading.Event,
+    ) -> None: ...
 
 
 def replace_decoder_worker(worker: DecoderWorker) -> DecoderWorker:

@@ -138,12 +138,10 @@ class WebRTCPublisher:
                 )
                 self._vp8 = Vp8ToH264()
                 video_profile = "42e01f"
+                capabilities = RTCRtpReceiver.getCapabilities("video")
+                assert capabilities is not None  # aiortc receives video
                 transceiver.setCodecPreferences(
-                    [
-                        c
-                        for c in RTCRtpReceiver.getCapabilities("video").codecs
-                        if c.mimeType == "video/VP8"
-                    ]
+                    [c for c in capabilities.codecs if c.mimeType == "video/VP8"]
                 )
             else:
                 raise NegotiationError("Publishing needs H.264 or VP8 video; the offer has neither")

@@ -124,6 +124,7 @@ class FastSender(RTCRtpSender):
             return
         self._started = True
         codec = parameters.codecs[0]
+        assert codec.payloadType is not None  # a negotiated codec has its number
         self._pt = codec.payloadType
         for other in parameters.codecs:
             if (
@@ -327,7 +328,7 @@ def adopt(
     """Turn the sender aiortc made for a transceiver into a :class:`FastSender`
     (before negotiation ends: aiortc calls ``send`` when DTLS is up)."""
     internals.adopt_sender(sender, FastSender)
-    fast = sender  # type: ignore[assignment]
+    fast = sender
     assert isinstance(fast, FastSender)
     fast._fast_init(label, on_keyframe_request, native)
     return fast

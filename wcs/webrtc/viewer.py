@@ -71,7 +71,7 @@ class EncodedTrack(MediaStreamTrack):
         packet.time_base = Fraction(1, sample.clock)
         self._queue.put_nowait(packet)
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()
