@@ -180,8 +180,8 @@ class Mp4File:
             for sample in self._one_pass(skip, wants_opus):
                 if offset:
                     sample = shifted(sample, offset)
-                grid = grids.get(sample.codec)
-                if grid is not None and not grid.place(sample):
+                on_grid = grids.get(sample.codec)
+                if on_grid is not None and not on_grid.place(sample):
                     continue
                 ends[sample.kind] = max(
                     ends[sample.kind], sample.pts / sample.clock + self._duration(sample)
@@ -306,11 +306,15 @@ class Mp4File:
         """Back to every track's first sample: sought on the track whose first
         sample comes first (sought at 0, a video starting after its audio took the
         audio stored before its first frame away from every pass after the first)."""
-        tracks = [s for s in (self.video, self.audio) if s is not None and len(s.index_entries)]
-        if not tracks:
+        starts = [
+            (s.index_entries[0].timestamp * s.time_base, s)
+            for s in (self.video, self.audio)
+            if s is not None and len(s.index_entries) and s.time_base is not None
+        ]
+        if not starts:
             self.container.seek(0)
         else:
-            first = min(tracks, key=lambda s: s.index_entries[0].timestamp * s.time_base)
+            first = min(starts, key=lambda start: start[0])[1]
             self.container.seek(first.index_entries[0].timestamp, stream=first)
         for stream in (self.video, self.audio):
             if stream is not None:
