@@ -31,18 +31,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import av  # noqa: E402
+import av
 
-from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only  # noqa: E402
-from testkit.rest_client import call  # noqa: E402
-from tools.makemedia import make_mp4  # noqa: E402
+from bench.vod_personal import tree_times
+from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only
+from testkit.rest_client import call
+from tools.makemedia import make_mp4
 
 TICKS = 100  # clock ticks per second (/proc)
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU seconds of the server: the supervisor and its workers."""
+    user, system, _rss = tree_times(pid)
+    return user + system
 
 
 class Client:
@@ -79,8 +81,9 @@ def hls_path(name: str, file: str | None = None) -> str:
     return f"/{quoted}/{file or quoted + '.m3u8'}"
 
 
-async def fetch_new(client: Client, name: str, listed: list[str], fetched: set[str],
-                    counts: dict) -> list[bytes]:
+async def fetch_new(
+    client: Client, name: str, listed: list[str], fetched: set[str], counts: dict
+) -> list[bytes]:
     """Fetch what ``listed`` names that was not fetched yet (on a first look, only
     the last: a player starts near the live edge), counted; what came back whole."""
     if not fetched:
@@ -105,8 +108,9 @@ async def hls_viewer(server, name: str, until: float, check: bool, counts: dict)
         while time.monotonic() < until:
             status, body = await client.get(hls_path(name))
             if status == 200:
-                listed = [line for line in body.decode().splitlines()
-                          if line and not line.startswith("#")]
+                listed = [
+                    line for line in body.decode().splitlines() if line and not line.startswith("#")
+                ]
                 for data in await fetch_new(client, name, listed, fetched, counts):
                     if check:
                         with av.open(io.BytesIO(data), format="mpegts") as container:
@@ -200,8 +204,11 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
     hls = f"{server.hls_url}"
     running, fresh = [], []
     for index in range(5):
-        call(server.http_url, "/rest-api/vod/startup",
-             {"uri": "vod-live://clip.mp4", "localStreamName": f"show{index}"})
+        call(
+            server.http_url,
+            "/rest-api/vod/startup",
+            {"uri": "vod-live://clip.mp4", "localStreamName": f"show{index}"},
+        )
     time.sleep(3.3)
     import urllib.request
 
@@ -215,13 +222,19 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
         running.append(first(f"show{index}"))
         time.sleep(0.37)  # somewhere else in the GOP each time
         fresh.append(first(f"vod-live://fresh{index}.mp4"))
-    print(f"HLS first playlist (ms), broadcast running: {fmt(running)}; "
-          f"started by the request: {fmt(fresh)}")
+    print(
+        f"HLS first playlist (ms), broadcast running: {fmt(running)}; "
+        f"started by the request: {fmt(fresh)}"
+    )
     for index in range(2, 5):  # two broadcasts stay: less of the server's CPU is theirs
         call(server.http_url, "/rest-api/vod/terminate", {"localStreamName": f"show{index}"})
     for index in range(5):
-        call(server.http_url, "/rest-api/vod/terminate",
-             {"uri": f"vod-live://fresh{index}.mp4"}, check=False)
+        call(
+            server.http_url,
+            "/rest-api/vod/terminate",
+            {"uri": f"vod-live://fresh{index}.mp4"},
+            check=False,
+        )
     time.sleep(2)
 
     # --- per viewer, against a static file of a segment's size
@@ -230,37 +243,68 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
     segment = [line for line in body.decode().splitlines() if line.endswith(".ts")][-1]
     size = len(asyncio.run(one_get(server, hls_path(name, segment)))[1])
     (folder / "static.mp4").write_bytes(b"\0" * size)
-    period = float([line for line in body.decode().splitlines()
-                    if line.startswith("#EXTINF")][-1][8:].rstrip(","))
+    period = float(
+        [line for line in body.decode().splitlines() if line.startswith("#EXTINF")][-1][8:].rstrip(
+            ","
+        )
+    )
     static_path = "/client/records/static.mp4"
     assert asyncio.run(one_get(server, static_path, web=True))[0] == 200
     print(f"segments of {size / 1024:.0f} KiB every {period:.2f} s")
-    idle = asyncio.run(measure(server, lambda i, until, c: asyncio.sleep(
-        max(0.0, until - time.monotonic())), 1, args.seconds / 2))["cpu"]
+    idle = asyncio.run(
+        measure(
+            server,
+            lambda i, until, c: asyncio.sleep(max(0.0, until - time.monotonic())),
+            1,
+            args.seconds / 2,
+        )
+    )["cpu"]
     print(f"server CPU with the broadcasts alone: {idle * 100:.1f}% of a core")
     for count in [int(c) for c in args.viewers.split(",") if c]:
-        hls_row = asyncio.run(measure(server, lambda i, until, c: hls_viewer(
-            server, name, until, i == 0, c), count, args.seconds))
-        static_row = asyncio.run(measure(server, lambda i, until, c: static_viewer(
-            server, static_path, until, period, c), count, args.seconds))
+        hls_row = asyncio.run(
+            measure(
+                server,
+                lambda i, until, c: hls_viewer(server, name, until, i == 0, c),
+                count,
+                args.seconds,
+            )
+        )
+        static_row = asyncio.run(
+            measure(
+                server,
+                lambda i, until, c: static_viewer(server, static_path, until, period, c),
+                count,
+                args.seconds,
+            )
+        )
         expected = count * args.seconds / period
         per_hls = (hls_row["cpu"] - idle) / count
         per_static = (static_row["cpu"] - idle) / count
-        print(f"{count} HLS viewers: {hls_row['segments']} segments of ~{expected:.0f} "
-              f"expected ({hls_row['failed']} failed, {hls_row['decoded']} frames decoded "
-              f"by the checking viewer), {hls_row['bytes'] / args.seconds * 8 / 1e6:.1f} Mb/s; "
-              f"server {hls_row['cpu'] * 100:.1f}% = {per_hls * 100:.3f}% of a core per "
-              f"viewer; static file: {static_row['cpu'] * 100:.1f}% = "
-              f"{per_static * 100:.3f}% per viewer; ratio HLS/static "
-              f"{per_hls / per_static if per_static > 0 else float('nan'):.2f}")
-        ll_row = asyncio.run(measure(server, lambda i, until, c: ll_viewer(
-            server, name, until, i == 0, c), count, args.seconds))
+        print(
+            f"{count} HLS viewers: {hls_row['segments']} segments of ~{expected:.0f} "
+            f"expected ({hls_row['failed']} failed, {hls_row['decoded']} frames decoded "
+            f"by the checking viewer), {hls_row['bytes'] / args.seconds * 8 / 1e6:.1f} Mb/s; "
+            f"server {hls_row['cpu'] * 100:.1f}% = {per_hls * 100:.3f}% of a core per "
+            f"viewer; static file: {static_row['cpu'] * 100:.1f}% = "
+            f"{per_static * 100:.3f}% per viewer; ratio HLS/static "
+            f"{per_hls / per_static if per_static > 0 else float('nan'):.2f}"
+        )
+        ll_row = asyncio.run(
+            measure(
+                server,
+                lambda i, until, c: ll_viewer(server, name, until, i == 0, c),
+                count,
+                args.seconds,
+            )
+        )
         per_ll = (ll_row["cpu"] - idle) / count
-        print(f"{count} LL-HLS viewers (blocking reloads, parts): {ll_row['segments']} parts "
-              f"of ~{count * args.seconds / 0.5:.0f} expected ({ll_row['failed']} failed, "
-              f"{ll_row['decoded']} frames decoded by the checking viewer); server "
-              f"{ll_row['cpu'] * 100:.1f}% = {per_ll * 100:.3f}% of a core per viewer; "
-              f"ratio LL-HLS/HLS viewer {per_ll / per_hls if per_hls > 0 else float('nan'):.2f}")
+        print(
+            f"{count} LL-HLS viewers (blocking reloads, parts): {ll_row['segments']} parts "
+            f"of ~{count * args.seconds / 0.5:.0f} expected ({ll_row['failed']} failed, "
+            f"{ll_row['decoded']} frames decoded by the checking viewer); server "
+            f"{ll_row['cpu'] * 100:.1f}% = {per_ll * 100:.3f}% of a core per viewer; "
+            f"ratio LL-HLS/HLS viewer {per_ll / per_hls if per_hls > 0 else float('nan'):.2f}"
+        )
 
     # --- snapshots
     latencies = []
@@ -268,14 +312,17 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
     before, started = cpu_seconds(pid), time.monotonic()
     for _ in range(args.snapshots):
         began = time.monotonic()
-        status, answer, _ = call(server.http_url, "/rest-api/stream/snapshot",
-                                 {"streamName": "show1"}, check=False)
+        status, answer, _ = call(
+            server.http_url, "/rest-api/stream/snapshot", {"streamName": "show1"}, check=False
+        )
         latencies.append(time.monotonic() - began)
         assert status == 200, answer
     elapsed = time.monotonic() - started
     used = cpu_seconds(pid) - before - idle * elapsed
-    print(f"snapshots of a running broadcast (640x360): latency {fmt(latencies)}; "
-          f"server CPU {used / args.snapshots * 1000:.1f} ms per snapshot")
+    print(
+        f"snapshots of a running broadcast (640x360): latency {fmt(latencies)}; "
+        f"server CPU {used / args.snapshots * 1000:.1f} ms per snapshot"
+    )
 
 
 async def one_get(server, path: str, web: bool = False) -> tuple[int, bytes]:
@@ -289,8 +336,10 @@ async def one_get(server, path: str, web: bool = False) -> tuple[int, bytes]:
 def fmt(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return (f"p50 {statistics.median(ordered) * 1000:.0f}, p95 {p95 * 1000:.0f}, "
-            f"max {ordered[-1] * 1000:.0f}")
+    return (
+        f"p50 {statistics.median(ordered) * 1000:.0f}, p95 {p95 * 1000:.0f}, "
+        f"max {ordered[-1] * 1000:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ all at once and prints:
 earlier commit, its C helper built in place) for a before/after comparison in
 one run; the client side is always this checkout's.
 
-Run with ``scripts/bench.sh bench/idle_broadcasts.py [--broadcasts 200]``.
+Run with ``scripts/bench.sh bench/idle_broadcasts.py [--broadcasts 200]``; ``--smoke``
+runs each phase once at its smallest (two broadcasts, one watched, two viewers, 2 s
+windows), for the suite.
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import tree_times  # noqa: E402
-from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch  # noqa: E402
-from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run  # noqa: E402
-from testkit.rest_client import call  # noqa: E402
-from tools.makemedia import make_mp4  # noqa: E402
+from bench.vod_personal import tree_times
+from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
+from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run
+from testkit.rest_client import call
+from tools.makemedia import make_mp4
 
 #: Seconds each CPU figure is measured over.
 MEASURE = 15.0
@@ -64,8 +66,11 @@ class Prober:
     def __init__(self, base: str, name: str, pid: int) -> None:
         self.pid = pid
         self.child = subprocess.Popen(
-            [sys.executable, __file__, "--probe", base, name], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
+            [sys.executable, __file__, "--probe", base, name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.phase = "no broadcast"
 
     @property
@@ -96,14 +101,18 @@ class Prober:
         self.times, self.errors = json.loads(out)
 
     def report(self) -> None:
-        print(f"{'REST find/find_all while':<34} {'answers':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'errors':>6}")
+        print(
+            f"{'REST find/find_all while':<34} {'answers':>7} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'max ms':>7} {'errors':>6}"
+        )
         for phase, times in self.times.items():
             ordered = sorted(times)
             p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            print(f"{phase:<34} {len(times):>7} {statistics.median(times) * 1e3:>7.1f} "
-                  f"{p99 * 1e3:>7.1f} {ordered[-1] * 1e3:>7.1f} "
-                  f"{self.errors.get(phase, 0):>6}")
+            print(
+                f"{phase:<34} {len(times):>7} {statistics.median(times) * 1e3:>7.1f} "
+                f"{p99 * 1e3:>7.1f} {ordered[-1] * 1e3:>7.1f} "
+                f"{self.errors.get(phase, 0):>6}"
+            )
         sys.stdout.flush()
 
 
@@ -157,10 +166,18 @@ def cpu_share(pid: int, seconds: float) -> float:
 
 def start_all(base: str, names: list[str], files: list[str]) -> tuple[int, float]:
     """REST startup of every name at once (one thread each); (started, seconds)."""
+
     def one(index: int) -> int:
-        status, _, _ = call(base, "/rest-api/vod/startup",
-                            {"uri": f"vod-live://{files[index % len(files)]}",
-                             "localStreamName": names[index], "loop": True}, check=False)
+        status, _, _ = call(
+            base,
+            "/rest-api/vod/startup",
+            {
+                "uri": f"vod-live://{files[index % len(files)]}",
+                "localStreamName": names[index],
+                "loop": True,
+            },
+            check=False,
+        )
         return status
 
     began = time.monotonic()
@@ -169,17 +186,19 @@ def start_all(base: str, names: list[str], files: list[str]) -> tuple[int, float
     return statuses.count(200), time.monotonic() - began
 
 
-async def viewers(ws_url: str, names: list[str], rate: float, seconds: float,
-                  during: list[str] | None = None) -> dict[str, float]:
+async def viewers(
+    ws_url: str, names: list[str], rate: float, seconds: float, during: list[str] | None = None
+) -> dict[str, float]:
     """One counting WebRTC viewer per name (repeat a name for more), watched
     ``seconds`` once all have connected; delivered against expected packets."""
     counter = Counter()
     stop = asyncio.Event()
     views = [CheapViewer() for _ in names]
     tasks = []
-    for index, (view, name) in enumerate(zip(views, names)):
-        tasks.append(asyncio.ensure_future(watch(ws_url, name, counter, stop, timeout=900,
-                                                 viewer=view)))
+    for index, (view, name) in enumerate(zip(views, names, strict=True)):
+        tasks.append(
+            asyncio.ensure_future(watch(ws_url, name, counter, stop, timeout=900, viewer=view))
+        )
         if index % ARRIVALS == ARRIVALS - 1:
             await asyncio.sleep(1.0)
     for _ in range(600):
@@ -199,8 +218,10 @@ async def viewers(ws_url: str, names: list[str], rate: float, seconds: float,
     await asyncio.gather(*tasks, return_exceptions=True)
     counter.stop()
     expected = rate * connected * (t1 - t0)
-    return {"connected": connected, "delivered": (counted1 - counted0) / expected
-            if expected else 0.0}
+    return {
+        "connected": connected,
+        "delivered": (counted1 - counted0) / expected if expected else 0.0,
+    }
 
 
 def main() -> None:
@@ -212,7 +233,13 @@ def main() -> None:
     parser.add_argument("--watched", type=int, default=10)
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--root", default="", help="run the server from this checkout")
+    parser.add_argument("--smoke", action="store_true", help="once at the smallest setting")
     args = parser.parse_args()
+    settle = 1.0
+    if args.smoke:
+        global MEASURE
+        args.broadcasts, args.watched, args.viewers = 2, 1, 2
+        MEASURE, settle = 2.0, 0.2
     require_loopback_only()
     if args.root:
         os.environ["PYTHONPATH"] = str(Path(args.root).resolve())
@@ -221,40 +248,53 @@ def main() -> None:
         # "running" line among them): give its workers time instead of reading the log
         ServerProcess._wait_for_workers = lambda self, deadline: time.sleep(3)  # type: ignore
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-idle-"))
-    files = [make_mp4(folder / f"clip{n}.mp4", seconds=20, profile="baseline",
-                      bitrate="450k").name for n in range(FILES)]
+    files = [
+        make_mp4(folder / f"clip{n}.mp4", seconds=20, profile="baseline", bitrate="450k").name
+        for n in range(FILES)
+    ]
     rate = packet_rate(folder / files[0])
     names = [f"bcast-{n:03d}" for n in range(args.broadcasts)]
-    limits = {**LOAD_LIMITS, "max_broadcasts": str(args.broadcasts + 10),
-              "max_rest_startups": str(args.broadcasts), "max_pending_opens": "1000"}
+    limits = {
+        **LOAD_LIMITS,
+        "max_broadcasts": str(args.broadcasts + 10),
+        "max_rest_startups": str(args.broadcasts),
+        "max_pending_opens": "1000",
+    }
     # the README's defaults: workers=auto (the harness's one-process default undone)
-    server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
-                                                      "workers": "auto", **limits})
+    server = ServerProcess(
+        Path(tempfile.mkdtemp()), {"media_dir": str(folder), "workers": "auto", **limits}
+    )
     server.start()
     pid = server.process.pid
     try:
-        time.sleep(3)
+        time.sleep(3 * settle)
         probe = Prober(server.http_url, names[0], pid)
-        time.sleep(5)
+        time.sleep(5 * settle)
         rest_cpu = probe.quiet(MEASURE)
         probe.phase = f"{args.broadcasts} broadcasts starting"
         started, took = start_all(server.http_url, names, files)
-        time.sleep(2)
+        time.sleep(2 * settle)
         probe.phase = f"{args.broadcasts} running, unwatched"
-        time.sleep(8)
+        time.sleep(8 * settle)
         idle = probe.quiet(MEASURE)
         print(f"{started} of {args.broadcasts} broadcasts started in {took:.1f} s")
         print(f"server CPU, no broadcast: {rest_cpu * 100:.2f} % of a core")
-        print(f"server CPU, {started} broadcasts nobody watches: {idle * 100:.2f} % of a core "
-              f"({(idle - rest_cpu) * 100 / max(started, 1):.4f} % each)")
+        print(
+            f"server CPU, {started} broadcasts nobody watches: {idle * 100:.2f} % of a core "
+            f"({(idle - rest_cpu) * 100 / max(started, 1):.4f} % each)"
+        )
         sys.stdout.flush()
         if args.watched:
             probe.phase = f"{args.watched} watched by one viewer"
             result: dict[str, float] = {}
 
             def measure_watched() -> None:
-                result.update(run(viewers(server.ws_url, names[:args.watched], rate,
-                                          MEASURE, marks), timeout=600))
+                result.update(
+                    run(
+                        viewers(server.ws_url, names[: args.watched], rate, MEASURE, marks),
+                        timeout=600,
+                    )
+                )
 
             marks: list[str] = []
             thread = threading.Thread(target=measure_watched)
@@ -263,9 +303,11 @@ def main() -> None:
                 time.sleep(0.1)
             watched = probe.quiet(MEASURE - 1.5) if marks else 0.0
             thread.join()
-            print(f"server CPU, {started} broadcasts of which {args.watched} have one WebRTC "
-                  f"viewer: {watched * 100:.2f} % of a core ({result.get('connected', 0):.0f} "
-                  f"connected, {result.get('delivered', 0) * 100:.1f} % of packets delivered)")
+            print(
+                f"server CPU, {started} broadcasts of which {args.watched} have one WebRTC "
+                f"viewer: {watched * 100:.2f} % of a core ({result.get('connected', 0):.0f} "
+                f"connected, {result.get('delivered', 0) * 100:.1f} % of packets delivered)"
+            )
             sys.stdout.flush()
         if args.viewers:
             probe.phase = "joining viewers"
@@ -280,10 +322,13 @@ def main() -> None:
                 probe.phase = "after"
 
             threading.Thread(target=flip, daemon=True).start()
-            crowd = run(viewers(server.ws_url, [names[0]] * args.viewers, rate, MEASURE,
-                                marks), timeout=900)
-            print(f"{args.viewers} WebRTC viewers of one broadcast: {crowd['connected']:.0f} "
-                  f"connected, {crowd['delivered'] * 100:.1f} % of packets delivered")
+            crowd = run(
+                viewers(server.ws_url, [names[0]] * args.viewers, rate, MEASURE, marks), timeout=900
+            )
+            print(
+                f"{args.viewers} WebRTC viewers of one broadcast: {crowd['connected']:.0f} "
+                f"connected, {crowd['delivered'] * 100:.1f} % of packets delivered"
+            )
         probe.stop()
         probe.report()
     finally:

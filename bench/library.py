@@ -13,7 +13,8 @@ API (``vod/library``), with the server's CPU:
   it (answered from the last scan while another runs), and a filtered one;
 - after a change (one file touched): the time until its new verdict shows.
 
-Run with ``scripts/bench.sh bench/library.py [--files 10000]``.
+Run with ``scripts/bench.sh bench/library.py [--files 10000]`` (``--smoke``: 10 files,
+each step once, for the suite).
 """
 
 from __future__ import annotations
@@ -29,27 +30,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
 
-from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only  # noqa: E402
-from testkit.rest_client import call  # noqa: E402
-from tools.makemedia import make_mp4  # noqa: E402
+from bench.vod_personal import tree_times
+from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only
+from testkit.rest_client import call
+from tools.makemedia import make_mp4
 
 TICKS = 100
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU seconds of the server: the supervisor and its workers."""
+    user, system, _rss = tree_times(pid)
+    return user + system
 
 
 def make_folder(top: Path, files: int) -> None:
     kinds = top / ".kinds"
     kinds.mkdir()
-    made = [make_mp4(kinds / "plain.mp4", seconds=4),
-            make_mp4(kinds / "bframes.mp4", seconds=4, profile="high", bframes=3),
-            make_mp4(kinds / "video-only.mp4", seconds=4, audio=False),
-            make_mp4(kinds / "moov-at-end.mp4", seconds=4, faststart=False)]
+    made = [
+        make_mp4(kinds / "plain.mp4", seconds=4),
+        make_mp4(kinds / "bframes.mp4", seconds=4, profile="high", bframes=3),
+        make_mp4(kinds / "video-only.mp4", seconds=4, audio=False),
+        make_mp4(kinds / "moov-at-end.mp4", seconds=4, faststart=False),
+    ]
     text = kinds / "text.mp4"
     text.write_text("not an mp4\n")
     made.append(text)
@@ -70,24 +75,33 @@ def lag(server: ServerProcess) -> tuple[float, float, float]:
     """The reactor lag histogram's count, sum and count above 50 ms."""
     with urllib.request.urlopen(server.http_url + "/metrics", timeout=10) as answer:
         text = answer.read().decode()
-    found = {(s.name, s.labels.get("le")): s.value
-             for family in text_string_to_metric_families(text) for s in family.samples
-             if s.name.startswith("wcsvod_reactor_lag_seconds")}
+    found = {
+        (s.name, s.labels.get("le")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("wcsvod_reactor_lag_seconds")
+    }
     count = found[("wcsvod_reactor_lag_seconds_count", None)]
-    return (count, found[("wcsvod_reactor_lag_seconds_sum", None)],
-            count - found[("wcsvod_reactor_lag_seconds_bucket", "0.05")])
+    return (
+        count,
+        found[("wcsvod_reactor_lag_seconds_sum", None)],
+        count - found[("wcsvod_reactor_lag_seconds_bucket", "0.05")],
+    )
 
 
 def percentiles(times: list[float]) -> str:
     times = sorted(times)
-    return (f"p50 {statistics.median(times):.1f} ms, "
-            f"p95 {times[int(len(times) * 0.95) - 1]:.1f} ms")
+    return f"p50 {statistics.median(times):.1f} ms, p95 {times[int(len(times) * 0.95) - 1]:.1f} ms"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--smoke", action="store_true", help="once at the smallest setting")
     args = parser.parse_args()
+    repeat = 1 if args.smoke else 8
+    if args.smoke:
+        args.files = 10
     require_loopback_only()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -101,8 +115,10 @@ def main() -> None:
             cpu0 = cpu_seconds(server.process.pid)
             started = time.perf_counter()
             first_ms, page = timed(server, {"limit": 100})
-            print(f"{args.files} files; first listing (scan, no verdicts yet): "
-                  f"{first_ms:.0f} ms, {page['files']} files, {page['checking']} to check")
+            print(
+                f"{args.files} files; first listing (scan, no verdicts yet): "
+                f"{first_ms:.0f} ms, {page['files']} files, {page['checking']} to check"
+            )
             rest_ms = []
             lag0 = lag(server)
             while page["checking"]:
@@ -112,28 +128,35 @@ def main() -> None:
                 _, page = timed(server, {"limit": 1})
             cold = time.perf_counter() - started
             cpu = cpu_seconds(server.process.pid) - cpu0
-            print(f"cold: every verdict after {cold:.1f} s ({args.files / cold:.0f} files/s, "
-                  f"{cpu / args.files * 1000:.2f} ms of server CPU per file)")
+            print(
+                f"cold: every verdict after {cold:.1f} s ({args.files / cold:.0f} files/s, "
+                f"{cpu / args.files * 1000:.2f} ms of server CPU per file)"
+            )
             lag1 = lag(server)
             probes = lag1[0] - lag0[0]
-            print(f"while checking: REST call {percentiles(rest_ms)} ({len(rest_ms)} calls); "
-                  f"reactor lag mean {(lag1[1] - lag0[1]) / probes * 1000:.2f} ms, "
-                  f"{lag1[2] - lag0[2]} of {probes} probes later than 50 ms")
+            print(
+                f"while checking: REST call {percentiles(rest_ms)} ({len(rest_ms)} calls); "
+                f"reactor lag mean {(lag1[1] - lag0[1]) / probes * 1000:.2f} ms, "
+                f"{lag1[2] - lag0[2]} of {probes} probes later than 50 ms"
+            )
             _, full = timed(server, {"limit": 1000})
             verdicts: dict[str, int] = {}
             for item in full["items"]:
                 verdicts[item["verdict"]] = verdicts.get(item["verdict"], 0) + 1
             print(f"verdicts of the first 1000: {verdicts}")
-            fresh = [timed(server, {"limit": 100, "offset": 100 * n})[0] for n in range(20)]
+            fresh = [timed(server, {"limit": 100, "offset": 100 * n})[0] for n in range(repeat)]
             print(f"cached page of 100 (fresh scan): {percentiles(fresh)}")
             rescans = []
-            for _ in range(8):
+            for _ in range(repeat):
                 time.sleep(2.1)  # stale: this listing scans again
                 rescans.append(timed(server, {"limit": 100})[0])
-            print(f"cached page of 100 when the last scan is stale (answered from it while "
-                  f"{args.files} files are scanned again): {percentiles(rescans)}")
-            filtered = [timed(server, {"limit": 100, "contains": f"film0{n}"})[0]
-                        for n in range(10)]
+            print(
+                f"cached page of 100 when the last scan is stale (answered from it while "
+                f"{args.files} files are scanned again): {percentiles(rescans)}"
+            )
+            filtered = [
+                timed(server, {"limit": 100, "contains": f"film0{n}"})[0] for n in range(repeat)
+            ]
             print(f"filtered (contains) page: {percentiles(filtered)}")
             touched = next(media.glob("shelf00/film00001.mp4"))
             modified = int(time.time()) + 100

@@ -18,13 +18,15 @@ of this benchmark, side by side:
 - stock aiortc (``bench/stock_server.py``: MediaPlayer + MediaRelay), up to the
   count it can hold.
 
-Run with ``scripts/bench.sh bench/live_fanout.py [--counts 10,100,300,1000]``.
+Run with ``scripts/bench.sh bench/live_fanout.py [--counts 10,100,300,1000]``;
+``--smoke`` runs each engine once at its smallest (two viewers, 2 s), for the suite.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -34,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import proc_stat, proc_times, tree_times  # noqa: E402
-from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch  # noqa: E402
-from testkit.harness import (  # noqa: E402
+from bench.vod_personal import proc_stat, proc_times, tree_times
+from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
+from testkit.harness import (
     LOAD_LIMITS,
     VENV_BIN,
     ServerProcess,
@@ -45,7 +47,7 @@ from testkit.harness import (  # noqa: E402
     run,
     wait_for_port,
 )
-from tools.makemedia import make_mp4  # noqa: E402
+from tools.makemedia import make_mp4
 
 MEASURE = 10.0
 #: Viewers started per second while a count fills up.
@@ -66,8 +68,10 @@ def profile_summary(raw: Path, top: int = 25) -> str:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
-                  for f in stack.split(";")]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+            for f in stack.split(";")
+        ]
         total += int(count)
         own[frames[-1]] = own.get(frames[-1], 0) + int(count)
         for frame in set(frames):
@@ -80,16 +84,18 @@ def profile_summary(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
-                  profile: Path | None = None) -> dict:
+async def fan_out(
+    ws_url: str, name: str, viewers: int, pid: int, rate: float, profile: Path | None = None
+) -> dict:
     counter = Counter()
     stop = asyncio.Event()
     views = [CheapViewer() for _ in range(viewers)]
     cheap = []
     started = time.monotonic()
     for index, view in enumerate(views):
-        cheap.append(asyncio.ensure_future(watch(ws_url, name, counter, stop, timeout=600,
-                                                 viewer=view)))
+        cheap.append(
+            asyncio.ensure_future(watch(ws_url, name, counter, stop, timeout=600, viewer=view))
+        )
         if index % ARRIVALS == ARRIVALS - 1:
             await asyncio.sleep(1.0)
     for _ in range(600):  # until every viewer has connected, or 60 s after the last came
@@ -98,9 +104,18 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
             break
     joined = time.monotonic() - started
     # the decoding viewers run in processes of their own: this one is busy counting
-    full = [await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "python"), "-m", "testkit.full_viewer", ws_url, name,
-        str(MEASURE + 5.0), stdout=asyncio.subprocess.PIPE) for _ in range(FULL)]
+    full = [
+        await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "python"),
+            "-m",
+            "testkit.full_viewer",
+            ws_url,
+            name,
+            str(MEASURE + 5.0),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(FULL)
+    ]
     await asyncio.sleep(3.0)
     user0, system0, _ = tree_times(pid)
     own0 = sum(proc_times(pid)[:2])
@@ -109,11 +124,25 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
     t0 = time.monotonic()
     spy = None
     if profile is not None:
-        spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--format", "raw",
-                                "--nonblocking", "--rate", "200", "--duration",
-                                str(int(MEASURE)), "--pid", str(pid), "--output",
-                                str(profile)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                str(VENV_BIN / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--rate",
+                "200",
+                "--duration",
+                str(int(MEASURE)),
+                "--pid",
+                str(pid),
+                "--output",
+                str(profile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     await asyncio.sleep(MEASURE)
     user1, system1, rss = tree_times(pid)
     own1 = sum(proc_times(pid)[:2])
@@ -133,13 +162,20 @@ async def fan_out(ws_url: str, name: str, viewers: int, pid: int, rate: float,
     expected = rate * connected * seconds
     fps = [_window_fps(r, t0, t1) for r in decoded]
     in_order = all(_in_order(r) for r in decoded)
-    return {"viewers": viewers, "connected": connected, "joined": joined,
-            "delivered": delivered / expected if expected else 0.0,
-            "cpu": (cpu1 - cpu0) / seconds, "client": (me1 - me0) / seconds,
-            "own": (own1 - own0) / seconds,
-            "kernel": (system1 - system0) / (cpu1 - cpu0) if cpu1 > cpu0 else 0.0,
-            "us": (cpu1 - cpu0) * 1e6 / delivered if delivered else float("inf"),
-            "rss": rss, "fps": min(fps) if fps else 0.0, "in_order": in_order}
+    return {
+        "viewers": viewers,
+        "connected": connected,
+        "joined": joined,
+        "delivered": delivered / expected if expected else 0.0,
+        "cpu": (cpu1 - cpu0) / seconds,
+        "client": (me1 - me0) / seconds,
+        "own": (own1 - own0) / seconds,
+        "kernel": (system1 - system0) / (cpu1 - cpu0) if cpu1 > cpu0 else 0.0,
+        "us": (cpu1 - cpu0) * 1e6 / delivered if delivered else float("inf"),
+        "rss": rss,
+        "fps": min(fps) if fps else 0.0,
+        "in_order": in_order,
+    }
 
 
 def _window_fps(received: dict, t0: float, t1: float) -> float:
@@ -149,33 +185,50 @@ def _window_fps(received: dict, t0: float, t1: float) -> float:
 
 def _in_order(received: dict) -> bool:
     numbers = received.get("numbers", [])
-    return bool(numbers) and all(b == a + 1 or b == 0 for a, b in zip(numbers, numbers[1:]))
+    return bool(numbers) and all(b == a + 1 or b == 0 for a, b in itertools.pairwise(numbers))
 
 
 def report(title: str, rows: list[dict]) -> None:
     print(title)
-    print(f"{'viewers':>8} {'connected':>9} {'join s':>7} {'delivered':>9} {'server CPU':>10} "
-          f"{'µs/pkt/viewer':>13} {'% core/viewer':>13} {'RSS MiB':>8} {'full fps':>8} "
-          f"{'in order':>8} {'kernel':>6} {'client CPU':>10}")
+    print(
+        f"{'viewers':>8} {'connected':>9} {'join s':>7} {'delivered':>9} {'server CPU':>10} "
+        f"{'µs/pkt/viewer':>13} {'% core/viewer':>13} {'RSS MiB':>8} {'full fps':>8} "
+        f"{'in order':>8} {'kernel':>6} {'client CPU':>10}"
+    )
     for r in rows:
-        print(f"{r['viewers']:>8} {r['connected']:>9} {r['joined']:>7.1f} "
-              f"{r['delivered'] * 100:>8.1f}% {r['cpu'] * 100:>9.1f}% {r['us']:>13.1f} "
-              f"{r['cpu'] / r['viewers'] * 100:>13.3f} {r['rss'] / 2**20:>8.0f} "
-              f"{r['fps']:>8.1f} {str(r['in_order']):>8} {r['kernel'] * 100:>5.0f}% "
-              f"{r['client'] * 100:>9.1f}%")
+        print(
+            f"{r['viewers']:>8} {r['connected']:>9} {r['joined']:>7.1f} "
+            f"{r['delivered'] * 100:>8.1f}% {r['cpu'] * 100:>9.1f}% {r['us']:>13.1f} "
+            f"{r['cpu'] / r['viewers'] * 100:>13.3f} {r['rss'] / 2**20:>8.0f} "
+            f"{r['fps']:>8.1f} {r['in_order']!s:>8} {r['kernel'] * 100:>5.0f}% "
+            f"{r['client'] * 100:>9.1f}%"
+        )
     sys.stdout.flush()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", default="10,100,300,1000")
-    parser.add_argument("--aiortc-counts", default="10,100,300,600",
-                        help="counts for today's aiortc senders (they saturate early)")
+    parser.add_argument(
+        "--aiortc-counts",
+        default="10,100,300,600",
+        help="counts for today's aiortc senders (they saturate early)",
+    )
     parser.add_argument("--stock-counts", default="10,100,300")
     parser.add_argument("--engines", default="wcsvod,aiortc,stock")
-    parser.add_argument("--profile", type=int, default=0,
-                        help="profile the server (py-spy) at this count of viewers")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="profile the server (py-spy) at this count of viewers",
+    )
+    parser.add_argument("--smoke", action="store_true", help="once at the smallest setting")
     args = parser.parse_args()
+    seconds = 60
+    if args.smoke:
+        global MEASURE
+        args.counts = args.aiortc_counts = args.stock_counts = "2"
+        MEASURE, seconds = 2.0, 10
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
     engines = args.engines.split(",")
@@ -183,24 +236,42 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-fanout-"))
     # 640x360 H.264 at 450 kb/s + AAC (→ Opus): the issue's 0.5 Mb/s broadcast.
     # Constrained Baseline so that stock aiortc negotiates it without help.
-    clip = make_mp4(folder / "clip.mp4", seconds=60, profile="baseline", bitrate="450k",
-                    barcode=True)
+    clip = make_mp4(
+        folder / "clip.mp4", seconds=seconds, profile="baseline", bitrate="450k", barcode=True
+    )
     rate = packet_rate(clip)
-    print(f"broadcast: {clip.stat().st_size * 8 / 60 / 1e6:.2f} Mb/s, "
-          f"{rate:.1f} RTP packets/s per viewer")
+    print(
+        f"broadcast: {clip.stat().st_size * 8 / seconds / 1e6:.2f} Mb/s, "
+        f"{rate:.1f} RTP packets/s per viewer"
+    )
     results: dict[str, list[dict]] = {}
     servers = {"wcsvod": {}, "aiortc": {"webrtc_sender": "aiortc"}}
     aiortc_counts = [int(c) for c in args.aiortc_counts.split(",") if c]
     for engine in [e for e in engines if e in servers]:
-        settings = {"media_dir": str(folder), "vod_live_loop": "true", **LOAD_LIMITS,
-                    **servers[engine]}
+        settings = {
+            "media_dir": str(folder),
+            "vod_live_loop": "true",
+            **LOAD_LIMITS,
+            **servers[engine],
+        }
         rows = []
         for count in counts if engine == "wcsvod" else aiortc_counts:
             server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
             raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
             try:
-                rows.append(run(fan_out(server.ws_url, "vod-live://clip.mp4", count,
-                                        server.process.pid, rate, raw), timeout=900))
+                rows.append(
+                    run(
+                        fan_out(
+                            server.ws_url,
+                            "vod-live://clip.mp4",
+                            count,
+                            server.process.pid,
+                            rate,
+                            raw,
+                        ),
+                        timeout=900,
+                    )
+                )
             finally:
                 server.stop()
             if raw is not None and raw.exists():
@@ -212,13 +283,19 @@ def main() -> None:
         rows = []
         for count in stock_counts:
             port = free_port()
-            stock = subprocess.Popen([str(VENV_BIN / "python"), "bench/stock_server.py",
-                                      str(clip), str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stock = subprocess.Popen(
+                [str(VENV_BIN / "python"), "bench/stock_server.py", str(clip), str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 wait_for_port(port, time.monotonic() + 20, stock)
-                rows.append(run(fan_out(f"ws://127.0.0.1:{port}", "clip", count, stock.pid,
-                                        rate), timeout=900))
+                rows.append(
+                    run(
+                        fan_out(f"ws://127.0.0.1:{port}", "clip", count, stock.pid, rate),
+                        timeout=900,
+                    )
+                )
             finally:
                 stock.terminate()
                 stock.wait(10)
@@ -226,8 +303,9 @@ def main() -> None:
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
     for other in ("aiortc", "stock"):
-        pairs = [(a, b) for a in anchor for b in results.get(other, [])
-                 if a["viewers"] == b["viewers"]]
+        pairs = [
+            (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
+        ]
         if pairs:
             print(f"µs per packet per viewer, {other} / wcsvod:")
             for ours, theirs in pairs:

@@ -6,7 +6,7 @@ prints CPU per frame and the share of a core it holds in real time, next to
 decoding alone (what any rendition must pay) as the anchor. This is the
 work that runs on the rendition's thread; the reactor only queues samples.
 
-Run with ``scripts/bench.sh bench/rendition.py``.
+Run with ``scripts/bench.sh bench/rendition.py`` (``--smoke``: a 2 s source, for the suite).
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import av  # noqa: E402
+import av
 
-from tools.makemedia import make_mp4  # noqa: E402
-from wcs.media.mp4 import Mp4File  # noqa: E402
-from wcs.media.resize import Resizer  # noqa: E402
-from wcs.media.sample import VIDEO_CLOCK  # noqa: E402
+from tools.makemedia import make_mp4
+from wcs.media.mp4 import Mp4File
+from wcs.media.resize import Resizer
+from wcs.media.sample import VIDEO_CLOCK
 
 SECONDS = 20
 
 
 def main() -> None:
+    seconds = 2 if "--smoke" in sys.argv[1:] else SECONDS
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-rendition-"))
-    source = make_mp4(folder / "hd.mp4", seconds=SECONDS, width=1280, height=720,
-                      bitrate="2500k")
+    source = make_mp4(folder / "hd.mp4", seconds=seconds, width=1280, height=720, bitrate="2500k")
     samples = [s for s in Mp4File(source, "hd").samples() if s.kind == "video"]
     frames = len(samples)
     decoder = av.CodecContext.create("h264", "r")
@@ -43,9 +43,11 @@ def main() -> None:
         packet.time_base = Fraction(1, VIDEO_CLOCK)
         decoder.decode(packet)
     decode = time.process_time() - started
-    print(f"source: 1280x720, {frames} frames over {SECONDS} s")
-    print(f"decode alone: {decode / frames * 1000:.2f} ms CPU per frame, "
-          f"{decode / SECONDS * 100:.1f}% of a core in real time")
+    print(f"source: 1280x720, {frames} frames over {seconds} s")
+    print(
+        f"decode alone: {decode / frames * 1000:.2f} ms CPU per frame, "
+        f"{decode / seconds * 100:.1f}% of a core in real time"
+    )
     for size in ((640, 360), (320, 180)):
         resizer = Resizer(size, 30.0)
         out = 0
@@ -56,10 +58,12 @@ def main() -> None:
                 out += 1
                 bytes_out += len(encoded.data)
         used = time.process_time() - started
-        print(f"rendition {size[0]}x{size[1]}: {out} frames out, "
-              f"{bytes_out * 8 / SECONDS / 1000:.0f} kb/s, {used / frames * 1000:.2f} ms CPU "
-              f"per frame, {used / SECONDS * 100:.1f}% of a core in real time "
-              f"({used / decode:.1f}x decoding alone)")
+        print(
+            f"rendition {size[0]}x{size[1]}: {out} frames out, "
+            f"{bytes_out * 8 / seconds / 1000:.0f} kb/s, {used / frames * 1000:.2f} ms CPU "
+            f"per frame, {used / seconds * 100:.1f}% of a core in real time "
+            f"({used / decode:.1f}x decoding alone)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,30 +28,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import av  # noqa: E402
+import av
 
-from testkit.backend import Backend  # noqa: E402
-from testkit.harness import (  # noqa: E402
+from bench.vod_personal import tree_times
+from testkit.backend import Backend
+from testkit.harness import (
     LOAD_LIMITS,
     RawWebSocket,
     ServerProcess,
     require_loopback_only,
 )
-from testkit.mse_client import MSE_OFFER, watch  # noqa: E402
-from testkit.rest_client import call  # noqa: E402
-from testkit.rtc_client import stream_request  # noqa: E402
-from testkit.rtmp_receiver import FfmpegReceiver  # noqa: E402
-from tools.makemedia import make_mp4  # noqa: E402
-from wcs.push import amf0  # noqa: E402
-from wcs.push.rtmp import HANDSHAKE, ChunkReader, message  # noqa: E402
-from wcs.tls import self_signed  # noqa: E402
+from testkit.mse_client import MSE_OFFER, watch
+from testkit.rest_client import call
+from testkit.rtc_client import stream_request
+from testkit.rtmp_receiver import FfmpegReceiver
+from tools.makemedia import make_mp4
+from wcs.push import amf0
+from wcs.push.rtmp import HANDSHAKE, ChunkReader, message
+from wcs.tls import self_signed
 
 TICKS = 100
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU seconds of the server: the supervisor and its workers."""
+    user, system, _rss = tree_times(pid)
+    return user + system
 
 
 class Sink:
@@ -80,8 +82,9 @@ class Sink:
                     elif name == "createStream":
                         answer = amf0.encode("_result", transaction, None, 1.0)
                     elif name == "publish":
-                        answer = amf0.encode("onStatus", 0.0, None,
-                                             {"code": "NetStream.Publish.Start"})
+                        answer = amf0.encode(
+                            "onStatus", 0.0, None, {"code": "NetStream.Publish.Start"}
+                        )
                         published = True
                     else:
                         continue
@@ -99,14 +102,18 @@ class Sink:
             writer.close()
 
 
-async def pushes_window(server: ServerProcess, pushes: int, seconds: float,
-                        sink_port: int, scheme: str = "rtmp") -> float:
+async def pushes_window(
+    server: ServerProcess, pushes: int, seconds: float, sink_port: int, scheme: str = "rtmp"
+) -> float:
     """Server CPU seconds over ``seconds`` with ``pushes`` pushes running."""
     ids = []
     for index in range(pushes):
         status, push, _ = await asyncio.to_thread(
-            call, server.http_url, "/rest-api/push/startup",
-            {"streamName": "show", "rtmpUrl": f"{scheme}://127.0.0.1:{sink_port}/app{index}"})
+            call,
+            server.http_url,
+            "/rest-api/push/startup",
+            {"streamName": "show", "rtmpUrl": f"{scheme}://127.0.0.1:{sink_port}/app{index}"},
+        )
         assert status == 200, push
         ids.append(push["mediaSessionId"])
     await asyncio.sleep(3)  # connected, publishing
@@ -115,16 +122,18 @@ async def pushes_window(server: ServerProcess, pushes: int, seconds: float,
     await asyncio.sleep(seconds)
     used = cpu_seconds(server.process.pid) - before
     for media_id in ids:
-        await asyncio.to_thread(call, server.http_url, "/rest-api/push/terminate",
-                                {"mediaSessionId": media_id})
+        await asyncio.to_thread(
+            call, server.http_url, "/rest-api/push/terminate", {"mediaSessionId": media_id}
+        )
     await asyncio.sleep(1)
     return used
 
 
 async def mse_window(server: ServerProcess, viewers: int, seconds: float) -> float:
     assert server.process is not None
-    watching = [asyncio.ensure_future(watch(server.ws_url, "show", seconds + 4))
-                for _ in range(viewers)]
+    watching = [
+        asyncio.ensure_future(watch(server.ws_url, "show", seconds + 4)) for _ in range(viewers)
+    ]
     await asyncio.sleep(3)
     before = cpu_seconds(server.process.pid)
     await asyncio.sleep(seconds)
@@ -144,15 +153,24 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
     rate = (video + audio) / duration  # messages a second per push
     (folder / "server").mkdir()
     cert, key = self_signed(folder / "tls")  # the TLS sink's, which the server trusts
-    server = ServerProcess(folder / "server", {"media_dir": str(media), "vod_live_loop": "true",
-                                               "max_pushes": "1000", **LOAD_LIMITS,
-                                               "rtmp_push_ca_file": str(cert)})
+    server = ServerProcess(
+        folder / "server",
+        {
+            "media_dir": str(media),
+            "vod_live_loop": "true",
+            "max_pushes": "1000",
+            **LOAD_LIMITS,
+            "rtmp_push_ca_file": str(cert),
+        },
+    )
     server.start()
-    receiver = FfmpegReceiver(folder / "sample.flv", app="check", key="rtmp_show",
-                              wait=30).start()
+    receiver = FfmpegReceiver(folder / "sample.flv", app="check", key="rtmp_show", wait=30).start()
     try:
-        call(server.http_url, "/rest-api/vod/startup",
-             {"uri": "vod-live://half.mp4", "localStreamName": "show"})
+        call(
+            server.http_url,
+            "/rest-api/vod/startup",
+            {"uri": "vod-live://half.mp4", "localStreamName": "show"},
+        )
 
         async def run() -> None:
             sink = Sink()
@@ -164,34 +182,48 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
             tls_listener = await asyncio.start_server(tls_sink.serve, "127.0.0.1", 0, ssl=tls)
             tls_port = tls_listener.sockets[0].getsockname()[1]
             status, sample, _ = await asyncio.to_thread(
-                call, server.http_url, "/rest-api/push/startup",
-                {"streamName": "show", "rtmpUrl": receiver.url})
+                call,
+                server.http_url,
+                "/rest-api/push/startup",
+                {"streamName": "show", "rtmpUrl": receiver.url},
+            )
             assert status == 200, sample
             base = await pushes_window(server, 0, seconds, port)
-            print(f"broadcast alone (and one checked push): {base / seconds * 100:.1f}% "
-                  "of a core")
+            print(f"broadcast alone (and one checked push): {base / seconds * 100:.1f}% of a core")
             for count in counts:
                 with_pushes = await pushes_window(server, count, seconds, port)
                 extra = (with_pushes - base) / seconds
                 per_push = extra / count
-                print(f"{count:4d} pushes: {with_pushes / seconds * 100:5.1f}% of a core; "
-                      f"per push {per_push * 100:.3f}% of a core, "
-                      f"{per_push / rate * 1e6:.1f} µs per message ({rate:.0f} messages/s)")
+                print(
+                    f"{count:4d} pushes: {with_pushes / seconds * 100:5.1f}% of a core; "
+                    f"per push {per_push * 100:.3f}% of a core, "
+                    f"{per_push / rate * 1e6:.1f} µs per message ({rate:.0f} messages/s)"
+                )
                 secure = await pushes_window(server, count, seconds, tls_port, "rtmps")
                 tls_per = (secure - base) / seconds / count
-                print(f"{count:4d} rtmps pushes: per push {tls_per * 100:.3f}% of a core, "
-                      f"{tls_per / rate * 1e6:.1f} µs per message; rtmps / rtmp push = "
-                      f"{tls_per / per_push:.2f}")
+                print(
+                    f"{count:4d} rtmps pushes: per push {tls_per * 100:.3f}% of a core, "
+                    f"{tls_per / rate * 1e6:.1f} µs per message; rtmps / rtmp push = "
+                    f"{tls_per / per_push if per_push else float('nan'):.2f}"
+                )
                 mse = await mse_window(server, count, seconds)
                 mse_per = (mse - base) / seconds / count
-                print(f"{count:4d} MSE viewers: per viewer {mse_per * 100:.3f}% of a core; "
-                      f"push / MSE viewer = {per_push / mse_per:.2f}")
+                print(
+                    f"{count:4d} MSE viewers: per viewer {mse_per * 100:.3f}% of a core; "
+                    f"push / MSE viewer = {per_push / mse_per if mse_per else float('nan'):.2f}"
+                )
             for label, sizes in (("rtmp", sink.bytes), ("rtmps", tls_sink.bytes)):
-                print(f"{label} sink bytes per push: min {min(sizes)}, median "
-                      f"{statistics.median(sizes):.0f}, max {max(sizes)} "
-                      f"({len(sizes)} connections)")
-            await asyncio.to_thread(call, server.http_url, "/rest-api/push/terminate",
-                                    {"mediaSessionId": sample["mediaSessionId"]})
+                print(
+                    f"{label} sink bytes per push: min {min(sizes)}, median "
+                    f"{statistics.median(sizes):.0f}, max {max(sizes)} "
+                    f"({len(sizes)} connections)"
+                )
+            await asyncio.to_thread(
+                call,
+                server.http_url,
+                "/rest-api/push/terminate",
+                {"mediaSessionId": sample["mediaSessionId"]},
+            )
             listener.close()
             tls_listener.close()
 
@@ -199,7 +231,7 @@ def bench_pushes(folder: Path, counts: list[int], seconds: float) -> None:
         receiver.finished(30)
         frames = 0
         with av.open(str(folder / "sample.flv")) as container:
-            for frame in container.decode(container.streams.video[0]):
+            for _frame in container.decode(container.streams.video[0]):
                 frames += 1
         size = (folder / "sample.flv").stat().st_size
         print(f"checked push: {frames} frames decoded, {size} bytes received by ffmpeg")
@@ -249,10 +281,14 @@ def bench_hooks(folder: Path, plays: int) -> None:
         backend.stop()
     for label, times in results.items():
         times.sort()
-        print(f"{label:9s}: playStream → PENDING p50 {statistics.median(times):.2f} ms, "
-              f"p95 {times[int(len(times) * 0.95)]:.2f} ms ({len(times)} plays)")
-    added = [statistics.median(results["hooks"]) - statistics.median(results["no hooks"]),
-             results["hooks"][int(plays * 0.95)] - results["no hooks"][int(plays * 0.95)]]
+        print(
+            f"{label:9s}: playStream → PENDING p50 {statistics.median(times):.2f} ms, "
+            f"p95 {times[int(len(times) * 0.95)]:.2f} ms ({len(times)} plays)"
+        )
+    added = [
+        statistics.median(results["hooks"]) - statistics.median(results["no hooks"]),
+        results["hooks"][int(plays * 0.95)] - results["no hooks"][int(plays * 0.95)],
+    ]
     ratio = statistics.median(results["hooks"]) / statistics.median(results["no hooks"])
     print(f"a hook adds p50 {added[0]:.2f} ms, p95 {added[1]:.2f} ms (ratio p50 {ratio:.2f})")
     print(f"backend saw {len(backend.bodies('playStream'))} playStream calls")

@@ -63,7 +63,8 @@ the allocator's, not live objects'). ``--tracemalloc N`` also traces Python's
 allocations (N frames) and prints the source lines that grew most (slow).
 
 Run with ``scripts/bench.sh bench/soak.py [--minutes 30] [--sample-seconds 60]``;
-try it short with ``--minutes 3 --sample-seconds 20``.
+try it short with ``--minutes 3 --sample-seconds 20``; ``--smoke`` runs it once at its
+smallest (6 s of load, two viewers, no limit bursts), for the suite.
 """
 
 from __future__ import annotations
@@ -90,37 +91,47 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from bench.vod_personal import proc_times  # noqa: E402
-from testkit.cheap_viewers import CheapViewer, Counter, _ice_protocols  # noqa: E402
-from testkit.harness import (  # noqa: E402
+from bench.vod_personal import proc_times
+from testkit.cheap_viewers import CheapViewer, Counter, _ice_protocols
+from testkit.harness import (
     ServerProcess,
     encode_frame,
     handshake,
     require_loopback_only,
     split_url,
 )
-from testkit.mse_client import MSE_OFFER, parse_records  # noqa: E402
-from testkit.rest_client import call, conforms  # noqa: E402
-from testkit.rtc_client import AsyncWebSocket, stream_request  # noqa: E402  (also: ICE on 127.0.0.1 only)
-from testkit.rtc_publisher import publish  # noqa: E402
-from tools.makemedia import make_mp4  # noqa: E402
-from wcs.webrtc.viewer import EncodedTrack  # noqa: E402
+from testkit.mse_client import MSE_OFFER, parse_records
+from testkit.rest_client import call, conforms
+from testkit.rtc_client import AsyncWebSocket, stream_request
+from testkit.rtc_publisher import publish
+from tools.makemedia import make_mp4
+from wcs.webrtc.viewer import EncodedTrack
 
 #: What a server's log line must not say.
-INTERNAL = re.compile(r"Traceback|Unhandled|internal error|Task exception was never retrieved",
-                      re.IGNORECASE)
+INTERNAL = re.compile(
+    r"Traceback|Unhandled|internal error|Task exception was never retrieved", re.IGNORECASE
+)
 #: What a refusal for a limit is expected to say (in a FAILED info, a 4xx body, a close).
-LIMIT_WORDS = re.compile(r"limit|too many|maximum|exceed|quota|\brate\b|capacity|busy|"
-                         r"overload", re.IGNORECASE)
+LIMIT_WORDS = re.compile(
+    r"limit|too many|maximum|exceed|quota|\brate\b|capacity|busy|"
+    r"overload",
+    re.IGNORECASE,
+)
 #: HTTP statuses that mean "over a limit" on the REST side and at the WebSocket handshake.
 LIMIT_STATUSES = {403, 429, 503}
 #: The caps the bursts push above, by the server's properties keys; each is read
 #: from ``--server-config KEY=N`` when its own ``--KEY`` option is not given.
-CAPS = ("max_sessions", "max_sessions_per_address", "max_plays_per_session",
-        "max_publishes_per_session", "max_broadcasts", "max_rest_startups",
-        "ws_message_rate")
+CAPS = (
+    "max_sessions",
+    "max_sessions_per_address",
+    "max_plays_per_session",
+    "max_publishes_per_session",
+    "max_broadcasts",
+    "max_rest_startups",
+    "ws_message_rate",
+)
 #: Loopback addresses (any of 127/8 is this machine): the steady load's clients
 #: come from 127.0.1.x (``--client-addresses`` of them), a per-address burst from
 #: BURST_ADDRESS, the client that must still get in meanwhile from OTHER_ADDRESS,
@@ -158,12 +169,14 @@ class Ws(AsyncWebSocket):
     @classmethod
     async def dial(cls, url: str, source: str | None = None, timeout: float = 10.0) -> Ws:
         host, port, path = split_url(url)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
-            host, int(port), local_addr=(source, 0) if source else None), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, int(port), local_addr=(source, 0) if source else None),
+            timeout,
+        )
         writer.write(handshake(host, port, path))
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError) as error:
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as error:
             writer.transport.abort()
             raise Refused(f"handshake: {type(error).__name__}") from None
         status = head.split(b"\r\n", 1)[0].decode(errors="replace")
@@ -180,7 +193,8 @@ class Ws(AsyncWebSocket):
                 opcode, payload = await self.receive()
                 if opcode == 8:
                     self._queue.put_nowait(
-                        Closed(payload[2:].decode(errors="replace") or "closed by server"))
+                        Closed(payload[2:].decode(errors="replace") or "closed by server")
+                    )
                     return
                 if opcode == 1:
                     message = json.loads(payload)
@@ -206,9 +220,8 @@ class Ws(AsyncWebSocket):
     async def next(self, until: float) -> dict[str, Any] | None:
         """The next message, or None once ``until`` (monotonic) has passed."""
         try:
-            return await asyncio.wait_for(self.receive_json(),
-                                          max(0.01, until - time.monotonic()))
-        except asyncio.TimeoutError:
+            return await asyncio.wait_for(self.receive_json(), max(0.01, until - time.monotonic()))
+        except TimeoutError:
             return None
 
     def drop(self, reset: bool = False) -> None:
@@ -253,13 +266,27 @@ class Sample:
 def server_sample(pid: int, label: str) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return Sample(label, int(fields["VmRSS"].split()[0]) * 1024,
-                  len(os.listdir(f"/proc/{pid}/fd")), int(fields["Threads"]))
+    return Sample(
+        label,
+        int(fields["VmRSS"].split()[0]) * 1024,
+        len(os.listdir(f"/proc/{pid}/fd")),
+        int(fields["Threads"]),
+    )
 
 
-TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
-              "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
-              "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
 
 
 def fd_census(pid: int) -> Tally:
@@ -348,8 +375,9 @@ class Caps:
 
 
 class Soak:
-    def __init__(self, args: argparse.Namespace, server: ServerProcess, media: Path,
-                 caps: Caps) -> None:
+    def __init__(
+        self, args: argparse.Namespace, server: ServerProcess, media: Path, caps: Caps
+    ) -> None:
         self.args = args
         self.server = server
         self.ws_url, self.http_url = server.ws_url, server.http_url
@@ -382,17 +410,18 @@ class Soak:
 
     def spawn(self, coroutine: Any, limit: float) -> asyncio.Task:
         """Run a client, bounded by ``limit`` seconds; its failure is counted, never raised."""
+
         async def bounded() -> None:
             try:
                 await asyncio.wait_for(coroutine, limit)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.failed("client", "did not finish in time (bench bound)")
             except asyncio.CancelledError:
                 raise
             except Refused as refused:  # a second socket of a client, say
                 if not self.refusal(str(refused)):
                     self.failed("client", f"refused: {refused}")
-            except Exception as error:  # noqa: BLE001 — counted, the soak goes on
+            except Exception as error:  # counted, the soak goes on
                 self.failed("client", f"{type(error).__name__}: {str(error)[:80]}")
 
         task = asyncio.ensure_future(bounded())
@@ -414,8 +443,11 @@ class Soak:
 
     def refusal(self, info: str) -> bool:
         """Whether ``info`` reads as a refusal for a limit; counted if it does."""
-        if LIMIT_WORDS.search(info or "") or info.startswith("handshake: HTTP/1.1 4") \
-                or info.startswith("handshake: HTTP/1.1 503"):
+        if (
+            LIMIT_WORDS.search(info or "")
+            or info.startswith("handshake: HTTP/1.1 4")
+            or info.startswith("handshake: HTTP/1.1 503")
+        ):
             self.count["refused"] += 1
             self.refusals[info[:90]] += 1
             return True
@@ -522,8 +554,9 @@ class Soak:
                         break
                     continue
                 if message["message"] == "setRemoteSDP":
-                    await pc.setRemoteDescription(RTCSessionDescription(message["data"][1],
-                                                                        "answer"))
+                    await pc.setRemoteDescription(
+                        RTCSessionDescription(message["data"][1], "answer")
+                    )
                     if mode == "drop-answer":
                         await asyncio.sleep(self.rng.random() * 0.5)
                         ws.drop(reset=self.rng.random() < 0.5)
@@ -560,16 +593,28 @@ class Soak:
             self.counter.remove(view)
             try:
                 await asyncio.wait_for(pc.close(), 10)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self.notes[f"client pc.close: {type(error).__name__}"] += 1
             ws.drop()
 
-    def judge_rtc(self, kind: str, mode: str, name: str, playing: bool, final: str,
-                  info: str, view: CheapViewer, stopping_at: float | None) -> None:
+    def judge_rtc(
+        self,
+        kind: str,
+        mode: str,
+        name: str,
+        playing: bool,
+        final: str,
+        info: str,
+        view: CheapViewer,
+        stopping_at: float | None,
+    ) -> None:
         if final == "FAILED" and self.refusal(info):
             return
-        if kind == "webrtc rest" and name not in self.rest_streams and (
-                final == "FAILED" or (final == "STOPPED" and view.rtp == 0)):
+        if (
+            kind == "webrtc rest"
+            and name not in self.rest_streams
+            and (final == "FAILED" or (final == "STOPPED" and view.rtp == 0))
+        ):
             self.count["play.raced"] += 1  # REST terminated it as it came
             self.notes[f"REST stream terminated while a viewer joined: {final} {info}"] += 1
             return
@@ -580,8 +625,9 @@ class Soak:
             if kind == "webrtc published" and name not in self.publishing:
                 self.count["play.raced"] += 1  # its publisher stopped meanwhile
                 return
-            self.failed(kind, f"never PLAYING ({final or 'no status'}"
-                              f"{': ' + info if info else ''})")
+            self.failed(
+                kind, f"never PLAYING ({final or 'no status'}{': ' + info if info else ''})"
+            )
             return
         if mode == "vanish":
             if final in ("FAILED", "STOPPED"):
@@ -625,9 +671,15 @@ class Soak:
         reader: asyncio.Task | None = None
         playing = False
         try:
-            request = {"mediaSessionId": str(uuid.uuid1()), "name": name, "published": False,
-                       "hasVideo": True, "hasAudio": True, "mediaProvider": "MSE",
-                       "sdp": MSE_OFFER}
+            request = {
+                "mediaSessionId": str(uuid.uuid1()),
+                "name": name,
+                "published": False,
+                "hasVideo": True,
+                "hasAudio": True,
+                "mediaProvider": "MSE",
+                "sdp": MSE_OFFER,
+            }
             await ws.send("playStream", request)
             deadline = time.monotonic() + START_WAIT
             end_at: float | None = None
@@ -684,8 +736,11 @@ class Soak:
                     self.count["abrupt"] += 1
                 else:
                     self.failed(kind, f"no media socket, yet {final or 'no end'} {info}")
-            elif kind == "mse rest" and name not in self.rest_streams and (
-                    final == "FAILED" or (final == "STOPPED" and box["bytes"] == 0)):
+            elif (
+                kind == "mse rest"
+                and name not in self.rest_streams
+                and (final == "FAILED" or (final == "STOPPED" and box["bytes"] == 0))
+            ):
                 self.count["play.raced"] += 1
                 self.notes[f"REST stream terminated while a viewer joined: {final} {info}"] += 1
             elif not playing:
@@ -744,8 +799,15 @@ class Soak:
         self.publishers += 1
         self.publishing[name] = (time.monotonic(), time.monotonic() + seconds)
         try:
-            result = await publish(self.ws_url, name, self.media / "clip.mp4", seconds,
-                                   record=record, timeout=seconds + 25, drop_socket=drop)
+            result = await publish(
+                self.ws_url,
+                name,
+                self.media / "clip.mp4",
+                seconds,
+                record=record,
+                timeout=seconds + 25,
+                drop_socket=drop,
+            )
         except (ConnectionError, OSError) as error:
             if not self.refusal(str(error)):
                 self.failed("publish", f"{type(error).__name__}: {str(error)[:80]}")
@@ -780,9 +842,12 @@ class Soak:
             for kind in ("video", "audio"):
                 pc.addTrack(EncodedTrack(kind))
             await pc.setLocalDescription(await pc.createOffer())
-            request = stream_request(f"soak-gone-{self.next_id()}", published=True,
-                                     record=self.rng.random() < 0.5,
-                                     sdp=pc.localDescription.sdp)
+            request = stream_request(
+                f"soak-gone-{self.next_id()}",
+                published=True,
+                record=self.rng.random() < 0.5,
+                sdp=pc.localDescription.sdp,
+            )
             await ws.send("publishStream", request)
             if self.rng.random() < 0.5:
                 message = await ws.next(time.monotonic() + 10)
@@ -791,8 +856,7 @@ class Soak:
                     if not self.refusal(info):
                         self.failed("publish", f"no answer before the drop: {info}")
                     return
-                await pc.setRemoteDescription(RTCSessionDescription(message["data"][1],
-                                                                    "answer"))
+                await pc.setRemoteDescription(RTCSessionDescription(message["data"][1], "answer"))
                 await asyncio.sleep(self.rng.random() * 0.5)
             ws.drop(reset=self.rng.random() < 0.5)
             self.count["abrupt"] += 1
@@ -801,15 +865,16 @@ class Soak:
             ws.drop()
             try:
                 await asyncio.wait_for(pc.close(), 10)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self.notes[f"client pc.close: {type(error).__name__}"] += 1
 
     # --- sessions that go without a word
 
     async def abrupt_session(self) -> None:
         host, port, path = split_url(self.ws_url)
-        how = self.rng.choice(["tcp", "handshake", "half-handshake", "connection",
-                               "half-frame", "established"])
+        how = self.rng.choice(
+            ["tcp", "handshake", "half-handshake", "connection", "half-frame", "established"]
+        )
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             if how == "tcp":
@@ -820,18 +885,21 @@ class Soak:
             else:
                 writer.write(handshake(host, port, path))
                 await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                frame = encode_frame(json.dumps({"message": "connection",
-                                                 "data": [{"appKey": "defaultApp"}]}).encode())
+                frame = encode_frame(
+                    json.dumps(
+                        {"message": "connection", "data": [{"appKey": "defaultApp"}]}
+                    ).encode()
+                )
                 if how == "connection":
                     writer.write(frame)
                 elif how == "half-frame":
-                    writer.write(frame[:len(frame) // 2])
+                    writer.write(frame[: len(frame) // 2])
                 elif how == "established":
                     writer.write(frame)
                     await asyncio.wait_for(reader.read(4096), 10)
                 await writer.drain()
             await asyncio.sleep(self.rng.random() * 0.3)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as error:
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as error:
             if not self.refusal(f"abrupt {how}: {error}"):
                 self.failed("abrupt", f"{how}: {type(error).__name__}")
         finally:
@@ -850,25 +918,49 @@ class Soak:
             return
         ws, _ = session
         n = self.next_id()
-        mse = {"published": False, "hasVideo": True, "hasAudio": True,
-               "mediaProvider": "MSE", "sdp": MSE_OFFER}
+        mse = {
+            "published": False,
+            "hasVideo": True,
+            "hasAudio": True,
+            "mediaProvider": "MSE",
+            "sdp": MSE_OFFER,
+        }
         catalogue = [
             ("missing file", "playStream", dict(mse, name=f"vod://missing-{n}.mp4")),
             ("escaping name", "playStream", dict(mse, name="vod://../../etc/passwd")),
             ("unknown stream", "playStream", dict(mse, name=f"no-such-stream-{n}")),
             ("hidden file", "playStream", dict(mse, name="vod-live://.hidden.mp4")),
             ("not mp4", "playStream", dict(mse, name="vod://notes.txt")),
-            ("infinite width", "playStream", dict(mse, name="vod://clip.mp4",
-                                                  constraints={"video": {"width": 1e999}},
-                                                  width=1e999)),
-            ("bad SDP", "playStream", dict(mse, name="vod-live://clip.mp4",
-                                           mediaProvider="WebRTC", sdp="v=0\r\nbogus\r\n")),
-            ("bad publish name", "publishStream", dict(mse, name="bad\x00name/..",
-                                                       published=True,
-                                                       mediaProvider="WebRTC",
-                                                       sdp="v=0\r\n")),
-            ("unknown provider", "playStream", dict(mse, name="vod://clip.mp4",
-                                                   mediaProvider="Flash")),
+            (
+                "infinite width",
+                "playStream",
+                dict(
+                    mse, name="vod://clip.mp4", constraints={"video": {"width": 1e999}}, width=1e999
+                ),
+            ),
+            (
+                "bad SDP",
+                "playStream",
+                dict(
+                    mse, name="vod-live://clip.mp4", mediaProvider="WebRTC", sdp="v=0\r\nbogus\r\n"
+                ),
+            ),
+            (
+                "bad publish name",
+                "publishStream",
+                dict(
+                    mse,
+                    name="bad\x00name/..",
+                    published=True,
+                    mediaProvider="WebRTC",
+                    sdp="v=0\r\n",
+                ),
+            ),
+            (
+                "unknown provider",
+                "playStream",
+                dict(mse, name="vod://clip.mp4", mediaProvider="Flash"),
+            ),
         ]
         try:
             for label, message, body in self.rng.sample(catalogue, 3):
@@ -883,11 +975,15 @@ class Soak:
                         outcome = "no answer in 10 s"
                     elif answer["message"] == "notifyStreamStatusEvent":
                         event = answer["data"][0]
-                        if event.get("mediaSessionId") == body["mediaSessionId"] and \
-                                event["status"] != "PENDING":
+                        if (
+                            event.get("mediaSessionId") == body["mediaSessionId"]
+                            and event["status"] != "PENDING"
+                        ):
                             outcome = event["status"]
-                            if outcome == "FAILED" and "internal" in (event.get("info") or
-                                                                      "").lower():
+                            if (
+                                outcome == "FAILED"
+                                and "internal" in (event.get("info") or "").lower()
+                            ):
                                 outcome = f"FAILED {event.get('info')}"
                     elif answer["message"] == "fail":
                         info = (answer["data"][0] or {}).get("info", "")
@@ -920,13 +1016,21 @@ class Soak:
 
     # --- REST
 
-    async def rest(self, label: str, path: str, body: Any = None, method: str | None = None,
-                   raw: bytes | None = None, expect: tuple[int, ...] = (200,)) -> tuple[int, Any]:
+    async def rest(
+        self,
+        label: str,
+        path: str,
+        body: Any = None,
+        method: str | None = None,
+        raw: bytes | None = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> tuple[int, Any]:
         loop = asyncio.get_running_loop()
         try:
             status, answer, _ = await loop.run_in_executor(
-                self.pool, lambda: call(self.http_url, path, body, method, raw=raw, check=False))
-        except Exception as error:  # noqa: BLE001 — a REST call that did not answer
+                self.pool, lambda: call(self.http_url, path, body, method, raw=raw, check=False)
+            )
+        except Exception as error:  # a REST call that did not answer
             self.count["rest.calls"] += 1
             self.count["rest.error"] += 1
             self.reasons[f"REST {label}: {type(error).__name__}: {str(error)[:60]}"] += 1
@@ -934,13 +1038,12 @@ class Soak:
         self.count["rest.calls"] += 1
         self.count[f"rest.{status // 100}xx"] += 1
         try:
-            conforms(path, method or ("POST" if body is not None or raw else "GET"),
-                     status, answer)
+            conforms(path, method or ("POST" if body is not None or raw else "GET"), status, answer)
         except AssertionError as error:
             if status not in LIMIT_STATUSES:
                 self.reasons[f"REST {label}: not as docs/openapi.json says: {str(error)[:80]}"] += 1
                 self.count["rest.undocumented"] += 1
-        except Exception as error:  # noqa: BLE001 — jsonschema's own errors
+        except Exception as error:  # jsonschema's own errors
             self.reasons[f"REST {label}: body off schema: {type(error).__name__}"] += 1
             self.count["rest.undocumented"] += 1
         message = json.dumps(answer)[:120] if answer is not None else ""
@@ -960,69 +1063,116 @@ class Soak:
         for name, until in list(self.rest_streams.items()):
             if until <= now:
                 del self.rest_streams[name]
-                await self.rest("terminate", "/rest-api/vod/terminate",
-                                {"localStreamName": name}, expect=(200, 404))
+                await self.rest(
+                    "terminate",
+                    "/rest-api/vod/terminate",
+                    {"localStreamName": name},
+                    expect=(200, 404),
+                )
         choice = self.rng.random()
         n = self.next_id()
         files = [f"bc{k}.mp4" for k in range(self.args.files)]
         if choice < 0.25 and len(self.rest_streams) < 3 and self.remaining() > 15:
             name = f"soak-rest-{n}"
-            status, _ = await self.rest("startup", "/rest-api/vod/startup", {
-                "uri": f"vod-live://{self.rng.choice(files)}", "localStreamName": name,
-                "loop": True})
+            status, _ = await self.rest(
+                "startup",
+                "/rest-api/vod/startup",
+                {
+                    "uri": f"vod-live://{self.rng.choice(files)}",
+                    "localStreamName": name,
+                    "loop": True,
+                },
+            )
             if status == 200:
                 self.rest_streams[name] = now + self.rng.uniform(15, 60)
         elif choice < 0.40 and self.rest_streams:
-            await self.rest("find", "/rest-api/vod/find",
-                            {"localStreamName": self.rng.choice(list(self.rest_streams))},
-                            expect=(200, 404))
+            await self.rest(
+                "find",
+                "/rest-api/vod/find",
+                {"localStreamName": self.rng.choice(list(self.rest_streams))},
+                expect=(200, 404),
+            )
         elif choice < 0.50:
             await self.rest("find_all", "/rest-api/vod/find_all", expect=(200, 404))
         elif choice < 0.55:
             await self.rest("find_all POST", "/rest-api/vod/find_all", {}, expect=(200, 404))
         elif choice < 0.60:
-            await self.rest("find by uri", "/rest-api/vod/find",
-                            {"uri": "vod-live://clip.mp4"}, expect=(200, 404))
+            await self.rest(
+                "find by uri",
+                "/rest-api/vod/find",
+                {"uri": "vod-live://clip.mp4"},
+                expect=(200, 404),
+            )
         elif choice < 0.67:
-            await self.rest("find unknown", "/rest-api/vod/find",
-                            {"localStreamName": f"nobody-{n}"}, expect=(404,))
+            await self.rest(
+                "find unknown",
+                "/rest-api/vod/find",
+                {"localStreamName": f"nobody-{n}"},
+                expect=(404,),
+            )
         elif choice < 0.74:
-            await self.rest("terminate unknown", "/rest-api/vod/terminate",
-                            {"localStreamName": f"nobody-{n}"}, expect=(404,))
+            await self.rest(
+                "terminate unknown",
+                "/rest-api/vod/terminate",
+                {"localStreamName": f"nobody-{n}"},
+                expect=(404,),
+            )
         elif choice < 0.80:
-            await self.rest("startup missing file", "/rest-api/vod/startup",
-                            {"uri": f"vod-live://missing-{n}.mp4",
-                             "localStreamName": f"soak-missing-{n}"}, expect=(404,))
+            await self.rest(
+                "startup missing file",
+                "/rest-api/vod/startup",
+                {"uri": f"vod-live://missing-{n}.mp4", "localStreamName": f"soak-missing-{n}"},
+                expect=(404,),
+            )
         elif choice < 0.85:
-            await self.rest("startup vod://", "/rest-api/vod/startup",
-                            {"uri": "vod://clip.mp4", "localStreamName": f"soak-bad-{n}"},
-                            expect=(400,))
+            await self.rest(
+                "startup vod://",
+                "/rest-api/vod/startup",
+                {"uri": "vod://clip.mp4", "localStreamName": f"soak-bad-{n}"},
+                expect=(400,),
+            )
         elif choice < 0.89:
-            await self.rest("startup no name", "/rest-api/vod/startup",
-                            {"uri": "vod-live://clip.mp4"}, expect=(400,))
+            await self.rest(
+                "startup no name",
+                "/rest-api/vod/startup",
+                {"uri": "vod-live://clip.mp4"},
+                expect=(400,),
+            )
         elif choice < 0.93 and self.rest_streams:
-            await self.rest("startup taken", "/rest-api/vod/startup",
-                            {"uri": "vod-live://clip.mp4",
-                             "localStreamName": self.rng.choice(list(self.rest_streams))},
-                            expect=(409,))
+            await self.rest(
+                "startup taken",
+                "/rest-api/vod/startup",
+                {
+                    "uri": "vod-live://clip.mp4",
+                    "localStreamName": self.rng.choice(list(self.rest_streams)),
+                },
+                expect=(409,),
+            )
         else:
-            await self.rest("not JSON", "/rest-api/vod/find", raw=b"{not json",
-                            method="POST", expect=(400,))
+            await self.rest(
+                "not JSON", "/rest-api/vod/find", raw=b"{not json", method="POST", expect=(400,)
+            )
 
     # --- the limits
 
     async def limits_burst(self) -> None:
         """Push above every limit once (above its cap where one is configured)."""
         self.count["burst"] += 1
-        for step in (self.burst_sessions, self.burst_plays, self.burst_publishes,
-                     self.burst_broadcasts, self.burst_startups, self.burst_messages):
+        for step in (
+            self.burst_sessions,
+            self.burst_plays,
+            self.burst_publishes,
+            self.burst_broadcasts,
+            self.burst_startups,
+            self.burst_messages,
+        ):
             if self.remaining() < 10:
                 return
             try:
                 await asyncio.wait_for(step(), 60)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.failed("limits", f"{step.__name__} did not finish in 60 s")
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self.failed("limits", f"{step.__name__}: {type(error).__name__}: {error}")
 
     def over_cap(self, what: str, accepted: int, cap: int) -> None:
@@ -1038,7 +1188,9 @@ class Soak:
         per_address = self.caps.max_sessions_per_address
         held, refused = await self._open_sessions(
             per_address + 10 if per_address else self.args.burst_sessions,
-            lambda index: BURST_ADDRESS, "sessions from one address")
+            lambda index: BURST_ADDRESS,
+            "sessions from one address",
+        )
         self.over_cap("sessions from one address", len(held), per_address)
         other = "-"
         if refused:
@@ -1051,8 +1203,10 @@ class Soak:
                 other = f"refused too ({error})"
                 if not self.caps.max_sessions:
                     self.failed("limits", f"another address refused too: {error}")
-        self.notes[f"session burst from one address: {len(held)} in, {refused} refused; "
-                   f"another address {other}"[:110]] += 1
+        self.notes[
+            f"session burst from one address: {len(held)} in, {refused} refused; "
+            f"another address {other}"[:110]
+        ] += 1
         await self._hold_and_drop(held)
         cap = self.caps.max_sessions
         if not cap:
@@ -1061,21 +1215,24 @@ class Soak:
         before = Ws.live + self.publishers
         held, refused = await self._open_sessions(
             max(10, cap - before + 10),
-            lambda index: f"127.0.2.{index // spread + 1}", "sessions in all")
+            lambda index: f"127.0.2.{index // spread + 1}",
+            "sessions in all",
+        )
         # the bench's sessions open now (the load's own may have ended meanwhile)
         self.over_cap("sessions in all", Ws.live + self.publishers, cap)
-        self.notes[f"server-wide session burst: {len(held)} in beside {before}, "
-                   f"{refused} refused"] += 1
+        self.notes[
+            f"server-wide session burst: {len(held)} in beside {before}, {refused} refused"
+        ] += 1
         await self._hold_and_drop(held)
 
-    async def _open_sessions(self, target: int, address: Any,
-                             what: str) -> tuple[list[Ws], int]:
+    async def _open_sessions(self, target: int, address: Any, what: str) -> tuple[list[Ws], int]:
         """Open up to ``target`` sessions, 10 at a time, until 5 are refused."""
         held: list[Ws] = []
         refused = 0
         for start in range(0, target, 10):
-            results = await asyncio.gather(*(self._burst_session(address(start + i))
-                                             for i in range(min(10, target - start))))
+            results = await asyncio.gather(
+                *(self._burst_session(address(start + i)) for i in range(min(10, target - start)))
+            )
             for result in results:
                 if isinstance(result, Ws):
                     held.append(result)
@@ -1137,16 +1294,25 @@ class Soak:
         ids = [str(uuid.uuid1()) for _ in range(cap + 3 if cap else 8)]
         try:
             for media_id in ids:
-                await ws.send("playStream", {"mediaSessionId": media_id,
-                                             "name": "vod-live://clip.mp4", "published": False,
-                                             "hasVideo": True, "hasAudio": True,
-                                             "mediaProvider": "MSE", "sdp": MSE_OFFER})
+                await ws.send(
+                    "playStream",
+                    {
+                        "mediaSessionId": media_id,
+                        "name": "vod-live://clip.mp4",
+                        "published": False,
+                        "hasVideo": True,
+                        "hasAudio": True,
+                        "mediaProvider": "MSE",
+                        "sdp": MSE_OFFER,
+                    },
+                )
             accepted, infos = await self._answers(ws, ids, 10)
             self.over_cap("plays on one session", accepted, cap)
             await self._count_refusals("plays on one session", infos, cap)
             for media_id in ids:
-                await ws.send("stopStream", {"mediaSessionId": media_id,
-                                             "name": "vod-live://clip.mp4"})
+                await ws.send(
+                    "stopStream", {"mediaSessionId": media_id, "name": "vod-live://clip.mp4"}
+                )
             await asyncio.sleep(0.5)
         finally:
             ws.drop(reset=True)
@@ -1166,23 +1332,37 @@ class Soak:
             ids = [str(uuid.uuid1()) for _ in range(cap + 2 if cap else 4)]
             n = self.next_id()
             for index, media_id in enumerate(ids):
-                await ws.send("publishStream", {
-                    "mediaSessionId": media_id, "name": f"soak-cap-pub-{n}-{index}",
-                    "published": True, "hasVideo": True, "hasAudio": True, "record": False,
-                    "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp})
+                await ws.send(
+                    "publishStream",
+                    {
+                        "mediaSessionId": media_id,
+                        "name": f"soak-cap-pub-{n}-{index}",
+                        "published": True,
+                        "hasVideo": True,
+                        "hasAudio": True,
+                        "record": False,
+                        "mediaProvider": "WebRTC",
+                        "sdp": pc.localDescription.sdp,
+                    },
+                )
             accepted, infos = await self._answers(ws, ids, 10)
             self.over_cap("publishes on one session", accepted, cap)
             await self._count_refusals("publishes on one session", infos, cap)
             for index, media_id in enumerate(ids):
-                await ws.send("unPublishStream", {"mediaSessionId": media_id,
-                                                  "name": f"soak-cap-pub-{n}-{index}",
-                                                  "published": True})
+                await ws.send(
+                    "unPublishStream",
+                    {
+                        "mediaSessionId": media_id,
+                        "name": f"soak-cap-pub-{n}-{index}",
+                        "published": True,
+                    },
+                )
             await asyncio.sleep(0.5)
         finally:
             ws.drop()
             try:
                 await asyncio.wait_for(pc.close(), 10)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     async def burst_broadcasts(self) -> None:
@@ -1204,11 +1384,18 @@ class Soak:
                     continue
                 sessions.append(ws)
                 media_id = str(uuid.uuid1())
-                await ws.send("playStream", {"mediaSessionId": media_id,
-                                             "name": f"vod-live://cap{k}.mp4",
-                                             "published": False, "hasVideo": True,
-                                             "hasAudio": True, "mediaProvider": "MSE",
-                                             "sdp": MSE_OFFER})
+                await ws.send(
+                    "playStream",
+                    {
+                        "mediaSessionId": media_id,
+                        "name": f"vod-live://cap{k}.mp4",
+                        "published": False,
+                        "hasVideo": True,
+                        "hasAudio": True,
+                        "mediaProvider": "MSE",
+                        "sdp": MSE_OFFER,
+                    },
+                )
                 ok, failed = await self._answers(ws, [media_id], 10)
                 accepted += ok
                 infos += failed
@@ -1219,8 +1406,10 @@ class Soak:
                 if not self.refusal(info):
                     self.failed("limits", f"broadcasts: FAILED {info}")
             if cap and not infos:  # others ended meanwhile: room enough, no refusal due
-                self.notes[f"broadcasts burst: {accepted} started beside {running}, "
-                           f"{now_running} running, none refused (cap {cap})"] += 1
+                self.notes[
+                    f"broadcasts burst: {accepted} started beside {running}, "
+                    f"{now_running} running, none refused (cap {cap})"
+                ] += 1
             await asyncio.sleep(1.0)
         finally:
             for ws in sessions:
@@ -1231,9 +1420,10 @@ class Soak:
         """vod-live streams find_all lists now (REST startups included)."""
         loop = asyncio.get_running_loop()
         try:
-            status, answer, _ = await loop.run_in_executor(self.pool, lambda: call(
-                self.http_url, "/rest-api/vod/find_all", check=False))
-        except Exception:  # noqa: BLE001
+            status, answer, _ = await loop.run_in_executor(
+                self.pool, lambda: call(self.http_url, "/rest-api/vod/find_all", check=False)
+            )
+        except Exception:
             return 0
         if status != 200 or not isinstance(answer, list):
             return 0
@@ -1246,11 +1436,16 @@ class Soak:
         started = []
         refused = 0
         for index, name in enumerate(names):
-            status, answer = await self.rest(
-                "startup (limits)", "/rest-api/vod/startup",
-                {"uri": f"vod-live://bc{index % self.args.files}.mp4",
-                 "localStreamName": name, "loop": True},
-                expect=(200,) if not cap or index < cap else (200, 400, 403, 409, 429, 503))
+            status, _answer = await self.rest(
+                "startup (limits)",
+                "/rest-api/vod/startup",
+                {
+                    "uri": f"vod-live://bc{index % self.args.files}.mp4",
+                    "localStreamName": name,
+                    "loop": True,
+                },
+                expect=(200,) if not cap or index < cap else (200, 400, 403, 409, 429, 503),
+            )
             if status == 200:
                 started.append(name)
             else:
@@ -1260,8 +1455,9 @@ class Soak:
             self.reasons[f"limits: REST startups: nothing refused above cap {cap}"] += 1
         await asyncio.sleep(1.0)
         for name in started:
-            await self.rest("terminate (limits)", "/rest-api/vod/terminate",
-                            {"localStreamName": name})
+            await self.rest(
+                "terminate (limits)", "/rest-api/vod/terminate", {"localStreamName": name}
+            )
 
     async def burst_messages(self) -> None:
         """A flood of sendData (answered one by one) faster than the rate cap; read
@@ -1305,8 +1501,9 @@ class Soak:
                 self.failed("limits", f"message flood ({total} at once): {cut}")
         elif cap:
             self.count["cap.over"] += 1
-            self.reasons[f"limits: {total} messages at once, cap {cap}/s: all echoed "
-                         f"({echoed})"] += 1
+            self.reasons[
+                f"limits: {total} messages at once, cap {cap}/s: all echoed ({echoed})"
+            ] += 1
         elif echoed < total:
             self.failed("limits", f"message flood: {echoed} of {total} echoed")
 
@@ -1327,23 +1524,27 @@ class Soak:
             choices.append((6, "webrtc rest", rng.choice(list(self.rest_streams))))
             choices.append((2, "mse rest", rng.choice(list(self.rest_streams))))
         now = time.monotonic()  # publishing by now, and for a while yet
-        live = [name for name, (start, until) in self.publishing.items()
-                if now - start > 5 and until - now > 6]
+        live = [
+            name
+            for name, (start, until) in self.publishing.items()
+            if now - start > 5 and until - now > 6
+        ]
         if live:
             choices.append((6, "webrtc published", rng.choice(live)))
             choices.append((3, "mse published", rng.choice(live)))
         if self.records:
             choices.append((2, "webrtc record", f"vod://{rng.choice(self.records)}"))
         pick = rng.uniform(0, sum(c[0] for c in choices))
-        for weight, kind, name in choices:
+        for weight, kind, name in choices:  # noqa: B007 (the pick is used after)
             pick -= weight
             if pick <= 0:
                 break
         if kind.startswith("webrtc"):
             if kind == "webrtc vod-end":
                 return kind, name, "end"
-            mode = rng.choices(["stop", "drop", "drop-offer", "drop-answer", "vanish"],
-                               [70, 12, 6, 9, 3])[0]
+            mode = rng.choices(
+                ["stop", "drop", "drop-offer", "drop-answer", "vanish"], [70, 12, 6, 9, 3]
+            )[0]
         else:
             mode = rng.choices(["stop", "drop", "drop-media", "no-media"], [70, 15, 11, 4])[0]
         return kind, name, mode
@@ -1364,8 +1565,7 @@ class Soak:
 
     def _starting(self) -> int:
         """Viewers spawned but not yet PLAYING (so the loop does not overshoot)."""
-        return max(0, sum(getattr(t, "kind", "") == "view" for t in self.tasks)
-                   - self.viewers)
+        return max(0, sum(getattr(t, "kind", "") == "view" for t in self.tasks) - self.viewers)
 
     async def publishers_loop(self) -> None:
         while self.remaining() > 15:
@@ -1388,12 +1588,13 @@ class Soak:
         while self.remaining() > 3:
             try:
                 await asyncio.wait_for(self.rest_round(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.failed("REST", "a round took over 30 s")
             await asyncio.sleep(self.rng.uniform(0.3, 1.2))
         for name in list(self.rest_streams):
-            await self.rest("terminate", "/rest-api/vod/terminate",
-                            {"localStreamName": name}, expect=(200, 404))
+            await self.rest(
+                "terminate", "/rest-api/vod/terminate", {"localStreamName": name}, expect=(200, 404)
+            )
         self.rest_streams.clear()
 
     async def limits_loop(self, load_seconds: float) -> None:
@@ -1410,9 +1611,10 @@ class Soak:
     async def server_viewers(self) -> tuple[str, str]:
         loop = asyncio.get_running_loop()
         try:
-            status, answer, _ = await loop.run_in_executor(self.pool, lambda: call(
-                self.http_url, "/rest-api/vod/find_all", check=False))
-        except Exception:  # noqa: BLE001
+            status, answer, _ = await loop.run_in_executor(
+                self.pool, lambda: call(self.http_url, "/rest-api/vod/find_all", check=False)
+            )
+        except Exception:
             return "?", "?"
         if status == 404:
             return "0", "0"
@@ -1420,8 +1622,9 @@ class Soak:
             return "?", "?"
         return str(sum(s.get("viewers", 0) for s in answer)), str(len(answer))
 
-    async def sample(self, label: str, since: tuple[float, float, float] | None,
-                     t: float = 0.0) -> tuple[Sample, tuple[float, float, float]]:
+    async def sample(
+        self, label: str, since: tuple[float, float, float] | None, t: float = 0.0
+    ) -> tuple[Sample, tuple[float, float, float]]:
         row = server_sample(self.pid, label)
         now = (time.monotonic(), cpu_seconds(self.pid), cpu_seconds("self"))
         if since is not None:
@@ -1436,22 +1639,27 @@ class Soak:
         row.errors = self.log.scan()
         return row, now
 
-    async def load(self, minutes: float, sample_seconds: float,
-                   rows: list[Sample]) -> None:
+    async def load(self, minutes: float, sample_seconds: float, rows: list[Sample]) -> None:
         load_seconds = minutes * 60
         start = time.monotonic()
         self.load_end = start + load_seconds
-        loops = [asyncio.ensure_future(c) for c in (
-            self.viewers_loop(), self.publishers_loop(), self.churn_loop(), self.rest_loop(),
-            self.limits_loop(load_seconds))]
+        loops = [
+            asyncio.ensure_future(c)
+            for c in (
+                self.viewers_loop(),
+                self.publishers_loop(),
+                self.churn_loop(),
+                self.rest_loop(),
+                self.limits_loop(load_seconds),
+            )
+        ]
         since = (time.monotonic(), cpu_seconds(self.pid), cpu_seconds("self"))
         k = 0
         while True:
             k += 1
             at = start + min(k * sample_seconds, load_seconds)
             await asyncio.sleep(max(0.0, at - time.monotonic()))
-            row, since = await self.sample(f"{(at - start) / 60:.2f}", since,
-                                           (at - start) / 60)
+            row, since = await self.sample(f"{(at - start) / 60:.2f}", since, (at - start) / 60)
             rows.append(row)
             print_row(row)
             if at >= start + load_seconds:
@@ -1472,9 +1680,9 @@ class Soak:
         start = time.monotonic()
         last: list[tuple[int, int]] = []
         while time.monotonic() - start < limit:
-            viewers, streams = await self.server_viewers()
+            _viewers, streams = await self.server_viewers()
             row = server_sample(self.pid, "")
-            last = (last + [(row.fds, row.threads)])[-3:]
+            last = ([*last, (row.fds, row.threads)])[-3:]
             if streams == "0" and Ws.live == 0 and len(last) == 3 and len(set(last)) == 1:
                 break
             await asyncio.sleep(2.0)
@@ -1492,38 +1700,49 @@ class Soak:
             self.bad_inputs(),
             self.abrupt_session(),
         )
-        status, _ = await self.rest("startup", "/rest-api/vod/startup", {
-            "uri": "vod-live://bc0.mp4", "localStreamName": "soak-warm", "loop": True})
+        status, _ = await self.rest(
+            "startup",
+            "/rest-api/vod/startup",
+            {"uri": "vod-live://bc0.mp4", "localStreamName": "soak-warm", "loop": True},
+        )
         if status == 200:
             await self.rtc_view("webrtc rest", "soak-warm", 3, "stop")
-            await self.rest("terminate", "/rest-api/vod/terminate",
-                            {"localStreamName": "soak-warm"})
+            await self.rest(
+                "terminate", "/rest-api/vod/terminate", {"localStreamName": "soak-warm"}
+            )
 
 
 # --- printing
 
-HEADER = (f"{'min':>6} {'RSS MiB':>7} {'fds':>5} {'thr':>4} {'srv CPU':>7} {'cli CPU':>7} "
-          f"{'sess':>5} {'view':>4} {'srv v/strm':>10} {'plays st/ok/fail':>17} "
-          f"{'pub st/ok/fail':>14} {'REST n 2xx/4xx/5xx':>19} {'abrupt':>6} "
-          f"{'bad ok/unexp':>12} {'refused':>7} {'int.err':>7}")
+HEADER = (
+    f"{'min':>6} {'RSS MiB':>7} {'fds':>5} {'thr':>4} {'srv CPU':>7} {'cli CPU':>7} "
+    f"{'sess':>5} {'view':>4} {'srv v/strm':>10} {'plays st/ok/fail':>17} "
+    f"{'pub st/ok/fail':>14} {'REST n 2xx/4xx/5xx':>19} {'abrupt':>6} "
+    f"{'bad ok/unexp':>12} {'refused':>7} {'int.err':>7}"
+)
 
 
-LEGEND = ("sess: sessions the bench holds open; view: its plays now PLAYING; srv v/strm: "
-          "viewers and streams find_all lists (VOD streams only);\nplays: started/as expected/"
-          "failed; counts are cumulative; refused: refusals naming a limit; int.err: "
-          "internal-error lines in the server's log so far")
+LEGEND = (
+    "sess: sessions the bench holds open; view: its plays now PLAYING; srv v/strm: "
+    "viewers and streams find_all lists (VOD streams only);\nplays: started/as expected/"
+    "failed; counts are cumulative; refused: refusals naming a limit; int.err: "
+    "internal-error lines in the server's log so far"
+)
 
 
 def print_row(row: Sample) -> None:
     c = row.counts
-    print(f"{row.label:>6} {row.rss / 2**20:>7.0f} {row.fds:>5} {row.threads:>4} "
-          f"{row.cpu * 100:>6.0f}% {row.client * 100:>6.0f}% {row.sessions:>5} "
-          f"{row.viewers:>4} {row.server_viewers + '/' + row.streams:>10} "
-          f"{c['play.started']:>7}/{c['play.ok']:>5}/{c['play.failed']:>3} "
-          f"{c['pub.started']:>6}/{c['pub.ok']:>3}/{c['pub.failed']:>3} "
-          f"{c['rest.calls']:>6} {c['rest.2xx']:>4}/{c['rest.4xx']:>4}/{c['rest.5xx']:>2} "
-          f"{c['abrupt']:>6} {c['bad.ok']:>7}/{c['bad.unexpected']:>4} {c['refused']:>7} "
-          f"{row.errors:>7}", flush=True)
+    print(
+        f"{row.label:>6} {row.rss / 2**20:>7.0f} {row.fds:>5} {row.threads:>4} "
+        f"{row.cpu * 100:>6.0f}% {row.client * 100:>6.0f}% {row.sessions:>5} "
+        f"{row.viewers:>4} {row.server_viewers + '/' + row.streams:>10} "
+        f"{c['play.started']:>7}/{c['play.ok']:>5}/{c['play.failed']:>3} "
+        f"{c['pub.started']:>6}/{c['pub.ok']:>3}/{c['pub.failed']:>3} "
+        f"{c['rest.calls']:>6} {c['rest.2xx']:>4}/{c['rest.4xx']:>4}/{c['rest.5xx']:>2} "
+        f"{c['abrupt']:>6} {c['bad.ok']:>7}/{c['bad.unexpected']:>4} {c['refused']:>7} "
+        f"{row.errors:>7}",
+        flush=True,
+    )
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -1537,52 +1756,89 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
-def summary(soak: Soak, args: argparse.Namespace, base: Sample, rows: list[Sample],
-            after: Sample, idle_seconds: float, base_fds: Tally, after_fds: Tally,
-            late: Sample | None) -> bool:
+def summary(
+    soak: Soak,
+    args: argparse.Namespace,
+    base: Sample,
+    rows: list[Sample],
+    after: Sample,
+    idle_seconds: float,
+    base_fds: Tally,
+    after_fds: Tally,
+    late: Sample | None,
+) -> bool:
     mib = 2**20
     print()
     print(f"{'':>22} {'baseline':>9} {'first':>7} {'last':>7} {'max':>7} {'after idle':>10}")
-    for label, key, scale in (("RSS MiB", "rss", mib), ("fds", "fds", 1),
-                              ("threads", "threads", 1)):
+    for label, key, scale in (
+        ("RSS MiB", "rss", mib),
+        ("fds", "fds", 1),
+        ("threads", "threads", 1),
+    ):
         values = [getattr(r, key) / scale for r in rows]
-        print(f"{label:>22} {getattr(base, key) / scale:>9.0f} {values[0]:>7.0f} "
-              f"{values[-1]:>7.0f} {max(values):>7.0f} {getattr(after, key) / scale:>10.0f}")
+        print(
+            f"{label:>22} {getattr(base, key) / scale:>9.0f} {values[0]:>7.0f} "
+            f"{values[-1]:>7.0f} {max(values):>7.0f} {getattr(after, key) / scale:>10.0f}"
+        )
     total = args.minutes
     second = [r for r in rows if r.t >= total / 2 - 1e-9]
     per_minute = slope([(r.t, r.rss / mib) for r in second])
     mid_rss = second[0].rss / mib if second else base.rss / mib
     span = (second[-1].t - second[0].t) if len(second) > 1 else 0.0
     growth = per_minute * span / mid_rss * 100 if mid_rss else 0.0
-    print(f"RSS slope over the second half ({len(second)} samples, {span:.1f} min): "
-          f"{per_minute * 10:+.1f} MiB per 10 min; {growth:+.1f}% over that half "
-          f"(from {mid_rss:.0f} MiB)")
+    print(
+        f"RSS slope over the second half ({len(second)} samples, {span:.1f} min): "
+        f"{per_minute * 10:+.1f} MiB per 10 min; {growth:+.1f}% over that half "
+        f"(from {mid_rss:.0f} MiB)"
+    )
     print(f"idle after the load in {idle_seconds:.0f} s")
-    moved = {kind: after_fds[kind] - base_fds[kind] for kind in set(base_fds) | set(after_fds)
-             if after_fds[kind] != base_fds[kind]}
+    moved = {
+        kind: after_fds[kind] - base_fds[kind]
+        for kind in set(base_fds) | set(after_fds)
+        if after_fds[kind] != base_fds[kind]
+    }
     if moved:
-        print("descriptors idle after the load against the baseline: " + ", ".join(
-            f"{kind} {n:+d}" for kind, n in sorted(moved.items(), key=lambda kv: -kv[1])))
+        print(
+            "descriptors idle after the load against the baseline: "
+            + ", ".join(
+                f"{kind} {n:+d}" for kind, n in sorted(moved.items(), key=lambda kv: -kv[1])
+            )
+        )
     if late is not None:
-        print(f"{args.linger:.0f} s later: {late.fds} fds, {late.threads} threads, "
-              f"{late.rss / mib:.0f} MiB")
+        print(
+            f"{args.linger:.0f} s later: {late.fds} fds, {late.threads} threads, "
+            f"{late.rss / mib:.0f} MiB"
+        )
     c = soak.count
-    print(f"plays: {c['play.started']} started, {c['play.playing']} reached PLAYING, "
-          f"{c['play.ok']} as expected, {c['play.failed']} failed, {c['play.raced']} ended "
-          f"as they began (publisher gone, REST terminate); vanished WebRTC peers ended by "
-          f"the server: {c['vanish.ended']}, left PLAYING: {c['vanish.hung']}")
-    print(f"publishes: {c['pub.started']} started, {c['pub.ok']} ok, {c['pub.failed']} failed; "
-          f"recordings made: {len(soak.records)}")
-    print(f"REST: {c['rest.calls']} calls, {c['rest.2xx']} 2xx, {c['rest.4xx']} 4xx, "
-          f"{c['rest.5xx']} 5xx, {c['rest.error']} without answer, {c['rest.unexpected']} "
-          f"unexpected statuses, {c['rest.undocumented']} not as docs/openapi.json says")
-    print(f"abrupt disconnects: {c['abrupt']}; bad inputs: {c['bad.sent']} sent, "
-          f"{c['bad.ok']} refused as expected, {c['bad.unexpected']} not")
-    print(f"limits: {c['burst']} bursts, {c['refused']} refused (expected), "
-          f"{c['cap.over']} times a configured cap let more in; caps "
-          f"{ {k: v for k, v in soak.caps.values.items() if v} or 'none configured'}")
-    for title, table in (("refusals", soak.refusals), ("unexpected outcomes", soak.reasons),
-                         ("notes", soak.notes)):
+    print(
+        f"plays: {c['play.started']} started, {c['play.playing']} reached PLAYING, "
+        f"{c['play.ok']} as expected, {c['play.failed']} failed, {c['play.raced']} ended "
+        f"as they began (publisher gone, REST terminate); vanished WebRTC peers ended by "
+        f"the server: {c['vanish.ended']}, left PLAYING: {c['vanish.hung']}"
+    )
+    print(
+        f"publishes: {c['pub.started']} started, {c['pub.ok']} ok, {c['pub.failed']} failed; "
+        f"recordings made: {len(soak.records)}"
+    )
+    print(
+        f"REST: {c['rest.calls']} calls, {c['rest.2xx']} 2xx, {c['rest.4xx']} 4xx, "
+        f"{c['rest.5xx']} 5xx, {c['rest.error']} without answer, {c['rest.unexpected']} "
+        f"unexpected statuses, {c['rest.undocumented']} not as docs/openapi.json says"
+    )
+    print(
+        f"abrupt disconnects: {c['abrupt']}; bad inputs: {c['bad.sent']} sent, "
+        f"{c['bad.ok']} refused as expected, {c['bad.unexpected']} not"
+    )
+    print(
+        f"limits: {c['burst']} bursts, {c['refused']} refused (expected), "
+        f"{c['cap.over']} times a configured cap let more in; caps "
+        f"{ {k: v for k, v in soak.caps.values.items() if v} or 'none configured' }"
+    )
+    for title, table in (
+        ("refusals", soak.refusals),
+        ("unexpected outcomes", soak.reasons),
+        ("notes", soak.notes),
+    ):
         if table:
             print(f"{title}:")
             for reason, n in table.most_common(15):
@@ -1593,13 +1849,17 @@ def summary(soak: Soak, args: argparse.Namespace, base: Sample, rows: list[Sampl
     threads_ok = end.threads <= base.threads + args.thread_margin
     flat = rss_ok and fds_ok and threads_ok
     errors = soak.log.scan()
-    print(f"flat: {'PASS' if flat else 'FAIL'} (RSS {growth:+.1f}% over the second half, "
-          f"limit {args.rss_growth:g}%: {'ok' if rss_ok else 'no'}; fds idle ({end.label}) "
-          f"{end.fds} vs baseline {base.fds} + {args.fd_margin}: {'ok' if fds_ok else 'no'}; "
-          f"threads idle {end.threads} vs baseline {base.threads} + {args.thread_margin}: "
-          f"{'ok' if threads_ok else 'no'})")
-    print(f"zero internal errors: {'PASS' if errors == 0 else 'FAIL'} ({errors} lines in "
-          f"{soak.server.log_path}; {c['client.internal']} internal errors seen by clients)")
+    print(
+        f"flat: {'PASS' if flat else 'FAIL'} (RSS {growth:+.1f}% over the second half, "
+        f"limit {args.rss_growth:g}%: {'ok' if rss_ok else 'no'}; fds idle ({end.label}) "
+        f"{end.fds} vs baseline {base.fds} + {args.fd_margin}: {'ok' if fds_ok else 'no'}; "
+        f"threads idle {end.threads} vs baseline {base.threads} + {args.thread_margin}: "
+        f"{'ok' if threads_ok else 'no'})"
+    )
+    print(
+        f"zero internal errors: {'PASS' if errors == 0 else 'FAIL'} ({errors} lines in "
+        f"{soak.server.log_path}; {c['client.internal']} internal errors seen by clients)"
+    )
     for excerpt in soak.log.excerpts:
         print("  ---")
         for line in excerpt:
@@ -1627,18 +1887,22 @@ class ServerCensus:
 
 def print_census(base: dict[str, Any], end: dict[str, Any], top: int = 25) -> None:
     """The types whose tracked counts grew most, RSS before and after a trim."""
-    print(f"census: RSS {base['VmRSS'] // 1024} -> {end['VmRSS'] // 1024} MiB; after "
-          f"malloc_trim {base['VmRSS_trimmed'] // 1024} -> {end['VmRSS_trimmed'] // 1024} MiB "
-          f"(trim took {end['trim_ms']} ms); "
-          f"gc-tracked objects {sum(base['types'].values())} -> {sum(end['types'].values())}")
+    print(
+        f"census: RSS {base['VmRSS'] // 1024} -> {end['VmRSS'] // 1024} MiB; after "
+        f"malloc_trim {base['VmRSS_trimmed'] // 1024} -> {end['VmRSS_trimmed'] // 1024} MiB "
+        f"(trim took {end['trim_ms']} ms); "
+        f"gc-tracked objects {sum(base['types'].values())} -> {sum(end['types'].values())}"
+    )
     grown = {name: n - base["types"].get(name, 0) for name, n in end["types"].items()}
     print("types grown most since the baseline (after a full collection):")
     for name, n in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
         if n > 0:
             print(f"  {n:>+8}  {name} ({end['types'][name]})")
     if end.get("traced_growth"):
-        print(f"tracemalloc: {base['traced_kib']} -> {end['traced_kib']} KiB traced; "
-              "lines grown most:")
+        print(
+            f"tracemalloc: {base['traced_kib']} -> {end['traced_kib']} KiB traced; "
+            "lines grown most:"
+        )
         for line in end["traced_growth"]:
             print(f"  {line}")
 
@@ -1647,49 +1911,105 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--sample-seconds", type=float, default=60.0)
-    parser.add_argument("--viewers", type=int, default=60,
-                        help="plays kept going at once (WebRTC and MSE)")
+    parser.add_argument(
+        "--viewers", type=int, default=60, help="plays kept going at once (WebRTC and MSE)"
+    )
     parser.add_argument("--publishers", type=int, default=3)
-    parser.add_argument("--starts-per-second", type=float, default=3.0,
-                        help="at most this many new viewers per second")
-    parser.add_argument("--limit-bursts", type=int, default=5,
-                        help="bursts above the limits, spread over the load")
-    parser.add_argument("--burst-sessions", type=int, default=60,
-                        help="sessions a burst opens when no session cap is given")
-    parser.add_argument("--files", type=int, default=8,
-                        help="copies of the clip that REST startups play")
-    parser.add_argument("--server-config", action="append", default=[], metavar="KEY=VALUE",
-                        help="a line for the server's properties (repeatable)")
+    parser.add_argument(
+        "--starts-per-second",
+        type=float,
+        default=3.0,
+        help="at most this many new viewers per second",
+    )
+    parser.add_argument(
+        "--limit-bursts", type=int, default=5, help="bursts above the limits, spread over the load"
+    )
+    parser.add_argument(
+        "--burst-sessions",
+        type=int,
+        default=60,
+        help="sessions a burst opens when no session cap is given",
+    )
+    parser.add_argument(
+        "--files", type=int, default=8, help="copies of the clip that REST startups play"
+    )
+    parser.add_argument(
+        "--server-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a line for the server's properties (repeatable)",
+    )
     for cap in CAPS:
-        parser.add_argument("--" + cap.replace("_", "-"), type=int, default=None,
-                            help=f"the server's {cap.replace('_', ' ')} cap, to push above "
-                                 f"(default: --server-config {cap}=N if given)")
-    parser.add_argument("--rss-growth", type=float, default=10.0,
-                        help="flat: RSS growth allowed over the second half, %%")
+        parser.add_argument(
+            "--" + cap.replace("_", "-"),
+            type=int,
+            default=None,
+            help=f"the server's {cap.replace('_', ' ')} cap, to push above "
+            f"(default: --server-config {cap}=N if given)",
+        )
+    parser.add_argument(
+        "--rss-growth",
+        type=float,
+        default=10.0,
+        help="flat: RSS growth allowed over the second half, %%",
+    )
     parser.add_argument("--fd-margin", type=int, default=10)
     parser.add_argument("--thread-margin", type=int, default=10)
     parser.add_argument("--idle-timeout", type=float, default=150.0)
-    parser.add_argument("--linger", type=float, default=60.0,
-                        help="if fds or threads are above the baseline when idle, look again "
-                             "this much later (slow to go, or leaked?)")
-    parser.add_argument("--client-addresses", type=int, default=8,
-                        help="loopback addresses the steady load's clients come from")
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=60.0,
+        help="if fds or threads are above the baseline when idle, look again "
+        "this much later (slow to go, or leaked?)",
+    )
+    parser.add_argument(
+        "--client-addresses",
+        type=int,
+        default=8,
+        help="loopback addresses the steady load's clients come from",
+    )
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--strict", action="store_true", help="exit 1 unless both PASS")
-    parser.add_argument("--census", action="store_true",
-                        help="count the server's objects by type at the baseline and the end")
-    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
-                        help="with --census, also trace Python allocations (slow)")
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="count the server's objects by type at the baseline and the end",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --census, also trace Python allocations (slow)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="once at the smallest setting (6 s of load, two viewers), for the suite",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.minutes, args.sample_seconds, args.viewers, args.publishers = 0.1, 3.0, 2, 1
+        args.limit_bursts, args.idle_timeout, args.linger, args.files = 0, 20.0, 2.0, 1
+        args.client_addresses = 2
     settings_extra = {}
     for item in args.server_config:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--server-config {item!r}: give KEY=VALUE")
         settings_extra[key.strip()] = value.strip()
-    caps = Caps({cap: getattr(args, cap) if getattr(args, cap) is not None
-                 else int(settings_extra[cap]) if settings_extra.get(cap, "").isdigit() else 0
-                 for cap in CAPS})
+    caps = Caps(
+        {
+            cap: getattr(args, cap)
+            if getattr(args, cap) is not None
+            else int(settings_extra[cap])
+            if settings_extra.get(cap, "").isdigit()
+            else 0
+            for cap in CAPS
+        }
+    )
     require_loopback_only()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-soak-"))
     media = folder / "media"
@@ -1709,9 +2029,11 @@ def main() -> None:
         if args.tracemalloc:
             wrap += ["--tracemalloc", str(args.tracemalloc)]
     server = ServerProcess(folder, settings, wrap=wrap).start()
-    print(f"soak: {args.minutes:g} min, a row every {args.sample_seconds:g} s; "
-          f"~{args.viewers} viewers, {args.publishers} publishers; server pid "
-          f"{server.process.pid}, log {server.log_path}; extra settings {settings_extra or '-'}")
+    print(
+        f"soak: {args.minutes:g} min, a row every {args.sample_seconds:g} s; "
+        f"~{args.viewers} viewers, {args.publishers} publishers; server pid "
+        f"{server.process.pid}, log {server.log_path}; extra settings {settings_extra or '-'}"
+    )
     try:
         ok = asyncio.run(soak_run(args, server, media, caps))
     finally:
@@ -1721,15 +2043,18 @@ def main() -> None:
         sys.exit(1)
 
 
-async def soak_run(args: argparse.Namespace, server: ServerProcess, media: Path,
-                   caps: Caps) -> bool:
+async def soak_run(
+    args: argparse.Namespace, server: ServerProcess, media: Path, caps: Caps
+) -> bool:
     soak = Soak(args, server, media, caps)
     loop = asyncio.get_running_loop()
 
     def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
-        soak.notes[f"client loop: {context.get('message', '')[:50]} "
-                   f"{type(error).__name__ if error else ''}"] += 1
+        soak.notes[
+            f"client loop: {context.get('message', '')[:50]} "
+            f"{type(error).__name__ if error else ''}"
+        ] += 1
 
     loop.set_exception_handler(quiet)
     await soak.warm_up()

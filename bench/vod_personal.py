@@ -1,7 +1,8 @@
 """Personal VOD figures: time to first frame in Chromium, CPU per viewer, and
 peak RSS for a one-hour file against a one-minute one.
 
-Run with ``scripts/bench.sh bench/vod_personal.py`` (loopback-only namespace).
+Run with ``scripts/bench.sh bench/vod_personal.py`` (loopback-only namespace);
+``--smoke`` runs each part once at its smallest (short files, one run, one viewer).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER  # noqa: E402
-from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only  # noqa: E402
-from testkit.pages import open_player  # noqa: E402
-from testkit.rtc_client import play, run  # noqa: E402
-from tools.makemedia import make_mp4  # noqa: E402
+from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
+from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
+from testkit.pages import open_player
+from testkit.rtc_client import play, run
+from tools.makemedia import make_mp4
 
 
 def proc_stat(pid: int | str) -> tuple[float, int]:
@@ -44,7 +45,7 @@ def tree_times(pid: int) -> tuple[float, float, int]:
             times = proc_times(member)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total = [a + b for a, b in zip(total, times)]
+        total = [a + b for a, b in zip(total, times, strict=True)]
     return total[0], total[1], int(total[2])
 
 
@@ -88,8 +89,9 @@ def cpu_per_viewer(server: ServerProcess, viewers: int, seconds: float) -> float
     import asyncio
 
     async def many():
-        return await asyncio.gather(*(play(server.ws_url, "vod://clip.mp4", stop_after=seconds)
-                                      for _ in range(viewers)))
+        return await asyncio.gather(
+            *(play(server.ws_url, "vod://clip.mp4", stop_after=seconds) for _ in range(viewers))
+        )
 
     pid = server.process.pid
     import threading
@@ -99,9 +101,9 @@ def cpu_per_viewer(server: ServerProcess, viewers: int, seconds: float) -> float
 
     def measure():
         time.sleep(2.0)  # past negotiation
-        start = proc_stat(pid)[0], time.monotonic()
+        start = sum(tree_times(pid)[:2]), time.monotonic()
         time.sleep(seconds - 3.0)
-        end = proc_stat(pid)[0], time.monotonic()
+        end = sum(tree_times(pid)[:2]), time.monotonic()
         samples.append((end[0] - start[0]) / (end[1] - start[1]))
         done.set()
 
@@ -123,33 +125,59 @@ def rss_while_playing(folder: Path, name: str, seconds: float) -> tuple[int, int
 
 
 def main() -> None:
+    smoke = "--smoke" in sys.argv[1:]
+    runs, counts, play_seconds = (1, (1,), 4.0) if smoke else (10, (1, 10), 12.0)
     require_loopback_only()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-bench-"))
-    make_mp4(folder / "clip.mp4", seconds=30, profile="main")
-    minute = make_mp4(folder / "minute.mp4", seconds=60, profile="main")
+    make_mp4(folder / "clip.mp4", seconds=6 if smoke else 30, profile="main")
+    minute = make_mp4(folder / "minute.mp4", seconds=2 if smoke else 60, profile="main")
     listing = folder / "list.txt"
-    listing.write_text("".join(f"file '{minute}'\n" for _ in range(60)))
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
-                    str(listing), "-c", "copy", "-movflags", "+faststart",
-                    str(folder / "hour.mp4")], check=True)
-    print(f"files: minute {minute.stat().st_size / 1e6:.1f} MB, "
-          f"hour {(folder / 'hour.mp4').stat().st_size / 1e6:.1f} MB")
+    listing.write_text("".join(f"file '{minute}'\n" for _ in range(2 if smoke else 60)))
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(folder / "hour.mp4"),
+        ],
+        check=True,
+    )
+    print(
+        f"files: minute {minute.stat().st_size / 1e6:.1f} MB, "
+        f"hour {(folder / 'hour.mp4').stat().st_size / 1e6:.1f} MB"
+    )
 
-    server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
-                                                      "websdk_dir": str(WEBSDK)}).start()
+    server = ServerProcess(
+        Path(tempfile.mkdtemp()), {"media_dir": str(folder), "websdk_dir": str(WEBSDK)}
+    ).start()
     try:
-        times = first_frame_times(server, runs=10)
-        print(f"playStream → first decoded frame in Chromium (10 runs): "
-              f"median {statistics.median(times) * 1000:.0f} ms, "
-              f"max {max(times) * 1000:.0f} ms")
+        times = first_frame_times(server, runs=runs)
+        print(
+            f"playStream → first decoded frame in Chromium ({runs} runs): "
+            f"median {statistics.median(times) * 1000:.0f} ms, "
+            f"max {max(times) * 1000:.0f} ms"
+        )
     finally:
         server.stop()
 
     cost: dict[str, dict[int, float]] = {}
-    for label, settings in (("audio transcoded at every play", {"vod_audio_cache_size": "0"}),
-                            ("audio from the Opus cache", {})):
-        server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder),
-                                                          **settings}).start()
+    for label, settings in (
+        ("audio transcoded at every play", {"vod_audio_cache_size": "0"}),
+        ("audio from the Opus cache", {}),
+    ):
+        server = ServerProcess(
+            Path(tempfile.mkdtemp()), {"media_dir": str(folder), **settings}
+        ).start()
         try:
             if settings == {}:  # a first play starts the file's one transcoding
                 run(play(server.ws_url, "vod://clip.mp4", stop_after=1), timeout=60)
@@ -157,22 +185,25 @@ def main() -> None:
                 while "transcoded once" not in server.log() and time.monotonic() < deadline:
                     time.sleep(0.2)
             cost[label] = {}
-            for viewers in (1, 10):
-                cores = cpu_per_viewer(server, viewers, seconds=12)
+            for viewers in counts:
+                cores = cpu_per_viewer(server, viewers, seconds=play_seconds)
                 cost[label][viewers] = cores
-                print(f"CPU per personal viewer with {viewers:>2} viewers, {label} "
-                      f"(640x360 30 fps H.264 passthrough): {cores * 100:.2f} % of a core")
+                print(
+                    f"CPU per personal viewer with {viewers:>2} viewers, {label} "
+                    f"(640x360 30 fps H.264 passthrough): {cores * 100:.2f} % of a core"
+                )
         finally:
             server.stop()
     before, after = cost.values()
-    for viewers in (1, 10):
-        print(f"per-viewer CPU, transcoding / cache, {viewers:>2} viewers: "
-              f"{before[viewers] / after[viewers]:.1f}x")
+    for viewers in counts:
+        print(
+            f"per-viewer CPU, transcoding / cache, {viewers:>2} viewers: "
+            f"{before[viewers] / after[viewers] if after[viewers] else float('nan'):.1f}x"
+        )
 
     for name in ("minute.mp4", "hour.mp4"):
-        idle, peak = rss_while_playing(folder, name, seconds=15)
-        print(f"RSS playing {name:<10}: idle {idle / 2**20:.0f} MiB, "
-              f"peak {peak / 2**20:.0f} MiB")
+        idle, peak = rss_while_playing(folder, name, seconds=2 if smoke else 15)
+        print(f"RSS playing {name:<10}: idle {idle / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""The benchmarks kept runnable: each ``bench/*.py`` imports, and runs once at its
+smallest setting (``--smoke``, or its own smallest options) to a clean exit with its
+figures printed. Not a measurement: the benches run side by side, a few at a time,
+on a loaded machine; only that they still work is checked."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Every bench module (stock_server.py is the baseline server live_fanout.py starts).
+MODULES = sorted(path.stem for path in (ROOT / "bench").glob("*.py") if path.stem != "__init__")
+
+#: bench -> (its arguments for the smallest run, a line its figures print)
+SMOKE: dict[str, tuple[list[str], str]] = {
+    "hls_snapshot": (
+        ["--viewers", "1", "--seconds", "2", "--snapshots", "2"],
+        r"snapshots of a running broadcast .*: latency p50 \d+",
+    ),
+    "idle_broadcasts": (
+        ["--smoke"],
+        r"server CPU, \d+ broadcasts nobody watches: [\d.]+ % of a core",
+    ),
+    "library": (["--smoke"], r"a touched file's new verdict after [\d.]+ s"),
+    "live_fanout": (
+        ["--smoke"],
+        r"µs per packet per viewer, stock / wcsvod:\n +2 viewers: [\d.]+x",
+    ),
+    "mse_fanout": (["--smoke"], r"\n +1 +1 +[\d.]+% +[\d.]+%"),
+    "rendition": (["--smoke"], r"rendition 320x180: \d+ frames out"),
+    "rtmp_push": (
+        ["--pushes", "1", "--seconds", "2", "--plays", "3"],
+        r"a hook adds p50 [\d.]+ ms",
+    ),
+    "s3_source": (["--smoke"], r"4MB.mp4 \(\d+ MB\): first frame \d+ ms after playStream"),
+    "soak": (["--smoke"], r"PASS|FAIL"),
+    "vod_personal": (["--smoke"], r"RSS playing hour.mp4 +: idle \d+ MiB, peak \d+ MiB"),
+    "workers": (["--smoke"], r"\n +2 +[\d.]+% +[\d.]+% +[\d.]+% +[\d.]+%"),
+}
+#: Benches that run at once (2 cores: more would time their own clients out).
+AT_ONCE = 4
+#: Longest one bench may take at its smallest.
+TIMEOUT = 120
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_bench_imports(name: str):
+    importlib.import_module(f"bench.{name}")
+
+
+def test_every_bench_has_a_smallest_run():
+    assert sorted(SMOKE) == [name for name in MODULES if name != "stock_server"]
+
+
+def run_bench(name: str) -> tuple[str, int, str, float]:
+    arguments, _figures = SMOKE[name]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, f"bench/{name}.py", *arguments],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        code, output = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:
+        code, output = -1, f"timed out after {TIMEOUT} s\n{expired.stdout or ''}"
+    return name, code, output, time.monotonic() - started
+
+
+@pytest.mark.alone
+def test_every_bench_runs_at_its_smallest(loopback: None):
+    """Each bench exits 0 and prints its figures (bench/soak.py and live_fanout.py
+    start their own servers; everything is on this loopback-only namespace)."""
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        # the longest first, so that the run ends with short ones
+        order = sorted(SMOKE, key=lambda name: name not in ("soak", "vod_personal", "live_fanout"))
+        results = list(pool.map(run_bench, order))
+    failed = []
+    for name, code, output, took in results:
+        print(f"{name}: exit {code} in {took:.1f} s")
+        if code != 0 or not re.search(SMOKE[name][1], output):
+            failed.append(f"--- bench/{name}.py: exit {code} in {took:.1f} s\n{output[-3000:]}")
+    assert not failed, "\n".join(failed)
