@@ -43,6 +43,7 @@ setup(
             "playwright>=1.48,<2",
             "moto[server]>=5,<6",
             "jsonschema>=4.20,<5",
+            "openapi-spec-validator>=0.7,<1",  # docs/openapi.json checked by the suite
             "py-spy>=0.3",
         ],
     },

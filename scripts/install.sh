@@ -20,6 +20,7 @@ if $want_test; then
   command -v npm >/dev/null || apt_packages+=(npm)
   command -v redis-server >/dev/null || apt_packages+=(redis-server)
   command -v stunnel4 >/dev/null || apt_packages+=(stunnel4)  # TLS in front of ffmpeg: an RTMPS receiver
+  command -v promtool >/dev/null || apt_packages+=(prometheus)  # promtool checks /metrics (the suite runs no Prometheus)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_packages[*]}"
