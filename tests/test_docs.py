@@ -157,18 +157,9 @@ def holds_code(path: Path) -> bool:
 
 #: Being split into several modules; its Layout lines come with the split
 #: (README's TODO above wcs/streams/).
-SPLITTING = "wcs/streams/"
-
-
-@pytest.mark.parametrize("module", [m for m in modules() if not m.startswith(SPLITTING)])
+@pytest.mark.parametrize("module", modules())
 def test_layout_names_every_module(module: str):
     assert f"`{module}`" in layout()
-
-
-@pytest.mark.xfail(reason="README's TODO: wcs/streams/ is being split; its Layout lines follow")
-def test_layout_names_every_streams_module():
-    missing = [m for m in modules(SPLITTING) if f"`{m}`" not in layout()]
-    assert missing == []
 
 
 def test_layout_names_nothing_that_is_gone():

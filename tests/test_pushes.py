@@ -40,6 +40,7 @@ class FakeRegistry:
     """Streams by name; ``slow`` names wait to be released; ``absent.mp4`` is not there."""
 
     def __init__(self) -> None:
+        self.queries = self.snapshots = self  # the registry's parts, played by the fake
         self.media = MediaSessions()
         self.streams: dict[str, FakeStream] = {}
         self.opened: list[str] = []

@@ -312,9 +312,9 @@ def test_a_second_worker_joins_the_broadcast_where_it_is_now():
         clock.advance(0.05)
     assert late.got[0].keyframe and late.got[0].time == 5.0  # its GOP, not the file's start
     assert late.got[-1].time == pytest.approx(early.got[-1].time, abs=0.04)  # same moment
-    a.report()
-    b.report()
-    [entry] = result(b.entries())
+    a.queries.report()
+    b.queries.report()
+    [entry] = result(b.queries.entries())
     assert entry.viewers == {"a": 1, "b": 1} and entry.total_viewers == 2
 
 
@@ -329,8 +329,8 @@ def test_names_and_terminations_are_the_whole_servers():
     show.subscribe(viewers[0])
     there.subscribe(viewers[1])
     assert result(b.available("show")) == (True, "Available")
-    assert [e.name for e in result(b.entries(name="show"))] == ["show"]
-    result(b.terminate(result(b.entries(name="show")), "Stopped by server"))
+    assert [e.name for e in result(b.queries.entries(name="show"))] == ["show"]
+    result(b.queries.terminate(result(b.queries.entries(name="show")), "Stopped by server"))
     assert [v.ended for v in viewers] == [("Stopped by server", False)] * 2
     assert a.streams == {} and b.streams == {} and store.entries == {}
     assert result(b.open("show")).check(NotFound)

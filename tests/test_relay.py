@@ -48,7 +48,7 @@ class Published:
 def sender(streams: dict, secret: str = "s3cret") -> tuple[RelaySender, StringTransport]:
     service = RelayService(Clock(), "127.0.0.1", "127.0.0.1", None)  # type: ignore[arg-type]
     service.secret = "s3cret"
-    service.streams = streams
+    service.find_published = streams.get
     side = RelaySender(service)
     transport = StringTransport()
     side.makeConnection(transport)

@@ -83,11 +83,11 @@ def test_a_rendition_is_shared_and_goes_with_its_last_viewer(clip):
     gone: list = []
     source = VodStream(uri.parse("vod-live://clip.mp4"), "vod-live://clip.mp4",
                        OpenedMedia(Mp4File(clip, "clip")), clock, gone.append, live=True)
-    first = registry.sized(source, 320, 240)
+    first = registry.renditions.sized(source, 320, 240)
     assert isinstance(first, Rendition) and first.info.video.width == 320
     assert first.info.video.profile_level_id == PROFILE_LEVEL_ID
-    assert registry.sized(source, 320, 240) is first  # one encode per (stream, size)
-    assert registry.sized(source, 0, 0) is source and registry.sized(source, 999, 999) is source
+    assert registry.renditions.sized(source, 320, 240) is first  # one encode per (stream, size)
+    assert registry.renditions.sized(source, 0, 0) is source and registry.renditions.sized(source, 999, 999) is source
     viewers = [Sink(), Sink()]
     for viewer in viewers:
         first.subscribe(viewer)
@@ -104,7 +104,7 @@ def test_a_rendition_is_shared_and_goes_with_its_last_viewer(clip):
     assert any(s.kind == "audio" for s in viewers[1].got)
     for viewer in viewers:
         first.unsubscribe(viewer)
-    assert first.closed and registry.renditions == {}
+    assert first.closed and len(registry.renditions) == 0
     assert source.broadcast.subscribers == []  # it left its source
 
 
@@ -117,9 +117,9 @@ def test_transcoding_disabled_refuses_such_plays(clip):
     source = VodStream(uri.parse("vod://clip.mp4"), "vod://clip.mp4",
                        OpenedMedia(Mp4File(clip, "clip")), clock, gone.append)
     with pytest.raises(Unsupported, match="Transcoding required, but disabled"):
-        registry.sized(source, 320, 240)
+        registry.renditions.sized(source, 320, 240)
     assert gone == [source]  # the personal play it was opened for is let go
-    assert registry.sized(source, 640, 360) is source  # its own size needs nothing
+    assert registry.renditions.sized(source, 640, 360) is source  # its own size needs nothing
 
 
 def test_a_rendition_ends_with_its_source(clip):

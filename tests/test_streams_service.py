@@ -13,11 +13,13 @@ def test_stopping_the_streams_service_ends_every_stream_then_the_sources():
     """What tells every viewer "Server shutdown" when the server stops."""
     done: list[str] = []
 
-    class Registry:
-        clock = Clock()
-
+    class Queries:
         def report(self, **load: object) -> None:
             done.append("report")
+
+    class Registry:
+        clock = Clock()
+        queries = Queries()
 
         def close_all(self) -> None:
             done.append("streams")

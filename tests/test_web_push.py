@@ -28,6 +28,7 @@ def viewer(id: str, name: str = "show") -> MediaSession:
 
 class Registry:
     def __init__(self, *media: MediaSession) -> None:
+        self.queries = self.snapshots = self  # the registry's parts, played by the fake
         self.media = list(media)
         self.stopped: list[tuple[list[str], str]] = []
 

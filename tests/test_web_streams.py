@@ -23,10 +23,11 @@ class Registry:
     """The registry's media-session side, filtering as the real one does."""
 
     def __init__(self, *media: MediaSession) -> None:
+        self.queries = self.snapshots = self  # the registry's parts, played by the fake
         self.media = list(media)
         self.asked: list[tuple[Any, ...]] = []
         self.stopped: list[tuple[list[str], str]] = []
-        self.snapshots: list[tuple[str, ...]] = []
+        self.taken: list[tuple[str, ...]] = []
         self.refusal: Exception | None = None
 
     def media_sessions(self, media_id=None, name=None, published=None) -> Deferred:
@@ -45,11 +46,11 @@ class Registry:
         self.stopped.append(([media.id for media in found], info))
 
     def snapshot(self, name: str) -> Deferred[bytes]:
-        self.snapshots.append(("name", name))
+        self.taken.append(("name", name))
         return fail(self.refusal) if self.refusal else succeed(PNG)
 
     def media_snapshot(self, media_id: str, name: str | None = None) -> Deferred:
-        self.snapshots.append(("media", media_id, name))
+        self.taken.append(("media", media_id, name))
         return fail(self.refusal) if self.refusal else succeed((name or "its-stream", PNG))
 
 
@@ -187,7 +188,7 @@ def test_a_snapshot_of_a_stream_by_name_is_its_png_in_base64():
             "streamName": "show",
             "data": base64.b64encode(PNG).decode("ascii"),
         }
-    assert registry.snapshots == [("name", "show"), ("name", "show")]
+    assert registry.taken == [("name", "show"), ("name", "show")]
 
 
 def test_a_snapshot_of_a_play_asks_for_that_play_s_own_picture():
@@ -196,7 +197,7 @@ def test_a_snapshot_of_a_play_asks_for_that_play_s_own_picture():
     assert answer.code == 200 and answer.json()["streamName"] == "its-stream"
     assert base64.b64decode(answer.json()["data"]) == PNG
     call(tree(registry), "/rest-api/stream/snapshot", {"mediaSessionId": "p1", "name": "show"})
-    assert registry.snapshots == [("media", "p1", None), ("media", "p1", "show")]
+    assert registry.taken == [("media", "p1", None), ("media", "p1", "show")]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +219,7 @@ def test_a_snapshot_needs_a_name(body):
     registry = Registry()
     answer = call(tree(registry), "/rest-api/stream/snapshot", body)
     assert answer.code == 400 and "'streamName'" in answer.json()["message"]
-    assert registry.snapshots == []
+    assert registry.taken == []
 
 
 def test_a_bug_behind_an_operation_is_a_500_not_a_hang():

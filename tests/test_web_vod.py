@@ -32,6 +32,7 @@ class Registry:
     """The registry's VOD side: entries it holds, loads, startups and terminations."""
 
     def __init__(self, *entries: Entry, loads: tuple[Load, ...] = ()) -> None:
+        self.queries = self.snapshots = self  # the registry's parts, played by the fake
         self.held = list(entries)
         self.held_loads = list(loads)
         self.asked: list[dict[str, Any]] = []

@@ -426,7 +426,7 @@ def compose(
         transcoding=not settings.transcoding_disabled,
     )
     if relay is not None:
-        relay.streams = registry.published
+        relay.find_published = registry.published_stream
     transports = TransportFactory(
         reactor,
         settings.media_dir,

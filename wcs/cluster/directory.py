@@ -8,15 +8,32 @@ every answer is a Deferred and the registry never learns which it is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wcs.cluster.store import Entry, Load, Store
-from wcs.errors import NotFound
+from wcs.errors import ClusterUnavailable, NotFound, WcsError
 
 log = Logger()
+
+T = TypeVar("T")
+
+
+def answered(asking: Deferred[T]) -> Deferred[T]:
+    """A step of the directory, whose failure (the supervisor or Redis not
+    answering) is a :class:`ClusterUnavailable` that says so."""
+
+    def unanswered(failure: Failure) -> Failure:
+        if failure.check(WcsError):
+            return failure
+        log.error("the server's names did not answer: {why}", why=failure.getErrorMessage())
+        raise ClusterUnavailable(failure.getErrorMessage() or repr(failure.value))
+
+    return asking.addErrback(unanswered)
+
 
 #: What a worker does when entries end for everyone: ``(entry ids, info)``.
 Terminated = Callable[[list[str], str], None]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import struct
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
@@ -116,7 +116,8 @@ class RelayService(service.Service):
 
     It listens on ``interface`` and is reached at ``advertised`` (its address in
     the entries); ``secret`` fetches the server's relay secret, once.
-    ``streams`` is the registry's published streams by name (set when composed).
+    ``find_published`` looks a published stream up by name (the registry's,
+    set when composed).
     """
 
     def __init__(
@@ -131,7 +132,7 @@ class RelayService(service.Service):
         self.advertised = advertised
         self._fetch_secret = secret
         self.secret = ""  # until it has come, every relay is refused
-        self.streams: MutableMapping[str, Any] = {}
+        self.find_published: Callable[[str], Any] = lambda name: None
         self.port: IListeningPort | None = None
         self.address = ""
 
@@ -234,7 +235,7 @@ class RelaySender(Int32StringReceiver):
         ):
             self._refuse("wrong secret")
             return
-        stream = self.relay.streams.get(name)
+        stream = self.relay.find_published(name)
         if stream is None or stream.closed or stream.info is None:
             self._refuse("Stream not found")
             return

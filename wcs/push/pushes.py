@@ -94,7 +94,11 @@ class Pushes(service.Service):
         def slot(refusal: str) -> Deferred[list[MediaSession]]:
             if refusal:
                 raise LimitReached("streams pushed to RTMP", "max_pushes", self.max_pushes)
-            return self.registry.media_sessions(name=name).addCallback(check).addErrback(given_back)
+            return (
+                self.registry.queries.media_sessions(name=name)
+                .addCallback(check)
+                .addErrback(given_back)
+            )
 
         def given_back(failure: Any) -> Any:
             self.slots.give("push")  # it never ran

@@ -117,7 +117,7 @@ class StreamRequests:
         request = playback.request
         opening = maybeDeferred(self.registry.open, name)
         if request.width or request.height:  # at that size: a shared rendition
-            opening.addCallback(self.registry.sized, request.width, request.height)
+            opening.addCallback(self.registry.renditions.sized, request.width, request.height)
         return opening.addCallback(playback.opened)
 
     def publish(self, session: Session, request: StreamRequest) -> None:
@@ -196,7 +196,7 @@ class StreamRequests:
         own stream: a personal play's current frame), else of the stream ``name``."""
         active = self._active.get(session.id, {}).get(media_session_id)
         stream = active.stream if isinstance(active, Playback) else None
-        return self.registry.snapshot(name, stream)
+        return self.registry.snapshots.snapshot(name, stream)
 
     def available(self, name: str) -> Deferred[tuple[bool, str]]:
         return self.registry.available(name)
@@ -212,7 +212,7 @@ class StreamRequests:
     def media_transport_misrouted(self, token: str, info: str) -> None:
         """A media socket came here for a session of another node: that node's
         plays waiting for it end FAILED with ``info``."""
-        self.registry.transport_refused(token, info)
+        self.registry.queries.transport_refused(token, info)
 
     def media_transport_refused(self, owner: Session, info: str) -> None:
         """``owner``'s media socket went to another node: its MSE plays that

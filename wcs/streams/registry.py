@@ -14,21 +14,18 @@ relayed here once, whoever plays it). Local streams are this worker's copies.
 
 from __future__ import annotations
 
-import base64
-import os
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.cluster.directory import Directory, LocalDirectory
-from wcs.cluster.store import MEDIA, PUBLISHED, TRANSPORT, Entry, Load
+from wcs.cluster.directory import Directory, LocalDirectory, answered
+from wcs.cluster.store import MEDIA, PUBLISHED, TRANSPORT, Entry
 from wcs.errors import (
     STREAM_NOT_FOUND,
-    ClusterUnavailable,
     InvalidName,
     LimitReached,
     NameTaken,
@@ -37,13 +34,13 @@ from wcs.errors import (
     WcsError,
 )
 from wcs.limits import Limits
-from wcs.media import resize, snapshot
-from wcs.media.sample import MediaInfo, Sample
+from wcs.media.sample import MediaInfo
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
-from wcs.streams.media_sessions import MediaSession, MediaSessions
-from wcs.streams.rendition import Rendition
-from wcs.streams.snapshot import Grab
+from wcs.streams.media_sessions import MediaSessions
+from wcs.streams.queries import StreamQueries
+from wcs.streams.renditions import Renditions
+from wcs.streams.snapshots import Snapshots
 from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
 
 log = Logger()
@@ -71,6 +68,11 @@ class StreamRegistry:
     (``vod_stream_timeout``); ``limits`` caps the broadcasts running at once.
     ``directory`` is the whole server's names (this process's own by default);
     ``relay`` brings published streams from other workers.
+
+    Its parts each do one job beside it: :attr:`queries` (the whole server's
+    streams and plays, for REST and the cluster), :attr:`renditions` (other
+    picture sizes) and :attr:`snapshots` (pictures); front doors reach them
+    through the registry.
     """
 
     def __init__(
@@ -87,17 +89,11 @@ class StreamRegistry:
     ) -> None:
         self.sources = sources
         self.clock = clock
-        self.transcoding = transcoding
-        #: streams at another picture size, by (source stream id, size)
-        self.renditions: dict[tuple[str, tuple[int, int]], Rendition] = {}
         self.loop = loop
         self.timeout = timeout
         self.limits = limits
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.directory.listen(self._terminated)
-        self.directory.answer("snapshot", self._snapshot_asked)
-        self.directory.answer("media", lambda _: [media.as_dict() for media in self.media.all()])
-        self.directory.answer("viewers", lambda _: [self.directory.worker, self._viewers()])
         self.relay = relay
         self.streams: dict[str, VodStream] = {}  # by id, the entry's
         self.live: dict[str, VodStream] = {}  # by the name viewers play
@@ -109,11 +105,11 @@ class StreamRegistry:
         self.media = MediaSessions(self.directory.worker)
         self._opening: dict[str, list[Deferred[Stream]]] = {}  # by uri or name
         self._starting: set[str] = set()  # names REST startups are opening
-        self._cpu = 0.0  # this process's share of a core, last measured
-        self._metrics: list[Any] = []  # its metric families (wcs.metrics.to_wire), last read
-        self._hls: dict[str, int] = {}  # HLS players by stream name, last counted
         #: Told ``(token, info)`` when another node refused a media socket of ours.
         self.on_transport_refused: Callable[[str, str], None] = lambda token, info: None
+        self.queries = StreamQueries(self)
+        self.renditions = Renditions(clock, transcoding)
+        self.snapshots = Snapshots(self)
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -150,18 +146,6 @@ class StreamRegistry:
             return self._shared(key, lambda: self._join_live(parsed))
         return self._shared(key, lambda: self._join_named(name))
 
-    def _asked(self, asking: Deferred[T]) -> Deferred[T]:
-        """A step of the directory, whose failure (the supervisor or Redis not
-        answering) is a :class:`ClusterUnavailable` that says so."""
-
-        def unanswered(failure: Failure) -> Failure:
-            if failure.check(WcsError):
-                return failure
-            log.error("the server's names did not answer: {why}", why=failure.getErrorMessage())
-            raise ClusterUnavailable(failure.getErrorMessage() or failure.type.__name__)
-
-        return asking.addErrback(unanswered)
-
     def _shared(self, key: str, make: Callable[[], Deferred[Stream]]) -> Deferred[Stream]:
         """Make the stream ``key`` means once; plays arriving meanwhile wait for it."""
         self._opening[key] = []
@@ -182,7 +166,9 @@ class StreamRegistry:
 
         def opened(media: OpenedMedia) -> Deferred[Stream]:
             entry = self._entry(key, key, media, loop=self.loop)
-            return self._agree(self._asked(self.directory.live(entry)), media)
+            # (an Entry is an Entry or None: Deferred is invariant)
+            live = cast("Deferred[Entry | None]", self.directory.live(entry))
+            return self._agree(answered(live), media)
 
         return self.sources.open(parsed.path, key).addCallback(opened)
 
@@ -197,10 +183,10 @@ class StreamRegistry:
             self._check_broadcasts()
             parsed = uris.parse(entry.uri)
             return self.sources.open(parsed.path, entry.uri).addCallback(
-                lambda media: self._agree(self._asked(self.directory.hold(entry.id)), media)
+                lambda media: self._agree(answered(self.directory.hold(entry.id)), media)
             )
 
-        return self._asked(self.directory.lookup(name)).addCallback(found)
+        return answered(self.directory.lookup(name)).addCallback(found)
 
     def _agree(
         self, agreeing: Deferred[Entry | None], media: OpenedMedia, persistent: bool = False
@@ -238,16 +224,27 @@ class StreamRegistry:
             return existing
         return self._serve(entry, media, persistent)
 
-    def _entry(self, name: str, uri: str, media: OpenedMedia, **fields: object) -> Entry:
+    def _entry(
+        self,
+        name: str,
+        uri: str,
+        media: OpenedMedia,
+        *,
+        loop: bool = False,
+        persistent: bool = False,
+        shared: bool = True,
+    ) -> Entry:
         return Entry(
             name,
             uri=uri,
             start=self.clock.seconds(),
+            loop=loop,
+            persistent=persistent,
+            shared=shared,
             has_audio=media.info.audio is not None,
             has_video=media.info.video is not None,
             bitrate=media.info.bitrate,
-            **fields,
-        )  # type: ignore[arg-type]
+        )
 
     def _serve(self, entry: Entry, media: OpenedMedia, persistent: bool) -> VodStream:
         uri = uris.parse(entry.uri)
@@ -296,7 +293,7 @@ class StreamRegistry:
                 media.close()
                 return failure
 
-            return self._asked(self.directory.claim(entry)).addCallbacks(listed, failed)
+            return answered(self.directory.claim(entry)).addCallbacks(listed, failed)
 
         return self.sources.open(parsed.path, str(parsed)).addCallback(opened)
 
@@ -310,7 +307,7 @@ class StreamRegistry:
 
         def relayed(_: None) -> Stream:
             self.published[entry.name] = stream
-            self._asked(self.directory.hold(entry.id)).addErrback(lambda _: None)  # logged
+            answered(self.directory.hold(entry.id)).addErrback(lambda _: None)  # logged
             log.info(
                 "stream {id} ({name!r}) relayed from {relay}",
                 id=stream.id,
@@ -364,7 +361,7 @@ class StreamRegistry:
                 return entry
 
             return self._agree(
-                self._asked(self.directory.claim(entry)).addCallback(claimed),
+                answered(self.directory.claim(entry)).addCallback(claimed),
                 media,
                 persistent=True,
             )
@@ -374,7 +371,7 @@ class StreamRegistry:
             return result
 
         opening = self.sources.open(canonical.path, key)
-        return opening.addCallback(opened).addBoth(started)
+        return opening.addCallback(opened).addCallback(_broadcast).addBoth(started)
 
     def check_publishable(self, name: str) -> None:
         """Raise unless a page may publish under ``name`` now (as far as this
@@ -415,7 +412,7 @@ class StreamRegistry:
             self._starting.discard(name)
             return failure
 
-        return self._asked(self.directory.claim(entry)).addCallbacks(claimed, failed)
+        return answered(self.directory.claim(entry)).addCallbacks(claimed, failed)
 
     def _check_name(self, name: str, taken: str) -> None:
         problem = uris.stream_name_problem(name)
@@ -442,84 +439,6 @@ class StreamRegistry:
             and (stream_id is None or stream.id == stream_id)
         ]
 
-    def entries(
-        self, *, name: str | None = None, uri: str | None = None, stream_id: str | None = None
-    ) -> Deferred[list[Entry]]:
-        """The whole server's VOD streams matching every criterion given, with
-        their viewers: this machine's workers' counted now (the others are
-        asked), other nodes' as last reported."""
-        here = self.directory.worker
-
-        def counted(results: list[Any]) -> list[Entry]:
-            entries, neighbours = results
-            for worker, viewers in [(here, self._viewers()), *neighbours]:
-                for entry in entries:
-                    if entry.id in viewers:
-                        entry.viewers[worker] = viewers[entry.id]
-            return entries
-
-        asking = gatherResults(
-            [self.directory.select(name, uri, stream_id), self.directory.ask_all("viewers", None)],
-            consumeErrors=True,
-        )
-        asking.addErrback(lambda failure: failure.value.subFailure)
-        return self._asked(asking).addCallback(counted)
-
-    def terminate(self, entries: list[Entry], info: str) -> Deferred[list[Entry]]:
-        """Stop ``entries`` everywhere: each worker's viewers get STOPPED with ``info``."""
-        return self._asked(self.directory.terminate([entry.id for entry in entries], info))
-
-    def media_sessions(
-        self, media_id: str | None = None, name: str | None = None, published: bool | None = None
-    ) -> Deferred[list[MediaSession]]:
-        """The whole server's plays and publications matching every criterion
-        given: this machine's as they are now (its other workers are asked),
-        other nodes' as last reported."""
-        here = self.directory.worker
-        node = here.rpartition("/")[0]
-
-        def gathered(results: list[Any]) -> list[MediaSession]:
-            loads, neighbours = results
-            found = [
-                *self.media.all(),
-                *(MediaSession(**media) for answer in neighbours for media in answer),
-                *(
-                    MediaSession(**media)
-                    for load in loads
-                    if load.worker.rpartition("/")[0] != node
-                    for media in load.media
-                ),
-            ]
-            return sorted(
-                (
-                    media
-                    for media in found
-                    if (media_id is None or media.id == media_id)
-                    and (name is None or media.name == name)
-                    and (published is None or media.published == published)
-                ),
-                key=lambda media: media.created,
-            )
-
-        loads = self.directory.loads() if node else succeed([])
-        asking = gatherResults([loads, self.directory.ask_all("media", None)], consumeErrors=True)
-        asking.addErrback(lambda failure: failure.value.subFailure)
-        return self._asked(asking).addCallback(gathered)
-
-    def stop_media(self, found: list[MediaSession], info: str) -> None:
-        """End these plays and publications wherever they are; each page is told."""
-        elsewhere = [media.id for media in found if media.worker != self.directory.worker]
-        for media in found:
-            if media.worker == self.directory.worker:
-                self.media.stop(media.id, info)
-        if elsewhere:
-            self.directory.stop(elsewhere, info)
-
-    def transport_refused(self, token: str, info: str) -> None:
-        """A media socket came here for a session of another node: tell every
-        node (the session's ends the plays that wait for it, with ``info``)."""
-        self.directory.stop([TRANSPORT + token], info)
-
     def _terminated(self, entry_ids: list[str], info: str) -> None:
         for entry_id in entry_ids:
             if entry_id.startswith(MEDIA + TRANSPORT):
@@ -537,150 +456,6 @@ class StreamRegistry:
                     info=info,
                 )
                 stream.terminate(info)
-
-    def report(
-        self,
-        cpu: float | None = None,
-        metrics: list[Any] | None = None,
-        hls: dict[str, int] | None = None,
-    ) -> None:
-        """Tell the directory this worker's viewers of each stream, and its load
-        (``cpu``, a share of one core, its ``metrics`` and ``hls`` players by
-        stream name, when measured)."""
-        if cpu is not None:
-            self._cpu = cpu
-        if metrics is not None:
-            self._metrics = metrics
-        if hls is not None:
-            self._hls = hls
-        viewers = self._viewers()
-        self.directory.report(viewers, self._load(viewers))
-
-    def _viewers(self) -> dict[str, int]:
-        """This worker's viewers of each stream it serves, by id."""
-        viewers = {stream.id: stream.viewers for stream in self.streams.values()}
-        viewers.update({stream.id: len(stream.broadcast) for stream in self.published.values()})
-        return viewers
-
-    def _load(self, viewers: dict[str, int]) -> Load:
-        worker = self.directory.worker
-        return Load(
-            worker,
-            node=worker.rpartition("/")[0],
-            pid=os.getpid(),
-            viewers=sum(viewers.values()),
-            cpu=self._cpu,
-            streams=len(self.streams) + len(self.published),
-            media=[media.as_dict() for media in self.media.all()],
-            metrics=self._metrics,
-            hls=self._hls,
-        )
-
-    def snapshot(self, name: str, stream: Stream | None = None) -> Deferred[bytes]:
-        """A PNG of the current picture of ``stream``, or of the stream ``name``
-        means (opened for it if it does not run here); decoded off the reactor."""
-        opening: Deferred[Stream] = succeed(stream) if stream is not None else self.open(name)
-
-        def grab(stream: Stream) -> Deferred[list[Sample]]:
-            if stream.info is not None and stream.info.video is None:
-                stream.unsubscribe(None)
-                raise Unsupported("No picture: the stream has no video")
-            taker = Grab(self.clock)
-            stream.subscribe(taker)
-            taker.joined()
-
-            def left(result: object) -> object:
-                stream.unsubscribe(taker)
-                return result
-
-            return taker.done.addBoth(left)
-
-        return opening.addCallback(grab).addCallback(
-            lambda samples: self.sources.work(snapshot.png, samples)
-        )
-
-    def media_snapshot(self, media_id: str, name: str | None = None) -> Deferred[tuple[str, bytes]]:
-        """(stream name, PNG) of the picture the play or publication ``media_id``
-        has now, on whichever worker of this machine it runs (a personal play's
-        own frame); else of the stream ``name`` if given."""
-        stream = self.media.stream(media_id)
-        if stream is not None:
-            named = name or stream.name
-            return self.snapshot(named, stream).addCallback(lambda png: (named, png))
-        here = self.directory.worker
-
-        def found(sessions: list[MediaSession]) -> Deferred[tuple[str, bytes]]:
-            elsewhere = [
-                media
-                for media in sessions
-                if media.worker != here
-                and media.worker.rpartition("/")[0] == here.rpartition("/")[0]
-            ]
-            if elsewhere:
-                asking = self.directory.ask(
-                    elsewhere[0].worker, "snapshot", {"media": media_id, "name": name}
-                )
-                return asking.addCallback(
-                    lambda answer: (answer["name"], base64.b64decode(answer["png"]))
-                )
-            if name is not None:
-                return self.snapshot(name).addCallback(lambda png: (name, png))
-            where = (
-                f" (it is on worker {sessions[0].worker}, of another node: ask that node)"
-                if sessions
-                else ""
-            )
-            raise NotFound(f"no play or publication {media_id} runs on this server{where}")
-
-        return self.media_sessions(media_id).addCallback(found)
-
-    def _snapshot_asked(self, question: dict[str, Any]) -> Deferred[dict[str, str]]:
-        """Another worker asks for the picture of one of our plays."""
-        media_id, name = str(question.get("media", "")), question.get("name")
-        if self.media.stream(media_id) is None:
-            return fail(NotFound(f"no play or publication {media_id} runs here"))
-        return self.media_snapshot(media_id, name if isinstance(name, str) else None).addCallback(
-            lambda taken: {"name": taken[0], "png": base64.b64encode(taken[1]).decode("ascii")}
-        )
-
-    def sized(self, stream: Stream, width: int, height: int) -> Stream | Rendition:
-        """``stream`` as a play asking for ``width`` x ``height`` (0: any) gets it: the
-        stream itself, or its rendition at the fitted size (made once, shared);
-        raises :class:`~wcs.errors.Unsupported` when transcoding is disabled."""
-        video = stream.info.video if stream.info is not None else None
-        size = resize.fitted((video.width, video.height), (width, height)) if video else None
-        if size is None:
-            return stream
-        if not self.transcoding:
-            stream.unsubscribe(None)  # as a viewer that never joined
-            raise Unsupported("Transcoding required, but disabled")
-        key = (stream.id, size)
-        existing = self.renditions.get(key)
-        if existing is not None and not existing.closed:
-            return existing
-        post = getattr(self.clock, "callFromThread", None) or (lambda f, *a: f(*a))
-        rendition = Rendition(stream, size, post, self._rendition_gone)
-        self.renditions[key] = rendition
-        log.info(
-            "rendition {label} started (encoders running: {n})",
-            label=rendition.label,
-            n=len(self.renditions),
-        )
-        return rendition
-
-    def _rendition_gone(self, rendition: Rendition) -> None:
-        if self.renditions.get(rendition.key) is rendition:
-            del self.renditions[rendition.key]
-
-    def loads(self) -> Deferred[list[Load]]:
-        """Every worker's load (this one's as it is now, the others' as last reported)."""
-        here = self.directory.worker
-
-        def ours_now(loads: list[Load]) -> list[Load]:
-            own = self._load(self._viewers())
-            return [own, *(load for load in loads if load.worker != here)]
-
-        return self._asked(self.directory.loads()).addCallback(ours_now)
 
     def _gone(self, stream: VodStream) -> None:
         if self.live.get(stream.name) is stream:
@@ -707,7 +482,7 @@ class StreamRegistry:
         except WcsError as error:
             return succeed((False, error.info))
         if parsed.scheme == "":
-            return self._asked(self.directory.lookup(name)).addCallback(
+            return answered(self.directory.lookup(name)).addCallback(
                 lambda entry: (
                     (True, "Available") if entry is not None else (False, STREAM_NOT_FOUND)
                 )
@@ -715,13 +490,36 @@ class StreamRegistry:
 
         def refused(failure: Failure) -> tuple[bool, str]:
             failure.trap(WcsError)
-            return False, failure.value.info
+            error = failure.value
+            assert isinstance(error, WcsError)
+            return False, error.info
 
         return self.sources.check(parsed.path).addCallbacks(lambda info: (True, info), refused)
 
+    def viewers(self) -> dict[str, int]:
+        """This worker's viewers of each stream it serves, by id."""
+        viewers = {stream.id: stream.viewers for stream in self.streams.values()}
+        viewers.update({stream.id: len(stream.broadcast) for stream in self.published.values()})
+        return viewers
+
+    def running(self) -> int:
+        """How many streams this worker serves (VOD and published)."""
+        return len(self.streams) + len(self.published)
+
+    def published_stream(self, name: str) -> PublishedStream | None:
+        """The stream published here (or relayed here) as ``name``, if any."""
+        return self.published.get(name)
+
     def close_all(self) -> None:
-        for stream in [*self.streams.values(), *self.published.values()]:
+        streams: list[Stream] = [*self.streams.values(), *self.published.values()]
+        for stream in streams:
             stream.terminate("Server shutdown")
+
+
+def _broadcast(stream: Stream) -> VodStream:
+    """What a REST startup agreed on: always a broadcast of a file."""
+    assert isinstance(stream, VodStream)
+    return stream
 
 
 def _nothing() -> None:

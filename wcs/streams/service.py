@@ -40,7 +40,7 @@ class StreamsService(service.Service):
     def _report(self) -> None:
         metrics = to_wire(families(METERS, self.state)) if self.state is not None else None
         hls = METERS.hls_viewers.by(self.registry.clock.seconds(), lambda key: key[1])
-        self.registry.report(cpu=self._cpu.share(), metrics=metrics, hls=hls)
+        self.registry.queries.report(cpu=self._cpu.share(), metrics=metrics, hls=hls)
 
     def stopService(self) -> None:
         super().stopService()

@@ -28,7 +28,7 @@ class ClusterApi(RestArea):
     def workers(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.loads().addCallback(
+        return self.registry.queries.loads().addCallback(
             lambda loads: (
                 200,
                 [_listed(load) for load in sorted(loads, key=lambda load: load.worker)],

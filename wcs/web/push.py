@@ -63,7 +63,7 @@ class PushApi(RestArea):
         return self.pushes.start(name, url).addCallback(lambda media: (200, item(media)))
 
     def _all(self) -> Deferred[list[MediaSession]]:
-        return self.registry.media_sessions().addCallback(
+        return self.registry.queries.media_sessions().addCallback(
             lambda found: [media for media in found if media.rtmp_url]
         )
 
@@ -107,7 +107,7 @@ class PushApi(RestArea):
                     name=media.name,
                     url=media.rtmp_url,
                 )
-            self.registry.stop_media(found, TERMINATED)
+            self.registry.queries.stop_media(found, TERMINATED)
             return _listed(found)
 
         return self._select(read_body(request), "terminate").addCallback(stop)

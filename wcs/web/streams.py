@@ -45,7 +45,7 @@ class StreamApi(RestArea):
         media_id, name = text(body, "mediaSessionId"), text(body, "name")
         if media_id is None and name is None and published is None:
             raise BadRequest(f"give mediaSessionId, name or published to {what}")
-        return self.registry.media_sessions(media_id, name, published).addCallback(
+        return self.registry.queries.media_sessions(media_id, name, published).addCallback(
             some, "no such stream"
         )
 
@@ -55,7 +55,11 @@ class StreamApi(RestArea):
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.media_sessions().addCallback(some, "no streams").addCallback(_listed)
+        return (
+            self.registry.queries.media_sessions()
+            .addCallback(some, "no streams")
+            .addCallback(_listed)
+        )
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
         body = read_body(request)
@@ -70,7 +74,7 @@ class StreamApi(RestArea):
                     name=media.name,
                     kind="publication" if media.published else "play",
                 )
-            self.registry.stop_media(found, TERMINATED)
+            self.registry.queries.stop_media(found, TERMINATED)
             return _listed(found)
 
         return self._select(body, "terminate").addCallback(stop)
@@ -82,9 +86,9 @@ class StreamApi(RestArea):
         name = text(body, "streamName") or text(body, "name")
         media_id = text(body, "mediaSessionId")
         if media_id is not None:  # that play's own picture, on whichever worker it runs
-            taking = self.registry.media_snapshot(media_id, name)
+            taking = self.registry.snapshots.media_snapshot(media_id, name)
         elif name is not None:
-            taking = self.registry.snapshot(name).addCallback(lambda png: (name, png))
+            taking = self.registry.snapshots.snapshot(name).addCallback(lambda png: (name, png))
         else:
             raise BadRequest("'streamName' is required")
         return taking.addCallback(

@@ -96,7 +96,7 @@ class VodApi(RestArea):
                     result["playToken"] = self.gate.sign(name, lifetime)
                 return 200, result
 
-            return self.registry.entries(stream_id=stream.id).addCallback(answer)
+            return self.registry.queries.entries(stream_id=stream.id).addCallback(answer)
 
         return self.registry.startup(uri, name, loop).addCallback(started)
 
@@ -110,7 +110,7 @@ class VodApi(RestArea):
         }
         if not any(criteria.values()):
             raise BadRequest("give localStreamName, uri or localMediaSessionId")
-        return self.registry.entries(**criteria).addCallback(some, "no such stream")
+        return self.registry.queries.entries(**criteria).addCallback(some, "no such stream")
 
     def find(self, request: Request) -> Deferred[tuple[int, Any]]:
         return self._select(request).addCallback(self._listed)
@@ -118,13 +118,17 @@ class VodApi(RestArea):
     def find_all(self, request: Request) -> Deferred[tuple[int, Any]]:
         if request.method == b"POST":
             read_body(request, required=False)
-        return self.registry.entries().addCallback(some, "no VOD streams").addCallback(self._listed)
+        return (
+            self.registry.queries.entries()
+            .addCallback(some, "no VOD streams")
+            .addCallback(self._listed)
+        )
 
     def terminate(self, request: Request) -> Deferred[tuple[int, Any]]:
         def stop(found: list[Entry]) -> Deferred[tuple[int, Any]]:
             for entry in found:
                 log.info("REST terminate: stream {id} ({name!r})", id=entry.id, name=entry.name)
-            return self.registry.terminate(found, "Stopped by server").addCallback(
+            return self.registry.queries.terminate(found, "Stopped by server").addCallback(
                 lambda _: self._listed(found)
             )
 
@@ -139,7 +143,7 @@ class VodApi(RestArea):
                 hls.update(load.hls)
             return 200, [item(entry, hls) for entry in found]
 
-        return self.registry.loads().addCallback(listed)
+        return self.registry.queries.loads().addCallback(listed)
 
     def files(self, request: Request) -> Deferred[tuple[int, Any]]:
         """The media library: ``{"offset", "limit", "contains"}``, all optional."""

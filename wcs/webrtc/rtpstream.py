@@ -14,6 +14,7 @@ the video waits for the next keyframe; nothing queues.
 
 from __future__ import annotations
 
+import importlib
 import socket
 import struct
 from typing import Any, Protocol
@@ -30,7 +31,7 @@ PROTECT_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 def _load_native() -> tuple[Any, str]:
     """The C loop's module, or None and why not (what the server logs at start-up)."""
     try:
-        from wcs.webrtc import _rtpout
+        _rtpout = importlib.import_module("wcs.webrtc._rtpout")
     except ImportError as error:
         return None, f"the C helper is not built ({error}): RTP goes out through the Python loop"
     try:
@@ -68,8 +69,10 @@ class RtpStream(Protocol):
     last_rtp: int
     last_time: float
     ts_base: int
-    closed: bool
     need_key: bool
+
+    @property
+    def closed(self) -> bool: ...
 
     def send(
         self,

@@ -1,0 +1,67 @@
+"""A stream at the picture size a play asks for: its renditions, one per size.
+
+A play asking for another size than the stream's gets the stream's rendition
+at the fitted size (:mod:`wcs.media.resize`), made by the first such play and
+shared by every later one; it goes when its last viewer does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from wcs.errors import Unsupported
+from wcs.media import resize
+from wcs.streams.rendition import Rendition
+
+if TYPE_CHECKING:
+    from wcs.streams.registry import Stream
+
+log = Logger()
+
+
+class Renditions:
+    """This worker's renditions, by (source stream id, size).
+
+    ``transcoding`` false (``transcoding_disabled``) refuses every other size.
+    """
+
+    def __init__(self, clock: IReactorTime, transcoding: bool = True) -> None:
+        self.clock = clock
+        self.transcoding = transcoding
+        self._running: dict[tuple[str, tuple[int, int]], Rendition] = {}
+
+    def __len__(self) -> int:
+        """How many run (each is an encoder)."""
+        return len(self._running)
+
+    def sized(self, stream: Stream, width: int, height: int) -> Stream | Rendition:
+        """``stream`` as a play asking for ``width`` x ``height`` (0: any) gets it: the
+        stream itself, or its rendition at the fitted size (made once, shared);
+        raises :class:`~wcs.errors.Unsupported` when transcoding is disabled."""
+        video = stream.info.video if stream.info is not None else None
+        size = resize.fitted((video.width, video.height), (width, height)) if video else None
+        if size is None:
+            return stream
+        if not self.transcoding:
+            stream.unsubscribe(None)  # as a viewer that never joined
+            raise Unsupported("Transcoding required, but disabled")
+        key = (stream.id, size)
+        existing = self._running.get(key)
+        if existing is not None and not existing.closed:
+            return existing
+        post = getattr(self.clock, "callFromThread", None) or (lambda f, *a: f(*a))
+        rendition = Rendition(stream, size, post, self._gone)
+        self._running[key] = rendition
+        log.info(
+            "rendition {label} started (encoders running: {n})",
+            label=rendition.label,
+            n=len(self._running),
+        )
+        return rendition
+
+    def _gone(self, rendition: Rendition) -> None:
+        if self._running.get(rendition.key) is rendition:
+            del self._running[rendition.key]

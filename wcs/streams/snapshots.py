@@ -1,0 +1,99 @@
+"""Pictures of what plays: a stream's current frame, or a play's own, as PNG.
+
+A snapshot subscribes a :class:`~wcs.streams.snapshot.Grab` to the stream (the
+registry opens it if it does not run here) and decodes off the reactor. A
+play's snapshot (REST ``mediaSessionId``) is taken on whichever worker of this
+machine serves the play: the others are asked through the directory.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail
+
+from wcs.errors import NotFound, Unsupported
+from wcs.media import snapshot
+from wcs.media.sample import Sample
+from wcs.streams.media_sessions import MediaSession
+from wcs.streams.snapshot import Grab
+
+if TYPE_CHECKING:
+    from wcs.streams.registry import Stream, StreamRegistry
+    from wcs.streams.rendition import Rendition
+
+
+class Snapshots:
+    """Takes pictures of the registry's streams and plays."""
+
+    def __init__(self, registry: StreamRegistry) -> None:
+        self.registry = registry
+        self.directory = registry.directory
+        self.directory.answer("snapshot", self._asked)
+
+    def snapshot(self, name: str, stream: Stream | Rendition | None = None) -> Deferred[bytes]:
+        """A PNG of the current picture of ``stream``, or of the stream ``name``
+        means (opened for it if it does not run here); decoded off the reactor."""
+        registry = self.registry
+
+        def grab(stream: Stream | Rendition) -> Deferred[list[Sample]]:
+            if stream.info is not None and stream.info.video is None:
+                stream.unsubscribe(None)
+                raise Unsupported("No picture: the stream has no video")
+            taker = Grab(registry.clock)
+            stream.subscribe(taker)
+            taker.joined()
+
+            def left(result: object) -> object:
+                stream.unsubscribe(taker)
+                return result
+
+            return taker.done.addBoth(left)
+
+        grabbing = registry.open(name).addCallback(grab) if stream is None else grab(stream)
+        return grabbing.addCallback(lambda samples: registry.sources.work(snapshot.png, samples))
+
+    def media_snapshot(self, media_id: str, name: str | None = None) -> Deferred[tuple[str, bytes]]:
+        """(stream name, PNG) of the picture the play or publication ``media_id``
+        has now, on whichever worker of this machine it runs (a personal play's
+        own frame); else of the stream ``name`` if given."""
+        stream = self.registry.media.stream(media_id)
+        if stream is not None:
+            named = name or stream.name
+            return self.snapshot(named, stream).addCallback(lambda png: (named, png))
+        here = self.directory.worker
+
+        def found(sessions: list[MediaSession]) -> Deferred[tuple[str, bytes]]:
+            elsewhere = [
+                media
+                for media in sessions
+                if media.worker != here
+                and media.worker.rpartition("/")[0] == here.rpartition("/")[0]
+            ]
+            if elsewhere:
+                asking = self.directory.ask(
+                    elsewhere[0].worker, "snapshot", {"media": media_id, "name": name}
+                )
+                return asking.addCallback(
+                    lambda answer: (answer["name"], base64.b64decode(answer["png"]))
+                )
+            if name is not None:
+                return self.snapshot(name).addCallback(lambda png: (name, png))
+            where = (
+                f" (it is on worker {sessions[0].worker}, of another node: ask that node)"
+                if sessions
+                else ""
+            )
+            raise NotFound(f"no play or publication {media_id} runs on this server{where}")
+
+        return self.registry.queries.media_sessions(media_id).addCallback(found)
+
+    def _asked(self, question: dict[str, Any]) -> Deferred[dict[str, str]]:
+        """Another worker asks for the picture of one of our plays."""
+        media_id, name = str(question.get("media", "")), question.get("name")
+        if self.registry.media.stream(media_id) is None:
+            return fail(NotFound(f"no play or publication {media_id} runs here"))
+        return self.media_snapshot(media_id, name if isinstance(name, str) else None).addCallback(
+            lambda taken: {"name": taken[0], "png": base64.b64encode(taken[1]).decode("ascii")}
+        )
