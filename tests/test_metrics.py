@@ -156,45 +156,35 @@ def test_reactor_lag_is_how_late_the_probe_ran():
 
 def test_a_stopped_push_stops_counting_as_a_viewer_at_once():
     """A push that ended stays listed a while (its status, why it ended) but is
-    no viewer any more, as /metrics's wcsvod_viewers counts them. (In a process
-    of its own: ``wcs.tap`` installs the asyncio reactor when imported.)"""
-    import subprocess
-    import sys
-    import textwrap
+    no viewer any more, as /metrics's wcsvod_viewers counts them."""
+    from types import SimpleNamespace
 
-    code = textwrap.dedent("""
-        from types import SimpleNamespace
+    from twisted.internet.task import Clock
 
-        from twisted.internet.task import Clock
+    from wcs.media.sample import MediaInfo
+    from wcs.push.pusher import Push
+    from wcs.push.rtmp import target
+    from wcs.streams.media_sessions import MediaSession, MediaSessions
+    from wcs.server_state import ServerState
 
-        from wcs.media.sample import MediaInfo
-        from wcs.push.pusher import Push
-        from wcs.push.rtmp import target
-        from wcs.streams.media_sessions import MediaSession, MediaSessions
-        from wcs.tap import ServerState
+    sessions = MediaSessions()
+    clock = Clock()
+    play = MediaSession("p", "show", False, "WebRTC", "s1", status="PLAYING")
+    published = MediaSession("c", "cam", True, "WebRTC", "s2", status="PUBLISHING")
+    pushed = MediaSession("r", "show", False, "RTMP", "rest",
+                          rtmp_url="rtmp://127.0.0.1/live")
+    push = Push(pushed, target(pushed.rtmp_url, "show"), MediaInfo(1.0, None, None),
+                clock, lambda _: None, 3, lambda *_: None)
+    for media in (play, published, pushed):
+        sessions.add(media, lambda info: None, lambda: None)
+    state = ServerState(SimpleNamespace(media=sessions), SimpleNamespace(sessions={}),
+                        clock)
+    assert pushed.status == "PENDING" and not pushed.ended
+    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 1, "HLS": 0}
+    push.end("STOPPED", "Stopped by rest /terminate")
+    assert pushed in sessions.all() and pushed.listed()["status"] == "STOPPED"
+    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 0, "HLS": 0}, "not 0"
+    failed = MediaSession("f", "show", False, "RTMP", "rest", status="FAILED")
+    sessions.add(failed, lambda info: None, lambda: None)
+    assert state.viewers()["RTMP"] == 0
 
-        sessions = MediaSessions()
-        clock = Clock()
-        play = MediaSession("p", "show", False, "WebRTC", "s1", status="PLAYING")
-        published = MediaSession("c", "cam", True, "WebRTC", "s2", status="PUBLISHING")
-        pushed = MediaSession("r", "show", False, "RTMP", "rest",
-                              rtmp_url="rtmp://127.0.0.1/live")
-        push = Push(pushed, target(pushed.rtmp_url, "show"), MediaInfo(1.0, None, None),
-                    clock, lambda _: None, 3, lambda *_: None)
-        for media in (play, published, pushed):
-            sessions.add(media, lambda info: None, lambda: None)
-        state = ServerState(SimpleNamespace(media=sessions), SimpleNamespace(sessions={}),
-                            clock)
-        assert pushed.status == "PENDING" and not pushed.ended
-        assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 1, "HLS": 0}
-        push.end("STOPPED", "Stopped by rest /terminate")
-        assert pushed in sessions.all() and pushed.listed()["status"] == "STOPPED"
-        assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 0, "HLS": 0}, "not 0"
-        failed = MediaSession("f", "show", False, "RTMP", "rest", status="FAILED")
-        sessions.add(failed, lambda info: None, lambda: None)
-        assert state.viewers()["RTMP"] == 0
-        print("ok")
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

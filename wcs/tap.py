@@ -1,34 +1,27 @@
 """``twistd wcsvod``: command-line options and the composed service.
 
-Importing this module installs the asyncio reactor (aiortc needs it), so the
-user never has to type ``--reactor``; twistd imports it before the reactor.
+The asyncio reactor (aiortc needs it) is installed by the plugin's entry
+(``twisted/plugins/wcsvod_plugin.py``) when twistd picks ``wcsvod``, before
+twistd would install its default, so the user never types ``--reactor``;
+:func:`makeService` installs it too for whoever composes the service directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wcs import aio
-
-try:
-    aio.install_reactor()
-except aio.ReactorError as _error:
-    raise SystemExit(f"wcsvod: {_error}") from None
-
-from prometheus_client.core import Metric
 from twisted.application import internet, service, strports
 from twisted.internet import endpoints, threads
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocolFactory, IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
-from wcs import config, logs
+from wcs import aio, config, logs
 from wcs.access.gate import Gate
 from wcs.access.hooks import RestHooks
 from wcs.cluster.admissions import Admissions, LocalAdmission
@@ -43,13 +36,12 @@ from wcs.metrics import (
     METERS,
     ReactorLag,
     families,
-    from_wire,
-    labelled,
-    merged,
     to_wire,
 )
+from wcs.process import OPEN_THREADS, TRIM_INTERVAL, FilesService, FrozenStart, heap_trimmer
 from wcs.push.pusher import RtmpConnector
 from wcs.push.pushes import Pushes
+from wcs.server_state import ServerState, server_metrics
 from wcs.signalling.requests import StreamRequests
 from wcs.signalling.websocket import SignallingFactory
 from wcs.sources import Sources
@@ -144,153 +136,6 @@ class Announcer(service.Service):
             log.info("WebSocket sessions on ws://{host}:{port}/", host=host, port=s.ws_port)
 
 
-#: Threads that open and check files (the rest wait in the pool's queue, whose
-#: length ``max_pending_opens`` bounds).
-OPEN_THREADS = 4
-
-
-class FilesService(service.Service):
-    """The bounded thread pool files are opened in, started and stopped with the
-    server; and, at start, the open-file limit raised as far as it may go (every
-    socket, file and viewer holds a descriptor; 1024 would cap the server)."""
-
-    def __init__(self, pool: ThreadPool) -> None:
-        self.pool = pool
-
-    def startService(self) -> None:
-        super().startService()
-        self.pool.start()
-        raise_nofile()
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.pool.stop()
-
-
-def raise_nofile() -> tuple[int, int]:
-    """Raise the soft ``RLIMIT_NOFILE`` to the hard one; log and return (before, after)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as error:
-            log.warn(
-                "could not raise the open-file limit from {soft}: {error}", soft=soft, error=error
-            )
-            return soft, soft
-    log.info("open-file limit: {after} (was {before})", after=target, before=soft)
-    return soft, target
-
-
-#: How often freed heap is handed back to the system (s).
-TRIM_INTERVAL = 60.0
-
-
-def heap_trimmer() -> Callable[[], object] | None:
-    """glibc's ``malloc_trim(0)``, or None where there is none (musl, macOS).
-
-    glibc returns freed heap to the system only from the top of the heap; what
-    is freed below a chunk still in use stays resident. Measured with the soak
-    bench (6 min, ~1,000 plays): RSS 115 -> 177 MiB while the objects the
-    collector tracks stayed at 85,000, and a ``malloc_trim`` gave 53 of the 62
-    MiB back (``MALLOC_ARENA_MAX=2`` changed nothing: not the threads' arenas).
-    Trimmed every minute, the same run ended idle at 128 MiB instead of 177; a
-    trim of that heap took 1.7 ms.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
-
-
-class FrozenStart(service.Service):
-    """Once running, what start-up made (modules, codecs, tables: some 300,000
-    objects that live as long as the process) is moved out of the collector's
-    sight (``gc.freeze``), so that a full collection walks only what serving
-    made. Measured with a thousand WebRTC viewers joining: full collections
-    took 90-290 ms each, and every reactor event waited for them."""
-
-    def startService(self) -> None:
-        from twisted.internet import reactor
-
-        super().startService()
-        reactor.callWhenRunning(_freeze_start)
-
-
-def _freeze_start() -> None:
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    log.info("{n} objects made at start-up left out of garbage collection", n=gc.get_freeze_count())
-
-
-class ServerState:
-    """What ``/metrics`` shows of this process's live state."""
-
-    def __init__(
-        self, registry: StreamRegistry, signalling: SignallingFactory, clock: IReactorTime
-    ) -> None:
-        self.registry = registry
-        self.signalling = signalling
-        self.clock = clock
-
-    def sessions(self) -> int:
-        """Sessions a ``connection`` established (an MSE media socket is none)."""
-        return sum(session.established for session in self.signalling.sessions.values())
-
-    def streams(self) -> dict[str, int]:
-        """By kind: ``vod`` (a play's own), ``vod-live``, ``published`` (here
-        or relayed from another worker), ``rendition`` (a resized copy)."""
-        kinds = Counter(stream.uri.scheme for stream in self.registry.streams.values())
-        kinds["published"] = len(self.registry.published)
-        kinds["rendition"] = len(self.registry.renditions)
-        return dict(kinds)
-
-    def viewers(self) -> dict[str, int]:
-        """By provider: WebRTC, MSE, RTMP (pushes) and HLS (players that
-        fetched a playlist in the last 30 s)."""
-        providers = Counter({"WebRTC": 0, "MSE": 0, "RTMP": 0})
-        providers.update(
-            media.provider
-            for media in self.registry.media.all()
-            if not media.published and not media.ended  # an ended push stays listed
-        )
-        providers["HLS"] = METERS.hls_viewers.count(self.clock.seconds())
-        return dict(providers)
-
-
-def server_metrics(
-    registry: StreamRegistry, state: ServerState, worker: str
-) -> Deferred[list[Metric]]:
-    """Every family of this server: this process's, or with workers each
-    worker's (asked now), labelled ``worker``."""
-    own = families(METERS, state)
-    if not worker:
-        return succeed(own)
-
-    def combine(answers: list[Any]) -> list[Metric]:
-        groups = [labelled(own, {"worker": _number(worker)})]
-        groups += [from_wire(wire, {"worker": _number(other)}) for other, wire in answers]
-        return merged(groups)
-
-    return registry.directory.ask_all("metrics", None).addCallback(combine)
-
-
-def _number(worker_id: str) -> str:
-    """A worker's number (``[node/]N.generation`` → ``N``)."""
-    return worker_id.rpartition("/")[2].split(".")[0]
-
-
 def makeService(options: Options) -> service.MultiService:
     """Compose the listeners; a bad setting stops the start with one line.
 
@@ -299,10 +144,11 @@ def makeService(options: Options) -> service.MultiService:
     (:mod:`wcs.logs` says how: twistd sets its log up after this returns).
     """
     try:
+        aio.install_reactor()
         settings = options.settings()
         observer = logs.twistd_observer(settings.log_format, options.parent)
         top = single(settings) if settings.worker_count == 1 else supervise(settings, options)
-    except (ConfigError, logs.LogSetupError) as error:
+    except (ConfigError, logs.LogSetupError, aio.ReactorError) as error:
         raise SystemExit(f"wcsvod: {error}") from None
     if observer is None:
         return top
@@ -402,7 +248,7 @@ def compose(
     FilesService(pool).setServiceParent(top)
 
     def in_pool(work: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        return threads.deferToThreadPool(reactor, pool, work, *args)
+        return threads.deferToThreadPool(IReactorFromThreads(reactor), pool, work, *args)
 
     sources = Sources(
         settings.media_dir,
@@ -484,7 +330,7 @@ def compose(
     hls = build_site(
         HlsRoot(packagers, reactor), settings.limits.http_idle_timeout, settings.access_log
     )
-    factories = {
+    factories: dict[str, IProtocolFactory] = {
         "ws.port": signalling,
         "wss.port": signalling,
         "http.port": site,

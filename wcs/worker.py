@@ -31,7 +31,7 @@ from twisted.python import usage
 if TYPE_CHECKING:
     from twisted.internet.ssl import DefaultOpenSSLContextFactory
 
-from wcs import tap  # installs the asyncio reactor, before anything imports one
+from wcs import aio, tap
 from wcs.cluster.hub import HubDirectory
 from wcs.config import ConfigError, Settings
 
@@ -129,6 +129,10 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> None:
+    try:
+        aio.install_reactor()  # before anything imports one: aiortc's loop
+    except aio.ReactorError as error:
+        raise SystemExit(f"wcsvod worker: {error}") from None
     from twisted.internet import reactor
 
     options = WorkerOptions()

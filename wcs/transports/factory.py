@@ -37,8 +37,8 @@ class TransportFactory:
     false sends WebRTC through aiortc's own per-viewer senders.
     """
 
-    play_providers = ("WebRTC", "MSE")
-    publish_providers = ("WebRTC",)
+    play_providers: tuple[str, ...] = ("WebRTC", "MSE")
+    publish_providers: tuple[str, ...] = ("WebRTC",)
 
     def __init__(
         self,
