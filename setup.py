@@ -45,6 +45,11 @@ setup(
             "jsonschema>=4.20,<5",
             "openapi-spec-validator>=0.7,<1",  # docs/openapi.json checked by the suite
             "py-spy>=0.3",
+            # the checks scripts/test.sh runs before the suite (pinned: a new
+            # release's new rules are taken on purpose, not by surprise)
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "mypy-zope==1.0.17",
         ],
     },
 )
