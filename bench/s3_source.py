@@ -8,7 +8,6 @@ Run with ``scripts/bench.sh bench/s3_source.py`` (``--smoke``: a 2 MB and a 4 MB
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,32 +22,7 @@ from testkit.s3 import (
     S3Server,
     s3_settings,
 )
-from tools.makemedia import make_mp4
-
-
-def concat(part: Path, times: int, target: Path) -> Path:
-    listing = target.with_suffix(".txt")
-    listing.write_text(f"file '{part}'\n" * times)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            str(listing),
-            "-c",
-            "copy",
-            "-movflags",
-            "+faststart",
-            str(target),
-        ],
-        check=True,
-    )
-    return target
+from tools.makemedia import concat, make_mp4
 
 
 def main() -> None:

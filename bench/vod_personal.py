@@ -8,7 +8,6 @@ Run with ``scripts/bench.sh bench/vod_personal.py`` (loopback-only namespace);
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
 from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
 from testkit.pages import open_player
 from testkit.rtc_client import play, run
-from tools.makemedia import make_mp4
+from tools.makemedia import concat, make_mp4
 
 
 def proc_stat(pid: int | str) -> tuple[float, int]:
@@ -131,27 +130,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-bench-"))
     make_mp4(folder / "clip.mp4", seconds=6 if smoke else 30, profile="main")
     minute = make_mp4(folder / "minute.mp4", seconds=2 if smoke else 60, profile="main")
-    listing = folder / "list.txt"
-    listing.write_text("".join(f"file '{minute}'\n" for _ in range(2 if smoke else 60)))
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            str(listing),
-            "-c",
-            "copy",
-            "-movflags",
-            "+faststart",
-            str(folder / "hour.mp4"),
-        ],
-        check=True,
-    )
+    concat(minute, 2 if smoke else 60, folder / "hour.mp4")
     print(
         f"files: minute {minute.stat().st_size / 1e6:.1f} MB, "
         f"hour {(folder / 'hour.mp4').stat().st_size / 1e6:.1f} MB"

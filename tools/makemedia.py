@@ -68,6 +68,17 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
     return path
 
 
+def concat(part: Path, times: int, target: Path) -> Path:
+    """``part`` ``times`` over as one MP4 (stream copy, ``moov`` first): a long
+    file made in seconds."""
+    listing = target.with_suffix(".txt")
+    listing.write_text(f"file '{part}'\n" * times)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", "-movflags", "+faststart", str(target)],
+                   check=True)
+    return target
+
+
 def make_camera(path: Path, *, seconds: float = 6.0, width: int = 640, height: int = 360,
                 fps: int = 30) -> Path:
     """A barcoded raw video (Y4M) for Chromium's fake camera
