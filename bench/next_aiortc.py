@@ -55,8 +55,16 @@ def newer_releases(current: str) -> list[str]:
 
 
 def run_contract(extra_path: Path | None) -> tuple[int, str]:
-    """The contract tests in a child interpreter, ``extra_path`` first on its path."""
+    """The contract tests in a child interpreter, ``extra_path`` first on its path
+    (the output starts with the aiortc release that child really imported)."""
     env_path = f"{extra_path}:{ROOT}" if extra_path else str(ROOT)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import aiortc; print(aiortc.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+    ).stdout.strip()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-n0", "-q", "-p", "no:cacheprovider", *CONTRACT_TESTS],
         cwd=ROOT,
@@ -65,7 +73,7 @@ def run_contract(extra_path: Path | None) -> tuple[int, str]:
         timeout=600,
         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
     )
-    return done.returncode, done.stdout + done.stderr
+    return done.returncode, f"imported aiortc {loaded}\n" + done.stdout + done.stderr
 
 
 def report(label: str, code: int, output: str) -> None:

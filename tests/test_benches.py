@@ -36,7 +36,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         r"µs per packet per viewer, stock / wcsvod:\n +2 viewers: [\d.]+x",
     ),
     "mse_fanout": (["--smoke"], r"\n +1 +1 +[\d.]+% +[\d.]+%"),
-    "next_aiortc": (["--smoke"], r"aiortc [\d.]+ \(installed\): contract tests pass"),
+    "next_aiortc": (["--smoke"], r"aiortc [\d.]+ \(installed\) \(imported: [\d.]+\): contract tests pass"),
     "rendition": (["--smoke"], r"rendition 320x180: \d+ frames out"),
     "rtmp_push": (
         ["--pushes", "1", "--seconds", "2", "--plays", "3"],

@@ -10,31 +10,41 @@ worker's load, as :class:`~wcs.streams.service.StreamsService` measures it.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.python.failure import Failure
 
-from wcs.cluster.directory import answered
+from wcs.cluster.directory import Directory, answered
 from wcs.cluster.store import TRANSPORT, Entry, Load
-from wcs.streams.media_sessions import MediaSession
-
-if TYPE_CHECKING:
-    from wcs.streams.registry import StreamRegistry
+from wcs.streams.media_sessions import MediaSession, MediaSessions
 
 
 class StreamQueries:
-    """The registry's streams and plays, with every other worker's."""
+    """This worker's streams and plays, with every other worker's.
 
-    def __init__(self, registry: StreamRegistry) -> None:
-        self.registry = registry
-        self.directory = registry.directory
+    ``media`` is this worker's plays and publications, ``viewers()`` its viewers
+    of each stream by id and ``running()`` how many streams it serves (the
+    registry's own answers).
+    """
+
+    def __init__(
+        self,
+        directory: Directory,
+        media: MediaSessions,
+        viewers: Callable[[], dict[str, int]],
+        running: Callable[[], int],
+    ) -> None:
+        self.directory = directory
+        self.media = media
+        self.viewers = viewers
+        self.running = running
         self._cpu = 0.0  # this process's share of a core, last measured
         self._metrics: list[Any] = []  # its metric families (wcs.metrics.to_wire), last read
         self._hls: dict[str, int] = {}  # HLS players by stream name, last counted
-        media = registry.media
-        self.directory.answer("media", lambda _: [m.as_dict() for m in media.all()])
-        self.directory.answer("viewers", lambda _: [self.directory.worker, registry.viewers()])
+        directory.answer("media", lambda _: [m.as_dict() for m in media.all()])
+        directory.answer("viewers", lambda _: [directory.worker, viewers()])
 
     def entries(
         self, *, name: str | None = None, uri: str | None = None, stream_id: str | None = None
@@ -46,7 +56,7 @@ class StreamQueries:
 
         def counted(results: list[Any]) -> list[Entry]:
             entries, neighbours = results
-            for worker, viewers in [(here, self.registry.viewers()), *neighbours]:
+            for worker, viewers in [(here, self.viewers()), *neighbours]:
                 for entry in entries:
                     if entry.id in viewers:
                         entry.viewers[worker] = viewers[entry.id]
@@ -75,7 +85,7 @@ class StreamQueries:
         def gathered(results: list[Any]) -> list[MediaSession]:
             loads, neighbours = results
             found = [
-                *self.registry.media.all(),
+                *self.media.all(),
                 *(MediaSession(**media) for answer in neighbours for media in answer),
                 *(
                     MediaSession(**media)
@@ -105,7 +115,7 @@ class StreamQueries:
         elsewhere = [media.id for media in found if media.worker != self.directory.worker]
         for media in found:
             if media.worker == self.directory.worker:
-                self.registry.media.stop(media.id, info)
+                self.media.stop(media.id, info)
         if elsewhere:
             self.directory.stop(elsewhere, info)
 
@@ -129,7 +139,7 @@ class StreamQueries:
             self._metrics = metrics
         if hls is not None:
             self._hls = hls
-        viewers = self.registry.viewers()
+        viewers = self.viewers()
         self.directory.report(viewers, self._load(viewers))
 
     def _load(self, viewers: dict[str, int]) -> Load:
@@ -140,8 +150,8 @@ class StreamQueries:
             pid=os.getpid(),
             viewers=sum(viewers.values()),
             cpu=self._cpu,
-            streams=self.registry.running(),
-            media=[media.as_dict() for media in self.registry.media.all()],
+            streams=self.running(),
+            media=[media.as_dict() for media in self.media.all()],
             metrics=self._metrics,
             hls=self._hls,
         )
@@ -151,7 +161,7 @@ class StreamQueries:
         here = self.directory.worker
 
         def ours_now(loads: list[Load]) -> list[Load]:
-            own = self._load(self.registry.viewers())
+            own = self._load(self.viewers())
             return [own, *(load for load in loads if load.worker != here)]
 
         return answered(self.directory.loads()).addCallback(ours_now)

@@ -15,7 +15,7 @@ relayed here once, whoever plays it). Local streams are this worker's copies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -41,11 +41,10 @@ from wcs.streams.media_sessions import MediaSessions
 from wcs.streams.queries import StreamQueries
 from wcs.streams.renditions import Renditions
 from wcs.streams.snapshots import Snapshots
-from wcs.streams.stream import JOIN_FROM_START, PublishedStream, VodStream
+from wcs.streams.stream import JOIN_FROM_START, PublishedStream, Stream, VodStream
 
 log = Logger()
 
-Stream = VodStream | PublishedStream
 T = TypeVar("T")
 
 
@@ -107,9 +106,11 @@ class StreamRegistry:
         self._starting: set[str] = set()  # names REST startups are opening
         #: Told ``(token, info)`` when another node refused a media socket of ours.
         self.on_transport_refused: Callable[[str, str], None] = lambda token, info: None
-        self.queries = StreamQueries(self)
+        self.queries = StreamQueries(self.directory, self.media, self.viewers, self.running)
         self.renditions = Renditions(clock, transcoding)
-        self.snapshots = Snapshots(self)
+        self.snapshots = Snapshots(
+            self.directory, self.media, self.open, self.queries.media_sessions, self._work, clock
+        )
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -495,6 +496,10 @@ class StreamRegistry:
             return False, error.info
 
         return self.sources.check(parsed.path).addCallbacks(lambda info: (True, info), refused)
+
+    def _work(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Heavy work off the reactor, in the sources' pool (a snapshot's decoding)."""
+        return self.sources.work(work, *args)
 
     def viewers(self) -> dict[str, int]:
         """This worker's viewers of each stream it serves, by id."""

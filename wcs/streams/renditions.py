@@ -7,17 +7,13 @@ shared by every later one; it goes when its last viewer does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import Unsupported
 from wcs.media import resize
 from wcs.streams.rendition import Rendition
-
-if TYPE_CHECKING:
-    from wcs.streams.registry import Stream
+from wcs.streams.stream import Stream
 
 log = Logger()
 

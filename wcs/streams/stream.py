@@ -410,3 +410,7 @@ def _nothing() -> None:
 
 def _gone(_stream: object) -> None:
     """What a stream that ended tells the registry again: nothing."""
+
+
+#: What a play subscribes to: a file's stream or a published one.
+Stream = VodStream | PublishedStream
