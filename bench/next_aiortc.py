@@ -79,9 +79,10 @@ def run_contract(extra_path: Path | None) -> tuple[int, str]:
 def report(label: str, code: int, output: str) -> None:
     summary = re.findall(r"^\d+ (?:passed|failed).*$", output, re.M)
     missing = sorted(set(re.findall(r"has no (\w+) any more", output)))
+    loaded = output.splitlines()[0].removeprefix("imported aiortc ")
     print(
-        f"aiortc {label}: contract tests {'pass' if code == 0 else 'FAIL'}"
-        f" ({summary[-1] if summary else 'no summary'})"
+        f"aiortc {label} (imported: {loaded}): contract tests"
+        f" {'pass' if code == 0 else 'FAIL'} ({summary[-1] if summary else 'no summary'})"
     )
     if missing:
         print(f"  private names gone: {', '.join(missing)}")
