@@ -99,6 +99,10 @@ def test_no_module_but_internals_reaches_a_private_aiortc_name():
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
             if isinstance(node, ast.FunctionDef) and node.name in private:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} def {node.name}")
+            if isinstance(node, ast.ImportFrom) and any(
+                    part.startswith("_") for part in (node.module or "").split(".")[1:]
+            ) and (node.module or "").split(".")[0] in ("aiortc", "aioice", "pylibsrtp"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} from {node.module}")
     assert offenders == []
 
 

@@ -58,6 +58,8 @@ CONTRACT: tuple[tuple[str, str], ...] = (
     ("aioice.ice.Connection", "_early_checks"),
     ("aioice.ice.Connection", "_protocols"),
     ("pylibsrtp.Session", "_srtp"),
+    ("pylibsrtp._binding", "ffi"),
+    ("pylibsrtp._binding", "lib"),
 )
 
 #: The name aiortc calls a sender's RTCP handler by; :class:`FastSender` overrides it.
@@ -212,6 +214,20 @@ def h264_payloads(data: bytes) -> tuple[bytes, ...]:
 # SRTP
 
 
-def srtp_context(session: Session) -> Any:
-    """pylibsrtp's ``srtp_t`` of a session (a cffi pointer), for the C loop."""
-    return session._srtp[0]
+def srtp_protect() -> tuple[str, bool, int]:
+    """pylibsrtp's ``srtp_protect`` as the C loop would call it: its signature as
+    cffi declares it, whether its status is int-sized, and its address."""
+    from pylibsrtp._binding import ffi, lib
+
+    return (
+        ffi.typeof(lib.srtp_protect).cname,
+        ffi.sizeof("srtp_err_status_t") == ffi.sizeof("int"),
+        int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+    )
+
+
+def srtp_context(session: Session) -> int:
+    """The address of a session's libsrtp ``srtp_t``, for the C loop."""
+    from pylibsrtp._binding import ffi
+
+    return int(ffi.cast("uintptr_t", session._srtp[0]))

@@ -3,8 +3,8 @@
 :func:`open_stream` gives the C implementation (``wcs/webrtc/_rtpout.c``) when
 it is built and pylibsrtp's ``srtp_protect`` has the signature it calls (libsrtp
 2's: checked here, at import), else :class:`PyRtpStream`, the same loop in
-Python that writes the same bytes (``tests/test_rtpstream.py`` holds them side by side). Either way
-:func:`send_all` sends one sample to every viewer of a broadcast at once.
+Python that writes the same bytes (``tests/test_rtpstream.py`` holds them side
+by side). Either way :func:`send_all` sends one sample to every viewer of a broadcast at once.
 
 A stream numbers its own packets: the sample's payloads are shared, the
 header (sequence number, timestamp base, SSRC, payload type, extensions) is
@@ -28,28 +28,30 @@ from wcs.webrtc import internals
 PROTECT_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 
-def _load_native() -> tuple[Any, str]:
-    """The C loop's module, or None and why not (what the server logs at start-up)."""
+def _load_native() -> tuple[Any, int, str]:
+    """The C loop's module and the address of the protect function it calls, or
+    None and why not (what the server logs at start-up)."""
     try:
         _rtpout = importlib.import_module("wcs.webrtc._rtpout")
     except ImportError as error:
-        return None, f"the C helper is not built ({error}): RTP goes out through the Python loop"
+        return None, 0, f"the C helper is not built ({error}): RTP goes out through the Python loop"
     try:
-        from pylibsrtp._binding import ffi, lib
-
-        signature = ffi.typeof(lib.srtp_protect).cname
-        status_size = ffi.sizeof("srtp_err_status_t")
+        signature, int_status, address = internals.srtp_protect()
     except Exception as error:
-        return None, f"pylibsrtp's srtp_protect cannot be checked ({error!r}): Python loop"
-    if signature != PROTECT_SIGNATURE or status_size != ffi.sizeof("int"):
-        return None, (
-            f"pylibsrtp's srtp_protect is {signature}, not the libsrtp 2 {PROTECT_SIGNATURE}"
-            " the C helper calls: RTP goes out through the Python loop"
+        return None, 0, f"pylibsrtp's srtp_protect cannot be checked ({error!r}): Python loop"
+    if signature != PROTECT_SIGNATURE or not int_status:
+        return (
+            None,
+            0,
+            (
+                f"pylibsrtp's srtp_protect is {signature}, not the libsrtp 2 {PROTECT_SIGNATURE}"
+                " the C helper calls: RTP goes out through the Python loop"
+            ),
         )
-    return _rtpout, ""
+    return _rtpout, address, ""
 
 
-_rtpout, NATIVE_UNUSABLE = _load_native()
+_rtpout, _PROTECT_ADDRESS, NATIVE_UNUSABLE = _load_native()
 
 #: Samples remembered per stream, to find the packet a NACK names.
 SENT_HISTORY = 256
@@ -278,14 +280,12 @@ def open_stream(
     ``close()`` ends its sending.
     """
     if native and _rtpout is not None:
-        from pylibsrtp._binding import ffi, lib
-
         return _rtpout.RtpStream(
             fd=sock.fileno(),
             host=address[0],
             port=address[1],
-            protect=int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
-            context=int(ffi.cast("uintptr_t", internals.srtp_context(session))),
+            protect=_PROTECT_ADDRESS,
+            context=internals.srtp_context(session),
             session=session,
             ssrc=ssrc,
             payload_type=payload_type,
