@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import time
+
+from testkit.pages import open_player, wait_status, wait_video
 from testkit.rtc_client import play, run
 from tools.makemedia import frames_in, make_mp4
 
@@ -25,13 +28,13 @@ sys.meta_path.insert(0, NotBuilt())
 '''
 
 
-def test_without_the_c_helper_the_python_loop_plays_every_frame(start_server, tmp_path):
+def test_without_the_c_helper_the_python_loop_plays_every_frame(start_server, page, tmp_path):
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(BLOCKER)
     media = tmp_path / "media"
     media.mkdir()
-    make_mp4(media / "clip.mp4", seconds=3)
+    make_mp4(media / "clip.mp4", seconds=5)
     root = Path(__file__).resolve().parent.parent
     server = start_server(wrap=["env", f"PYTHONPATH={hide}:{root}"], media_dir=str(media))
     assert server.saw("WebRTC sender: the C helper is not built")
@@ -39,4 +42,11 @@ def test_without_the_c_helper_the_python_loop_plays_every_frame(start_server, tm
     got = run(play(server.ws_url, "vod://clip.mp4", timeout=30))
     assert got.statuses == ["PENDING", "PLAYING", "STOPPED"], got.infos
     assert len(got.video) == frames_in(media / "clip.mp4") - 1
+    # and the SDK's own player page, in Chromium, shows the picture playing
+    open_player(page, server, "vod://clip.mp4")
+    wait_status(page, "PLAYING")
+    first = wait_video(page)
+    time.sleep(1.0)
+    later = page.evaluate("() => document.querySelector('#remoteVideo video').currentTime")
+    assert first["width"] == 640 and later > first["time"]
     assert "Traceback" not in server.log()
