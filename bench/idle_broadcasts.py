@@ -321,10 +321,13 @@ def main() -> None:
                     time.sleep(0.05)
                 probe.phase = "after"
 
-            threading.Thread(target=flip, daemon=True).start()
+            flipper = threading.Thread(target=flip, daemon=True)
+            flipper.start()
             crowd = run(
                 viewers(server.ws_url, [names[0]] * args.viewers, rate, MEASURE, marks), timeout=900
             )
+            marks.extend(["end", "end"])  # (if the crowd never marked its start and end)
+            flipper.join(5)  # its last phase said before the probe's input closes
             print(
                 f"{args.viewers} WebRTC viewers of one broadcast: {crowd['connected']:.0f} "
                 f"connected, {crowd['delivered'] * 100:.1f} % of packets delivered"
