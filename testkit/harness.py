@@ -124,7 +124,7 @@ class ServerProcess:
         self.wrap = wrap or []
         self.ports = {key: free_port()
                       for key in ("ws.port", "wss.port", "http.port", "https.port",
-                                  "hls.port", "hls.ssl.port")}
+                                  "hls.port", "hls.ssl.port", "ice_tcp_port")}
         values = {
             **{key: str(port) for key, port in self.ports.items()},
             "bind_address": "127.0.0.1",

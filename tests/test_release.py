@@ -213,6 +213,7 @@ def test_sockets_that_wait_for_plays_are_bounded(media, tmp_path):
 class Camera:
     """A publisher that sends a file's frames when told (the transport factory's
     WebRTC publisher needs a browser; what is tested here is what it feeds)."""
+    connect_deadline = (20.0, "Failed by ICE timeout")
 
     def __init__(self, path: Path, on_sample, on_state) -> None:
         self.media = Mp4File(path, "camera")
@@ -246,7 +247,7 @@ class Studio(TransportFactory):
 
     cameras: list[Camera]
 
-    def publisher(self, label, on_sample, on_state):
+    def publisher(self, label, on_sample, on_state, tcp_only=False):
         camera = Camera(self.source, on_sample, on_state)
         self.cameras.append(camera)
         return camera

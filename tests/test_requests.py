@@ -53,6 +53,7 @@ class FakePlayer(Viewer):
 
 
 class FakePublisher:
+    connect_deadline = (20.0, "Failed by ICE timeout")
     def __init__(self, on_sample, on_state):
         self.on_sample, self.on_state = on_sample, on_state
         self.info = None
@@ -84,6 +85,7 @@ class FakeRecorder(Viewer):
 class FakeTransports:
     play_providers = ("WebRTC", "MSE")
     publish_providers = ("WebRTC",)
+    tcp_offered = True
 
     def __init__(self):
         self.players: list[FakePlayer] = []
@@ -92,12 +94,14 @@ class FakeTransports:
         self.fail_with = None
         self.events: list[tuple] = []
 
-    def player(self, provider, session_id, info, label, on_state):
+    def player(self, provider, session_id, info, label, on_state, tcp_only=False):
         self.players.append(FakePlayer(provider, info, on_state, self.fail_with))
+        self.players[-1].tcp_only = tcp_only
         return self.players[-1]
 
-    def publisher(self, label, on_sample, on_state):
+    def publisher(self, label, on_sample, on_state, tcp_only=False):
         self.publishers.append(FakePublisher(on_sample, on_state))
+        self.publishers[-1].tcp_only = tcp_only
         return self.publishers[-1]
 
     def recorder(self, stream_name, media_session_id, info, on_state):

@@ -59,6 +59,9 @@ def test_stream_request_fields():
     ({"mediaSessionId": "a", "record": "maybe"}, "'record' must be true or false", True),
     ({"mediaSessionId": "a", "mediaProvider": "Flash"}, "unknown mediaProvider", True),
     ({"mediaSessionId": "a", "sdp": 5}, "'sdp' must be a string", True),
+    ({"mediaSessionId": "a", "transport": "SCTP"}, "'transport' must be UDP or TCP", True),
+    ({"mediaSessionId": "a", "transport": 5}, "'transport' must be UDP or TCP", True),
+    ({"mediaSessionId": "a", "transport": ["TCP"]}, "'transport' must be UDP or TCP", True),
 ])
 def test_bad_stream_fields(body, info, routed):
     with pytest.raises(MessageError) as raised:
@@ -327,8 +330,9 @@ def test_fields_that_cannot_be_honoured_are_logged_once_per_session(h):
     finally:
         globalLogPublisher.removeObserver(observer)
     assert sorted(seen) == sorted([
-        "transport: media over TCP is not offered; WebRTC media goes over UDP",
         "bitrate: a file's stream is sent at its own bitrate",
         "cvoExtension: video orientation (CVO) is not sent",
-    ])  # width and height are honoured: a rendition at that size
+    ])  # width and height are honoured (a rendition at that size), and transport (ICE-TCP)
     assert [call[0] for call in h.streams.calls].count("play") == 3  # played all the same
+    transports = [call[1].transport for call in h.streams.calls if call[0] == "play"]
+    assert transports == ["TCP", "TCP", "UDP"]

@@ -14,7 +14,7 @@ from tests.test_packetizer import encode_h264
 from wcs.errors import ICE_FAILED, INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample, VideoInfo
 from wcs.signalling.messages import StreamRequest
-from wcs.signalling.negotiation import ICE_TIMEOUT
+from wcs.errors import ICE_TIMEOUT
 from wcs.signalling.playing import Playback
 from wcs.signalling.session import Session
 from wcs.streams.stream import PublishedStream
@@ -64,7 +64,7 @@ class FakeTransports:
         self.answer: Deferred = succeed("v=0 answer")
         self.deadline = (ICE_TIMEOUT, ICE_FAILED)
 
-    def player(self, provider, session_id, info, label, on_state) -> FakePlayer:
+    def player(self, provider, session_id, info, label, on_state, tcp_only=False) -> FakePlayer:
         self.asked.append((provider, session_id, info, label))
         player = FakePlayer(on_state, self.answer)
         player.connect_deadline = self.deadline

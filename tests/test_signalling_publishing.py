@@ -31,6 +31,7 @@ INFO = MediaInfo(0.0, VideoInfo(0, 0, 0.0, "42e01f"), None)
 
 
 class FakePublisher:
+    connect_deadline = (20.0, "Failed by ICE timeout")
     def __init__(self, on_sample, on_state, answer: Deferred) -> None:
         self.on_sample, self.on_state = on_sample, on_state
         self.answer_with = answer
@@ -79,7 +80,7 @@ class FakeTransports:
         self.recorders: list[FakeRecorder] = []
         self.answer: Deferred = succeed("v=0 answer")
 
-    def publisher(self, label, on_sample, on_state) -> FakePublisher:
+    def publisher(self, label, on_sample, on_state, tcp_only=False) -> FakePublisher:
         self.publishers.append(FakePublisher(on_sample, on_state, self.answer))
         return self.publishers[-1]
 

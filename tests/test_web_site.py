@@ -82,6 +82,7 @@ def test_config_json_tells_the_pages_the_ports_and_whether_the_sdk_is_served(fol
         "hlsPort": 0,
         "hlsSslPort": 8445,
         "sdk": True,
+        "iceServers": [],
     }
     without = get(site_root(folders, websdk_dir=None), "/config.json").json()
     assert without["sdk"] is False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,10 @@ class Settings:
     hls_ssl_port: int = 8445
     bind_address: str = "0.0.0.0"
     announced_ips: tuple[str, ...] = ()
+    ice_tcp_port: int = 8083
+    turn_url: tuple[str, ...] = ()
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl: int = 86400
     vod_live_loop: bool = False
     transcoding_disabled: bool = False
     vod_stream_timeout: int = 30000
@@ -225,6 +230,31 @@ def _node(text: str) -> str:
     return text
 
 
+_TURN_URL = re.compile(
+    r"turns?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(\?transport=(udp|tcp))?"
+)
+
+
+def _turn_urls(text: str) -> tuple[str, ...]:
+    """TURN server URLs (RFC 7065: ``turn:host[:port][?transport=udp|tcp]`` or
+    ``turns:``), comma-separated, as browsers take them in ``iceServers``."""
+    urls = tuple(part.strip() for part in text.split(",") if part.strip())
+    for url in urls:
+        found = _TURN_URL.fullmatch(url)
+        port = int(found[2][1:]) if found and found[2] else 1
+        if found is None or not 0 < port < 65536:
+            raise ValueError(
+                f"{url!r} is not a TURN URL like turn:turn.example.com:3478?transport=tcp"
+            )
+    return urls
+
+
+def _turn_secret(text: str) -> str:
+    if text and (not text.isprintable() or any(c.isspace() for c in text)):
+        raise ValueError("must be the TURN server's static-auth-secret, printable, no spaces")
+    return text
+
+
 def _path(text: str) -> Path:
     if not text:
         raise ValueError("must be a path")
@@ -304,6 +334,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "hls.ssl.port": ("hls_ssl_port", _port, repr),
     "bind_address": ("bind_address", _address, repr),
     "ip": ("announced_ips", _addresses, repr),
+    "ice_tcp_port": ("ice_tcp_port", _port, repr),
+    "turn_url": ("turn_url", _turn_urls, repr),
+    "turn_secret": ("turn_secret", _turn_secret, _secret),
+    "turn_ttl": ("turn_ttl", _positive, repr),
     "vod_live_loop": ("vod_live_loop", _bool, repr),
     "transcoding_disabled": ("transcoding_disabled", _bool, repr),
     "vod_stream_timeout": ("vod_stream_timeout", _non_negative, repr),
@@ -487,7 +521,20 @@ def _check_together(settings: Settings) -> None:
             "(or ip, or a bind_address that is not 0.0.0.0)"
         )
     seen: dict[int, str] = {}
-    for key in ("ws.port", "wss.port", "http.port", "https.port", "hls.port", "hls.ssl.port"):
+    if settings.turn_url and not settings.turn_secret:
+        raise ConfigError(
+            "turn_secret: set the TURN server's static-auth-secret (coturn's "
+            "use-auth-secret), or leave turn_url out"
+        )
+    for key in (
+        "ws.port",
+        "wss.port",
+        "http.port",
+        "https.port",
+        "hls.port",
+        "hls.ssl.port",
+        "ice_tcp_port",
+    ):
         port = getattr(settings, _KEYS[key][0])
         if port and port in seen:
             raise ConfigError(f"{key}={port}: already used by {seen[port]}")

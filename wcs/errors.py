@@ -18,6 +18,15 @@ INVALID_NAME = "Invalid stream name"
 INTERNAL_ERROR = "Internal error"
 #: A peer that never connected (WCS's own words).
 ICE_FAILED = "Failed by ICE timeout"
+#: Seconds a WebRTC peer may take to connect once answered (WCS's ICE timeout).
+ICE_TIMEOUT = 20.0
+#: A ``transport: "TCP"`` peer that never connected: its only way was ICE over TCP.
+ICE_TCP_FAILED = (
+    "Failed by ICE timeout: ICE over TCP found no connection (is the server's "
+    "ice_tcp_port reachable from the browser?)"
+)
+#: A ``transport: "TCP"`` request to a server whose ICE-TCP port is off.
+TCP_OFF = "WebRTC over TCP is off on this server (ice_tcp_port=0)"
 
 
 class WcsError(Exception):

@@ -57,6 +57,7 @@ from wcs.web.push import PushApi
 from wcs.web.site import build_root, build_site
 from wcs.web.streams import StreamApi
 from wcs.web.vod import VodApi
+from wcs.webrtc.icetcp import IceTcpServer
 
 if TYPE_CHECKING:  # Twisted names it only in a private module
     from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -162,7 +163,8 @@ def makeService(options: Options) -> service.MultiService:
 #: at net.core.somaxconn).
 BACKLOG = 1024
 #: Port keys of the listeners, plain and TLS.
-PLAIN, SECURE = ("ws.port", "http.port", "hls.port"), ("wss.port", "https.port", "hls.ssl.port")
+PLAIN = ("ws.port", "http.port", "hls.port", "ice_tcp_port")
+SECURE = ("wss.port", "https.port", "hls.ssl.port")
 #: Served by the first worker only: each HLS stream is cut into segments in one
 #: place, so that a player's playlist and segments agree whichever it asks; and
 #: wss, because a page's two sockets must meet on one worker and a TLS
@@ -212,6 +214,7 @@ def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
         "https.port": settings.https_port,
         "hls.port": settings.hls_port,
         "hls.ssl.port": settings.hls_ssl_port,
+        "ice_tcp_port": settings.ice_tcp_port,
     }
     return {key: ports[key] for key in keys if ports[key]}
 
@@ -273,6 +276,11 @@ def compose(
     )
     if relay is not None:
         relay.find_published = registry.published_stream
+    ice_tcp = (
+        IceTcpServer(settings.ice_tcp_port, reactor, registry.directory.worker, peers)
+        if settings.ice_tcp_port
+        else None
+    )
     transports = TransportFactory(
         reactor,
         settings.media_dir,
@@ -280,6 +288,7 @@ def compose(
         settings.announced_ips,
         fast_sender=settings.webrtc_sender == "fast",
         limits=limits,
+        ice_tcp=ice_tcp,
     )
     gate = access_gate(settings, reactor)
     # the whole server's session and push caps: counted here, or by the supervisor
@@ -310,7 +319,7 @@ def compose(
         handoff=peers,
     )
     if peers is not None:
-        peers.adopter = signalling.adopt
+        peers.adopter = adopter(signalling, ice_tcp)
     registry.on_transport_refused = signalling.transport_refused
     root, rest = build_root(settings, gate)
     rest.putChild(b"vod", VodApi(registry, rest.access, gate, Library(settings.media_dir, in_pool)))
@@ -338,6 +347,8 @@ def compose(
         "hls.port": hls,
         "hls.ssl.port": hls,
     }
+    if ice_tcp is not None:
+        factories["ice_tcp_port"] = ice_tcp
     for key in (*_ports(settings, PLAIN), *_ports(settings, SECURE)):
         if key in FIRST_WORKER_ONLY and worker and not _first(worker):
             continue
@@ -350,6 +361,21 @@ def compose(
     if trim is not None:
         internet.TimerService(TRIM_INTERVAL, trim).setServiceParent(top)
     return top
+
+
+def adopter(signalling: SignallingFactory, ice_tcp: IceTcpServer | None) -> Callable[..., None]:
+    """Who serves a connection another worker handed over: a page's media
+    socket, or an ICE-TCP connection."""
+
+    def adopt(socket: int, kind: str = "media", **connection: Any) -> None:
+        if kind == "ice-tcp":
+            if ice_tcp is None:
+                raise RuntimeError("this worker has no ICE-TCP port")
+            ice_tcp.adopt(socket, **connection)
+        else:
+            signalling.adopt(socket, **connection)
+
+    return adopt
 
 
 def access_gate(settings: Settings, reactor: Any) -> Gate:

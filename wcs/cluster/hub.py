@@ -153,10 +153,13 @@ class Give(amp.Command):
 
 
 #: What a connection handed between workers carries besides its descriptor:
-#: the socket's family, the WebSocket handshake it opened with (replayed,
-#: unanswered, by the worker that adopts it), the media token it named, the
-#: bytes read after that message, and the client's address (its session count).
+#: what it is ("media": a page's media WebSocket, "ice-tcp": a browser's ICE-TCP
+#: connection), the socket's family, the WebSocket handshake it opened with
+#: (replayed, unanswered, by the worker that adopts it), the media token (or
+#: ICE username fragment) it named, the bytes read after that, and the
+#: client's address (its session count).
 _CONNECTION = [
+    (b"kind", amp.Unicode(optional=True)),
     (b"family", amp.Integer()),
     (b"handshake", Blob()),
     (b"token", amp.Unicode()),

@@ -122,13 +122,20 @@ def size_field(body: dict[str, Any], key: str) -> int:
     return number
 
 
+def transport_field(body: dict[str, Any]) -> str:
+    """The SDK's ``transport`` option: "UDP" (the default, ICE picks) or "TCP"."""
+    value = body.get("transport")
+    if value is None or value == "":
+        return "UDP"
+    if not isinstance(value, str) or value.upper() not in ("UDP", "TCP"):
+        raise MessageError("'transport' must be UDP or TCP")
+    return value.upper()
+
+
 def ignored_fields(body: dict[str, Any]) -> dict[str, str]:
     """The fields of a play or publish that WCS honours and this server cannot,
     set to something that asks for it, each with the reason (for the log)."""
     ignored: dict[str, str] = {}
-    transport = body.get("transport")
-    if isinstance(transport, str) and transport.upper() == "TCP":
-        ignored["transport"] = "media over TCP is not offered; WebRTC media goes over UDP"
     for key in ("bitrate", "minBitrate", "maxBitrate", "quality"):
         value = body.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value:
@@ -154,6 +161,8 @@ class StreamRequest:
     has_video: bool = True
     custom: dict[str, Any] = field(default_factory=dict)
     rtmp_url: str = ""  # a publication to send on to an RTMP server too
+    #: "TCP": WebRTC media over ICE-TCP only (the SDK's TRANSPORT_TYPE); "UDP": either
+    transport: str = "UDP"
     #: fields asked for that this server cannot honour, and why
     ignored: dict[str, str] = field(default_factory=dict)
 
@@ -181,6 +190,7 @@ class StreamRequest:
                 has_video=flag_field(body, "hasVideo", True),
                 custom=custom if isinstance(custom, dict) else {},
                 rtmp_url=text_field(body, "rtmpUrl", limit=2048, default="") or "",
+                transport=transport_field(body),
                 ignored=ignored_fields(body),
             )
         except MessageError as error:

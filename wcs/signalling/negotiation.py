@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.errors import ICE_FAILED, INTERNAL_ERROR, WcsError
+from wcs.errors import ICE_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, WcsError
 from wcs.signalling import messages
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
@@ -19,9 +19,6 @@ from wcs.streams.media_sessions import MediaSession
 from wcs.transports.interfaces import Transports
 
 log = Logger()
-
-#: A peer that has not connected by then is given up (WCS: "Failed by ICE timeout").
-ICE_TIMEOUT = 20.0
 
 
 class Negotiation:

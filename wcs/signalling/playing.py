@@ -35,6 +35,7 @@ class Playback(Negotiation):
             stream.info,
             self.label,
             self._player_state,
+            tcp_only=self.request.transport == "TCP",
         )
         self.report("PENDING")
         self.arm_deadline(*self.player.connect_deadline)  # ICE, or the MSE media socket

@@ -39,9 +39,12 @@ class Publication(Negotiation):
             self.end("FAILED", error.info)
             return
         self.publisher = self.transports.publisher(
-            f"publish {self.request.name!r}", self._sample, self._state
+            f"publish {self.request.name!r}",
+            self._sample,
+            self._state,
+            tcp_only=self.request.transport == "TCP",
         )
-        self.arm_deadline()
+        self.arm_deadline(*self.publisher.connect_deadline)
         answering = self.publisher.answer(self.request.sdp)
         answering.addCallback(self._answered).addErrback(self.refused)
 

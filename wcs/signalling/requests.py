@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from wcs.access.gate import OPEN, Gate
-from wcs.errors import LimitReached, MediaTransportRefused
+from wcs.errors import TCP_OFF, LimitReached, MediaTransportRefused
 from wcs.limits import Limits
 from wcs.push.pushes import Pushes
 from wcs.signalling.messages import MessageError, StreamRequest
@@ -68,6 +68,13 @@ class StreamRequests:
                 f"Media provider {request.media_provider} is not supported"
                 + (" for publishing" if request.published else ""),
             )
+            return None
+        if (
+            request.transport == "TCP"
+            and request.media_provider == "WebRTC"
+            and not self.transports.tcp_offered
+        ):
+            session.report_stream(request, "FAILED", TCP_OFF)
             return None
         kind = Publication if request.published else Playback
         cap, key, what = (

@@ -22,6 +22,7 @@ from wcs.mse.viewer import MseViewer
 from wcs.recording.recorder import MIB, Recorder, record_name
 from wcs.transports.interfaces import OnState, Player
 from wcs.webrtc import ice
+from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.publisher import WebRTCPublisher
 from wcs.webrtc.rtpstream import NATIVE_UNUSABLE
 from wcs.webrtc.viewer import WebRTCViewer
@@ -48,8 +49,11 @@ class TransportFactory:
         announced_ips: Sequence[str] = (),
         fast_sender: bool = True,
         limits: Limits = Limits(),
+        ice_tcp: IceTcpServer | None = None,
     ) -> None:
         self.clock = clock
+        self.ice_tcp = ice_tcp
+        self.tcp_offered = ice_tcp is not None
         self.limits = limits
         self.fast_sender = fast_sender
         self.record_dir = record_dir
@@ -66,18 +70,41 @@ class TransportFactory:
             )
 
     def player(
-        self, provider: str, session_id: str, info: MediaInfo, label: str, on_state: OnState
+        self,
+        provider: str,
+        session_id: str,
+        info: MediaInfo,
+        label: str,
+        on_state: OnState,
+        tcp_only: bool = False,
     ) -> Player:
         if provider == "WebRTC":
-            return WebRTCViewer(info, label, on_state, fast=self.fast_sender)
+            return WebRTCViewer(
+                info,
+                label,
+                on_state,
+                fast=self.fast_sender,
+                ice_tcp=self.ice_tcp,
+                tcp_only=tcp_only and self.ice_tcp is not None,
+            )
         if provider == "MSE":
             return MseViewer(self.channels, session_id, info, label, self.clock, on_state)
         raise Unsupported(f"Media provider {provider} is not supported")
 
     def publisher(
-        self, label: str, on_sample: Callable[[Sample], None], on_state: OnState
+        self,
+        label: str,
+        on_sample: Callable[[Sample], None],
+        on_state: OnState,
+        tcp_only: bool = False,
     ) -> WebRTCPublisher:
-        return WebRTCPublisher(label, on_sample, on_state)
+        return WebRTCPublisher(
+            label,
+            on_sample,
+            on_state,
+            ice_tcp=self.ice_tcp,
+            tcp_only=tcp_only and self.ice_tcp is not None,
+        )
 
     def recorder(
         self, stream_name: str, media_session_id: str, info: MediaInfo, on_state: OnState

@@ -52,6 +52,9 @@ class Publisher(Protocol):
     #: What the page sends, known once the offer is answered.
     info: MediaInfo | None
 
+    #: Seconds it may take to connect after the answer, and the FAILED info if not.
+    connect_deadline: tuple[float, str]
+
     def answer(self, offer_sdp: str) -> Deferred[str]:
         """The SDP answer for the page's offer."""
 
@@ -80,14 +83,27 @@ class Transports(Protocol):
     #: Media providers a page may play with, and publish with.
     play_providers: tuple[str, ...]
     publish_providers: tuple[str, ...]
+    #: Whether WebRTC media may go over TCP (an ICE-TCP port is open).
+    tcp_offered: bool
 
     def player(
-        self, provider: str, session_id: str, info: MediaInfo, label: str, on_state: OnState
+        self,
+        provider: str,
+        session_id: str,
+        info: MediaInfo,
+        label: str,
+        on_state: OnState,
+        tcp_only: bool = False,
     ) -> Player:
-        """A player for one ``playStream`` of session ``session_id``."""
+        """A player for one ``playStream`` of session ``session_id``; ``tcp_only``:
+        its WebRTC media over TCP only (the SDK's ``transport: "TCP"``)."""
 
     def publisher(
-        self, label: str, on_sample: Callable[[Sample], None], on_state: OnState
+        self,
+        label: str,
+        on_sample: Callable[[Sample], None],
+        on_state: OnState,
+        tcp_only: bool = False,
     ) -> Publisher:
         """A receiver for one ``publishStream``."""
 

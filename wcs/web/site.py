@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.interfaces import IDelayedCall
@@ -24,6 +26,7 @@ from twisted.web import http, resource, server, static
 from twisted.web.server import Request
 
 from wcs.access.gate import OPEN, Gate
+from wcs.access.turn import ice_servers
 from wcs.config import Settings
 from wcs.errors import AccessRefused
 from wcs.web.rest import MAX_BODY, Access, RestRoot, error
@@ -39,25 +42,32 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 class PageConfig(resource.Resource):
     """``/config.json``: what our own pages need to know to reach the WebSocket and
-    HLS ports (0: off), and whether the SDK's demo pages are served."""
+    HLS ports (0: off), whether the SDK's demo pages are served, and the ICE
+    servers a peer connection should use (a TURN server's, with a credential
+    made for this load, when one is set)."""
 
     isLeaf = True
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
-        self.body = json.dumps(
-            {
-                "wsPort": settings.ws_port,
-                "wssPort": settings.wss_port,
-                "hlsPort": settings.hls_port,
-                "hlsSslPort": settings.hls_ssl_port,
-                "sdk": settings.websdk_dir is not None,
-            }
-        ).encode()
+        self.settings = settings
+        self.clock = clock
 
     def render_GET(self, request: Request) -> bytes:
+        settings = self.settings
         request.setHeader(b"Content-Type", b"application/json")
-        return self.body
+        request.setHeader(b"Cache-Control", b"no-store")  # the credential is this load's
+        body = {
+            "wsPort": settings.ws_port,
+            "wssPort": settings.wss_port,
+            "hlsPort": settings.hls_port,
+            "hlsSslPort": settings.hls_ssl_port,
+            "sdk": settings.websdk_dir is not None,
+            "iceServers": ice_servers(
+                settings.turn_url, settings.turn_secret, settings.turn_ttl, self.clock()
+            ),
+        }
+        return json.dumps(body).encode()
 
 
 class Folder(static.File):

@@ -16,6 +16,12 @@
  * path only when pylibsrtp's srtp_protect has the libsrtp 2 signature below
  * (protect_fn); the address it passes is that function's.
  *
+ * Over TCP (ICE-TCP, RFC 6544) a stream writes through a TcpSink instead: each
+ * packet goes out with RFC 4571's two-byte length before it, and a sink never
+ * blocks nor queues more than the rest of one frame the kernel took in part
+ * (that rest must go first, or the byte stream would be torn): a full socket
+ * refuses whole frames, and the video then waits for a keyframe, as over UDP.
+ *
  * Safe by construction: every argument is range-checked before anything
  * changes; only exact tuples, bytes and lists are taken (no subclass can run
  * Python code from a __del__ or __len__ half-way through a send), and send_all
@@ -41,12 +47,233 @@
 
 typedef int (*protect_fn)(void *ctx, void *rtp, int *len);
 
-/* the GIL is held throughout (sendmmsg does not block), so one set of buffers serves */
-static unsigned char buffers[BATCH][MAX_PACKET + TRAILER];
+#define FRAMING 2 /* RFC 4571: a packet's length, before it on a TCP stream */
+#define MAX_FRAME 65535
+
+/* the GIL is held throughout (nothing here blocks), so one set of buffers serves;
+ * each packet is written FRAMING bytes in, leaving room for its length over TCP */
+static unsigned char buffers[BATCH][FRAMING + MAX_PACKET + TRAILER];
+
+/* ---- TcpSink: one ICE-TCP connection's writing side ---- */
 
 typedef struct {
     PyObject_HEAD
     int fd;
+    int broken; /* the connection failed: nothing more is written */
+    unsigned char *rest; /* the unsent end of the one frame the kernel took in part */
+    size_t rest_length, rest_sent;
+    unsigned long long frames, refused;
+} TcpSink;
+
+static PyTypeObject TcpSinkType;
+
+static void sink_forget_rest(TcpSink *self) {
+    PyMem_Free(self->rest);
+    self->rest = NULL;
+    self->rest_length = self->rest_sent = 0;
+}
+
+static void sink_close_fd(TcpSink *self) {
+    if (self->fd >= 0) {
+        close(self->fd);
+        self->fd = -1;
+    }
+    sink_forget_rest(self);
+}
+
+/* 1 if the socket is writable from a frame boundary (any rest has gone out) */
+static int sink_flush(TcpSink *self) {
+    if (self->fd < 0 || self->broken)
+        return 0;
+    while (self->rest != NULL) {
+        ssize_t sent = send(self->fd, self->rest + self->rest_sent,
+                            self->rest_length - self->rest_sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                self->broken = 1;
+            return 0;
+        }
+        self->rest_sent += (size_t)sent;
+        if (self->rest_sent >= self->rest_length)
+            sink_forget_rest(self);
+    }
+    return 1;
+}
+
+/* Writes whole frames, each made of the iovecs up to ends[i] (exclusive), in one
+ * sendmsg; returns how many frames are the kernel's now (a frame it took in part
+ * counts: its rest is kept and goes first next time). The others are refused. */
+static int sink_send(TcpSink *self, struct iovec *vectors, const int *ends, int count) {
+    if (count <= 0 || !sink_flush(self)) {
+        if (count > 0)
+            self->refused += (unsigned long long)count;
+        return 0;
+    }
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = vectors;
+    message.msg_iovlen = (size_t)ends[count - 1];
+    ssize_t sent;
+    do
+        sent = sendmsg(self->fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            self->broken = 1;
+        sent = 0;
+    }
+    size_t left = (size_t)sent;
+    int taken = 0, first = 0;
+    for (int frame = 0; frame < count && left > 0; frame++) {
+        size_t length = 0;
+        for (int i = first; i < ends[frame]; i++)
+            length += vectors[i].iov_len;
+        if (left >= length) {
+            left -= length;
+        } else { /* the kernel took the first ``left`` bytes of this frame: keep the rest */
+            unsigned char *rest = PyMem_Malloc(length - left);
+            if (rest == NULL) { /* cannot keep it: the stream is torn, give it up */
+                self->broken = 1;
+                break;
+            }
+            size_t at = 0, skip = left;
+            for (int i = first; i < ends[frame]; i++) {
+                size_t part = vectors[i].iov_len;
+                if (skip >= part) {
+                    skip -= part;
+                    continue;
+                }
+                memcpy(rest + at, (unsigned char *)vectors[i].iov_base + skip, part - skip);
+                at += part - skip;
+                skip = 0;
+            }
+            self->rest = rest;
+            self->rest_length = length - left;
+            self->rest_sent = 0;
+            left = 0;
+        }
+        taken++;
+        first = ends[frame];
+    }
+    self->frames += (unsigned long long)taken;
+    self->refused += (unsigned long long)(count - taken);
+    return taken;
+}
+
+/* one message of Python's (STUN, DTLS, RTCP): framed, whole or not at all */
+static int sink_send_one(TcpSink *self, const void *data, size_t length) {
+    unsigned char header[FRAMING] = {(unsigned char)(length >> 8), (unsigned char)(length & 0xff)};
+    struct iovec vectors[2] = {{header, FRAMING}, {(void *)data, length}};
+    int ends[1] = {2};
+    return sink_send(self, vectors, ends, 1);
+}
+
+static int sink_init(TcpSink *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"fd", NULL};
+    int fd;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i", keywords, &fd))
+        return -1;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "fd must be a descriptor");
+        return -1;
+    }
+    int own = dup(fd);
+    if (own < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    sink_close_fd(self);
+    self->fd = own;
+    self->broken = 0;
+    self->frames = self->refused = 0;
+    return 0;
+}
+
+static PyObject *sink_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
+                          PyObject *Py_UNUSED(kwargs)) {
+    TcpSink *self = (TcpSink *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->fd = -1;
+    return (PyObject *)self;
+}
+
+static void sink_dealloc(TcpSink *self) {
+    sink_close_fd(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* write(data) -> bool: one framed message, whole, or refused (a full socket) */
+static PyObject *sink_write(TcpSink *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    if (data.len > MAX_FRAME) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "a frame holds at most 65535 bytes");
+        return NULL;
+    }
+    int taken = sink_send_one(self, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(taken);
+}
+
+static PyObject *sink_close(TcpSink *self, PyObject *Py_UNUSED(unused)) {
+    sink_close_fd(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *sink_get_closed(TcpSink *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(self->fd < 0);
+}
+static PyObject *sink_get_broken(TcpSink *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(self->broken);
+}
+static PyObject *sink_get_waiting(TcpSink *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromSize_t(self->rest ? self->rest_length - self->rest_sent : 0);
+}
+static PyObject *sink_get_frames(TcpSink *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(self->frames);
+}
+static PyObject *sink_get_refused(TcpSink *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(self->refused);
+}
+
+static PyMethodDef sink_methods[] = {
+    {"write", (PyCFunction)sink_write, METH_VARARGS,
+     "write(data) -> bool: one message, framed; False when the socket is full."},
+    {"close", (PyCFunction)sink_close, METH_NOARGS, "Write nothing more."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef sink_getset[] = {
+    {"closed", (getter)sink_get_closed, NULL, "Whether close() was called.", NULL},
+    {"broken", (getter)sink_get_broken, NULL, "Whether the connection failed.", NULL},
+    {"waiting", (getter)sink_get_waiting, NULL, "Bytes of a frame still to go.", NULL},
+    {"frames", (getter)sink_get_frames, NULL, "Frames the kernel took.", NULL},
+    {"refused", (getter)sink_get_refused, NULL, "Frames refused: the socket was full.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TcpSinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wcs.webrtc._rtpout.TcpSink",
+    .tp_basicsize = sizeof(TcpSink),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A TCP socket's writing side, RFC 4571 framed, never blocking.",
+    .tp_new = sink_new,
+    .tp_dealloc = (destructor)sink_dealloc,
+    .tp_init = (initproc)sink_init,
+    .tp_methods = sink_methods,
+    .tp_getset = sink_getset,
+};
+
+/* ---- RtpStream ---- */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    TcpSink *sink; /* over TCP: where packets go, framed (fd is then unused) */
     PyObject *session; /* owns ``context``: kept alive while we may use it */
     protect_fn protect;
     void *context;
@@ -85,27 +312,31 @@ static void close_fd(RtpStream *self) {
         close(self->fd);
         self->fd = -1;
     }
+    Py_CLEAR(self->sink);
 }
 
 static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"fd", "host", "port", "protect", "context", "session",
                                "ssrc", "payload_type", "seq", "ts_base", "extension",
-                               "abs_send_time_at", "video", NULL};
+                               "abs_send_time_at", "video", "sink", NULL};
     const char *host;
     int fd, port, video, payload_type;
     unsigned long long protect_address, context_address;
     long long ssrc, seq, ts_base;
-    PyObject *session;
+    PyObject *session, *sink = Py_None;
     Py_buffer extension;
     Py_ssize_t abs_send_time_at;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOLiLLy*np", keywords, &fd, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOLiLLy*np|O", keywords, &fd, &host,
                                      &port, &protect_address, &context_address, &session,
                                      &ssrc, &payload_type, &seq, &ts_base, &extension,
-                                     &abs_send_time_at, &video))
+                                     &abs_send_time_at, &video, &sink))
         return -1;
+    int framed = sink != Py_None;
     /* every check before anything of ours changes; no sum that could overflow */
     const char *bad = NULL;
-    if (fd < 0)
+    if (framed && !Py_IS_TYPE(sink, &TcpSinkType))
+        bad = "sink must be a TcpSink";
+    else if (!framed && fd < 0)
         bad = "fd must be a descriptor";
     else if (port < 0 || port > 65535)
         bad = "port must be 0-65535";
@@ -130,11 +361,13 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     struct sockaddr_storage address;
-    socklen_t address_length;
+    socklen_t address_length = 0;
     memset(&address, 0, sizeof address);
     struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    if (framed) {
+        /* the connection is the sink's: no address, no descriptor of ours */
+    } else if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons((unsigned short)port);
         address_length = sizeof *v4;
@@ -147,8 +380,8 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
         return -1;
     }
-    int own = dup(fd); /* the number stays this socket's while we live */
-    if (own < 0) {
+    int own = framed ? -1 : dup(fd); /* the number stays this socket's while we live */
+    if (!framed && own < 0) {
         PyBuffer_Release(&extension);
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
@@ -156,6 +389,10 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     close_fd(self);
     forget_history(self);
     self->fd = own;
+    if (framed) {
+        Py_INCREF(sink);
+        self->sink = (TcpSink *)sink;
+    }
     Py_INCREF(session);
     Py_XSETREF(self->session, session);
     self->protect = (protect_fn)(uintptr_t)protect_address;
@@ -206,7 +443,7 @@ static int check_payloads(PyObject *payloads, Py_ssize_t header_room) {
 static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int keyframe,
                      uint32_t abs_send_time, double now) {
     Py_ssize_t count = PyTuple_GET_SIZE(payloads);
-    if (self->fd < 0 || self->protect == NULL || count == 0)
+    if ((self->fd < 0 && self->sink == NULL) || self->protect == NULL || count == 0)
         return;
     if (self->need_key) {
         if (!keyframe)
@@ -227,13 +464,14 @@ static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int
     while (done < count && !cut) {
         struct mmsghdr messages[BATCH];
         struct iovec vectors[BATCH];
+        int ends[BATCH];
         Py_ssize_t sizes[BATCH];
         int batch = 0;
         while (batch < BATCH && done + batch < count) {
             Py_ssize_t index = done + batch;
             PyObject *payload = PyTuple_GET_ITEM(payloads, index);
             Py_ssize_t size = PyBytes_GET_SIZE(payload);
-            unsigned char *packet = buffers[batch];
+            unsigned char *packet = buffers[batch] + FRAMING;
             uint16_t number = (uint16_t)(first + index);
             packet[0] = self->extension_length ? 0x90 : 0x80;
             packet[1] = (unsigned char)((index == count - 1 ? 0x80 : 0) | self->payload_type);
@@ -254,8 +492,16 @@ static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int
                 cut = 1;
                 break;
             }
-            vectors[batch].iov_base = packet;
-            vectors[batch].iov_len = (size_t)length;
+            if (self->sink != NULL) { /* the frame: its length, then the packet */
+                buffers[batch][0] = (unsigned char)(length >> 8);
+                buffers[batch][1] = (unsigned char)(length & 0xff);
+                vectors[batch].iov_base = buffers[batch];
+                vectors[batch].iov_len = (size_t)length + FRAMING;
+                ends[batch] = batch + 1;
+            } else {
+                vectors[batch].iov_base = packet;
+                vectors[batch].iov_len = (size_t)length;
+            }
             memset(&messages[batch], 0, sizeof messages[batch]);
             messages[batch].msg_hdr.msg_name = &self->address;
             messages[batch].msg_hdr.msg_namelen = self->address_length;
@@ -264,7 +510,13 @@ static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int
             sizes[batch] = size;
             batch++;
         }
-        int sent = batch ? sendmmsg(self->fd, messages, (unsigned int)batch, MSG_DONTWAIT) : 0;
+        int sent;
+        if (batch == 0)
+            sent = 0;
+        else if (self->sink != NULL)
+            sent = sink_send(self->sink, vectors, ends, batch);
+        else
+            sent = sendmmsg(self->fd, messages, (unsigned int)batch, MSG_DONTWAIT);
         if (sent < 0)
             sent = 0;
         for (int i = 0; i < sent; i++)
@@ -310,9 +562,13 @@ static PyObject *stream_send_raw(RtpStream *self, PyObject *args) {
     Py_buffer data;
     if (!PyArg_ParseTuple(args, "y*", &data))
         return NULL;
-    if (self->fd >= 0)
+    if (self->sink != NULL) {
+        if (data.len <= MAX_FRAME)
+            sink_send_one(self->sink, data.buf, (size_t)data.len);
+    } else if (self->fd >= 0) {
         sendto(self->fd, data.buf, (size_t)data.len, MSG_DONTWAIT,
                (struct sockaddr *)&self->address, self->address_length);
+    }
     PyBuffer_Release(&data);
     Py_RETURN_NONE;
 }
@@ -350,6 +606,7 @@ static PyObject *stream_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
 
 static int stream_traverse(RtpStream *self, visitproc visit, void *arg) {
     Py_VISIT(self->session);
+    Py_VISIT(self->sink);
     for (int i = 0; i < SENT_HISTORY; i++)
         Py_VISIT(self->sent_payloads[i]);
     return 0;
@@ -358,6 +615,7 @@ static int stream_traverse(RtpStream *self, visitproc visit, void *arg) {
 static int stream_clear(RtpStream *self) {
     forget_history(self);
     Py_CLEAR(self->session);
+    Py_CLEAR(self->sink);
     self->protect = NULL;
     return 0;
 }
@@ -402,7 +660,7 @@ static PyObject *get_ts_base(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLong(self->ts_base);
 }
 static PyObject *get_closed(RtpStream *self, void *Py_UNUSED(closure)) {
-    return PyBool_FromLong(self->fd < 0);
+    return PyBool_FromLong(self->fd < 0 && self->sink == NULL);
 }
 static PyObject *get_need_key(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyBool_FromLong(self->need_key);
@@ -496,7 +754,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__rtpout(void) {
-    if (PyType_Ready(&RtpStreamType) < 0)
+    if (PyType_Ready(&RtpStreamType) < 0 || PyType_Ready(&TcpSinkType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -504,6 +762,12 @@ PyMODINIT_FUNC PyInit__rtpout(void) {
     Py_INCREF(&RtpStreamType);
     if (PyModule_AddObject(m, "RtpStream", (PyObject *)&RtpStreamType) < 0) {
         Py_DECREF(&RtpStreamType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&TcpSinkType);
+    if (PyModule_AddObject(m, "TcpSink", (PyObject *)&TcpSinkType) < 0) {
+        Py_DECREF(&TcpSinkType);
         Py_DECREF(m);
         return NULL;
     }

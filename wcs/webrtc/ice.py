@@ -41,6 +41,11 @@ def announce(addresses: Sequence[str]) -> bool:
     return True
 
 
+def offered_addresses() -> list[str]:
+    """The addresses candidates are gathered on now (what :func:`announce` set)."""
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True))
+
+
 def has_candidates(sdp: str) -> bool:
     """Whether an answer offers the browser anywhere to send to."""
     return "a=candidate:" in sdp

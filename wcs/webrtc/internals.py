@@ -57,6 +57,7 @@ CONTRACT: tuple[tuple[str, str], ...] = (
     ("aioice.ice.Connection", "_check_list"),
     ("aioice.ice.Connection", "_early_checks"),
     ("aioice.ice.Connection", "_protocols"),
+    ("aioice.ice.Connection", "_local_candidates"),
     ("pylibsrtp.Session", "_srtp"),
     ("pylibsrtp._binding", "ffi"),
     ("pylibsrtp._binding", "lib"),
@@ -113,13 +114,24 @@ def tx_srtp(dtls: RTCDtlsTransport) -> Session:
     return dtls._tx_srtp
 
 
-def nominated_route(dtls: RTCDtlsTransport) -> tuple[socket.socket, tuple[str, int]] | None:
-    """The socket and remote address of the ICE pair nominated for RTP, if any."""
-    connection: Any = dtls.transport._connection
+def nominated_route(dtls: RTCDtlsTransport) -> tuple[Any, tuple[str, int]] | None:
+    """The STUN protocol (a UDP socket's, or an ICE-TCP candidate) and remote
+    address of the ICE pair nominated for RTP, if any."""
+    return nominated_pair(dtls.transport._connection)
+
+
+def nominated_pair(connection: Any) -> tuple[Any, tuple[str, int]] | None:
+    """The protocol and remote address of a connection's nominated pair, if any."""
     pair = connection._nominated.get(1)
     if pair is None:
         return None
-    return pair.protocol.transport.get_extra_info("socket"), pair.remote_addr[:2]
+    return pair.protocol, pair.remote_addr[:2]
+
+
+def udp_socket(protocol: Any) -> socket.socket:
+    """The socket under one of aioice's UDP STUN protocols."""
+    sock: socket.socket = protocol.transport.get_extra_info("socket")
+    return sock
 
 
 def transport_stats(dtls: RTCDtlsTransport) -> tuple[str, RTCStatsReport]:
@@ -187,6 +199,13 @@ def forget_checks(connection: Any) -> None:
     """Drop a closed connection's candidate pairs (they hold its STUN protocols)."""
     connection._check_list = []
     connection._early_checks.clear()
+
+
+def add_local_candidate(connection: Any, protocol: Any) -> None:
+    """Offer a candidate aioice did not gather (an ICE-TCP one): pairs, checks
+    and the answer's candidates all come from these two lists."""
+    connection._protocols.append(protocol)
+    connection._local_candidates.append(protocol.local_candidate)
 
 
 def take_protocols(connection: Any) -> list[Any]:

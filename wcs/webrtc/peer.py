@@ -22,10 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from twisted.logger import Logger
 
-from wcs.webrtc import internals
+from wcs.webrtc import ice, internals
+from wcs.webrtc.icetcp import IceTcpServer
 
 log = Logger()
 
@@ -35,12 +41,25 @@ def _ignore(_error: Exception) -> None:
 
 
 class Peer(RTCPeerConnection):
-    """A peer connection with no ICE servers of its own (the SDK never trickles)."""
+    """A peer connection with no ICE servers of its own (the SDK never trickles).
 
-    def __init__(self, label: str, on_connect_error: Callable[[Exception], None]) -> None:
-        super().__init__(RTCConfiguration(iceServers=[]))
+    With ``ice_tcp`` its answer offers a passive TCP candidate on the node's
+    ICE-TCP port beside the UDP ones; with ``tcp_only`` too (the SDK's
+    ``transport: "TCP"``), only that one: no UDP socket is even opened (aioice's
+    relay-only policy gathers nothing without a TURN server)."""
+
+    def __init__(
+        self,
+        label: str,
+        on_connect_error: Callable[[Exception], None],
+        ice_tcp: IceTcpServer | None = None,
+        tcp_only: bool = False,
+    ) -> None:
+        policy = RTCIceTransportPolicy.RELAY if tcp_only else RTCIceTransportPolicy.ALL
+        super().__init__(RTCConfiguration(iceServers=[], iceTransportPolicy=policy))
         self.label = label
         self._on_connect_error = on_connect_error
+        self._ice_tcp = ice_tcp
 
     @property
     def closing(self) -> bool:
@@ -68,12 +87,32 @@ class Peer(RTCPeerConnection):
         self, sessionDescription: RTCSessionDescription | None = None
     ) -> None:
         """aiortc's; then, if the peer was closed meanwhile, the sockets its
-        gathering bound after the close are closed too."""
+        gathering bound after the close are closed too. With ICE-TCP, the
+        candidates are gathered first, and the TCP one added to them, so that
+        the answer and the checks have it."""
         try:
+            if self._ice_tcp is not None:
+                await self._gather_with_tcp(self._ice_tcp)
             await super().setLocalDescription(sessionDescription)
         finally:
             if self.closing:
                 await close_sockets(self)
+
+    async def _gather_with_tcp(self, server: IceTcpServer) -> None:
+        gatherers = {t.receiver.transport.transport.iceGatherer for t in self.getTransceivers()}
+        for gatherer in gatherers:
+            if gatherer.state != "new":
+                continue
+            await gatherer.gather()
+            connection = internals.ice_connection(
+                next(
+                    t.receiver.transport
+                    for t in self.getTransceivers()
+                    if t.receiver.transport.transport.iceGatherer is gatherer
+                )
+            )
+            if connection is not None and not self.closing:
+                server.offer(connection, ice.offered_addresses())
 
     async def close(self) -> None:
         await super().close()

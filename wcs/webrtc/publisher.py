@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
-from wcs.errors import ICE_FAILED, INTERNAL_ERROR, NegotiationError
+from wcs.errors import ICE_FAILED, ICE_TCP_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, NegotiationError
 from wcs.media import h264
 from wcs.media.audio import AacTranscoder
 from wcs.media.reencode import Vp8ToH264
@@ -32,6 +32,7 @@ from wcs.media.sample import (
     VideoInfo,
 )
 from wcs.webrtc import codecs, ice, internals
+from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.peer import Peer
 
 log = Logger()
@@ -89,10 +90,17 @@ class WebRTCPublisher:
         label: str,
         on_sample: Callable[[Sample], None],
         on_state: Callable[[str, str | None], None],
+        ice_tcp: IceTcpServer | None = None,
+        tcp_only: bool = False,
     ) -> None:
         self.label = label
         self._on_sample = on_sample
         self._on_state = on_state
+        self._ice_tcp = ice_tcp
+        self._tcp_only = tcp_only
+        self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
+        #: Seconds it may take to connect after the answer, and the FAILED info if not.
+        self.connect_deadline = (ICE_TIMEOUT, self._never_connected)
         self.pc: Peer | None = None
         self.info: MediaInfo | None = None
         self.connected = False
@@ -114,7 +122,7 @@ class WebRTCPublisher:
         if not offered:
             raise NegotiationError("The offer has no audio or video to publish")
         codecs.register_profiles()
-        pc = self.pc = Peer(self.label, self._connect_failed)
+        pc = self.pc = Peer(self.label, self._connect_failed, self._ice_tcp, self._tcp_only)
         pc.on("connectionstatechange", self._state_changed)
         pc.on("track", self._track)
         video_profile = None
@@ -242,7 +250,7 @@ class WebRTCPublisher:
             self._fail(
                 "Failed by peer connection: the publisher's connection was lost"
                 if self.connected
-                else ICE_FAILED
+                else self._never_connected
             )
 
     def _connect_failed(self, error: Exception) -> None:

@@ -61,6 +61,121 @@ MAX_EXTENSION = 64
 _HEADER = struct.Struct("!BBHII")
 
 
+#: RFC 4571's frame: a 16-bit length, then that many bytes.
+MAX_FRAME = 65535
+
+
+class TcpSink(Protocol):
+    """One ICE-TCP connection's writing side (both implementations)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def broken(self) -> bool: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def refused(self) -> int: ...
+
+    def write(self, data: bytes) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class PyTcpSink:
+    """The C sink in Python: whole RFC 4571 frames or none, never blocking.
+
+    The kernel may take part of a frame; its rest is kept (never more than one
+    frame) and goes out before anything else, or the byte stream would be torn.
+    While it cannot go, every frame is refused: a viewer's full socket drops
+    samples (the video then waits for a keyframe) and queues nothing."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock: socket.socket | None = sock.dup()
+        self._sock.setblocking(False)
+        self._rest = b""
+        self.broken = False
+        self.frames = self.refused = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._rest)
+
+    def _flush(self) -> bool:
+        if self._sock is None or self.broken:
+            return False
+        while self._rest:
+            try:
+                sent = self._sock.send(self._rest, socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                return False
+            except InterruptedError:
+                continue
+            except OSError:
+                self.broken = True
+                return False
+            self._rest = self._rest[sent:]
+        return True
+
+    def send_frames(self, packets: list[bytes]) -> int:
+        """Frame and write ``packets``; how many the kernel took (the rest are refused)."""
+        if not packets:
+            return 0
+        if not self._flush():
+            self.refused += len(packets)
+            return 0
+        assert self._sock is not None
+        frames = [len(packet).to_bytes(2, "big") + packet for packet in packets]
+        try:
+            sent = self._sock.sendmsg(frames, [], socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.broken = True
+            sent = 0
+        taken = 0
+        for frame in frames:
+            if sent <= 0:
+                break
+            if sent < len(frame):
+                self._rest = frame[sent:]
+            sent -= len(frame)
+            taken += 1
+        self.frames += taken
+        self.refused += len(packets) - taken
+        return taken
+
+    def write(self, data: bytes) -> bool:
+        if len(data) > MAX_FRAME:
+            raise ValueError("a frame holds at most 65535 bytes")
+        return self.send_frames([bytes(data)]) == 1
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._rest = b""
+
+
+def open_sink(sock: socket.socket, native: bool = True) -> TcpSink:
+    """An ICE-TCP connection's sink: in C when built (and ``native``), else in Python.
+    It writes on a descriptor of its own (``close()`` gives it back)."""
+    if native and _rtpout is not None:
+        sink: TcpSink = _rtpout.TcpSink(fd=sock.fileno())
+        return sink
+    return PyTcpSink(sock)
+
+
 class RtpStream(Protocol):
     """What both implementations offer."""
 
@@ -137,7 +252,7 @@ class PyRtpStream:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: socket.socket | None,
         address: tuple[str, int],
         session: Session,
         ssrc: int,
@@ -147,13 +262,20 @@ class PyRtpStream:
         extension: bytes,
         abs_send_time_at: int,
         video: bool,
+        sink: PyTcpSink | None = None,
     ) -> None:
         bad = parameters_problem(
             address[1], ssrc, payload_type, seq, ts_base, extension, abs_send_time_at
         )
+        if sink is not None and not isinstance(sink, PyTcpSink):
+            bad = "sink must be a PyTcpSink"
+        elif sink is None and sock is None:
+            bad = "a socket or a sink is needed"
         if bad:
             raise ValueError(f"bad RtpStream parameters: {bad}")
-        self._sock: socket.socket | None = sock.dup()  # its own, as the C stream has
+        self._sink = sink
+        # its own descriptor, as the C stream has (over TCP the sink has one)
+        self._sock: socket.socket | None = sock.dup() if sink is None and sock else None
         self._address = address
         self._protect = session.protect
         self._source = ssrc
@@ -179,7 +301,7 @@ class PyRtpStream:
 
     @property
     def closed(self) -> bool:
-        return self._sock is None
+        return self._sock is None and self._sink is None
 
     def send(
         self,
@@ -200,7 +322,7 @@ class PyRtpStream:
         abs_send_time: int,
         now: float,
     ) -> None:
-        if self._sock is None or not payloads:
+        if (self._sock is None and self._sink is None) or not payloads:
             return
         if self._need_key:
             if not keyframe:
@@ -214,6 +336,7 @@ class PyRtpStream:
         first = 0x90 if extension else 0x80
         last = len(payloads) - 1
         done = 0
+        protected: list[bytes] = []
         for index, payload in enumerate(payloads):
             marker = 0x80 if index == last else 0
             number = (self.seq + index) & 0xFFFF
@@ -223,13 +346,22 @@ class PyRtpStream:
                 + payload
             )
             try:
-                self._sock.sendto(self._protect(packet), self._address)
+                packet = self._protect(packet)
+                if self._sink is not None:
+                    protected.append(packet)
+                    continue
+                assert self._sock is not None
+                self._sock.sendto(packet, self._address)
             except Exception:  # a full socket, or protection that failed: cut here
-                self.dropped += 1
-                self._need_key = self._video
                 break
             self.octets += len(payload)
             done += 1
+        if self._sink is not None:
+            done = self._sink.send_frames(protected)
+            self.octets += sum(len(payload) for payload in payloads[:done])
+        if done < len(payloads):
+            self.dropped += 1
+            self._need_key = self._video
         if done:
             self._sent[self._next % SENT_HISTORY] = (payloads, self.seq, done, ts)
             self._next += 1
@@ -239,7 +371,10 @@ class PyRtpStream:
             self.last_time = now
 
     def send_raw(self, data: bytes) -> None:
-        if self._sock is not None:
+        if self._sink is not None:
+            if len(data) <= MAX_FRAME:
+                self._sink.write(data)
+        elif self._sock is not None:
             try:
                 self._sock.sendto(data, self._address)
             except OSError:
@@ -257,11 +392,12 @@ class PyRtpStream:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._sink = None  # the connection's: it closes it
         self._sent = [None] * SENT_HISTORY
 
 
 def open_stream(
-    sock: socket.socket,
+    sock: socket.socket | None,
     address: tuple[str, int],
     session: Session,
     ssrc: int,
@@ -272,16 +408,20 @@ def open_stream(
     abs_send_time_at: int,
     video: bool,
     native: bool = True,
+    sink: TcpSink | None = None,
 ) -> RtpStream:
     """A viewer's track: in C when built (and ``native``), else in Python.
 
     The stream keeps ``session`` (the C loop uses its libsrtp context) and a
     descriptor of ``sock`` of its own, so that neither can go before it does;
-    ``close()`` ends its sending.
+    ``close()`` ends its sending. Over ICE-TCP ``sink`` (from :func:`open_sink`,
+    of the same implementation) carries its packets, and ``sock`` is None.
     """
+    if sink is not None:  # the stream writes through it: the same implementation
+        native = not isinstance(sink, PyTcpSink)
     if native and _rtpout is not None:
         return _rtpout.RtpStream(
-            fd=sock.fileno(),
+            fd=sock.fileno() if sock is not None else -1,
             host=address[0],
             port=address[1],
             protect=_PROTECT_ADDRESS,
@@ -294,9 +434,20 @@ def open_stream(
             extension=extension,
             abs_send_time_at=abs_send_time_at,
             video=video,
+            sink=sink,
         )
     return PyRtpStream(
-        sock, address, session, ssrc, payload_type, seq, ts_base, extension, abs_send_time_at, video
+        sock,
+        address,
+        session,
+        ssrc,
+        payload_type,
+        seq,
+        ts_base,
+        extension,
+        abs_send_time_at,
+        video,
+        sink,  # type: ignore[arg-type]
     )
 
 

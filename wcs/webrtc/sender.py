@@ -17,6 +17,7 @@ packet, and tells its owner when the browser asks for a keyframe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -44,6 +45,7 @@ from twisted.logger import Logger
 
 from wcs.metrics import METERS
 from wcs.webrtc import internals
+from wcs.webrtc.icetcp import IceTcpCandidate, sink_of
 from wcs.webrtc.rtpstream import RtpStream, open_stream, send_all
 
 log = Logger()
@@ -141,8 +143,15 @@ class FastSender(RTCRtpSender):
         route = internals.nominated_route(dtls)
         if route is None:
             raise ConnectionError("no ICE pair was nominated")
-        ice_socket, address = route
-        with socket.socket(fileno=os.dup(ice_socket.fileno())) as sock:
+        protocol, address = route
+        sink = sink_of(protocol, address)  # over ICE-TCP: the connection's framed writer
+        if sink is None and isinstance(protocol, IceTcpCandidate):
+            raise ConnectionError("the ICE-TCP connection is gone")
+        with (
+            socket.socket(fileno=os.dup(internals.udp_socket(protocol).fileno()))
+            if sink is None
+            else contextlib.nullcontext()
+        ) as sock:
             self.stream = open_stream(
                 sock,
                 address,
@@ -155,6 +164,7 @@ class FastSender(RTCRtpSender):
                 self._abs_send_time_at,
                 video,
                 native=self._native,
+                sink=sink,
             )
         REPORTS.add(self)
         METERS.traffic("WebRTC").opened(self, _stream_counts)

@@ -19,10 +19,11 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs import aio
-from wcs.errors import ICE_FAILED, INTERNAL_ERROR, NegotiationError
+from wcs.errors import ICE_FAILED, ICE_TCP_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
 from wcs.webrtc import codecs, ice, internals
+from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.packetizer import payloads
 from wcs.webrtc.peer import Peer
 from wcs.webrtc.rtpstream import RtpStream
@@ -102,7 +103,6 @@ class WebRTCViewer:
     pressed_join = True  # a late joiner shows the live moment at once
     lead = 0.0
     audio_codecs = frozenset({"opus"})  # browsers have no AAC over WebRTC
-    connect_deadline = (20.0, ICE_FAILED)  # WCS's ICE timeout
 
     def __init__(
         self,
@@ -110,11 +110,17 @@ class WebRTCViewer:
         label: str,
         on_state: Callable[[str, str | None], None],
         fast: bool = True,
+        ice_tcp: IceTcpServer | None = None,
+        tcp_only: bool = False,
     ) -> None:
         self.info = info
         self.label = label
         self._on_state = on_state
         self.fast = fast
+        self._ice_tcp = ice_tcp
+        self._tcp_only = tcp_only
+        self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
+        self.connect_deadline = (ICE_TIMEOUT, self._never_connected)
         self.on_keyframe_request: Callable[[], None] = lambda: None
         self.tracks: dict[str, EncodedTrack | FastSender] = {}
         self.pc: Peer | None = None
@@ -132,7 +138,7 @@ class WebRTCViewer:
 
     async def _answer(self, offer_sdp: str) -> str:
         offered = codecs.offered_media(offer_sdp)
-        pc = self.pc = Peer(self.label, self._connect_failed)
+        pc = self.pc = Peer(self.label, self._connect_failed, self._ice_tcp, self._tcp_only)
         pc.on("connectionstatechange", self._state_changed)
         if self.info.video is not None and "video" in offered:
             ids = [
@@ -192,9 +198,9 @@ class WebRTCViewer:
             self.connected = True
             self._ready = asyncio.ensure_future(self._senders_ready(), loop=aio.loop())
         elif state == "failed":
-            self._end("failed", LOST if self.connected else ICE_FAILED)
+            self._end("failed", LOST if self.connected else self._never_connected)
         elif state == "closed" and self._lost is None:  # by aiortc: the browser's side went
-            info = LOST if self.connected else ICE_FAILED
+            info = LOST if self.connected else self._never_connected
             self._lost = aio.loop().call_later(CLOSE_GRACE, self._end, "failed", info)
 
     async def _senders_ready(self) -> None:

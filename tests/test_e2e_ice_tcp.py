@@ -1,0 +1,210 @@
+"""WebRTC media over TCP (ICE-TCP), with the official SDK's API in Chromium.
+
+The SDK's ``transport: "TCP"`` makes the server offer its passive TCP
+candidate only; by default it offers it beside the UDP ones, so that a
+browser whose UDP is blocked still connects. The selected candidate pair is
+read from Chromium's own ``getStats``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from testkit.browser import recorded_page
+from testkit.pages import video_state, wait_video
+
+SDK_PAGE = """<!DOCTYPE html><html><body>
+<div id="display" style="width:320px;height:240px"></div>
+<div id="publisher" style="width:320px;height:240px"></div>
+<div id="status"></div><div id="info"></div>
+<script src="/client2/flashphoner.js"></script><script>
+Flashphoner.init({});
+window.statuses = [];
+window.infos = [];
+const options = %(options)s;
+Flashphoner.createSession({urlServer: "%(ws)s"})
+  .on(Flashphoner.constants.SESSION_STATUS.ESTABLISHED, function (session) {
+    window.session = session;
+    const stream = session.createStream(Object.assign(
+        {name: "%(name)s", display: document.getElementById("display")}, options));
+    for (const status of ["PLAYING", "STOPPED", "FAILED"]) {
+      stream.on(Flashphoner.constants.STREAM_STATUS[status], function (s) {
+        statuses.push(status); infos.push(s.getInfo());
+        document.getElementById("status").textContent = status;
+        document.getElementById("info").textContent = s.getInfo();
+      });
+    }
+    window.stream = stream;
+    stream.play();
+  });
+</script></body></html>"""
+
+PUBLISH_PAGE = """<!DOCTYPE html><html><body>
+<div id="publisher" style="width:320px;height:240px"></div>
+<script src="/client2/flashphoner.js"></script><script>
+Flashphoner.init({});
+window.published = [];
+Flashphoner.createSession({urlServer: "%(ws)s"})
+  .on(Flashphoner.constants.SESSION_STATUS.ESTABLISHED, function (session) {
+    session.createStream({name: "%(name)s", display: document.getElementById("publisher"),
+                          transport: "%(transport)s"})
+      .on(Flashphoner.constants.STREAM_STATUS.PUBLISHING, function () {
+        published.push("PUBLISHING"); })
+      .on(Flashphoner.constants.STREAM_STATUS.FAILED, function (s) {
+        published.push("FAILED:" + s.getInfo()); })
+      .publish();
+  });
+</script></body></html>"""
+
+#: The selected pair of the page's peer connection(s), by Chromium's getStats.
+SELECTED_PAIR = """async () => {
+  const out = [];
+  for (const pc of window.__pcs) {
+    const report = await pc.getStats();
+    let pairId = null;
+    for (const s of report.values()) {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    }
+    if (!pairId) { out.push(null); continue; }
+    const pair = report.get(pairId);
+    const local = report.get(pair.localCandidateId);
+    const remote = report.get(pair.remoteCandidateId);
+    out.push({local: local.protocol, remote: remote.protocol, remotePort: remote.port,
+              localType: local.candidateType, relay: local.relayProtocol || null,
+              bytesReceived: pair.bytesReceived});
+  }
+  return out;
+}"""
+
+
+def sdk_play(page, server, name: str, **options: str) -> None:
+    page.goto(server.http_url + "/config.json")
+    page.set_content(
+        SDK_PAGE % {"ws": server.ws_url, "name": name, "options": json.dumps(options)})
+
+
+def wait_statuses(page, wanted: str, timeout: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = page.evaluate("window.statuses || []")
+        if wanted in statuses or "FAILED" in statuses:
+            break
+        time.sleep(0.1)
+    statuses = page.evaluate("window.statuses || []")
+    assert wanted in statuses, (statuses, page.evaluate("window.infos || []"))
+    return statuses
+
+
+def selected(page) -> dict:
+    pairs = [pair for pair in page.evaluate(SELECTED_PAIR) if pair]
+    assert pairs, "no selected candidate pair"
+    return pairs[-1]
+
+
+INBOUND_VIDEO = """async () => {
+    const pc = window.__pcs[window.__pcs.length - 1];
+    for (const s of (await pc.getStats()).values())
+      if (s.type === 'inbound-rtp' && s.kind === 'video')
+        return {framesDecoded: s.framesDecoded, freezeCount: s.freezeCount};
+    return null; }"""
+
+
+def plays_without_freezing(page, seconds: float = 3.0, settle: float = 0.0) -> dict:
+    """Decoded pictures, time advancing, and no freeze over ``seconds`` (from the
+    first frame, or ``settle`` seconds after it: a camera's first frames come
+    unevenly, over UDP as over TCP)."""
+    first = wait_video(page, "#display video")
+    assert first["width"] > 0
+    time.sleep(settle)
+    before = page.evaluate(INBOUND_VIDEO)
+    start = video_state(page, "#display video")
+    time.sleep(seconds)
+    later = video_state(page, "#display video")
+    assert later["time"] - start["time"] >= seconds - 0.6, (start, later)
+    stats = page.evaluate(INBOUND_VIDEO)
+    assert stats["freezeCount"] == (before["freezeCount"] if settle else 0), (before, stats)
+    assert stats["framesDecoded"] > before["framesDecoded"], (before, stats)
+    return later
+
+
+@pytest.mark.parametrize("name", ["vod://main.mp4", "vod-live://live.mp4"])
+def test_transport_tcp_plays_a_file_over_tcp(start_server, page, media, name):
+    server = start_server(media_dir=str(media))
+    sdk_play(page, server, name, transport="TCP")
+    wait_statuses(page, "PLAYING")
+    plays_without_freezing(page)
+    pair = selected(page)
+    assert pair["local"] == "tcp" and pair["remote"] == "tcp", pair
+    assert pair["remotePort"] == server.ports["ice_tcp_port"], pair
+    sdp = page.evaluate("window.__remoteSdps[window.__remoteSdps.length - 1]")
+    candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
+    assert candidates and all(" tcp " in line and "tcptype passive" in line
+                              for line in candidates), candidates
+
+
+def test_by_default_udp_and_tcp_are_offered_and_udp_is_chosen(start_server, page, media):
+    server = start_server(media_dir=str(media))
+    sdk_play(page, server, "vod://main.mp4")
+    wait_statuses(page, "PLAYING")
+    plays_without_freezing(page, 1.0)
+    sdp = page.evaluate("window.__remoteSdps[window.__remoteSdps.length - 1]")
+    candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
+    assert any(" udp " in line.lower() for line in candidates), candidates
+    assert any("tcptype passive" in line for line in candidates), candidates
+    assert selected(page)["local"] == "udp"
+
+
+@pytest.mark.parametrize("up", ["UDP", "TCP"])
+def test_a_published_stream_plays_over_tcp(start_server, browser, page, media, up):
+    """A camera's stream (published over UDP or over TCP) reaches a TCP viewer."""
+    server = start_server(media_dir=str(media))
+    publisher = recorded_page(browser)
+    try:
+        publisher.goto(server.http_url + "/config.json")
+        publisher.set_content(
+            PUBLISH_PAGE % {"ws": server.ws_url, "name": "tcpcam", "transport": up})
+        publisher.wait_for_function("window.published.length > 0", timeout=20000)
+        assert publisher.evaluate("window.published") == ["PUBLISHING"]
+        assert selected(publisher)["local"] == up.lower()
+        sdk_play(page, server, "tcpcam", transport="TCP")
+        wait_statuses(page, "PLAYING")
+        plays_without_freezing(page, settle=1.0)
+        assert selected(page)["local"] == "tcp"
+    finally:
+        publisher.context.close()
+
+
+@pytest.fixture
+def udp_blocked_to():
+    """Drops UDP to and from one loopback address in the test's namespace (nft)."""
+    address = "127.0.0.2"
+    table = f"wcsvod_block_{int(time.time() * 1000) % 100000}"
+    rules = [
+        ["nft", "add", "table", "inet", table],
+        ["nft", "add", "chain", "inet", table, "input",
+         "{ type filter hook input priority 0; policy accept; }"],
+        ["nft", "add", "rule", "inet", table, "input", "ip", "daddr", address,
+         "meta", "l4proto", "udp", "drop"],
+        ["nft", "add", "rule", "inet", table, "input", "ip", "saddr", address,
+         "meta", "l4proto", "udp", "drop"],
+    ]
+    for rule in rules:
+        subprocess.run(rule, check=True, capture_output=True, text=True)
+    try:
+        yield address
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False)
+
+
+def test_with_udp_blocked_a_default_play_connects_over_tcp(start_server, page, media,
+                                                          udp_blocked_to):
+    server = start_server(media_dir=str(media), ip=udp_blocked_to, bind_address=udp_blocked_to)
+    sdk_play(page, server, "vod://main.mp4")
+    wait_statuses(page, "PLAYING", timeout=30)
+    plays_without_freezing(page)
+    pair = selected(page)
+    assert pair["local"] == "tcp", pair
