@@ -73,6 +73,7 @@ def test_bad_stream_fields(body, info, routed):
 class FakeStreams:
     def __init__(self):
         self.calls = []
+        self.requests = []
         self.answer = None  # what ``connect`` returns (None: allowed at once)
 
     def connect(self, session):
@@ -83,6 +84,7 @@ class FakeStreams:
 
     def play(self, session, request):
         self.calls.append(("play", request.media_session_id))
+        self.requests.append(request)
 
     def publish(self, session, request):
         self.calls.append(("publish", request.media_session_id))
@@ -334,5 +336,5 @@ def test_fields_that_cannot_be_honoured_are_logged_once_per_session(h):
         "cvoExtension: video orientation (CVO) is not sent",
     ])  # width and height are honoured (a rendition at that size), and transport (ICE-TCP)
     assert [call[0] for call in h.streams.calls].count("play") == 3  # played all the same
-    transports = [call[1].transport for call in h.streams.calls if call[0] == "play"]
+    transports = [request.transport for request in h.streams.requests]
     assert transports == ["TCP", "TCP", "UDP"]
