@@ -16,6 +16,7 @@ import pytest
 
 from testkit.browser import recorded_page
 from testkit.pages import video_state, wait_video
+from testkit.workers import Steering, paused, wait_for_workers
 
 SDK_PAGE = """<!DOCTYPE html><html><body>
 <div id="display" style="width:320px;height:240px"></div>
@@ -81,10 +82,11 @@ SELECTED_PAIR = """async () => {
 }"""
 
 
-def sdk_play(page, server, name: str, **options: str) -> None:
+def sdk_play(page, server, name: str, url: str = "", **options: str) -> None:
     page.goto(server.http_url + "/config.json")
     page.set_content(
-        SDK_PAGE % {"ws": server.ws_url, "name": name, "options": json.dumps(options)})
+        SDK_PAGE % {"ws": url or server.ws_url, "name": name, "options": json.dumps(options)}
+    )
 
 
 def wait_statuses(page, wanted: str, timeout: float = 20.0) -> list[str]:
@@ -142,8 +144,9 @@ def test_transport_tcp_plays_a_file_over_tcp(start_server, page, media, name):
     assert pair["remotePort"] == server.ports["ice_tcp_port"], pair
     sdp = page.evaluate("window.__remoteSdps[window.__remoteSdps.length - 1]")
     candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
-    assert candidates and all(" tcp " in line and "tcptype passive" in line
-                              for line in candidates), candidates
+    assert candidates and all(
+        " tcp " in line and "tcptype passive" in line for line in candidates
+    ), candidates
 
 
 def test_by_default_udp_and_tcp_are_offered_and_udp_is_chosen(start_server, page, media):
@@ -166,7 +169,8 @@ def test_a_published_stream_plays_over_tcp(start_server, browser, page, media, u
     try:
         publisher.goto(server.http_url + "/config.json")
         publisher.set_content(
-            PUBLISH_PAGE % {"ws": server.ws_url, "name": "tcpcam", "transport": up})
+            PUBLISH_PAGE % {"ws": server.ws_url, "name": "tcpcam", "transport": up}
+        )
         publisher.wait_for_function("window.published.length > 0", timeout=20000)
         assert publisher.evaluate("window.published") == ["PUBLISHING"]
         assert selected(publisher)["local"] == up.lower()
@@ -185,12 +189,45 @@ def udp_blocked_to():
     table = f"wcsvod_block_{int(time.time() * 1000) % 100000}"
     rules = [
         ["nft", "add", "table", "inet", table],
-        ["nft", "add", "chain", "inet", table, "input",
-         "{ type filter hook input priority 0; policy accept; }"],
-        ["nft", "add", "rule", "inet", table, "input", "ip", "daddr", address,
-         "meta", "l4proto", "udp", "drop"],
-        ["nft", "add", "rule", "inet", table, "input", "ip", "saddr", address,
-         "meta", "l4proto", "udp", "drop"],
+        [
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            table,
+            "input",
+            "{ type filter hook input priority 0; policy accept; }",
+        ],
+        [
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            table,
+            "input",
+            "ip",
+            "daddr",
+            address,
+            "meta",
+            "l4proto",
+            "udp",
+            "drop",
+        ],
+        [
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            table,
+            "input",
+            "ip",
+            "saddr",
+            address,
+            "meta",
+            "l4proto",
+            "udp",
+            "drop",
+        ],
     ]
     for rule in rules:
         subprocess.run(rule, check=True, capture_output=True, text=True)
@@ -200,11 +237,49 @@ def udp_blocked_to():
         subprocess.run(["nft", "delete", "table", "inet", table], check=False)
 
 
-def test_with_udp_blocked_a_default_play_connects_over_tcp(start_server, page, media,
-                                                          udp_blocked_to):
+def test_with_udp_blocked_a_default_play_connects_over_tcp(
+    start_server, page, media, udp_blocked_to
+):
     server = start_server(media_dir=str(media), ip=udp_blocked_to, bind_address=udp_blocked_to)
     sdk_play(page, server, "vod://main.mp4")
     wait_statuses(page, "PLAYING", timeout=30)
     plays_without_freezing(page)
     pair = selected(page)
     assert pair["local"] == "tcp", pair
+
+
+#: Holds the page's answer until the test says go (then the browser connects).
+HOLD_ANSWER = """
+window.__held = false;
+window.__go = false;
+const original = RTCPeerConnection.prototype.setRemoteDescription;
+RTCPeerConnection.prototype.setRemoteDescription = async function () {
+  window.__held = true;
+  while (!window.__go) await new Promise((resolve) => setTimeout(resolve, 10));
+  return original.apply(this, arguments);
+};
+"""
+
+
+def test_a_connection_the_other_worker_accepts_is_handed_to_the_peers_worker(
+    start_server, page, media
+):
+    """With the defaults (two workers) the kernel gives the browser's ICE-TCP
+    connection to either worker: forced here onto the one without the peer."""
+    server = start_server(media_dir=str(media))
+    pids = wait_for_workers(server)
+    assert len(pids) == 2, pids
+    steering = Steering(server, plan=lambda n: 1)  # the session (and its peer) on worker 1
+    try:
+        page.add_init_script(HOLD_ANSWER)
+        sdk_play(page, server, "vod://main.mp4", url=steering.url, transport="TCP")
+        page.wait_for_function("window.__held", timeout=15000)
+        with paused(pids[1]):  # only worker 2 can accept the connection now
+            page.evaluate("window.__go = true")
+            time.sleep(1.0)
+        wait_statuses(page, "PLAYING")
+        plays_without_freezing(page, 2.0)
+        assert selected(page)["local"] == "tcp"
+        assert server.saw("handed to the worker of its peer"), server.log()[-3000:]
+    finally:
+        steering.close()

@@ -48,6 +48,11 @@ FIRST_FRAME_WAIT = 10.0
 MAX_UNCLAIMED = 1024
 #: Connections one peer takes (a browser opens one for each of its TCP candidates).
 MAX_LINKS = 8
+#: Longest first frame taken (a browser's Binding request is ~100-200 bytes): a
+#: connection that announces more is not ICE, and is closed without waiting for it.
+MAX_FIRST_FRAME = 1024
+_BINDING_REQUEST = b"\x00\x01"
+_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 #: RFC 6544's local preference for a passive host candidate (direction 4 of 7,
 #: then the largest other-preference): below a UDP host candidate's 65535, so
 #: that a browser that can use UDP does.
@@ -155,7 +160,6 @@ class IceTcpLink(protocol.Protocol):
     def connectionMade(self) -> None:
         peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
         self.address = (peer.host, peer.port)
-        self.sink = open_sink(socket.socket(fileno=os.dup(self._fileno())))
         self.server.waiting(self)
 
     def _fileno(self) -> int:
@@ -165,6 +169,10 @@ class IceTcpLink(protocol.Protocol):
         if self._gone or self._handing:
             return
         self._buffer += data
+        if self.candidate is None and not self._may_be_ice():
+            self.server.refused += 1
+            self.close()  # not ICE: nobody's, and not worth waiting for
+            return
         while len(self._buffer) >= 2 and not (self._gone or self._handing):
             length = int.from_bytes(self._buffer[:2], "big")
             if len(self._buffer) < 2 + length:
@@ -176,6 +184,15 @@ class IceTcpLink(protocol.Protocol):
                     return
             del self._buffer[: 2 + length]
             self.candidate.datagram_received(frame, self.address)
+
+    def _may_be_ice(self) -> bool:
+        """Whether what came so far can begin a Binding request's frame."""
+        head = bytes(self._buffer[:10])
+        if len(head) >= 2 and not 20 <= int.from_bytes(head[:2], "big") <= MAX_FIRST_FRAME:
+            return False
+        if len(head) >= 4 and head[2:4] != _BINDING_REQUEST:
+            return False
+        return len(head) < 10 or head[6:10] == _MAGIC_COOKIE
 
     def _first(self, frame: bytes) -> None:
         """A first frame: whose is it?"""
@@ -198,6 +215,9 @@ class IceTcpLink(protocol.Protocol):
             if candidate.accepts(message):
                 self.server.claimed(self)
                 self.candidate = candidate
+                # (its own descriptor: made only now, so that a silent connection holds one)
+                with socket.socket(fileno=os.dup(self._fileno())) as sock:
+                    self.sink = open_sink(sock)  # (which takes a duplicate of its own)
                 candidate.attach(self)
             else:
                 self.server.refused += 1
@@ -353,6 +373,11 @@ class IceTcpServer(protocol.Factory):
                 log.debug("ICE-TCP connection for {ufrag!r} closed: {why}", ufrag=ufrag, why=why)
                 link.not_handed()
             else:
+                log.info(
+                    "ICE-TCP connection from {host}:{port} handed to the worker of its peer",
+                    host=link.address[0],
+                    port=link.address[1],
+                )
                 link.handed()
 
         def failed(failure: Failure) -> None:
