@@ -21,6 +21,8 @@ if $want_test; then
   command -v redis-server >/dev/null || apt_packages+=(redis-server)
   command -v stunnel4 >/dev/null || apt_packages+=(stunnel4)  # TLS in front of ffmpeg: an RTMPS receiver
   command -v promtool >/dev/null || apt_packages+=(prometheus)  # promtool checks /metrics (the suite runs no Prometheus)
+  command -v turnserver >/dev/null || apt_packages+=(coturn)  # the TURN server viewers relay through
+  command -v nft >/dev/null || apt_packages+=(nftables)  # blocks UDP in a test's namespace (ICE-TCP)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${apt_packages[*]}"

@@ -9,6 +9,7 @@ read from Chromium's own ``getStats``.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -283,3 +284,40 @@ def test_a_connection_the_other_worker_accepts_is_handed_to_the_peers_worker(
         assert server.saw("handed to the worker of its peer"), server.log()[-3000:]
     finally:
         steering.close()
+
+
+@pytest.fixture
+def turn():
+    from testkit.turn import TurnServer
+
+    server = TurnServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_own_player_plays_relayed_through_turn_over_tcp(start_server, page, media, turn):
+    """Chromium told to use nothing but a relay: coturn, reached over TCP, with the
+    credential the server's /config.json made for this page load."""
+    server = start_server(media_dir=str(media), turn_url=turn.url("tcp"),
+                          turn_secret=turn.secret)
+    page.goto(f"{server.http_url}/player.html?streamName=vod://main.mp4"
+              "&iceTransportPolicy=relay")
+    page.wait_for_function("document.getElementById('url').value.startsWith('ws://')")
+    page.wait_for_function("window.__statuses !== undefined")
+    page.click("#playBtn")
+    page.wait_for_function("document.getElementById('status').textContent === 'PLAYING'",
+                           timeout=20000)
+    page.wait_for_function("document.getElementById('video').videoWidth > 0 "
+                           "&& document.getElementById('video').currentTime > 0.3")
+    first = video_state(page, "#video")
+    time.sleep(2.5)
+    later = video_state(page, "#video")
+    assert (later["width"], later["height"]) == (640, 360)
+    assert later["time"] - first["time"] >= 2.0, (first, later)
+    pair = selected(page)
+    assert pair["localType"] == "relay" and pair["relay"] == "tcp", pair
+    # coturn took the credential the page was given (an expiring user of ours)
+    assert re.search(r"user <\d+:wcsvod>: incoming packet ALLOCATE processed, success",
+                     turn.log()), turn.log()[-2000:]

@@ -89,6 +89,22 @@ def test_config_json_tells_the_pages_the_ports_and_whether_the_sdk_is_served(fol
     assert get(site_root(folders, websdk_dir=None), "/client2/flashphoner.js").code == 404
 
 
+def test_config_json_hands_each_load_a_fresh_expiring_turn_credential(folders):
+    import time
+
+    from wcs.access.turn import credential
+
+    root = site_root(folders, turn_url=("turn:127.0.0.1:3478?transport=tcp",),
+                     turn_secret="s3cret", turn_ttl=600)
+    answer = get(root, "/config.json")
+    assert answer.header(b"cache-control") == b"no-store"
+    [server] = answer.json()["iceServers"]
+    assert server["urls"] == ["turn:127.0.0.1:3478?transport=tcp"]
+    expires = int(server["username"].split(":")[0])
+    assert abs(expires - (time.time() + 600)) < 5
+    assert server["credential"] == credential("s3cret", expires)[1]
+
+
 def test_the_console_and_the_sdk_are_served(folders):
     index = get(site_root(folders), "/")
     assert index.code == 200 and index.body == (STATIC_DIR / "index.html").read_bytes()

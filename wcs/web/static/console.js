@@ -345,6 +345,7 @@ function refreshAll() {
 }
 
 fetch("config.json").then((r) => r.json()).then((config) => {
+  player.rtcConfig = {iceServers: config.iceServers || []};
   const secure = location.protocol === "https:";
   wsUrl = (secure ? "wss://" : "ws://") + location.hostname + ":" +
     (secure ? config.wssPort : config.wsPort) + "/";

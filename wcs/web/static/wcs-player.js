@@ -12,6 +12,10 @@
 // an empty info never clears an older one); "" clears it.
 // onStats({provider, width, height, fps, bitrate, packetsLost, freezes,
 // framesDecoded}) once a second while a stream plays; bitrate in bits/s.
+//
+// player.rtcConfig is what WebRTC plays' peer connections get (the ICE servers
+// the server's /config.json hands out: a TURN server's, with a credential made
+// for this load); player.transport "TCP" asks for WebRTC media over TCP only.
 
 import {MsePlayback} from "./mse.js";
 
@@ -52,6 +56,8 @@ export class WcsPlayer {
   constructor({video, onStatus = () => {}, onStats = () => {}} = {}) {
     if (!video) throw new Error("WcsPlayer needs a <video> element");
     this.video = video;
+    this.rtcConfig = {iceServers: []};
+    this.transport = "UDP";
     this.onStatus = onStatus;
     this.onStats = onStats;
     this.socket = null;      // the signalling socket, kept for later plays
@@ -89,7 +95,8 @@ export class WcsPlayer {
     const url = new URL(wsUrl).href; // throws on a bad URL before anything changes
     if (this.stream) this._forget(true);
     const stream = {mediaSessionId: uuid(), name, published: false, hasVideo: true,
-                    hasAudio: true, status: "PENDING", record: false, mediaProvider: provider};
+                    hasAudio: true, status: "PENDING", record: false, mediaProvider: provider,
+                    transport: this.transport};
     this.stream = stream;
     await this._connect(url);
     if (this.stream !== stream) return; // stopped or replaced meanwhile
@@ -234,7 +241,7 @@ export class WcsPlayer {
   // ---- media -------------------------------------------------------------------
 
   async _offer() {
-    const pc = new RTCPeerConnection({iceServers: []});
+    const pc = new RTCPeerConnection(this.rtcConfig);
     this.pc = pc;
     pc.addTransceiver("audio", {direction: "recvonly"});
     pc.addTransceiver("video", {direction: "recvonly"});
