@@ -321,3 +321,48 @@ def test_the_own_player_plays_relayed_through_turn_over_tcp(start_server, page, 
     # coturn took the credential the page was given (an expiring user of ours)
     assert re.search(r"user <\d+:wcsvod>: incoming packet ALLOCATE processed, success",
                      turn.log()), turn.log()[-2000:]
+
+
+def test_transport_tcp_on_a_server_without_an_ice_tcp_port_fails_saying_so(start_server,
+                                                                           page, media):
+    server = start_server(media_dir=str(media), ice_tcp_port="0")
+    sdk_play(page, server, "vod://main.mp4", transport="TCP")
+    wait_statuses(page, "FAILED")
+    assert page.evaluate("window.infos") == [
+        "WebRTC over TCP is off on this server (ice_tcp_port=0)"]
+
+
+@pytest.fixture
+def tcp_blocked_to():
+    """Drops TCP to one loopback port of one address (nft); yields a function of the port."""
+    address = "127.0.0.3"
+    table = f"wcsvod_tcp_{int(time.time() * 1000) % 100000}"
+
+    def block(port: int) -> None:
+        for rule in (
+            ["nft", "add", "table", "inet", table],
+            ["nft", "add", "chain", "inet", table, "input",
+             "{ type filter hook input priority 0; policy accept; }"],
+            ["nft", "add", "rule", "inet", table, "input", "ip", "daddr", address,
+             "tcp", "dport", str(port), "drop"],
+        ):
+            subprocess.run(rule, check=True, capture_output=True, text=True)
+
+    block.address = address  # type: ignore[attr-defined]
+    try:
+        yield block
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False,
+                       capture_output=True)
+
+
+def test_a_tcp_play_that_cannot_connect_fails_naming_ice_over_tcp(start_server, page, media,
+                                                                  tcp_blocked_to):
+    address = tcp_blocked_to.address
+    server = start_server(media_dir=str(media), ip=address, bind_address=address)
+    tcp_blocked_to(server.ports["ice_tcp_port"])
+    sdk_play(page, server, "vod://main.mp4", transport="TCP")
+    wait_statuses(page, "FAILED", timeout=30)
+    [info] = page.evaluate("window.infos")
+    assert info.startswith("Failed by ICE timeout: ICE over TCP"), info
+    assert "ice_tcp_port" in info

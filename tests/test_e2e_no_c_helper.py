@@ -49,4 +49,15 @@ def test_without_the_c_helper_the_python_loop_plays_every_frame(start_server, pa
     time.sleep(1.0)
     later = page.evaluate("() => document.querySelector('#remoteVideo video').currentTime")
     assert first["width"] == 640 and later > first["time"]
+    # over TCP too (ICE-TCP, through the Python sink)
+    from tests.test_e2e_ice_tcp import plays_without_freezing, sdk_play, selected, wait_statuses
+
+    tcp_page = page.context.new_page()
+    try:
+        sdk_play(tcp_page, server, "vod://clip.mp4", transport="TCP")
+        wait_statuses(tcp_page, "PLAYING")
+        plays_without_freezing(tcp_page, 1.5)
+        assert selected(tcp_page)["local"] == "tcp"
+    finally:
+        tcp_page.close()
     assert "Traceback" not in server.log()
