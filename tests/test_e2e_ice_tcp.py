@@ -116,10 +116,13 @@ INBOUND_VIDEO = """async () => {
     return null; }"""
 
 
-def plays_without_freezing(page, seconds: float = 3.0, settle: float = 0.0) -> dict:
-    """Decoded pictures, time advancing, and no freeze over ``seconds`` (from the
-    first frame, or ``settle`` seconds after it: a camera's first frames come
-    unevenly, over UDP as over TCP)."""
+def plays_without_freezing(page, seconds: float = 3.0, settle: float = 0.0,
+                           strict: bool = True) -> dict:
+    """Decoded pictures and time advancing over ``seconds`` (from the first frame,
+    or ``settle`` seconds after it: a camera's first frames come unevenly, over
+    UDP as over TCP); with ``strict``, no freeze either, which only a test that
+    runs alone can promise (two cores shared by parallel tests and their
+    browsers starve a decoder now and then, whatever the transport)."""
     first = wait_video(page, "#display video")
     assert first["width"] > 0
     time.sleep(settle)
@@ -129,11 +132,13 @@ def plays_without_freezing(page, seconds: float = 3.0, settle: float = 0.0) -> d
     later = video_state(page, "#display video")
     assert later["time"] - start["time"] >= seconds - 0.6, (start, later)
     stats = page.evaluate(INBOUND_VIDEO)
-    assert stats["freezeCount"] == (before["freezeCount"] if settle else 0), (before, stats)
+    if strict:
+        assert stats["freezeCount"] == (before["freezeCount"] if settle else 0), (before, stats)
     assert stats["framesDecoded"] > before["framesDecoded"], (before, stats)
     return later
 
 
+@pytest.mark.alone  # no freeze: nothing else on the two cores
 @pytest.mark.parametrize("name", ["vod://main.mp4", "vod-live://live.mp4"])
 def test_transport_tcp_plays_a_file_over_tcp(start_server, page, media, name):
     server = start_server(media_dir=str(media))
@@ -154,7 +159,7 @@ def test_by_default_udp_and_tcp_are_offered_and_udp_is_chosen(start_server, page
     server = start_server(media_dir=str(media))
     sdk_play(page, server, "vod://main.mp4")
     wait_statuses(page, "PLAYING")
-    plays_without_freezing(page, 1.0)
+    plays_without_freezing(page, 1.0, strict=False)
     sdp = page.evaluate("window.__remoteSdps[window.__remoteSdps.length - 1]")
     candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
     assert any(" udp " in line.lower() for line in candidates), candidates
@@ -162,6 +167,7 @@ def test_by_default_udp_and_tcp_are_offered_and_udp_is_chosen(start_server, page
     assert selected(page)["local"] == "udp"
 
 
+@pytest.mark.alone  # no freeze: nothing else on the two cores
 @pytest.mark.parametrize("up", ["UDP", "TCP"])
 def test_a_published_stream_plays_over_tcp(start_server, browser, page, media, up):
     """A camera's stream (published over UDP or over TCP) reaches a TCP viewer."""
@@ -238,6 +244,7 @@ def udp_blocked_to():
         subprocess.run(["nft", "delete", "table", "inet", table], check=False)
 
 
+@pytest.mark.alone  # no freeze: nothing else on the two cores
 def test_with_udp_blocked_a_default_play_connects_over_tcp(
     start_server, page, media, udp_blocked_to
 ):
@@ -279,7 +286,7 @@ def test_a_connection_the_other_worker_accepts_is_handed_to_the_peers_worker(
             page.evaluate("window.__go = true")
             time.sleep(1.0)
         wait_statuses(page, "PLAYING")
-        plays_without_freezing(page, 2.0)
+        plays_without_freezing(page, 2.0, strict=False)
         assert selected(page)["local"] == "tcp"
         assert server.saw("handed to the worker of its peer"), server.log()[-3000:]
     finally:

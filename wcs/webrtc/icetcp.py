@@ -223,6 +223,10 @@ class IceTcpLink(protocol.Protocol):
                 self.server.refused += 1
                 self.close()
             return
+        if self.server.peers is None:  # no other worker to hold it: a stranger's
+            self.server.refused += 1
+            self.close()
+            return
         self._handing = True
         self.transport.stopReading()  # type: ignore[union-attr]  # the next bytes are its
         self.server.misdirected(self, ufrag, bytes(self._buffer))
@@ -248,6 +252,7 @@ class IceTcpLink(protocol.Protocol):
         if not self._gone:
             self._gone = True
             self._close_sink()
+            self.server.claimed(self)  # (no longer waiting for its first frame)
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _close_sink(self) -> None:
@@ -343,10 +348,7 @@ class IceTcpServer(protocol.Factory):
         """A connection for a peer this process does not hold: hand it to the
         worker that does, else close it."""
         peers = self.peers
-        if peers is None:
-            self.refused += 1
-            link.not_handed()
-            return
+        assert peers is not None  # (the link closes a stranger's connection itself then)
         asking = peers.ask_all(WHO_HOLDS, ufrag)
 
         def found(answers: list[Any]) -> Deferred[str] | str:
