@@ -18,6 +18,8 @@ from aioice import stun
 
 from tests.test_e2e_ice_tcp import plays_without_freezing, sdk_play, selected, wait_statuses
 from testkit.pages import video_state
+from tests.test_e2e_metrics import read as metrics
+from tests.test_e2e_metrics import value
 from testkit.workers import wait_for_workers
 
 #: Seconds a silent connection is kept (wcs/webrtc/icetcp.py FIRST_FRAME_WAIT), and
@@ -100,6 +102,9 @@ def test_garbage_strangers_and_forgers_are_closed_and_the_play_goes_on(start_ser
     }
     for name, payload in attacks.items():
         assert closed_by_server(port, payload), f"{name}: the connection stayed open"
+    found = metrics(server)
+    assert value(found, "wcsvod_ice_tcp_connections_total", outcome="refused") >= len(attacks)
+    assert value(found, "wcsvod_ice_tcp_connections_total", outcome="claimed") >= 1
     plays_without_freezing(page, 2.0, strict=False)
     later = video_state(page, "#display video")
     assert later["time"] > before["time"] + 2.0

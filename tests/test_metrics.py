@@ -105,6 +105,7 @@ def test_families_parse_back_with_every_value():
     meters.answered("/rest-api/vod/startup", 200)
     meters.answered("/rest-api/vod/startup", 404)
     meters.s3_bytes, meters.s3_errors = 4096, 2
+    meters.ice_tcp["refused"] += 3
     meters.lag.observe(0.002)
     meters.lag.observe(3.0)
     held = Sender()  # (any object that can be weakly referenced)
@@ -121,6 +122,7 @@ def test_families_parse_back_with_every_value():
                    (("route", "/rest-api/vod/startup"), ("status", "404")))] == 1
     assert values[("wcsvod_s3_fetched_bytes_total", ())] == 4096
     assert values[("wcsvod_s3_errors_total", ())] == 2
+    assert values[("wcsvod_ice_tcp_connections_total", (("outcome", "refused"),))] == 3
     assert values[("wcsvod_transcodes", (("kind", "resize"),))] == 1
     assert values[("wcsvod_reactor_lag_seconds_bucket", (("le", "0.005"),))] == 1
     assert values[("wcsvod_reactor_lag_seconds_bucket", (("le", "+Inf"),))] == 2

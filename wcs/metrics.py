@@ -152,6 +152,9 @@ class Meters:
         self.rest: Counter[tuple[str, int]] = Counter()
         self.lag = Lag()
         self.hls_viewers = Recent()  # (address, stream name) fetching playlists
+        #: ICE-TCP connections by what became of them: claimed (by a peer of this
+        #: worker), handed (to another worker's), refused (garbage, strangers, silence)
+        self.ice_tcp: Counter[str] = Counter()
 
     def traffic(self, provider: str) -> Traffic:
         found = self.sent.get(provider)
@@ -257,7 +260,15 @@ def families(meters: Meters, state: StateReader | None) -> list[Metric]:
         running_total += count
         buckets.append(("+Inf" if bound == float("inf") else repr(bound), running_total))
     lag.add_metric([], buckets, meters.lag.sum)
+    ice_tcp = CounterMetricFamily(
+        "wcsvod_ice_tcp_connections",
+        "Connections to the ICE-TCP port, by outcome (claimed, handed, refused)",
+        labels=["outcome"],
+    )
+    for outcome, count in sorted(meters.ice_tcp.items()):
+        ice_tcp.add_metric([outcome], count)
     out += [
+        ice_tcp,
         packets,
         octets,
         samples,

@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wcs.metrics import METERS
 from wcs.webrtc import internals
 from wcs.webrtc.rtpstream import TcpSink, open_sink
 
@@ -170,20 +171,24 @@ class IceTcpLink(protocol.Protocol):
             return
         self._buffer += data
         if self.candidate is None and not self._may_be_ice():
-            self.server.refused += 1
+            self.server.refuse()
             self.close()  # not ICE: nobody's, and not worth waiting for
             return
-        while len(self._buffer) >= 2 and not (self._gone or self._handing):
-            length = int.from_bytes(self._buffer[:2], "big")
-            if len(self._buffer) < 2 + length:
+        buffer = self._buffer
+        at = 0  # frames are cut at an offset, and what they took dropped once
+        while len(buffer) - at >= 2 and not (self._gone or self._handing):
+            length = (buffer[at] << 8) | buffer[at + 1]
+            if len(buffer) - at < 2 + length:
                 break  # (never more than one frame waits: 2 + 65535 bytes)
-            frame = bytes(self._buffer[2 : 2 + length])
+            frame = bytes(buffer[at + 2 : at + 2 + length])
             if self.candidate is None:
                 self._first(frame)  # may hand the unread rest over: keep it till then
                 if self.candidate is None:
                     return
-            del self._buffer[: 2 + length]
+            at += 2 + length
             self.candidate.datagram_received(frame, self.address)
+        if at and buffer is self._buffer:
+            del buffer[:at]
 
     def _may_be_ice(self) -> bool:
         """Whether what came so far can begin a Binding request's frame."""
@@ -206,7 +211,7 @@ class IceTcpLink(protocol.Protocol):
             or message.message_class != stun.Class.REQUEST
             or not isinstance(message.attributes.get("USERNAME"), str)
         ):
-            self.server.refused += 1
+            self.server.refuse()
             self.close()  # not ICE: nobody's
             return
         ufrag = message.attributes["USERNAME"].partition(":")[0]
@@ -214,17 +219,18 @@ class IceTcpLink(protocol.Protocol):
         if candidate is not None:
             if candidate.accepts(message):
                 self.server.claimed(self)
+                METERS.ice_tcp["claimed"] += 1
                 self.candidate = candidate
                 # (its own descriptor: made only now, so that a silent connection holds one)
                 with socket.socket(fileno=os.dup(self._fileno())) as sock:
                     self.sink = open_sink(sock)  # (which takes a duplicate of its own)
                 candidate.attach(self)
             else:
-                self.server.refused += 1
+                self.server.refuse()
                 self.close()
             return
         if self.server.peers is None:  # no other worker to hold it: a stranger's
-            self.server.refused += 1
+            self.server.refuse()
             self.close()
             return
         self._handing = True
@@ -319,7 +325,7 @@ class IceTcpServer(protocol.Factory):
         adopted, self._adopting = self._adopting, b""
         while len(self._unclaimed) >= MAX_UNCLAIMED:
             oldest = next(iter(self._unclaimed))
-            self.refused += 1
+            self.refuse()
             oldest.close()
             self._unclaimed.pop(oldest, None)
         self._unclaimed[link] = self.clock.callLater(FIRST_FRAME_WAIT, self._silent, link)
@@ -328,8 +334,13 @@ class IceTcpServer(protocol.Factory):
 
     def _silent(self, link: IceTcpLink) -> None:
         if self._unclaimed.pop(link, None) is not None:
-            self.refused += 1
+            self.refuse()
             link.close()
+
+    def refuse(self) -> None:
+        """A connection closed as nobody's (garbage, a stranger, silence, the cap)."""
+        self.refused += 1
+        METERS.ice_tcp["refused"] += 1
 
     def claimed(self, link: IceTcpLink) -> None:
         timer = self._unclaimed.pop(link, None)
@@ -371,7 +382,7 @@ class IceTcpServer(protocol.Factory):
 
         def done(why: str) -> None:
             if why:
-                self.refused += 1
+                self.refuse()
                 log.debug("ICE-TCP connection for {ufrag!r} closed: {why}", ufrag=ufrag, why=why)
                 link.not_handed()
             else:
@@ -380,6 +391,7 @@ class IceTcpServer(protocol.Factory):
                     host=link.address[0],
                     port=link.address[1],
                 )
+                METERS.ice_tcp["handed"] += 1
                 link.handed()
 
         def failed(failure: Failure) -> None:
