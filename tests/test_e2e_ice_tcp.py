@@ -373,3 +373,13 @@ def test_a_tcp_play_that_cannot_connect_fails_naming_ice_over_tcp(start_server, 
     [info] = page.evaluate("window.infos")
     assert info.startswith("Failed by ICE timeout: ICE over TCP"), info
     assert "ice_tcp_port" in info
+
+
+def test_aiortcs_own_sender_plays_over_tcp_too(start_server, page, media):
+    """``webrtc_sender=aiortc``: aiortc's per-viewer senders write through the same
+    connection (DTLS-SRTP over the framed TCP stream), not the fast path's sink."""
+    server = start_server(media_dir=str(media), webrtc_sender="aiortc")
+    sdk_play(page, server, "vod://main.mp4", transport="TCP")
+    wait_statuses(page, "PLAYING")
+    plays_without_freezing(page, 2.0, strict=False)
+    assert selected(page)["local"] == "tcp"
