@@ -6,7 +6,11 @@ One task drains every viewer's socket every ``POLL`` seconds (non-blocking reads
 until the socket is empty), so a thousand viewers cost the client a few µs per
 packet instead of a wake-up per packet. STUN keeps flowing through aioice, so
 consent checks in both directions are answered and no viewer is dropped for
-silence."""
+silence.
+
+A viewer with ``transport="TCP"`` plays over ICE-TCP (``testkit/ice_tcp.py``):
+its one TCP connection is drained the same way, frame by frame. A ``deaf``
+viewer reads nothing at all once connected (a hostile client that never reads)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
+from testkit.ice_tcp import add_active_tcp, nominated
 from testkit.rtc_client import AsyncWebSocket, stream_request
 from wcs.media.mp4 import Mp4File
 
@@ -42,6 +47,8 @@ class CheapViewer:
     rtcp: int = 0
     rtp_bytes: int = 0
     ssrcs: dict[int, int] = field(default_factory=dict)  # packets by sender SSRC
+    transport: str = "UDP"  # how it plays: "TCP" is ICE-TCP only
+    deaf: bool = False  # once connected, reads nothing (its socket fills)
 
 
 class Counter:
@@ -49,16 +56,34 @@ class Counter:
 
     def __init__(self) -> None:
         self._sockets: list[tuple[socket.socket, Any, CheapViewer]] = []
+        self._streams: list[tuple[socket.socket, Any, CheapViewer, tuple, bytearray]] = []
         self._task: asyncio.Task | None = None
 
     def add(self, pc: RTCPeerConnection, viewer: CheapViewer) -> None:
         """Take over the viewer's sockets from aiortc (reading only)."""
+        if viewer.transport == "TCP":
+            self._add_tcp(pc, viewer)
+            return
         for protocol in _ice_protocols(pc):
             transport = protocol.transport
             transport.pause_reading()
             raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
             raw.setblocking(False)
             self._sockets.append((raw, protocol, viewer))
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain_forever())
+
+    def _add_tcp(self, pc: RTCPeerConnection, viewer: CheapViewer) -> None:
+        route = nominated(pc)
+        if route is None:
+            return
+        protocol, addr = route
+        protocol.stop_reading(addr)
+        if viewer.deaf:
+            return  # nobody reads: the server's side fills
+        raw = socket.socket(fileno=os.dup(protocol.socket_to(addr).fileno()))
+        raw.setblocking(False)
+        self._streams.append((raw, protocol, viewer, addr, bytearray()))
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain_forever())
 
@@ -70,13 +95,23 @@ class Counter:
             else:
                 keep.append(entry)
         self._sockets = keep
+        streams = []
+        for stream in self._streams:
+            if stream[2] is viewer:
+                stream[0].close()
+            else:
+                streams.append(stream)
+        self._streams = streams
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
         for raw, _, _ in self._sockets:
             raw.close()
+        for stream in self._streams:
+            stream[0].close()
         self._sockets = []
+        self._streams = []
 
     async def _drain_forever(self) -> None:
         while True:
@@ -103,6 +138,35 @@ class Counter:
                         viewer.ssrcs[ssrc] = viewer.ssrcs.get(ssrc, 0) + 1
                 elif first < 4:
                     protocol.datagram_received(data, addr)  # consent checks, both ways
+        for raw, protocol, viewer, addr, buffer in self._streams:
+            while True:
+                try:
+                    data = raw.recv(1 << 18)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                if not data:
+                    break
+                buffer += data
+            at, end = 0, len(buffer)
+            while end - at >= 2:
+                length = (buffer[at] << 8) | buffer[at + 1]
+                if end - at < 2 + length:
+                    break
+                first = buffer[at + 2] if length else 0
+                if 127 < first < 192:
+                    if 199 < buffer[at + 3] < 208:
+                        viewer.rtcp += 1
+                    else:
+                        viewer.rtp += 1
+                        viewer.rtp_bytes += length
+                        ssrc = int.from_bytes(buffer[at + 10 : at + 14], "big")
+                        viewer.ssrcs[ssrc] = viewer.ssrcs.get(ssrc, 0) + 1
+                elif first < 4:  # consent checks, both ways
+                    protocol.datagram_received(bytes(buffer[at + 2 : at + 2 + length]), addr)
+                at += 2 + length
+            del buffer[:at]
 
 
 def _ice_protocols(pc: RTCPeerConnection) -> list[Any]:
@@ -138,7 +202,11 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
         pc.addTransceiver("audio", direction="recvonly")
         pc.addTransceiver("video", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
-        request = stream_request(name, sdp=pc.localDescription.sdp)
+        extra = {}
+        if viewer.transport == "TCP":
+            add_active_tcp(pc)
+            extra["transport"] = "TCP"
+        request = stream_request(name, sdp=pc.localDescription.sdp, **extra)
         await ws.send("playStream", request)
         deadline = time.monotonic() + timeout
         stopping = False

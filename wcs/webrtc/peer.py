@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,8 @@ from wcs.webrtc import ice, internals
 from wcs.webrtc.icetcp import IceTcpServer
 
 log = Logger()
+
+_END_OF_CANDIDATES = re.compile(r"^a=end-of-candidates[ \t]*(\r?\n|$)", re.MULTILINE)
 
 
 def _ignore(_error: Exception) -> None:
@@ -66,6 +69,19 @@ class Peer(RTCPeerConnection):
         """Whether :meth:`close` has begun (aiortc closes the peer by itself when
         every DTLS transport closed)."""
         return self.signalingState == "closed" or self.connectionState == "closed"
+
+    async def setRemoteDescription(self, sessionDescription: RTCSessionDescription) -> None:
+        """aiortc's; with ICE-TCP, an offer's ``a=end-of-candidates`` is not
+        passed on. A passive TCP candidate cannot check its way to anyone: its
+        pairs come from the connections made to it, after the offer, as peer-
+        reflexive ones. Told that no candidate will come, aioice would fail a
+        check list with nothing yet to check at once (an offer with no TCP
+        candidate of its own); the connect deadline decides instead, as it does
+        for a browser, which never says end-of-candidates."""
+        if self._ice_tcp is not None and "a=end-of-candidates" in sessionDescription.sdp:
+            kept = _END_OF_CANDIDATES.sub("", sessionDescription.sdp)
+            sessionDescription = RTCSessionDescription(kept, sessionDescription.type)
+        await super().setRemoteDescription(sessionDescription)
 
     async def connect_task(self) -> None:
         """aiortc's connect task, whose errors are taken care of (installed
