@@ -13,6 +13,9 @@ and the decoding viewers' frame rate (server CPU and RSS: the server process and
 its workers, if any). Each engine runs in the same process
 of this benchmark, side by side:
 - ``wcsvod`` as configured by default;
+- ``tcp``: the same server, its counting viewers playing over ICE-TCP
+  (``transport: "TCP"``, ``testkit/ice_tcp.py``), each one TCP connection read
+  frame by frame by the same poller (the decoding viewers stay on UDP);
 - ``wcsvod (aiortc senders)``: the server with ``webrtc_sender=aiortc``, today's
   path of one aiortc sender per viewer, kept for the ratio;
 - stock aiortc (``bench/stock_server.py``: MediaPlayer + MediaRelay), up to the
@@ -85,11 +88,17 @@ def profile_summary(raw: Path, top: int = 25) -> str:
 
 
 async def fan_out(
-    ws_url: str, name: str, viewers: int, pid: int, rate: float, profile: Path | None = None
+    ws_url: str,
+    name: str,
+    viewers: int,
+    pid: int,
+    rate: float,
+    profile: Path | None = None,
+    transport: str = "UDP",
 ) -> dict:
     counter = Counter()
     stop = asyncio.Event()
-    views = [CheapViewer() for _ in range(viewers)]
+    views = [CheapViewer(transport=transport) for _ in range(viewers)]
     cheap = []
     started = time.monotonic()
     for index, view in enumerate(views):
@@ -215,7 +224,8 @@ def main() -> None:
         help="counts for today's aiortc senders (they saturate early)",
     )
     parser.add_argument("--stock-counts", default="10,100,300")
-    parser.add_argument("--engines", default="wcsvod,aiortc,stock")
+    parser.add_argument("--engines", default="wcsvod,tcp,aiortc,stock")
+    parser.add_argument("--tcp-counts", default="300,1000", help="counts for TCP viewers")
     parser.add_argument(
         "--profile",
         type=int,
@@ -227,7 +237,7 @@ def main() -> None:
     seconds = 60
     if args.smoke:
         global MEASURE
-        args.counts = args.aiortc_counts = args.stock_counts = "2"
+        args.counts = args.aiortc_counts = args.stock_counts = args.tcp_counts = "2"
         MEASURE, seconds = 2.0, 10
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
@@ -245,8 +255,16 @@ def main() -> None:
         f"{rate:.1f} RTP packets/s per viewer"
     )
     results: dict[str, list[dict]] = {}
-    servers = {"wcsvod": {}, "aiortc": {"webrtc_sender": "aiortc"}}
-    aiortc_counts = [int(c) for c in args.aiortc_counts.split(",") if c]
+    servers: dict[str, dict[str, str]] = {
+        "wcsvod": {},
+        "tcp": {},
+        "aiortc": {"webrtc_sender": "aiortc"},
+    }
+    engine_counts = {
+        "wcsvod": counts,
+        "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
+        "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
+    }
     for engine in [e for e in engines if e in servers]:
         settings = {
             "media_dir": str(folder),
@@ -255,7 +273,7 @@ def main() -> None:
             **servers[engine],
         }
         rows = []
-        for count in counts if engine == "wcsvod" else aiortc_counts:
+        for count in engine_counts[engine]:
             server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
             raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
             try:
@@ -268,6 +286,7 @@ def main() -> None:
                             server.process.pid,
                             rate,
                             raw,
+                            "TCP" if engine == "tcp" else "UDP",
                         ),
                         timeout=900,
                     )
@@ -302,7 +321,7 @@ def main() -> None:
         results["stock"] = rows
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
-    for other in ("aiortc", "stock"):
+    for other in ("tcp", "aiortc", "stock"):
         pairs = [
             (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
         ]
