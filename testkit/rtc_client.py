@@ -102,8 +102,14 @@ class Received:
     pli_sent: float | None = None
 
     def fps(self) -> float:
+        """Frames a second as they arrived: one over the median gap between
+        frames, so that a stall of this client's own loop (on a loaded machine)
+        and the burst that follows it do not read as the server's pace."""
+        import statistics
+
         times = [v[0] for v in self.video]
-        return (len(times) - 1) / (times[-1] - times[0])
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        return 1.0 / statistics.median(gaps)
 
     def drift(self, window: float = 1.0) -> float:
         """How far video and audio moved apart (s), from the first to the last second.

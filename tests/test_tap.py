@@ -36,13 +36,15 @@ def test_plain_listeners_on_the_bind_address(tmp_path):
                           "bind_address": "127.0.0.1"})
     assert described == {"ws.port": "tcp:8080:interface=127.0.0.1:backlog=1024",
                          "http.port": "tcp:8081:interface=127.0.0.1:backlog=1024",
-                         "hls.port": "tcp:8082:interface=127.0.0.1:backlog=1024"}
+                         "hls.port": "tcp:8082:interface=127.0.0.1:backlog=1024",
+                         "ice_tcp_port": "tcp:8083:interface=127.0.0.1:backlog=1024"}
 
 
 def test_tls_listeners_use_the_pem_pair_and_quote_what_needs_it(tmp_path):
     described = in_tap(tmp_path, "print(json.dumps(tap.listen_descriptions(settings)))",
                        **{"ws.port": "0", "http.port": "0", "hls.port": "0",
-                          "bind_address": "::1", "state_dir": str(tmp_path / "a:b")})
+                          "ice_tcp_port": "0", "bind_address": "::1",
+                          "state_dir": str(tmp_path / "a:b")})
     assert set(described) == {"wss.port", "https.port", "hls.ssl.port"}
     tls = tmp_path / "a:b" / "tls"
     cert, key = (str(tls / name).replace(":", "\\:") for name in ("cert.pem", "key.pem"))
@@ -57,7 +59,7 @@ def test_every_listener_is_a_service_that_fails_the_start_when_it_cannot_listen(
         print(json.dumps([s._raiseSynchronously for s in composed
                           if isinstance(s, StreamServerEndpointService)]))
     """, bind_address="127.0.0.1")
-    assert services == [True] * 6  # ws, http, hls; wss, https, hls.ssl
+    assert services == [True] * 7  # ws, http, hls, ice-tcp; wss, https, hls.ssl
 
 
 def test_freed_heap_goes_back_to_the_system_every_minute(tmp_path):
