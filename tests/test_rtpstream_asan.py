@@ -3,7 +3,8 @@
 The extension is compiled here with ``-fsanitize=address`` (and the warnings
 setup.py turns into errors), loaded in place of the installed one by a
 sitecustomize in a child interpreter that preloads libasan, and
-tests/test_rtpstream.py and tests/test_rtpstream_tcp.py run there: any out-of-bounds read or write, use after
+tests/test_rtpstream.py, tests/test_rtpstream_tcp.py and tests/test_tcp_sink.py run
+there: any out-of-bounds read or write, use after
 free or double free in the C code aborts that run with ASan's report.
 """
 
@@ -56,7 +57,7 @@ def test_the_c_tests_pass_under_address_sanitizer(tmp_path):
     assert which.stdout.strip() == str(built), which.stderr[-2000:]
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-n0", "-p", "no:cacheprovider", "-q",
-         "tests/test_rtpstream.py", "tests/test_rtpstream_tcp.py"],
+         "tests/test_rtpstream.py", "tests/test_rtpstream_tcp.py", "tests/test_tcp_sink.py"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     output = run.stdout + run.stderr
     assert "AddressSanitizer" not in output, output[-4000:]
