@@ -25,10 +25,6 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         ["--viewers", "1", "--seconds", "2", "--snapshots", "2"],
         r"snapshots of a running broadcast .*: latency p50 \d+",
     ),
-    "ice_tcp_fanout": (
-        ["--smoke"],
-        r"µs per packet per viewer, TCP / UDP:\n +2 viewers: [\d.]+x",
-    ),
     "idle_broadcasts": (
         ["--smoke"],
         r"server CPU, \d+ broadcasts nobody watches: [\d.]+ % of a core",
