@@ -207,6 +207,12 @@ def test_a_stopped_push_is_no_viewer_at_once(start_server, media, tmp_path):
         assert value(metrics(server), "wcsvod_viewers", provider="RTMP") == 1
         assert call(server.http_url, "/rest-api/push/terminate",
                     {"mediaSessionId": push["mediaSessionId"]})[0] == 200
+        # (the terminate may reach the worker without the push, which tells the
+        # other one through the supervisor: a scrape can come a few ms before it)
+        deadline = time.monotonic() + 2.0
+        while (value(metrics(server), "wcsvod_viewers", provider="RTMP") != 0
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         assert value(metrics(server), "wcsvod_viewers", provider="RTMP") == 0
         assert find_push(server, push["mediaSessionId"])["status"] == "STOPPED"  # still listed
     finally:

@@ -63,6 +63,8 @@ _HEADER = struct.Struct("!BBHII")
 
 #: RFC 4571's frame: a 16-bit length, then that many bytes.
 MAX_FRAME = 65535
+#: Frames a sink gives one sendmsg (as the C loop's batch).
+_BATCH = 64
 
 
 class TcpSink(Protocol):
@@ -136,29 +138,37 @@ class PyTcpSink:
             return 0
         assert self._sock is not None
         frames = [len(packet).to_bytes(2, "big") + packet for packet in packets]
-        try:
-            sent = self._sock.sendmsg(frames, [], socket.MSG_NOSIGNAL)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.broken = True
-            sent = 0
         taken = 0
-        for frame in frames:
-            if sent <= 0:
+        for first in range(0, len(frames), _BATCH):  # (sendmsg takes at most IOV_MAX buffers)
+            batch = frames[first : first + _BATCH]
+            try:
+                sent = self._sock.sendmsg(batch, [], socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.broken = True
+                sent = 0
+            whole = True
+            for frame in batch:
+                if sent <= 0:
+                    whole = False
+                    break
+                if sent < len(frame):
+                    self._rest = frame[sent:]
+                    whole = False
+                sent -= len(frame)
+                taken += 1
+            if not whole:
                 break
-            if sent < len(frame):
-                self._rest = frame[sent:]
-            sent -= len(frame)
-            taken += 1
         self.frames += taken
         self.refused += len(packets) - taken
         return taken
 
     def write(self, data: bytes) -> bool:
+        data = bytes(memoryview(data))  # (a wide memoryview's len() counts items, not bytes)
         if len(data) > MAX_FRAME:
             raise ValueError("a frame holds at most 65535 bytes")
-        return self.send_frames([bytes(data)]) == 1
+        return self.send_frames([data]) == 1
 
     def close(self) -> None:
         if self._sock is not None:
@@ -372,7 +382,7 @@ class PyRtpStream:
 
     def send_raw(self, data: bytes) -> None:
         if self._sink is not None:
-            if len(data) <= MAX_FRAME:
+            if memoryview(data).nbytes <= MAX_FRAME:
                 self._sink.write(data)
         elif self._sock is not None:
             try:
