@@ -31,6 +31,7 @@ def test_plays_vod_file_to_decoded_frames_then_stops(start_server, page, media):
     assert page.inner_text("#playBtn") == "Start"
 
 
+@pytest.mark.alone  # no freeze: only promised with nothing else on the two cores
 @pytest.mark.parametrize("name", ["high.mp4", "bframes.mp4", "baseline.mp4"])
 def test_profiles_and_bframes_decode_without_freezes(start_server, page, media, name):
     """Chromium's own figures: every frame decoded, no freeze (B-frames included)."""
