@@ -8,6 +8,7 @@ read from Chromium's own ``getStats``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -192,60 +193,33 @@ def test_by_default_udp_and_tcp_are_offered_and_udp_is_chosen(start_server, page
     assert selected(page)["local"] == "udp"
 
 
-@pytest.fixture
-def udp_blocked_to():
-    """Drops UDP to and from one loopback address in the test's namespace (nft)."""
-    address = "127.0.0.2"
-    table = f"wcsvod_block_{int(time.time() * 1000) % 100000}"
+@contextlib.contextmanager
+def nft_dropping(*matches: list[str]):
+    """Drops what each nft match names, in the test's namespace only, for the block
+    (a table of its own, deleted after)."""
+    table = f"wcsvod_drop_{int(time.time() * 1000) % 100000}"
     rules = [
         ["nft", "add", "table", "inet", table],
-        [
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            table,
-            "input",
-            "{ type filter hook input priority 0; policy accept; }",
-        ],
-        [
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            table,
-            "input",
-            "ip",
-            "daddr",
-            address,
-            "meta",
-            "l4proto",
-            "udp",
-            "drop",
-        ],
-        [
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            table,
-            "input",
-            "ip",
-            "saddr",
-            address,
-            "meta",
-            "l4proto",
-            "udp",
-            "drop",
-        ],
+        ["nft", "add", "chain", "inet", table, "input",
+         "{ type filter hook input priority 0; policy accept; }"],
+        *(["nft", "add", "rule", "inet", table, "input", *match, "drop"] for match in matches),
     ]
-    for rule in rules:
-        subprocess.run(rule, check=True, capture_output=True, text=True)
     try:
-        yield address
+        for rule in rules:
+            subprocess.run(rule, check=True, capture_output=True, text=True)
+        yield
     finally:
-        subprocess.run(["nft", "delete", "table", "inet", table], check=False)
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False,
+                       capture_output=True)
 
+
+@pytest.fixture
+def udp_blocked_to():
+    """Drops UDP to and from one loopback address (where the server announces)."""
+    address = "127.0.0.2"
+    with nft_dropping(["ip", "daddr", address, "meta", "l4proto", "udp"],
+                      ["ip", "saddr", address, "meta", "l4proto", "udp"]):
+        yield address
 
 def test_with_udp_blocked_a_default_play_connects_over_tcp(
     start_server, page, media, udp_blocked_to
@@ -343,27 +317,16 @@ def test_transport_tcp_on_a_server_without_an_ice_tcp_port_fails_saying_so(start
 
 @pytest.fixture
 def tcp_blocked_to():
-    """Drops TCP to one loopback port of one address (nft); yields a function of the port."""
+    """Drops TCP to one port of one loopback address; yields a function of the port."""
     address = "127.0.0.3"
-    table = f"wcsvod_tcp_{int(time.time() * 1000) % 100000}"
+    with contextlib.ExitStack() as stack:
 
-    def block(port: int) -> None:
-        for rule in (
-            ["nft", "add", "table", "inet", table],
-            ["nft", "add", "chain", "inet", table, "input",
-             "{ type filter hook input priority 0; policy accept; }"],
-            ["nft", "add", "rule", "inet", table, "input", "ip", "daddr", address,
-             "tcp", "dport", str(port), "drop"],
-        ):
-            subprocess.run(rule, check=True, capture_output=True, text=True)
+        def block(port: int) -> None:
+            stack.enter_context(nft_dropping(["ip", "daddr", address, "tcp", "dport",
+                                              str(port)]))
 
-    block.address = address  # type: ignore[attr-defined]
-    try:
+        block.address = address  # type: ignore[attr-defined]
         yield block
-    finally:
-        subprocess.run(["nft", "delete", "table", "inet", table], check=False,
-                       capture_output=True)
-
 
 def test_a_tcp_play_that_cannot_connect_fails_naming_ice_over_tcp(start_server, page, media,
                                                                   tcp_blocked_to):
