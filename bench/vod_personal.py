@@ -45,7 +45,9 @@ def tree_times(pid: int) -> tuple[float, float, int]:
         except (FileNotFoundError, ProcessLookupError):
             continue
         total = [a + b for a, b in zip(total, times, strict=True)]
-    return total[0], total[1], int(total[2])
+    # whole ticks summed as floats: rounded back to ticks, or an idle server's two
+    # readings could differ by -1e-17 (printed "-0.00 % of a core")
+    return round(total[0], 2), round(total[1], 2), int(total[2])
 
 
 def children(pid: int) -> list[int]:
