@@ -115,10 +115,35 @@ class LimitReached(WcsError):
         super().__init__(f"Limit reached: {what} ({key}={value:g})")
         self.key = key
 
+    @classmethod
+    def worded(cls, info: str) -> LimitReached:
+        """A refusal already worded elsewhere (the supervisor's session caps)."""
+        error = cls.__new__(cls)
+        WcsError.__init__(error, info)
+        error.key = ""
+        return error
 
-class NotJson(BadRequest):
+
+class WrongContentType(BadRequest):
+    """A body sent under a media type the endpoint does not take."""
+
+
+class NotJson(WrongContentType):
     """A REST body sent as anything but ``application/json`` (a browser on any
     page may POST ``text/plain`` without asking; it may not POST JSON)."""
+
+
+class Conflict(WcsError):
+    """A request that does not fit the state of what it names: a WHEP/WHIP
+    PATCH whose ``If-Match`` names another ICE session, say."""
+
+
+class PreconditionFailed(Conflict):
+    """An ``If-Match`` that names another ICE session than the resource's."""
+
+
+class Unprocessable(Conflict):
+    """A well-formed request this resource cannot do (an ICE restart)."""
 
 
 #: WCS's info for a play, publish or session the access rules refuse.
@@ -138,3 +163,8 @@ class AccessRefused(WcsError):
     @property
     def detail(self) -> str:
         return f"{self.info}: {self.reason}"
+
+
+class Unauthenticated(AccessRefused):
+    """Refused for want of credentials (no token where one is required): an
+    HTTP caller hears 401 and may try again with some."""

@@ -24,6 +24,7 @@ from twisted.python.threadpool import ThreadPool
 from wcs import aio, config, logs
 from wcs.access.gate import Gate
 from wcs.access.hooks import RestHooks
+from wcs.access.turn import ice_servers
 from wcs.cluster.admissions import Admissions, LocalAdmission
 from wcs.cluster.directory import Directory, LocalDirectory
 from wcs.cluster.hub import Hub, HubDirectory
@@ -58,6 +59,8 @@ from wcs.web.site import build_root, build_site
 from wcs.web.streams import StreamApi
 from wcs.web.vod import VodApi
 from wcs.webrtc.icetcp import IceTcpServer
+from wcs.whep.resource import Door
+from wcs.whep.sessions import DOORS, HttpSessions
 
 if TYPE_CHECKING:  # Twisted names it only in a private module
     from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -310,9 +313,10 @@ def compose(
         slots=counted,
     )
     pushes.setServiceParent(top)
+    requests = StreamRequests(registry, transports, reactor, limits, gate, pushes)
     signalling = SignallingFactory(
         settings,
-        StreamRequests(registry, transports, reactor, limits, gate, pushes),
+        requests,
         reactor,
         admission=counted,
         worker=registry.directory.worker,
@@ -326,6 +330,15 @@ def compose(
     rest.putChild(b"push", PushApi(registry, pushes, rest.access))
     rest.putChild(b"cluster", ClusterApi(registry, rest.access))
     rest.putChild(b"stream", StreamApi(registry, rest.access))
+    http_sessions = HttpSessions(requests, counted, registry.directory)
+
+    def turn_servers() -> list[dict[str, Any]]:
+        return ice_servers(
+            settings.turn_url, settings.turn_secret, settings.turn_ttl, reactor.seconds()
+        )
+
+    for door in DOORS:
+        root.putChild(door.lower().encode(), Door(door, http_sessions, turn_servers))
     state = ServerState(registry, signalling, reactor)
     root.putChild(
         b"metrics", MetricsPage(lambda: server_metrics(registry, state, worker), rest.access)

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from wcs.access import tokens
 from wcs.access.hooks import RestHooks
-from wcs.errors import AccessRefused
+from wcs.errors import AccessRefused, Unauthenticated
 from wcs.streams.uri import MAX_URI
 
 log = Logger()
@@ -54,7 +54,8 @@ class Gate:
         refused = self._token_refusal(name, custom.get("token"))
         if refused is not None:
             log.info("play of {name!r} refused: {why}", name=name, why=refused)
-            return fail(AccessRefused(refused))
+            kind = Unauthenticated if refused == tokens.NO_TOKEN else AccessRefused
+            return fail(kind(refused))
         return self._ask("playStream", name, body)
 
     def publish(self, name: str, body: Mapping[str, Any]) -> Deferred[str]:

@@ -18,6 +18,8 @@ import hmac
 MAX_TOKEN = 256
 #: A record's token names ``records/<file>``: a stream's never unlocks a record.
 RECORDS = "records/"
+#: Why a request without a token is refused (an HTTP caller hears 401).
+NO_TOKEN = "no token"
 
 
 def sign(secret: str, name: str, expires: int) -> str:
@@ -29,7 +31,7 @@ def sign(secret: str, name: str, expires: int) -> str:
 def refusal(secret: str, name: str, token: object, now: float) -> str | None:
     """Why ``token`` does not open ``name`` at ``now`` (for the log), or None."""
     if token is None or token == "":
-        return "no token"
+        return NO_TOKEN
     if not isinstance(token, str) or len(token) > MAX_TOKEN:
         return "a token must be a string of at most 256 characters"
     expires, dot, _signature = token.partition(".")

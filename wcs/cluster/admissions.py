@@ -12,6 +12,7 @@ worker, so a worker that dies gives its sessions back at once.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -106,6 +107,17 @@ class Admissions:
                 del self._by_worker[worker]
         if self._by_address[address] <= 0:
             del self._by_address[address]
+
+
+class Admission(Protocol):
+    """The whole server's session caps, as a front door asks them before it
+    answers a WebSocket handshake or a WHEP/WHIP offer."""
+
+    def enter(self, address: str) -> Deferred[str]:
+        """ "" if one more session from ``address`` may open, else the refusal's info."""
+
+    def leave(self, address: str) -> None:
+        """A session from ``address`` closed."""
 
 
 class LocalAdmission:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from wcs.errors import Unprocessable
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
 from wcs.mse.channels import MediaChannels
@@ -108,6 +109,10 @@ class MseViewer:
 
     def answer(self, offer_sdp: str) -> Deferred[str]:
         return succeed(answer_sdp(self.info))
+
+    def trickle(self, fragment: object) -> Deferred[None]:
+        """MSE has no ICE."""
+        return fail(Unprocessable("an MSE play takes no ICE candidates"))
 
     def answered(self) -> None:
         """The SDK opens its media socket now (or already has)."""

@@ -163,6 +163,8 @@ class StreamRequest:
     rtmp_url: str = ""  # a publication to send on to an RTMP server too
     #: "TCP": WebRTC media over ICE-TCP only (the SDK's TRANSPORT_TYPE); "UDP": either
     transport: str = "UDP"
+    #: the HTTP door it came through ("WHEP", "WHIP"), or "" for the WebSocket
+    door: str = ""
     #: fields asked for that this server cannot honour, and why
     ignored: dict[str, str] = field(default_factory=dict)
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.errors import ICE_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, WcsError
-from wcs.signalling import messages
+from wcs.errors import ICE_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, Unprocessable, WcsError
 from wcs.signalling.messages import StreamRequest
 from wcs.signalling.session import Session
 from wcs.streams.media_sessions import MediaSession
-from wcs.transports.interfaces import Transports
+from wcs.transports.interfaces import IceFragment, Transports, Trickled
 
 log = Logger()
 
@@ -39,13 +38,15 @@ class Negotiation:
         self._on_done = on_done
         self.done = False
         self.allowed = False  # the access rules let it through
+        #: the refusal that ended it, for an HTTP door's status code
+        self.cause: WcsError | None = None
         self._timer: IDelayedCall | None = None
         #: what REST ``/stream/*`` lists of this request, its status kept here
         self.media = MediaSession(
             request.media_session_id,
             request.name,
             request.published,
-            request.media_provider,
+            request.door or request.media_provider,
             session.id,
             record=request.record,
             width=request.width,
@@ -60,7 +61,8 @@ class Negotiation:
     def report(self, status: str, info: str | None = None, **extra: Any) -> None:
         """Tell the page a status, and keep it for REST's listings."""
         self.media.status, self.media.info = status, info or ""
-        self.session.report_stream(self.request, status, info, **extra)
+        cause = self.cause if status == "FAILED" else None
+        self.session.report_stream(self.request, status, info, cause=cause, **extra)
 
     def arm_deadline(self, seconds: float = ICE_TIMEOUT, info: str = ICE_FAILED) -> None:
         """End FAILED with ``info`` unless the transport connects within ``seconds``
@@ -74,7 +76,19 @@ class Negotiation:
 
     def send_answer(self, sdp: str) -> None:
         if not self.done:
-            self.session.send(messages.set_remote_sdp(self.request.media_session_id, sdp))
+            self.session.answer_stream(self.request, sdp)
+
+    def trickle(self, fragment: IceFragment) -> Deferred[None]:
+        """Candidates the client sent after its offer (WHEP/WHIP)."""
+        transport = self.transport
+        if self.done or transport is None:
+            return fail(Unprocessable("the ICE session is not under way"))
+        return transport.trickle(fragment)
+
+    @property
+    def transport(self) -> Trickled | None:
+        """The player or publisher, once made."""
+        return None
 
     def refused(self, failure: Failure) -> None:
         """The source could not be opened, or the offer not answered."""
@@ -87,6 +101,7 @@ class Negotiation:
             return
         if isinstance(failure.value, WcsError):
             info = failure.value.info
+            self.cause = failure.value
         else:
             log.failure(
                 "{name}: {kind} failed",

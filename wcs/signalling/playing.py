@@ -21,6 +21,10 @@ class Playback(Negotiation):
     stream: Stream | Rendition | None = None
     player: Player | None = None
 
+    @property
+    def transport(self) -> Player | None:
+        return self.player
+
     def opened(self, stream: Stream | Rendition) -> None:
         """The stream exists (at once for files, later for S3): negotiate."""
         if self.done:  # stopped while the source was opening

@@ -30,6 +30,10 @@ class Publication(Negotiation):
     #: where a publication with ``rtmpUrl`` is sent on (the pushes service)
     pushes: Pushes | None = None
 
+    @property
+    def transport(self) -> Publisher | None:
+        return self.publisher
+
     def start(self, registry: StreamRegistry) -> None:
         """Answer the offer; the stream is registered once the answer is ready."""
         self.registry = registry

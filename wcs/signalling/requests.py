@@ -106,14 +106,16 @@ class StreamRequests:
         body.update(nodeId=self.gate.node, sessionId=session.id, clientAddress=session.address)
         return self.gate.connect(body)
 
-    def play(self, session: Session, request: StreamRequest) -> None:
+    def play(self, session: Session, request: StreamRequest) -> Playback | None:
+        """Start a play (None: refused at once, the page told why)."""
         active = self._admit(session, request)
         if active is None:
-            return
+            return None
         playback = Playback(session, request, self.transports, self.clock, self._forget)
         self._track(active, playback, "STOPPED")
         allowing = self.gate.play(request.name, request.custom, self._hook_body(session, request))
         allowing.addCallback(self._open, playback).addErrback(playback.refused)
+        return playback
 
     def _open(self, name: str, playback: Playback) -> Deferred[None] | None:
         """The play was allowed (as ``name``): open its stream."""
@@ -127,15 +129,17 @@ class StreamRequests:
             opening.addCallback(self.registry.renditions.sized, request.width, request.height)
         return opening.addCallback(playback.opened)
 
-    def publish(self, session: Session, request: StreamRequest) -> None:
+    def publish(self, session: Session, request: StreamRequest) -> Publication | None:
+        """Start a publication (None: refused at once, the page told why)."""
         active = self._admit(session, request)
         if active is None:
-            return
+            return None
         publication = Publication(session, request, self.transports, self.clock, self._forget)
         publication.pushes = self.pushes
         self._track(active, publication, "UNPUBLISHED")
         allowing = self.gate.publish(request.name, self._hook_body(session, request))
         allowing.addCallback(self._start, publication).addErrback(publication.refused)
+        return publication
 
     def _start(self, name: str, publication: Publication) -> None:
         if not publication.done:
@@ -171,6 +175,7 @@ class StreamRequests:
             "custom": request.custom,
             "clientAddress": session.address,
             **({"rtmpUrl": request.rtmp_url} if request.rtmp_url else {}),
+            **({"method": request.door.lower()} if request.door else {}),
         }
 
     def _track(

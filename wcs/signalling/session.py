@@ -33,9 +33,9 @@ QUIET_MESSAGES = frozenset(
 class StreamHandler(Protocol):
     """What a session needs from the streams side (the stream front door)."""
 
-    def play(self, session: Session, request: StreamRequest) -> None: ...
+    def play(self, session: Session, request: StreamRequest) -> object: ...
 
-    def publish(self, session: Session, request: StreamRequest) -> None: ...
+    def publish(self, session: Session, request: StreamRequest) -> object: ...
 
     def stop(self, session: Session, request: StreamRequest) -> None: ...
 
@@ -130,10 +130,21 @@ class Session:
             )
             self.send(messages.fail(f"{message.name}: internal error"))
 
+    def answer_stream(self, request: StreamRequest, sdp: str) -> None:
+        """The SDP answer to a play's or publication's offer (``setRemoteSDP``)."""
+        self.send(messages.set_remote_sdp(request.media_session_id, sdp))
+
     def report_stream(
-        self, request: StreamRequest, status: str, info: str | None = None, **extra: object
+        self,
+        request: StreamRequest,
+        status: str,
+        info: str | None = None,
+        *,
+        cause: WcsError | None = None,
+        **extra: object,
     ) -> None:
-        """Send one stream status to the page, and log it (one line per change)."""
+        """Send one stream status to the page, and log it (one line per change);
+        ``cause``, the refusal behind a FAILED, is for HTTP doors (a page has the info)."""
         log.info(
             "session {session} stream {media_session} ({name}): {status}{info}",
             session=self.id,

@@ -48,20 +48,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wcs.cluster.admissions import Admission
 from wcs.config import Settings
 from wcs.signalling.session import Session, StreamHandler
 
 log = Logger()
-
-
-class Admission(Protocol):
-    """The whole server's session caps, asked before a handshake is answered."""
-
-    def enter(self, address: str) -> Deferred[str]:
-        """ "" if one more session from ``address`` may open, else the refusal's info."""
-
-    def leave(self, address: str) -> None:
-        """A session from ``address`` closed."""
 
 
 class HandOff(Protocol):

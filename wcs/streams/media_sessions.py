@@ -31,7 +31,7 @@ class MediaSession:
     id: str  # the page's mediaSessionId
     name: str
     published: bool
-    provider: str  # "WebRTC" or "MSE"
+    provider: str  # "WebRTC", "MSE", "WHEP", "WHIP" or "RTMP" (a push)
     session_id: str  # the WebSocket session it belongs to
     status: str = "NEW"
     info: str = ""
@@ -60,7 +60,7 @@ class MediaSession:
 
     def listed(self) -> dict[str, Any]:
         """As WCS's REST API gives a stream (the fields the SDK's console reads)."""
-        audio = "opus" if self.provider == "WebRTC" or self.published else "mpeg4-generic"
+        audio = "opus" if self.provider in ("WebRTC", "WHEP") or self.published else "mpeg4-generic"
         return {
             "mediaSessionId": self.id,
             "name": self.name,

@@ -15,6 +15,7 @@ callback: "connected" once it can take media, then at most one of
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -25,7 +26,30 @@ from wcs.streams.subscriber import Subscriber
 OnState = Callable[[str, "str | None"], None]
 
 
-class Player(Subscriber, Protocol):
+@dataclass(frozen=True)
+class IceFragment:
+    """Trickled ICE (RFC 8840's ``application/trickle-ice-sdpfrag``, as a WHEP or
+    WHIP client PATCHes it): the client's credentials, its candidates (the
+    ``candidate:...`` attribute values with the ``mid`` of the section they came
+    in; None at session level), and whether it said end-of-candidates."""
+
+    ufrag: str
+    pwd: str
+    candidates: tuple[tuple[str | None, str], ...] = ()
+    end: bool = False
+
+
+class Trickled(Protocol):
+    """A WebRTC transport that takes candidates after its answer."""
+
+    def trickle(self, fragment: IceFragment) -> Deferred[None]:
+        """Add the fragment's candidates to the ICE session; fails with
+        :class:`~wcs.errors.Unprocessable` when it names another ICE session
+        (other credentials: an ICE restart, which is not done) or the transport
+        takes no candidates (MSE)."""
+
+
+class Player(Subscriber, Trickled, Protocol):
     """A subscriber that plays to a page: negotiated, then fed."""
 
     #: Called when the page asks for a keyframe (a browser's PLI); whoever
@@ -46,7 +70,7 @@ class Player(Subscriber, Protocol):
         """Let go of the connection (the stream is left by whoever subscribed)."""
 
 
-class Publisher(Protocol):
+class Publisher(Trickled, Protocol):
     """A page's media coming in; its frames go to ``on_sample`` as received."""
 
     #: What the page sends, known once the offer is answered.

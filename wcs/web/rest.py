@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource
@@ -32,11 +32,16 @@ from wcs.errors import (
     AccessRefused,
     BadRequest,
     ClusterUnavailable,
+    Conflict,
     LimitReached,
     NameTaken,
     NotFound,
     NotJson,
+    PreconditionFailed,
+    Unauthenticated,
+    Unprocessable,
     WcsError,
+    WrongContentType,
 )
 from wcs.metrics import METERS
 from wcs.streams.uri import MAX_URI
@@ -55,10 +60,14 @@ MAX_BODY = 64 * 1024
 
 #: The HTTP status of each kind of error; the first class in an error's MRO wins.
 HTTP_STATUS: dict[type[WcsError], int] = {
+    Unauthenticated: 401,
     AccessRefused: 403,
     NotFound: 404,
     NameTaken: 409,
-    NotJson: 415,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    WrongContentType: 415,
+    Unprocessable: 422,
     LimitReached: 429,
     ClusterUnavailable: 503,
     WcsError: 400,
@@ -262,12 +271,7 @@ class Operation(resource.Resource):
         answer.addCallbacks(
             lambda result: write_json(request, *result), self._failed, errbackArgs=(request,)
         )
-        written: list[bytes] = []
-        answer.addCallback(written.append)
-        if written:
-            return written[0]
-        answer.addCallback(lambda _: _finish(request, written[0]))
-        return NOT_DONE_YET
+        return respond(request, answer)
 
     @staticmethod
     def _failed(failure: Failure, request: Request) -> bytes:
@@ -294,8 +298,20 @@ def counted(request: Request, route: str) -> None:
     request.notifyFinish().addBoth(lambda _: METERS.answered(route, request.code))
 
 
+def respond(request: Request, answer: Deferred[bytes]) -> bytes | int:
+    """What ``render`` returns for an answer that may come later (a remote
+    source opening, a peer answering): its bytes now, or NOT_DONE_YET and the
+    request completed when they come (unless the caller left)."""
+    written: list[bytes] = []
+    answer.addCallback(written.append)
+    if written:
+        return written[0]
+    answer.addCallback(lambda _: _finish(request, written[0]))
+    return NOT_DONE_YET
+
+
 def _finish(request: Request, body: bytes) -> None:
-    """Complete an answer that waited (a remote source opening)."""
+    """Complete an answer that waited."""
     if not request.finished and not request._disconnected:
         request.write(body)
         request.finish()

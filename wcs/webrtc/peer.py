@@ -29,14 +29,41 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.sdp import candidate_from_sdp
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
+from wcs import aio
+from wcs.errors import BadRequest, Unprocessable
+from wcs.transports.interfaces import IceFragment
 from wcs.webrtc import ice, internals
 from wcs.webrtc.icetcp import IceTcpServer
 
 log = Logger()
 
 _END_OF_CANDIDATES = re.compile(r"^a=end-of-candidates[ \t]*(\r?\n|$)", re.MULTILINE)
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+_PWD = re.compile(r"^a=ice-pwd:(\S+)", re.MULTILINE)
+#: What some WHIP clients write before the first media section, where aiortc does not look.
+_SESSION_LEVEL = ("a=candidate:", "a=end-of-candidates")
+#: ICE restarts are not done (RFC 9725 lets a server say so with 422).
+NO_RESTART = "ICE restart is not supported: the fragment's ICE credentials are not this session's"
+
+
+def session_candidates_moved(sdp: str) -> str:
+    """``sdp`` with the candidates (and end-of-candidates) written at session
+    level moved to the end of the first media section, where aiortc reads
+    them: with BUNDLE every section shares that section's transport."""
+    lines = sdp.splitlines()
+    media = [index for index, line in enumerate(lines) if line.startswith("m=")]
+    if not media:
+        return sdp
+    first, after = media[0], media[1] if len(media) > 1 else len(lines)
+    moved = [line for line in lines[:first] if line.startswith(_SESSION_LEVEL)]
+    if not moved:
+        return sdp
+    kept = [line for line in lines[:first] if not line.startswith(_SESSION_LEVEL)]
+    return "\r\n".join([*kept, *lines[first:after], *moved, *lines[after:]]) + "\r\n"
 
 
 def _ignore(_error: Exception) -> None:
@@ -78,10 +105,43 @@ class Peer(RTCPeerConnection):
         check list with nothing yet to check at once (an offer with no TCP
         candidate of its own); the connect deadline decides instead, as it does
         for a browser, which never says end-of-candidates."""
-        if self._ice_tcp is not None and "a=end-of-candidates" in sessionDescription.sdp:
-            kept = _END_OF_CANDIDATES.sub("", sessionDescription.sdp)
-            sessionDescription = RTCSessionDescription(kept, sessionDescription.type)
+        sdp = session_candidates_moved(sessionDescription.sdp)
+        if self._ice_tcp is not None and "a=end-of-candidates" in sdp:
+            sdp = _END_OF_CANDIDATES.sub("", sdp)
+        if sdp != sessionDescription.sdp:
+            sessionDescription = RTCSessionDescription(sdp, sessionDescription.type)
         await super().setRemoteDescription(sessionDescription)
+
+    async def trickle(self, fragment: IceFragment) -> None:
+        """Candidates the client found after its offer (WHEP/WHIP PATCH). With
+        BUNDLE they go to the one transport whatever section they name; the
+        end of candidates is not passed on with ICE-TCP (see above)."""
+        remote = self.remoteDescription
+        if remote is None or self.closing:
+            raise Unprocessable("the ICE session is not under way")
+        ufrag, pwd = _UFRAG.search(remote.sdp), _PWD.search(remote.sdp)
+        if (
+            ufrag is None
+            or fragment.ufrag != ufrag.group(1)
+            or (fragment.pwd and pwd is not None and fragment.pwd != pwd.group(1))
+        ):
+            raise Unprocessable(NO_RESTART)
+        transceivers = self.getTransceivers()
+        if not transceivers:
+            raise Unprocessable("the ICE session is not under way")
+        master = transceivers[0]
+        for mid, line in fragment.candidates:
+            named = next((t for t in transceivers if mid is not None and t.mid == mid), master)
+            if named.receiver.transport is master.receiver.transport:
+                named = master
+            try:
+                candidate = candidate_from_sdp(line.split(":", 1)[1])
+            except (IndexError, ValueError) as error:
+                raise BadRequest(f"candidate {line[:120]!r} cannot be read ({error})") from None
+            candidate.sdpMid = named.mid
+            await self.addIceCandidate(candidate)
+        if fragment.end and self._ice_tcp is None:
+            await self.addIceCandidate(None)
 
     async def connect_task(self) -> None:
         """aiortc's connect task, whose errors are taken care of (installed
@@ -137,6 +197,13 @@ class Peer(RTCPeerConnection):
 
 
 setattr(Peer, internals.PEER_CONNECT, Peer.connect_task)
+
+
+def trickle_into(pc: Peer | None, fragment: IceFragment) -> Deferred[None]:
+    """:meth:`Peer.trickle` for a viewer's or a publisher's peer, if it has one."""
+    if pc is None:
+        return fail(Unprocessable("the ICE session is not under way"))
+    return aio.deferred(pc.trickle(fragment))
 
 
 def release(pc: RTCPeerConnection) -> None:

@@ -31,9 +31,10 @@ from wcs.media.sample import (
     Sample,
     VideoInfo,
 )
+from wcs.transports.interfaces import IceFragment
 from wcs.webrtc import codecs, ice, internals
 from wcs.webrtc.icetcp import IceTcpServer
-from wcs.webrtc.peer import Peer
+from wcs.webrtc.peer import Peer, trickle_into
 
 log = Logger()
 
@@ -116,6 +117,10 @@ class WebRTCPublisher:
     def answer(self, offer_sdp: str) -> Deferred[str]:
         """Negotiate; ``info`` says what the page sends once this has fired."""
         return aio.deferred(self._answer(offer_sdp))
+
+    def trickle(self, fragment: IceFragment) -> Deferred[None]:
+        """Candidates the client sent after its offer (a WHEP or WHIP PATCH)."""
+        return trickle_into(self.pc, fragment)
 
     async def _answer(self, offer_sdp: str) -> str:
         offered = codecs.offered_media(offer_sdp)

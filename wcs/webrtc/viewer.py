@@ -22,10 +22,11 @@ from wcs import aio
 from wcs.errors import ICE_FAILED, ICE_TCP_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, NegotiationError
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
+from wcs.transports.interfaces import IceFragment
 from wcs.webrtc import codecs, ice, internals
 from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.packetizer import payloads
-from wcs.webrtc.peer import Peer
+from wcs.webrtc.peer import Peer, trickle_into
 from wcs.webrtc.rtpstream import RtpStream
 from wcs.webrtc.sender import FastSender, adopt, send_to_all
 
@@ -132,6 +133,10 @@ class WebRTCViewer:
     def answer(self, offer_sdp: str) -> Deferred[str]:
         """Negotiate; the answer carries all our candidates (no trickle)."""
         return aio.deferred(self._answer(offer_sdp))
+
+    def trickle(self, fragment: IceFragment) -> Deferred[None]:
+        """Candidates the client sent after its offer (a WHEP or WHIP PATCH)."""
+        return trickle_into(self.pc, fragment)
 
     def answered(self) -> None:
         """ICE runs by itself from here; "connected" follows."""
