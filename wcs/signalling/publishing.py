@@ -40,6 +40,7 @@ class Publication(Negotiation):
         try:
             registry.check_publishable(self.request.name)
         except WcsError as error:
+            self.cause = error
             self.end("FAILED", error.info)
             return
         self.publisher = self.transports.publisher(

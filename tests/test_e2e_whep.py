@@ -1,0 +1,278 @@
+"""WHEP playback and WHIP ingest over plain HTTP (RFC 9725), with aiortc clients
+against the server on its defaults (two workers): every kind of stream plays,
+a WHIP publication is a stream like any other, the access rules and caps are
+the WebSocket's, every refusal says why, and any worker serves a session's URL.
+(Chromium and the npm ``whip-whep`` clients: test_e2e_whep_browser.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import unquote
+
+from testkit.backend import Backend
+from testkit.harness import run
+from testkit.rest_client import call
+from testkit.rtc_client import play
+from testkit.whep_client import endpoint, http, whep_play, whip_publish
+from testkit.workers import paused, wait_for_workers
+from wcs.access.tokens import sign
+
+FIND_ALL = "/rest-api/stream/find_all"
+SDP = {"Content-Type": "application/sdp"}
+SECRET = "a-play-token-secret-of-some-length"
+
+
+def listed(base: str) -> list[dict]:
+    status, items, _ = call(base, FIND_ALL)
+    return items if status == 200 else []
+
+
+def listed_until(base: str, wanted, seconds: float = 10.0) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    items = listed(base)
+    while not wanted(items) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        items = listed(base)
+    return items
+
+
+def test_whep_plays_every_kind_of_stream_trickled_or_not(start_server, media):
+    server = start_server(media_dir=str(media))
+    base = server.http_url
+    for name, trickle in (("vod://main.mp4", False), ("vod-live://live.mp4", True),
+                          ("vod://baseline.mp4", True)):
+        viewed = run(whep_play(base, name, seconds=2.0, trickle=trickle), timeout=60)
+        created = viewed.created
+        assert created is not None and created.status == 201, (name, created and created.text)
+        assert created.headers["content-type"] == "application/sdp"
+        assert created.headers["location"].startswith("/whep/")
+        assert created.headers["etag"].startswith('"')
+        assert created.headers["access-control-allow-origin"] == "*"
+        assert "Location" in created.headers["access-control-expose-headers"]
+        assert "a=candidate:" in created.text  # no trickle from the server: all in the answer
+        assert "connected" in viewed.state, (name, viewed.state)
+        sizes = {(w, h) for _, w, h in viewed.frames}
+        assert len(viewed.frames) >= 30 and sizes and all(w > 0 for w, _ in sizes), name
+        assert viewed.audio_frames >= 50, (name, viewed.audio_frames)
+        assert viewed.deleted is not None and viewed.deleted.status == 200
+        # the DELETE ended it: gone from the listing, its URL no more
+        assert not [i for i in listed_until(base, lambda items: not items)
+                    if i["mediaProvider"] == "WHEP"]
+        again = http("DELETE", viewed.location)
+        assert again.status == 404 and "no such WHEP/WHIP session" in again.text
+
+
+def test_a_whip_publication_is_a_stream_like_any_other(start_server, media):
+    server = start_server(media_dir=str(media))
+    base = server.http_url
+
+    async def scenario():
+        connected = asyncio.Event()
+        publishing = asyncio.ensure_future(
+            whip_publish(base, "whip-cam", media / "main.mp4", seconds=12, connected=connected))
+        await asyncio.wait_for(connected.wait(), 20)
+        await asyncio.sleep(1.0)
+        items = await asyncio.to_thread(
+            listed_until, base,
+            lambda items: any(i["mediaProvider"] == "WHIP" and i["status"] == "PUBLISHING"
+                              for i in items))
+        whip = [i for i in items if i["mediaProvider"] == "WHIP"]
+        assert whip and whip[0]["name"] == "whip-cam" and whip[0]["published"], items
+        # the same name cannot be published twice, whichever door asks
+        taken = await asyncio.to_thread(
+            http, "POST", endpoint(base, "whip", "whip-cam"),
+            (await offer_of("video")).encode(), SDP)
+        assert taken.status == 409, taken.text
+        # an SDK-protocol viewer and a WHEP viewer play it at once
+        sdk, whep = await asyncio.gather(
+            play(server.ws_url, "whip-cam", stop_after=3.0),
+            whep_play(base, "whip-cam", seconds=2.0, audio=False))
+        assert "PLAYING" in sdk.statuses and len(sdk.video) >= 20, sdk.statuses
+        assert whep.created.status == 201 and len(whep.frames) >= 20
+        published = await publishing
+        assert published.deleted is not None and published.deleted.status == 200
+        # the DELETE unpublished it: the name is free again
+        gone = await asyncio.to_thread(
+            listed_until, base, lambda items: not [i for i in items if i["name"] == "whip-cam"])
+        assert not [i for i in gone if i["name"] == "whip-cam"]
+
+    run(scenario(), timeout=120)
+
+
+async def offer_of(*kinds: str) -> str:
+    """An aiortc offer (with candidates) that receives ``kinds``, or sends video."""
+    from aiortc import RTCPeerConnection
+
+    from wcs.webrtc.viewer import EncodedTrack
+
+    pc = RTCPeerConnection()
+    for kind in kinds:
+        if kind == "video":
+            pc.addTrack(EncodedTrack("video"))
+        else:
+            pc.addTransceiver(kind, direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def test_the_bearer_token_is_the_play_token_and_hooks_hear_the_method(start_server, media):
+    backend = Backend().start()
+    try:
+        server = start_server(media_dir=str(media), play_token_secret=SECRET,
+                              rest_hook_url=backend.url)
+        base = server.http_url
+        offer = run(offer_of("audio", "video")).encode()
+        url = endpoint(base, "whep", "vod://main.mp4")
+        none = http("POST", url, offer, SDP)
+        assert none.status == 401 and "no token" in none.text, none.text
+        wrong = sign(SECRET, "vod://baseline.mp4", int(time.time()) + 60)
+        refused = http("POST", url, offer, {**SDP, "Authorization": f"Bearer {wrong}"})
+        assert refused.status == 403 and "does not match" in refused.text, refused.text
+        good = sign(SECRET, "vod://main.mp4", int(time.time()) + 60)
+        viewed = run(whep_play(base, "vod://main.mp4", seconds=1.0, token=good), timeout=60)
+        assert viewed.created.status == 201 and len(viewed.frames) > 10
+        connect = backend.wait_for("connect")[-1]
+        assert connect["method"] == "whep" and connect["clientAddress"] == "127.0.0.1"
+        playing = backend.wait_for("playStream")[-1]
+        assert playing["method"] == "whep" and playing["name"] == "vod://main.mp4"
+        assert playing["custom"] == {"token": good}
+        stopped = backend.wait_for("stopStream")[-1]
+        assert stopped["method"] == "whep" and stopped["status"] == "STOPPED"
+    finally:
+        backend.stop()
+
+
+def test_a_refused_backend_is_403_and_caps_are_429(start_server, media):
+    backend = Backend(lambda method, body: (403, None, 0.0) if body.get("method") == "whip"
+                      else (200, None, 0.0)).start()
+    try:
+        server = start_server(media_dir=str(media), rest_hook_url=backend.url,
+                              max_sessions_per_address="2")
+        base = server.http_url
+        offer = run(offer_of("video")).encode()
+        refused = http("POST", endpoint(base, "whip", "mine"), offer, SDP)
+        assert refused.status == 403 and "Restricted access" in refused.text, refused.text
+        # two sessions from this address fill the cap: the third is 429, naming it
+        holders = [http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
+                        run(offer_of("audio", "video")).encode(), SDP) for _ in range(2)]
+        assert [h.status for h in holders] == [201, 201], [h.text for h in holders]
+        third = http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
+                     run(offer_of("audio", "video")).encode(), SDP)
+        assert third.status == 429 and "max_sessions_per_address=2" in third.text, third.text
+        for holder in holders:
+            assert http("DELETE", base + holder.headers["location"]).status == 200
+        # given back at once: one more may come
+        fourth = http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
+                      run(offer_of("audio", "video")).encode(), SDP)
+        assert fourth.status == 201, fourth.text
+        http("DELETE", base + fourth.headers["location"])
+    finally:
+        backend.stop()
+
+
+def test_refusals_name_the_problem(start_server, media):
+    server = start_server(media_dir=str(media))
+    base = server.http_url
+    offer = run(offer_of("audio", "video")).encode()
+    cases = {
+        "unknown file": (endpoint(base, "whep", "vod://nope.mp4"), offer, SDP, 404,
+                         "File not found"),
+        "outside the folder": (endpoint(base, "whep", "vod://../etc/passwd"), offer, SDP, 400,
+                               "Invalid stream name"),
+        "no name": (f"{base}/whep/", offer, SDP, 400, "the name is missing"),
+        "wrong type": (endpoint(base, "whep", "vod://main.mp4"), offer,
+                       {"Content-Type": "application/json"}, 415, "application/sdp"),
+        "not sdp": (endpoint(base, "whep", "vod://main.mp4"), b"hello", SDP, 400, "v=0"),
+        "no media": (endpoint(base, "whep", "vod://main.mp4"),
+                     b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", SDP, 400,
+                     "no audio or video"),
+        "not webrtc": (endpoint(base, "whep", "vod://main.mp4"),
+                       b"v=0\r\nm=video 9 RTP/AVP 96\r\n", SDP, 400, "not WebRTC"),
+        "no shared codec": (endpoint(base, "whep", "vod://main.mp4"),
+                            run(offer_of("audio")).replace("opus", "speex").encode(), SDP,
+                            400, "Opus"),
+        "binary": (endpoint(base, "whep", "vod://main.mp4"), bytes(range(256)) * 8, SDP, 400,
+                   "UTF-8"),
+        "huge": (endpoint(base, "whep", "vod://main.mp4"), b"v=0\r\n" + b"a=x\r\n" * 20000,
+                 SDP, 413, "limited"),
+    }
+    for case, (url, body, headers, status, says) in cases.items():
+        answer = http("POST", url, body, headers)
+        assert answer.status == status and says in answer.text, (case, answer.status, answer.text)
+        assert answer.headers["content-type"].startswith("application/json"), case
+    # the endpoint takes POST and OPTIONS only; a session's URL PATCH, DELETE, OPTIONS
+    assert http("GET", endpoint(base, "whep", "vod://main.mp4")).status == 405
+    options = http("OPTIONS", endpoint(base, "whip", "x"))
+    assert options.status == 204 and "POST" in options.headers["access-control-allow-methods"]
+    assert options.headers["accept-post"] == "application/sdp"
+    assert http("GET", f"{base}/whep/x/nothing.1").status == 405
+    # nothing was left behind by all that
+    assert not listed(base)
+
+
+def test_patch_trickles_refuses_restarts_and_others_etags(start_server, media):
+    server = start_server(media_dir=str(media))
+    base = server.http_url
+    created = http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
+                   run(offer_of("audio", "video")).encode(), SDP)
+    assert created.status == 201
+    url, etag = base + created.headers["location"], created.headers["etag"]
+    ufrag = next(line for line in run(offer_of("video")).splitlines()
+                 if line.startswith("a=ice-ufrag:"))
+    frag = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    body = (f"{ufrag}\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"
+            "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n").encode()
+    cases = {
+        "restart": (body, {**frag, "If-Match": "*"}, 422, "ICE restart is not supported"),
+        "other etag": (body, {**frag, "If-Match": '"other"'}, 412, "entity tag"),
+        "other credentials": (body, {**frag, "If-Match": etag}, 422, "credentials"),
+        "garbage": (b"a=ice-ufrag:abcd\r\na=candidate:hello there\r\n", frag, 400,
+                    "not an ICE candidate"),
+        "no ufrag": (b"a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n", frag, 400,
+                     "ice-ufrag"),
+        "wrong type": (body, {"Content-Type": "application/sdp"}, 415, "trickle-ice-sdpfrag"),
+        "too many": (b"a=ice-ufrag:abcd\r\n" + b"a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n"
+                     * 100, frag, 400, "more than 64"),
+    }
+    for case, (payload, headers, status, says) in cases.items():
+        answer = http("PATCH", url, payload, headers)
+        assert answer.status == status and says in answer.text, (case, answer.status, answer.text)
+    for unknown in (f"{base}/whep/x/nothing", f"{base}/whep/x/forged.1.1",
+                    f"{base}/whep/x/forged.9.9"):
+        assert http("PATCH", unknown, body, frag).status == 404
+        assert http("DELETE", unknown).status == 404
+    # the session lived through all that
+    assert [i["mediaProvider"] for i in listed(base)] == ["WHEP"]
+    assert http("DELETE", url).status == 200
+
+
+def test_any_worker_serves_a_session_s_url(start_server, media):
+    """The DELETE and PATCH reach the worker that did not answer the POST: it
+    asks the one that holds the session (through the supervisor)."""
+    server = start_server(media_dir=str(media))
+    base = server.http_url
+    workers = wait_for_workers(server)
+    created = http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
+                   run(offer_of("audio", "video")).encode(), SDP)
+    assert created.status == 201
+    resource = unquote(created.headers["location"].rsplit("/", 1)[-1])
+    holder = int(resource.partition(".")[2].rpartition("/")[2].split(".")[0])  # <token>.<N.G>
+    url = base + created.headers["location"]
+
+    async def other_worker(method: str, body: bytes = b"", headers=None):
+        """The request accepted by the worker that does not hold the session."""
+        with paused(workers[holder]):
+            task = asyncio.ensure_future(asyncio.to_thread(http, method, url, body, headers))
+            await asyncio.sleep(0.5)  # accepted meanwhile by the other, which asks the holder
+        return await task
+
+    ufrag = next(line for line in created.text.splitlines() if line.startswith("a=ice-ufrag:"))
+    other = run(other_worker("PATCH", f"{ufrag}\r\n".encode(),
+                             {"Content-Type": "application/trickle-ice-sdpfrag"}))
+    assert other.status == 422 and "credentials" in other.text, other.text  # the holder's answer
+    deleted = run(other_worker("DELETE"))
+    assert deleted.status == 200, deleted.text
+    assert not listed_until(base, lambda items: not items)
