@@ -46,7 +46,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "$digest" > "$stamp"
 fi
 
-# The official Web SDK, for the end-to-end tests.
-if $want_test && [ ! -f node_modules/@flashphoner/websdk/flashphoner.js ]; then
+# The official Web SDK, and medooze's WHIP/WHEP clients (whip-whep), for the
+# end-to-end tests.
+if $want_test && { [ ! -f node_modules/@flashphoner/websdk/flashphoner.js ] ||
+                   [ ! -f node_modules/whip-whep/whep.js ]; }; then
   npm install --silent --no-progress
 fi

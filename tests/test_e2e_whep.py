@@ -14,13 +14,23 @@ from testkit.backend import Backend
 from testkit.harness import run
 from testkit.rest_client import call
 from testkit.rtc_client import play
-from testkit.whep_client import endpoint, http, whep_play, whip_publish
+from tests.test_e2e_metrics import read, value
+from testkit.whep_client import Viewed, endpoint, http, whep_play, whip_publish
 from testkit.workers import paused, wait_for_workers
 from wcs.access.tokens import sign
 
 FIND_ALL = "/rest-api/stream/find_all"
 SDP = {"Content-Type": "application/sdp"}
 SECRET = "a-play-token-secret-of-some-length"
+
+
+async def metrics_once(server, ready, seconds: float = 15.0) -> dict:
+    """The server's /metrics samples once ``ready()``."""
+    deadline = time.monotonic() + seconds
+    while not ready() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    return await asyncio.to_thread(read, server)
 
 
 def listed(base: str) -> list[dict]:
@@ -84,12 +94,17 @@ def test_a_whip_publication_is_a_stream_like_any_other(start_server, media):
             http, "POST", endpoint(base, "whip", "whip-cam"),
             (await offer_of("video")).encode(), SDP)
         assert taken.status == 409, taken.text
-        # an SDK-protocol viewer and a WHEP viewer play it at once
-        sdk, whep = await asyncio.gather(
-            play(server.ws_url, "whip-cam", stop_after=3.0),
-            whep_play(base, "whip-cam", seconds=2.0, audio=False))
+        # an SDK-protocol viewer and a WHEP viewer play it at once, seen in /metrics
+        watching = Viewed()
+        sdk, whep, seen = await asyncio.gather(
+            play(server.ws_url, "whip-cam", stop_after=4.0),
+            whep_play(base, "whip-cam", seconds=3.0, audio=False, result=watching),
+            metrics_once(server, lambda: len(watching.frames) > 10))
         assert "PLAYING" in sdk.statuses and len(sdk.video) >= 20, sdk.statuses
         assert whep.created.status == 201 and len(whep.frames) >= 20
+        assert value(seen, "wcsvod_viewers", provider="WHEP") == 1, seen
+        assert value(seen, "wcsvod_viewers", provider="WebRTC") == 1
+        assert value(seen, "wcsvod_sessions") == 3  # the WHIP, the WHEP and the SDK's
         published = await publishing
         assert published.deleted is not None and published.deleted.status == 200
         # the DELETE unpublished it: the name is free again

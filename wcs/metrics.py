@@ -205,7 +205,9 @@ def families(meters: Meters, state: StateReader | None) -> list[Metric]:
     if state is not None:
         out.append(
             GaugeMetricFamily(
-                "wcsvod_sessions", "WebSocket sessions established", value=state.sessions()
+                "wcsvod_sessions",
+                "Sessions: WebSocket sessions established, WHEP and WHIP sessions",
+                value=state.sessions(),
             )
         )
         streams = GaugeMetricFamily("wcsvod_streams", "Streams running, by kind", labels=["kind"])

@@ -4,6 +4,7 @@ families (each worker's asked now, labelled by its number)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -19,15 +20,22 @@ class ServerState:
     """What ``/metrics`` shows of this process's live state."""
 
     def __init__(
-        self, registry: StreamRegistry, signalling: SignallingFactory, clock: IReactorTime
+        self,
+        registry: StreamRegistry,
+        signalling: SignallingFactory,
+        clock: IReactorTime,
+        http_sessions: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry = registry
         self.signalling = signalling
         self.clock = clock
+        self.http_sessions = http_sessions
 
     def sessions(self) -> int:
-        """Sessions a ``connection`` established (an MSE media socket is none)."""
-        return sum(session.established for session in self.signalling.sessions.values())
+        """Sessions a ``connection`` established (an MSE media socket is none),
+        and WHEP/WHIP sessions (each one play or publication)."""
+        websocket = sum(session.established for session in self.signalling.sessions.values())
+        return websocket + self.http_sessions()
 
     def streams(self) -> dict[str, int]:
         """By kind: ``vod`` (a play's own), ``vod-live``, ``published`` (here
@@ -38,9 +46,9 @@ class ServerState:
         return dict(kinds)
 
     def viewers(self) -> dict[str, int]:
-        """By provider: WebRTC, MSE, RTMP (pushes) and HLS (players that
+        """By provider: WebRTC, MSE, WHEP, RTMP (pushes) and HLS (players that
         fetched a playlist in the last 30 s)."""
-        providers = Counter({"WebRTC": 0, "MSE": 0, "RTMP": 0})
+        providers = Counter({"WebRTC": 0, "MSE": 0, "WHEP": 0, "RTMP": 0})
         providers.update(
             media.provider
             for media in self.registry.media.all()

@@ -339,7 +339,7 @@ def compose(
 
     for door in DOORS:
         root.putChild(door.lower().encode(), Door(door, http_sessions, turn_servers))
-    state = ServerState(registry, signalling, reactor)
+    state = ServerState(registry, signalling, reactor, lambda: len(http_sessions))
     root.putChild(
         b"metrics", MetricsPage(lambda: server_metrics(registry, state, worker), rest.access)
     )
