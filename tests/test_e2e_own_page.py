@@ -95,6 +95,33 @@ def test_own_page_plays_stops_and_plays_again(start_server, page, media, provide
         "CONNECTING", "ESTABLISHED", "PENDING", "PLAYING", "STOPPED", "PENDING", "PLAYING"]
 
 
+def test_own_page_plays_over_whep_with_no_websocket(start_server, page, media):
+    """WHEP: one POST to the web port; listed as a WHEP play while it plays, and
+    gone once the page's Stop DELETEd it; a refusal is shown with the server's words."""
+    from tests.test_e2e_whep import listed, listed_until
+
+    server = start_server(media_dir=str(media))
+    start(page, server, "vod-live://live.mp4", "WHEP")
+    wait_text(page, "#status", "PLAYING")
+    assert_plays_on(page)
+    assert_stats_shown(page, "WHEP")
+    assert [i["mediaProvider"] for i in listed(server.http_url)] == ["WHEP"]
+    page.click("#playBtn")
+    wait_text(page, "#status", "STOPPED")
+    assert not listed_until(server.http_url, lambda items: not items)
+    start(page, server, "vod://main.mp4", "WHEP")
+    wait_text(page, "#status", "PLAYING")
+    assert_plays_on(page, 1.5)
+    page.click("#playBtn")
+    wait_text(page, "#status", "STOPPED")
+    start(page, server, "vod://nothing-here.mp4", "WHEP")
+    wait_text(page, "#status", "FAILED")
+    assert page.inner_text("#info") == "File not found"
+    assert page.evaluate("window.__statuses") == [
+        "PENDING", "PLAYING", "STOPPED", "PENDING", "PLAYING", "STOPPED", "PENDING", "FAILED"]
+    assert page.evaluate("window.__playSent") is None  # no WebSocket message at all
+
+
 def test_the_query_chooses_stream_and_provider(start_server, page, media):
     server = start_server(media_dir=str(media))
     page.goto(f"{server.http_url}{PAGE}?streamName=vod://main.mp4&mediaProvider=mse")

@@ -1,9 +1,10 @@
 // The project's own player: plain JS speaking the same WCS WebSocket protocol
-// as the Flashphoner Web SDK (docs: wcs-protocol.md), over WebRTC or MSE.
+// as the Flashphoner Web SDK (docs: wcs-protocol.md), over WebRTC or MSE, or
+// WHEP (RFC 9725: one HTTP POST of the offer to the web port, no WebSocket).
 //
 //   import {WcsPlayer, BitratePlot} from "./wcs-player.js";
 //   const player = new WcsPlayer({video, onStatus(status, info) {}, onStats(stats) {}});
-//   await player.play("ws://host:8080/", "vod://sample.mp4", "MSE");  // or "WebRTC"
+//   await player.play("ws://host:8080/", "vod://sample.mp4", "MSE");  // or "WebRTC", "WHEP"
 //   player.stop();
 //
 // onStatus(status, info): CONNECTING, ESTABLISHED, PENDING, then the server's
@@ -16,6 +17,8 @@
 // player.rtcConfig is what WebRTC plays' peer connections get (the ICE servers
 // the server's /config.json hands out: a TURN server's, with a credential made
 // for this load); player.transport "TCP" asks for WebRTC media over TCP only.
+// player.whepBase is where WHEP plays POST (the page's own origin by default:
+// the web port serves both the pages and /whep/).
 
 import {MsePlayback} from "./mse.js";
 
@@ -33,7 +36,10 @@ export const MSE_OFFER = [
   "a=rtpmap:104 mpeg4-generic/24000/1", "a=rtpmap:102 mpeg4-generic/32000/1",
   "a=rtpmap:103 mpeg4-generic/44100/1", "a=recvonly", ""].join("\r\n");
 
-export const PROVIDERS = ["WebRTC", "MSE"];
+export const PROVIDERS = ["WebRTC", "MSE", "WHEP"];
+// What the WebSocket's connection message offers (WHEP needs no WebSocket).
+const WS_PROVIDERS = ["WebRTC", "MSE"];
+const GATHERING_MS = 3000; // the longest a WHEP offer waits for its candidates
 const ENDED = ["STOPPED", "FAILED"];
 const STOP_ANSWER_MS = 5000; // after this without STOPPED, the stream is let go locally
 
@@ -58,6 +64,7 @@ export class WcsPlayer {
     this.video = video;
     this.rtcConfig = {iceServers: []};
     this.transport = "UDP";
+    this.whepBase = location.origin;
     this.onStatus = onStatus;
     this.onStats = onStats;
     this.socket = null;      // the signalling socket, kept for later plays
@@ -87,9 +94,10 @@ export class WcsPlayer {
 
   get provider() { return this.stream ? this.stream.mediaProvider : null; }
 
-  // Plays `name` from the server at `wsUrl` with "WebRTC" or "MSE". Resolves
-  // once playStream is sent; statuses come through onStatus. Rejects if the
-  // session cannot be established (onStatus has said FAILED or DISCONNECTED).
+  // Plays `name` from the server at `wsUrl` with "WebRTC" or "MSE" (or at
+  // `whepBase` with "WHEP"). Resolves once playStream (the WHEP offer) is sent;
+  // statuses come through onStatus. Rejects if the session cannot be
+  // established (onStatus has said FAILED or DISCONNECTED).
   async play(wsUrl, name, provider = "WebRTC") {
     if (!PROVIDERS.includes(provider)) throw new Error(`unknown provider ${provider}`);
     const url = new URL(wsUrl).href; // throws on a bad URL before anything changes
@@ -98,6 +106,7 @@ export class WcsPlayer {
                     hasAudio: true, status: "PENDING", record: false, mediaProvider: provider,
                     transport: this.transport};
     this.stream = stream;
+    if (provider === "WHEP") return this._playWhep(stream);
     await this._connect(url);
     if (this.stream !== stream) return; // stopped or replaced meanwhile
     let sdp = MSE_OFFER;
@@ -115,6 +124,13 @@ export class WcsPlayer {
     const stream = this.stream;
     if (!stream || stream.stopping) return;
     stream.stopping = true;
+    if (stream.mediaProvider === "WHEP") {
+      this._deleteWhep(stream);
+      this.stream = null;
+      this._closeMedia(false);
+      this._status("STOPPED", "");
+      return;
+    }
     if (this.socket && this.socket.readyState === WebSocket.OPEN) {
       this._send("stopStream", stream);
       // The picture stops now, but the connection closes on STOPPED: closed
@@ -157,7 +173,7 @@ export class WcsPlayer {
     this.ready = new Promise((resolve, reject) => {
       let established = false;
       socket.onopen = () => this._send("connection", {
-        appKey: "defaultApp", mediaProviders: PROVIDERS, clientVersion: "2.0",
+        appKey: "defaultApp", mediaProviders: WS_PROVIDERS, clientVersion: "2.0",
         clientOSVersion: navigator.appVersion, clientBrowserVersion: navigator.userAgent,
         msePacketizationVersion: 2});
       socket.onmessage = (event) => {
@@ -240,8 +256,7 @@ export class WcsPlayer {
 
   // ---- media -------------------------------------------------------------------
 
-  async _offer() {
-    const pc = new RTCPeerConnection(this.rtcConfig);
+  async _offer(pc = new RTCPeerConnection(this.rtcConfig)) {
     this.pc = pc;
     pc.addTransceiver("audio", {direction: "recvonly"});
     pc.addTransceiver("video", {direction: "recvonly"});
@@ -253,6 +268,64 @@ export class WcsPlayer {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     return offer.sdp;
+  }
+
+  // WHEP: the offer with its candidates POSTed, the answer in the reply; the
+  // peer connection's own state says PLAYING, and the end (RFC 9725 has no
+  // statuses: a failed or closed connection is the stream's end).
+  async _playWhep(stream) {
+    this._status("PENDING", "");
+    const pc = new RTCPeerConnection(this.rtcConfig);
+    let sdp = await this._offer(pc);
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") return resolve();
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") resolve();
+      });
+      setTimeout(resolve, GATHERING_MS);
+    });
+    if (this.stream !== stream) return;
+    sdp = pc.localDescription.sdp;
+    const endpoint = `${this.whepBase}/whep/${encodeURIComponent(stream.name)}`;
+    let response;
+    try {
+      response = await fetch(endpoint, {method: "POST", body: sdp,
+                                        headers: {"Content-Type": "application/sdp"}});
+    } catch (error) {
+      return this._whepEnded(stream, "FAILED", `Could not reach ${endpoint}`);
+    }
+    if (this.stream !== stream) return;
+    if (response.status !== 201) {
+      const body = await response.json().catch(() => ({}));
+      return this._whepEnded(stream, "FAILED", body.message || `HTTP ${response.status}`);
+    }
+    stream.resource = new URL(response.headers.get("Location"), endpoint).href;
+    pc.onconnectionstatechange = () => {
+      if (this.stream !== stream) return;
+      if (pc.connectionState === "connected" && stream.status !== "PLAYING") {
+        stream.status = "PLAYING";
+        this._status("PLAYING", "");
+      } else if (["failed", "closed"].includes(pc.connectionState)) {
+        const played = stream.status === "PLAYING";
+        this._whepEnded(stream, played ? "STOPPED" : "FAILED",
+                        played ? "The connection ended" : "Failed by ICE timeout");
+      }
+    };
+    await pc.setRemoteDescription({type: "answer", sdp: await response.text()});
+    this._startStats();
+  }
+
+  _whepEnded(stream, status, info) {
+    if (this.stream !== stream) return;
+    this._deleteWhep(stream);
+    this.stream = null;
+    this._closeMedia(status === "STOPPED");
+    this._status(status, info);
+  }
+
+  _deleteWhep(stream) {
+    if (stream.resource) fetch(stream.resource, {method: "DELETE"}).catch(() => {});
+    stream.resource = null;
   }
 
   _answer(sdp) {
@@ -315,6 +388,7 @@ export class WcsPlayer {
     const stream = this.stream;
     if (!stream) return;
     this.stream = null;
+    if (stream.mediaProvider === "WHEP") this._deleteWhep(stream);
     this._closeMedia(false);
     if (tell && !stream.stopping && this.socket && this.socket.readyState === WebSocket.OPEN) {
       this._send("stopStream", stream);
@@ -342,7 +416,7 @@ export class WcsPlayer {
     const now = performance.now();
     let bytes = 0, frames = 0, fps = null, lost = 0, freezes = 0;
     let width = this.video.videoWidth, height = this.video.videoHeight;
-    if (stream.mediaProvider === "WebRTC") {
+    if (stream.mediaProvider !== "MSE") {
       if (!this.pc) return null;
       const report = await this.pc.getStats();
       for (const s of report.values()) {
