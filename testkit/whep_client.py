@@ -9,6 +9,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urljoin
@@ -152,9 +153,11 @@ class Published:
 
 async def whip_publish(base: str, name: str, path: Path, seconds: float, token: str = "",
                        connected: asyncio.Event | None = None,
+                       munge: Callable[[str], str] = lambda sdp: sdp,
                        result: Published | None = None) -> Published:
     """Publish ``seconds`` of ``path`` (its own H.264 and, as a browser would, no
-    AAC) over WHIP, then DELETE."""
+    AAC) over WHIP, then DELETE. ``munge`` rewrites the offer as it is sent (as
+    other WHIP clients would write it)."""
     result = result if result is not None else Published()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.on("connectionstatechange", lambda: result.state.append(pc.connectionState))
@@ -167,7 +170,7 @@ async def whip_publish(base: str, name: str, path: Path, seconds: float, token: 
         await pc.setLocalDescription(await pc.createOffer())
         url = endpoint(base, "whip", name)
         result.created = created = await asyncio.to_thread(
-            http, "POST", url, pc.localDescription.sdp.encode(), headers)
+            http, "POST", url, munge(pc.localDescription.sdp).encode(), headers)
         if created.status != 201:
             return result
         result.location = urljoin(url, created.headers["location"])

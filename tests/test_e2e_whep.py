@@ -291,3 +291,45 @@ def test_any_worker_serves_a_session_s_url(start_server, media):
     deleted = run(other_worker("DELETE"))
     assert deleted.status == 200, deleted.text
     assert not listed_until(base, lambda items: not items)
+
+
+def session_level(sdp: str) -> str:
+    """Candidates and ICE credentials before the first media section, no
+    msid-semantic of WebRTC's spelling (libdatachannel's and GStreamer's habits)."""
+    lines = sdp.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("m="))
+    moved = [line for line in lines[first:]
+             if line.startswith(("a=candidate:", "a=end-of-candidates"))]
+    credentials = list(dict.fromkeys(
+        line for line in lines[first:] if line.startswith(("a=ice-ufrag:", "a=ice-pwd:"))))
+    head = [line for line in lines[:first] if not line.startswith("a=msid-semantic")]
+    body = [line for line in lines[first:] if line not in moved and line not in credentials]
+    return "\r\n".join([*head, "a=msid-semantic: WMS", *credentials, *moved, *body]) + "\r\n"
+
+
+def ffmpeg_like(sdp: str) -> str:
+    """No candidates at all (the client only answers checks and sends its own,
+    as ffmpeg's WHIP muxer does) and DTLS passive."""
+    kept = [line for line in sdp.splitlines()
+            if not line.startswith(("a=candidate:", "a=end-of-candidates"))]
+    return "\r\n".join(line.replace("a=setup:actpass", "a=setup:passive")
+                       for line in kept) + "\r\n"
+
+
+def test_whip_takes_other_clients_sdp_habits(start_server, media):
+    server = start_server(media_dir=str(media))
+    base = server.http_url
+
+    async def scenario(name: str, munge) -> None:
+        connected = asyncio.Event()
+        publishing = asyncio.ensure_future(whip_publish(
+            base, name, media / "main.mp4", seconds=6, connected=connected, munge=munge))
+        await asyncio.wait_for(connected.wait(), 25)
+        viewer = await play(server.ws_url, name, stop_after=2.5)
+        published = await publishing
+        assert published.created.status == 201, (name, published.created.text)
+        assert "connected" in published.state, (name, published.state)
+        assert "PLAYING" in viewer.statuses and len(viewer.video) >= 20, (name, viewer.statuses)
+
+    for name, munge in (("session-level", session_level), ("ffmpeg-like", ffmpeg_like)):
+        run(scenario(name, munge), timeout=90)

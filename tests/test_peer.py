@@ -81,3 +81,65 @@ def test_a_fast_sender_stopped_before_it_started_never_starts() -> None:
         return sender.stream
 
     assert run(stopped_then_sent()) is None
+
+
+OFFER_HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+
+
+def test_candidates_at_session_level_move_to_the_first_media_section() -> None:
+    from wcs.webrtc.peer import session_candidates_moved
+
+    sdp = (OFFER_HEAD + "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+           "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+           "a=mid:1\r\n")
+    moved = session_candidates_moved(sdp).split("\r\n")
+    assert moved[:4] == OFFER_HEAD.split("\r\n")[:4]
+    assert moved[4:8] == ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0",
+                          "a=candidate:1 1 udp 1 127.0.0.1 9 typ host", "a=end-of-candidates"]
+    assert moved[8:10] == ["m=video 9 UDP/TLS/RTP/SAVPF 96", "a=mid:1"]
+    plain = OFFER_HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:x\r\n"
+    assert session_candidates_moved(plain) == plain  # nothing at session level: untouched
+    assert session_candidates_moved("v=0\r\n") == "v=0\r\n"
+
+
+def test_trickled_candidates_reach_ice_and_other_credentials_are_refused(
+        on_loopback: None) -> None:
+    from wcs.errors import BadRequest, Unprocessable
+    from wcs.transports.interfaces import IceFragment
+
+    async def scenario() -> None:
+        browser = RTCPeerConnection()
+        browser.addTransceiver("audio", direction="recvonly")
+        browser.addTransceiver("video", direction="recvonly")
+        await browser.setLocalDescription(await browser.createOffer())
+        offer = browser.localDescription.sdp
+        # as a trickling client sends it: no candidates in the offer
+        bare = "".join(line + "\r\n" for line in offer.splitlines()
+                       if not line.startswith(("a=candidate", "a=end-of-candidates")))
+        peer = Peer("test", lambda error: None)
+        peer.addTransceiver("audio", direction="sendonly")
+        peer.addTransceiver("video", direction="sendonly")
+        from aiortc import RTCSessionDescription
+
+        await peer.setRemoteDescription(RTCSessionDescription(bare, "offer"))
+        await peer.setLocalDescription(await peer.createAnswer())
+        ufrag = next(line.split(":", 1)[1] for line in offer.splitlines()
+                     if line.startswith("a=ice-ufrag:"))
+        candidates = tuple(("1", line[2:]) for line in offer.splitlines()
+                           if line.startswith("a=candidate:"))
+        assert candidates
+        transport = peer.getTransceivers()[0].receiver.transport.transport
+        assert transport.getRemoteCandidates() == []
+        await peer.trickle(IceFragment(ufrag, "", candidates, end=True))
+        # every candidate reached the one (bundled) transport, whatever section named it
+        assert len(transport.getRemoteCandidates()) == len(candidates)
+        with pytest.raises(Unprocessable, match="ICE restart is not supported"):
+            await peer.trickle(IceFragment("other", "", candidates))
+        with pytest.raises(BadRequest, match="cannot be read"):
+            await peer.trickle(IceFragment(ufrag, "", (("0", "candidate:1 1 udp"),)))
+        await peer.close()
+        await browser.close()
+        with pytest.raises(Unprocessable, match="not under way"):
+            await peer.trickle(IceFragment(ufrag, "", candidates))
+
+    run(scenario())

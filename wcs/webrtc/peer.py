@@ -136,7 +136,7 @@ class Peer(RTCPeerConnection):
                 named = master
             try:
                 candidate = candidate_from_sdp(line.split(":", 1)[1])
-            except (IndexError, ValueError) as error:
+            except (AssertionError, IndexError, KeyError, ValueError) as error:
                 raise BadRequest(f"candidate {line[:120]!r} cannot be read ({error})") from None
             candidate.sdpMid = named.mid
             await self.addIceCandidate(candidate)

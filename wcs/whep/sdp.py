@@ -85,7 +85,7 @@ def fragment(body: bytes, header: str | None) -> IceFragment:
             mid = line.removeprefix("a=mid:")[:64]
         elif line.startswith("a=candidate:"):
             candidate = line.removeprefix("a=")
-            if not _CANDIDATE.match(candidate):
+            if not _CANDIDATE.match(candidate) or int(candidate.split()[5]) > 65535:
                 raise BadRequest(f"not an ICE candidate: {candidate[:120]!r}")
             candidates.append((mid, candidate))
             if len(candidates) > MAX_CANDIDATES:
