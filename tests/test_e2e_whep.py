@@ -189,8 +189,19 @@ def test_a_refused_backend_is_403_and_caps_are_429(start_server, media):
 
 
 def test_refusals_name_the_problem(start_server, media):
-    server = start_server(media_dir=str(media))
+    server = start_server(media_dir=str(media), turn_secret="a-turn-secret",
+                          turn_url="turn:127.0.0.1:3478?transport=udp,"
+                                   "turn:127.0.0.1:3478?transport=tcp")
     base = server.http_url
+    # with TURN set, an answer names it (RFC 9725 4.6), with a credential made for it
+    created = http("POST", endpoint(base, "whep", "vod://main.mp4"),
+                   run(offer_of("audio", "video")).encode(), SDP)
+    assert created.status == 201
+    links = ", ".join(created.links).split(", <")
+    assert len(links) == 2 and all('rel="ice-server"' in link for link in links), links
+    assert "turn:127.0.0.1:3478?transport=tcp>" in links[1]
+    assert 'credential-type="password"' in links[0] and 'username="' in links[0]
+    assert http("DELETE", base + created.headers["location"]).status == 200
     offer = run(offer_of("audio", "video")).encode()
     cases = {
         "unknown file": (endpoint(base, "whep", "vod://nope.mp4"), offer, SDP, 404,
