@@ -16,6 +16,8 @@ of this benchmark, side by side:
 - ``tcp``: the same server, its counting viewers playing over ICE-TCP
   (``transport: "TCP"``, ``testkit/ice_tcp.py``), each one TCP connection read
   frame by frame by the same poller (the decoding viewers stay on UDP);
+- ``whep``: the same server, its counting viewers started by a WHEP POST (and
+  ended by a DELETE) instead of the WebSocket: the same broadcast's batch;
 - ``wcsvod (aiortc senders)``: the server with ``webrtc_sender=aiortc``, today's
   path of one aiortc sender per viewer, kept for the ratio;
 - stock aiortc (``bench/stock_server.py``: MediaPlayer + MediaRelay), up to the
@@ -40,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.vod_personal import proc_stat, proc_times, tree_times
-from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
+from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch, watch_whep
 from testkit.harness import (
     LOAD_LIMITS,
     VENV_BIN,
@@ -95,6 +97,7 @@ async def fan_out(
     rate: float,
     profile: Path | None = None,
     transport: str = "UDP",
+    http_url: str = "",
 ) -> dict:
     counter = Counter()
     stop = asyncio.Event()
@@ -103,7 +106,11 @@ async def fan_out(
     started = time.monotonic()
     for index, view in enumerate(views):
         cheap.append(
-            asyncio.ensure_future(watch(ws_url, name, counter, stop, timeout=600, viewer=view))
+            asyncio.ensure_future(
+                watch_whep(http_url, name, counter, stop, timeout=600, viewer=view)
+                if transport == "WHEP"
+                else watch(ws_url, name, counter, stop, timeout=600, viewer=view)
+            )
         )
         if index % ARRIVALS == ARRIVALS - 1:
             await asyncio.sleep(1.0)
@@ -224,8 +231,9 @@ def main() -> None:
         help="counts for today's aiortc senders (they saturate early)",
     )
     parser.add_argument("--stock-counts", default="10,100,300")
-    parser.add_argument("--engines", default="wcsvod,tcp,aiortc,stock")
+    parser.add_argument("--engines", default="wcsvod,tcp,whep,aiortc,stock")
     parser.add_argument("--tcp-counts", default="300,1000", help="counts for TCP viewers")
+    parser.add_argument("--whep-counts", default="300,1000", help="counts for WHEP viewers")
     parser.add_argument(
         "--profile",
         type=int,
@@ -237,7 +245,8 @@ def main() -> None:
     seconds = 60
     if args.smoke:
         global MEASURE
-        args.counts = args.aiortc_counts = args.stock_counts = args.tcp_counts = "2"
+        args.counts = args.aiortc_counts = args.stock_counts = "2"
+        args.tcp_counts = args.whep_counts = "2"
         MEASURE, seconds = 2.0, 10
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
@@ -258,11 +267,13 @@ def main() -> None:
     servers: dict[str, dict[str, str]] = {
         "wcsvod": {},
         "tcp": {},
+        "whep": {},
         "aiortc": {"webrtc_sender": "aiortc"},
     }
     engine_counts = {
         "wcsvod": counts,
         "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
+        "whep": [int(c) for c in args.whep_counts.split(",") if c],
         "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
     }
     for engine in [e for e in engines if e in servers]:
@@ -286,7 +297,8 @@ def main() -> None:
                             server.process.pid,
                             rate,
                             raw,
-                            "TCP" if engine == "tcp" else "UDP",
+                            {"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
+                            server.http_url,
                         ),
                         timeout=900,
                     )
@@ -321,7 +333,7 @@ def main() -> None:
         results["stock"] = rows
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
-    for other in ("tcp", "aiortc", "stock"):
+    for other in ("tcp", "whep", "aiortc", "stock"):
         pairs = [
             (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
         ]

@@ -8,6 +8,8 @@ packet instead of a wake-up per packet. STUN keeps flowing through aioice, so
 consent checks in both directions are answered and no viewer is dropped for
 silence.
 
+A viewer with ``transport="WHEP"`` starts its play with one WHEP POST instead of
+the WebSocket (and ends it with a DELETE).
 A viewer with ``transport="TCP"`` plays over ICE-TCP (``testkit/ice_tcp.py``):
 its one TCP connection is drained the same way, frame by frame. A ``deaf``
 viewer reads nothing at all once connected (a hostile client that never reads)."""
@@ -47,7 +49,7 @@ class CheapViewer:
     rtcp: int = 0
     rtp_bytes: int = 0
     ssrcs: dict[int, int] = field(default_factory=dict)  # packets by sender SSRC
-    transport: str = "UDP"  # how it plays: "TCP" is ICE-TCP only
+    transport: str = "UDP"  # how it plays: "TCP" is ICE-TCP only, "WHEP" over WHEP
     deaf: bool = False  # once connected, reads nothing (its socket fills)
 
 
@@ -179,6 +181,55 @@ def _ice_protocols(pc: RTCPeerConnection) -> list[Any]:
     return list(seen.values())
 
 
+def _counted(pc: RTCPeerConnection, counter: Counter, viewer: CheapViewer) -> None:
+    """Once ``pc`` connects, its sockets go to ``counter``."""
+
+    @pc.on("connectionstatechange")
+    def changed() -> None:
+        if pc.connectionState == "connected" and viewer.connected_at is None:
+            viewer.connected_at = time.monotonic()
+            counter.add(pc, viewer)
+
+
+async def watch_whep(http_url: str, name: str, counter: Counter, stop: asyncio.Event,
+                     timeout: float = 120.0, viewer: CheapViewer | None = None) -> CheapViewer:
+    """:func:`watch`, its play made by a WHEP POST and ended by a DELETE."""
+    from testkit.whep_client import endpoint, http
+
+    viewer = viewer or CheapViewer(transport="WHEP")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    _counted(pc, counter, viewer)
+    location = ""
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        url = endpoint(http_url, "whep", name)
+        created = await asyncio.to_thread(http, "POST", url, pc.localDescription.sdp.encode(),
+                                          {"Content-Type": "application/sdp"}, 120.0)
+        if created.status != 201:
+            viewer.statuses.append("FAILED")
+            viewer.infos.append(created.text)
+            return viewer
+        location = http_url + created.headers["location"]
+        await pc.setRemoteDescription(RTCSessionDescription(created.text, "answer"))
+        viewer.statuses.append("PLAYING")
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            if pc.connectionState in ("failed", "closed"):
+                viewer.statuses.append("FAILED")
+                break
+            await asyncio.sleep(0.25)
+    finally:
+        counter.remove(viewer)
+        if location:
+            await asyncio.to_thread(http, "DELETE", location)
+        await pc.close()
+    if viewer.statuses[-1:] == ["PLAYING"]:
+        viewer.statuses.append("STOPPED")
+    return viewer
+
+
 async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
                 timeout: float = 120.0, viewer: CheapViewer | None = None) -> CheapViewer:
     """Play ``name`` as the SDK offers; once connected, hand the sockets to
@@ -187,14 +238,7 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
     viewer = viewer or CheapViewer()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    connected = asyncio.Event()
-
-    @pc.on("connectionstatechange")
-    def changed() -> None:
-        if pc.connectionState == "connected" and not connected.is_set():
-            viewer.connected_at = time.monotonic()
-            counter.add(pc, viewer)
-            connected.set()
+    _counted(pc, counter, viewer)
 
     try:
         await ws.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})
