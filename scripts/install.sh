@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what wcsvod needs, re-runnably: `scripts/install.sh` for the server,
-# `scripts/install.sh --test` for the test suite too (Chromium, ffmpeg, the Web SDK).
+# `scripts/install.sh --test` for the test suite too (Chromium, ffmpeg, the Web SDK,
+# whip-whep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
