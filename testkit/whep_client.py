@@ -81,7 +81,7 @@ class Viewed:
 
 async def whep_play(base: str, name: str, seconds: float = 3.0, token: str = "",
                     trickle: bool = False, audio: bool = True, video: bool = True,
-                    delete: bool = True, timeout: float = 25.0,
+                    delete: bool = True, timeout: float = 25.0, query: str = "",
                     result: Viewed | None = None) -> Viewed:
     """Play ``name`` over WHEP for ``seconds`` after the first frame (or until
     ``timeout``), then DELETE. With ``trickle`` the offer goes without candidates
@@ -113,7 +113,7 @@ async def whep_play(base: str, name: str, seconds: float = 3.0, token: str = "",
     try:
         await pc.setLocalDescription(await pc.createOffer())
         offer = pc.localDescription.sdp
-        url = endpoint(base, "whep", name)
+        url = endpoint(base, "whep", name) + query
         result.created = created = await asyncio.to_thread(
             http, "POST", url, (without_candidates(offer) if trickle else offer).encode(), headers)
         if created.status != 201:
@@ -153,7 +153,7 @@ class Published:
 
 async def whip_publish(base: str, name: str, path: Path, seconds: float, token: str = "",
                        connected: asyncio.Event | None = None,
-                       munge: Callable[[str], str] = lambda sdp: sdp,
+                       munge: Callable[[str], str] = lambda sdp: sdp, query: str = "",
                        result: Published | None = None) -> Published:
     """Publish ``seconds`` of ``path`` (its own H.264 and, as a browser would, no
     AAC) over WHIP, then DELETE. ``munge`` rewrites the offer as it is sent (as
@@ -168,7 +168,7 @@ async def whip_publish(base: str, name: str, path: Path, seconds: float, token: 
         headers["Authorization"] = f"Bearer {token}"
     try:
         await pc.setLocalDescription(await pc.createOffer())
-        url = endpoint(base, "whip", name)
+        url = endpoint(base, "whip", name) + query
         result.created = created = await asyncio.to_thread(
             http, "POST", url, munge(pc.localDescription.sdp).encode(), headers)
         if created.status != 201:

@@ -344,3 +344,44 @@ def test_whip_takes_other_clients_sdp_habits(start_server, media):
 
     for name, munge in (("session-level", session_level), ("ffmpeg-like", ffmpeg_like)):
         run(scenario(name, munge), timeout=90)
+
+
+def test_the_query_asks_what_the_sdk_s_fields_do(start_server, media, tmp_path):
+    """``/whip/<name>?record=true`` records as publishStream's ``record`` does;
+    ``/whep/<name>?width=&height=`` plays at that size as playStream's do."""
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "main.mp4").write_bytes((media / "main.mp4").read_bytes())
+    server = start_server(media_dir=str(folder))
+    base = server.http_url
+    bad = http("POST", endpoint(base, "whip", "rec") + "?record=maybe",
+               run(offer_of("video")).encode(), SDP)
+    assert bad.status == 400 and "'record' must be true or false" in bad.text, bad.text
+    bad = http("POST", endpoint(base, "whep", "vod://main.mp4") + "?width=huge",
+               run(offer_of("video")).encode(), SDP)
+    assert bad.status == 400 and "'width' must be a number" in bad.text, bad.text
+
+    async def scenario():
+        connected = asyncio.Event()
+        publishing = asyncio.ensure_future(whip_publish(
+            base, "rec", media / "main.mp4", seconds=5, connected=connected,
+            query="?record=true"))
+        await asyncio.wait_for(connected.wait(), 20)
+        items = await asyncio.to_thread(
+            listed_until, base, lambda items: any(i["status"] == "PUBLISHING" for i in items))
+        assert [i["record"] for i in items] == [True], items
+        await publishing
+
+    run(scenario(), timeout=60)
+    deadline = time.monotonic() + 15
+    while not list(folder.glob("rec*.mp4")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    records = list(folder.glob("rec*.mp4"))
+    assert len(records) == 1, list(folder.iterdir())
+    replayed = run(whep_play(base, f"vod://{records[0].name}", seconds=1.5, audio=False),
+                   timeout=60)
+    assert replayed.created.status == 201 and len(replayed.frames) > 20
+    sized = run(whep_play(base, "vod://main.mp4", seconds=1.5, query="?width=320&height=180"),
+                timeout=60)
+    assert sized.created.status == 201, sized.created.text
+    assert {(w, h) for _, w, h in sized.frames[5:]} == {(320, 180)}

@@ -41,6 +41,8 @@ CORS = {
     b"Access-Control-Max-Age": b"600",
 }
 ENDPOINT_METHODS = b"POST, OPTIONS"
+#: Query fields read (``?record=true``, ``?width=320``...), the rest ignored.
+MAX_OPTIONS = 16
 SESSION_METHODS = b"PATCH, DELETE, OPTIONS"
 
 
@@ -112,16 +114,18 @@ class Door(resource.Resource):
             raise BadRequest(f"the stream name is longer than {MAX_URI} characters")
         offer = sdp.offer(_body(request), request.getHeader("content-type"))
         address = getattr(request.getClientAddress(), "host", "?")
-        opening = self.sessions.open(self.door, name, offer, bearer(request), address)
-        request.notifyFinish().addErrback(lambda _: opening.addCallback(self._abandoned))
+        options = {
+            key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")
+            for key, values in list((request.args or {}).items())[:MAX_OPTIONS]
+            if values
+        }
+        opening = self.sessions.open(self.door, name, offer, bearer(request), address, options)
         return opening.addCallback(self._created, request, name)
 
-    def _abandoned(self, session: HttpSession) -> HttpSession:
-        """The client left before its answer: nobody will DELETE it."""
-        self.sessions.delete(session.resource).addErrback(lambda _: None)
-        return session
-
     def _created(self, session: HttpSession, request: Request, name: str) -> tuple[int, bytes]:
+        if request._disconnected:  # the client left before its answer: nobody will DELETE it
+            self.sessions.delete(session.resource).addErrback(lambda _: None)
+            return 499, b""
         location = f"/{self.door.lower()}/{quote(name, safe='')}/{quote(session.resource, safe='')}"
         request.setHeader(b"Location", location.encode("ascii"))
         request.setHeader(b"ETag", session.etag.encode("ascii"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -25,13 +26,14 @@ from twisted.python.failure import Failure
 from wcs.cluster.admissions import Admission
 from wcs.cluster.directory import Directory
 from wcs.errors import (
+    BadRequest,
     LimitReached,
     NotFound,
     PreconditionFailed,
     Unprocessable,
     WcsError,
 )
-from wcs.signalling.messages import StreamRequest
+from wcs.signalling.messages import MessageError, StreamRequest
 from wcs.signalling.negotiation import Negotiation
 from wcs.signalling.requests import StreamRequests
 from wcs.signalling.session import Session
@@ -41,6 +43,9 @@ log = Logger()
 
 #: The doors, and whether each publishes.
 DOORS = {"WHEP": False, "WHIP": True}
+#: What each door's query may ask, as the SDK's playStream/publishStream fields:
+#: a play at another size; a publication recorded, or sent on over RTMP.
+OPTIONS = {"WHEP": ("width", "height"), "WHIP": ("record", "rtmpUrl")}
 #: What other workers are asked for a resource they hold.
 ASKED = "whep-resource"
 #: Ends a session's play or publication, as the page's stop would.
@@ -124,12 +129,36 @@ class HttpSessions:
         return len(self._sessions)
 
     def open(
-        self, door: str, name: str, offer: tuple[str, bool, bool], token: str, address: str
+        self,
+        door: str,
+        name: str,
+        offer: tuple[str, bool, bool],
+        token: str,
+        address: str,
+        options: dict[str, str] | None = None,
     ) -> Deferred[HttpSession]:
         """A new session playing or publishing ``name``, once it is answered
         (``session.answer`` has fired); fails with the refusal, having let go
-        of everything."""
+        of everything. ``options``: the door's query (:data:`OPTIONS`)."""
         sdp, has_audio, has_video = offer
+        custom = {"token": token} if token else {}
+        fields = {key: value for key, value in (options or {}).items() if key in OPTIONS[door]}
+        try:
+            request = StreamRequest.parse(
+                {
+                    **fields,
+                    "mediaSessionId": str(uuid.uuid4()),
+                    "name": name,
+                    "published": DOORS[door],
+                    "sdp": sdp,
+                    "hasAudio": has_audio,
+                    "hasVideo": has_video,
+                    "custom": custom,
+                }
+            )
+        except MessageError as error:
+            return fail(BadRequest(error.info))
+        request = replace(request, door=door)
 
         def entered(refusal: str) -> Deferred[HttpSession]:
             if refusal:
@@ -138,16 +167,7 @@ class HttpSessions:
                 self.streams, door, address, self.directory.worker, token, self._ended
             )
             self._sessions[session.resource] = session
-            session.request = StreamRequest(
-                media_session_id=str(uuid.uuid4()),
-                name=name,
-                published=DOORS[door],
-                sdp=sdp,
-                has_audio=has_audio,
-                has_video=has_video,
-                custom=dict(session.connection["custom"]),
-                door=door,
-            )
+            session.request = request
             allowing = maybeDeferred(self.streams.connect, session)
             allowing.addCallback(self._connected, session)
             allowing.addErrback(self._refused, session)
