@@ -187,6 +187,8 @@ async def whip_publish(base: str, name: str, path: Path, seconds: float, token: 
                 break
             if sample.kind != "video":
                 continue
+            if pc.connectionState in ("closed", "failed"):  # the server ended it
+                break
             delay = started + sample.time - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

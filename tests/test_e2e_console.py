@@ -141,3 +141,41 @@ def test_console_asks_for_the_rest_key_and_sends_it(start_server, page, media):
     wait_text(page, ROW.format(name="vod://main.mp4") + " td.mse", "1", timeout=10000)
     page.click("#playBtn")
     wait_text(page, "#playStatus", "STOPPED")
+
+
+def test_whep_and_whip_sessions_show_in_the_console(start_server, page, media):
+    """A WHIP publication is a live row ("published (WHIP)"); the console's player
+    plays it over WHEP, counted in the row's WHEP column; Terminate ends it."""
+    import threading
+
+    from testkit.harness import run
+    from testkit.whep_client import Published, whip_publish
+
+    server = start_server(media_dir=str(media))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server.http_url}/")
+    published = Published()
+    publisher = threading.Thread(target=lambda: run(whip_publish(
+        server.http_url, "whip-cam", media / "live.mp4", seconds=18, result=published),
+        timeout=60))
+    publisher.start()
+    try:
+        row = ROW.format(name="whip-cam")
+        page.wait_for_selector(row, timeout=20000)
+        assert page.inner_text(f"{row} td:nth-child(2)") == "published (WHIP)"
+        page.fill("#playName", "whip-cam")
+        page.select_option("#playProvider", "WHEP")
+        page.click("#playBtn")
+        wait_text(page, "#playStatus", "PLAYING")
+        first = wait_video(page, "#consoleVideo")
+        assert (first["width"], first["height"]) == (640, 360)
+        wait_text(page, f"{row} td.whep", "1", timeout=10000)
+        assert page.inner_text(f"{row} td.webrtc") == "0"
+        page.click(f"{row} button.terminate")
+        page.wait_for_selector(row, state="detached", timeout=10000)
+        publisher.join(30)
+        assert not publisher.is_alive()
+        # the server ended it: the publisher's later DELETE finds nothing
+        assert published.deleted is not None and published.deleted.status == 404
+    finally:
+        publisher.join(60)

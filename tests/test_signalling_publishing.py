@@ -255,6 +255,15 @@ def test_a_lost_peer_fails_with_its_info_once():
     assert world.done == [world.publication]
 
 
+def test_a_publisher_that_closed_its_connection_is_unpublished():
+    world = World()
+    publisher = world.start()
+    publisher.on_state("connected", None)
+    publisher.on_state("stopped", None)
+    assert world.statuses()[1:] == [("UNPUBLISHED", None, None)]
+    assert world.done == [world.publication]
+
+
 def test_a_recording_is_subscribed_before_the_answer_and_named_in_every_status():
     world = World(record=True)
     publisher = world.start()

@@ -207,6 +207,21 @@ def test_states_connected_once_then_failed_with_why():
     ]
 
 
+def test_a_publisher_that_closes_its_connection_has_stopped():
+    """A DTLS close from the page's side (a WHIP client's stop) is a stop, not a loss."""
+
+    class Pc:
+        connectionState = "new"
+
+    owner = Owner()
+    made = owner.made()
+    made.pc = Pc()
+    for state in ("connecting", "connected", "closed", "failed"):
+        made.pc.connectionState = state
+        made._state_changed()
+    assert owner.states == [("connected", None), ("stopped", None)]
+
+
 def test_a_page_that_never_connected_fails_by_ice_and_a_connect_error_says_what():
     class Pc:
         connectionState = "failed"

@@ -83,6 +83,8 @@ class Publication(Negotiation):
             self.report("PUBLISHING", **self._record_info())
             if self.request.rtmp_url and self.pushes is not None:
                 self._push(self.pushes)
+        elif state == "stopped":  # the publisher closed its connection
+            self.end("UNPUBLISHED", None)
         else:
             self.end("FAILED", info)
 

@@ -251,7 +251,12 @@ class WebRTCPublisher:
         if state == "connected" and not self.connected:
             self.connected = True
             self._on_state("connected", None)
-        elif state in ("failed", "closed"):  # closed: aiortc did, the page's side went
+        elif state == "closed" and self.connected:
+            # the publisher closed its side (DTLS close_notify): how a WHIP client
+            # ends, before its DELETE; a stop, not a loss
+            self._done = True
+            self._on_state("stopped", None)
+        elif state in ("failed", "closed"):
             self._fail(
                 "Failed by peer connection: the publisher's connection was lost"
                 if self.connected

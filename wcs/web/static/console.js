@@ -186,7 +186,7 @@ async function listed(path) {
 }
 
 function viewersOf(plays, names) {
-  const counts = {WebRTC: 0, MSE: 0};
+  const counts = {WebRTC: 0, MSE: 0, WHEP: 0};
   for (const play of plays) {
     if (names.includes(play.name)) counts[play.mediaProvider] = (counts[play.mediaProvider] || 0) + 1;
   }
@@ -256,7 +256,8 @@ function liveRow(name, kind, uri, viewers, hls, uptime, bitrate, selector, termi
   const tr = document.createElement("tr");
   tr.dataset.name = name;
   tr.append(cell(name, "name"), cell(kind), cell(uri, "uri"), cell(viewers.WebRTC, "webrtc"),
-            cell(viewers.MSE, "mse"), cell(hls || 0, "hls"), cell(clock(uptime)),
+            cell(viewers.MSE, "mse"), cell(viewers.WHEP, "whep"), cell(hls || 0, "hls"),
+            cell(clock(uptime)),
             cell(bits(bitrate)));
   const actions = document.createElement("td");
   actions.append(
