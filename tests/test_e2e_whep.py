@@ -156,6 +156,14 @@ def test_the_bearer_token_is_the_play_token_and_hooks_hear_the_method(start_serv
         assert playing["custom"] == {"token": good}
         stopped = backend.wait_for("stopStream")[-1]
         assert stopped["method"] == "whep" and stopped["status"] == "STOPPED"
+        # a session opened with a token is ended only with it
+        held = http("POST", url, offer, {**SDP, "Authorization": f"Bearer {good}"})
+        assert held.status == 201, held.text
+        session = base + held.headers["location"]
+        for token in ("", wrong):
+            refused = http("DELETE", session, b"", {"Authorization": f"Bearer {token}"})
+            assert refused.status == 403 and "bearer token it was opened with" in refused.text
+        assert http("DELETE", session, b"", {"Authorization": f"Bearer {good}"}).status == 200
     finally:
         backend.stop()
 
@@ -266,8 +274,10 @@ def test_patch_trickles_refuses_restarts_and_others_etags(start_server, media):
     for case, (payload, headers, status, says) in cases.items():
         answer = http("PATCH", url, payload, headers)
         assert answer.status == status and says in answer.text, (case, answer.status, answer.text)
+    secret = created.headers["location"].rsplit("/", 1)[1]
     for unknown in (f"{base}/whep/x/nothing", f"{base}/whep/x/forged.1.1",
-                    f"{base}/whep/x/forged.9.9"):
+                    f"{base}/whep/x/forged.9.9", f"{base}/whep/vod%3A%2F%2Fmain.mp4/{secret}",
+                    f"{base}/whip/vod-live%3A%2F%2Flive.mp4/{secret}"):
         assert http("PATCH", unknown, body, frag).status == 404
         assert http("DELETE", unknown).status == 404
     # the session lived through all that

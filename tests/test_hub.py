@@ -139,6 +139,28 @@ def test_a_question_reaches_the_worker_it_is_for_and_a_refusal_comes_back_as_its
     assert unknown.check(NotFound)
 
 
+def test_a_refusal_crosses_with_what_it_carries():
+    """An access refusal's reason (its REST detail) and a taken name come back too:
+    without them its ``detail`` raised on the asking side, and the HTTP answer was
+    never written (a WHEP DELETE of another worker's session hung)."""
+    from wcs.errors import AccessRefused, NameTaken
+
+    world = World()
+    one, two = world.directories
+
+    def refuse(argument):
+        if argument["kind"] == "access":
+            raise AccessRefused("the session's URL needs its token")
+        raise NameTaken("Stream 'cam' is already being published", "cam")
+
+    two.answer("refuse", refuse)
+    access = world.result(one.ask("2.2", "refuse", {"kind": "access"}))
+    assert access.check(AccessRefused)
+    assert access.value.detail == "Restricted access: the session's URL needs its token"
+    taken = world.result(one.ask("2.2", "refuse", {"kind": "name"}))
+    assert taken.check(NameTaken) and taken.value.name == "cam"
+
+
 def test_a_cap_of_the_store_is_a_refusal_on_the_worker_not_a_lost_supervisor():
     from wcs.cluster.store import Store
     from wcs.errors import LimitReached

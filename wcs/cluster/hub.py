@@ -222,8 +222,14 @@ def decode(data: dict[str, Any] | None) -> Entry | None:
 
 
 def refusal(error: WcsError) -> dict[str, Any]:
-    """A refusal as an answer crosses the wire: its kind and its info."""
-    return {"error": type(error).__name__, "info": error.info}
+    """A refusal as an answer crosses the wire: its kind, its info, and what
+    else it carries (an access refusal's reason, a name taken)."""
+    fields = {
+        key: value
+        for key, value in vars(error).items()
+        if key != "info" and isinstance(value, (str, int, float, bool))
+    }
+    return {"error": type(error).__name__, "info": error.info, "fields": fields}
 
 
 def answered(answer: dict[str, Any]) -> Any:
@@ -236,12 +242,14 @@ def answered(answer: dict[str, Any]) -> Any:
         kind = WcsError
     error = kind.__new__(kind)
     WcsError.__init__(error, answer["info"])
+    for key, value in (answer.get("fields") or {}).items():
+        setattr(error, key, value)
     raise error
 
 
 def _unrefused(data: Any) -> Any:
     """``data``, unless it is a refusal (:func:`refusal`): then that is raised."""
-    if isinstance(data, dict) and set(data) == {"error", "info"}:
+    if isinstance(data, dict) and set(data) in ({"error", "info"}, {"error", "info", "fields"}):
         answered(data)
     return data
 

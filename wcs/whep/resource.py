@@ -29,7 +29,7 @@ from wcs.errors import BadRequest, WcsError
 from wcs.streams.uri import MAX_URI
 from wcs.web.rest import counted, error, http_status, respond
 from wcs.whep import sdp
-from wcs.whep.sessions import HttpSession, HttpSessions
+from wcs.whep.sessions import HttpSession, HttpSessions, SessionUrl
 
 log = Logger()
 
@@ -98,7 +98,8 @@ class Door(resource.Resource):
             return self._answered(request, maybeDeferred(self._post, request, segments))
         if method in (b"DELETE", b"PATCH") and len(segments) >= 2:
             work = self._delete if method == b"DELETE" else self._patch
-            return self._answered(request, maybeDeferred(work, request, segments[-1]))
+            url = SessionUrl(self.door, "/".join(segments[:-1]), segments[-1], bearer(request))
+            return self._answered(request, maybeDeferred(work, request, url))
         allowed = SESSION_METHODS if len(segments) >= 2 else ENDPOINT_METHODS
         request.setHeader(b"Allow", allowed)
         what = "a session's URL" if len(segments) >= 2 else "the endpoint"
@@ -124,7 +125,8 @@ class Door(resource.Resource):
 
     def _created(self, session: HttpSession, request: Request, name: str) -> tuple[int, bytes]:
         if request._disconnected:  # the client left before its answer: nobody will DELETE it
-            self.sessions.delete(session.resource).addErrback(lambda _: None)
+            url = SessionUrl(session.door, session.name, session.resource, session.token)
+            self.sessions.delete(url).addErrback(lambda _: None)
             return 499, b""
         location = f"/{self.door.lower()}/{quote(name, safe='')}/{quote(session.resource, safe='')}"
         request.setHeader(b"Location", location.encode("ascii"))
@@ -136,20 +138,20 @@ class Door(resource.Resource):
         request.setHeader(b"Content-Type", sdp.SDP.encode())
         return 201, session.answer_sdp.encode("utf-8")
 
-    def _delete(self, request: Request, resource_id: str) -> Deferred[tuple[int, bytes]]:
-        return self.sessions.delete(resource_id).addCallback(lambda _: (200, b""))
+    def _delete(self, request: Request, url: SessionUrl) -> Deferred[tuple[int, bytes]]:
+        return self.sessions.delete(url).addCallback(lambda _: (200, b""))
 
-    def _patch(self, request: Request, resource_id: str) -> Deferred[tuple[int, bytes]]:
+    def _patch(self, request: Request, url: SessionUrl) -> Deferred[tuple[int, bytes]]:
         fragment = sdp.fragment(_body(request), request.getHeader("content-type"))
         if_match = request.getHeader("if-match")
-        patched = self.sessions.patch(resource_id, fragment, if_match.strip() if if_match else None)
+        patched = self.sessions.patch(url, fragment, if_match.strip() if if_match else None)
         return patched.addCallback(lambda _: (204, b""))
 
     # --- answers
 
     def _answered(self, request: Request, answer: Deferred[tuple[int, bytes]]) -> bytes | int:
         written = answer.addCallbacks(self._write, self._failed, (request,), errbackArgs=(request,))
-        return respond(request, written)
+        return respond(request, written.addErrback(self._broken, request))
 
     @staticmethod
     def _write(result: tuple[int, bytes], request: Request) -> bytes:
@@ -167,6 +169,11 @@ class Door(resource.Resource):
             path=request.path[:200].decode("ascii", "replace"),
         )
         return error(request, 500, f"internal error: {type(failure.value).__name__}")
+
+    def _broken(self, failure: Failure, request: Request) -> bytes:
+        """Answering itself failed (a bug): a 500 still, never a request left open."""
+        log.failure("{door}: answering failed", failure, door=self.door)
+        return error(request, 500, "internal error")
 
 
 def _body(request: Request) -> bytes:

@@ -13,10 +13,11 @@ id names the worker that holds it, and the others ask that one (the hub).
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -26,6 +27,7 @@ from twisted.python.failure import Failure
 from wcs.cluster.admissions import Admission
 from wcs.cluster.directory import Directory
 from wcs.errors import (
+    AccessRefused,
     BadRequest,
     LimitReached,
     NotFound,
@@ -58,6 +60,16 @@ def _nowhere(_text: str) -> None:
     """An HTTP session has no socket to send frames to."""
 
 
+@dataclass(frozen=True)
+class SessionUrl:
+    """A session's URL as a request names it, and the bearer token it came with."""
+
+    door: str
+    name: str
+    resource: str
+    token: str = ""
+
+
 class HttpSession(Session):
     """One WHEP or WHIP client's play or publication."""
 
@@ -65,6 +77,7 @@ class HttpSession(Session):
         self,
         streams: StreamRequests,
         door: str,
+        name: str,
         address: str,
         worker: str,
         token: str,
@@ -79,6 +92,7 @@ class HttpSession(Session):
             address=address,
         )
         self.door = door
+        self.name = name  # as POSTed (a hook may rename what it plays)
         #: the secret part of its URL, and the worker that holds it
         self.resource = f"{secrets.token_urlsafe(24)}.{worker}"
         #: the ICE session's entity tag (RFC 9725: If-Match on PATCH)
@@ -164,7 +178,7 @@ class HttpSessions:
             if refusal:
                 raise LimitReached.worded(refusal)
             session = HttpSession(
-                self.streams, door, address, self.directory.worker, token, self._ended
+                self.streams, door, name, address, self.directory.worker, token, self._ended
             )
             self._sessions[session.resource] = session
             session.request = request
@@ -196,17 +210,16 @@ class HttpSessions:
 
     # --- a resource's methods, wherever it is held
 
-    def delete(self, resource: str) -> Deferred[None]:
+    def delete(self, url: SessionUrl) -> Deferred[None]:
         """End the session's play (STOPPED) or publication (UNPUBLISHED)."""
-        return self._at(resource, {"op": "delete", "id": resource})
+        return self._at(url, {"op": "delete"})
 
-    def patch(self, resource: str, fragment: IceFragment, if_match: str | None) -> Deferred[None]:
+    def patch(self, url: SessionUrl, fragment: IceFragment, if_match: str | None) -> Deferred[None]:
         """Add trickled candidates to the session's ICE."""
         return self._at(
-            resource,
+            url,
             {
                 "op": "patch",
-                "id": resource,
                 "ifMatch": if_match,
                 "fragment": {
                     "ufrag": fragment.ufrag,
@@ -217,11 +230,12 @@ class HttpSessions:
             },
         )
 
-    def _at(self, resource: str, question: dict[str, Any]) -> Deferred[None]:
+    def _at(self, url: SessionUrl, question: dict[str, Any]) -> Deferred[None]:
         """Do ``question`` here, or ask the worker the id names."""
-        _token, dot, worker = resource.partition(".")  # a worker id may hold dots
+        _secret, dot, worker = url.resource.partition(".")  # a worker id may hold dots
         if not dot or not worker:
             return fail(NotFound(NO_SUCH))
+        question = {**question, **asdict(url)}
         if worker == self.directory.worker:
             return maybeDeferred(self._asked, question)
         return self.directory.ask(worker, ASKED, question).addErrback(self._not_there)
@@ -236,9 +250,18 @@ class HttpSessions:
 
     def _asked(self, question: dict[str, Any]) -> Deferred[None]:
         """A resource's method, for this worker's session (asked here or by another)."""
-        session = self._sessions.get(str(question.get("id")))
-        if session is None or session.negotiation is None or session.request is None:
-            raise NotFound(NO_SUCH)
+        session = self._sessions.get(str(question.get("resource")))
+        if (
+            session is None
+            or session.negotiation is None
+            or session.request is None
+            or (session.door, session.name) != (question.get("door"), question.get("name"))
+        ):
+            raise NotFound(NO_SUCH)  # under another door or name: not that URL
+        if session.token and not hmac.compare_digest(
+            session.token.encode(), str(question.get("token") or "").encode()
+        ):
+            raise AccessRefused("the session's URL needs the bearer token it was opened with")
         if question.get("op") == "delete":
             self.streams.stop(session, session.request)
             self._ended(session)
