@@ -395,3 +395,46 @@ def test_the_query_asks_what_the_sdk_s_fields_do(start_server, media, tmp_path):
                 timeout=60)
     assert sized.created.status == 201, sized.created.text
     assert {(w, h) for _, w, h in sized.frames[5:]} == {(320, 180)}
+
+
+def test_a_whip_publication_plays_over_mse_and_hls_and_is_pushed_over_rtmp(
+        start_server, media, tmp_path):
+    from urllib.parse import quote
+
+    from testkit.mse_client import watch as mse_watch
+    from testkit.rtmp_receiver import FfmpegReceiver
+
+    receiver = FfmpegReceiver(tmp_path / "got.flv").start()
+    try:
+        server = start_server(media_dir=str(media))
+        base = server.http_url
+
+        async def scenario():
+            connected = asyncio.Event()
+            publishing = asyncio.ensure_future(whip_publish(
+                base, "show", media / "main.mp4", seconds=8, connected=connected,
+                query=f"?rtmpUrl={quote(receiver.url, safe='')}"))
+            await asyncio.wait_for(connected.wait(), 20)
+            mse = await mse_watch(server.ws_url, "show", 3.0)
+            playlist = await asyncio.to_thread(http, "GET", f"{server.hls_url}/show/show.m3u8")
+            await publishing
+            return mse, playlist
+
+        mse, playlist = run(scenario(), timeout=90)
+        assert "PLAYING" in mse.statuses and mse.records.get(9, 0) >= 20, (mse.statuses,
+                                                                          mse.records)
+        assert playlist.status == 200 and "#EXTINF" in playlist.text, playlist.text
+        segment = next(line for line in playlist.text.splitlines() if line.endswith(".ts"))
+        got = http("GET", f"{server.hls_url}/show/{segment}")
+        assert got.status == 200 and got.body[:1] == b"G"  # an MPEG-TS packet
+        assert receiver.finished(30) == 0, receiver.log()[-2000:]
+    finally:
+        receiver.kill()
+    import subprocess
+
+    frames = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames,codec_name", "-of", "csv=p=0", str(tmp_path / "got.flv")],
+        capture_output=True, text=True, timeout=60).stdout.strip()
+    codec, count = frames.split(",")
+    assert codec == "h264" and int(count) >= 100, frames
