@@ -50,8 +50,11 @@ def listed_until(base: str, wanted, seconds: float = 10.0) -> list[dict]:
 def test_whep_plays_every_kind_of_stream_trickled_or_not(start_server, media):
     server = start_server(media_dir=str(media))
     base = server.http_url
+    started = call(base, "/rest-api/vod/startup",
+                   {"uri": "vod-live://loop.mp4", "localStreamName": "show", "loop": True})
+    assert started[0] == 200, started
     for name, trickle in (("vod://main.mp4", False), ("vod-live://live.mp4", True),
-                          ("vod://baseline.mp4", True)):
+                          ("vod://baseline.mp4", True), ("show", False)):
         viewed = run(whep_play(base, name, seconds=2.0, trickle=trickle), timeout=60)
         created = viewed.created
         assert created is not None and created.status == 201, (name, created and created.text)
