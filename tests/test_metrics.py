@@ -182,10 +182,10 @@ def test_a_stopped_push_stops_counting_as_a_viewer_at_once():
     state = ServerState(SimpleNamespace(media=sessions), SimpleNamespace(sessions={}),
                         clock)
     assert pushed.status == "PENDING" and not pushed.ended
-    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 1, "HLS": 0}
+    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "WHEP": 0, "RTMP": 1, "HLS": 0}
     push.end("STOPPED", "Stopped by rest /terminate")
     assert pushed in sessions.all() and pushed.listed()["status"] == "STOPPED"
-    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "RTMP": 0, "HLS": 0}, "not 0"
+    assert state.viewers() == {"WebRTC": 1, "MSE": 0, "WHEP": 0, "RTMP": 0, "HLS": 0}, "not 0"
     failed = MediaSession("f", "show", False, "RTMP", "rest", status="FAILED")
     sessions.add(failed, lambda info: None, lambda: None)
     assert state.viewers()["RTMP"] == 0

@@ -35,6 +35,10 @@ MAGIC = b"WCSOPUS1"
 _RECORD = struct.Struct(">qH")
 
 
+
+class Unfit(ValueError):
+    """A file whose Opus is larger than the whole cache."""
+
 class OpusCache:
     """Opus tracks of local files, under ``folder``, at most ``limit`` bytes."""
 
@@ -112,6 +116,10 @@ class OpusCache:
                 self._make(path, key)
             except InterruptedError:
                 return
+            except Unfit as error:  # its partial entry is gone by now: never again
+                with self._lock:
+                    self._unfit.add(key)
+                log.warn("audio cache: {path} not cached ({error})", path=str(path), error=error)
             except Exception as error:  # a file that went away or broke: no entry
                 log.warn("audio cache: {path} not cached ({error})", path=str(path), error=error)
             finally:
@@ -136,9 +144,7 @@ class OpusCache:
                         raise InterruptedError("the server is stopping")
                     size += _RECORD.size + len(sample.data)
                     if size > self.limit:
-                        with self._lock:
-                            self._unfit.add(key)
-                        raise ValueError(
+                        raise Unfit(
                             f"its Opus is larger than the cache ({self.limit} "
                             "bytes, vod_audio_cache_size)"
                         )
