@@ -35,9 +35,9 @@ MAGIC = b"WCSOPUS1"
 _RECORD = struct.Struct(">qH")
 
 
-
 class Unfit(ValueError):
     """A file whose Opus is larger than the whole cache."""
+
 
 class OpusCache:
     """Opus tracks of local files, under ``folder``, at most ``limit`` bytes."""
