@@ -51,7 +51,7 @@ class Backend(resource.Resource):
 
 def backed(backend: Backend, url: str = "http://backend.example/hooks") -> RestHooks:
     hooks = RestHooks(url, timeout=3.0, reactor=Clock())
-    hooks._http = StubTreq(backend)  # treq's own in-memory client: nothing leaves the process
+    hooks._http = hooks._fresh = StubTreq(backend)  # treq's own in-memory client: nothing leaves the process
     return hooks
 
 
@@ -166,7 +166,7 @@ def by_hand(timeout: float = 3.0) -> tuple[RestHooks, Client, Clock]:
     clock = Clock()
     hooks = RestHooks("http://backend.example", timeout=timeout, reactor=clock)
     client = Client()
-    hooks._http = client
+    hooks._http = hooks._fresh = client
     return hooks, client, clock
 
 
@@ -208,6 +208,19 @@ def test_a_kept_connection_closed_meanwhile_is_posted_again_once(dropped):
     client.posts[2][2].errback(ResponseNeverReceived([Failure(dropped())]))
     client.posts[3][2].errback(ResponseNeverReceived([Failure(dropped())]))
     assert isinstance(outcome(again), AccessRefused) and len(client.posts) == 4
+
+
+
+def test_the_second_post_goes_on_a_connection_of_its_own():
+    """Not through the pool of kept connections, which could hand it another
+    one the backend closed (a run saw both tries fail so)."""
+    hooks, kept, _ = by_hand()
+    fresh = hooks._fresh = Client()
+    asking = hooks.ask("connect", {"a": 1})
+    kept.posts[0][2].errback(ResponseNeverReceived([Failure(ConnectionDone())]))
+    assert len(kept.posts) == 1 and len(fresh.posts) == 1
+    fresh.posts[0][2].callback(Response(200, b"{}"))
+    assert outcome(asking) == {}
 
 
 def test_a_post_that_failed_otherwise_is_not_sent_twice():

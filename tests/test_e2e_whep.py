@@ -10,8 +10,11 @@ import asyncio
 import time
 from urllib.parse import unquote
 
+import pytest
+
 from testkit.backend import Backend
-from testkit.harness import run
+from tests.conftest import SERVERS
+from testkit.harness import WEBSDK, ServerProcess, require_loopback_only, run
 from testkit.rest_client import call
 from testkit.rtc_client import play
 from tests.test_e2e_metrics import read, value
@@ -33,6 +36,25 @@ async def metrics_once(server, ready, seconds: float = 15.0) -> dict:
     return await asyncio.to_thread(read, server)
 
 
+@pytest.fixture(scope="module")
+def shared_server(media, tmp_path_factory):
+    """One server (the defaults: two workers) for the tests that need nothing
+    else set; each leaves it as it found it, nothing playing."""
+    require_loopback_only()
+    server = ServerProcess(tmp_path_factory.mktemp("whep-server"),
+                           {"media_dir": str(media), "websdk_dir": str(WEBSDK)}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(shared_server, request):
+    """The shared server, its log shown if the test fails."""
+    request.node.stash[SERVERS] = [shared_server]
+    assert not listed(shared_server.http_url), "an earlier test left something playing"
+    return shared_server
+
+
 def listed(base: str) -> list[dict]:
     status, items, _ = call(base, FIND_ALL)
     return items if status == 200 else []
@@ -47,8 +69,7 @@ def listed_until(base: str, wanted, seconds: float = 10.0) -> list[dict]:
     return items
 
 
-def test_whep_plays_every_kind_of_stream_trickled_or_not(start_server, media):
-    server = start_server(media_dir=str(media))
+def test_whep_plays_every_kind_of_stream_trickled_or_not(server, media):
     base = server.http_url
     started = call(base, "/rest-api/vod/startup",
                    {"uri": "vod-live://loop.mp4", "localStreamName": "show", "loop": True})
@@ -74,10 +95,10 @@ def test_whep_plays_every_kind_of_stream_trickled_or_not(start_server, media):
                     if i["mediaProvider"] == "WHEP"]
         again = http("DELETE", viewed.location)
         assert again.status == 404 and "no such WHEP/WHIP session" in again.text
+    assert call(base, "/rest-api/vod/terminate", {"localStreamName": "show"})[0] == 200
 
 
-def test_a_whip_publication_is_a_stream_like_any_other(start_server, media):
-    server = start_server(media_dir=str(media))
+def test_a_whip_publication_is_a_stream_like_any_other(server, media):
     base = server.http_url
 
     async def scenario():
@@ -140,7 +161,9 @@ def test_the_bearer_token_is_the_play_token_and_hooks_hear_the_method(start_serv
     backend = Backend().start()
     try:
         server = start_server(media_dir=str(media), play_token_secret=SECRET,
-                              rest_hook_url=backend.url)
+                              rest_hook_url=backend.url, turn_secret="a-turn-secret",
+                              turn_url="turn:127.0.0.1:3478?transport=udp,"
+                                       "turn:127.0.0.1:3478?transport=tcp")
         base = server.http_url
         offer = run(offer_of("audio", "video")).encode()
         url = endpoint(base, "whep", "vod://main.mp4")
@@ -152,6 +175,11 @@ def test_the_bearer_token_is_the_play_token_and_hooks_hear_the_method(start_serv
         good = sign(SECRET, "vod://main.mp4", int(time.time()) + 60)
         viewed = run(whep_play(base, "vod://main.mp4", seconds=1.0, token=good), timeout=60)
         assert viewed.created.status == 201 and len(viewed.frames) > 10
+        # with TURN set, an answer names it (RFC 9725 4.6), with a credential made for it
+        links = ", ".join(viewed.created.links).split(", <")
+        assert len(links) == 2 and all('rel="ice-server"' in link for link in links), links
+        assert "turn:127.0.0.1:3478?transport=tcp>" in links[1]
+        assert 'credential-type="password"' in links[0] and 'username="' in links[0]
         connect = backend.wait_for("connect")[-1]
         assert connect["method"] == "whep" and connect["clientAddress"] == "127.0.0.1"
         playing = backend.wait_for("playStream")[-1]
@@ -199,20 +227,8 @@ def test_a_refused_backend_is_403_and_caps_are_429(start_server, media):
         backend.stop()
 
 
-def test_refusals_name_the_problem(start_server, media):
-    server = start_server(media_dir=str(media), turn_secret="a-turn-secret",
-                          turn_url="turn:127.0.0.1:3478?transport=udp,"
-                                   "turn:127.0.0.1:3478?transport=tcp")
+def test_refusals_name_the_problem(server, media):
     base = server.http_url
-    # with TURN set, an answer names it (RFC 9725 4.6), with a credential made for it
-    created = http("POST", endpoint(base, "whep", "vod://main.mp4"),
-                   run(offer_of("audio", "video")).encode(), SDP)
-    assert created.status == 201
-    links = ", ".join(created.links).split(", <")
-    assert len(links) == 2 and all('rel="ice-server"' in link for link in links), links
-    assert "turn:127.0.0.1:3478?transport=tcp>" in links[1]
-    assert 'credential-type="password"' in links[0] and 'username="' in links[0]
-    assert http("DELETE", base + created.headers["location"]).status == 200
     offer = run(offer_of("audio", "video")).encode()
     cases = {
         "unknown file": (endpoint(base, "whep", "vod://nope.mp4"), offer, SDP, 404,
@@ -250,8 +266,7 @@ def test_refusals_name_the_problem(start_server, media):
     assert not listed(base)
 
 
-def test_patch_trickles_refuses_restarts_and_others_etags(start_server, media):
-    server = start_server(media_dir=str(media))
+def test_patch_trickles_refuses_restarts_and_others_etags(server, media):
     base = server.http_url
     created = http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
                    run(offer_of("audio", "video")).encode(), SDP)
@@ -288,10 +303,9 @@ def test_patch_trickles_refuses_restarts_and_others_etags(start_server, media):
     assert http("DELETE", url).status == 200
 
 
-def test_any_worker_serves_a_session_s_url(start_server, media):
+def test_any_worker_serves_a_session_s_url(server, media):
     """The DELETE and PATCH reach the worker that did not answer the POST: it
     asks the one that holds the session (through the supervisor)."""
-    server = start_server(media_dir=str(media))
     base = server.http_url
     workers = wait_for_workers(server)
     created = http("POST", endpoint(base, "whep", "vod-live://live.mp4"),
@@ -340,8 +354,7 @@ def ffmpeg_like(sdp: str) -> str:
                        for line in kept) + "\r\n"
 
 
-def test_whip_takes_other_clients_sdp_habits(start_server, media):
-    server = start_server(media_dir=str(media))
+def test_whip_takes_other_clients_sdp_habits(server, media):
     base = server.http_url
 
     async def scenario(name: str, munge) -> None:
@@ -401,25 +414,25 @@ def test_the_query_asks_what_the_sdk_s_fields_do(start_server, media, tmp_path):
 
 
 def test_a_whip_publication_plays_over_mse_and_hls_and_is_pushed_over_rtmp(
-        start_server, media, tmp_path):
+        server, media, tmp_path):
     from urllib.parse import quote
 
     from testkit.mse_client import watch as mse_watch
     from testkit.rtmp_receiver import FfmpegReceiver
 
-    receiver = FfmpegReceiver(tmp_path / "got.flv").start()
+    receiver = FfmpegReceiver(tmp_path / "got.flv", key="rtmp_pushed").start()
     try:
-        server = start_server(media_dir=str(media))
         base = server.http_url
 
         async def scenario():
             connected = asyncio.Event()
             publishing = asyncio.ensure_future(whip_publish(
-                base, "show", media / "main.mp4", seconds=8, connected=connected,
+                base, "pushed", media / "main.mp4", seconds=8, connected=connected,
                 query=f"?rtmpUrl={quote(receiver.url, safe='')}"))
             await asyncio.wait_for(connected.wait(), 20)
-            mse = await mse_watch(server.ws_url, "show", 3.0)
-            playlist = await asyncio.to_thread(http, "GET", f"{server.hls_url}/show/show.m3u8")
+            mse = await mse_watch(server.ws_url, "pushed", 3.0)
+            playlist = await asyncio.to_thread(http, "GET",
+                                               f"{server.hls_url}/pushed/pushed.m3u8")
             await publishing
             return mse, playlist
 
@@ -428,7 +441,7 @@ def test_a_whip_publication_plays_over_mse_and_hls_and_is_pushed_over_rtmp(
                                                                           mse.records)
         assert playlist.status == 200 and "#EXTINF" in playlist.text, playlist.text
         segment = next(line for line in playlist.text.splitlines() if line.endswith(".ts"))
-        got = http("GET", f"{server.hls_url}/show/{segment}")
+        got = http("GET", f"{server.hls_url}/pushed/{segment}")
         assert got.status == 200 and got.body[:1] == b"G"  # an MPEG-TS packet
         assert receiver.finished(30) == 0, receiver.log()[-2000:]
     finally:

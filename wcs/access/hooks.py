@@ -57,6 +57,10 @@ class RestHooks:
         pool.maxPersistentPerHost = 16
         self._pool = pool
         self._http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=timeout))
+        # a retry goes on a connection of its own: the pool could hand it another
+        # kept connection the backend had closed too (seen: both tries failed so)
+        fresh = HTTPConnectionPool(reactor, persistent=False)
+        self._fresh = HTTPClient(Agent(reactor, pool=fresh, connectTimeout=timeout))
         self.asking = 0
         self.telling = 0
         self.dropped = 0
@@ -150,7 +154,7 @@ class RestHooks:
             if isinstance(error, (ResponseNeverReceived, RequestTransmissionFailed)) and all(
                 reason.check(ConnectionDone, ConnectionLost) for reason in error.reasons
             ):
-                return self._http.post(url, data=data, headers=headers, allow_redirects=False)
+                return self._fresh.post(url, data=data, headers=headers, allow_redirects=False)
             return fail(failure)
 
         def read(response: IResponse) -> Deferred[tuple[int, bytes]]:
