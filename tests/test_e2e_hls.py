@@ -149,7 +149,7 @@ def test_a_rest_started_stream_over_https(start_server, media):
 def test_refusals_are_clear(start_server, media):
     server = start_server(media_dir=str(media))
     expected = [
-        (url(server, "vod://live.mp4"), 404, "vod:// plays are personal"),
+        (url(server, "vod://not-an-mp4.mp4"), 400, "File has wrong format"),  # (VOD)
         (url(server, "nothing"), 404, "Stream not found"),
         (url(server, "vod-live://absent.mp4"), 404, "File not found"),
         (url(server, "vod-live://../etc/passwd"), 400, "'..' is not allowed"),

@@ -48,6 +48,7 @@ from wcs.signalling.websocket import SignallingFactory
 from wcs.sources import Sources
 from wcs.sources.opus_cache import OpusCache
 from wcs.sources.s3 import S3Client
+from wcs.sources.vod_hls import VodHls
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.service import StreamsService
 from wcs.transports.factory import TransportFactory
@@ -350,7 +351,9 @@ def compose(
     packagers = Packagers(registry, reactor, settings.hls_idle_timeout / 1000.0)
     packagers.setServiceParent(top)
     hls = build_site(
-        HlsRoot(packagers, reactor), settings.limits.http_idle_timeout, settings.access_log
+        HlsRoot(packagers, reactor, VodHls(sources), gate),
+        settings.limits.http_idle_timeout,
+        settings.access_log,
     )
     factories: dict[str, IProtocolFactory] = {
         "ws.port": signalling,

@@ -58,6 +58,15 @@ class Gate:
             return fail(kind(refused))
         return self._ask("playStream", name, body)
 
+    def token(self, name: str, token: object) -> Deferred[None]:
+        """The play token rule alone (a VOD playlist's segments: the hook was
+        asked for the playlist)."""
+        refused = self._token_refusal(name, token)
+        if refused is not None:
+            kind = Unauthenticated if refused == tokens.NO_TOKEN else AccessRefused
+            return fail(kind(refused))
+        return succeed(None)
+
     def publish(self, name: str, body: Mapping[str, Any]) -> Deferred[str]:
         """The name to publish under (the backend may rewrite it)."""
         return self._ask("publishStream", name, body)

@@ -10,13 +10,21 @@ LL-HLS's blocking reload: ``?_HLS_msn=M[&_HLS_part=P]`` answers once the
 playlist holds segment M (or its part P), at most three target durations
 later (then 503); the part the playlist's preload hint names is answered the
 same way once it is made.
+
+A ``vod://FILE`` name is the file as HLS VOD (``wcs/sources/vod_hls.py``): its
+whole playlist at once, its segments made on request, each with an ``ETag``,
+``Last-Modified`` and a long ``Cache-Control`` (a file's version never changes
+its bytes), ``Range`` honoured; under the same access rules as a play of it
+(``?token=`` on the playlist is passed on to its segments; the hook is asked
+for the playlist).
 """
 
 from __future__ import annotations
 
+import email.utils
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -25,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from wcs.access.gate import OPEN, Gate
 from wcs.errors import BadRequest, NotFound, WcsError
 from wcs.hls.packagers import Packager, Packagers
 from wcs.hls.segmenter import TooManyWaiting
@@ -40,21 +49,51 @@ BLOCKING_TARGETS = 3
 PART_FILE = re.compile(r"(\d{1,9})\.(\d{1,4})\.ts")
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
 SEGMENT_TYPE = b"video/mp2t"
+VOD = "vod://"
+#: How long a cache may keep a VOD playlist, and a VOD segment (s).
+VOD_PLAYLIST_AGE = 300
+VOD_SEGMENT_AGE = 86400
+RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
+
+
+class VodIndex(Protocol):
+    """A file's HLS VOD plan (``wcs.sources.vod_hls.VodIndex``)."""
+
+    etag: str
+    modified: float
+
+    def playlist(self, query: str = "") -> bytes: ...
+
+
+class VodFiles(Protocol):
+    """Files as HLS VOD (``wcs.sources.vod_hls.VodHls``)."""
+
+    def index(self, location: str) -> Deferred[Any]: ...
+
+    def segment(self, index: Any, number: int) -> Deferred[bytes]: ...
 
 
 class HlsRoot(resource.Resource):
     """``/``: a child per stream name."""
 
-    def __init__(self, packagers: Packagers, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        packagers: Packagers,
+        clock: IReactorTime,
+        vod: VodFiles | None = None,
+        gate: Gate = OPEN,
+    ) -> None:
         super().__init__()
         self.packagers = packagers
         self.clock = clock
+        self.vod = vod
+        self.gate = gate
 
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
-        return HlsFile(self.packagers, self.clock, path)
+        return HlsFile(self.packagers, self.clock, path, self.vod, self.gate)
 
     def render(self, request: Request) -> bytes | int:
-        return HlsFile(self.packagers, self.clock, b"").render(request)
+        return HlsFile(self.packagers, self.clock, b"", self.vod, self.gate).render(request)
 
 
 class HlsFile(resource.Resource):
@@ -62,11 +101,20 @@ class HlsFile(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, packagers: Packagers, clock: IReactorTime, name: bytes) -> None:
+    def __init__(
+        self,
+        packagers: Packagers,
+        clock: IReactorTime,
+        name: bytes,
+        vod: VodFiles | None = None,
+        gate: Gate = OPEN,
+    ) -> None:
         super().__init__()
         self.packagers = packagers
         self.clock = clock
         self.name = name
+        self.vod = vod
+        self.gate = gate
 
     def render(self, request: Request) -> bytes | int:
         request.setHeader(b"Access-Control-Allow-Origin", b"*")
@@ -85,6 +133,8 @@ class HlsFile(resource.Resource):
             return error(request, 404, "not a stream name (UTF-8 expected)")
         if not name or not wanted:
             return error(request, 404, "HLS is at /<streamName>/<streamName>.m3u8")
+        if name.startswith(VOD) and self.vod is not None:
+            return self._vod(request, name, wanted, self.vod)
         part = PART_FILE.fullmatch(wanted)
         if wanted == f"{name}.m3u8":
             try:
@@ -106,6 +156,125 @@ class HlsFile(resource.Resource):
             )
         answer.addErrback(self._refused, request).addCallback(self._send, request)
         return NOT_DONE_YET
+
+    # --- files as HLS VOD
+
+    def _vod(self, request: Request, name: str, wanted: str, vod: VodFiles) -> bytes | int:
+        """A file's VOD playlist or one of its segments."""
+        token = (request.args or {}).get(b"token", [b""])[0].decode("utf-8", "replace")
+        query = (
+            f"?token={token}"
+            if token and token.replace("-", "").replace(".", "").replace("_", "").isalnum()
+            else ""
+        )
+        address = getattr(request.getClientAddress(), "host", "")
+        if wanted == f"{name}.m3u8":
+            METERS.hls_viewers.seen((address, name), self.clock.seconds())
+            body = {
+                "nodeId": self.gate.node,
+                "name": name,
+                "published": False,
+                "status": "NEW",
+                "mediaProvider": "HLS",
+                "custom": {"token": token} if token else {},
+                "clientAddress": address,
+            }
+            custom: dict[str, Any] = {"token": token} if token else {}
+            body["custom"] = custom
+            allowing = self.gate.play(name, custom, body)
+
+            def playlist(index: VodIndex) -> tuple[bytes, bytes, str, float, int]:
+                body = index.playlist(query)
+                return PLAYLIST_TYPE, body, f"{index.etag}-p", index.modified, VOD_PLAYLIST_AGE
+
+            # (a hook's other name is not followed: the segments, asked of no hook,
+            # must come from the file the playlist lists)
+            answer = allowing.addCallback(lambda _: vod.index(name[len(VOD) :]))
+            answer.addCallback(playlist)
+        elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
+            number = int(wanted[:-3])
+
+            def segment(index: VodIndex) -> Deferred[tuple[bytes, bytes, str, float, int]]:
+                made = vod.segment(index, number)
+                return made.addCallback(
+                    lambda data: (
+                        SEGMENT_TYPE,
+                        data,
+                        f"{index.etag}-{number}",
+                        index.modified,
+                        VOD_SEGMENT_AGE,
+                    )
+                )
+
+            answer = self.gate.token(name, token or None).addCallback(
+                lambda _: vod.index(name[len(VOD) :])
+            )
+            answer.addCallback(segment)
+        else:
+            return error(
+                request, 404, f"no such HLS file: {wanted!r} (the playlist is {name}.m3u8)"
+            )
+        answer.addCallbacks(
+            self._send_vod, self._refused_vod, callbackArgs=(request,), errbackArgs=(request,)
+        )
+        return NOT_DONE_YET
+
+    def _refused_vod(self, failure: Failure, request: Request) -> None:
+        self._send(self._refused(failure, request), request)
+
+    def _send_vod(self, answer: tuple[bytes, bytes, str, float, int], request: Request) -> None:
+        """A VOD file with its validators; 304 when the client has it, a ``Range``
+        served (206) or refused (416)."""
+        if request.finished or request._disconnected:
+            return
+        kind, body, etag, modified, age = answer
+        tag = f'"{etag}"'.encode()
+        request.setHeader(b"ETag", tag)
+        request.setHeader(b"Last-Modified", email.utils.formatdate(modified, usegmt=True).encode())
+        private = b"private" if self.gate.guarded else b"public"
+        request.setHeader(b"Cache-Control", private + f", max-age={age}".encode())
+        request.setHeader(b"Accept-Ranges", b"bytes")
+        request.setHeader(b"Content-Type", kind)
+        if tag in (request.getHeader("if-none-match") or "").encode().replace(b" ", b"").split(
+            b","
+        ):
+            request.setResponseCode(304)
+            request.finish()
+            return
+        status, start, end = 200, 0, len(body)
+        asked = request.getHeader("range")
+        if asked:
+            found = RANGE.fullmatch(asked.strip())
+            first, last = (found[1], found[2]) if found else ("", "")
+            if found and (first or last):
+                if not first:  # the last N bytes
+                    start, end = max(0, len(body) - int(last)), len(body)
+                else:
+                    start, end = int(first), min(len(body), int(last) + 1 if last else len(body))
+            if not found or not (first or last) or start >= len(body) or start >= end:
+                request.setHeader(b"Content-Range", f"bytes */{len(body)}".encode())
+                self._send(
+                    (
+                        416,
+                        b"",
+                        error(
+                            request,
+                            416,
+                            f"range {asked[:80]!r} is not within the {len(body)} bytes",
+                        ),
+                    ),
+                    request,
+                )
+                return
+            status = 206
+            request.setHeader(b"Content-Range", f"bytes {start}-{end - 1}/{len(body)}".encode())
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Length", str(end - start).encode("ascii"))
+        if request.method != b"HEAD":
+            request.write(body[start:end])
+            if kind == SEGMENT_TYPE:
+                METERS.traffic("HLS").add(1, end - start)
+        request.finish()
 
     def _playlist(
         self, packager: Packager, request: Request, blocking: tuple[int, int | None] | None
