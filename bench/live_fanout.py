@@ -276,6 +276,9 @@ def main() -> None:
         "whep": [int(c) for c in args.whep_counts.split(",") if c],
         "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
     }
+    # a measurement starts a server of its own; the smoke run (which only shows the
+    # bench still works) lets the engines with the same settings share one
+    kept: dict[str, ServerProcess] = {}
     for engine in [e for e in engines if e in servers]:
         settings = {
             "media_dir": str(folder),
@@ -285,7 +288,10 @@ def main() -> None:
         }
         rows = []
         for count in engine_counts[engine]:
-            server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
+            key = json.dumps(settings, sort_keys=True)
+            server = kept.get(key) or ServerProcess(Path(tempfile.mkdtemp()), settings).start()
+            if args.smoke:
+                kept[key] = server
             raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
             try:
                 rows.append(
@@ -304,12 +310,15 @@ def main() -> None:
                     )
                 )
             finally:
-                server.stop()
+                if not args.smoke:
+                    server.stop()
             if raw is not None and raw.exists():
                 print(f"{engine} at {count} viewers, where the server's time went:")
                 print(profile_summary(raw))
         results[engine] = rows
         report(f"{engine}:", rows)
+    for server in kept.values():
+        server.stop()
     if "stock" in engines:
         rows = []
         for count in stock_counts:

@@ -40,10 +40,10 @@ def test_the_cpu_meter_gives_a_share_of_one_core():
     # test's own clocks around the meter's give the same ratio
     wall, cpu = time.monotonic(), time.process_time()
     meter = CpuMeter()
-    end = time.process_time() + 0.05
-    while time.process_time() < end:
+    end = time.process_time() + 0.3  # long enough that a preemption between the
+    while time.process_time() < end:  # test's clock readings and the meter's is small
         pass
     share = meter.share()
     expected = (time.process_time() - cpu) / (time.monotonic() - wall)
     assert 0 < share <= 1.05
-    assert abs(share - expected) < 0.02, (share, expected)
+    assert abs(share - expected) < 0.03, (share, expected)
