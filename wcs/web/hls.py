@@ -372,7 +372,7 @@ class HlsFile(resource.Resource):
         if failure.check(CancelledError):  # the player left: nobody to answer
             return 499, b"", b""
         if isinstance(failure.value, WcsError):
-            status, message = http_status(failure.value), failure.value.info
+            status, message = http_status(failure.value), failure.value.detail
         elif isinstance(failure.value, TooManyWaiting):
             status, message = 503, str(failure.value)
         else:
