@@ -25,6 +25,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         ["--viewers", "1", "--seconds", "2", "--snapshots", "2"],
         r"snapshots of a running broadcast .*: latency p50 \d+",
     ),
+    "hls_vod": (["--smoke"], r"VOD segment / static file: first byte [\d.]+x"),
     "idle_broadcasts": (
         ["--smoke"],
         r"server CPU, \d+ broadcasts nobody watches: [\d.]+ % of a core",

@@ -158,3 +158,48 @@ def test_the_play_token_guards_playlist_and_segments(folder, start_server):
     assert http("GET", url(server, "vod://short.mp4", "0.ts")).status == 401
     segment = http("GET", url(server, "vod://short.mp4", "0.ts") + f"?token={token}")
     assert segment.status == 200 and segment.body[:1] == b"G"
+
+
+def test_an_s3_object_as_vod_reads_only_what_each_segment_needs(start_server, media, s3):
+    """moto's S3 (behind a proxy that notes every range asked): the playlist from
+    the object's moov (at its end, for a file whose moov comes last), each segment
+    from its own ranges; ffmpeg reads it whole."""
+    import re
+
+    from testkit.s3 import Proxy, s3_settings
+
+    proxy = Proxy(s3.port)
+    try:
+        server = start_server(media_dir=str(media), **s3_settings(proxy.url))
+        for key in ("main.mp4", "moov-at-end.mp4"):
+            name = f"vod://s3/media/{key}"
+            playlist = http("GET", url(server, name))
+            assert playlist.status == 200 and "#EXT-X-ENDLIST" in playlist.text, playlist.text
+            video, audio, warnings = framemd5(url(server, name))
+            assert warnings == "" and len(video) > 100 and audio, (key, warnings)
+
+        def asked() -> int:
+            total = 0
+            for headers in proxy.requests:
+                asked_for = headers.get("range") or headers.get("Range", "")
+                found = re.fullmatch(r"bytes=(\d+)-(\d+)", asked_for)
+                assert found, headers  # never the whole object
+                total += int(found[2]) - int(found[1]) + 1
+            return total
+
+        # a 4-minute object of ~60 MB: its playlist and a segment from the middle,
+        # without the rest of it
+        before = asked()
+        playlist = http("GET", url(server, "vod://s3/media/large.mp4"))
+        count = playlist.text.count("#EXTINF")
+        assert count >= 30, playlist.text[:300]
+        middle = http("GET", url(server, "vod://s3/media/large.mp4", f"{count // 2}.ts"))
+        assert middle.status == 200 and middle.body[:1] == b"G"
+        fetched = asked() - before
+        print(f"S3 VOD: playlist and one segment of a {s3.sizes['large.mp4'] >> 20} MB "
+              f"object fetched {fetched >> 10} KiB")
+        assert fetched < 4 * 2**20, fetched
+        missing = http("GET", url(server, "vod://s3/media/nothing.mp4"))
+        assert missing.status == 404 and "File not found" in missing.text
+    finally:
+        proxy.stop()

@@ -268,6 +268,7 @@ def test_whep_client_plays_from_a_page_of_another_origin(start_server, media, br
     documented([playing, gone])
 
 
+@pytest.mark.alone  # a camera and three players in one browser: no freeze only on free cores
 def test_whip_client_publishes_to_the_sdk_player_and_a_whep_client(start_server, media,
                                                                   browser, site, page):
     server = start_server(media_dir=str(media))

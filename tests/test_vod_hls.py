@@ -10,7 +10,7 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from tools.makemedia import make_mp4
-from wcs.errors import InvalidName, NotFound, Unsupported, WrongFormat
+from wcs.errors import InvalidName, NotFound, WrongFormat
 from wcs.sources import Sources, vod_hls
 from wcs.sources.vod_hls import VodHls
 
@@ -78,7 +78,6 @@ def test_a_segment_is_a_ts_of_its_own_samples(folder):
     ("nothing.mp4", NotFound, "File not found"),
     ("../a.mp4", InvalidName, "'..' is not allowed"),
     ("text.mp4", WrongFormat, "File has wrong format"),
-    ("s3/bucket/a.mp4", Unsupported, "S3"),
 ])
 def test_refusals_are_typed(folder, name, error, says):
     with pytest.raises(error, match=says):
