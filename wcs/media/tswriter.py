@@ -13,7 +13,7 @@ and ends where the next begins; its one PAT and one PMT count by segment number.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PACKET = 188
@@ -121,23 +121,45 @@ def _adaptation(size: int, pcr: int | None, random_access: bool) -> bytes:
     return bytes((size - 1,)) + body + b"\xff" * (size - 1 - len(body))
 
 
-def packets(
-    pid: int, data: bytes, pcr: int | None, random_access: bool, chunks: Sequence[int]
-) -> Iterable[bytes]:
-    """``data`` (one PES) in TS packets carrying ``chunks`` bytes each (their
-    counters are set by the caller)."""
+#: The header of a packet that carries 184 bytes of a PES and nothing else, by PID
+#: and counter: most of a segment's packets.
+_FULL = {
+    pid: [bytes((0x47, pid >> 8, pid & 0xFF, 0x10 | counter)) for counter in range(16)]
+    for pid in (VIDEO_PID, AUDIO_PID)
+}
+
+
+def packetize(
+    out: list[bytes | memoryview],
+    pid: int,
+    data: bytes,
+    pcr: int | None,
+    random_access: bool,
+    chunks: Sequence[int],
+    counter: int,
+) -> int:
+    """``data`` (one PES) as TS packets carrying ``chunks`` bytes each, their
+    pieces appended to ``out`` (joined once, by the caller); the next counter."""
+    view = memoryview(data)
+    full = _FULL[pid]
     at = 0
     for index, chunk in enumerate(chunks):
-        first = index == 0
-        extra = 8 if first and pcr is not None else (2 if first and random_access else 0)
-        size = PAYLOAD - chunk
-        if first and (pcr is not None or random_access):
-            size = max(size, extra)
-        header = struct.pack(">BH", 0x47, (0x4000 if first else 0) | pid)
-        control = 0x30 if size else 0x10
-        field = _adaptation(size, pcr if first else None, random_access and first)
-        yield header + bytes((control,)) + field + data[at : at + chunk]
+        if index and chunk == PAYLOAD:
+            out.append(full[counter & 0x0F])
+        else:
+            first = index == 0
+            size = PAYLOAD - chunk
+            if first and (pcr is not None or random_access):
+                size = max(size, 8 if pcr is not None else 2)
+            control = 0x30 if size else 0x10
+            flag = 0x40 if first else 0
+            out.append(bytes((0x47, flag | (pid >> 8), pid & 0xFF, control | (counter & 0x0F))))
+            if size:
+                out.append(_adaptation(size, pcr if first else None, random_access and first))
+        out.append(view[at : at + chunk])
         at += chunk
+        counter += 1
+    return counter
 
 
 def _chunks(length: int, pcr: bool, random_access: bool) -> list[int]:
@@ -185,18 +207,14 @@ def segment(
         pcr = group[0].pts + OFFSET - PCR_LEAD if not has_video else None
         units.append((group[0].dts, AUDIO_PID, data, pcr, not has_video))
     units.sort(key=lambda unit: (unit[0], unit[1]))
-    out = [pat(number), pmt(number, has_video, has_audio)]
+    out: list[bytes | memoryview] = [pat(number), pmt(number, has_video, has_audio)]
     last = {unit[1]: index for index, unit in enumerate(units)}  # each PID's last PES
     counted = {VIDEO_PID: 0, AUDIO_PID: 0}
     for index, (_dts, pid, data, pcr, key) in enumerate(units):
         chunks = _chunks(len(data), pcr is not None, key)
         if index == last[pid]:  # this PID's last PES here: end its counter at 0 again
             chunks = _spread(chunks, -(counted[pid] + len(chunks)) % 16)
-        for packet in packets(pid, data, pcr, key, chunks):
-            out.append(
-                packet[:3] + bytes(((packet[3] & 0xF0) | (counted[pid] & 0x0F),)) + packet[4:]
-            )
-            counted[pid] += 1
+        counted[pid] = packetize(out, pid, data, pcr, key, chunks, counted[pid])
     return b"".join(out)
 
 
