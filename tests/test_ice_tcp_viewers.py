@@ -9,6 +9,7 @@ import time
 
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
 from testkit.harness import run
+from wcs.webrtc.icetcp import SEND_BUFFER
 
 
 def rss_kib(pid: int) -> int:
@@ -46,6 +47,16 @@ async def watching(ws_url: str, name: str, viewers: list[CheapViewer], seconds: 
     counter.stop()
 
 
+def send_buffers(port: int) -> list[int]:
+    """The send buffer sizes (bytes) of the server's connections on ``port``."""
+    import re
+    import subprocess
+
+    shown = subprocess.run(["ss", "-tmnH", "state", "established", f"( sport = :{port} )"],
+                           capture_output=True, text=True, timeout=10, check=True).stdout
+    return [int(size) for size in re.findall(r"\btb(\d+)", shown)]
+
+
 def test_tcp_viewers_get_every_packet_of_a_broadcast(start_server, media):
     server = start_server(media_dir=str(media), vod_live_loop="true")
     rate = packet_rate(media / "live.mp4")
@@ -75,11 +86,15 @@ def test_a_tcp_viewer_that_never_reads_is_bounded_and_others_play_on(start_serve
     others = [CheapViewer(transport="TCP"), CheapViewer()]
     samples: list[tuple[float, int, int]] = []
 
+    buffers: list[int] = []
+
     async def watch_memory() -> None:
         start = time.monotonic()
         counted = sum(v.rtp for v in others)
-        for _ in range(40):  # ~40 s: past the consent checks' 30 s
+        for second in range(40):  # ~40 s: past the consent checks' 30 s
             await asyncio.sleep(1.0)
+            if second == 5:  # the deaf one's socket is full by now
+                buffers.extend(send_buffers(server.ports["ice_tcp_port"]))
             samples.append((time.monotonic() - start, tree_rss(server),
                             sum(v.rtp for v in others) - counted))
             if deaf.statuses[-1:] == ["FAILED"]:
@@ -94,4 +109,6 @@ def test_a_tcp_viewer_that_never_reads_is_bounded_and_others_play_on(start_serve
     assert got >= 0.9 * rate * len(others) * seconds, (got, rate, seconds)  # others unharmed
     first_rss, last_rss = samples[1][1], max(rss for _, rss, _ in samples)
     assert last_rss - first_rss < 20 * 1024, samples  # nothing queued for it (KiB)
+    # nor in the kernel: each ICE-TCP socket's send buffer is capped (ss's skmem "tb")
+    assert len(buffers) == 2 and max(buffers) <= 2 * SEND_BUFFER, buffers
     assert "Traceback" not in server.log()
