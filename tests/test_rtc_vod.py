@@ -16,6 +16,7 @@ from tools.makemedia import frames_in
 LIP_SYNC = 0.045
 
 
+@pytest.mark.alone  # rates read from the client's own arrival times: nothing else on the cores
 @pytest.mark.parametrize("name, profile", [
     ("baseline.mp4", "42"), ("main.mp4", "4d"), ("high.mp4", "64"), ("bframes.mp4", "64")])
 def test_every_frame_arrives_in_order_at_file_rate(start_server, media, name, profile):
