@@ -30,6 +30,9 @@ class FakeMedia:
     def pass_length(self) -> float:
         return self.info.duration
 
+    def keyframe_time(self, position: float) -> float:
+        return float(int(position))  # a keyframe every second
+
     def samples(self, loop: bool = False, *, period=None, position: float = 0.0,
                 wants_opus=lambda: True):
         self.positions.append(position)

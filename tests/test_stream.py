@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from tests.test_registry import FakeMedia, Viewer
+from wcs.errors import BadRequest, Conflict, NotFound, Unsupported
 from wcs.streams import uri as uris
 from wcs.streams.stream import VodStream
 
@@ -113,3 +116,130 @@ def test_a_personal_stream_reads_from_its_start_when_its_viewer_comes():
     assert media.positions == [0.0] and viewer.got[0].time == 0.0
     stream.unsubscribe(viewer)
     assert stream.closed and gone == [stream]
+
+
+# --- a personal play's seek and pause
+
+
+def personal(clock: Clock, media: FakeMedia, lead: float = 0.0) -> tuple[VodStream, Taking]:
+    stream = VodStream(uris.parse("vod://a.mp4"), "vod://a.mp4", media, clock, lambda _: None)
+    viewer = Taking(frozenset({"aac"}), lead)
+    stream.subscribe(viewer)
+    clock.advance(0)  # its first sample is read now: its timeline starts
+    return stream, viewer
+
+
+def test_a_seek_plays_from_the_keyframe_before_with_timestamps_going_on():
+    clock, media = Clock(), FakeMedia()
+    stream, viewer = personal(clock, media)
+    clock.advance(2.0)
+    last = viewer.got[-1]
+    seeking = stream.seek(30.5)
+    clock.advance(0)
+    seeked = seeking.result
+    assert seeked.position == 30.0 and media.positions == [0.0, 30.5]
+    first = viewer.got[viewer.got.index(last) + 1]
+    assert first.keyframe and first.time == pytest.approx(seeked.timestamp)
+    assert abs(first.time - (last.time + 1 / 30)) < 1e-9  # right after the last one sent
+    assert first.pts == round(first.time * 90000)
+    clock.advance(1.0)
+    times = [sample.time for sample in viewer.got]
+    assert times == sorted(times) and stream.position() == pytest.approx(31.0, abs=0.05)
+
+
+def test_seeks_outside_the_file_or_of_a_broadcast_are_refused_and_the_play_goes_on():
+    clock, media = Clock(), FakeMedia(duration=60.0)
+    stream, viewer = personal(clock, media)
+    clock.advance(1.0)
+    for position in (-1.0, 60.0, 1e300, float("nan"), float("inf")):
+        with pytest.raises(BadRequest, match="outside the file: give 0 to 60.000 s"):
+            stream.seek(position)
+    got = len(viewer.got)
+    clock.advance(1.0)
+    assert len(viewer.got) > got and media.positions == [0.0]
+    live = broadcast(clock, FakeMedia())
+    live.subscribe(Viewer())
+    with pytest.raises(Unsupported, match="personal vod://"):
+        live.seek(1.0)
+    with pytest.raises(Unsupported):
+        live.pause()
+
+
+def test_a_thousand_seeks_a_second_read_at_most_ten_times_and_the_last_one_wins():
+    clock, media = Clock(), FakeMedia(duration=600.0)
+    stream, viewer = personal(clock, media)
+    answers: list[object] = []
+    for n in range(1000):
+        stream.seek(n * 0.5).addBoth(answers.append)
+        clock.advance(0.001)
+    clock.advance(1.0)
+    assert len(media.positions) <= 1 + 11  # the first read, then one every SEEK_INTERVAL
+    assert media.positions[-1] == 999 * 0.5
+    done = [a for a in answers if not isinstance(a, Failure)]
+    refused = [a for a in answers if isinstance(a, Failure)]
+    assert len(done) + len(refused) == 1000 and len(done) == len(media.positions) - 1
+    assert all(f.check(Conflict) and "was replaced" in f.value.info for f in refused)
+    assert done[-1].position == 499.0
+
+
+def test_pause_stops_sending_and_resume_goes_on_with_time_moved_for_a_live_player():
+    clock, media = Clock(), FakeMedia()
+    stream, viewer = personal(clock, media)  # no lead: WebRTC-like
+    clock.advance(1.0)
+    stream.pause()
+    paused = len(viewer.got)
+    clock.advance(5.0)
+    assert len(viewer.got) == paused and stream.position() == pytest.approx(1.0, abs=0.05)
+    stream.resume()
+    clock.advance(0.5)
+    after = viewer.got[paused]
+    assert after.time == pytest.approx(viewer.got[paused - 1].time + 1 / 30 + 5.0, abs=0.01)
+    assert media.positions == [0.0]  # the same reader went on
+
+
+def test_a_buffering_player_keeps_unbroken_timestamps_across_a_pause():
+    clock, media = Clock(), FakeMedia()
+    stream, viewer = personal(clock, media, lead=2.5)
+    clock.advance(1.0)
+    stream.pause()
+    paused = len(viewer.got)
+    clock.advance(5.0)
+    stream.resume()
+    clock.advance(0.5)
+    assert viewer.got[paused].time == pytest.approx(viewer.got[paused - 1].time + 1 / 30)
+    assert stream.position() == pytest.approx(1.5, abs=0.05)
+
+
+def test_a_seek_while_paused_shows_the_new_picture_and_stays_paused():
+    clock, media = Clock(), FakeMedia()
+    stream, viewer = personal(clock, media)
+    clock.advance(1.0)
+    stream.pause()
+    before = len(viewer.got)
+    stream.seek(10.2)
+    clock.advance(3.0)
+    assert len(viewer.got) == before + 1 and viewer.got[-1].keyframe
+    stream.resume()
+    clock.advance(0)
+    clock.advance(1.0)
+    assert len(viewer.got) >= before + 29
+    times = [sample.time for sample in viewer.got]
+    assert times == sorted(times)
+
+
+def test_controls_before_the_play_starts_or_after_it_ends_say_so():
+    clock, media = Clock(), FakeMedia()
+    stream = VodStream(uris.parse("vod://a.mp4"), "vod://a.mp4", media, clock, lambda _: None)
+    with pytest.raises(Conflict, match="not started"):
+        stream.pause()
+    viewer = Viewer()
+    stream.subscribe(viewer)
+    clock.advance(0.01)
+    stream.seek(1.0)
+    waiting = stream.seek(2.0)  # waits for the interval
+    failures: list[Failure] = []
+    waiting.addErrback(failures.append)
+    stream.unsubscribe(viewer)  # the play ends
+    assert failures and failures[0].check(NotFound)
+    with pytest.raises(NotFound, match="ended"):
+        stream.seek(3.0)

@@ -28,6 +28,7 @@ from wcs.media.sample import (
     MediaInfo,
     Sample,
     VideoInfo,
+    shifted,
 )
 
 log = Logger()
@@ -52,6 +53,7 @@ class Mp4File:
         #: make it for later readers).
         self.on_transcoding: Callable[[], None] = _nothing
         self.opus_dropped = 0
+        self._began = False  # whether samples() was called
         if isinstance(source, Path):
             try:
                 with source.open("rb") as handle:
@@ -169,6 +171,9 @@ class Mp4File:
                 return
             else:
                 seek = position
+        elif self._began:  # read before (a play sought back to its start)
+            self._rewind()
+        self._began = True
         # Opus off the file's 20 ms grid when transcoding began mid-file
         grids = {"opus": AudioGrid(OPUS_FRAME), "aac": AudioGrid(self._aac_frame())}
         while True:
@@ -246,11 +251,7 @@ class Mp4File:
             position %= length
         elif position >= length:
             return ranges
-        target = (position + self.origin) / base
-        start = max(
-            (e for e in keys if e.timestamp <= target), key=lambda e: e.timestamp, default=keys[0]
-        )
-        first = start.timestamp * base - 0.5
+        first = self.keyframe_time(position) + self.origin - 0.5
         end = position + self.origin + ahead
         spans = [
             (e.pos, e.pos + e.size)
@@ -263,6 +264,29 @@ class Mp4File:
             low = min(span[0] for span in spans)
             ranges.append((low, max(span[1] for span in spans) - low))
         return ranges
+
+    def keyframe_time(self, position: float) -> float:
+        """The time (s into a pass) of the keyframe at or before ``position``,
+        where a reader sought there starts, from the index alone."""
+        stream = self.video if self.video is not None else self.audio
+        if stream is None or stream.time_base is None:
+            return 0.0
+        entries = stream.index_entries
+        if not len(entries):
+            return 0.0
+        base = float(stream.time_base)
+        target = (position + self.origin) / base
+        low, high = 0, len(entries)  # the first entry after the target: a binary search
+        while low < high:
+            middle = (low + high) // 2
+            if entries[middle].timestamp <= target:
+                low = middle + 1
+            else:
+                high = middle
+        at = max(0, low - 1)
+        while at > 0 and not entries[at].is_keyframe:
+            at -= 1
+        return max(0.0, entries[at].timestamp * base - self.origin)
 
     def _seek(self, seconds: float) -> float:
         """Go to the keyframe at or before ``seconds`` into a pass; return the
@@ -504,19 +528,6 @@ class AudioGrid:
             sample.time = self.next / sample.clock
         self.next = sample.pts + frame
         return True
-
-
-def shifted(sample: Sample, seconds: float) -> Sample:
-    """The same sample, ``seconds`` later."""
-    return Sample(
-        sample.kind,
-        sample.data,
-        sample.pts + round(seconds * sample.clock),
-        sample.clock,
-        sample.time + seconds,
-        sample.keyframe,
-        sample.codec,
-    )
 
 
 def _merged(

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import INTERNAL_ERROR, WcsError
-from wcs.media.sample import Sample
+from wcs.media.sample import Sample, shifted
 from wcs.metrics import METERS
 
 log = Logger()
@@ -49,10 +49,14 @@ class Pump:
         on_end: Callable[[str | None], None],
         ready: Callable[[], bool] | None = None,
         start: float | None = None,
+        continue_at: float | None = None,
     ) -> None:
         """``start`` (the clock's seconds) is when a sample of time 0 is due,
         for a timeline decided elsewhere (another worker's broadcast); by
-        default it is when the first sample is read."""
+        default it is when the first sample is read. ``continue_at`` (s) moves
+        every sample's times so that the first is sent at that time: a play
+        read again from elsewhere in its file (a seek) goes on from where its
+        player is, with timestamps that keep rising."""
         self._samples = samples
         self._clock = clock
         self.label = label
@@ -64,6 +68,13 @@ class Pump:
         self._call: IDelayedCall | None = None
         self._start: float | None = start
         self._lead = 0.0
+        self._continue_at = continue_at
+        #: Seconds added to each sample's times as it is sent.
+        self.offset = 0.0
+        #: When :meth:`pause` stopped it (the clock's seconds), while paused.
+        self.paused_at: float | None = None
+        #: The latest time (s, as sent) of any sample sent.
+        self.last_time: float | None = None
         self.running = False
         self.ended = False
         self.sent: Counter[str] = Counter()
@@ -76,6 +87,50 @@ class Pump:
         self._lead = lead if self._start is None else 0.0
         self.running = True
         self._call = self._clock.callLater(0, self._run)
+
+    def pause(self) -> None:
+        """Stop sending until :meth:`resume`; the next sample stays pending."""
+        if self.paused_at is None and not self.ended:
+            self.stop()
+            self.paused_at = self._clock.seconds()
+
+    def resume(self, lead: float = 0.0, move_timestamps: bool = False) -> None:
+        """Go on from where :meth:`pause` stopped, each sample due that much
+        later; with ``move_timestamps`` its times are moved by the pause too (a
+        player that plays media as it arrives, whose clock went on). A pump
+        paused before it paced anything starts as :meth:`start` does."""
+        if self.paused_at is None or self.ended:
+            return
+        gap = self._clock.seconds() - self.paused_at
+        self.paused_at = None
+        if move_timestamps:
+            self.offset += gap
+        if self._start is not None:
+            self._start += gap
+        self.start(lead)
+
+    def show_first(self) -> None:
+        """Send, now, the samples up to the first video one (a play paused
+        where it was sought to shows that picture) and stay paused; pacing
+        starts with :meth:`resume`."""
+        if self.ended:
+            return
+        if self.paused_at is None:
+            self.pause()
+        for _ in range(BURST):
+            if self._pending is None:
+                try:
+                    self._pending = next(self._samples)
+                except StopIteration:
+                    self._finish(None)
+                    return
+                except (WcsError, av.FFmpegError, OSError) as error:
+                    self._failed(error)
+                    return
+            sample, self._pending = self._pending, None
+            self._deliver(sample)
+            if sample.kind == "video" or self.ended:
+                return
 
     def catch_up(self, most: int = 20 * BURST) -> None:
         """Send, within this call, the samples already due (at most ``most``): a
@@ -95,6 +150,14 @@ class Pump:
                     break  # nothing more is due yet (or the source must wait)
         finally:
             self.running = False
+
+    def position(self) -> float | None:
+        """The time (s, the samples' own, before ``offset``) due now, or where
+        it was paused; None before it has paced anything."""
+        if self._start is None:
+            return None
+        at = self.paused_at if self.paused_at is not None else self._clock.seconds()
+        return at - self._start
 
     def stop(self) -> None:
         """Stop pacing; nobody is told (whoever stops us tells the subscribers)."""
@@ -142,10 +205,7 @@ class Pump:
                     self._finish(None)
                     return
                 except (WcsError, av.FFmpegError, OSError) as error:
-                    log.warn("{label}: source failed: {error}", label=self.label, error=error)
-                    self._finish(
-                        error.info if isinstance(error, WcsError) else "Source read failed"
-                    )
+                    self._failed(error)
                     return
             if self._start is None:
                 self._start = now - self._pending.time - self._lead
@@ -153,9 +213,7 @@ class Pump:
             if due > now + LEAD:
                 break
             sample, self._pending = self._pending, None
-            self.sent[sample.kind] += 1
-            METERS.samples_read[sample.kind] += 1
-            self._send(sample)
+            self._deliver(sample)
             if not self.running:
                 return
         delay = 0.0
@@ -163,6 +221,23 @@ class Pump:
             assert self._start is not None  # set above, once a sample was pending
             delay = max(0.0, self._start + self._pending.time - now - LEAD)
         self._call = self._clock.callLater(delay, self._run)
+
+    def _deliver(self, sample: Sample) -> None:
+        """Hand one sample on, moved to its place on the play's timeline."""
+        if self._continue_at is not None:  # the first sample read since a seek
+            self.offset += self._continue_at - sample.time
+            self._continue_at = None
+        if self.offset:
+            sample = shifted(sample, self.offset)
+        if self.last_time is None or sample.time > self.last_time:
+            self.last_time = sample.time
+        self.sent[sample.kind] += 1
+        METERS.samples_read[sample.kind] += 1
+        self._send(sample)
+
+    def _failed(self, error: Exception) -> None:
+        log.warn("{label}: source failed: {error}", label=self.label, error=error)
+        self._finish(error.info if isinstance(error, WcsError) else "Source read failed")
 
     def _source_ready(self, now: float) -> bool:
         """Whether the next sample can be read without waiting (a download may

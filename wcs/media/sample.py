@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 VIDEO_CLOCK = 90000
@@ -28,6 +29,29 @@ class Sample:
     time: float
     keyframe: bool = True
     codec: str = ""  # "h264", "opus" or "aac": audio comes both ways, subscribers pick
+
+
+def shifted(sample: Sample, seconds: float) -> Sample:
+    """The same sample, ``seconds`` later."""
+    return Sample(
+        sample.kind,
+        sample.data,
+        sample.pts + round(seconds * sample.clock),
+        sample.clock,
+        sample.time + seconds,
+        sample.keyframe,
+        sample.codec,
+    )
+
+
+def from_keyframe(samples: Iterator[Sample]) -> Iterator[Sample]:
+    """``samples`` from the first video keyframe on: a reader sought to a
+    keyframe may give audio from just before it first, which nothing would show."""
+    for sample in samples:
+        if sample.kind == "video" and sample.keyframe:
+            yield sample
+            yield from samples
+            return
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,17 @@ transports, subscribed to its stream once it connects."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from wcs.errors import Conflict, NotFound, Unsupported
 from wcs.signalling import messages
 from wcs.signalling.negotiation import Negotiation
 from wcs.streams.registry import Stream
 from wcs.streams.rendition import Rendition
-from wcs.streams.stream import PublishedStream
+from wcs.streams.stream import PublishedStream, Seeked, VodStream
 from wcs.transports.interfaces import Player
 
 log = Logger()
@@ -78,6 +82,65 @@ class Playback(Negotiation):
                     {"streamerVideoWidth": width, "streamerVideoHeight": height},
                 )
             )
+
+    # --- seek and pause (a personal vod:// play), from its page or from REST
+
+    def _controlled(self) -> VodStream:
+        """The file this play reads, if it can be sought and paused now."""
+        if self.done:
+            raise NotFound(f"the play {self.request.media_session_id} has ended")
+        stream = self.stream
+        if isinstance(stream, Rendition):  # at another size: its source's reading
+            stream = stream.source
+        if stream is None or self.media.status not in ("PLAYING", "PAUSED"):
+            raise Conflict("the play has not started yet")
+        if not isinstance(stream, VodStream):
+            raise Unsupported("Seek and pause are for personal vod:// plays: this is a live stream")
+        return stream
+
+    def seek(self, position: float) -> Deferred[dict[str, Any]]:
+        """Play from the keyframe at or before ``position`` (s); its page gets
+        the ``seeked`` stream event (where it went, the timestamp it goes on at)."""
+        stream = self._controlled()
+
+        def seeked(result: Seeked) -> dict[str, Any]:
+            told = self.controls(stream, result)
+            if not self.done:
+                self.session.send(
+                    messages.stream_event(self.request.media_session_id, "seeked", told)
+                )
+            return told
+
+        return stream.seek(position).addCallback(seeked)
+
+    def pause(self) -> dict[str, Any]:
+        """Stop where it is: status PAUSED."""
+        stream = self._controlled()
+        stream.pause()
+        if self.media.status != "PAUSED":
+            self.report("PAUSED")
+        return self.controls(stream)
+
+    def resume(self) -> dict[str, Any]:
+        """Go on from where it was paused: status PLAYING."""
+        stream = self._controlled()
+        stream.resume()
+        if self.media.status != "PLAYING":
+            self.report("PLAYING")
+        return self.controls(stream)
+
+    def controls(self, stream: VodStream, seeked: Seeked | None = None) -> dict[str, Any]:
+        """What a seek, pause or resume answers (REST) and tells the page."""
+        told: dict[str, Any] = {
+            "mediaSessionId": self.request.media_session_id,
+            "name": self.request.name,
+            "status": self.media.status,
+            "position": round(seeked.position if seeked else stream.position(), 3),
+            "duration": round(stream.info.duration, 3),
+        }
+        if seeked is not None:  # the MSE records' timestamp (ms) the new picture has
+            told["timestamp"] = round(seeked.timestamp * 1000)
+        return told
 
     def release(self) -> None:
         """Leave the stream, close the player, and forget both: the player

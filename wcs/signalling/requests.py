@@ -11,17 +11,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from wcs.access.gate import OPEN, Gate
-from wcs.errors import TCP_OFF, LimitReached, MediaTransportRefused
+from wcs.errors import TCP_OFF, LimitReached, MediaTransportRefused, NotFound
 from wcs.limits import Limits
 from wcs.push.pushes import Pushes
 from wcs.signalling.messages import MessageError, StreamRequest
 from wcs.signalling.playing import Playback
 from wcs.signalling.publishing import Publication
 from wcs.signalling.session import Session
+from wcs.streams import controls
 from wcs.streams.registry import StreamRegistry
 from wcs.transports.interfaces import Transports
 
@@ -191,6 +192,7 @@ class StreamRequests:
             negotiation.media,
             lambda info: negotiation.end(stopped, info),
             lambda: negotiation.stream,
+            negotiation if isinstance(negotiation, Playback) else None,
         )
 
     def stop(self, session: Session, request: StreamRequest) -> None:
@@ -209,6 +211,15 @@ class StreamRequests:
         active = self._active.get(session.id, {}).get(media_session_id)
         stream = active.stream if isinstance(active, Playback) else None
         return self.registry.snapshots.snapshot(name, stream)
+
+    def control(
+        self, session: Session, media_session_id: str, action: str, position: object
+    ) -> Deferred[dict[str, Any]]:
+        """Seek, pause or resume this session's play ``media_session_id``."""
+        active = self._active.get(session.id, {}).get(media_session_id)
+        if not isinstance(active, Playback):
+            return fail(NotFound(f"no play {media_session_id} in this session"))
+        return maybeDeferred(controls.apply, active, action, position)
 
     def available(self, name: str) -> Deferred[tuple[bool, str]]:
         return self.registry.available(name)
@@ -233,7 +244,7 @@ class StreamRequests:
             if (
                 isinstance(negotiation, Playback)
                 and negotiation.request.media_provider == "MSE"
-                and negotiation.media.status != "PLAYING"
+                and negotiation.media.status not in ("PLAYING", "PAUSED")
             ):
                 negotiation.end("FAILED", info)
 

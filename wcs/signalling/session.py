@@ -25,6 +25,8 @@ from wcs.streams.uri import MAX_URI
 log = Logger()
 
 SIP_MESSAGES = frozenset({"call", "answer", "hangup", "hold", "unhold", "transfer", "sendDtmf"})
+#: The own player's controls of a personal play (not WCS's), and what each does.
+CONTROLS = {"seekStream": "seek", "pauseStream": "pause", "resumeStream": "resume"}
 QUIET_MESSAGES = frozenset(
     {"pong", "sendStreamEvent", "pushLogs", "submitBugReport", "sessionDebug"}
 )
@@ -44,6 +46,10 @@ class StreamHandler(Protocol):
     def available(self, name: str) -> Deferred[tuple[bool, str]]: ...
 
     def snapshot(self, session: Session, media_session_id: str, name: str) -> Deferred[bytes]: ...
+
+    def control(
+        self, session: Session, media_session_id: str, action: str, position: object
+    ) -> Deferred[dict[str, Any]]: ...
 
     def release(self, session: Session) -> None: ...
 
@@ -220,6 +226,8 @@ class Session:
             self.send(messages.data_status(operation, "ACCEPTED"))
         elif name == "snapshot":
             self._on_snapshot(body)
+        elif name in CONTROLS:
+            self._on_control(name, body)
         elif name in SIP_MESSAGES:
             raise MessageError(f"{name}: SIP calls are not supported by this server")
         elif name not in self._warned:
@@ -342,6 +350,30 @@ class Session:
         maybeDeferred(self.streams.snapshot, self, media_session_id, name).addCallbacks(
             taken, failed
         )
+
+    def _on_control(self, name: str, body: dict[str, Any]) -> None:
+        """``seekStream`` {mediaSessionId, position (s)}, ``pauseStream`` and
+        ``resumeStream`` {mediaSessionId}: the play's status (PAUSED, PLAYING)
+        and ``seeked`` event say it was done; ``seekFailed`` (``pauseFailed``,
+        ``resumeFailed``) says why not, and the play goes on as it was."""
+        action = CONTROLS[name]
+        media_session_id = messages.text_field(body, "mediaSessionId", limit=128)
+        if not media_session_id:
+            raise MessageError(f"{name}: 'mediaSessionId' is missing")
+
+        def failed(failure: Failure) -> None:
+            if isinstance(failure.value, WcsError):
+                info = failure.value.info
+            else:
+                log.failure(
+                    "session {session}: {message} failed", failure, session=self.id, message=name
+                )
+                info = INTERNAL_ERROR
+            self.send(messages.stream_event(media_session_id, f"{action}Failed", {"info": info}))
+
+        maybeDeferred(
+            self.streams.control, self, media_session_id, action, body.get("position")
+        ).addErrback(failed)
 
     # --- life
 

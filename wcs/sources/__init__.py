@@ -78,6 +78,11 @@ class OpenedMedia:
         ahead of time costs an encoder's work at once."""
         return self._reader.has_b_frames
 
+    def keyframe_time(self, position: float) -> float:
+        """Where a reader sought to ``position`` (s into the file) starts: the
+        keyframe at or before it, from the index."""
+        return self._reader.keyframe_time(position)
+
     def pass_length(self) -> float:
         """One pass's length (s), the same for every reader of the file."""
         return self._reader.pass_length()

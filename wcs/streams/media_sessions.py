@@ -12,14 +12,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
+
+from wcs.errors import NotFound
 from wcs.media.sample import MediaInfo
 
 #: What stops a media session: ``(info)``, the reason its page is told.
 Stop = Callable[[str], None]
 #: The stream a media session plays or publishes now, if any.
 Source = Callable[[], Any]
+
+
+class Control(Protocol):
+    """A play that can be sought and paused (its front door's play)."""
+
+    def seek(self, position: float) -> Deferred[dict[str, Any]]: ...
+
+    def pause(self) -> dict[str, Any]: ...
+
+    def resume(self) -> dict[str, Any]: ...
+
+
 #: The statuses of one that has ended (a push stays listed a while with one).
 ENDED = frozenset({"STOPPED", "FAILED", "UNPUBLISHED"})
 
@@ -93,13 +108,20 @@ class MediaSessions:
         self.worker = worker
         #: by (session, mediaSessionId): pages choose the ids, and two may clash
         self._sessions: dict[tuple[str, str], tuple[MediaSession, Stop, Source]] = {}
+        self._controls: dict[tuple[str, str], Control] = {}
 
-    def add(self, media: MediaSession, stop: Stop, source: Source) -> None:
+    def add(
+        self, media: MediaSession, stop: Stop, source: Source, control: Control | None = None
+    ) -> None:
+        """``control``: how a play is sought and paused (a publication has none)."""
         media.worker = self.worker
         self._sessions[media.session_id, media.id] = (media, stop, source)
+        if control is not None:
+            self._controls[media.session_id, media.id] = control
 
     def remove(self, media: MediaSession) -> None:
         self._sessions.pop((media.session_id, media.id), None)
+        self._controls.pop((media.session_id, media.id), None)
 
     def all(self) -> list[MediaSession]:
         return [media for media, _, _ in self._sessions.values()]
@@ -118,5 +140,25 @@ class MediaSessions:
                 return stream
         return None
 
+    def control(self, media_id: str) -> Control | None:
+        """The play here called ``media_id``, to seek or pause, or None."""
+        return next((c for (_, key), c in self._controls.items() if key == media_id), None)
+
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+def held_elsewhere(sessions: list[MediaSession], here: str, media_id: str) -> str:
+    """The worker of this machine (not ``here``) that holds ``media_id``, one of
+    ``sessions`` (as the whole server lists it); raises :class:`NotFound`
+    saying where it is when no worker of this machine does."""
+    machine = here.rpartition("/")[0]
+    for media in sessions:
+        if media.worker != here and media.worker.rpartition("/")[0] == machine:
+            return media.worker
+    where = (
+        f" (it is on worker {sessions[0].worker}, of another node: ask that node)"
+        if sessions
+        else ""
+    )
+    raise NotFound(f"no play or publication {media_id} runs on this server{where}")

@@ -37,6 +37,7 @@ from wcs.limits import Limits
 from wcs.media.sample import MediaInfo
 from wcs.sources import OpenedMedia, Sources
 from wcs.streams import uri as uris
+from wcs.streams.controls import Controls
 from wcs.streams.media_sessions import MediaSessions
 from wcs.streams.queries import StreamQueries
 from wcs.streams.renditions import Renditions
@@ -70,7 +71,8 @@ class StreamRegistry:
 
     Its parts each do one job beside it: :attr:`queries` (the whole server's
     streams and plays, for REST and the cluster), :attr:`renditions` (other
-    picture sizes) and :attr:`snapshots` (pictures); front doors reach them
+    picture sizes), :attr:`snapshots` (pictures) and :attr:`controls` (a
+    personal play's seek and pause); front doors reach them
     through the registry.
     """
 
@@ -111,6 +113,7 @@ class StreamRegistry:
         self.snapshots = Snapshots(
             self.directory, self.media, self.open, self.queries.media_sessions, self._work, clock
         )
+        self.controls = Controls(self.directory, self.media, self.queries.media_sessions)
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a

@@ -19,7 +19,7 @@ from wcs.cluster.directory import Directory
 from wcs.errors import NotFound, Unsupported
 from wcs.media import snapshot
 from wcs.media.sample import Sample
-from wcs.streams.media_sessions import MediaSession, MediaSessions
+from wcs.streams.media_sessions import MediaSession, MediaSessions, held_elsewhere
 from wcs.streams.snapshot import Grab
 from wcs.streams.stream import Stream
 
@@ -81,27 +81,16 @@ class Snapshots:
         here = self.directory.worker
 
         def found(sessions: list[MediaSession]) -> Deferred[tuple[str, bytes]]:
-            elsewhere = [
-                media
-                for media in sessions
-                if media.worker != here
-                and media.worker.rpartition("/")[0] == here.rpartition("/")[0]
-            ]
-            if elsewhere:
-                asking = self.directory.ask(
-                    elsewhere[0].worker, "snapshot", {"media": media_id, "name": name}
-                )
-                return asking.addCallback(
-                    lambda answer: (answer["name"], base64.b64decode(answer["png"]))
-                )
-            if name is not None:
+            try:
+                worker = held_elsewhere(sessions, here, media_id)
+            except NotFound:
+                if name is None:
+                    raise
                 return self.snapshot(name).addCallback(lambda png: (name, png))
-            where = (
-                f" (it is on worker {sessions[0].worker}, of another node: ask that node)"
-                if sessions
-                else ""
+            asking = self.directory.ask(worker, "snapshot", {"media": media_id, "name": name})
+            return asking.addCallback(
+                lambda answer: (answer["name"], base64.b64decode(answer["png"]))
             )
-            raise NotFound(f"no play or publication {media_id} runs on this server{where}")
 
         return self.media_sessions(media_id).addCallback(found)
 

@@ -15,19 +15,30 @@ freed by reference counting, never left to the garbage collector.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wcs.errors import INTERNAL_ERROR, STREAM_NOT_FOUND, WcsError
+from wcs.errors import (
+    INTERNAL_ERROR,
+    STREAM_NOT_FOUND,
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unsupported,
+    WcsError,
+)
 from wcs.media import h264
 from wcs.media.pump import Pump
-from wcs.media.sample import MediaInfo, Sample
+from wcs.media.sample import MediaInfo, Sample, from_keyframe
 from wcs.sources import OpenedMedia
 from wcs.streams import uri as uris
 from wcs.streams.fanout import Broadcast
@@ -42,6 +53,17 @@ PROCESSED = "PROCESSED_LOCAL"
 JOIN_FROM_START = 1.0
 #: Least time (s) between two keyframe requests to a publishing page.
 KEYFRAME_INTERVAL = 0.5
+#: Least time (s) between two seeks of one play: a seek asked for sooner waits,
+#: and one asked for while another waits replaces it.
+SEEK_INTERVAL = 0.1
+
+
+class Seeked(NamedTuple):
+    """Where a seek went: the keyframe it plays from (s into the file) and the
+    time (s on the play's timeline, as its samples carry it) of that frame."""
+
+    position: float
+    timestamp: float
 
 
 class VodStream:
@@ -106,6 +128,13 @@ class VodStream:
         self._joining: list[Subscriber] = []  # waiting for the reading to catch up
         self._timer: IDelayedCall | None = None  # the timeout after the last viewer
         self._over: IDelayedCall | None = None  # the end of an unwatched, unlooped pass
+        # a personal play's controls: paused, and the seek waiting to be done
+        self.paused = False
+        self._lead = 0.0  # its player's
+        self._seek_wanted: tuple[float, Deferred[Seeked]] | None = None
+        self._seek_call: IDelayedCall | None = None
+        self._seeking = False  # a download fetches where a seek reads
+        self._sought_at = -math.inf
         self.closed = False
         if live:
             self._unwatched()
@@ -140,8 +169,10 @@ class VodStream:
                 self._watched(lead)
             return
         self.broadcast.add(subscriber)
+        self._lead = lead
         if self.pump is not None:
-            self.pump.start(lead=lead)
+            if not self.paused:
+                self.pump.start(lead=lead)
         elif not self._preparing:
             self._watched(lead)
 
@@ -203,6 +234,128 @@ class VodStream:
 
     def request_keyframe(self) -> None:
         """A viewer lost its picture: a file's next keyframe comes within a GOP."""
+
+    # --- a personal play's controls
+
+    def _controlled(self) -> None:
+        """Raise why this stream cannot be sought or paused now."""
+        if self.live:
+            raise Unsupported(
+                "Seek and pause are for personal vod:// plays: "
+                "a vod-live:// broadcast runs on its own clock"
+            )
+        if self.closed:
+            raise NotFound("the play has ended")
+        if self.pump is None and not self._seeking:
+            raise Conflict("the play has not started yet")
+
+    def position(self) -> float:
+        """Where its viewer is in the file (s): what is due less its player's lead."""
+        pump = self.pump
+        at = pump.position() if pump is not None else None
+        return min(self.info.duration, max(0.0, (at or 0.0) - self._lead))
+
+    def seek(self, position: float) -> Deferred[Seeked]:
+        """Play from the keyframe at or before ``position`` (s into the file),
+        its timestamps going on from the last sent so that the player keeps
+        decoding (a paused play shows that frame and stays paused). Seeks come
+        at most every ``SEEK_INTERVAL``: one asked for while another waits
+        replaces it, and the replaced one fails with :class:`Conflict`."""
+        self._controlled()
+        duration = self.info.duration
+        if not (math.isfinite(position) and 0 <= position < duration):
+            raise BadRequest(
+                f"position {position:g} s is outside the file: give 0 to {duration:.3f} s"
+            )
+        seeking: Deferred[Seeked] = Deferred()
+        if self._seek_wanted is not None:
+            replaced = self._seek_wanted[1]
+            replaced.errback(Conflict(f"the seek to {self._seek_wanted[0]:g} s was replaced"))
+        self._seek_wanted = (position, seeking)
+        self._next_seek()
+        return seeking
+
+    def _next_seek(self) -> None:
+        """Do the waiting seek when the last is ``SEEK_INTERVAL`` old (and done)."""
+        if self._seek_wanted is None or self._seeking or self._seek_call is not None:
+            return
+        wait = self._sought_at + SEEK_INTERVAL - self.clock.seconds()
+        self._seek_call = self.clock.callLater(max(0.0, wait), self._seek)
+
+    def _seek(self) -> None:
+        self._seek_call = None
+        if self._seek_wanted is None or self.closed:
+            return
+        (position, seeking), self._seek_wanted = self._seek_wanted, None
+        self._seeking = True
+        self._sought_at = self.clock.seconds()
+        pump, self.pump = self.pump, None
+        after = 0.0  # where the new samples start on the play's timeline
+        if pump is not None:
+            if pump.last_time is not None:
+                fps = self.info.video.fps if self.info.video is not None else 0.0
+                after = pump.last_time + (1 / fps if fps else 0.02)
+            self._sent += pump.sent
+            pump.close()
+        if self._period is None:
+            self._period = self.media.pass_length()
+        keyframe = self.media.keyframe_time(position)
+
+        def ready(_: object) -> Seeked:
+            self._seeking = False
+            if self.closed:
+                raise NotFound("the play has ended")
+            samples = self.media.samples(
+                period=self._period, position=position, wants_opus=self._wants_opus
+            )
+            pump = self.pump = Pump(
+                from_keyframe(samples) if self.info.video is not None else samples,
+                self.clock,
+                self.label,
+                self.broadcast.send,
+                self._ended,
+                self.media.ready,
+                continue_at=after,
+            )
+            if self.paused:
+                pump.show_first()
+            else:
+                pump.start(lead=self._lead)
+            log.info(
+                "{label}: sought to {position:.3f} s (keyframe {keyframe:.3f} s)",
+                label=self.label,
+                position=position,
+                keyframe=keyframe,
+            )
+            self._next_seek()
+            return Seeked(keyframe, after)
+
+        def failed(failure: Failure) -> Failure:
+            self._seeking = False
+            if not self.closed:
+                info = failure.value.info if isinstance(failure.value, WcsError) else INTERNAL_ERROR
+                self._ended(info)
+            return failure
+
+        self.media.prepare_join(position, False).addCallbacks(ready, failed).chainDeferred(seeking)
+
+    def pause(self) -> None:
+        """Stop sending where it is (the player keeps its last picture)."""
+        self._controlled()
+        self.paused = True
+        if self.pump is not None:
+            self.pump.pause()
+
+    def resume(self) -> None:
+        """Go on from where it was paused. A player that plays media as it
+        comes (no lead: WebRTC) gets timestamps moved by the pause, as its
+        clock went on; a buffering one (MSE) gets them unbroken."""
+        self._controlled()
+        if not self.paused:
+            return
+        self.paused = False
+        if self.pump is not None:
+            self.pump.resume(lead=self._lead, move_timestamps=not self._lead)
 
     def unsubscribe(self, subscriber: Subscriber | None) -> None:
         """``subscriber`` leaves (``None``: a viewer that never joined gave up)."""
@@ -274,7 +427,11 @@ class VodStream:
         self.closed = True
         _cancel(self._timer)
         _cancel(self._over)
-        self._timer = self._over = None
+        _cancel(self._seek_call)
+        self._timer = self._over = self._seek_call = None
+        if self._seek_wanted is not None:
+            wanted, self._seek_wanted = self._seek_wanted[1], None
+            wanted.errback(NotFound("the play has ended"))
         pump, self.pump = self.pump, None
         if pump is not None:
             self._sent += pump.sent

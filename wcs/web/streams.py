@@ -3,12 +3,14 @@ describe them, over every play and publication of every page.
 
 The SDK's REST module (``FlashphonerRestApi``) calls ``find`` with
 ``{mediaSessionId, name, published}``, ``find_all`` without a body and
-``terminate`` with ``{mediaSessionId}``. The area only talks to the registry.
+``terminate`` with ``{mediaSessionId}``. ``seek``, ``pause`` and ``resume`` (not
+WCS's) control a personal ``vod://`` play. The area only talks to the registry.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -16,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from wcs.errors import BadRequest
+from wcs.streams.controls import ACTIONS
 from wcs.streams.media_sessions import MediaSession
 from wcs.streams.registry import StreamRegistry
 from wcs.web.rest import Access, RestArea, read_body, some, text
@@ -36,6 +39,8 @@ class StreamApi(RestArea):
         self.operation("find_all", self.find_all, get_allowed=True)
         self.operation("terminate", self.terminate)
         self.operation("snapshot", self.snapshot)
+        for action in ACTIONS:
+            self.operation(action, self._controlled(action))
 
     def _select(self, body: dict[str, Any], what: str) -> Deferred[list[MediaSession]]:
         """The media sessions a body names (400 if it names none, 404 if none match)."""
@@ -97,6 +102,22 @@ class StreamApi(RestArea):
                 {"streamName": taken[0], "data": base64.b64encode(taken[1]).decode("ascii")},
             )
         )
+
+    def _controlled(self, action: str) -> Callable[[Request], Deferred[tuple[int, Any]]]:
+        """``seek`` {mediaSessionId, position (s)}, ``pause`` and ``resume``
+        {mediaSessionId}: a personal play's, on whichever worker serves it;
+        answers its status, position and duration (s)."""
+
+        def operation(request: Request) -> Deferred[tuple[int, Any]]:
+            body = read_body(request)
+            media_id = text(body, "mediaSessionId")
+            if media_id is None:
+                raise BadRequest(f"give the mediaSessionId of the play to {action}")
+            return self.registry.controls.control(
+                media_id, action, body.get("position")
+            ).addCallback(lambda answer: (200, answer))
+
+        return operation
 
 
 def _listed(found: list[MediaSession]) -> tuple[int, Any]:
