@@ -23,6 +23,9 @@ window.__pcs = [];
   WebSocket.prototype.send = function (data) {
     if (typeof data === 'string' && data.includes('"playStream"')) {
       window.__playSent = performance.now();
+      // the socket and id of the last play, for a test to send what a page could
+      window.__playSocket = this;
+      try { window.__playId = JSON.parse(data).data[0].mediaSessionId; } catch (e) { /* */ }
     }
     return send.apply(this, arguments);
   };

@@ -12,6 +12,7 @@ unchanged (it is the test's relay, not the server's).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -161,3 +162,26 @@ def _copy(source: socket.socket, sink: socket.socket) -> None:
                 each.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def answered_by(server, path: str, status: int) -> set[str]:  # type: ignore[no-untyped-def]
+    """Workers whose access log (``access_log=true``) shows ``path`` answered
+    with ``status``."""
+    pattern = re.compile(rf"\[worker (\d)\] .*\"POST {re.escape(path)} HTTP/1.1\" {status} ")
+    return set(pattern.findall(server.log()))
+
+
+def on_both(server, path: str, body: object, status: int, tries: int = 10  # type: ignore[no-untyped-def]
+            ) -> list[tuple]:
+    """The same REST call, 8 at once, until each worker has answered it with
+    ``status`` (a busy worker accepts later: calls at once reach both)."""
+    answers: list[tuple] = []
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(tries):
+            answers += pool.map(lambda _: call(server.http_url, path, body), range(8))
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:  # the workers' logs reach ours
+                if answered_by(server, path, status) == {"1", "2"}:
+                    return answers
+                time.sleep(0.1)
+    raise AssertionError(f"{path}: not answered {status} by both workers")

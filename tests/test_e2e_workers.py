@@ -9,7 +9,6 @@ then checks what they got.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ import time
 from testkit.rest_client import call, http_status
 from testkit.rtc_client import Received, play, run
 from testkit.rtc_publisher import Published, publish
+from testkit.workers import on_both
 from tools.makemedia import frames_in
 
 NAME = "vod-live://live.mp4"
@@ -112,27 +112,6 @@ def test_viewers_on_two_workers_see_the_same_moment(start_server, media):
     assert re.search(r"\[worker 1\] .*created for vod-live://live.mp4", log)
     assert re.search(r"\[worker 2\] .*created for vod-live://live.mp4", log)
     assert "s after it began" in log  # the second worker joined the first's timeline
-
-
-def answered_by(server, path: str, status: int) -> set[str]:
-    """Workers whose access log shows ``path`` answered with ``status``."""
-    pattern = re.compile(rf"\[worker (\d)\] .*\"POST {re.escape(path)} HTTP/1.1\" {status} ")
-    return set(pattern.findall(server.log()))
-
-
-def on_both(server, path: str, body: object, status: int) -> list[tuple]:
-    """The same call, 8 at once, until each worker has answered it with ``status``
-    (a busy worker accepts later: calls at once reach both)."""
-    answers: list[tuple] = []
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        for _ in range(TRIES):
-            answers += pool.map(lambda _: call(server.http_url, path, body), range(8))
-            deadline = time.monotonic() + 1
-            while time.monotonic() < deadline:  # the workers' logs reach ours
-                if answered_by(server, path, status) == {"1", "2"}:
-                    return answers
-                time.sleep(0.1)
-    raise AssertionError(f"{path}: not answered {status} by both workers")
 
 
 def test_rest_is_one_server_across_workers(start_server, media):

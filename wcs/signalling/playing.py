@@ -60,8 +60,12 @@ class Playback(Negotiation):
             return
         if state == "connected":
             self.disarm()
-            self.report("PLAYING")
             assert self.stream is not None and self.player is not None
+            seekable = self.stream.source if isinstance(self.stream, Rendition) else self.stream
+            if isinstance(seekable, VodStream) and not seekable.live:  # the own player's bar
+                self.report("PLAYING", duration=round(seekable.info.duration, 3))
+            else:
+                self.report("PLAYING")
             video = self.stream.info.video if self.stream.info is not None else None
             if video is not None and video.width > 0:  # the SDK's videoResolution()
                 self._resized(video.width, video.height)

@@ -436,6 +436,8 @@ class SignallingProtocol(WebSocketServerProtocol):
             cast(Transport, transport).registerProducer(self.budget, True)
 
     def _send_text(self, text: str) -> None:
+        if self.state != self.STATE_OPEN:  # closing: an answer that came late is dropped
+            return
         data = text.encode("utf-8")
         if self.budget.spend(len(data)):
             self.sendMessage(data, isBinary=False)

@@ -275,6 +275,15 @@ export class FlvRemuxer {
     Object.assign(this.audio, {samples: [], needInit: true, nextTime: null});
   }
 
+  // Media time (s) a record's timestamp (ms) has, or will have: where a seek's
+  // first picture lands.
+  mediaTime(timestamp) {
+    if (this.base === null) return 0;
+    let time = (((timestamp - this.base) % 2 ** 31) + 2 ** 31) % 2 ** 31;
+    if (time >= 2 ** 30) time -= 2 ** 31;
+    return time / 1000;
+  }
+
   // Media time (ms from the start) of a record, shifting the base on a jump
   // so that it lands right after `expected` (the track's own next time).
   _time(timestamp, expected) {
@@ -511,7 +520,28 @@ export class MsePlayback {
     for (const kind of ready) this._pump(kind);
   }
 
+  // Show media time `seconds` as soon as it is buffered (a seek's new
+  // picture, which the server sends after what is already buffered).
+  seekTo(seconds) {
+    this.target = seconds;
+    this._jump();
+  }
+
+  _jump() {
+    const target = this.target;
+    if (target === null || target === undefined || this.closed) return;
+    const ranges = this.video.buffered;
+    for (let i = 0; i < ranges.length; i++) {
+      if (ranges.start(i) <= target + 0.1 && ranges.end(i) > target + 0.1) {
+        this.target = null;
+        this.video.currentTime = Math.max(target, ranges.start(i));
+        return;
+      }
+    }
+  }
+
   _pump(kind) {
+    this._jump();
     const buffer = this.buffers && this.buffers[kind];
     const track = this.tracks[kind];
     if (!buffer || buffer.updating || this.closed || this.source.readyState !== "open") return;

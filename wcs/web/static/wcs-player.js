@@ -19,6 +19,12 @@
 // for this load); player.transport "TCP" asks for WebRTC media over TCP only.
 // player.whepBase is where WHEP plays POST (the page's own origin by default:
 // the web port serves both the pages and /whep/).
+//
+// A personal vod:// play over WebRTC or MSE can be sought and paused:
+// player.duration is the file's length (s) once PLAYING (null when it cannot be
+// sought), player.position() where the picture is, player.seek(s),
+// player.pause() (status PAUSED) and player.resume() (PLAYING again);
+// onSeeked(position) says where a seek went (the keyframe before the asked time).
 
 import {MsePlayback} from "./mse.js";
 
@@ -59,7 +65,7 @@ export function answerKinds(sdp) {
 }
 
 export class WcsPlayer {
-  constructor({video, onStatus = () => {}, onStats = () => {}} = {}) {
+  constructor({video, onStatus = () => {}, onStats = () => {}, onSeeked = () => {}} = {}) {
     if (!video) throw new Error("WcsPlayer needs a <video> element");
     this.video = video;
     this.rtcConfig = {iceServers: []};
@@ -67,6 +73,7 @@ export class WcsPlayer {
     this.whepBase = location.origin;
     this.onStatus = onStatus;
     this.onStats = onStats;
+    this.onSeeked = onSeeked;
     this.socket = null;      // the signalling socket, kept for later plays
     this.socketUrl = null;
     this.ready = null;       // resolves once getUserData has come
@@ -231,6 +238,9 @@ export class WcsPlayer {
       case "notifyStreamStatusEvent":
         this._streamStatus(data[0] || {});
         break;
+      case "notifyStreamEvent":
+        this._streamEvent(data[0] || {});
+        break;
       case "fail": {
         const body = data[0] || {};
         if (body.apiMethod === "StreamStatusEvent") {
@@ -246,12 +256,76 @@ export class WcsPlayer {
   _streamStatus(event) {
     const stream = this.stream;
     if (!stream || event.mediaSessionId !== stream.mediaSessionId) return;
+    if (typeof event.duration === "number") stream.duration = event.duration;
+    if (event.status === "PAUSED" && stream.status !== "PAUSED") {
+      stream.base = this.position();
+      if (this.mse) this.video.pause(); // keep what is buffered for the resume
+    } else if (event.status === "PLAYING") {
+      if (stream.status === "PAUSED" && this.mse) this.video.play().catch(() => {});
+      if (stream.status !== "PLAYING") stream.anchor = performance.now();
+    }
     stream.status = event.status;
     if (ENDED.includes(event.status)) {
       this.stream = null;
       this._closeMedia(!stream.stopping); // an end the server chose: play out the buffer
     }
     this._status(event.status, event.info);
+  }
+
+  // ---- seek and pause (a personal vod:// play over WebRTC or MSE) ---------------
+
+  // The file's length (s) when the play can be sought, else null.
+  get duration() {
+    const stream = this.stream;
+    return stream && stream.duration && stream.mediaProvider !== "WHEP" ? stream.duration : null;
+  }
+
+  get paused() { return !!this.stream && this.stream.status === "PAUSED"; }
+
+  // Where in the file (s) the picture is now.
+  position() {
+    const stream = this.stream;
+    if (!stream || !stream.duration) return 0;
+    let at;
+    if (stream.status === "PAUSED" || stream.anchor === undefined) {
+      at = stream.base || 0;
+    } else if (this.mse) {
+      at = (stream.base || 0) + this.video.currentTime - (stream.mediaAt || 0);
+    } else {
+      at = (stream.base || 0) + (performance.now() - stream.anchor) / 1000;
+    }
+    return Math.min(stream.duration, Math.max(0, at));
+  }
+
+  // Play from the keyframe at or before `seconds`; the server answers with
+  // the stream event `seeked` (or `seekFailed`, shown as the info).
+  seek(seconds) { this._control("seekStream", {position: Number(seconds)}); }
+
+  pause() { this._control("pauseStream", {}); }
+
+  resume() { this._control("resumeStream", {}); }
+
+  _control(message, fields) {
+    const stream = this.stream;
+    if (!stream || stream.stopping || !this.duration || !this.socket) return;
+    this._send(message, Object.assign({mediaSessionId: stream.mediaSessionId}, fields));
+  }
+
+  _streamEvent(event) {
+    const stream = this.stream;
+    if (!stream || event.mediaSessionId !== stream.mediaSessionId) return;
+    const payload = event.payload || {};
+    if (event.type === "seeked") {
+      stream.base = payload.position;
+      stream.anchor = performance.now();
+      if (this.mse) {
+        stream.mediaAt = this.mse.remuxer.mediaTime(payload.timestamp);
+        this.mse.seekTo(stream.mediaAt);
+      }
+      this.onSeeked(payload.position);
+    } else if (/^(seek|pause|resume)Failed$/.test(event.type)) {
+      this._status(this.lastStatus, payload.info);
+    }
   }
 
   // ---- media -------------------------------------------------------------------
