@@ -151,7 +151,8 @@ def test_the_description_covers_exactly_what_is_served(start_server, media):
     candidates = {(f"/rest-api/{area}/{name}", method)
                   for area in ("vod", "cluster", "stream", "push")
                   for name in ("startup", "find", "find_all", "terminate", "stop", "list",
-                               "workers", "nodes", "snapshot", "library")
+                               "workers", "nodes", "snapshot", "library", "seek", "pause",
+                               "resume")
                   for method in ("get", "post", "put", "delete")}
     documented = {(path, method) for path, operations in SPEC["paths"].items()
                   for method in operations}
