@@ -18,6 +18,7 @@ INFO = MediaInfo(duration=60.0, video=VideoInfo(640, 360, 30.0, "4d401e"), audio
 
 class FakeMedia:
     reencoded = False
+    changes_size = False
 
     def __init__(self, duration: float = 60.0) -> None:
         self.info = MediaInfo(duration, INFO.video, None)

@@ -29,6 +29,8 @@ class Limits:
     #: files being opened or checked, and snapshots being decoded, at once: running
     #: on the file threads or waiting for one; past this, the next is refused.
     max_pending_opens: int = 64
+    #: files one playlist channel may list (a playlist file's or REST's, appends included).
+    max_playlist_items: int = 1000
     #: signalling messages a session may send per second (bursts of twice that).
     ws_message_rate: int = 50
     #: seconds an HTTP connection may sit idle between requests.

@@ -265,6 +265,7 @@ def compose(
         opus,
         run=in_pool,
         max_pending=limits.max_pending_opens,
+        max_playlist_items=limits.max_playlist_items,
     )
     if relay is not None:
         relay.setServiceParent(top)

@@ -75,6 +75,9 @@ local function add(w, raw)
   hold(e.id, w)
   return raw
 end
+local function relayed(e)  -- a page's stream or a playlist channel: ends with its owner
+  return e.kind == 'published' or (type(e.relay) == 'string' and e.relay ~= '')
+end
 local function remove(id)
   local raw = redis.call('GET', P..'e:'..id)
   if not raw then return nil end
@@ -127,7 +130,7 @@ redis.call('SREM', P..'w:'..w, id)
 local raw = redis.call('GET', P..'e:'..id)
 if not raw then return nil end
 local e = cjson.decode(raw)
-if #holders(id) == 0 or (e.kind == 'published' and e.owner == w) then remove(id) end
+if #holders(id) == 0 or (relayed(e) and e.owner == w) then remove(id) end
 return nil
 """,
     # ARGV: prefix, ttl, worker, load, then id, viewers, id, viewers...
@@ -181,7 +184,7 @@ for _, id in ipairs(redis.call('SMEMBERS', P..'w:'..w)) do
   local raw = redis.call('GET', P..'e:'..id)
   if raw then
     local e = cjson.decode(raw)
-    if #holders(id) == 0 or (e.kind == 'published' and e.owner == w) then remove(id) end
+    if #holders(id) == 0 or (relayed(e) and e.owner == w) then remove(id) end
   end
 end
 redis.call('DEL', P..'w:'..w, P..'l:'..w)

@@ -49,13 +49,20 @@ class Entry:
     has_video: bool = False
     bitrate: int = 0  # the source's average, bits/s
     owner: str = ""  # the worker that made it
-    relay: str = ""  # host:port a published stream's samples are fetched from
+    relay: str = ""  # host:port its samples are fetched from (a page's stream, a playlist)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     viewers: dict[str, int] = field(default_factory=dict)  # by worker
 
     @property
     def total_viewers(self) -> int:
         return sum(self.viewers.values())
+
+
+def relayed(entry: Entry) -> bool:
+    """Whether other workers fetch ``entry``'s samples from its owner (a page's
+    stream, a playlist channel) rather than read it themselves: it ends with
+    its owner's copy."""
+    return entry.kind == PUBLISHED or bool(entry.relay)
 
 
 @dataclass
@@ -185,7 +192,7 @@ class Store:
         holders.discard(worker)
         entry = self.entries[entry_id]
         entry.viewers.pop(worker, None)
-        if not holders or (entry.kind == PUBLISHED and worker == entry.owner):
+        if not holders or (relayed(entry) and worker == entry.owner):
             self._remove(entry_id)
 
     def _remove(self, entry_id: str) -> Entry | None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from wcs.media import mpegts
+from wcs.media import h264, mpegts
 from wcs.media.sample import MediaInfo, Sample
 
 log = Logger()
@@ -74,6 +74,7 @@ class Segment:
     data: bytes
     keyframe: bool  # starts with one
     wall: float = 0.0  # when its first sample was live (Unix time): EXT-X-PROGRAM-DATE-TIME
+    discontinuity: bool = False  # another picture size (SPS) begins with it
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ class Segmenter:
         self._watching: list[Deferred[None]] = []  # woken at every part, segment and end
         self._continuity = mpegts.Continuity()  # one TS across every part and segment
         self._playlist: str | None = None  # as rendered since the last change
+        # another SPS (a playlist's next file, a page's new size) starts a segment marked
+        # EXT-X-DISCONTINUITY: players reset their decoder there
+        self._sps: bytes | None = None
+        self._discontinuous = False  # the segment being filled begins one
+        self._discontinuities = 0  # EXT-X-DISCONTINUITY-SEQUENCE: those no longer listed
 
     # --- Subscriber
 
@@ -155,6 +161,7 @@ class Segmenter:
         if last is not None and sample.pts <= last:
             return  # (a loop's audio may overlap its end: never backwards)
         starts = sample.keyframe if sample.kind == "video" else not self._video
+        changed = starts and self._video and self._new_sps(sample.data)
         now = sample.pts / sample.clock
         offset = self.wall() - now
         if self._offset is None or offset < self._offset:
@@ -168,7 +175,10 @@ class Segmenter:
         else:
             held = now - self._start
             cut = (
-                (starts and held >= MIN_SEGMENT) or held >= MAX_SEGMENT or self._bytes >= MAX_BYTES
+                (starts and held >= MIN_SEGMENT)
+                or changed
+                or held >= MAX_SEGMENT
+                or self._bytes >= MAX_BYTES
             )
             leads = sample.kind == "video" or not self._video  # may begin a segment or part
             if leads:
@@ -179,6 +189,7 @@ class Segmenter:
                 self._cut_part(now, wake=False)  # players wake once, to the whole segment
                 self._cut(now)
                 self._start = now
+                self._discontinuous = changed
             else:
                 if (
                     leads
@@ -197,6 +208,17 @@ class Segmenter:
 
     def keyframe_wanted(self) -> bool:
         return self._video and self._start is None
+
+    def _new_sps(self, keyframe: bytes) -> bool:
+        """Whether this keyframe's SPS differs from the last one's (the first: no)."""
+        sps = next(
+            (u for u in h264.split_annexb(keyframe) if u and u[0] & 0x1F == h264.NAL_SPS), None
+        )
+        if sps is None:
+            return False
+        changed = self._sps is not None and sps != self._sps
+        self._sps = sps
+        return changed
 
     def closed(self, info: str | None, failed: bool) -> None:
         if self.ended:
@@ -222,18 +244,26 @@ class Segmenter:
 
     def _render(self) -> str:
         listed = list(self.segments)[-LISTED:]
+        first = listed[0].number if listed else 0
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:6",
             f"#EXT-X-TARGETDURATION:{self.target}",
-            f"#EXT-X-MEDIA-SEQUENCE:{listed[0].number if listed else 0}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first}",
         ]
+        gone = self._discontinuities + sum(
+            s.discontinuity for s in self.segments if s.number < first
+        )
+        if gone:
+            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{gone}")
         if not self.ended:
             lines += [
                 f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={PART_HOLD_BACK:.3f}",
                 f"#EXT-X-PART-INF:PART-TARGET={PART_TARGET:.3f}",
             ]
         for segment in listed:
+            if segment.discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
             lines.append(date_time(segment.wall))
             if not self.ended and segment.number >= self._next - PARTED:
                 lines += self._part_lines(segment.number)
@@ -241,6 +271,8 @@ class Segmenter:
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         else:
+            if self.parts.get(self._next) and self._discontinuous:
+                lines.append("#EXT-X-DISCONTINUITY")
             if self.parts.get(self._next) and self._start is not None and self._offset is not None:
                 lines.append(date_time(self._start + self._offset))
             lines += self._part_lines(self._next)
@@ -311,7 +343,11 @@ class Segmenter:
         # its parts, just cut, hold every sample of it: their bytes are its bytes
         data = b"".join(part.data for part in self.parts.get(self._next, ()))
         wall = self._start + (self._offset or 0.0)
-        self.segments.append(Segment(self._next, duration, data, samples[0].keyframe, wall))
+        if len(self.segments) == self.segments.maxlen and self.segments[0].discontinuity:
+            self._discontinuities += 1  # the oldest leaves with its mark
+        self.segments.append(
+            Segment(self._next, duration, data, samples[0].keyframe, wall, self._discontinuous)
+        )
         self._next += 1
         for old in [number for number in self.parts if number < self._next - PARTS_KEPT]:
             del self.parts[old]

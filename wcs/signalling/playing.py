@@ -69,7 +69,7 @@ class Playback(Negotiation):
             video = self.stream.info.video if self.stream.info is not None else None
             if video is not None and video.width > 0:  # the SDK's videoResolution()
                 self._resized(video.width, video.height)
-            if isinstance(self.stream, PublishedStream):  # a page's size may change
+            if isinstance(self.stream, PublishedStream | VodStream):  # its size may change
                 self.stream.watch_size(self._resized)
             self.player.on_keyframe_request = self.stream.request_keyframe
             self.stream.subscribe(self.player)
@@ -151,7 +151,7 @@ class Playback(Negotiation):
         holds a callback to this play, so keeping it would make a cycle."""
         stream, player = self.stream, self.player
         self.stream = self.player = None
-        if isinstance(stream, PublishedStream):
+        if isinstance(stream, PublishedStream | VodStream):
             stream.unwatch_size(self._resized)
         if stream is not None:
             stream.unsubscribe(player)

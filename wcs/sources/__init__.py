@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
 
-from wcs.errors import LimitReached
+from wcs.errors import InvalidName, LimitReached, WcsError, WrongFormat
 from wcs.media.mp4 import Mp4File
 from wcs.media.sample import MediaInfo, Sample
-from wcs.sources import local, s3
+from wcs.sources import local, playlist, s3
 from wcs.sources.opus_cache import OpusCache
+from wcs.sources.playlist import PlaylistMedia
 from wcs.sources.ranged import RangedFile
 
 log = Logger()
@@ -35,6 +36,9 @@ Runner = Callable[..., Deferred]
 
 class OpenedMedia:
     """An MP4 ready to be read, local or still downloading."""
+
+    #: One file: one picture size (a playlist's may change at a join).
+    changes_size = False
 
     def __init__(self, reader: Mp4File, remote: RangedFile | None = None) -> None:
         self._reader = reader
@@ -98,6 +102,10 @@ class OpenedMedia:
             self._remote.close()
 
 
+#: What a source opens: a file, or a playlist of files (``NAME.m3u``, or a REST list).
+Media = OpenedMedia | PlaylistMedia
+
+
 class Sources:
     """Opens locations: local files under ``media_dir``, S3 objects through ``s3``.
 
@@ -120,6 +128,7 @@ class Sources:
         opus: OpusCache | None = None,
         run: Runner = maybeDeferred,
         max_pending: int = 64,
+        max_playlist_items: int = 1000,
     ) -> None:
         self.media_dir = media_dir
         self.s3 = s3_client
@@ -128,10 +137,21 @@ class Sources:
         self.opus = opus
         self.run = run
         self.max_pending = max_pending
+        self.max_playlist_items = max_playlist_items
         self.pending = 0
 
-    def open(self, location: str, label: str) -> Deferred[OpenedMedia]:
-        """Open ``location``; fails with a :class:`~wcs.errors.WcsError` saying why."""
+    def open(self, location: str, label: str) -> Deferred[Media]:
+        """Open ``location``; fails with a :class:`~wcs.errors.WcsError` saying why.
+        A playlist file (``NAME.m3u``) opens as the list of its files."""
+        opening: Deferred[Any]
+        if location.endswith(playlist.SUFFIX) and not location.startswith(S3_PREFIX):
+            reading: Deferred[list[str]] = self.work(self._read_playlist, location)
+            opening = reading.addCallback(lambda names: self.playlist(names, label))
+        else:
+            opening = self._open_file(location, label)
+        return cast("Deferred[Media]", opening)
+
+    def _open_file(self, location: str, label: str) -> Deferred[OpenedMedia]:
         if location.startswith(S3_PREFIX):
             return maybeDeferred(self._open_s3, location, label)
         return self.work(self._open_local, location, label)
@@ -148,6 +168,50 @@ class Sources:
             return result
 
         return self.run(work, *args).addBoth(done)
+
+    def _read_playlist(self, location: str) -> list[str]:
+        """The names a playlist file in the media folder lists (at most 1 MiB read)."""
+        path = local.resolve(self.media_dir, location)
+        with path.open("rb") as handle:
+            data = handle.read(playlist.MAX_PLAYLIST_BYTES + 1)
+        if len(data) > playlist.MAX_PLAYLIST_BYTES:
+            raise WrongFormat(f"a playlist is at most {playlist.MAX_PLAYLIST_BYTES} bytes")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise WrongFormat("a playlist is UTF-8 text, one file name a line") from None
+        return playlist.parse(text, self.max_playlist_items)
+
+    def checked_names(self, names: list[str]) -> list[str]:
+        """``names`` as a playlist lists them, each checked as a play of it would
+        be (nothing read); raises naming the first that cannot be."""
+        if len(names) > self.max_playlist_items:
+            raise LimitReached(
+                "files in one playlist", "max_playlist_items", self.max_playlist_items
+            )
+        checked = []
+        for number, name in enumerate(names, 1):
+            try:
+                if name.endswith(playlist.SUFFIX):
+                    raise InvalidName.because("a playlist cannot name a playlist")
+                checked.append(self.canonical(name))
+            except WcsError as error:
+                error.info = f"playlist item {number} ({name[:200]!r}): {error.info}"
+                raise
+        return checked
+
+    def playlist(self, names: list[str], label: str) -> Deferred[PlaylistMedia]:
+        """The files ``names`` lists, back to back and looping, as one medium:
+        every name checked first (one that cannot be played refuses the list)."""
+        try:
+            names = self.checked_names(names)
+        except WcsError:
+            return fail()
+
+        def item(name: str) -> Deferred[Any]:
+            return self._open_file(name, f"{label} {name}")
+
+        return item(names[0]).addCallback(lambda first: PlaylistMedia(names, first, item, label))
 
     def _open_local(self, location: str, label: str) -> OpenedMedia:
         path = local.resolve(self.media_dir, location)

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wcs.cluster.directory import Directory, LocalDirectory, answered
-from wcs.cluster.store import MEDIA, PUBLISHED, TRANSPORT, Entry
+from wcs.cluster.store import MEDIA, PUBLISHED, TRANSPORT, Entry, relayed
 from wcs.errors import (
     STREAM_NOT_FOUND,
     InvalidName,
@@ -35,8 +35,10 @@ from wcs.errors import (
 )
 from wcs.limits import Limits
 from wcs.media.sample import MediaInfo
-from wcs.sources import OpenedMedia, Sources
+from wcs.sources import Media, Sources, playlist
+from wcs.sources.playlist import PlaylistMedia
 from wcs.streams import uri as uris
+from wcs.streams.channels import Channels
 from wcs.streams.controls import Controls
 from wcs.streams.media_sessions import MediaSessions
 from wcs.streams.queries import StreamQueries
@@ -114,6 +116,7 @@ class StreamRegistry:
             self.directory, self.media, self.open, self.queries.media_sessions, self._work, clock
         )
         self.controls = Controls(self.directory, self.media, self.queries.media_sessions)
+        self.channels = Channels(self.directory, self.live.get, sources, clock)
 
     def open(self, name: str) -> Deferred[Stream]:
         """The stream a viewer of ``name`` should subscribe to; fails with a
@@ -168,7 +171,7 @@ class StreamRegistry:
         """A play of ``vod-live://``: the server's broadcast of the file, read here."""
         key = str(parsed)
 
-        def opened(media: OpenedMedia) -> Deferred[Stream]:
+        def opened(media: Media) -> Deferred[Stream]:
             entry = self._entry(key, key, media, loop=self.loop)
             # (an Entry is an Entry or None: Deferred is invariant)
             live = cast("Deferred[Entry | None]", self.directory.live(entry))
@@ -182,7 +185,7 @@ class StreamRegistry:
         def found(entry: Entry | None) -> Deferred[Stream]:
             if entry is None:
                 raise NotFound(STREAM_NOT_FOUND)
-            if entry.kind == PUBLISHED:
+            if relayed(entry):
                 return self._relayed(entry)
             self._check_broadcasts()
             parsed = uris.parse(entry.uri)
@@ -193,7 +196,7 @@ class StreamRegistry:
         return answered(self.directory.lookup(name)).addCallback(found)
 
     def _agree(
-        self, agreeing: Deferred[Entry | None], media: OpenedMedia, persistent: bool = False
+        self, agreeing: Deferred[Entry | None], media: Media, persistent: bool = False
     ) -> Deferred[Stream]:
         """Serve the entry the directory settles on with ``media`` (closed if
         there is none, or if this worker serves it already)."""
@@ -202,6 +205,9 @@ class StreamRegistry:
             if entry is None:
                 media.close()
                 raise NotFound(STREAM_NOT_FOUND)
+            if relayed(entry) and entry.owner != self.directory.worker:
+                media.close()  # a playlist channel another worker serves
+                return self._relayed(entry)
             existing = self.streams.get(entry.id)
             if existing is not None and not existing.closed:
                 media.close()
@@ -220,7 +226,7 @@ class StreamRegistry:
 
         return agreeing.addCallbacks(agreed, failed)
 
-    def _serve_once(self, entry: Entry, media: OpenedMedia, persistent: bool) -> Stream:
+    def _serve_once(self, entry: Entry, media: Media, persistent: bool) -> Stream:
         """:meth:`_serve`, unless another play made this worker's copy meanwhile."""
         existing = self.streams.get(entry.id)
         if existing is not None and not existing.closed:
@@ -232,25 +238,27 @@ class StreamRegistry:
         self,
         name: str,
         uri: str,
-        media: OpenedMedia,
+        media: Media,
         *,
         loop: bool = False,
         persistent: bool = False,
         shared: bool = True,
     ) -> Entry:
+        channel = isinstance(media, PlaylistMedia)  # served here, relayed to the others
         return Entry(
             name,
             uri=uri,
             start=self.clock.seconds(),
-            loop=loop,
+            loop=loop or channel,
             persistent=persistent,
             shared=shared,
+            relay=self.relay.address if channel and self.relay is not None else "",
             has_audio=media.info.audio is not None,
             has_video=media.info.video is not None,
             bitrate=media.info.bitrate,
         )
 
-    def _serve(self, entry: Entry, media: OpenedMedia, persistent: bool) -> VodStream:
+    def _serve(self, entry: Entry, media: Media, persistent: bool) -> VodStream:
         uri = uris.parse(entry.uri)
         stream = VodStream(
             uri,
@@ -282,8 +290,12 @@ class StreamRegistry:
 
     def _personal(self, parsed: uris.StreamUri, name: str) -> Deferred[Stream]:
         """A ``vod://`` play: a stream of its own, listed with the server's."""
+        if parsed.path.endswith(playlist.SUFFIX):
+            raise Unsupported(
+                f"a playlist is a channel: play it as vod-live://{parsed.path}, not vod://"
+            )
 
-        def opened(media: OpenedMedia) -> Deferred[Stream]:
+        def opened(media: Media) -> Deferred[Stream]:
             entry = self._entry(name, str(parsed), media, shared=False)
 
             def listed(entry: Entry | None) -> Stream:
@@ -340,21 +352,33 @@ class StreamRegistry:
     def _canonical(self, parsed: uris.StreamUri) -> uris.StreamUri:
         return uris.StreamUri(parsed.scheme, self.sources.canonical(parsed.path))
 
-    def startup(self, uri: str, name: str, loop: bool | None = None) -> Deferred[VodStream]:
-        """Start a live broadcast of ``uri`` under ``name``, with or without viewers."""
+    def startup(
+        self,
+        uri: str | None,
+        name: str,
+        loop: bool | None = None,
+        playlist: list[str] | None = None,
+    ) -> Deferred[VodStream]:
+        """Start a live broadcast of ``uri`` under ``name``, with or without
+        viewers; or, with ``playlist``, a channel of those files back to back."""
         try:
-            parsed = uris.parse(uri)
-            if parsed.scheme != uris.LIVE:
-                raise Unsupported("startup only creates live VOD: 'uri' must be vod-live://...")
+            if playlist is not None:
+                names = self.sources.checked_names(playlist)
+                canonical = uris.StreamUri(uris.LIVE, name)
+            else:
+                assert uri is not None
+                parsed = uris.parse(uri)
+                if parsed.scheme != uris.LIVE:
+                    raise Unsupported("startup only creates live VOD: 'uri' must be vod-live://...")
+                canonical = self._canonical(parsed)
             self._check_name(name, f"a stream named {name!r} already exists")
-            canonical = self._canonical(parsed)
             self._check_broadcasts(startup=True)
         except WcsError:
             return fail()
         self._starting.add(name)
         key = str(canonical)
 
-        def opened(media: OpenedMedia) -> Deferred[Stream]:
+        def opened(media: Media) -> Deferred[Stream]:
             entry = self._entry(
                 name, key, media, persistent=True, loop=self.loop if loop is None else loop
             )
@@ -374,7 +398,11 @@ class StreamRegistry:
             self._starting.discard(name)
             return result
 
-        opening = self.sources.open(canonical.path, key)
+        opening = (
+            self.sources.open(canonical.path, key)
+            if playlist is None
+            else self.sources.playlist(names, f"{name!r}")
+        )
         return opening.addCallback(opened).addCallback(_broadcast).addBoth(started)
 
     def check_publishable(self, name: str) -> None:
@@ -514,9 +542,14 @@ class StreamRegistry:
         """How many streams this worker serves (VOD and published)."""
         return len(self.streams) + len(self.published)
 
-    def published_stream(self, name: str) -> PublishedStream | None:
-        """The stream published here (or relayed here) as ``name``, if any."""
-        return self.published.get(name)
+    def published_stream(self, name: str) -> PublishedStream | VodStream | None:
+        """The stream published here (or relayed here) as ``name``, or the
+        playlist channel served here as ``name``: what other workers relay."""
+        published = self.published.get(name)
+        if published is not None:
+            return published
+        live = self.live.get(name)
+        return live if live is not None and live.playlist is not None else None
 
     def close_all(self) -> None:
         streams: list[Stream] = [*self.streams.values(), *self.published.values()]

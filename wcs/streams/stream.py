@@ -39,7 +39,8 @@ from wcs.errors import (
 from wcs.media import h264
 from wcs.media.pump import Pump
 from wcs.media.sample import MediaInfo, Sample, from_keyframe
-from wcs.sources import OpenedMedia
+from wcs.sources import Media
+from wcs.sources.playlist import PlaylistMedia
 from wcs.streams import uri as uris
 from wcs.streams.fanout import Broadcast
 from wcs.streams.subscriber import Subscriber
@@ -66,7 +67,40 @@ class Seeked(NamedTuple):
     timestamp: float
 
 
-class VodStream:
+class SizeWatch:
+    """Tells whoever asks when a stream's picture size changes, read from its
+    keyframes' SPS (a page's browser changes it as its bandwidth allows; a
+    playlist's files may differ): the ``resize`` event its WebRTC plays send."""
+
+    info: MediaInfo | None
+
+    def __init__(self) -> None:
+        self._size_watchers: list[Callable[[int, int], None]] = []
+
+    def _sized(self, keyframe: bytes) -> None:
+        video = self.info.video if self.info is not None else None
+        if video is None:
+            return
+        try:
+            size = h264.annexb_picture_size(keyframe)
+        except WcsError:
+            return  # only carried here: the viewers' decoders judge it
+        if size is not None and size != (video.width, video.height):
+            assert self.info is not None
+            self.info = replace(self.info, video=replace(video, width=size[0], height=size[1]))
+            for told in list(self._size_watchers):
+                told(*size)
+
+    def watch_size(self, told: Callable[[int, int], None]) -> None:
+        """Call ``told(width, height)`` whenever the picture size changes."""
+        self._size_watchers.append(told)
+
+    def unwatch_size(self, told: Callable[[int, int], None]) -> None:
+        if told in self._size_watchers:
+            self._size_watchers.remove(told)
+
+
+class VodStream(SizeWatch):
     """One capture of one file: a paced source fanned out to its subscribers.
 
     A live broadcast runs on its timeline (``start``: when its sample of time 0
@@ -87,7 +121,7 @@ class VodStream:
         self,
         uri: uris.StreamUri,
         name: str,
-        media: OpenedMedia,
+        media: Media,
         clock: IReactorTime,
         on_gone: Callable[[VodStream], None],
         *,
@@ -101,6 +135,7 @@ class VodStream:
         """``start`` (the clock's seconds): when the broadcast began, if it began
         elsewhere (the whole server's broadcast, read here from where it is
         now); ``stream_id`` the id it has there."""
+        super().__init__()
         self.id = stream_id or str(uuid.uuid4())
         self.uri = uri
         self.name = name
@@ -150,6 +185,25 @@ class VodStream:
 
     def _wants_opus(self) -> bool:
         return self.broadcast.wants("opus")
+
+    @property
+    def playlist(self) -> PlaylistMedia | None:
+        """The list it plays, for a playlist channel."""
+        return self.media if isinstance(self.media, PlaylistMedia) else None
+
+    def _send(self) -> Callable[[Sample], None]:
+        """What the pump hands samples to: with a medium whose picture size may
+        change, each keyframe's size is read first (the ``resize`` event)."""
+        if not self.media.changes_size:
+            return self.broadcast.send
+        send = self.broadcast.send
+
+        def sized(sample: Sample) -> None:
+            if sample.kind == "video" and sample.keyframe:
+                self._sized(sample.data)
+            send(sample)
+
+        return sized
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Start sending to ``subscriber``: a personal stream starts now, a
@@ -213,7 +267,7 @@ class VodStream:
             samples,
             self.clock,
             self.label,
-            self.broadcast.send,
+            self._send(),
             self._ended,
             self.media.ready,
             start=self.start if self.live else None,
@@ -437,6 +491,7 @@ class VodStream:
             self._sent += pump.sent
             pump.close()
         self.media.close()
+        self._size_watchers = []
         on_gone, self._on_gone = self._on_gone, _gone
         on_gone(self)
 
@@ -446,7 +501,7 @@ def _cancel(call: IDelayedCall | None) -> None:
         call.cancel()
 
 
-class PublishedStream:
+class PublishedStream(SizeWatch):
     """A stream a page publishes: fanned out live to whoever plays its name."""
 
     #: How it ended, for a viewer that arrives after (one still connecting).
@@ -463,6 +518,7 @@ class PublishedStream:
     ) -> None:
         """``info`` may come later, for a stream relayed from another worker
         (which also sets ``ask_publisher`` to its way of asking for a keyframe)."""
+        super().__init__()
         self.id = stream_id or str(uuid.uuid4())
         self.name = name
         self.info = info
@@ -476,7 +532,6 @@ class PublishedStream:
         self.failure: str | None = None
         #: Called when its last viewer leaves (a relayed stream lets go of its relay).
         self.idle: Callable[[], None] = _nothing
-        self._size_watchers: list[Callable[[int, int], None]] = []
 
     def send(self, sample: Sample) -> None:
         """One sample from the publisher, to everyone (nothing once it has stopped).
@@ -492,30 +547,6 @@ class PublishedStream:
         except Exception:
             log.failure("stream {id} ({name!r}) failed", id=self.id, name=self.name)
             self._end(INTERNAL_ERROR, failed=True)
-
-    def _sized(self, keyframe: bytes) -> None:
-        """The picture size, from a keyframe's SPS (a page's is known only then,
-        and its browser changes it as its bandwidth and CPU allow)."""
-        video = self.info.video if self.info is not None else None
-        if video is None:
-            return
-        try:
-            size = h264.annexb_picture_size(keyframe)
-        except WcsError:
-            return  # only carried here: the viewers' decoders judge it
-        if size is not None and size != (video.width, video.height):
-            assert self.info is not None
-            self.info = replace(self.info, video=replace(video, width=size[0], height=size[1]))
-            for told in list(self._size_watchers):
-                told(*size)
-
-    def watch_size(self, told: Callable[[int, int], None]) -> None:
-        """Call ``told(width, height)`` whenever the picture size changes."""
-        self._size_watchers.append(told)
-
-    def unwatch_size(self, told: Callable[[int, int], None]) -> None:
-        if told in self._size_watchers:
-            self._size_watchers.remove(told)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if self.closed:  # it ended while this viewer was connecting: say how

@@ -1,4 +1,5 @@
-"""``/rest-api/vod/``: startup, find, find_all and terminate, as the WCS docs describe.
+"""``/rest-api/vod/``: startup, find, find_all and terminate, as the WCS docs describe;
+and a playlist channel's list (``playlist``, ``playlist_append``, ``playlist_skip``).
 
 Every answer is JSON; every refusal says what was wrong. The area only
 talks to the stream registry.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -18,6 +20,7 @@ from wcs.access.gate import OPEN, Gate
 from wcs.cluster.store import Entry, Load
 from wcs.errors import BadRequest
 from wcs.files.library import Library
+from wcs.streams.channels import list_of_names
 from wcs.streams.registry import StreamRegistry
 from wcs.streams.stream import PROCESSED, VodStream
 from wcs.web.rest import Access, RestArea, read_body, some, text
@@ -66,14 +69,20 @@ class VodApi(RestArea):
         self.operation("find", self.find)
         self.operation("find_all", self.find_all, get_allowed=True)
         self.operation("terminate", self.terminate)
+        self.operation("playlist", self._channel("list"))
+        self.operation("playlist_append", self._channel("append"))
+        self.operation("playlist_skip", self._channel("skip"))
         if library is not None:
             self.operation("library", self.files, get_allowed=True)
 
     def startup(self, request: Request) -> Any:
         body = read_body(request)
-        uri = text(body, "uri", required=True)
+        playlist = list_of_names(body["playlist"]) if "playlist" in body else None
+        uri = text(body, "uri", required=playlist is None)
+        if uri is not None and playlist is not None:
+            raise BadRequest("give 'uri' (one file) or 'playlist' (a list of files), not both")
         name = text(body, "localStreamName", required=True)
-        assert uri is not None and name is not None
+        assert name is not None
         loop = body.get("loop")
         if loop is not None and not isinstance(loop, bool):
             raise BadRequest("'loop' must be true or false")
@@ -87,7 +96,10 @@ class VodApi(RestArea):
 
         def started(stream: VodStream) -> Deferred[tuple[int, Any]]:
             log.info(
-                "REST startup: {uri} as {name!r} (stream {id})", uri=uri, name=name, id=stream.id
+                "REST startup: {uri} as {name!r} (stream {id})",
+                uri=uri or f"a playlist of {len(playlist or ())} files",
+                name=name,
+                id=stream.id,
             )
 
             def answer(found: list[Entry]) -> tuple[int, Any]:
@@ -98,7 +110,27 @@ class VodApi(RestArea):
 
             return self.registry.queries.entries(stream_id=stream.id).addCallback(answer)
 
-        return self.registry.startup(uri, name, loop).addCallback(started)
+        return self.registry.startup(uri, name, loop, playlist).addCallback(started)
+
+    def _channel(self, action: str) -> Callable[[Request], Deferred[tuple[int, Any]]]:
+        """``playlist`` {localStreamName}, ``playlist_append`` {localStreamName,
+        playlist: [names]} and ``playlist_skip`` {localStreamName}: a playlist
+        channel's list, the item playing and how far into it (s)."""
+
+        def operation(request: Request) -> Deferred[tuple[int, Any]]:
+            body = read_body(request)
+            name = text(body, "localStreamName", required=True)
+            assert name is not None
+            names = list_of_names(body.get("playlist")) if action == "append" else None
+            if names is not None:
+                log.info("REST playlist_append: {n} files to {name!r}", n=len(names), name=name)
+            elif action == "skip":
+                log.info("REST playlist_skip: {name!r}", name=name)
+            return self.registry.channels.control(name, action, names).addCallback(
+                lambda answer: (200, answer)
+            )
+
+        return operation
 
     def _select(self, request: Request) -> Deferred[list[Entry]]:
         """The streams a find or terminate body names (400 if none named, 404 if none)."""
