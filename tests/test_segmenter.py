@@ -375,3 +375,44 @@ def test_a_segmenter_joining_a_broadcast_starts_its_sound_with_its_picture(files
     assert first["video"][0].is_keyframe and abs(video - hls.LEAD) < 0.002  # (its time, less base)
     assert cut._base == pytest.approx(1.0 - hls.LEAD)  # the keyframe at 1.0 s
     assert 0 <= audio - video < 1024 / 44100 + 1e-3, (video, audio)  # within one AAC frame
+
+
+def test_a_new_picture_size_starts_a_segment_marked_discontinuity(files, tmp_path):
+    """A playlist's next file (another SPS) cuts at its first keyframe and is marked
+    EXT-X-DISCONTINUITY (with its parts); once it leaves the playlist, the count of
+    marks gone is EXT-X-DISCONTINUITY-SEQUENCE."""
+    from wcs.media.sample import shifted
+
+    make_mp4(tmp_path / "big.mp4", seconds=2, width=640, height=360, gop=30)
+    make_mp4(tmp_path / "small.mp4", seconds=2, width=320, height=180, gop=30)
+    small, big = Mp4File(tmp_path / "small.mp4", "small"), Mp4File(tmp_path / "big.mp4", "big")
+    cut = Segmenter(small.info, "test")
+    at = 0.0
+    for medium in (small, big, small, big):
+        medium_samples = list(medium.samples())
+        for sample in medium_samples:
+            cut.deliver(shifted(sample, at))
+        at += max(s.time for s in medium_samples if s.kind == "video") + 1 / 30
+        medium._rewind()
+    marked = [s for s in cut.segments if s.discontinuity]
+    assert len(marked) == 3, [(s.number, s.discontinuity) for s in cut.segments]
+    for segment in marked:  # each starts on the new file's keyframe, at its own size
+        video = packets(segment.data)["video"]
+        assert video[0].is_keyframe
+    text = cut.playlist()
+    assert text.count("#EXT-X-DISCONTINUITY\n") == sum(
+        s.discontinuity for s in list(cut.segments)[-hls.LISTED:])
+    lines = text.splitlines()
+    for index, line in enumerate(lines):  # the mark comes before the segment's parts and URI
+        if line == "#EXT-X-DISCONTINUITY":
+            following = lines[index + 1:index + 3]
+            assert following[0].startswith("#EXT-X-PROGRAM-DATE-TIME"), following
+    # more segments push the marked ones out: the sequence counts them
+    while cut.made < 40:
+        for sample in small.samples():
+            cut.deliver(shifted(sample, at))
+        at += 2.0
+        small._rewind()
+    listed_numbers = [s.number for s in list(cut.segments)[-hls.LISTED:]]
+    assert all(s.number < listed_numbers[0] for s in marked)
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:4" in cut.playlist()  # and big → small again
