@@ -99,12 +99,15 @@ def test_the_sender_forwards_from_a_keyframe_and_skips_while_the_socket_is_full(
     stream.send(video(1, True))
     stream.send(video(2))
     assert [unpack(f).data for f in frames(transport)] == [b"frame1", b"frame2"]
-    side.pauseProducing()  # the other worker reads slowly
+    side.pauseProducing()  # the other worker reads slowly: a burst still goes out...
     stream.send(video(3))
+    assert [unpack(f).data for f in frames(transport)] == [b"frame3"]
+    side.held = relay.PAUSED_ALLOWANCE  # ...up to its allowance
+    stream.send(video(4))  # skipped
     side.resumeProducing()
-    stream.send(video(4))  # skipped: it waits for the next keyframe
-    stream.send(video(5, True))
-    assert [unpack(f).data for f in frames(transport)] == [b"frame5"]
+    stream.send(video(5))  # skipped: it waits for the next keyframe
+    stream.send(video(6, True))
+    assert [unpack(f).data for f in frames(transport)] == [b"frame6"]
     published.clock.advance(1)  # (keyframe requests are spaced out)
     side.dataReceived(framed(b"K"))
     assert published.asked == 2

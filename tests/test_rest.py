@@ -152,7 +152,7 @@ def test_the_description_covers_exactly_what_is_served(start_server, media):
                   for area in ("vod", "cluster", "stream", "push")
                   for name in ("startup", "find", "find_all", "terminate", "stop", "list",
                                "workers", "nodes", "snapshot", "library", "seek", "pause",
-                               "resume")
+                               "resume", "playlist", "playlist_append", "playlist_skip")
                   for method in ("get", "post", "put", "delete")}
     documented = {(path, method) for path, operations in SPEC["paths"].items()
                   for method in operations}

@@ -44,6 +44,10 @@ MAX_FRAME = 16 * 2**20
 CONNECT_TIMEOUT = 5.0
 #: Seconds a connection to a relay may take to say hello before it is dropped.
 HELLO_TIMEOUT = 5.0
+#: Bytes still sent once the socket's buffer is full (Twisted's 64 KiB): a late
+#: joiner's history (``RelaySender.lead``) goes out whole, not cut back to the
+#: next keyframe; past it, samples are dropped until the next keyframe.
+PAUSED_ALLOWANCE = 2 * 2**20
 #: What a relayed stream that lost its source tells its viewers.
 RELAY_LOST = "Failed by relay: the publishing worker is gone"
 
@@ -192,12 +196,17 @@ class RelaySender(Int32StringReceiver):
 
     MAX_LENGTH = 64 * 1024  # a receiver only says hello and asks for keyframes
     pressed_join = False  # the receiving worker caches the GOP itself
-    lead = 0.0
+    #: The history a late joiner there may need, sent at once: the most any player
+    #: holds before it shows anything (MSE's 2.5 s), with the sound of its GOP, so
+    #: that the receiving worker's viewers start as they would here.
+    lead = 3.0
+    gop_audio = True
 
     def __init__(self, relay: RelayService) -> None:
         self.relay = relay
         self.stream: Any = None
         self.paused = False
+        self.held = 0  # bytes sent on since the socket's buffer filled
         self.need_key = True
         self.dropped = 0
         self._hello_timer: Any = None
@@ -250,14 +259,18 @@ class RelaySender(Int32StringReceiver):
 
     # Subscriber
     def deliver(self, sample: Sample) -> None:
-        if self.paused or (self.need_key and sample.kind == "video" and not sample.keyframe):
+        over = self.paused and self.held >= PAUSED_ALLOWANCE
+        if over or (self.need_key and sample.kind == "video" and not sample.keyframe):
             self.dropped += 1
             if sample.kind == "video":
                 self.need_key = True
             return
         if sample.kind == "video":
             self.need_key = False
-        self.sendString(pack(sample))
+        frame = pack(sample)
+        if self.paused:
+            self.held += len(frame)
+        self.sendString(frame)
 
     def keyframe_wanted(self) -> bool:
         return self.need_key
@@ -270,14 +283,14 @@ class RelaySender(Int32StringReceiver):
 
     # IPushProducer: the receiving worker is slow, skip to a later keyframe
     def pauseProducing(self) -> None:
-        self.paused = True
-        self.need_key = True
+        if not self.paused:
+            self.paused, self.held = True, 0
 
     def resumeProducing(self) -> None:
         self.paused = False
 
     def stopProducing(self) -> None:
-        self.paused = True
+        self.paused, self.held = True, PAUSED_ALLOWANCE  # going: nothing more
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self._hello_timer is not None and self._hello_timer.active():
