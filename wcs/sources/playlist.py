@@ -128,6 +128,9 @@ class PlaylistMedia:
 
     def listed(self, position: float) -> dict[str, object]:
         """The items, the one playing and how far into it (s) it is at ``position``."""
+        if self._skip:  # what plays from the next sample on
+            coming = self._next[0] if self._next else (self._index + 1) % len(self.items)
+            return {"items": [item.name for item in self.items], "current": coming, "position": 0.0}
         return {
             "items": [item.name for item in self.items],
             "current": self._index,
@@ -279,6 +282,7 @@ class PlaylistMedia:
             self._medium.close()
         (self._index, self._medium), self._next = self._next, None
         self._began = began
+        self._skip = False
         log.info(
             "{label}: item {n} of {count}, {name}",
             label=self.label,
