@@ -71,7 +71,8 @@ def folder(tmp_path_factory) -> Path:
     here = tmp_path_factory.mktemp("channel")
     make_mp4(here / "a.mp4", seconds=3, barcode=True)
     make_mp4(here / "small.mp4", seconds=3, width=320, height=180, barcode=True)
-    make_mp4(here / "c.mp4", seconds=3, profile="baseline", barcode=True)
+    make_mp4(here / "c.mp4", seconds=3, gop=30, bitrate="400k", barcode=True)
+    make_mp4(here / "baseline.mp4", seconds=3, profile="baseline", barcode=True)
     make_mp4(here / "mute.mp4", seconds=2, audio=False)
     (here / "show.m3u").write_text("# three files\n" + "\n".join(FILES) + "\n")
     (here / "evil.m3u").write_text("a.mp4\n../../etc/passwd\n")
@@ -170,14 +171,14 @@ def test_the_sdk_hls_js_page_plays_a_channel_across_its_joins(start_server, page
 
 def test_rest_lists_appends_and_skips_on_either_worker(start_server, page, folder):
     server = start_server(media_dir=str(folder), access_log="true")
-    started(server, files=["a.mp4", "a.mp4"])
+    started(server, files=["a.mp4", "baseline.mp4", "c.mp4"])  # (another profile: passed over)
     body = {"localStreamName": "channel"}
     for status, answer, _ in on_both(server, "/rest-api/vod/playlist", body, 200):
-        assert status == 200 and answer["items"] == ["a.mp4", "a.mp4"], answer
+        assert status == 200 and answer["items"] == ["a.mp4", "baseline.mp4", "c.mp4"], answer
         assert answer["current"] in (0, 1) and answer["position"] >= 0
     status, answer, _ = call(server.http_url, "/rest-api/vod/playlist_append",
                              {**body, "playlist": ["small.mp4"]})
-    assert status == 200 and answer["items"] == ["a.mp4", "a.mp4", "small.mp4"], answer
+    assert status == 200 and answer["items"] == ["a.mp4", "baseline.mp4", "c.mp4", "small.mp4"]
     # a viewer, then a skip: the picture moves on to the next file at once
     page.add_init_script(WATCH)
     open_player(page, server, "channel", "&mediaProvider=MSE")
@@ -200,6 +201,7 @@ def test_rest_lists_appends_and_skips_on_either_worker(start_server, page, folde
                              ) from None
     widths, gap = watch(page, 2.0)
     assert gap < 0.5, gap
+    assert "baseline.mp4 passed over: its H.264 profile differs" in server.log()
     # the channel shows in vod/find_all like any broadcast, and ends on terminate
     status, found, _ = call(server.http_url, "/rest-api/vod/find", body)
     assert status == 200 and found[0]["loop"] is True, found

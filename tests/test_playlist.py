@@ -25,6 +25,7 @@ def media(tmp_path_factory) -> Path:
     make_mp4(folder / "c.mp4", seconds=2, barcode=True)
     make_mp4(folder / "mute.mp4", seconds=2, audio=False)
     make_mp4(folder / "rate.mp4", seconds=2, audio_rate=22050)
+    make_mp4(folder / "baseline.mp4", seconds=2, profile="baseline")
     (folder / "text.mp4").write_text("not a film\n")
     (folder / "show.m3u").write_text("#EXTM3U\n# the evening\na.mp4\n\n  b.mp4  \nc.mp4\n")
     return folder
@@ -121,10 +122,11 @@ def test_a_huge_list_is_refused_and_appends_are_capped(media, tmp_path):
 
 
 def test_what_cannot_join_the_channel_is_passed_over(media, tmp_path):
-    medium = channel(media, tmp_path, ["a.mp4", "mute.mp4", "text.mp4", "rate.mp4", "c.mp4"])
+    medium = channel(media, tmp_path,
+                     ["a.mp4", "mute.mp4", "text.mp4", "rate.mp4", "baseline.mp4", "c.mp4"])
     samples = read(medium, 6.0)
     keys = [round(s.time, 3) for s in samples if s.kind == "video" and s.keyframe]
-    assert 3.0 in keys and 5.0 in keys  # a, then c (the three between passed over)
+    assert 3.0 in keys and 5.0 in keys  # a, then c (the four between passed over)
     assert [item.name for item in medium.items][medium.current] in ("c.mp4", "a.mp4")
 
 

@@ -14,9 +14,9 @@ frames are kept on one grid across the joins (:class:`~wcs.media.mp4.AudioGrid`)
 so sound neither overlaps nor leaves more than a frame's gap. The next item is
 opened (on the file threads) as soon as one begins, so a join waits for
 nothing; while it is still opening, :meth:`ready` says so and the pump waits.
-An item that cannot be played (gone, not an MP4, or with other tracks or
-another AAC configuration than the first: its viewers' decoders were set up for
-those) is passed over with a warning; a whole pass of such items ends the
+An item that cannot be played (gone, not an MP4, or with other tracks,
+another AAC configuration or another H.264 profile than the first: its viewers'
+decoders were set up for those) is passed over with a warning; a whole pass of such items ends the
 channel. Nobody watching, nothing is read: the schedule moves on from each
 item's length, found by opening it.
 """
@@ -354,4 +354,12 @@ class PlaylistMedia:
             and info.audio.aac_config != mine.audio.aac_config
         ):
             return "its AAC differs from the first file's (rate and channels must match)"
+        if (
+            info.video is not None
+            and mine.video is not None
+            and info.video.profile_level_id[:2] != mine.video.profile_level_id[:2]
+        ):
+            # the SDK's MSE player sets its decoder up once per picture size: a file
+            # of another profile at the same size, then another size, freezes it
+            return "its H.264 profile differs from the first file's"
         return None
