@@ -244,3 +244,22 @@ def test_a_page_cannot_seek_what_it_may_not(start_server, page, media):
     time.sleep(1.0)
     assert frame_number(page, "#video") > before
     assert json.dumps(failed)  # every refusal was JSON the page could read
+
+
+def test_an_s3_play_seeks_far_past_what_was_downloaded(start_server, page, media, s3):
+    """A 45 s object played from S3 (the download runs 8 MiB ahead): a seek to 40 s
+    fetches what is read from there first, and the picture is the keyframe at 40 s."""
+    from testkit.s3 import s3_settings
+
+    server = start_server(media_dir=str(media), **s3_settings(s3.url))
+    start(page, server, "vod://s3/media/long-live.mp4", "MSE")
+    wait_text(page, "#status", "PLAYING")
+    wait_picture(page, 0.3)
+    page.wait_for_selector("#seekBar:not([hidden])")
+    scrub_to(page, 40.5)
+    shown, waited = wait_frame(page, 1200, 1230, timeout=10.0)  # the keyframe at 40 s
+    print(f"S3: seek to 40.5 s shown after {waited * 1000:.0f} ms (frame {shown})")
+    assert_moves_on(page, shown)
+    scrub_to(page, 1.0)  # and back to the start, read before
+    shown, _ = wait_frame(page, 0, 30, timeout=10.0)
+    assert_moves_on(page, shown)
