@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 PLAYER = "/client2/examples/demo/streaming/player/player.html"
+HLS_JS = "/client2/examples/demo/streaming/hls-js-player/hls-js-player.html"
 VIDEO = "#remoteVideo video"
 
 
@@ -12,6 +13,17 @@ def open_player(page, server, stream_name: str, query: str = "", url: str = "") 
     page.goto(f"{server.http_url}{PLAYER}?streamName={stream_name}{query}")
     page.fill("#url", url or server.ws_url)
     page.click("#playBtn")
+
+
+def open_hls_js(page, server, stream_name: str, query: str = "") -> dict:
+    """The SDK's hls.js page playing ``stream_name`` from ``server``'s HLS port;
+    returns the video's state once it shows a picture."""
+    page.goto(server.http_url + HLS_JS + query)
+    page.wait_for_selector("#urlServer")
+    page.fill("#urlServer", server.hls_url)
+    page.fill("#playStream", stream_name)
+    page.click("#applyBtn")
+    return wait_video(page, "#remoteVideo", timeout_ms=20000)
 
 
 def wait_status(page, wanted: str, timeout_ms: int = 15000) -> list[str]:

@@ -16,14 +16,13 @@ import urllib.request
 
 import av
 
-from testkit.pages import wait_video
+from testkit.pages import open_hls_js
 from testkit.rest_client import call
 from testkit.rtc_client import run
 from testkit.rtc_publisher import Published, publish
 from tests.test_e2e_metrics import read as metrics
 from tests.test_e2e_metrics import value
 
-HLS_JS = "/client2/examples/demo/streaming/hls-js-player/hls-js-player.html"
 
 
 def url(server, name: str, file: str | None = None) -> str:
@@ -332,12 +331,7 @@ def test_the_sdk_hls_js_demo_plays_a_broadcast_and_a_publication(start_server, m
     server = start_server(media_dir=str(media), vod_live_loop="true")
 
     def play(name: str, low_latency: bool = False, settle: float = 1.5) -> dict:
-        page.goto(server.http_url + HLS_JS + ("?llhls=true" if low_latency else ""))
-        page.wait_for_selector("#urlServer")
-        page.fill("#urlServer", server.hls_url)
-        page.fill("#playStream", name)
-        page.click("#applyBtn")
-        state = wait_video(page, "#remoteVideo", timeout_ms=20000)
+        state = open_hls_js(page, server, name, "?llhls=true" if low_latency else "")
         page.evaluate("""() => { window.__parts = 0; hlsPlayer.on(Hls.Events.FRAG_LOADED,
             (event, data) => { if (data.part) window.__parts += 1; }); }""")
         time.sleep(settle)

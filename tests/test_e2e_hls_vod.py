@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from testkit.harness import WEBSDK, ServerProcess, require_loopback_only
-from testkit.pages import wait_video
+from testkit.pages import open_hls_js
 from testkit.whep_client import http
 from tests.conftest import SERVERS
 from tools.makemedia import make_mp4
 from wcs.access.tokens import sign
 
-HLS_JS = "/client2/examples/demo/streaming/hls-js-player/hls-js-player.html"
 SECRET = "a-play-token-secret-of-some-length"
 
 
@@ -124,12 +123,7 @@ def test_refusals_say_why(server, name, file, status, says):
 
 
 def test_the_sdk_hls_js_demo_plays_a_file_with_its_duration_and_seeks(server, page):
-    page.goto(server.http_url + HLS_JS)
-    page.wait_for_selector("#urlServer")
-    page.fill("#urlServer", server.hls_url)
-    page.fill("#playStream", "vod://long.mp4")
-    page.click("#applyBtn")
-    wait_video(page, "#remoteVideo", timeout_ms=20000)
+    open_hls_js(page, server, "vod://long.mp4")
     duration = page.evaluate("() => document.getElementById('remoteVideo').duration")
     assert abs(duration - 30.0) < 0.5, duration
     target = 0.6 * duration

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from testkit.pages import VIDEO, open_player, wait_status, wait_video
+from testkit.pages import VIDEO, open_hls_js, open_player, wait_status, wait_video
 from testkit.rest_client import call
 from testkit.rtc_client import play, run
 from testkit.workers import Steering, on_both
 from tools.makemedia import make_mp4
 
-HLS_JS = "/client2/examples/demo/streaming/hls-js-player/hls-js-player.html"
 STARTUP = "/rest-api/vod/startup"
 FILES = ["a.mp4", "small.mp4", "c.mp4"]
 
@@ -156,12 +155,7 @@ def test_the_sdk_hls_js_page_plays_a_channel_across_its_joins(start_server, page
         text = urllib.request.urlopen(f"{server.hls_url}/{quoted}/{quoted}.m3u8").read().decode()
         time.sleep(0.5)
     page.add_init_script(WATCH)
-    page.goto(server.http_url + HLS_JS)
-    page.wait_for_selector("#urlServer")
-    page.fill("#urlServer", server.hls_url)
-    page.fill("#playStream", "channel")
-    page.click("#applyBtn")
-    wait_video(page, "#remoteVideo", timeout_ms=20000)
+    open_hls_js(page, server, "channel")
     widths, gap = watch(page, 10.0)
     seen = changes(widths)
     assert 320 in seen and 640 in seen, seen

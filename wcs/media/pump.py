@@ -118,15 +118,9 @@ class Pump:
         if self.paused_at is None:
             self.pause()
         for _ in range(BURST):
-            if self._pending is None:
-                try:
-                    self._pending = next(self._samples)
-                except StopIteration:
-                    self._finish(None)
-                    return
-                except (WcsError, av.FFmpegError, OSError) as error:
-                    self._failed(error)
-                    return
+            if self._pending is None and not self._read():
+                return
+            assert self._pending is not None
             sample, self._pending = self._pending, None
             self._deliver(sample)
             if sample.kind == "video" or self.ended:
@@ -196,17 +190,9 @@ class Pump:
         """Send what is due, then sleep until the next sample is."""
         now = self._clock.seconds()
         for _ in range(BURST):
-            if self._pending is None:
-                if not self._source_ready(now):
-                    return
-                try:
-                    self._pending = next(self._samples)
-                except StopIteration:
-                    self._finish(None)
-                    return
-                except (WcsError, av.FFmpegError, OSError) as error:
-                    self._failed(error)
-                    return
+            if self._pending is None and not (self._source_ready(now) and self._read()):
+                return
+            assert self._pending is not None
             if self._start is None:
                 self._start = now - self._pending.time - self._lead
             due = self._start + self._pending.time
@@ -235,9 +221,19 @@ class Pump:
         METERS.samples_read[sample.kind] += 1
         self._send(sample)
 
-    def _failed(self, error: Exception) -> None:
-        log.warn("{label}: source failed: {error}", label=self.label, error=error)
-        self._finish(error.info if isinstance(error, WcsError) else "Source read failed")
+    def _read(self) -> bool:
+        """Read the next sample into ``_pending``; False (the pump ended) at the
+        end of the samples or when reading failed."""
+        try:
+            self._pending = next(self._samples)
+        except StopIteration:
+            self._finish(None)
+            return False
+        except (WcsError, av.FFmpegError, OSError) as error:
+            log.warn("{label}: source failed: {error}", label=self.label, error=error)
+            self._finish(error.info if isinstance(error, WcsError) else "Source read failed")
+            return False
+        return True
 
     def _source_ready(self, now: float) -> bool:
         """Whether the next sample can be read without waiting (a download may
