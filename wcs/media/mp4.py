@@ -502,10 +502,14 @@ class AudioGrid:
     """One audio codec's frames (``frame`` ticks each) kept on one grid across a
     loop's passes: each pass's frames are moved, by at most half a frame, so that
     its first comes exactly one frame after the previous pass's last; a frame that
-    would overlap that one is dropped."""
+    would overlap that one is dropped. With ``close_gaps`` a pass whose sound
+    starts less than a frame after the last one's end is moved back onto it (up to
+    a frame early against its picture) rather than on by a frame's silence: a
+    playlist's next file, whose picture starts where the last picture ended."""
 
-    def __init__(self, frame: int) -> None:
+    def __init__(self, frame: int, close_gaps: bool = False) -> None:
         self.frame = frame
+        self.close_gaps = close_gaps
         self.next: int | None = None  # where the next frame starts
         self.nudge: int | None = None  # how far this pass's frames are moved
 
@@ -517,7 +521,10 @@ class AudioGrid:
         frame, half = self.frame, self.frame // 2
         if self.nudge is None:
             gap = sample.pts - self.next if self.next is not None else 0
-            self.nudge = -((gap + half) % frame - half)
+            if self.close_gaps and 0 <= gap < frame:
+                self.nudge = -gap
+            else:
+                self.nudge = -((gap + half) % frame - half)
         if self.nudge:
             sample.pts += self.nudge
             sample.time = sample.pts / sample.clock

@@ -11,7 +11,8 @@ broadcast. Its timeline (a channel's seconds since it began) runs item after
 item: an item begins where the one before ended (its last video frame's end),
 so timestamps keep rising, each item starting on its keyframe. AAC and Opus
 frames are kept on one grid across the joins (:class:`~wcs.media.mp4.AudioGrid`),
-so sound neither overlaps nor leaves more than a frame's gap. The next item is
+so sound neither overlaps nor leaves a gap (a file's sound may start up to a frame,
+23 ms, early against its picture). The next item is
 opened (on the file threads) as soon as one begins, so a join waits for
 nothing; while it is still opening, :meth:`ready` says so and the pump waits.
 An item that cannot be played (gone, not an MP4, or with other tracks,
@@ -247,7 +248,8 @@ class PlaylistMedia:
         """The grid of ``sample``'s codec and clock."""
         key = (sample.codec, sample.clock)
         if key not in grids:
-            grids[key] = AudioGrid(OPUS_FRAME if sample.codec == "opus" else AAC_FRAME)
+            frame = OPUS_FRAME if sample.codec == "opus" else AAC_FRAME
+            grids[key] = AudioGrid(frame, close_gaps=True)
         return grids[key]
 
     def _frame(self, medium: Medium) -> float:
