@@ -243,3 +243,36 @@ def test_controls_before_the_play_starts_or_after_it_ends_say_so():
     assert failures and failures[0].check(NotFound)
     with pytest.raises(NotFound, match="ended"):
         stream.seek(3.0)
+
+
+def test_a_seek_moves_sound_and_picture_by_the_same_time(tmp_path):
+    """Read from a real file: after a seek every AAC frame keeps its place
+    against the picture, as the file has it."""
+    from tools.makemedia import make_mp4
+    from wcs.media.mp4 import Mp4File
+    from wcs.sources import OpenedMedia
+
+    make_mp4(tmp_path / "f.mp4", seconds=8)
+    in_file = Mp4File(tmp_path / "f.mp4", "f", announce=False)
+    aac_times = {round(s.time, 4) for s in in_file.samples() if s.codec == "aac"}
+    in_file.close()
+    clock = Clock()
+    media = OpenedMedia(Mp4File(tmp_path / "f.mp4", "f", announce=False))
+    stream = VodStream(uris.parse("vod://f.mp4"), "vod://f.mp4", media, clock, lambda _: None)
+    viewer = Taking(frozenset({"aac"}))
+    stream.subscribe(viewer)
+    clock.advance(0)
+    clock.advance(1.0)
+    before = len(viewer.got)
+    seeked = stream.seek(5.3)
+    clock.advance(0)
+    clock.advance(1.5)
+    moved = seeked.result.timestamp - seeked.result.position  # the picture's shift (s)
+    after = viewer.got[before:]
+    assert after[0].kind == "video" and after[0].keyframe
+    assert after[0].time == pytest.approx(seeked.result.timestamp)
+    audio = [s for s in after if s.codec == "aac"]
+    assert len(audio) > 40
+    assert all(round(s.time - moved, 4) in aac_times for s in audio), [
+        round(s.time - moved, 4) for s in audio[:5]]
+    stream.close()
