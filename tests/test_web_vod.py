@@ -56,8 +56,10 @@ class Registry:
     def loads(self) -> Deferred[list[Load]]:
         return succeed(list(self.held_loads))
 
-    def startup(self, uri: str, name: str, loop: bool | None = None) -> Deferred:
-        self.started.append((uri, name, loop))
+    def startup(self, uri: str | None, name: str, loop: bool | None = None,
+                playlist: list[str] | None = None) -> Deferred:
+        self.started.append((uri, name, loop) if playlist is None else (playlist, name, loop))
+        uri = uri or f"vod-live://{name}"
         if self.refusal is not None:
             return fail(self.refusal)
         entry = Entry(name, uri=uri, loop=bool(loop), persistent=True, has_video=True)
@@ -114,6 +116,9 @@ def test_startup_hands_its_fields_to_the_registry_and_lists_the_new_stream():
     )
     assert looped.code == 200 and looped.json()["loop"] is True
     assert registry.started[-1] == ("vod-live://b.mp4", "y", True)
+    # a playlist channel: the list goes to the registry instead of a uri
+    listed = call(tree(registry), STARTUP, {"playlist": ["a.mp4", "b.mp4"], "localStreamName": "z"})
+    assert listed.code == 200 and registry.started[-1] == (["a.mp4", "b.mp4"], "z", None)
 
 
 @pytest.mark.parametrize(
