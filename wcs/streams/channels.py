@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from wcs.cluster.directory import Directory, answered
-from wcs.cluster.store import Entry, relayed
+from wcs.cluster.store import VOD, Entry, relayed
 from wcs.errors import BadRequest, NotFound, Unsupported
 from wcs.sources import Sources
 from wcs.streams.stream import VodStream
@@ -57,7 +57,7 @@ class Channels:
         def found(entry: Entry | None) -> Deferred[dict[str, Any]]:
             if entry is None:
                 raise NotFound(f"no stream named {name!r} runs")
-            if not relayed(entry) or entry.kind != "vod":
+            if not relayed(entry) or entry.kind != VOD:
                 raise Unsupported(f"{name!r} is not a playlist channel")
             here = self.directory.worker.rpartition("/")[0]
             if entry.owner.rpartition("/")[0] != here:
