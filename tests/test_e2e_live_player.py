@@ -5,10 +5,13 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
+
 from testkit.browser import recorded_page
 from testkit.pages import frame_number, open_player, wait_status, wait_video
 
 
+@pytest.mark.alone  # two pages' frames within 0.1 s of each other: a timing test
 def test_two_pages_show_the_same_frame_and_the_late_one_starts_at_once(
         start_server, page, browser, media):
     server = start_server(media_dir=str(media))

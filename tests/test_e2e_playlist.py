@@ -230,7 +230,7 @@ def test_a_channel_is_read_once_and_relayed_to_the_other_worker(start_server, fo
     assert log.count("created for vod-live://channel") == 1  # one reader for the server
 
 
-@pytest.mark.parametrize(("body", "code", "words"), [
+BAD_LISTS = [
     ({"localStreamName": "x", "playlist": ["a.mp4", "../../etc/passwd"]}, 400,
      "playlist item 2 ('../../etc/passwd'): "),
     ({"localStreamName": "x", "playlist": ["a.mp4", "/etc/passwd"]}, 400, "playlist item 2"),
@@ -242,12 +242,17 @@ def test_a_channel_is_read_once_and_relayed_to_the_other_worker(start_server, fo
     ({"localStreamName": "x", "playlist": ["a.mp4"] * 1001}, 429, "max_playlist_items"),
     ({"localStreamName": "x", "playlist": ["a.mp4"], "uri": "vod-live://a.mp4"}, 400,
      "not both"),
-])
-def test_startup_refuses_a_bad_list_with_why(start_server, folder, body, code, words):
+]
+
+
+def test_startup_refuses_a_bad_list_with_why(start_server, folder):
     server = start_server(media_dir=str(folder))
-    status, answer, _ = call(server.http_url, STARTUP, body)
-    assert status == code and words in answer["message"], (status, answer)
+    for body, code, words in BAD_LISTS:
+        status, answer, _ = call(server.http_url, STARTUP, body)
+        assert status == code and words in answer["message"], (body, status, answer)
     assert "Traceback" not in server.log()
+    status, _, _ = call(server.http_url, "/rest-api/vod/find_all", {})
+    assert status == 404  # nothing was started by any of them
 
 
 def test_hostile_lists_and_calls_leave_the_channel_playing(start_server, page, folder):
