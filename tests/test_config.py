@@ -61,6 +61,13 @@ def test_defaults(tmp_path):
     assert settings.aws_s3_credentials is None
     assert settings.announced_ips == ()
     assert settings.media_dir == tmp_path
+    assert str(settings.hls_abr_profiles) == "360p,180p" and settings.webrtc_abr is True
+
+
+def test_the_quality_ladder(tmp_path):
+    settings = load_text(tmp_path, "hls_abr_profiles=720p, 240p\nwebrtc_abr=false\n")
+    assert str(settings.hls_abr_profiles) == "720p,240p" and settings.webrtc_abr is False
+    assert not load_text(tmp_path, "hls_abr_profiles=\n").hls_abr_profiles
 
 
 def test_limits_and_origins(tmp_path):
@@ -128,6 +135,8 @@ def test_good_values(tmp_path):
     ("cluster_redis_url=http://x", "cluster_redis_url=<hidden>: must be a redis://"),
     ("cluster_redis_url=redis://h:6379/0", "cluster_address: set the address other nodes"),
     ("cluster_address=host.name", "cluster_address='host.name': must be an IP address"),
+    ("hls_abr_profiles=360", "hls_abr_profiles='360': '360' is not a rung"),
+    ("webrtc_abr=on", "webrtc_abr='on': must be true or false"),
     ("cluster_node=a b", "cluster_node='a b': must be at most 64 letters"),
 ])
 def test_bad_values_name_key_and_value(tmp_path, line, message):

@@ -29,7 +29,7 @@ class Packagers:
     def __init__(self, packager: Packager) -> None:
         self.packager = packager
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str, rung: str = "") -> Any:
         return succeed(self.packager)
 
 
@@ -185,7 +185,7 @@ class Named:
         self.refusal = refusal
         self.names: list[str] = []
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str, rung: str = "") -> Any:
         self.names.append(name)
         return fail(self.refusal) if self.refusal is not None else succeed(self.packager)
 

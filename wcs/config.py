@@ -20,6 +20,8 @@ from twisted.logger import Logger
 
 from wcs import limits
 from wcs.limits import Limits
+from wcs.streams.ladder import DEFAULT as DEFAULT_LADDER
+from wcs.streams.ladder import Ladder
 
 log = Logger()
 
@@ -59,6 +61,10 @@ class Settings:
     turn_ttl: int = 86400
     vod_live_loop: bool = False
     transcoding_disabled: bool = False
+    #: The quality ladder below each stream (HLS ABR's variants, WebRTC's renditions).
+    hls_abr_profiles: Ladder = field(default_factory=lambda: Ladder.parse(DEFAULT_LADDER))
+    #: WebRTC viewers moved between the source and the ladder by their bandwidth.
+    webrtc_abr: bool = True
     vod_stream_timeout: int = 30000
     hls_idle_timeout: int = 20000
     vod_mp4_container_new: bool = True
@@ -340,6 +346,8 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "turn_ttl": ("turn_ttl", _positive, repr),
     "vod_live_loop": ("vod_live_loop", _bool, repr),
     "transcoding_disabled": ("transcoding_disabled", _bool, repr),
+    "hls_abr_profiles": ("hls_abr_profiles", Ladder.parse, repr),
+    "webrtc_abr": ("webrtc_abr", _bool, repr),
     "vod_stream_timeout": ("vod_stream_timeout", _non_negative, repr),
     "hls_idle_timeout": ("hls_idle_timeout", _positive, repr),
     "vod_mp4_container_new": ("vod_mp4_container_new", _bool, repr),

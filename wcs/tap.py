@@ -278,6 +278,7 @@ def compose(
         directory=directory,
         relay=relay,
         transcoding=not settings.transcoding_disabled,
+        ladder=settings.hls_abr_profiles,
     )
     if relay is not None:
         relay.find_published = registry.published_stream

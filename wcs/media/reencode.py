@@ -39,7 +39,10 @@ class X264:
         bitrate: int,
         origin: float = 0.0,
         profile: str = "high",
+        capped: bool = False,
     ) -> None:
+        """``capped``: no second above ``bitrate`` (a VBV of one second), for a
+        rendition that must fit a viewer's link, not just average to it."""
         self.time_base = time_base
         self.origin = origin
         self.encoder = av.CodecContext.create("libx264", "w")
@@ -56,7 +59,8 @@ class X264:
             "bf": "0",
             "profile": profile,
             "x264-params": f"keyint={max(1, int(rate * 10))}:scenecut=0:forced-idr=1:"
-            "repeat-headers=1:annexb=1",
+            "repeat-headers=1:annexb=1"
+            + (f":vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}" if capped else ""),
         }
         self.encoder.open()
 

@@ -75,6 +75,7 @@ class Resizer:
             self.fps,
             bitrate_for(size, self.fps),
             profile="baseline",
+            capped=True,
         )
         self.frames = 0
 

@@ -40,6 +40,7 @@ from wcs.sources.playlist import PlaylistMedia
 from wcs.streams import uri as uris
 from wcs.streams.channels import Channels
 from wcs.streams.controls import Controls
+from wcs.streams.ladder import NO_LADDER, Ladder
 from wcs.streams.media_sessions import MediaSessions
 from wcs.streams.queries import StreamQueries
 from wcs.streams.renditions import Renditions
@@ -89,6 +90,7 @@ class StreamRegistry:
         directory: Directory | None = None,
         relay: Relay | None = None,
         transcoding: bool = True,
+        ladder: Ladder = NO_LADDER,
     ) -> None:
         self.sources = sources
         self.clock = clock
@@ -111,7 +113,7 @@ class StreamRegistry:
         #: Told ``(token, info)`` when another node refused a media socket of ours.
         self.on_transport_refused: Callable[[str, str], None] = lambda token, info: None
         self.queries = StreamQueries(self.directory, self.media, self.viewers, self.running)
-        self.renditions = Renditions(clock, transcoding)
+        self.renditions = Renditions(clock, transcoding, ladder)
         self.snapshots = Snapshots(
             self.directory, self.media, self.open, self.queries.media_sessions, self._work, clock
         )

@@ -67,7 +67,9 @@ class Rendition:
         self.broadcast.add(subscriber)
         if not self._started:
             self._started = True
+            self.feed.joiner = subscriber  # the source's GOP comes as it would want it
             self.source.subscribe(self.feed)
+            self.feed.joiner = None
         elif not self.broadcast.has_gop() and subscriber.keyframe_wanted():
             self.request_keyframe()
 
@@ -130,13 +132,29 @@ class Rendition:
 
 
 class Feed:
-    """Subscriber: the source's samples into a rendition, and the source's end."""
+    """Subscriber: the source's samples into a rendition, and the source's end.
 
-    pressed_join = True  # the source's GOP pressed before its live edge: live at once
-    lead = 0.0
+    It joins the source as the rendition's first viewer would (``joiner``): a
+    WebRTC viewer's GOP pressed before the live edge, an HLS segmenter's at its
+    own times with its AAC, an MSE player's lead of history; a rendition made
+    for one kind of viewer so starts as the source would for it.
+    """
 
     def __init__(self, rendition: Rendition) -> None:
         self.rendition = rendition
+        self.joiner: Subscriber | None = None
+
+    @property
+    def pressed_join(self) -> bool:
+        return getattr(self.joiner, "pressed_join", True)
+
+    @property
+    def lead(self) -> float:
+        return getattr(self.joiner, "lead", 0.0)
+
+    @property
+    def gop_audio(self) -> bool:
+        return getattr(self.joiner, "gop_audio", False)
 
     def deliver(self, sample: Sample) -> None:
         self.rendition.take(sample)

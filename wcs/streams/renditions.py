@@ -12,6 +12,7 @@ from twisted.logger import Logger
 
 from wcs.errors import Unsupported
 from wcs.media import resize
+from wcs.streams.ladder import NO_LADDER, Ladder, Rung, Step
 from wcs.streams.rendition import Rendition
 from wcs.streams.stream import Stream
 
@@ -21,12 +22,16 @@ log = Logger()
 class Renditions:
     """This worker's renditions, by (source stream id, size).
 
-    ``transcoding`` false (``transcoding_disabled``) refuses every other size.
+    ``transcoding`` false (``transcoding_disabled``) refuses every other size,
+    and offers no ``ladder``.
     """
 
-    def __init__(self, clock: IReactorTime, transcoding: bool = True) -> None:
+    def __init__(
+        self, clock: IReactorTime, transcoding: bool = True, ladder: Ladder = NO_LADDER
+    ) -> None:
         self.clock = clock
         self.transcoding = transcoding
+        self.ladder = ladder if transcoding else NO_LADDER
         self._running: dict[tuple[str, tuple[int, int]], Rendition] = {}
 
     def __len__(self) -> int:
@@ -57,6 +62,14 @@ class Renditions:
             n=len(self._running),
         )
         return rendition
+
+    def steps(self, stream: Stream | Rendition) -> list[Step]:
+        """The ladder's rungs ``stream`` offers now, highest first."""
+        return self.ladder.steps(stream.info.video if stream.info is not None else None)
+
+    def rung(self, stream: Stream, rung: Rung) -> Stream | Rendition:
+        """``stream`` at ``rung``'s height (itself when it is not taller)."""
+        return self.sized(stream, 0, rung.height)
 
     def _gone(self, rendition: Rendition) -> None:
         if self._running.get(rendition.key) is rendition:

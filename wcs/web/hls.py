@@ -35,6 +35,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from wcs.access.gate import OPEN, Gate
 from wcs.errors import BadRequest, NotFound, WcsError
+from wcs.hls import variants
 from wcs.hls.packagers import Packager, Packagers
 from wcs.hls.segmenter import TooManyWaiting
 from wcs.metrics import METERS
@@ -133,29 +134,92 @@ class HlsFile(resource.Resource):
             return error(request, 404, "not a stream name (UTF-8 expected)")
         if not name or not wanted:
             return error(request, 404, "HLS is at /<streamName>/<streamName>.m3u8")
+        base = variants.base_name(name)
+        if base is not None and base.startswith(VOD):
+            return error(
+                request,
+                404,
+                "HLS ABR is for live streams: a vod:// file is HLS VOD at its own size "
+                f"(/{VOD}NAME/{VOD}NAME.m3u8); play vod-live:// for its ladder",
+            )
+        if base is not None:
+            return self._abr(request, name, base, wanted)
         if name.startswith(VOD) and self.vod is not None:
             return self._vod(request, name, wanted, self.vod)
+        return self._live(request, name, "", wanted, name)
+
+    def _live(
+        self, request: Request, name: str, rung: str, wanted: str, playlist: str
+    ) -> bytes | int:
+        """A live stream's (at a ``rung`` of its ladder) media playlist
+        ``<playlist>.m3u8``, a segment or a part."""
         part = PART_FILE.fullmatch(wanted)
-        if wanted == f"{name}.m3u8":
+        if wanted == f"{playlist}.m3u8":
             try:
                 blocking = blocking_request(request.args)
             except BadRequest as refused:
                 return error(request, 400, refused.info)
             address = getattr(request.getClientAddress(), "host", "")
             METERS.hls_viewers.seen((address, name), self.clock.seconds())
-            answer = self.packagers.get(name).addCallback(self._playlist, request, blocking)
+            answer = self.packagers.get(name, rung).addCallback(self._playlist, request, blocking)
         elif wanted.endswith(".ts") and wanted[:-3].isdigit() and len(wanted) < 16:
-            answer = self.packagers.get(name).addCallback(self._segment, int(wanted[:-3]))
+            answer = self.packagers.get(name, rung).addCallback(self._segment, int(wanted[:-3]))
         elif part is not None:
-            answer = self.packagers.get(name).addCallback(
+            answer = self.packagers.get(name, rung).addCallback(
                 self._part, request, int(part[1]), int(part[2])
             )
         else:
             return error(
-                request, 404, f"no such HLS file: {wanted!r} (the playlist is {name}.m3u8)"
+                request, 404, f"no such HLS file: {wanted!r} (the playlist is {playlist}.m3u8)"
             )
         answer.addErrback(self._refused, request).addCallback(self._send, request)
         return NOT_DONE_YET
+
+    # --- HLS ABR: <name>-HLS-ABR-STREAM
+
+    def _abr(self, request: Request, name: str, base: str, wanted: str) -> bytes | int:
+        """The multivariant playlist, or a file of one of its variants."""
+        if wanted == f"{name}.m3u8":
+            address = getattr(request.getClientAddress(), "host", "")
+            METERS.hls_viewers.seen((address, name), self.clock.seconds())
+            answer = self.packagers.get(base).addCallback(self._variants, request)
+            answer.addErrback(self._refused, request).addCallback(self._send, request)
+            return NOT_DONE_YET
+        variant, _, file = wanted.partition("/")
+        if not file or "/" in file:
+            return error(
+                request,
+                404,
+                f"no such HLS file: {wanted!r} (the playlist is {name}.m3u8, "
+                "its variants <variant>/<variant>.m3u8)",
+            )
+        rung = "" if variant == variants.SOURCE else variant
+        return self._live(request, base, rung, file, variant)
+
+    def _variants(self, packager: Packager, request: Request) -> Deferred:
+        """The multivariant playlist once the source has a segment to measure."""
+        segmenter = packager.segmenter
+        steps = self.packagers.registry.renditions.steps(packager.stream)
+
+        def answer() -> tuple[int, bytes, bytes]:
+            if not segmenter.segments:  # (ended before any)
+                raise NotFound(segmenter.failure or "The stream ended before its first segment")
+            assert packager.stream.info is not None
+            body = variants.multivariant(
+                packager.stream.info,
+                round(variants.peak_bandwidth(segmenter.segments) * variants.OVERHEAD),
+                steps,
+            )
+            return 200, PLAYLIST_TYPE, body.encode("ascii")
+
+        return self._when(
+            packager,
+            request,
+            lambda: bool(segmenter.segments) or segmenter.ended,
+            answer,
+            FIRST_SEGMENT_WAIT,
+            b"",
+        )
 
     # --- files as HLS VOD
 
