@@ -155,6 +155,8 @@ class Meters:
         #: ICE-TCP connections by what became of them: claimed (by a peer of this
         #: worker), handed (to another worker's), refused (garbage, strangers, silence)
         self.ice_tcp: Counter[str] = Counter()
+        #: WebRTC viewers moved by their bandwidth, by (direction, the step moved to)
+        self.abr_moves: Counter[tuple[str, str]] = Counter()
 
     def traffic(self, provider: str) -> Traffic:
         found = self.sent.get(provider)
@@ -269,8 +271,16 @@ def families(meters: Meters, state: StateReader | None) -> list[Metric]:
     )
     for outcome, count in sorted(meters.ice_tcp.items()):
         ice_tcp.add_metric([outcome], count)
+    moves = CounterMetricFamily(
+        "wcsvod_abr_moves",
+        "WebRTC viewers moved by their bandwidth, by direction (up, down) and step moved to",
+        labels=["direction", "rendition"],
+    )
+    for (direction, step), count in sorted(meters.abr_moves.items()):
+        moves.add_metric([direction, step], count)
     out += [
         ice_tcp,
+        moves,
         packets,
         octets,
         samples,

@@ -279,6 +279,7 @@ def compose(
         relay=relay,
         transcoding=not settings.transcoding_disabled,
         ladder=settings.hls_abr_profiles,
+        adaptive=settings.webrtc_abr,
     )
     if relay is not None:
         relay.find_published = registry.published_stream

@@ -79,8 +79,9 @@ class Resizer:
         )
         self.frames = 0
 
-    def feed(self, sample: Sample, keyframe: bool = False) -> list[Sample]:
-        """One source sample; ``keyframe`` asks for an IDR at the next picture."""
+    def feed(self, sample: Sample, keyframe: bool = False, encode: bool = True) -> list[Sample]:
+        """One source sample; ``keyframe`` asks for an IDR at the next picture;
+        ``encode`` false only decodes it (a picture the later ones refer to)."""
         packet = av.Packet(sample.data)
         packet.pts = packet.dts = sample.pts
         packet.time_base = Fraction(1, VIDEO_CLOCK)
@@ -88,6 +89,8 @@ class Resizer:
             pictures = self.decoder.decode(packet)
         except av.FFmpegError:
             return []  # damaged: the next keyframe repairs the picture
+        if not encode:
+            return []
         out: list[Sample] = []
         for picture in pictures:
             scaled = picture.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
@@ -117,18 +120,19 @@ class ResizeThread:
         self.post = post
         self.label = label
         self.dropped = 0
-        self._queue: queue.Queue[tuple[Sample, bool] | None] = queue.Queue(QUEUE)
+        self._queue: queue.Queue[tuple[Sample, bool, bool] | None] = queue.Queue(QUEUE)
         self._skipping = False
         self._thread = threading.Thread(target=self._run, name=f"resize {label}", daemon=True)
         self._thread.start()
 
-    def push(self, sample: Sample, keyframe: bool = False) -> None:
-        """Queue a video sample; past ``QUEUE`` waiting, drop to the next keyframe."""
+    def push(self, sample: Sample, keyframe: bool = False, encode: bool = True) -> None:
+        """Queue a video sample (:meth:`Resizer.feed`'s arguments); past ``QUEUE``
+        waiting, drop to the next keyframe."""
         if self._skipping and not sample.keyframe:
             self.dropped += 1
             return
         try:
-            self._queue.put_nowait((sample, keyframe))
+            self._queue.put_nowait((sample, keyframe, encode))
             self._skipping = False
         except queue.Full:
             self._skipping = True

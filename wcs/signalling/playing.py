@@ -9,10 +9,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wcs.errors import Conflict, NotFound, Unsupported
+from wcs.metrics import METERS
 from wcs.signalling import messages
 from wcs.signalling.negotiation import Negotiation
+from wcs.streams.adaptive import AdaptiveView
 from wcs.streams.registry import Stream
 from wcs.streams.rendition import Rendition
+from wcs.streams.renditions import Renditions
 from wcs.streams.stream import PublishedStream, Seeked, VodStream
 from wcs.transports.interfaces import Player
 
@@ -24,6 +27,10 @@ class Playback(Negotiation):
 
     stream: Stream | Rendition | None = None
     player: Player | None = None
+    #: where its ladder comes from (set for a play that pinned no size)
+    renditions: Renditions | None = None
+    #: what it watches through when it adapts to its bandwidth (WebRTC)
+    view: AdaptiveView | None = None
 
     @property
     def transport(self) -> Player | None:
@@ -71,10 +78,53 @@ class Playback(Negotiation):
                 self._resized(video.width, video.height)
             if isinstance(self.stream, PublishedStream | VodStream):  # its size may change
                 self.stream.watch_size(self._resized)
-            self.player.on_keyframe_request = self.stream.request_keyframe
-            self.stream.subscribe(self.player)
+            view = self.view = self._adaptive(self.stream, self.player)
+            if view is not None:
+                self.player.on_keyframe_request = view.request_keyframe
+                view.start()
+            else:
+                self.player.on_keyframe_request = self.stream.request_keyframe
+                self.stream.subscribe(self.player)
         else:
             self.end("STOPPED" if state == "stopped" else "FAILED", info)
+
+    def _adaptive(self, stream: Stream | Rendition, player: Player) -> AdaptiveView | None:
+        """The view that moves a WebRTC player along the stream's ladder by its
+        bandwidth (None: it watches the stream itself)."""
+        if self.renditions is None or isinstance(stream, Rendition):
+            return None
+        if getattr(player, "on_feedback", None) is None:  # it cannot tell its bandwidth
+            return None
+        offers = self.renditions.offers(stream)
+        if not offers:
+            return None
+        view = AdaptiveView(player, self.clock, self.label, offers, self._moved)
+        player.on_feedback = view.feedback  # type: ignore[attr-defined]
+        self.media.rendition = offers[0].name
+        return view
+
+    def _moved(self, old: int, new: int) -> None:
+        """The view moved: logged, counted, listed, and the page told the size."""
+        view = self.view
+        if view is None or self.done:
+            return
+        was, now = view.offers[old], view.offers[new]
+        direction = "down" if new > old else "up"
+        estimate = view.chooser.estimate(self.clock.seconds())
+        log.info(
+            "{label}: moved {direction} from {was} to {now} ({width}x{height}; "
+            "the browser estimates {kbps} kb/s)",
+            label=self.label,
+            direction=direction,
+            was=was.name,
+            now=now.name,
+            width=now.size[0],
+            height=now.size[1],
+            kbps="?" if estimate is None else round(estimate / 1000),
+        )
+        METERS.abr_moves[(direction, now.name)] += 1
+        self.media.rendition = now.name
+        self._resized(*now.size)
 
     def _resized(self, width: int, height: int) -> None:
         """The ``resize`` stream event: the picture's size now."""
@@ -149,11 +199,13 @@ class Playback(Negotiation):
     def release(self) -> None:
         """Leave the stream, close the player, and forget both: the player
         holds a callback to this play, so keeping it would make a cycle."""
-        stream, player = self.stream, self.player
-        self.stream = self.player = None
+        stream, player, view = self.stream, self.player, self.view
+        self.stream = self.player = self.view = None
         if isinstance(stream, PublishedStream | VodStream):
             stream.unwatch_size(self._resized)
-        if stream is not None:
+        if view is not None:
+            view.leave()
+        elif stream is not None:
             stream.unsubscribe(player)
         if player is not None:
             player.close()

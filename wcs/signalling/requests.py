@@ -128,6 +128,8 @@ class StreamRequests:
         opening = maybeDeferred(self.registry.open, name)
         if request.width or request.height:  # at that size: a shared rendition
             opening.addCallback(self.registry.renditions.sized, request.width, request.height)
+        else:  # a WebRTC play may be moved along the stream's ladder
+            playback.renditions = self.registry.renditions
         return opening.addCallback(playback.opened)
 
     def publish(self, session: Session, request: StreamRequest) -> Publication | None:

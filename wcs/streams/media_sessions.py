@@ -58,6 +58,7 @@ class MediaSession:
     created: int = field(default_factory=lambda: int(time.time() * 1000))  # ms
     worker: str = ""
     rtmp_url: str = ""  # a push's destination (provider "RTMP")
+    rendition: str = ""  # an adapting WebRTC viewer's step: "source", "360p", ...
 
     @property
     def ended(self) -> bool:
@@ -94,6 +95,7 @@ class MediaSession:
             "createDate": self.created,
             "worker": self.worker,
             **({"rtmpUrl": self.rtmp_url} if self.rtmp_url else {}),
+            **({"rendition": self.rendition} if self.rendition else {}),
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -91,6 +91,7 @@ class StreamRegistry:
         relay: Relay | None = None,
         transcoding: bool = True,
         ladder: Ladder = NO_LADDER,
+        adaptive: bool = True,
     ) -> None:
         self.sources = sources
         self.clock = clock
@@ -113,7 +114,7 @@ class StreamRegistry:
         #: Told ``(token, info)`` when another node refused a media socket of ours.
         self.on_transport_refused: Callable[[str, str], None] = lambda token, info: None
         self.queries = StreamQueries(self.directory, self.media, self.viewers, self.running)
-        self.renditions = Renditions(clock, transcoding, ladder)
+        self.renditions = Renditions(clock, transcoding, ladder, adaptive)
         self.snapshots = Snapshots(
             self.directory, self.media, self.open, self.queries.media_sessions, self._work, clock
         )

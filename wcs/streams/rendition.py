@@ -54,6 +54,7 @@ class Rendition:
         self.closed = False
         self._on_gone = on_gone
         self._keyframe = True  # the first picture out is an IDR
+        self._from = -1  # pictures up to this pts are decoded, not encoded
         self._started = False
         self.thread = ResizeThread(Resizer(size, video.fps), self._encoded, post, self.label)
         self.feed = Feed(self)
@@ -83,6 +84,13 @@ class Rendition:
         """A viewer lost its picture: the next one encoded is an IDR."""
         self._keyframe = True
 
+    def start_after(self, pts: int) -> None:
+        """Its first viewer (moving in from the source) has the pictures up to
+        ``pts``: the source's GOP up to there is decoded, not encoded, and the
+        first picture encoded, an IDR, is the next one."""
+        if not self._started:
+            self._from = pts
+
     def terminate(self, info: str) -> None:
         self._end(info, False)
 
@@ -98,8 +106,10 @@ class Rendition:
         if sample.kind != "video":
             self.broadcast.send(sample)
             return
-        self.thread.push(sample, self._keyframe)
-        self._keyframe = False
+        encode = sample.pts > self._from
+        self.thread.push(sample, self._keyframe and encode, encode)
+        if encode:
+            self._keyframe = False
 
     def _encoded(self, sample: Sample) -> None:
         if not self.closed:

@@ -2,16 +2,22 @@
 
 A play asking for another size than the stream's gets the stream's rendition
 at the fitted size (:mod:`wcs.media.resize`), made by the first such play and
-shared by every later one; it goes when its last viewer does.
+shared by every later one; it goes when its last viewer does. A WebRTC play
+that pinned no size is offered the stream's ladder (:meth:`Renditions.offers`),
+to be moved along by its bandwidth.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import Unsupported
 from wcs.media import resize
+from wcs.streams.adaptive import Offer
+from wcs.streams.bandwidth import AUDIO_NEED
 from wcs.streams.ladder import NO_LADDER, Ladder, Rung, Step
 from wcs.streams.rendition import Rendition
 from wcs.streams.stream import Stream
@@ -23,15 +29,21 @@ class Renditions:
     """This worker's renditions, by (source stream id, size).
 
     ``transcoding`` false (``transcoding_disabled``) refuses every other size,
-    and offers no ``ladder``.
+    and offers no ``ladder``; ``adaptive`` false (``webrtc_abr``) offers it to
+    HLS alone, not to WebRTC viewers.
     """
 
     def __init__(
-        self, clock: IReactorTime, transcoding: bool = True, ladder: Ladder = NO_LADDER
+        self,
+        clock: IReactorTime,
+        transcoding: bool = True,
+        ladder: Ladder = NO_LADDER,
+        adaptive: bool = True,
     ) -> None:
         self.clock = clock
         self.transcoding = transcoding
         self.ladder = ladder if transcoding else NO_LADDER
+        self.adaptive = adaptive
         self._running: dict[tuple[str, tuple[int, int]], Rendition] = {}
 
     def __len__(self) -> int:
@@ -66,6 +78,28 @@ class Renditions:
     def steps(self, stream: Stream | Rendition) -> list[Step]:
         """The ladder's rungs ``stream`` offers now, highest first."""
         return self.ladder.steps(stream.info.video if stream.info is not None else None)
+
+    def offers(self, stream: Stream) -> list[Offer]:
+        """The steps a viewer of ``stream`` may be moved along: the stream itself,
+        then its ladder's renditions (none: the stream alone, nothing to move to)."""
+        if not self.adaptive:
+            return []
+        video = stream.info.video if stream.info is not None else None
+        steps = self.steps(stream)
+        if video is None or not steps:
+            return []
+        source = stream.info.bitrate if stream.info is not None else 0
+        offers = [Offer("source", (video.width, video.height), source, lambda: stream)]
+        for step in steps:
+            offers.append(
+                Offer(
+                    step.rung.name,
+                    step.size,
+                    step.bitrate + AUDIO_NEED,
+                    partial(self.sized, stream, *step.size),
+                )
+            )
+        return offers
 
     def rung(self, stream: Stream, rung: Rung) -> Stream | Rendition:
         """``stream`` at ``rung``'s height (itself when it is not taller)."""

@@ -11,7 +11,9 @@ broadcast in one call.
 
 Per viewer it answers NACKs from the shared payloads (over RTX when it was
 negotiated), sends RTCP sender reports with the NTP/RTP mapping of its last
-packet, and tells its owner when the browser asks for a keyframe.
+packet, and tells its owner when the browser asks for a keyframe, and what
+the browser says of its bandwidth (``on_feedback``: its REMB estimate, and
+each receiver report's loss with the rate this track was sent at meanwhile).
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from typing import Any
 from aiortc import RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpByePacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
     RtcpSourceInfo,
     RtcpSrPacket,
+    unpack_remb_fci,
 )
 from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 from twisted.logger import Logger
@@ -55,6 +60,13 @@ NTP_EPOCH = 2208988800
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 _HEADER = struct.Struct("!BBHII")
+#: Told what a browser says of its link: (REMB bits/s, loss since the last
+#: receiver report, bits/s sent meanwhile), each None when not in this packet.
+Feedback = Callable[[int | None, float | None, float | None], None]
+#: Seconds before a packet NACKed again is sent again (about a round trip).
+RESEND_INTERVAL = 0.15
+#: Most packets resent within that time (a viewer's NACK flood goes no further).
+RESEND_MEMORY = 1024
 
 
 def abs_send_time(now: float) -> int:
@@ -97,6 +109,10 @@ class FastSender(RTCRtpSender):
     ) -> None:
         self.label = label
         self.on_keyframe_request = on_keyframe_request
+        self.on_feedback: Feedback = no_feedback
+        self._rate_mark: tuple[float, int] | None = None  # (when, octets) at the last report
+        self._loss_mark: tuple[int, int] | None = None  # (lost, highest seq) at the last report
+        self._resent: dict[int, float] = {}  # seq: when it was last sent again
         self.ready = asyncio.Event()
         self.stream: RtpStream | None = None
         self._native = native
@@ -189,13 +205,68 @@ class FastSender(RTCRtpSender):
     async def handle_rtcp(self, packet: Any) -> None:
         """aiortc's RTCP for this sender (installed under aiortc's name below)."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            now = time.monotonic()
             for seq in packet.lost:
-                self.retransmit(seq)
+                if self._may_resend(seq, now):
+                    self.retransmit(seq)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             try:
                 self.on_keyframe_request()
             except Exception:  # never into aiortc's receive loop
                 log.failure("{label}: keyframe request failed", label=self.label)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return  # another application's feedback
+            if self.ssrc in ssrcs:
+                self._feedback(bitrate, None, None)
+        elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == self.ssrc:
+                    self._feedback(None, self._loss(report), self._sent_rate())
+
+    def _loss(self, report: Any) -> float:
+        """The share of packets lost since the previous report, from the report's
+        cumulative counts (its own ``fraction_lost`` jumps about under loss)."""
+        mark, self._loss_mark = self._loss_mark, (report.packets_lost, report.highest_sequence)
+        if mark is None:
+            return report.fraction_lost / 256
+        expected = report.highest_sequence - mark[1]
+        if expected <= 0:
+            return 0.0
+        return min(1.0, max(0.0, (report.packets_lost - mark[0]) / expected))
+
+    def _may_resend(self, seq: int, now: float) -> bool:
+        """Whether ``seq`` may go again: a browser repeats its NACKs until the packet
+        comes, and on a congested link resending each one every time multiplied
+        the load that lost it (about 8,400 resends a second through 500 kb/s)."""
+        last = self._resent.get(seq)
+        if last is not None and now - last < RESEND_INTERVAL:
+            return False
+        if len(self._resent) >= RESEND_MEMORY:
+            self._resent = {k: t for k, t in self._resent.items() if now - t < RESEND_INTERVAL}
+            if len(self._resent) >= RESEND_MEMORY:
+                return False  # a flood of NACKs: the rest are not answered
+        self._resent[seq] = now
+        return True
+
+    def _sent_rate(self) -> float | None:
+        """Bits/s this track sent since the last receiver report (None: the first)."""
+        stream = self.stream
+        if stream is None:
+            return None
+        now, mark = time.monotonic(), self._rate_mark
+        self._rate_mark = (now, stream.octets)
+        if mark is None or now - mark[0] < 0.2:
+            return None
+        return (stream.octets - mark[1]) * 8 / (now - mark[0])
+
+    def _feedback(self, remb: int | None, loss: float | None, rate: float | None) -> None:
+        try:
+            self.on_feedback(remb, loss, rate)
+        except Exception:  # never into aiortc's receive loop
+            log.failure("{label}: bandwidth feedback failed", label=self.label)
 
     async def getStats(self) -> RTCStatsReport:
         stream = self.stream
@@ -325,6 +396,10 @@ def send_to_all(
     """One sample to the tracks of every viewer of a broadcast, in one call."""
     now = time.time()
     send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now)
+
+
+def no_feedback(remb: int | None, loss: float | None, rate: float | None) -> None:
+    """Where a sender's feedback goes when nobody listens."""
 
 
 def _stream_counts(sender: FastSender) -> tuple[int, int]:

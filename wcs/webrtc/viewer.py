@@ -28,7 +28,7 @@ from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.packetizer import payloads
 from wcs.webrtc.peer import Peer, trickle_into
 from wcs.webrtc.rtpstream import RtpStream
-from wcs.webrtc.sender import FastSender, adopt, send_to_all
+from wcs.webrtc.sender import FastSender, Feedback, adopt, no_feedback, send_to_all
 
 log = Logger()
 
@@ -123,6 +123,9 @@ class WebRTCViewer:
         self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
         self.connect_deadline = (ICE_TIMEOUT, self._never_connected)
         self.on_keyframe_request: Callable[[], None] = lambda: None
+        #: Told what the browser says of its link: REMB (bits/s), and the loss in
+        #: each receiver report with the rate sent meanwhile (fast senders only).
+        self.on_feedback: Feedback | None = no_feedback if fast else None
         self.tracks: dict[str, EncodedTrack | FastSender] = {}
         self.pc: Peer | None = None
         self.connected = False
@@ -174,9 +177,11 @@ class WebRTCViewer:
         assert self.pc is not None
         if self.fast:
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
-            self.tracks[kind] = adopt(
+            sender = self.tracks[kind] = adopt(
                 transceiver.sender, f"{self.label} {kind}", self._keyframe_requested
             )
+            if kind == "video":
+                sender.on_feedback = self._feedback
         else:
             track = self.tracks[kind] = EncodedTrack(kind)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
@@ -188,6 +193,10 @@ class WebRTCViewer:
         """The browser asked for a keyframe (PLI or FIR): the stream decides how."""
         log.debug("{label}: keyframe requested", label=self.label)
         self.on_keyframe_request()
+
+    def _feedback(self, remb: int | None, loss: float | None, rate: float | None) -> None:
+        if self.on_feedback is not None:
+            self.on_feedback(remb, loss, rate)
 
     def _state_changed(self) -> None:
         """Called by aiortc at each change, as it happens (not in a task of its
@@ -296,6 +305,8 @@ class WebRTCViewer:
         self._done = True
         self._on_state = _ignore
         self.on_keyframe_request = _nothing
+        if self.on_feedback is not None:
+            self.on_feedback = no_feedback
         if self._lost is not None:
             self._lost.cancel()
             self._lost = None

@@ -1,0 +1,138 @@
+"""Which step of its ladder a WebRTC viewer's link can carry, from its browser's feedback.
+
+A :class:`Chooser` reads what a browser says of its link, as an SFU does: its
+REMB (the receive-side estimate Chrome sends several times a second once it
+has one) and its receiver reports (the packets lost since the last one, with
+the rate sent meanwhile). It answers with the step the viewer should be on:
+
+- **down, at once**, when the estimate falls well under what its step needs
+  (a link that carries less than the stream: REMB settles near 0.85 of it
+  within a second), or under it with loss, to the highest step that fits;
+- **up, when the estimate has room** for the step above for a few seconds;
+- **up on trial** otherwise: Chrome's REMB never says more than 1.5 times what
+  it receives, so from a low rendition it cannot show room for the source.
+  After a quiet while on a lower step (no loss, REMB at its ceiling) the
+  viewer tries the step above; if that brings it down again soon, the next
+  trial waits twice as long.
+
+It only decides; :class:`~wcs.streams.adaptive.AdaptiveView` moves the viewer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: What a step's audio needs on top of its video (Opus over RTP).
+AUDIO_NEED = 64_000
+#: An estimate under this share of the step's need moves down at once.
+FAR_UNDER = 0.75
+#: Under this share with loss (at least ``LOSSY``) also moves down.
+UNDER = 0.95
+#: The share of packets lost since the last report that counts as a lossy link.
+LOSSY = 0.05
+#: A step fits an estimate of at least its need over this share.
+FITS = 0.85
+#: The estimate must have room for the step above (its need times this) ...
+ROOM = 1.15
+#: ... for this many seconds, before the viewer goes up.
+ROOM_FOR = 3.0
+#: REMB at this multiple of the rate received says the link is not what limits it.
+CEILING = 1.3
+#: Seconds on a step, without loss, before the first trial of the step above.
+TRIAL_AFTER = 12.0
+#: Most seconds between trials (each failed one doubles the wait).
+TRIAL_MOST = 120.0
+#: A move down this soon after going up means the step above did not fit.
+TRIAL_FAILS_WITHIN = 10.0
+#: A REMB older than this is not the link's estimate any more.
+REMB_FRESH = 3.0
+
+
+class Chooser:
+    """One viewer's step, from ``needs`` (bits/s each step needs, the source first,
+    then each rendition, highest first; the source's 0 when not known, as for a
+    publisher's stream: then it is what the viewer is sent) and its browser's feedback."""
+
+    def __init__(self, needs: Sequence[int], now: float, index: int = 0) -> None:
+        self.needs = list(needs)
+        self._measure_source = not self.needs[0]
+        self.index = index
+        self._remb: tuple[float, int] | None = None  # (when, bits/s)
+        self._rate = 0.0  # bits/s sent, as of the last report
+        self._lossy_at = -1e9  # when a report last said the link lost packets
+        self._room_since: float | None = None
+        self._on_step_since = now
+        self._went_up_at = -1e9
+        self._trial_wait = TRIAL_AFTER
+
+    def moved(self, index: int, now: float) -> None:
+        """The viewer is on step ``index`` now."""
+        if index == self.index:
+            return
+        if index < self.index:
+            self._went_up_at = now
+        elif now - self._went_up_at < TRIAL_FAILS_WITHIN:  # down soon after up: no fit
+            self._trial_wait = min(self._trial_wait * 2, TRIAL_MOST)
+        else:
+            self._trial_wait = TRIAL_AFTER
+        self.index = index
+        self._on_step_since = now
+        self._room_since = None
+        self._rate = 0.0
+
+    def feedback(
+        self, now: float, remb: int | None, loss: float | None, rate: float | None
+    ) -> int | None:
+        """Take one piece of feedback; answer the step to move to (None: stay)."""
+        if remb is not None:
+            self._remb = (now, remb)
+        if rate is not None:
+            self._rate = rate + AUDIO_NEED
+            if self.index == 0 and self._measure_source and rate > 0:
+                old = self.needs[0]
+                self.needs[0] = int(self._rate if not old else (old + self._rate) / 2)
+        lossy = loss is not None and loss >= LOSSY
+        if lossy:
+            self._lossy_at = now
+        estimate = self.estimate(now, loss)
+        if estimate is None:
+            return None
+        need = self.needs[self.index]
+        if not need:
+            return None  # not known yet
+        if estimate < need * FAR_UNDER or (lossy and estimate < need * UNDER):
+            fitting = self._fitting(estimate)
+            return fitting if fitting > self.index else None
+        return self._upward(now, estimate)
+
+    def estimate(self, now: float, loss: float | None = None) -> float | None:
+        """Bits/s the link carries, as far as the browser says."""
+        fresh = self._remb is not None and now - self._remb[0] < REMB_FRESH
+        remb = self._remb[1] if fresh and self._remb is not None else None
+        if loss is not None and loss >= LOSSY and self._rate:
+            carried = self._rate * (1 - loss)
+            return carried if remb is None else min(remb, carried)
+        return remb
+
+    def _fitting(self, estimate: float) -> int:
+        """The highest step that fits ``estimate`` (the lowest when none does)."""
+        for index, need in enumerate(self.needs):
+            if need * FITS <= estimate:
+                return index
+        return len(self.needs) - 1
+
+    def _upward(self, now: float, estimate: float) -> int | None:
+        if self.index == 0 or now - self._lossy_at < ROOM_FOR:
+            self._room_since = None
+            return None
+        if estimate >= self.needs[self.index - 1] * ROOM:
+            if self._room_since is None:
+                self._room_since = now
+            if now - self._room_since >= ROOM_FOR:
+                return self.index - 1
+            return None
+        self._room_since = None
+        at_ceiling = self._rate > 0 and estimate >= self._rate * CEILING
+        if at_ceiling and now - self._on_step_since >= self._trial_wait:
+            return self.index - 1  # a trial: REMB cannot show room above its ceiling
+        return None
