@@ -5,9 +5,11 @@ REMB (the receive-side estimate Chrome sends several times a second once it
 has one) and its receiver reports (the packets lost since the last one, with
 the rate sent meanwhile). It answers with the step the viewer should be on:
 
-- **down, at once**, when the estimate falls well under what its step needs
-  (a link that carries less than the stream: REMB settles near 0.85 of it
-  within a second), or under it with loss, to the highest step that fits;
+- **down, at once**, when the estimate falls under what its step needs and
+  the link shows congestion (loss, or a REMB that fell: Chrome's estimate
+  drops to about 0.85 of what a congested link carries within a second), to
+  the highest step that fits. An estimate merely lower than the need is not
+  enough: Chrome's first REMBs are its start-up guess, not the link's limit;
 - **up, when the estimate has room** for the step above for a few seconds;
 - **up on trial** otherwise: Chrome's REMB never says more than 1.5 times what
   it receives, so from a low rendition it cannot show room for the source.
@@ -20,14 +22,18 @@ It only decides; :class:`~wcs.streams.adaptive.AdaptiveView` moves the viewer.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 #: What a step's audio needs on top of its video (Opus over RTP).
 AUDIO_NEED = 64_000
-#: An estimate under this share of the step's need moves down at once.
-FAR_UNDER = 0.75
-#: Under this share with loss (at least ``LOSSY``) also moves down.
+#: An estimate under this share of the step's need, with congestion, moves down.
 UNDER = 0.95
+#: A REMB under this share of the highest of the last ``FELL_WITHIN`` s fell.
+FELL = 0.9
+FELL_WITHIN = 3.0
+#: How long a lossy report counts as congestion.
+LOSSY_FOR = 2.0
 #: The share of packets lost since the last report that counts as a lossy link.
 LOSSY = 0.05
 #: A step fits an estimate of at least its need over this share.
@@ -58,6 +64,7 @@ class Chooser:
         self._measure_source = not self.needs[0]
         self.index = index
         self._remb: tuple[float, int] | None = None  # (when, bits/s)
+        self._rembs: deque[tuple[float, int]] = deque(maxlen=64)  # the last few seconds'
         self._rate = 0.0  # bits/s sent, as of the last report
         self._lossy_at = -1e9  # when a report last said the link lost packets
         self._room_since: float | None = None
@@ -86,6 +93,9 @@ class Chooser:
         """Take one piece of feedback; answer the step to move to (None: stay)."""
         if remb is not None:
             self._remb = (now, remb)
+            self._rembs.append(self._remb)
+            while self._rembs and now - self._rembs[0][0] > FELL_WITHIN:
+                self._rembs.popleft()
         if rate is not None:
             self._rate = rate + AUDIO_NEED
             if self.index == 0 and self._measure_source and rate > 0:
@@ -100,7 +110,7 @@ class Chooser:
         need = self.needs[self.index]
         if not need:
             return None  # not known yet
-        if estimate < need * FAR_UNDER or (lossy and estimate < need * UNDER):
+        if estimate < need * UNDER and self._congested(now):
             fitting = self._fitting(estimate)
             return fitting if fitting > self.index else None
         return self._upward(now, estimate)
@@ -113,6 +123,14 @@ class Chooser:
             carried = self._rate * (1 - loss)
             return carried if remb is None else min(remb, carried)
         return remb
+
+    def _congested(self, now: float) -> bool:
+        """Whether the link shows it carries less than it is sent: loss, or a fall."""
+        if now - self._lossy_at < LOSSY_FOR:
+            return True
+        if self._remb is None or len(self._rembs) < 2:
+            return False
+        return self._remb[1] < FELL * max(value for _, value in self._rembs)
 
     def _fitting(self, estimate: float) -> int:
         """The highest step that fits ``estimate`` (the lowest when none does)."""

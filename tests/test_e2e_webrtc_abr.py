@@ -1,0 +1,136 @@
+"""WebRTC viewers moved along the quality ladder by their bandwidth, in Chromium.
+
+Two SDK player pages watch a 1.2 Mb/s 640x360 broadcast. One page's link is
+then held to 500 kb/s (an HTB class on the server's UDP port for that page,
+in the test's own network namespace): the server moves it to the 180p
+rendition within 5 s, where it plays without freezing; with the limit lifted
+it goes back to the source. The other page keeps the source throughout.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from testkit.browser import recorded_page
+from testkit.pages import inbound_video_stats, open_player, video_state, wait_status, wait_video
+from testkit.rest_client import call
+from tools.makemedia import make_mp4
+
+NAME = "vod-live://abr.mp4"
+LIMIT = "500kbit"
+
+
+def server_udp_port(page) -> int:
+    """The server's UDP port for the page's last peer connection (its answer's candidate)."""
+    sdp = page.evaluate("window.__remoteSdps[window.__remoteSdps.length - 1]")
+    for line in sdp.splitlines():
+        found = re.match(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", line, re.I)
+        if found:
+            return int(found[1])
+    raise AssertionError(f"no UDP candidate on 127.0.0.1 in the answer:\n{sdp}")
+
+
+def tc(*args: str) -> None:
+    subprocess.run(["tc", *args], check=True, capture_output=True, text=True)
+
+
+class Throttle:
+    """What the server sends from ``port`` goes through ``rate`` (a 50-packet queue)."""
+
+    def __init__(self, port: int, rate: str = LIMIT) -> None:
+        self.port = port
+        self.rate = rate
+
+    def __enter__(self) -> Throttle:
+        tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb")
+        tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb",
+           "rate", self.rate, "ceil", self.rate)
+        tc("qdisc", "add", "dev", "lo", "parent", "1:10", "handle", "10:", "pfifo", "limit", "50")
+        tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+           "match", "ip", "sport", str(self.port), "0xffff", "flowid", "1:10")
+        return self
+
+    def lift(self) -> None:
+        tc("filter", "del", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1")
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
+
+
+def wait_width(page, width: int, seconds: float, also=lambda: None) -> float:
+    """Seconds until the page's picture is ``width`` wide (fails after ``seconds``)."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if video_state(page)["width"] == width:
+            return time.monotonic() - start
+        also()
+        time.sleep(0.1)
+    raise AssertionError(f"the picture is not {width} wide after {seconds} s: {video_state(page)}")
+
+
+def listed(server) -> dict[str, str]:
+    """Each play's current step, as REST lists it (by mediaSessionId)."""
+    status, found, _ = call(server.http_url, "/rest-api/stream/find_all", {})
+    assert status == 200, found
+    return {entry["mediaSessionId"]: entry.get("rendition", "") for entry in found}
+
+
+@pytest.mark.alone  # the limit is on the namespace's loopback; no freeze with nothing beside
+def test_a_throttled_viewer_moves_down_and_back_up_the_other_keeps_the_source(
+        start_server, page, browser, tmp_path):
+    make_mp4(tmp_path / "abr.mp4", seconds=60, bitrate="1200k")
+    server = start_server(media_dir=str(tmp_path), vod_live_loop="true")
+    open_player(page, server, NAME)
+    wait_status(page, "PLAYING")
+    assert wait_video(page)["width"] == 640
+    throttled_port = server_udp_port(page)
+    other = recorded_page(browser)
+    open_player(other, server, NAME)
+    wait_status(other, "PLAYING")
+    assert wait_video(other)["width"] == 640
+    assert server_udp_port(other) != throttled_port
+    time.sleep(4)  # the browsers' estimates run
+    assert "moved down" not in server.log()  # an open link keeps the source
+    assert sorted(listed(server).values()) == ["source", "source"]
+
+    def other_keeps_the_source() -> None:
+        assert video_state(other)["width"] == 640
+
+    with Throttle(throttled_port) as throttle:
+        down = wait_width(page, 320, 10, other_keeps_the_source)
+        print(f"moved down {down:.1f} s after the limit")
+        assert down <= 5.0
+        steps = listed(server)
+        assert sorted(steps.values()) == ["180p", "source"], steps
+        time.sleep(2)  # the queue the source filled drains
+        before, shown = inbound_video_stats(page), video_state(page)
+        for _ in range(16):
+            time.sleep(0.5)
+            other_keeps_the_source()
+        after, later = inbound_video_stats(page), video_state(page)
+        print("through the limit:", before, after)
+        assert later["width"] == 320
+        assert later["time"] - shown["time"] >= 7.0  # it plays on
+        assert after["framesDecoded"] - before["framesDecoded"] >= 8 * 30 * 0.85
+        assert after["freezeCount"] - before["freezeCount"] <= 1
+        throttle.lift()
+        up = wait_width(page, 640, 40, other_keeps_the_source)
+        print(f"moved back up {up:.1f} s after the limit was lifted")
+    wait_video(page)
+    time.sleep(2)
+    assert video_state(page)["width"] == 640
+    other_keeps_the_source()
+    log = server.log()
+    assert log.count("moved down from source to 180p (320x180") == 1, log
+    assert "moved up from 180p to source (640x360" in log
+    assert "Traceback" not in log
+    assert "New video size: 320x180" in page.console_messages  # the SDK's resize event
+    metrics = urllib.request.urlopen(server.http_url + "/metrics", timeout=10).read().decode()
+    assert re.search(r'wcsvod_abr_moves_total\{direction="down",rendition="180p"[^}]*\} 1\.0',
+                     metrics), metrics
+    assert sorted(listed(server).values()) == ["source", "source"]
