@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import urllib.parse
 
 import av
+import pytest
 
+from testkit.pages import open_hls_js, video_state
+from testkit.throttle import Throttle
 from tests.test_e2e_hls import get, parse
 from tools.makemedia import make_mp4
 
@@ -124,3 +128,45 @@ def test_no_ladder_offers_the_source_alone(start_server, tmp_path):
     assert [v["uri"] for v in variants(body.decode())] == ["source/source.m3u8"]
     status, body, _ = get(abr_url(server, file="180p/180p.m3u8"))
     assert status == 404 and b"(empty)" in body
+
+
+def wait_hls_width(page, width: int, seconds: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if video_state(page, "#remoteVideo")["width"] == width:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    level = page.evaluate("() => hlsPlayer.currentLevel")
+    raise AssertionError(f"not {width} wide after {seconds} s: "
+                         f"{video_state(page, '#remoteVideo')}, level {level}")
+
+
+@pytest.mark.alone  # the limit is on the namespace's loopback
+def test_hls_js_picks_a_lower_variant_through_a_slow_link(start_server, page, tmp_path):
+    """The SDK's hls.js page on the multivariant playlist: the source on an open
+    link; held to 500 kb/s, hls.js takes the 180p variant and plays on without
+    stalling."""
+    make_mp4(tmp_path / "abr.mp4", seconds=120, bitrate="1200k")
+    server = start_server(media_dir=str(tmp_path), vod_live_loop="true")
+    open_hls_js(page, server, ABR)
+    wait_hls_width(page, 640, 30)  # an open link: the source
+    levels = page.evaluate("() => hlsPlayer.levels.map(l => [l.width, l.height, l.bitrate])")
+    assert sorted(level[:2] for level in levels) == [[320, 180], [640, 360]], levels
+    port = int(server.hls_url.rsplit(":", 1)[1])
+    with Throttle(port):
+        down = wait_hls_width(page, 320, 40)
+        print(f"hls.js took the 180p variant {down:.1f} s after the limit")
+        page.evaluate("""() => {
+            const v = document.querySelector('#remoteVideo');
+            window.__stalls = 0;
+            v.addEventListener('waiting', () => { window.__stalls += 1; });
+        }""")
+        before = video_state(page, "#remoteVideo")
+        time.sleep(12)
+        after = video_state(page, "#remoteVideo")
+        stalls = page.evaluate("window.__stalls")
+        level = page.evaluate("() => hlsPlayer.currentLevel")
+    print("through the limit:", before, after, "stalls", stalls)
+    assert after["width"] == 320 and levels[level][0] == 320
+    assert after["time"] - before["time"] >= 11.0  # it plays on
+    assert stalls == 0

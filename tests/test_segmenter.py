@@ -416,3 +416,27 @@ def test_a_new_picture_size_starts_a_segment_marked_discontinuity(files, tmp_pat
     listed_numbers = [s.number for s in list(cut.segments)[-hls.LISTED:]]
     assert all(s.number < listed_numbers[0] for s in marked)
     assert "#EXT-X-DISCONTINUITY-SEQUENCE:4" in cut.playlist()  # and big → small again
+
+
+def test_a_rung_follows_its_source_s_numbers_timestamps_and_dates():
+    """HLS ABR: a rendition's segmenter started later takes the number, the TS
+    timestamps and the date of the source's segment that starts where it does,
+    and never asks its rendition for a keyframe of its own (that would cut
+    somewhere the source does not)."""
+    info = MediaInfo(0.0, VideoInfo(320, 180, 30.0, "42e01f"), None)
+    clock = iter(itertools.count(1_000_000, 1 / 30))
+    source = Segmenter(info, "source", wall=lambda: next(clock))
+    asked = []
+    rung = Segmenter(info, "rung", lambda: asked.append(True), wall=lambda: 5e6, leader=source)
+    for n in range(0, 30 * 9):  # 9 s, a keyframe every 2 s
+        source.deliver(frame(3000 * n, keyframe=n % 60 == 0))
+        if n >= 30 * 4:  # the rung joins at 4 s, and takes the GOP from there
+            rung.deliver(frame(3000 * n, keyframe=n % 60 == 0))
+    assert [s.number for s in source.segments] == [0, 1, 2, 3]
+    assert [s.number for s in rung.segments] == [2, 3]
+    for mine, theirs in zip(rung.segments, list(source.segments)[2:], strict=True):
+        assert (mine.start, mine.duration) == (theirs.start, theirs.duration)
+        assert mine.wall == pytest.approx(theirs.wall, abs=1e-3)
+        assert packets(mine.data)["video"][0].pts == packets(theirs.data)["video"][0].pts
+    assert "#EXT-X-MEDIA-SEQUENCE:2" in rung.playlist()
+    assert asked == []

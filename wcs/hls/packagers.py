@@ -113,7 +113,13 @@ class Packagers(service.Service):
     def _opened(self, stream: Stream | Rendition, key: Key) -> Packager:
         assert stream.info is not None  # a stream is described before it is opened
         name, rung = key
-        segmenter = Segmenter(stream.info, f"HLS {name!r}{_at(rung)}", stream.request_keyframe)
+        source = self.running_packagers.get((name, "")) if rung else None
+        segmenter = Segmenter(
+            stream.info,
+            f"HLS {name!r}{_at(rung)}",
+            stream.request_keyframe,
+            leader=source.segmenter if source is not None else None,
+        )
         packager = Packager(name, stream, segmenter, self.clock.seconds())
         self.running_packagers[key] = packager
         stream.subscribe(segmenter)

@@ -75,6 +75,7 @@ class Segment:
     keyframe: bool  # starts with one
     wall: float = 0.0  # when its first sample was live (Unix time): EXT-X-PROGRAM-DATE-TIME
     discontinuity: bool = False  # another picture size (SPS) begins with it
+    start: float = 0.0  # its first sample's media time (s)
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,14 @@ class Segmenter:
         label: str,
         ask_keyframe: Callable[[], None] = lambda: None,
         wall: Callable[[], float] = time.time,
+        leader: Segmenter | None = None,
     ) -> None:
         self.info = info
+        #: the source's segmenter, for a rung of HLS ABR: its variant's segments take
+        #: the leader's numbers, timestamps and dates, so that a player switching
+        #: variants finds the same moment under the same number (both cut at the
+        #: same keyframes: a rendition's IDRs are its source's keyframes)
+        self.leader = leader
         self.wall = wall
         # wall clock less media time, the least seen: a sample is never early, and the
         # cached GOP a segmenter starts with comes late, all at once
@@ -170,6 +177,8 @@ class Segmenter:
             if self._video and not starts:
                 return  # wait for the first keyframe
             self._start = self._part_start = now
+            if self.leader is not None and self.leader._base is not None:
+                self._follow(self.leader, now)
             if self._base is None:
                 self._base = self._start - LEAD
         else:
@@ -198,7 +207,7 @@ class Segmenter:
                     and now - self._part_start + self._frame > PART_TARGET + 1e-4
                 ):
                     self._cut_part(now)  # one more sample would make it too long
-                if self._video and not self._asked and held >= ASK_KEYFRAME:
+                if self._video and not self._asked and held >= ASK_KEYFRAME and not self.leader:
                     self._asked = True
                     self.ask_keyframe()
         self._last[sample.kind] = sample.pts
@@ -208,6 +217,19 @@ class Segmenter:
 
     def keyframe_wanted(self) -> bool:
         return self._video and self._start is None
+
+    def _follow(self, leader: Segmenter, start: float) -> None:
+        """Start on the leader's timeline: its base and wall clock, and the number
+        of its segment that starts at ``start`` (the next one if none does)."""
+        self._base, self._offset = leader._base, leader._offset
+        for segment in leader.segments:
+            if abs(segment.start - start) < 0.001:
+                self._next = segment.number
+                return
+        if leader._start is not None and abs(leader._start - start) < 0.001:
+            self._next = leader._next
+        else:
+            self._next = leader._next + 1
 
     def _new_sps(self, keyframe: bytes) -> bool:
         """Whether this keyframe's SPS differs from the last one's (the first: no)."""
@@ -346,7 +368,15 @@ class Segmenter:
         if len(self.segments) == self.segments.maxlen and self.segments[0].discontinuity:
             self._discontinuities += 1  # the oldest leaves with its mark
         self.segments.append(
-            Segment(self._next, duration, data, samples[0].keyframe, wall, self._discontinuous)
+            Segment(
+                self._next,
+                duration,
+                data,
+                samples[0].keyframe,
+                wall,
+                self._discontinuous,
+                self._start,
+            )
         )
         self._next += 1
         for old in [number for number in self.parts if number < self._next - PARTS_KEPT]:
