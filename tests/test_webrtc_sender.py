@@ -430,3 +430,87 @@ def test_reports_go_on_for_the_others_when_one_sender_fails():
     broken, fine, gone, finished = scenario()
     assert broken >= 2 and fine >= 2 and gone == 0
     assert finished  # no sender left: the timer ends
+
+
+def test_remb_and_receiver_reports_reach_the_owner_as_bandwidth_feedback():
+    """REMB for this track (another application's FCI, or another SSRC's, is no
+    feedback); each receiver report's loss from its cumulative counts (its own
+    fraction_lost jumps about under loss), with the rate sent since the last one."""
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RtcpReceiverInfo,
+        RtcpRrPacket,
+        pack_remb_fci,
+    )
+
+    def report(ssrc, lost, highest, fraction=0):
+        return RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(
+            ssrc=ssrc, fraction_lost=fraction, packets_lost=lost, highest_sequence=highest,
+            jitter=0, lsr=0, dlsr=0)])
+
+    @on_a_loop
+    async def scenario():
+        _, _, fast, _ = started()
+        heard = []
+        fast.on_feedback = lambda remb, loss, rate: heard.append((remb, loss, rate))
+        await fast.send(parameters())
+        for fci in (pack_remb_fci(812_000, [fast.ssrc]), pack_remb_fci(5, [fast.ssrc + 1]),
+                    b"GOOG-something"):
+            await fast.handle_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+                                                  fci=fci))
+        await fast.handle_rtcp(report(fast.ssrc, 0, 1000, fraction=64))
+        fast.send_sample(PAYLOADS, 0, True)
+        await asyncio.sleep(0.25)
+        await fast.handle_rtcp(report(fast.ssrc, 30, 1100, fraction=255))
+        await fast.handle_rtcp(report(fast.ssrc + 1, 90, 1200))  # another track's
+        fast.on_feedback = lambda remb, loss, rate: 1 / 0  # an owner's bug stays its own
+        await fast.handle_rtcp(report(fast.ssrc, 30, 1200))
+        await fast.stop()
+        return heard
+
+    heard = scenario()
+    assert heard[0] == (812_000, None, None)  # (the mantissa keeps 18 bits: exact here)
+    assert heard[1] == (None, 0.25, None)  # the first report: its own fraction
+    remb, loss, rate = heard[2]
+    assert remb is None and loss == pytest.approx(0.3)  # 30 of 100
+    assert 4_000 < rate < 60_000  # 1,572 bytes (two packets with headers) in 0.25 s
+    assert len(heard) == 3
+
+
+def test_a_packet_nacked_again_and_again_is_resent_once_per_interval():
+    """A browser repeats its NACKs until the packet comes; answering each one
+    multiplied the load on a congested link (about 8,400 resends a second)."""
+    @on_a_loop
+    async def scenario():
+        browser, _, fast, _ = started()
+        await fast.send(parameters())
+        fast.send_sample(PAYLOADS, 90000, True)
+        first = browser.rtp()[0][2]
+        browser.rtp()
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=fast.ssrc,
+                               lost=[first, (first + 1) & 0xFFFF])
+        for _ in range(5):
+            await fast.handle_rtcp(nack)
+        resent = [browser.rtp(), browser.rtp()]
+        at_once = browser.nothing()
+        await asyncio.sleep(sender_module.RESEND_INTERVAL + 0.05)
+        await fast.handle_rtcp(nack)
+        later = [browser.rtp(), browser.rtp()]
+        await fast.stop()
+        return resent, at_once, later
+
+    resent, at_once, later = scenario()
+    assert at_once  # five NACKs: each packet once
+    assert len(resent) == len(later) == 2  # and again once the interval has passed
+
+
+def test_a_nack_flood_is_bounded():
+    sender = SimpleNamespace(_resent={})
+    now = 100.0
+    may = sender_module.FastSender._may_resend
+    answered = sum(may(sender, seq, now) for seq in range(3 * sender_module.RESEND_MEMORY))
+    assert answered == sender_module.RESEND_MEMORY
+    assert len(sender._resent) == sender_module.RESEND_MEMORY
+    later = now + sender_module.RESEND_INTERVAL + 0.01
+    assert may(sender, 5, later)  # the interval over, the memory is cleared
+    assert len(sender._resent) == 1

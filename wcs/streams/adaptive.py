@@ -126,6 +126,8 @@ class AdaptiveView:
         if self.closed_as is not None or self.step is None or index == self.index:
             return
         step = self.offers[index].open()
+        if self._batch is not None and self._move is None:  # (fed in its batch till now)
+            self._last_video = max(self._last_video, self._batch.last_video)
         if index > 0:
             start_after = getattr(step, "start_after", None)
             if start_after is not None:  # a rendition not yet running starts here

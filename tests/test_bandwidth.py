@@ -1,0 +1,101 @@
+"""The Chooser: which step a viewer's link carries, from REMB and receiver reports."""
+
+from __future__ import annotations
+
+from wcs.streams import bandwidth
+from wcs.streams.bandwidth import Chooser
+
+SOURCE, LOW = 1_330_000, 236_800  # a 1.2 Mb/s file with its audio; its 180p
+
+
+def feed(chooser: Chooser, start: float, seconds: float, remb=None, loss=None, rate=None,
+         every: float = 0.25) -> list[tuple[float, int]]:
+    """Feedback every ``every`` s (REMB and a report with ``loss`` each second);
+    the moves it asks for, taken at once."""
+    moves = []
+    steps = int(seconds / every)
+    for n in range(steps):
+        now = start + n * every
+        value = remb(now) if callable(remb) else remb
+        report = n % int(1 / every) == 0
+        wanted = chooser.feedback(now, value, loss if report else None,
+                                  rate if report else None)
+        if wanted is not None:
+            moves.append((round(now, 2), wanted))
+            chooser.moved(wanted, now)
+    return moves
+
+
+def test_an_open_link_keeps_the_source_through_chromes_start_up_guess():
+    """Chrome's first REMBs say about 1.1 Mb/s and climb: under what the source
+    needs, but with no loss and nothing falling it is no reason to move."""
+    chooser = Chooser([SOURCE, LOW], 0.0)
+    assert feed(chooser, 0.0, 20, remb=lambda t: min(1_128_000 + 60_000 * t, 1_900_000),
+                loss=0.0, rate=1_250_000) == []
+
+
+def test_a_falling_remb_under_the_need_moves_down_at_once_to_what_fits():
+    chooser = Chooser([SOURCE, 600_000, LOW], 0.0)
+    feed(chooser, 0.0, 5, remb=1_900_000, loss=0.0, rate=1_250_000)
+    moves = feed(chooser, 5.0, 3, remb=lambda t: 1_900_000 if t < 5.5 else 420_000)
+    assert moves == [(5.5, 2)]  # 420 kb/s: the 600 kb/s step does not fit, 180p does
+    assert chooser.estimate(8.0) == 420_000
+
+
+def test_loss_alone_moves_down_by_what_got_through():
+    """No REMB at all (a browser that sends none): the receiver reports' loss with
+    the rate sent meanwhile is the estimate."""
+    chooser = Chooser([SOURCE, 600_000, LOW], 0.0)
+    moves = feed(chooser, 0.0, 3, loss=0.5, rate=1_250_000)
+    assert moves == [(0.0, 1)]  # (1.25 + 0.064) * 0.5 = 657 kb/s: over 600 * 0.85
+    assert bandwidth.LOSSY <= 0.5
+
+
+def test_little_loss_or_a_small_dip_is_no_move():
+    chooser = Chooser([SOURCE, LOW], 0.0)
+    assert feed(chooser, 0.0, 10, remb=1_900_000, loss=0.02, rate=1_250_000) == []
+    assert feed(chooser, 10.0, 10, remb=lambda t: 1_900_000 - 10_000 * (t - 10),
+                loss=0.0, rate=1_250_000) == []  # it eases, never under the need
+
+
+def test_room_for_the_step_above_moves_up_after_a_while():
+    chooser = Chooser([800_000, LOW], 0.0, index=1)
+    assert feed(chooser, 0.0, 2.5, remb=1_000_000, loss=0.0, rate=180_000) == []
+    moves = feed(chooser, 2.5, 2, remb=1_000_000, loss=0.0, rate=180_000)
+    assert moves == [(3.0, 0)]  # 3 s of room over 800 * 1.15
+
+
+def test_a_low_step_tries_the_one_above_and_waits_longer_after_each_failure():
+    """REMB tops out at 1.5 times what it receives, so from 180p it never shows
+    room for the source: the viewer tries the source after a quiet while, and
+    comes back (a failure) twice as late each time; a trial that lasts resets it."""
+    chooser = Chooser([SOURCE, LOW], 0.0, index=1)
+    trials = []
+    now = 0.0
+    for _ in range(3):
+        moves = feed(chooser, now, 200, remb=350_000, loss=0.0, rate=173_000)
+        assert moves[0][1] == 0, moves
+        trials.append(moves[0][0] - now)
+        now = moves[0][0] + 2.0
+        chooser.moved(1, now)  # down again: the link did not carry it
+    assert trials == [bandwidth.TRIAL_AFTER, 2 * bandwidth.TRIAL_AFTER,
+                      4 * bandwidth.TRIAL_AFTER]
+    moves = feed(chooser, now, 200, remb=350_000, loss=0.0, rate=173_000)
+    chooser.moved(1, moves[0][0] + bandwidth.TRIAL_FAILS_WITHIN + 5)  # it held a while
+    assert chooser._trial_wait == bandwidth.TRIAL_AFTER
+
+
+def test_no_trial_while_the_link_loses_or_remb_is_under_its_ceiling():
+    chooser = Chooser([SOURCE, LOW], 0.0, index=1)
+    assert feed(chooser, 0.0, 60, remb=350_000, loss=0.1, rate=173_000) == []
+    assert feed(chooser, 60.0, 60, remb=240_000, loss=0.0, rate=173_000) == []
+
+
+def test_a_source_of_unknown_rate_is_measured_before_anything_moves():
+    """A publisher's stream says no bitrate: what the viewer is sent stands for it."""
+    chooser = Chooser([0, LOW], 0.0)
+    assert chooser.feedback(0.0, 200_000, None, None) is None  # nothing to compare with
+    assert feed(chooser, 1.0, 4, remb=1_900_000, loss=0.0, rate=900_000) == []
+    assert 900_000 < chooser.needs[0] <= 964_000
+    moves = feed(chooser, 5.0, 2, remb=lambda t: 1_900_000 if t < 5.5 else 300_000)
+    assert moves == [(5.5, 1)]
