@@ -21,7 +21,6 @@ from testkit.rest_client import call
 from testkit.throttle import Throttle, server_udp_port
 from tools.makemedia import make_mp4
 
-NAME = "vod-live://abr.mp4"
 def wait_width(page, width: int, seconds: float, also=lambda: None) -> float:
     """Seconds until the page's picture is ``width`` wide (fails after ``seconds``)."""
     start = time.monotonic()
@@ -41,16 +40,18 @@ def listed(server) -> dict[str, str]:
 
 
 @pytest.mark.alone  # the limit is on the namespace's loopback; no freeze with nothing beside
+@pytest.mark.parametrize("name", ["vod-live://abr.mp4", "vod://abr.mp4"])
 def test_a_throttled_viewer_moves_down_and_back_up_the_other_keeps_the_source(
-        start_server, page, browser, tmp_path):
+        start_server, page, browser, tmp_path, name):
+    """A broadcast, and personal plays (each viewer reads the file itself)."""
     make_mp4(tmp_path / "abr.mp4", seconds=60, bitrate="1200k")
     server = start_server(media_dir=str(tmp_path), vod_live_loop="true")
-    open_player(page, server, NAME)
+    open_player(page, server, name)
     wait_status(page, "PLAYING")
     assert wait_video(page)["width"] == 640
     throttled_port = server_udp_port(page)
     other = recorded_page(browser)
-    open_player(other, server, NAME)
+    open_player(other, server, name)
     wait_status(other, "PLAYING")
     assert wait_video(other)["width"] == 640
     assert server_udp_port(other) != throttled_port

@@ -251,3 +251,70 @@ def test_a_published_streams_new_size_reaches_its_viewers_until_they_leave(world
     )
     assert len(world.resizes()) == 2 and stream.info.video.width == 320  # told no one
     assert not stream.broadcast  # the player left it
+
+
+class FeedbackPlayer(FakePlayer):
+    """A WebRTC player: it tells its link's bandwidth."""
+
+    def __init__(self, on_state, answer) -> None:
+        super().__init__(on_state, answer)
+        self.on_feedback = lambda remb, loss, rate: None
+
+
+class FakeRenditions:
+    def __init__(self, low: FakeStream, adaptive: bool = True) -> None:
+        self.low = low
+        self.adaptive = adaptive
+
+    def offers(self, stream):
+        from wcs.streams.adaptive import Offer
+
+        if not self.adaptive:
+            return []
+        return [Offer("source", (640, 360), 1_300_000, lambda: stream),
+                Offer("180p", (320, 180), 240_000, lambda: self.low)]
+
+
+def adapting(world: World, adaptive: bool = True):
+    from wcs.metrics import METERS
+
+    world.transports.player = lambda *a, **k: world.transports.players.append(
+        FeedbackPlayer(a[4], world.transports.answer)) or world.transports.players[-1]
+    stream, low = FakeStream(), FakeStream()
+    world.play.renditions = FakeRenditions(low, adaptive)
+    world.play.opened(stream)
+    player = world.transports.players[0]
+    player.on_state("connected", None)
+    return stream, low, player, METERS
+
+
+def test_a_webrtc_play_that_pinned_no_size_watches_through_an_adaptive_view(world):
+    stream, low, player, meters = adapting(world)
+    view = world.play.view
+    assert stream.subscribed == [view] and view.viewer is player
+    assert player.on_feedback == view.feedback and player.on_keyframe_request == view.request_keyframe
+    assert world.play.media.listed()["rendition"] == "source"
+    before = meters.abr_moves[("down", "180p")]
+    view.go(1)
+    assert len(low.subscribed) == 1  # its side: waiting for the rendition's IDR
+    low.subscribed[0].deliver(Sample("video", b"\x65", 9000, 90000, 0.1, True, "h264"))
+    world.clock.advance(0)
+    assert low.subscribed[-1] is view and stream.unsubscribed == [view]
+    assert world.play.media.listed()["rendition"] == "180p"
+    assert meters.abr_moves[("down", "180p")] == before + 1
+    assert world.resizes()[-1] == {"streamerVideoWidth": 320, "streamerVideoHeight": 180}
+    world.play.release()
+    assert low.unsubscribed[-1] is view and player.closes == 1
+    assert world.play.view is None
+
+
+def test_without_a_ladder_or_with_webrtc_abr_off_it_watches_the_stream_itself(world):
+    stream, low, player, _ = adapting(world, adaptive=False)
+    assert world.play.view is None and stream.subscribed == [player]
+    assert "rendition" not in world.play.media.listed()
+    other = World()
+    other.play.renditions = None  # a pinned size: no ladder
+    other.play.opened(FakeStream())
+    plain = other.transports.players[0]
+    plain.on_state("connected", None)
+    assert other.play.view is None
