@@ -30,7 +30,11 @@ SECONDS = 20
 
 
 def main() -> None:
-    seconds = 2 if "--smoke" in sys.argv[1:] else SECONDS
+    report_costs(2 if "--smoke" in sys.argv[1:] else SECONDS, ((640, 360), (320, 180)))
+
+
+def report_costs(seconds: int, sizes: tuple[tuple[int, int], ...]) -> None:
+    """Print decoding's cost, then each size's rendition's, over a 720p file."""
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-rendition-"))
     source = make_mp4(folder / "hd.mp4", seconds=seconds, width=1280, height=720, bitrate="2500k")
     samples = [s for s in Mp4File(source, "hd").samples() if s.kind == "video"]
@@ -48,7 +52,7 @@ def main() -> None:
         f"decode alone: {decode / frames * 1000:.2f} ms CPU per frame, "
         f"{decode / seconds * 100:.1f}% of a core in real time"
     )
-    for size in ((640, 360), (320, 180)):
+    for size in sizes:
         resizer = Resizer(size, 30.0)
         out = 0
         bytes_out = 0
