@@ -99,3 +99,12 @@ def test_a_source_of_unknown_rate_is_measured_before_anything_moves():
     assert 900_000 < chooser.needs[0] <= 964_000
     moves = feed(chooser, 5.0, 2, remb=lambda t: 1_900_000 if t < 5.5 else 300_000)
     assert moves == [(5.5, 1)]
+
+
+def test_one_overuse_of_a_busy_machine_is_no_move():
+    """Chrome answers a delay (a busy machine's as a slow link's) by estimating 0.85
+    of what it receives: that alone is no reason to leave the source."""
+    chooser = Chooser([SOURCE, LOW], 0.0)
+    feed(chooser, 0.0, 5, remb=1_900_000, loss=0.0, rate=1_250_000)
+    assert feed(chooser, 5.0, 5, remb=lambda t: 1_900_000 if t < 6 else int(0.85 * 1_300_000),
+                loss=0.0, rate=1_250_000) == []

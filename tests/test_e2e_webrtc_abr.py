@@ -79,6 +79,12 @@ def test_a_throttled_viewer_moves_down_and_back_up_the_other_keeps_the_source(
         assert later["time"] - shown["time"] >= 7.0  # it plays on
         assert after["framesDecoded"] - before["framesDecoded"] >= 8 * 30 * 0.85
         assert after["freezeCount"] - before["freezeCount"] <= 1
+        console = recorded_page(browser)  # the operator's console lists each one's step
+        console.goto(server.http_url + "/")
+        console.wait_for_function(
+            "([s, w]) => document.querySelector(s)?.textContent === w",
+            arg=[f'tr[data-name="{name}"] td.steps', "source 1 · 180p 1"], timeout=15000)
+        console.context.close()
         throttle.lift()
         up = wait_width(page, 640, 40, other_keeps_the_source)
         print(f"moved back up {up:.1f} s after the limit was lifted")

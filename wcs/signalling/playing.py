@@ -77,7 +77,7 @@ class Playback(Negotiation):
             if video is not None and video.width > 0:  # the SDK's videoResolution()
                 self._resized(video.width, video.height)
             if isinstance(self.stream, PublishedStream | VodStream):  # its size may change
-                self.stream.watch_size(self._resized)
+                self.stream.watch_size(self._source_resized)
             view = self.view = self._adaptive(self.stream, self.player)
             if view is not None:
                 self.player.on_keyframe_request = view.request_keyframe
@@ -125,6 +125,12 @@ class Playback(Negotiation):
         METERS.abr_moves[(direction, now.name)] += 1
         self.media.rendition = now.name
         self._resized(*now.size)
+
+    def _source_resized(self, width: int, height: int) -> None:
+        """The stream's picture changed size: the page's too, unless a rendition's
+        picture is what it gets (that keeps its size)."""
+        if self.view is None or self.view.index == 0:
+            self._resized(width, height)
 
     def _resized(self, width: int, height: int) -> None:
         """The ``resize`` stream event: the picture's size now."""
@@ -202,7 +208,7 @@ class Playback(Negotiation):
         stream, player, view = self.stream, self.player, self.view
         self.stream = self.player = self.view = None
         if isinstance(stream, PublishedStream | VodStream):
-            stream.unwatch_size(self._resized)
+            stream.unwatch_size(self._source_resized)
         if view is not None:
             view.leave()
         elif stream is not None:

@@ -186,11 +186,21 @@ async function listed(path) {
 }
 
 function viewersOf(plays, names) {
-  const counts = {WebRTC: 0, MSE: 0, WHEP: 0};
+  const counts = {WebRTC: 0, MSE: 0, WHEP: 0, steps: {}};
   for (const play of plays) {
-    if (names.includes(play.name)) counts[play.mediaProvider] = (counts[play.mediaProvider] || 0) + 1;
+    if (!names.includes(play.name)) continue;
+    counts[play.mediaProvider] = (counts[play.mediaProvider] || 0) + 1;
+    if (play.rendition) counts.steps[play.rendition] = (counts.steps[play.rendition] || 0) + 1;
   }
   return counts;
+}
+
+/** The WebRTC viewers by the step they get now: "source 1 · 180p 1" ("" if none adapts). */
+function stepsText(steps) {
+  return Object.entries(steps)
+    .sort(([a], [b]) => (a === "source" ? -1 : b === "source" ? 1 : parseInt(b) - parseInt(a)))
+    .map(([step, count]) => `${step} ${count}`)
+    .join(" · ");
 }
 
 async function refreshLive() {
@@ -256,7 +266,7 @@ function liveRow(name, kind, uri, viewers, hls, uptime, bitrate, selector, termi
   const tr = document.createElement("tr");
   tr.dataset.name = name;
   tr.append(cell(name, "name"), cell(kind), cell(uri, "uri"), cell(viewers.WebRTC, "webrtc"),
-            cell(viewers.MSE, "mse"), cell(viewers.WHEP, "whep"), cell(hls || 0, "hls"),
+            cell(stepsText(viewers.steps), "steps"), cell(viewers.MSE, "mse"), cell(viewers.WHEP, "whep"), cell(hls || 0, "hls"),
             cell(clock(uptime)),
             cell(bits(bitrate)));
   const actions = document.createElement("td");
