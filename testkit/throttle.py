@@ -4,8 +4,12 @@ one port goes through a rate limit (an HTB class and a 50-packet queue on ``lo``
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO
 
 LIMIT = "500kbit"
 
@@ -25,19 +29,30 @@ def tc(*args: str) -> None:
 
 
 class Throttle:
-    """What the server sends from ``port`` goes through ``rate`` (a 50-packet queue)."""
+    """What the server sends from each of ``ports`` goes through ``rate`` of its own
+    (an HTB class with a 50-packet queue each). One at a time in the namespace (a
+    lock file): the root qdisc of ``lo`` is shared; traffic from other ports passes
+    HTB unshaped."""
 
-    def __init__(self, port: int, rate: str = LIMIT) -> None:
-        self.port = port
+    LOCK = Path(tempfile.gettempdir()) / "wcsvod-throttle.lock"
+
+    def __init__(self, *ports: int, rate: str = LIMIT) -> None:
+        self.ports = ports
         self.rate = rate
+        self._lock: IO[bytes] | None = None
 
     def __enter__(self) -> Throttle:
+        self._lock = open(self.LOCK, "wb")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb")
-        tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb",
-           "rate", self.rate, "ceil", self.rate)
-        tc("qdisc", "add", "dev", "lo", "parent", "1:10", "handle", "10:", "pfifo", "limit", "50")
-        tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
-           "match", "ip", "sport", str(self.port), "0xffff", "flowid", "1:10")
+        for index, port in enumerate(self.ports):
+            leaf = 10 + index
+            tc("class", "add", "dev", "lo", "parent", "1:", "classid", f"1:{leaf}", "htb",
+               "rate", self.rate, "ceil", self.rate)
+            tc("qdisc", "add", "dev", "lo", "parent", f"1:{leaf}", "handle", f"{leaf}:",
+               "pfifo", "limit", "50")
+            tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1",
+               "u32", "match", "ip", "sport", str(port), "0xffff", "flowid", f"1:{leaf}")
         return self
 
     def lift(self) -> None:
@@ -45,3 +60,6 @@ class Throttle:
 
     def __exit__(self, *exc: object) -> None:
         subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
+        if self._lock is not None:
+            self._lock.close()  # (and its lock with it)
+            self._lock = None

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Optional
 
 import pytest
 
@@ -44,6 +45,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                   or SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ()))
                   or "redis" in params.values())  # a store test against a real Redis
         item.add_marker(pytest.mark.e2e if system else pytest.mark.unit)
+        if item.get_closest_marker("alone") is not None:
+            # one process runs them one after the other (``--dist loadgroup``), keeping
+            # the room between them: the others drain once, not once per such test
+            item.add_marker(pytest.mark.xdist_group("alone"))
+
+
+NEXT = pytest.StashKey[Optional[pytest.Item]]()
+#: This process's hold on the room while it runs ``alone`` tests one after another.
+_held: list[Any] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    item.stash[NEXT] = nextitem  # the room is kept for a next test that is alone too
+    return (yield)
+
+
+def _alone(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("alone") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -53,24 +73,34 @@ def room(request: pytest.FixtureRequest) -> Iterator[None]:
 
     A load test measures what a server does on the whole machine, and the tests
     beside one would measure a starved browser: two file locks keep them apart
-    (the turnstile lets no test in while an ``alone`` test waits for the room)."""
+    (the turnstile lets no test in while an ``alone`` test waits for the room).
+    The ``alone`` tests all run in one process, one after the other, and it keeps
+    the room from the first to the last: the other processes drain once."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:  # one process: nothing runs beside
         yield
         return
     folder = Path(tempfile.gettempdir()) / f"wcsvod-suite-{run}"
     folder.mkdir(exist_ok=True)
-    alone = request.node.get_closest_marker("alone") is not None
-    with open(folder / "turnstile", "a") as turnstile, open(folder / "room", "a") as room:
+    alone = _alone(request.node)
+    if alone and _held:  # the last test was alone too: the room is still ours
+        locks = _held.pop()
+    else:
+        turnstile, room = open(folder / "turnstile", "a"), open(folder / "room", "a")
+        locks = (turnstile, room)
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         if not alone:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(room, fcntl.LOCK_UN)
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        if alone and _alone(request.node.stash.get(NEXT, None)):
+            _held.append(locks)
+        else:
+            for lock in reversed(locks):
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock.close()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -209,7 +209,7 @@ def test_feedback_moves_it_by_the_chooser():
     clock, source, low, viewer, view, moved = setup()
     view.start()
     source.video(0, keyframe=True)
-    for step in range(8):
+    for step in range(32):  # past the receiver's settling
         clock.advance(0.25)
         view.feedback(1_900_000, 0.0 if step % 4 == 0 else None, 1_250_000)
     assert view.moving() is None

@@ -21,6 +21,7 @@ MODULES = sorted(path.stem for path in (ROOT / "bench").glob("*.py") if path.ste
 
 #: bench -> (its arguments for the smallest run, a line its figures print)
 SMOKE: dict[str, tuple[list[str], str]] = {
+    "abr": (["--smoke"], r"2 viewers: ABR on / off = [\d.]+"),
     "hls_snapshot": (
         ["--viewers", "1", "--seconds", "2", "--snapshots", "2"],
         r"snapshots of a running broadcast .*: latency p50 \d+",

@@ -135,3 +135,28 @@ def test_a_rendition_ends_with_its_source(clip):
     late = Sink()
     rendition.subscribe(late)
     assert late.ended == ("Stopped by server", False)
+
+
+def test_webrtc_viewers_are_offered_the_rungs_worth_an_encoder():
+    """Renditions.offers: the source, then each rung that needs at most 0.7 of the
+    source's bitrate (a 280 kb/s file's 180p would save too little); all of them
+    when the source's rate is not known (a publication); none with webrtc_abr off."""
+    from wcs.media.sample import MediaInfo, VideoInfo
+    from wcs.streams.ladder import Ladder
+    from wcs.streams.renditions import Renditions
+
+    class Source:
+        def __init__(self, bitrate):
+            self.info = MediaInfo(0.0, VideoInfo(1280, 720, 30.0, "4d401f"), None, bitrate)
+
+    renditions = Renditions(Clock(), True, Ladder.parse("360p,180p"))
+    names = lambda bitrate: [o.name for o in renditions.offers(Source(bitrate))]  # noqa: E731
+    assert names(3_000_000) == ["source", "360p", "180p"]
+    assert names(900_000) == ["source", "180p"]  # 360p needs 755 kb/s: not worth it
+    assert names(300_000) == []  # nothing worth it: no view at all
+    assert names(0) == ["source", "360p", "180p"]
+    offers = renditions.offers(Source(3_000_000))
+    assert offers[0].need == 3_000_000 and offers[2].size == (320, 180)
+    assert Renditions(Clock(), True, Ladder.parse("360p"), adaptive=False).offers(
+        Source(3_000_000)) == []
+    assert Renditions(Clock(), False, Ladder.parse("360p")).offers(Source(3_000_000)) == []

@@ -34,6 +34,9 @@ UNDER = 0.8
 #: A REMB under this share of the highest of the last ``FELL_WITHIN`` s fell.
 FELL = 0.9
 FELL_WITHIN = 3.0
+#: Seconds from the start in which only loss is congestion: a receiver's first
+#: estimates rise and fall as it learns (aiortc's as Chrome's).
+SETTLING = 6.0
 #: How long a lossy report counts as congestion.
 LOSSY_FOR = 2.0
 #: The share of packets lost since the last report that counts as a lossy link.
@@ -47,7 +50,7 @@ ROOM_FOR = 3.0
 #: REMB at this multiple of the rate received says the link is not what limits it.
 CEILING = 1.3
 #: Seconds on a step, without loss, before the first trial of the step above.
-TRIAL_AFTER = 12.0
+TRIAL_AFTER = 15.0
 #: Most seconds between trials (each failed one doubles the wait).
 TRIAL_MOST = 120.0
 #: A move down this soon after going up means the step above did not fit.
@@ -71,6 +74,7 @@ class Chooser:
         self._lossy_at = -1e9  # when a report last said the link lost packets
         self._room_since: float | None = None
         self._on_step_since = now
+        self._started = now
         self._went_up_at = -1e9
         self._trial_wait = TRIAL_AFTER
 
@@ -130,7 +134,7 @@ class Chooser:
         """Whether the link shows it carries less than it is sent: loss, or a fall."""
         if now - self._lossy_at < LOSSY_FOR:
             return True
-        if self._remb is None or len(self._rembs) < 2:
+        if self._remb is None or len(self._rembs) < 2 or now - self._started < SETTLING:
             return False
         return self._remb[1] < FELL * max(value for _, value in self._rembs)
 

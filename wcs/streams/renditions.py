@@ -24,6 +24,10 @@ from wcs.streams.stream import Stream
 
 log = Logger()
 
+#: A rung is offered to WebRTC viewers when it needs at most this share of the
+#: source's bitrate (known from a file): less saving is not worth an encoder.
+WORTH = 0.7
+
 
 class Renditions:
     """This worker's renditions, by (source stream id, size).
@@ -91,6 +95,8 @@ class Renditions:
         source = stream.info.bitrate if stream.info is not None else 0
         offers = [Offer("source", (video.width, video.height), source, lambda: stream)]
         for step in steps:
+            if source and step.bitrate + AUDIO_NEED > source * WORTH:
+                continue  # it would save too little to be worth an encoder
             offers.append(
                 Offer(
                     step.rung.name,
@@ -99,7 +105,7 @@ class Renditions:
                     partial(self.sized, stream, *step.size),
                 )
             )
-        return offers
+        return offers if len(offers) > 1 else []
 
     def rung(self, stream: Stream, rung: Rung) -> Stream | Rendition:
         """``stream`` at ``rung``'s height (itself when it is not taller)."""
