@@ -161,7 +161,9 @@ def cpu_share(pid: int, seconds: float) -> float:
     began = time.monotonic()
     time.sleep(seconds)
     user1, system1, _ = tree_times(pid)
-    return (user1 + system1 - user0 - system0) / (time.monotonic() - began)
+    used = user1 + system1 - user0 - system0
+    # (a process of the tree that ended meanwhile takes its time out of the sum)
+    return max(0.0, used / (time.monotonic() - began))
 
 
 def start_all(base: str, names: list[str], files: list[str]) -> tuple[int, float]:

@@ -50,7 +50,8 @@ def assert_plays_on(page, seconds: float = 3.1) -> dict:
     assert (first["width"], first["height"]) == (640, 360)
     time.sleep(seconds)
     later = video_state(page, "#video")
-    assert later["time"] - first["time"] >= seconds - 0.1, (first, later)
+    # (a player on a loaded machine may fall a few frames behind wall time)
+    assert later["time"] - first["time"] >= seconds - 0.25, (first, later)
     return later
 
 
