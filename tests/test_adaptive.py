@@ -34,9 +34,9 @@ class Step:
     def start_after(self, pts: int) -> None:
         self.started_after = pts
 
-    def video(self, n: int, keyframe: bool = False, lag: int = 0) -> None:
-        """Frame ``n`` of the timeline (a rendition's comes ``lag`` frames late)."""
-        self.broadcast.send(Sample("video", bytes([n % 256]), (n - lag) * FRAME, 90000,
+    def video(self, n: int, keyframe: bool = False) -> None:
+        """Frame ``n`` of the timeline."""
+        self.broadcast.send(Sample("video", bytes([n % 256]), n * FRAME, 90000,
                                    n / 30, keyframe, "h264"))
 
     def audio(self, n: int) -> None:
@@ -83,7 +83,8 @@ class Viewer:
                 viewer.deliver(sample)
 
 
-def setup():
+def setup(frames: int = 1):
+    """A view watching the source, which has sent frames 0 (a keyframe) to ``frames`` - 1."""
     clock = Clock()
     source, low = Step("source"), Step("180p")
     offers = [Offer("source", (640, 360), 1_300_000, lambda: source),
@@ -91,6 +92,9 @@ def setup():
     viewer = Viewer()
     moved = []
     view = AdaptiveView(viewer, clock, "test", offers, lambda a, b: moved.append((a, b)))
+    view.start()
+    for n in range(frames):
+        source.video(n, keyframe=n == 0)
     return clock, source, low, viewer, view, moved
 
 
@@ -99,11 +103,7 @@ def videos(viewer: Viewer) -> list[int]:
 
 
 def test_down_holds_the_picture_until_the_renditions_idr_then_takes_it_alone():
-    clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
-    for n in range(1, 10):
-        source.video(n)
+    clock, source, low, viewer, view, moved = setup(frames=10)
     assert viewer.batched == 10  # with the others: one batch per sample
     view.go(1)
     assert low.started_after == 9 * FRAME  # a new rendition encodes from the next picture
@@ -128,8 +128,6 @@ def test_down_holds_the_picture_until_the_renditions_idr_then_takes_it_alone():
 
 def test_up_plays_the_rendition_until_the_sources_next_keyframe():
     clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
     view.go(1)
     low.video(1, keyframe=True)
     clock.advance(0)
@@ -150,11 +148,7 @@ def test_up_plays_the_rendition_until_the_sources_next_keyframe():
 
 
 def test_the_new_steps_keyframe_must_be_later_than_what_was_shown():
-    clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
-    for n in range(1, 20):
-        source.video(n)
+    clock, source, low, viewer, view, moved = setup(frames=20)
     view.go(1)
     low.video(5, keyframe=True)  # an IDR of the past (a catch-up): not taken
     low.video(6)
@@ -165,8 +159,6 @@ def test_the_new_steps_keyframe_must_be_later_than_what_was_shown():
 
 def test_a_move_that_finds_no_keyframe_gives_up_and_asks_the_old_step_for_one():
     clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
     view.go(1)
     for n in range(1, 5):
         source.video(n)  # held
@@ -182,8 +174,6 @@ def test_a_move_that_finds_no_keyframe_gives_up_and_asks_the_old_step_for_one():
 
 def test_a_down_overtakes_an_up_and_leave_lets_go_of_every_step():
     clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
     view.go(1)
     assert view.moving() == 1
     view.leave()
@@ -195,8 +185,6 @@ def test_a_down_overtakes_an_up_and_leave_lets_go_of_every_step():
 
 def test_the_end_of_its_step_ends_the_viewer_once():
     clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
     view.go(1)
     source.broadcast.finish("Stream not found", True)
     low.broadcast.finish("Stream not found", True)
@@ -207,8 +195,6 @@ def test_the_end_of_its_step_ends_the_viewer_once():
 
 def test_feedback_moves_it_by_the_chooser():
     clock, source, low, viewer, view, moved = setup()
-    view.start()
-    source.video(0, keyframe=True)
     for step in range(32):  # past the receiver's settling
         clock.advance(0.25)
         view.feedback(1_900_000, 0.0 if step % 4 == 0 else None, 1_250_000)

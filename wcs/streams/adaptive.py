@@ -33,6 +33,8 @@ from twisted.logger import Logger
 
 from wcs.media.sample import Sample
 from wcs.streams.bandwidth import Chooser
+from wcs.streams.fanout import audio_codecs
+from wcs.streams.stream import cancel_call
 from wcs.streams.subscriber import Subscriber
 
 log = Logger()
@@ -43,8 +45,6 @@ MOVE_TIMEOUT = 12.0
 
 class Step(Protocol):
     """What a view can be subscribed to: a stream or a rendition."""
-
-    info: Any
 
     def subscribe(self, subscriber: Subscriber) -> None: ...
 
@@ -85,10 +85,9 @@ class AdaptiveView:
         self.on_moved = on_moved
         self.pressed_join = viewer.pressed_join
         self.lead = viewer.lead
-        self.audio_codecs = getattr(viewer, "audio_codecs", frozenset({"opus", "aac"}))
+        self.audio_codecs = audio_codecs(viewer)
         self.step: Step | None = None
         self.index = 0  # which step of the ladder (0: the source)
-        self.moves = 0
         self.closed_as: tuple[str | None, bool] | None = None
         self._move: _Move | None = None
         self._batch: AdaptiveView.Batch | None = None
@@ -122,17 +121,26 @@ class AdaptiveView:
             self.go(index)
 
     def go(self, index: int) -> None:
-        """Move to ``offers[index]`` (a rendition from the next picture on)."""
+        """Move to ``offers[index]`` at its next usable keyframe: a rendition (behind
+        the source) from the next picture on, the viewer's picture held until its IDR
+        comes; the source when its next keyframe does."""
         if self.closed_as is not None or self.step is None or index == self.index:
             return
-        step = self.offers[index].open()
-        if self._batch is not None and self._move is None:  # (fed in its batch till now)
+        if self._move is not None:
+            if self._move.index == index:
+                return
+            self._move.give_up()  # (its held picture comes again at a keyframe)
+        elif self._batch is not None:  # (fed in its batch till now)
             self._last_video = max(self._last_video, self._batch.last_video)
+        step = self.offers[index].open()
         if index > 0:
             start_after = getattr(step, "start_after", None)
             if start_after is not None:  # a rendition not yet running starts here
                 start_after(self._last_video)
-        self.move(step, index, lagging=index > 0)
+        self._move = _Move(self, step, index, lagging=index > 0)
+        if self._batch is not None:
+            self._batch.hold(self)
+        self._move.begin()
 
     def request_keyframe(self) -> None:
         """The viewer lost its picture (a PLI): from the step it gets it from."""
@@ -141,20 +149,6 @@ class AdaptiveView:
             move.step.request_keyframe()
         elif self.step is not None:
             self.step.request_keyframe()
-
-    def move(self, step: Step, index: int, lagging: bool) -> None:
-        """Go to ``step`` at its next keyframe; ``lagging``: it is a rendition,
-        behind the one the viewer is on (held for its IDR, which is asked for)."""
-        if self.closed_as is not None or self.step is None or index == self.index:
-            return
-        if self._move is not None:
-            if self._move.index == index:
-                return
-            self._move.cancel()
-        self._move = _Move(self, step, index, lagging)
-        if self._batch is not None:
-            self._batch.hold(self)
-        self._move.begin()
 
     def leave(self) -> None:
         """Stop watching (the play ends): every step it is subscribed to is left."""
@@ -199,7 +193,6 @@ class AdaptiveView:
         old, old_index = self.step, self.index
         self._move = None
         self.step, self.index = move.step, move.index
-        self.moves += 1
         self.chooser.moved(move.index, self.clock.seconds())
         self._quiet = True  # its join burst is of the past: the viewer has the present
         try:
@@ -211,14 +204,12 @@ class AdaptiveView:
             old.unsubscribe(self)
         self.on_moved(old_index, self.index)
 
-    def _gave_up(self, move: _Move) -> None:
-        """No keyframe in time: stay, and take the step's picture again at a keyframe."""
+    def _stayed(self, move: _Move) -> None:
+        """The move is off (given up, overtaken, or the play ends): back in the batch."""
         if self._move is move:
             self._move = None
             if self._batch is not None:
                 self._batch.release(self)
-            if move.holding and self.step is not None:
-                self.step.request_keyframe()
 
     class Batch:
         """A step's views: those not moving sent to in one call per sample (through
@@ -304,7 +295,7 @@ class _Move:
                 return  # not yet: the viewer has this moment, or needs a keyframe
             self.arrived = True
             self.holding = True  # nothing more from the old step
-            _cancel(self._timer)
+            cancel_call(self._timer)
             self._timer = None
             # (subscribed as itself after this turn: no sample is given twice)
             view.clock.callLater(0, self._settle)
@@ -317,13 +308,22 @@ class _Move:
     def _late(self) -> None:
         self._timer = None
         log.info("{label}: no keyframe to move on in time; stays", label=self.view.label)
+        self.give_up()
+
+    def give_up(self) -> None:
+        """Off, the viewer staying: its step's picture, if it was held, comes again
+        at a keyframe, asked for."""
         self.cancel()
+        old = self.view.step
+        if self.holding and old is not None:
+            old.request_keyframe()
 
     def cancel(self) -> None:
-        _cancel(self._timer)
+        """Off (the play ends, or the new step did): nothing more to wait for."""
+        cancel_call(self._timer)
         self._timer = None
         self.step.unsubscribe(self.side)
-        self.view._gave_up(self)
+        self.view._stayed(self)
 
 
 class _Side:
@@ -346,8 +346,3 @@ class _Side:
         """The new step ended (its source did: the old one says so too)."""
         if self.move.view._move is self.move:
             self.move.cancel()
-
-
-def _cancel(timer: IDelayedCall | None) -> None:
-    if timer is not None and timer.active():
-        timer.cancel()

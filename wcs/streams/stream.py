@@ -212,7 +212,7 @@ class VodStream(SizeWatch):
         if self.closed:  # it ended while this viewer was connecting: say how
             subscriber.closed(*self.ending)
             return
-        _cancel(self._timer)
+        cancel_call(self._timer)
         self._timer = None
         # a lead read at once from a re-encoded file would be a burst of x264 work on
         # the reactor: such a file is paced from its first sample, as before
@@ -233,7 +233,7 @@ class VodStream(SizeWatch):
     def _watched(self, lead: float) -> None:
         """Someone watches: read from the timeline's "now" (less ``lead``, for a
         player that holds that much before it shows anything)."""
-        _cancel(self._over)
+        cancel_call(self._over)
         self._over = None
         position = self.clock.seconds() - self.start - lead if self.live else 0.0
         if position <= JOIN_FROM_START:  # from the start: what is due goes at once
@@ -479,9 +479,9 @@ class VodStream(SizeWatch):
         if self.closed:
             return
         self.closed = True
-        _cancel(self._timer)
-        _cancel(self._over)
-        _cancel(self._seek_call)
+        cancel_call(self._timer)
+        cancel_call(self._over)
+        cancel_call(self._seek_call)
         self._timer = self._over = self._seek_call = None
         if self._seek_wanted is not None:
             wanted, self._seek_wanted = self._seek_wanted[1], None
@@ -496,7 +496,8 @@ class VodStream(SizeWatch):
         on_gone(self)
 
 
-def _cancel(call: IDelayedCall | None) -> None:
+def cancel_call(call: IDelayedCall | None) -> None:
+    """Cancel a delayed call if it is still to come."""
     if call is not None and call.active():
         call.cancel()
 

@@ -241,14 +241,15 @@ class FastSender(RTCRtpSender):
         """Whether ``seq`` may go again: a browser repeats its NACKs until the packet
         comes, and on a congested link resending each one every time multiplied
         the load that lost it (about 8,400 resends a second through 500 kb/s)."""
-        last = self._resent.get(seq)
-        if last is not None and now - last < RESEND_INTERVAL:
-            return False
-        if len(self._resent) >= RESEND_MEMORY:
-            self._resent = {k: t for k, t in self._resent.items() if now - t < RESEND_INTERVAL}
-            if len(self._resent) >= RESEND_MEMORY:
-                return False  # a flood of NACKs: the rest are not answered
-        self._resent[seq] = now
+        resent = self._resent  # oldest first: the expired leave from the front
+        while resent:
+            oldest = next(iter(resent))
+            if now - resent[oldest] < RESEND_INTERVAL:
+                break
+            del resent[oldest]
+        if seq in resent or len(resent) >= RESEND_MEMORY:
+            return False  # sent again just now, or a flood of NACKs: not answered
+        resent[seq] = now
         return True
 
     def _sent_rate(self) -> float | None:
