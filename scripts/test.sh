@@ -9,5 +9,7 @@ scripts/install.sh --test
 .venv/bin/ruff check wcs twisted
 .venv/bin/ruff format --check wcs twisted
 .venv/bin/mypy
+# pytest caches its rewritten test modules, and edited modules are compiled once
+unset PYTHONDONTWRITEBYTECODE
 if [ "$(id -u)" = 0 ]; then netns=(unshare -n); else netns=(unshare -rn); fi
 exec "${netns[@]}" -- sh -c 'ip link set lo up && exec .venv/bin/python -m pytest "$@"' pytest "$@"

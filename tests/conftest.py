@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,9 +27,23 @@ SYSTEM_FIXTURES = {"start_server", "browser", "page", "s3", "loopback", "redis_s
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Each parallel test process (pytest-xdist's) in a loopback of its own."""
+    """Each parallel test process (pytest-xdist's) in a loopback of its own; the
+    test files made once for the whole run (its processes are started after this)."""
+    from tools.makemedia import CACHE_VARIABLE
+
     if os.environ.get("PYTEST_XDIST_WORKER"):
         own_network_namespace()
+    elif not os.environ.get(CACHE_VARIABLE):
+        os.environ[CACHE_VARIABLE] = _made_here[0] = tempfile.mkdtemp(prefix="wcsvod-media-")
+
+
+#: The media cache this process made, and removes at the end.
+_made_here: list[str] = [""]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _made_here[0]:
+        shutil.rmtree(_made_here[0], ignore_errors=True)
 
 
 #: Lines of a server's log shown under a failed test that started it.
@@ -37,6 +52,7 @@ LOG_TAIL = 60
 SERVERS = pytest.StashKey[list[ServerProcess]]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test ``unit`` or ``e2e``, so ``-m unit`` runs the fast ones alone."""
     for item in items:
@@ -49,6 +65,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # one process runs them one after the other (``--dist loadgroup``), keeping
             # the room between them: the others drain once, not once per such test
             item.add_marker(pytest.mark.xdist_group("alone"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a test process of ``--dist loadgroup``: every ``alone`` test carries its
+    group (pytest 9.2 renamed what pytest-xdist 3.8 rewrites for it, and the load
+    tests were silently spread over the processes, each draining the others)."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [item.nodeid for item in session.items
+                if _alone(item) and not item.nodeid.endswith("@alone")]
+        if lost:
+            raise pytest.UsageError(f"pytest-xdist did not group {lost[0]} with the other "
+                                    "alone tests: see setup.py's pins of pytest")
 
 
 NEXT = pytest.StashKey[Optional[pytest.Item]]()
@@ -83,6 +111,7 @@ def room(request: pytest.FixtureRequest) -> Iterator[None]:
     folder = Path(tempfile.gettempdir()) / f"wcsvod-suite-{run}"
     folder.mkdir(exist_ok=True)
     alone = _alone(request.node)
+    _trace("wait", request.node.nodeid)
     if alone and _held:  # the last test was alone too: the room is still ours
         locks = _held.pop()
     else:
@@ -92,15 +121,25 @@ def room(request: pytest.FixtureRequest) -> Iterator[None]:
         fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         if not alone:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+    _trace("in", request.node.nodeid)
     try:
         yield
     finally:
+        _trace("out", request.node.nodeid)
         if alone and _alone(request.node.stash.get(NEXT, None)):
             _held.append(locks)
         else:
             for lock in reversed(locks):
                 fcntl.flock(lock, fcntl.LOCK_UN)
                 lock.close()
+
+
+def _trace(what: str, nodeid: str) -> None:
+    path = os.environ.get("WCSVOD_ROOM_TRACE")
+    if path:
+        import time
+        with open(path, "a") as out:
+            out.write(f"{time.time():.2f} {os.environ.get('PYTEST_XDIST_WORKER')} {what} {nodeid}\n")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,7 +1,7 @@
 """The benchmarks kept runnable: each ``bench/*.py`` imports, and runs once at its
 smallest setting (``--smoke``, or its own smallest options) to a clean exit with its
-figures printed. Not a measurement: the benches run side by side, a few at a time,
-on a loaded machine; only that they still work is checked."""
+figures printed. Not a measurement: each runs as a test of its own,
+beside the rest of the suite; only that they still work is checked."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,8 +50,6 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "vod_personal": (["--smoke"], r"RSS playing hour.mp4 +: idle \d+ MiB, peak \d+ MiB"),
     "workers": (["--smoke"], r"\n +2 +[\d.]+% +[\d.]+% +[\d.]+% +[\d.]+%"),
 }
-#: Benches that run at once, beside the rest of the suite.
-AT_ONCE = 2
 #: Longest one bench may take at its smallest.
 TIMEOUT = 120
 
@@ -70,8 +67,12 @@ def test_every_bench_has_a_smallest_run():
     assert sorted(SMOKE) == [name for name in MODULES if name != "stock_server"]
 
 
-def run_bench(name: str) -> tuple[str, int, str, float]:
-    arguments, _figures = SMOKE[name]
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_every_bench_runs_at_its_smallest(loopback: None, name: str):
+    """Each bench exits 0 and prints its figures (most start servers of their own;
+    everything is on this loopback-only namespace). Each is a test of its own,
+    run beside the rest of the suite."""
+    arguments, figures = SMOKE[name]
     started = time.monotonic()
     try:
         done = subprocess.run(
@@ -85,21 +86,6 @@ def run_bench(name: str) -> tuple[str, int, str, float]:
         code, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as expired:
         code, output = -1, f"timed out after {TIMEOUT} s\n{expired.stdout or ''}"
-    return name, code, output, time.monotonic() - started
-
-
-# (not alone: the load tests that once slipped beside it, test_rtc_vod's rate among them,
-# now run alone themselves; two benches at a time beside the suite)
-def test_every_bench_runs_at_its_smallest(loopback: None):
-    """Each bench exits 0 and prints its figures (bench/soak.py and live_fanout.py
-    start their own servers; everything is on this loopback-only namespace)."""
-    with ThreadPoolExecutor(AT_ONCE) as pool:
-        # the longest first, so that the run ends with short ones
-        order = sorted(SMOKE, key=lambda name: name not in ("soak", "vod_personal", "live_fanout"))
-        results = list(pool.map(run_bench, order))
-    failed = []
-    for name, code, output, took in results:
-        print(f"{name}: exit {code} in {took:.1f} s")
-        if code != 0 or not re.search(SMOKE[name][1], output):
-            failed.append(f"--- bench/{name}.py: exit {code} in {took:.1f} s\n{output[-3000:]}")
-    assert not failed, "\n".join(failed)
+    took = time.monotonic() - started
+    assert code == 0 and re.search(figures, output), (
+        f"bench/{name}.py: exit {code} in {took:.1f} s\n{output[-3000:]}")

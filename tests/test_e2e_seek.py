@@ -47,7 +47,7 @@ def scrub_to(page, seconds: float) -> None:
     }""", seconds)
 
 
-def assert_moves_on(page, after: int, seconds: float = 1.0) -> int:
+def assert_moves_on(page, after: int, seconds: float = 1.5) -> int:
     """The picture plays on from frame ``after`` at about the file's rate."""
     time.sleep(seconds)
     number = frame_number(page, "#video")

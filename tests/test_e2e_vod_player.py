@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from testkit.browser import recorded_page
 from testkit.pages import (
     inbound_video_stats,
     open_player,
@@ -31,24 +32,41 @@ def test_plays_vod_file_to_decoded_frames_then_stops(start_server, page, media):
     assert page.inner_text("#playBtn") == "Start"
 
 
+#: Files in each profile, 6 s at 30 fps each.
+PROFILES = ["high.mp4", "bframes.mp4", "baseline.mp4"]
+
+
 @pytest.mark.alone  # no freeze: only promised with nothing else on the two cores
-@pytest.mark.parametrize("name", ["high.mp4", "bframes.mp4", "baseline.mp4"])
-def test_profiles_and_bframes_decode_without_freezes(start_server, page, media, name):
-    """Chromium's own figures: every frame decoded, no freeze (B-frames included)."""
+def test_profiles_and_bframes_decode_without_freezes(start_server, browser, page, media):
+    """Chromium's own figures: every frame decoded, no freeze (B-frames
+    included). The three files play at once, each in a page of its own."""
     server = start_server(media_dir=str(media))
-    open_player(page, server, f"vod://{name}")
-    wait_status(page, "PLAYING")
-    stats = None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and "STOPPED" not in page.evaluate("window.__statuses"):
-        stats = inbound_video_stats(page) or stats
-        time.sleep(0.25)
-    assert "STOPPED" in page.evaluate("window.__statuses"), "the end of the file stops the stream"
-    assert page.inner_text("#playBtn") == "Start"
-    frames = 180  # 6 s at 30 fps
-    assert stats["freezeCount"] == 0, stats
-    assert stats["framesDecoded"] >= frames - 12, stats  # the last 0.25 s may fall after the poll
-    assert stats["framesDropped"] <= 2, stats
+    pages = [page] + [recorded_page(browser) for _ in PROFILES[1:]]
+    try:
+        for each, name in zip(pages, PROFILES):
+            open_player(each, server, f"vod://{name}")
+        for each in pages:
+            wait_status(each, "PLAYING")
+        stats: list = [None] * len(pages)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(ended(each) for each in pages):
+            stats = [inbound_video_stats(each) or old for each, old in zip(pages, stats)]
+            time.sleep(0.25)
+        for each, name, figures in zip(pages, PROFILES, stats):
+            assert ended(each), f"{name}: the end of the file stops the stream"
+            assert each.inner_text("#playBtn") == "Start"
+            frames = 180  # 6 s at 30 fps
+            assert figures["freezeCount"] == 0, (name, figures)
+            # the last 0.25 s may fall after the poll
+            assert figures["framesDecoded"] >= frames - 12, (name, figures)
+            assert figures["framesDropped"] <= 2, (name, figures)
+    finally:
+        for each in pages[1:]:
+            each.context.close()
+
+
+def ended(page) -> bool:
+    return "STOPPED" in page.evaluate("window.__statuses")
 
 
 def test_bundled_sample_plays_with_the_default_media_folder(start_server, page):

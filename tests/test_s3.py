@@ -102,12 +102,13 @@ def test_a_connection_cut_mid_file_ends_the_stream_cleanly(start_server, media, 
     proxy = Proxy(s3.port, cut_from=3 * 1024 * 1024)  # about 12 s into the file
     try:
         server = start_server(media_dir=str(media), **s3_settings(proxy.url))
-        started = time.monotonic()
         got = run(play(server.ws_url, "vod://s3/media/large.mp4", timeout=60))
+        ended = time.monotonic()
         assert got.statuses[:2] == ["PENDING", "PLAYING"]
         assert got.statuses[-1] == "FAILED" and got.infos[-1].startswith("S3 download")
         assert len(got.video) > 30, "it played what had arrived"
-        assert time.monotonic() - started < 40
+        # the stream ends once what arrived is played, not after a wait of its own
+        assert ended - got.video[-1][0] < 10, ended - got.video[-1][0]
         assert server.process.poll() is None
     finally:
         proxy.stop()
@@ -156,12 +157,13 @@ def test_a_stalled_transfer_ends_the_stream_in_bounded_time(start_server, media,
     try:
         server = start_server(media_dir=str(media), aws_s3_request_timeout="1000",
                               **s3_settings(proxy.url))
-        started = time.monotonic()
         got = run(play(server.ws_url, "vod://s3/media/large.mp4", timeout=60))
+        ended = time.monotonic()
         assert got.statuses[:2] == ["PENDING", "PLAYING"]
         assert got.statuses[-1] == "FAILED", got.statuses
         assert got.infos[-1] == "S3 download stalled"  # timed out, three times
-        assert time.monotonic() - started < 40
+        # given up on while what arrived played: the end follows the last picture
+        assert ended - got.video[-1][0] < 10, ended - got.video[-1][0]
         assert server.saw("gave up on bytes from")
     finally:
         proxy.stop()

@@ -8,13 +8,44 @@ frozen or torn stream is easy to see; the sound is a steady tone.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
+import json
+import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 PROFILES = ("baseline", "main", "high")
 BARCODE = ("geq=lum='if(lt(Y,32),if(mod(floor(N/pow(2,floor(X/40))),2),235,16),lum(X,Y))'"
            ":cb='if(lt(Y,32),128,cb(X,Y))':cr='if(lt(Y,32),128,cr(X,Y))'")
+
+
+#: A folder where files once made are kept and copied from (the test suite sets it
+#: for one run, so its parallel processes encode each file once, not once each).
+CACHE_VARIABLE = "WCSVOD_MEDIA_CACHE"
+
+
+def _made_once(path: Path, recipe: dict, make: Callable[[Path], None]) -> Path:
+    """``make(path)``, or a copy of what the same recipe made before in this run's
+    cache (a copy, not a link: a test may change its file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.environ.get(CACHE_VARIABLE)
+    if not folder:
+        make(path)
+        return path
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+    kept = Path(folder) / f"{key[:24]}{path.suffix}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with open(kept.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process makes it; the others wait for it
+        if not kept.exists():
+            making = kept.with_name(f"making-{kept.name}")
+            make(making)
+            making.rename(kept)
+    shutil.copyfile(kept, path)
+    return path
 
 
 def read_barcode(luma_row: bytes) -> int:
@@ -46,6 +77,10 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
         raise ValueError(f"profile must be one of {PROFILES}")
     if profile == "baseline" and bframes:
         raise ValueError("baseline H.264 has no B-frames")
+    recipe = {"make": "mp4", "seconds": seconds, "size": (width, height), "fps": fps,
+              "profile": profile, "bframes": bframes, "gop": gop, "video": video,
+              "audio": audio, "faststart": faststart, "audio_rate": audio_rate,
+              "bitrate": bitrate, "barcode": barcode}
     args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
     if video:
         args += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}"]
@@ -63,9 +98,8 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
         args += ["-c:a", "aac", "-b:a", "64k", "-ac", "2"]
     if faststart:
         args += ["-movflags", "+faststart"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(args + [str(path)], check=True, timeout=300)
-    return path
+    return _made_once(path, recipe, lambda target: subprocess.run(
+        args + ["-f", "mp4", str(target)], check=True, timeout=300))
 
 
 def concat(part: Path, times: int, target: Path) -> Path:
@@ -73,10 +107,11 @@ def concat(part: Path, times: int, target: Path) -> Path:
     file made in seconds."""
     listing = target.with_suffix(".txt")
     listing.write_text(f"file '{part}'\n" * times)
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
-                    str(listing), "-c", "copy", "-movflags", "+faststart", str(target)],
-                   check=True)
-    return target
+    recipe = {"make": "concat", "part": hashlib.sha256(part.read_bytes()).hexdigest(),
+              "times": times}
+    return _made_once(target, recipe, lambda made: subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+         "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(made)], check=True))
 
 
 def make_camera(path: Path, *, seconds: float = 6.0, width: int = 640, height: int = 360,
@@ -86,10 +121,11 @@ def make_camera(path: Path, *, seconds: float = 6.0, width: int = 640, height: i
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError("ffmpeg is not installed (scripts/install.sh --test installs it)")
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size={width}x{height}:rate={fps}", "-t", str(seconds),
-                    "-vf", BARCODE, "-pix_fmt", "yuv420p", str(path)], check=True, timeout=300)
-    return path
+    recipe = {"make": "camera", "seconds": seconds, "size": (width, height), "fps": fps}
+    return _made_once(path, recipe, lambda target: subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         f"testsrc2=size={width}x{height}:rate={fps}", "-t", str(seconds), "-vf", BARCODE,
+         "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(target)], check=True, timeout=300))
 
 
 def corrupt_audio(source: Path, target: Path, frames: int = 10, first: int = 20,
