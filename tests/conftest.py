@@ -97,7 +97,8 @@ def _alone(item: pytest.Item | None) -> bool:
 @pytest.fixture(autouse=True)
 def room(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tests marked ``alone`` run with no other test beside them (the parallel
-    processes' other tests wait); every other test shares the machine.
+    processes' other tests wait); every other test shares the machine, and of
+    those marked ``heavy`` (a throttled link, a flood) one runs at a time.
 
     A load test measures what a server does on the whole machine, and the tests
     beside one would measure a starved browser: two file locks keep them apart
@@ -121,11 +122,17 @@ def room(request: pytest.FixtureRequest) -> Iterator[None]:
         fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         if not alone:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+    heavy = None
+    if request.node.get_closest_marker("heavy") is not None and not alone:
+        heavy = open(folder / "heavy", "a")  # one at a time, beside the light ones
+        fcntl.flock(heavy, fcntl.LOCK_EX)
     _trace("in", request.node.nodeid)
     try:
         yield
     finally:
         _trace("out", request.node.nodeid)
+        if heavy is not None:
+            heavy.close()  # (and its lock with it)
         if alone and _alone(request.node.stash.get(NEXT, None)):
             _held.append(locks)
         else:
@@ -135,6 +142,8 @@ def room(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def _trace(what: str, nodeid: str) -> None:
+    """With ``WCSVOD_ROOM_TRACE=FILE``, when each test began to wait for the room,
+    went in and came out, by test process: where a run's wall time went."""
     path = os.environ.get("WCSVOD_ROOM_TRACE")
     if path:
         import time

@@ -67,7 +67,13 @@ def test_every_bench_has_a_smallest_run():
     assert sorted(SMOKE) == [name for name in MODULES if name != "stock_server"]
 
 
-@pytest.mark.parametrize("name", sorted(SMOKE))
+#: Benches whose smallest run still takes most of a core for a minute (encoders,
+#: crowds of viewers): one at a time among the heavy tests.
+HEAVY = {"abr", "live_fanout"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.heavy] if name in HEAVY else []) for name in sorted(SMOKE)])
 def test_every_bench_runs_at_its_smallest(loopback: None, name: str):
     """Each bench exits 0 and prints its figures (most start servers of their own;
     everything is on this loopback-only namespace). Each is a test of its own,

@@ -5,6 +5,8 @@ the SDK's hls.js demo."""
 
 from __future__ import annotations
 
+import pytest
+
 import io
 import re
 import time
@@ -140,6 +142,7 @@ def wait_hls_width(page, width: int, seconds: float) -> float:
                          f"{video_state(page, '#remoteVideo')}, level {level}")
 
 
+@pytest.mark.heavy  # a throttled link: hls.js timed within seconds
 def test_hls_js_picks_a_lower_variant_through_a_slow_link(start_server, page, tmp_path):
     """The SDK's hls.js page on the multivariant playlist: the source on an open
     link; held to 500 kb/s, hls.js takes the 180p variant and plays on without

@@ -147,6 +147,7 @@ def test_a_backend_seeks_and_pauses_a_play_on_either_worker(start_server, page, 
     assert_moves_on(page, frame_number(page, "#video"))
 
 
+@pytest.mark.heavy  # a flood of seeks, then the rate it plays on
 def test_a_flood_of_seeks_is_bounded_and_the_last_one_wins(start_server, page, media):
     """1,000 seeks a second from the page's own socket, and 200 from REST at once:
     the server does at most ten a second, answers every one, and the play ends

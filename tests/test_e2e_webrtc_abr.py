@@ -68,8 +68,8 @@ def playing(new_page, server, name: str, page=None):
     return page
 
 
-# (beside the suite: the limit is a class of its own on the viewer's port, and the
-# throttle's lock keeps other throttling tests out of the namespace's loopback)
+# (beside the light tests: the limit is a class of its own on the viewer's port)
+@pytest.mark.heavy  # a throttled link: moves timed within seconds
 def test_throttled_viewers_move_down_and_back_up_the_other_keeps_the_source(
         start_server, page, pages, tmp_path):
     make_mp4(tmp_path / "abr.mp4", seconds=60, bitrate="1200k")

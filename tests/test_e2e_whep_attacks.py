@@ -5,6 +5,8 @@ refused; the server's memory stays bounded and the viewer never stalls."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ def longest_gap(times: list[float]) -> float:
     return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
 
 
+@pytest.mark.heavy  # a flood of offers (DTLS for each)
 def test_a_flood_of_offers_meets_the_caps_and_a_viewer_plays_on(start_server, media):
     server = start_server(media_dir=str(media), max_sessions_per_address="40")
     base = server.http_url

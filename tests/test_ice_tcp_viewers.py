@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
 from testkit.harness import run
 from wcs.webrtc.icetcp import SEND_BUFFER
@@ -76,6 +78,7 @@ def test_tcp_viewers_get_every_packet_of_a_broadcast(start_server, media):
     assert got >= 0.9 * expected, (got, expected)
 
 
+@pytest.mark.heavy  # a flood into a socket nobody reads
 def test_a_tcp_viewer_that_never_reads_is_bounded_and_others_play_on(start_server, media):
     """Its socket fills; the server refuses whole packets for it (nothing queues),
     its consent checks go unanswered and its play ends FAILED; meanwhile the
