@@ -19,7 +19,10 @@ def test_mse_plays_decoded_frames_with_audio(start_server, page, media, name):
     assert (first["width"], first["height"]) == (640, 360)
     time.sleep(3.2)
     later = video_state(page)
-    assert later["time"] - first["time"] >= 2.8, (first, later)
+    assert later["time"] - first["time"] >= 2.8, (  # (what the page saw, when it did not)
+        first, later, page.evaluate("window.__statuses"),
+        page.evaluate("document.querySelectorAll('#remoteVideo video').length"),
+        page.console_messages[-12:])
     audio = page.evaluate("""() => {
         const v = document.querySelector('#remoteVideo video');
         const tracks = v.srcObject ? v.srcObject.getAudioTracks().length : null;
