@@ -275,7 +275,10 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     break
         await asyncio.sleep(0.3)  # let the last frames out of the jitter buffers
     finally:
-        await pc.close()
+        try:  # (a peer whose sockets were closed under it may never finish closing)
+            await asyncio.wait_for(pc.close(), 5.0)
+        except asyncio.TimeoutError:
+            pass
         for task in consumers:
             task.cancel()
         ws.close()

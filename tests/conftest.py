@@ -65,6 +65,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # one process runs them one after the other (``--dist loadgroup``), keeping
             # the room between them: the others drain once, not once per such test
             item.add_marker(pytest.mark.xdist_group("alone"))
+    # pytest-xdist starts the largest group first (the alone tests): the minute-long
+    # bench runs, first by name, would hold it back at the start; a third in, they
+    # spread over the run instead
+    benches = [item for item in items if item.name.startswith("test_every_bench_runs")]
+    rest = [item for item in items if not item.name.startswith("test_every_bench_runs")]
+    items[:] = rest[:len(rest) // 3] + benches + rest[len(rest) // 3:]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
