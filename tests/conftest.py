@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -69,7 +70,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # bench runs, first by name, would hold it back at the start; a third in, they
     # spread over the run instead
     benches = [item for item in items if item.name.startswith("test_every_bench_runs")]
-    rest = [item for item in items if not item.name.startswith("test_every_bench_runs")]
+    rest = [item for item in items if item not in benches]
     items[:] = rest[:len(rest) // 3] + benches + rest[len(rest) // 3:]
 
 
@@ -152,7 +153,6 @@ def _trace(what: str, nodeid: str) -> None:
     went in and came out, by test process: where a run's wall time went."""
     path = os.environ.get("WCSVOD_ROOM_TRACE")
     if path:
-        import time
         with open(path, "a") as out:
             out.write(f"{time.time():.2f} {os.environ.get('PYTEST_XDIST_WORKER')} {what} {nodeid}\n")
 

@@ -27,15 +27,16 @@ BARCODE = ("geq=lum='if(lt(Y,32),if(mod(floor(N/pow(2,floor(X/40))),2),235,16),l
 CACHE_VARIABLE = "WCSVOD_MEDIA_CACHE"
 
 
-def _made_once(path: Path, recipe: dict, make: Callable[[Path], None]) -> Path:
-    """``make(path)``, or a copy of what the same recipe made before in this run's
-    cache (a copy, not a link: a test may change its file)."""
+def _made_once(path: Path, recipe: list, make: Callable[[Path], None]) -> Path:
+    """``make(path)``, or a copy of what the same recipe (the encoder's own
+    arguments, but for the output) made before in this run's cache (a copy, not a
+    link: a test may change its file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = os.environ.get(CACHE_VARIABLE)
     if not folder:
         make(path)
         return path
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
     kept = Path(folder) / f"{key[:24]}{path.suffix}"
     kept.parent.mkdir(parents=True, exist_ok=True)
     with open(kept.with_suffix(".lock"), "a") as lock:
@@ -77,10 +78,6 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
         raise ValueError(f"profile must be one of {PROFILES}")
     if profile == "baseline" and bframes:
         raise ValueError("baseline H.264 has no B-frames")
-    recipe = {"make": "mp4", "seconds": seconds, "size": (width, height), "fps": fps,
-              "profile": profile, "bframes": bframes, "gop": gop, "video": video,
-              "audio": audio, "faststart": faststart, "audio_rate": audio_rate,
-              "bitrate": bitrate, "barcode": barcode}
     args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
     if video:
         args += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}"]
@@ -98,7 +95,7 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
         args += ["-c:a", "aac", "-b:a", "64k", "-ac", "2"]
     if faststart:
         args += ["-movflags", "+faststart"]
-    return _made_once(path, recipe, lambda target: subprocess.run(
+    return _made_once(path, args[1:], lambda target: subprocess.run(
         args + ["-f", "mp4", str(target)], check=True, timeout=300))
 
 
@@ -107,8 +104,7 @@ def concat(part: Path, times: int, target: Path) -> Path:
     file made in seconds."""
     listing = target.with_suffix(".txt")
     listing.write_text(f"file '{part}'\n" * times)
-    recipe = {"make": "concat", "part": hashlib.sha256(part.read_bytes()).hexdigest(),
-              "times": times}
+    recipe = ["concat", hashlib.sha256(part.read_bytes()).hexdigest(), times]
     return _made_once(target, recipe, lambda made: subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
          "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(made)], check=True))
@@ -121,11 +117,11 @@ def make_camera(path: Path, *, seconds: float = 6.0, width: int = 640, height: i
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError("ffmpeg is not installed (scripts/install.sh --test installs it)")
-    recipe = {"make": "camera", "seconds": seconds, "size": (width, height), "fps": fps}
-    return _made_once(path, recipe, lambda target: subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc2=size={width}x{height}:rate={fps}", "-t", str(seconds), "-vf", BARCODE,
-         "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(target)], check=True, timeout=300))
+    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            f"testsrc2=size={width}x{height}:rate={fps}", "-t", str(seconds), "-vf", BARCODE,
+            "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"]
+    return _made_once(path, args[1:], lambda target: subprocess.run(
+        args + [str(target)], check=True, timeout=300))
 
 
 def corrupt_audio(source: Path, target: Path, frames: int = 10, first: int = 20,
