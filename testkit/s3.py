@@ -3,6 +3,7 @@ proxy in front of it that checks credentials or cuts transfers on purpose."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import http.server
 import re
@@ -18,7 +19,11 @@ BUCKET = "media"
 
 
 class S3Server:
-    """moto's S3 in a thread, with a bucket of test files."""
+    """moto's S3 in a thread, with a bucket of test files.
+
+    moto keeps its buckets in one store per process, shared by every server
+    started in it: two servers in one test process see each other's objects, so
+    ``upload`` refuses to replace a key with a different file."""
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -39,6 +44,14 @@ class S3Server:
         client = self.client()
         client.create_bucket(Bucket=BUCKET)
         for key, path in files.items():
+            digest = hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 (S3's ETag)
+            try:
+                held = client.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+            except client.exceptions.ClientError:
+                held = None
+            if held is not None and held != digest:
+                raise RuntimeError(f"s3://{BUCKET}/{key} already holds another file (moto's "
+                                   "store is shared by every server in a process)")
             with path.open("rb") as body:
                 client.put_object(Bucket=BUCKET, Key=key, Body=body)
 

@@ -167,9 +167,10 @@ def bucket(folder, tmp_path):
                     str(tmp_path / "parts.txt"), "-c", "copy", "-movflags", "+faststart",
                     str(tmp_path / "large.mp4")], check=True, timeout=60)
     server = S3Server()
-    server.upload({"main.mp4": folder / "short.mp4",
-                   "moov-at-end.mp4": tmp_path / "moov-at-end.mp4",
-                   "large.mp4": tmp_path / "large.mp4"})
+    # keys of its own: moto's store is shared with the session's S3 in this process
+    server.upload({"hls/main.mp4": folder / "short.mp4",
+                   "hls/moov-at-end.mp4": tmp_path / "moov-at-end.mp4",
+                   "hls/large.mp4": tmp_path / "large.mp4"})
     server.sizes = {"large.mp4": (tmp_path / "large.mp4").stat().st_size}
     yield server
     server.stop()
@@ -188,7 +189,7 @@ def test_an_s3_object_as_vod_reads_only_what_each_segment_needs(start_server, me
     try:
         server = start_server(media_dir=str(media), **s3_settings(proxy.url))
         for key in ("main.mp4", "moov-at-end.mp4"):
-            name = f"vod://s3/media/{key}"
+            name = f"vod://s3/media/hls/{key}"
             playlist = http("GET", url(server, name))
             assert playlist.status == 200 and "#EXT-X-ENDLIST" in playlist.text, playlist.text
             video, audio, warnings = framemd5(url(server, name))
@@ -206,16 +207,16 @@ def test_an_s3_object_as_vod_reads_only_what_each_segment_needs(start_server, me
         # a 4-minute object of ~60 MB: its playlist and a segment from the middle,
         # without the rest of it
         before = asked()
-        playlist = http("GET", url(server, "vod://s3/media/large.mp4"))
+        playlist = http("GET", url(server, "vod://s3/media/hls/large.mp4"))
         count = playlist.text.count("#EXTINF")
         assert count >= 25, playlist.text[:300]
-        middle = http("GET", url(server, "vod://s3/media/large.mp4", f"{count // 2}.ts"))
+        middle = http("GET", url(server, "vod://s3/media/hls/large.mp4", f"{count // 2}.ts"))
         assert middle.status == 200 and middle.body[:1] == b"G"
         fetched = asked() - before
         print(f"S3 VOD: playlist and one segment of a {s3.sizes['large.mp4'] >> 20} MB "
               f"object fetched {fetched >> 10} KiB")
         assert fetched < 4 * 2**20, fetched
-        missing = http("GET", url(server, "vod://s3/media/nothing.mp4"))
+        missing = http("GET", url(server, "vod://s3/media/hls/nothing.mp4"))
         assert missing.status == 404 and "File not found" in missing.text
     finally:
         proxy.stop()
