@@ -13,6 +13,8 @@ and the decoding viewers' frame rate (server CPU and RSS: the server process and
 its workers, if any). Each engine runs in the same process
 of this benchmark, side by side:
 - ``wcsvod`` as configured by default;
+- ``nogso``: the same server with ``webrtc_udp_gso=false`` (a datagram per packet,
+  the engine before UDP GSO), for the ratio;
 - ``tcp``: the same server, its counting viewers playing over ICE-TCP
   (``transport: "TCP"``, ``testkit/ice_tcp.py``), each one TCP connection read
   frame by frame by the same poller (the decoding viewers stay on UDP);
@@ -147,6 +149,7 @@ async def fan_out(
                 "--format",
                 "raw",
                 "--nonblocking",
+                "--subprocesses",  # the workers, where the viewers are
                 "--rate",
                 "200",
                 "--duration",
@@ -231,7 +234,8 @@ def main() -> None:
         help="counts for today's aiortc senders (they saturate early)",
     )
     parser.add_argument("--stock-counts", default="10,100,300")
-    parser.add_argument("--engines", default="wcsvod,tcp,whep,aiortc,stock")
+    parser.add_argument("--engines", default="wcsvod,nogso,tcp,whep,aiortc,stock")
+    parser.add_argument("--nogso-counts", default="300,1000", help="counts for nogso")
     parser.add_argument("--tcp-counts", default="300,1000", help="counts for TCP viewers")
     parser.add_argument("--whep-counts", default="300,1000", help="counts for WHEP viewers")
     parser.add_argument(
@@ -246,7 +250,7 @@ def main() -> None:
     if args.smoke:
         global MEASURE
         args.counts = args.aiortc_counts = args.stock_counts = "2"
-        args.tcp_counts = args.whep_counts = "2"
+        args.tcp_counts = args.whep_counts = args.nogso_counts = "2"
         MEASURE, seconds = 2.0, 10
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
@@ -266,12 +270,14 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     servers: dict[str, dict[str, str]] = {
         "wcsvod": {},
+        "nogso": {"webrtc_udp_gso": "false"},
         "tcp": {},
         "whep": {},
         "aiortc": {"webrtc_sender": "aiortc"},
     }
     engine_counts = {
         "wcsvod": counts,
+        "nogso": [int(c) for c in args.nogso_counts.split(",") if c],
         "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
         "whep": [int(c) for c in args.whep_counts.split(",") if c],
         "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
@@ -342,7 +348,7 @@ def main() -> None:
         results["stock"] = rows
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
-    for other in ("tcp", "whep", "aiortc", "stock"):
+    for other in ("nogso", "tcp", "whep", "aiortc", "stock"):
         pairs = [
             (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
         ]

@@ -69,3 +69,98 @@ def test_a_socket_full_for_too_long_ends_the_play():
     clock.advance(STUCK_LIMIT + 0.1)
     made.deliver(frame(1, size=10))
     assert states[-1] == ("failed", "Viewer too slow: the media connection could not keep up")
+
+
+# a broadcast's batch: each live sample framed once, the same bytes as each alone
+
+
+class Recorder(Channel):
+    """A channel that keeps each message, and counts what it was asked to frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[bytes] = []
+        self.prepared = 0
+
+    def send(self, data: bytes) -> None:
+        super().send(data)
+        self.messages.append(data)
+
+    def prepare(self, payload: bytes) -> bytes:
+        self.prepared += 1
+        return payload
+
+    def send_prepared(self, message: bytes) -> None:
+        self.send(message)
+
+
+def attached(channel: Channel) -> MseViewer:
+    made = MseViewer(None, "s", INFO, "test", Clock(),  # type: ignore[arg-type]
+                     lambda state, info: None)
+    made._attach(channel)
+    return made
+
+
+def aac(n: int) -> Sample:
+    return Sample("audio", bytes([0x21, n % 256]) * 40, n * 1024, 48000, n * 1024 / 48000,
+                  codec="aac")
+
+
+def live() -> list[Sample]:
+    """Audio and video as a file plays them, from a delta frame (a joiner waits)."""
+    samples: list[Sample] = []
+    for n in range(50, 130):
+        samples.append(frame(n, size=300))
+        samples.append(aac(n))
+    return samples
+
+
+def test_a_batch_frames_each_sample_once_and_sends_what_each_viewer_would_alone():
+    alone_channel = Recorder()
+    alone = attached(alone_channel)
+    channels = [Recorder() for _ in range(3)]
+    batch = MseViewer.Batch()
+    viewers = [attached(channel) for channel in channels]
+    for viewer in viewers:
+        batch.add(viewer)
+    for sample in live():
+        alone.deliver(sample)
+        batch.deliver(sample)
+    assert alone_channel.messages  # it started at the keyframe (frame 60)
+    for channel in channels:
+        assert channel.messages == alone_channel.messages
+    # the first viewer framed each message; the others wrote it as it was
+    assert channels[0].prepared > 100 and channels[1].prepared == channels[2].prepared == 0
+    assert alone_channel.messages[1][:1] == b"\x08"  # the first audio: the config first
+    assert alone_channel.messages[1][9:12] == b"\x00\x12\x10"
+    assert sum(m.count(b"\x12\x10") for m in alone_channel.messages if m[:1] == b"\x08") == 1
+
+
+def test_a_batch_viewer_that_joined_on_its_own_burst_gets_no_second_audio_config():
+    batch = MseViewer.Batch()
+    channel = Recorder()
+    viewer = attached(channel)
+    samples = live()
+    for sample in samples[20:30]:  # the burst: its keyframe and its audio, framed alone
+        viewer.deliver(sample)
+    batch.add(viewer)
+    for sample in samples[30:]:
+        batch.deliver(sample)
+    audio = [m for m in channel.messages if m[:1] == b"\x08"]
+    assert audio and sum(m[9:10] == b"\x00" for m in audio) == 1  # one config, in the burst
+
+
+def test_a_paused_batch_viewer_is_cut_back_to_keyframes_like_one_alone():
+    batch = MseViewer.Batch()
+    channels = [Recorder(), Recorder()]
+    viewers = [attached(channel) for channel in channels]
+    for viewer in viewers:
+        batch.add(viewer)
+    viewers[1].pauseProducing()
+    for n in range(0, 200):
+        batch.deliver(frame(n, size=10_000))
+    assert viewers[1].held >= PAUSED_ALLOWANCE and viewers[1].dropped > 0
+    assert viewers[0].dropped == 0 and len(channels[0].messages) == 200
+    batch.remove(viewers[1])
+    batch.remove(viewers[0])
+    assert not batch.viewers and not batch._framers

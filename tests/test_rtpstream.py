@@ -37,8 +37,9 @@ def receiver() -> socket.socket:
     return sock
 
 
-def stream(native: bool, to: socket.socket, video: bool = True) -> tuple:
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def stream(native: bool, to: socket.socket, video: bool = True, gso: bool = True,
+           sender: socket.socket | None = None) -> tuple:
+    sender = sender or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     keys = session()
     made = open_stream(
         sender,
@@ -52,6 +53,7 @@ def stream(native: bool, to: socket.socket, video: bool = True) -> tuple:
         ABS_AT,
         video,
         native=native,
+        gso=gso,
     )
     return made, keys, sender
 
@@ -319,6 +321,67 @@ def test_send_all_numbers_each_of_many_streams_on_its_own(native):
             i + 93000
         }
     assert [t.packets for t in tracks] == [73] * 30
+
+
+# UDP GSO: a sample's equal-size packets as one datagram the kernel cuts
+
+
+def sizes(*lengths: int) -> tuple[bytes, ...]:
+    """Payloads of these lengths (each distinct, so order shows)."""
+    return tuple(bytes([0x7C, i]) + bytes([i]) * (n - 2) for i, n in enumerate(lengths))
+
+
+@pytest.mark.parametrize(
+    "lengths, datagrams",
+    [
+        ((1000,), 1),
+        ((1000, 1000, 1000), 1),
+        ((1000, 1000, 999), 1),  # only the last may be shorter
+        ((1001, 1000, 1000), 2),  # aiortc's FU-A cut: the first ones a byte longer
+        ((30, 1000, 1000), 2),  # a STAP-A before a keyframe's fragments
+        ((1000, 30, 1000), 2),
+        ((42,) * 64, 1),
+        ((42,) * 65, 2),  # a batch (and the kernel's segment limit) is 64
+        ((1200,) * 60, 2),  # a datagram carries at most 60,000 bytes
+    ],
+)
+def test_gso_sends_a_run_of_equal_packets_as_one_datagram(lengths, datagrams):
+    payloads = sizes(*lengths)
+    got = {}
+    for gso in (True, False):
+        sock = receiver()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        track, _keys, _ = stream(True, sock, gso=gso)
+        track.send(payloads, 90000, True, 0x10203, 1.0)
+        got[gso] = received(sock, len(payloads))
+        assert track.packets == len(payloads) and track.gso == gso
+        assert track.datagrams == (datagrams if gso else len(payloads))
+    assert got[True] == got[False]  # the receiver sees the same packets
+    assert [d[24:] for d in unprotected(got[True])] == list(payloads)
+
+
+def test_a_socket_that_refuses_gso_falls_back_to_a_datagram_a_packet():
+    sock = receiver()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.SOL_SOCKET, 11, 1)  # SO_NO_CHECK: Linux refuses GSO (EINVAL)
+    track, _keys, _ = stream(True, sock, sender=sender)
+    payloads = sizes(1000, 1000, 700)
+    track.send(payloads, 90000, True, 0x10203, 1.0)
+    track.send(payloads, 93000, False, 0x10204, 1.1)
+    assert not track.gso and (track.packets, track.datagrams, track.dropped) == (6, 6, 0)
+    assert [d[24:] for d in unprotected(received(sock, 6))] == list(payloads) * 2
+
+
+def test_gso_is_not_used_over_tcp():
+    left, right = socket.socketpair()
+    sink = rtpstream.open_sink(left)
+    track = open_stream(None, ("127.0.0.1", 9), session(), 1, 96, 0, 0, b"", -1, True, sink=sink,
+                        gso=True)
+    assert not track.gso
+    track.send(sizes(500, 500), 90000, True, 0, 1.0)
+    assert track.datagrams == 0 and track.packets == 2
+    right.close()
+    left.close()
 
 
 # every refusal, and the ways a caller could break a C loop that trusted it

@@ -97,6 +97,8 @@ class Settings:
     log_format: str = "text"
     record_template: str = "{streamName}-{startTime}"
     webrtc_sender: str = "fast"
+    #: A sample's equal-size packets to a viewer as one UDP GSO datagram.
+    webrtc_udp_gso: bool = True
     vod_audio_cache_size: int = 1024
     rest_cors_origins: tuple[str, ...] = ()
     ws_allowed_origins: tuple[str, ...] = ()
@@ -378,6 +380,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "log_format": ("log_format", _log_format, repr),
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
+    "webrtc_udp_gso": ("webrtc_udp_gso", _bool, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),
     "rest_cors_origins": ("rest_cors_origins", _origins, repr),
     "ws_allowed_origins": ("ws_allowed_origins", _origins, repr),

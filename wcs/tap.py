@@ -294,6 +294,7 @@ def compose(
         settings.record_template,
         settings.announced_ips,
         fast_sender=settings.webrtc_sender == "fast",
+        udp_gso=settings.webrtc_udp_gso,
         limits=limits,
         ice_tcp=ice_tcp,
     )

@@ -49,6 +49,13 @@ class FlvTagger:
         self._parameters: tuple[bytes, bytes] | None = None
         self._sent_parameters: tuple[bytes, bytes] | None = None
 
+    def take_audio_config(self) -> bool:
+        """Whether the config must go before the next AAC frame, marked sent now
+        (for a caller that frames its audio elsewhere and sends the config itself)."""
+        due = not self._audio_config_sent and bool(self.audio_config)
+        self._audio_config_sent = True
+        return due
+
     def tags(self, sample: Sample, milliseconds: int) -> list[tuple[int, int, bytes]]:
         """The tags for one sample; none for what FLV does not carry (Opus) or
         for video before its first SPS and PPS."""

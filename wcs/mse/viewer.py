@@ -9,8 +9,8 @@ seconds is ended. Server memory never grows with a slow viewer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -20,7 +20,7 @@ from wcs.errors import Unprocessable
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
 from wcs.mse.channels import MediaChannels
-from wcs.mse.packetizer import MsePacketizer
+from wcs.mse.packetizer import MseFramer, MsePacketizer, Records
 
 log = Logger()
 
@@ -45,6 +45,10 @@ class MediaChannel(Protocol):
     """The media-transport WebSocket, as the viewer needs it."""
 
     def send(self, data: bytes) -> None: ...
+
+    def prepare(self, payload: bytes) -> Any: ...
+
+    def send_prepared(self, message: Any) -> None: ...
 
     def register_producer(self, producer: object) -> None: ...
 
@@ -144,8 +148,35 @@ class MseViewer:
         return self.need_key
 
     def deliver(self, sample: Sample) -> None:
-        if self._done or self.channel is None:
+        """A sample of its own (the join burst): framed for this viewer alone."""
+        if self._admits(sample):
+            data = self.packetizer.pack(sample)
+            if data:
+                self._sent(len(data))
+                assert self.channel is not None
+                self.channel.send(data)
+
+    def deliver_records(self, sample: Sample, records: Records) -> None:
+        """A live sample as its broadcast framed it (:class:`Batch`)."""
+        if not self._admits(sample):
             return
+        assert self.channel is not None
+        if records.first is not None and self.packetizer.take_audio_config():
+            if records.first_message is None:
+                records.first_message = self.channel.prepare(records.first)
+            self._sent(len(records.first))
+            self.channel.send_prepared(records.first_message)
+            return
+        if records.message is None:
+            records.message = self.channel.prepare(records.data)
+        self._sent(len(records.data))
+        self.channel.send_prepared(records.message)
+
+    def _admits(self, sample: Sample) -> bool:
+        """Whether ``sample`` goes out: not while the socket has been full past
+        the allowance (then from the next keyframe), nor before a keyframe."""
+        if self._done or self.channel is None:
+            return False
         if self.paused_since is not None and (
             self.held >= PAUSED_ALLOWANCE or self.clock.seconds() - self.paused_since > STUCK_LIMIT
         ):
@@ -158,18 +189,49 @@ class MseViewer:
                     n=self.dropped,
                 )
                 self._end("failed", "Viewer too slow: the media connection could not keep up")
-            return
+            return False
         if self.need_key:
             if not (sample.kind == "video" and sample.keyframe):
-                return
+                return False
             self.need_key = False
-        data = self.packetizer.pack(sample)
-        if data:
-            if self.paused_since is not None:
-                self.held += len(data)
-            self.channel.send(data)
-            self.packets += 1
-            self.octets += len(data)
+        return True
+
+    def _sent(self, size: int) -> None:
+        if self.paused_since is not None:
+            self.held += size
+        self.packets += 1
+        self.octets += size
+
+    class Batch:
+        """A broadcast's MSE viewers: each live sample framed once (records and
+        WebSocket frame) and written to every viewer's socket as it is."""
+
+        def __init__(self) -> None:
+            self.viewers: dict[MseViewer, MseFramer] = {}
+            self._framers: dict[bytes, MseFramer] = {}
+
+        def __iter__(self) -> Iterator[MseViewer]:
+            return iter(list(self.viewers))
+
+        def add(self, viewer: MseViewer) -> None:
+            config = viewer.info.audio.aac_config if viewer.info.audio else b""
+            framer = self._framers.get(config)
+            if framer is None:
+                framer = self._framers[config] = MseFramer(config)
+            self.viewers[viewer] = framer
+
+        def remove(self, viewer: MseViewer) -> None:
+            framer = self.viewers.pop(viewer, None)
+            if framer is not None and framer not in self.viewers.values():
+                del self._framers[framer.audio_config]
+
+        def deliver(self, sample: Sample) -> None:
+            # every framer sees every sample (its SPS/PPS), whoever takes it
+            made = {id(framer): framer.records(sample) for framer in self._framers.values()}
+            for viewer, framer in list(self.viewers.items()):
+                records = made[id(framer)]
+                if records is not None:
+                    viewer.deliver_records(sample, records)
 
     def closed(self, info: str | None, failed: bool) -> None:
         self._end("failed" if failed else "stopped", info)

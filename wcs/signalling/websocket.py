@@ -41,6 +41,7 @@ from autobahn.twisted.websocket import (
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
+from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import connectionDone
@@ -225,6 +226,18 @@ class SocketChannel:
         play would end FAILED "Internal error" instead of its own ending)."""
         if self.protocol.state == WebSocketServerProtocol.STATE_OPEN:
             self.protocol.sendMessage(data, isBinary=True)
+
+    @staticmethod
+    def prepare(payload: bytes) -> PreparedMessage:
+        """``payload`` framed once as a binary message (a server's frames are not
+        masked), to be sent as it is on every socket of a broadcast."""
+        return PreparedMessage(payload, True, False, False)
+
+    def send_prepared(self, message: PreparedMessage) -> None:
+        """A message from :meth:`prepare`: its frame written as it is (Autobahn
+        frames it again for a connection that compresses, which ours never do)."""
+        if self.protocol.state == WebSocketServerProtocol.STATE_OPEN:
+            self.protocol.sendPreparedMessage(message)
 
     def register_producer(self, producer: object) -> None:
         transport = self.protocol.connection

@@ -35,7 +35,8 @@ class TransportFactory:
 
     ``announced_ips`` are the addresses ICE offers (WCS's ``ip``; empty: all
     of the machine's); records are named by ``record_template``; ``fast_sender``
-    false sends WebRTC through aiortc's own per-viewer senders.
+    false sends WebRTC through aiortc's own per-viewer senders; ``udp_gso`` false
+    has the fast sender send a datagram per packet.
     """
 
     play_providers: tuple[str, ...] = ("WebRTC", "MSE")
@@ -48,6 +49,7 @@ class TransportFactory:
         record_template: str,
         announced_ips: Sequence[str] = (),
         fast_sender: bool = True,
+        udp_gso: bool = True,
         limits: Limits = Limits(),
         ice_tcp: IceTcpServer | None = None,
     ) -> None:
@@ -56,6 +58,7 @@ class TransportFactory:
         self.tcp_offered = ice_tcp is not None
         self.limits = limits
         self.fast_sender = fast_sender
+        self.udp_gso = udp_gso
         self.record_dir = record_dir
         self.record_template = record_template
         self.channels = MediaChannels()
@@ -84,6 +87,7 @@ class TransportFactory:
                 label,
                 on_state,
                 fast=self.fast_sender,
+                gso=self.udp_gso,
                 ice_tcp=self.ice_tcp,
                 tcp_only=tcp_only and self.ice_tcp is not None,
             )

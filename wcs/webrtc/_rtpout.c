@@ -34,10 +34,21 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* Linux 4.18's UDP GSO, for older headers */
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+/* what one GSO datagram may carry: the kernel's segment limit, and an IP packet */
+#define GSO_SEGMENTS 64
+#define GSO_BYTES 60000
 
 #define MAX_PACKET 1500
 #define TRAILER 148 /* libsrtp's SRTP_MAX_TRAILER_LEN, with room to spare */
@@ -288,7 +299,8 @@ typedef struct {
     Py_ssize_t abs_send_time_at; /* where the 3 bytes go in the block, or -1 */
     int video;
     int need_key;
-    unsigned long long packets, octets, dropped;
+    int gso; /* equal-size packets of a sample go as one UDP GSO datagram */
+    unsigned long long packets, octets, dropped, datagrams;
     uint32_t last_rtp;
     double last_time; /* wall clock of the last packet, for sender reports */
     /* the recent samples sent: payloads, first sequence number, count, timestamp */
@@ -318,7 +330,7 @@ static void close_fd(RtpStream *self) {
 static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"fd", "host", "port", "protect", "context", "session",
                                "ssrc", "payload_type", "seq", "ts_base", "extension",
-                               "abs_send_time_at", "video", "sink", NULL};
+                               "abs_send_time_at", "video", "sink", "gso", NULL};
     const char *host;
     int fd, port, video, payload_type;
     unsigned long long protect_address, context_address;
@@ -326,10 +338,11 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     PyObject *session, *sink = Py_None;
     Py_buffer extension;
     Py_ssize_t abs_send_time_at;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOLiLLy*np|O", keywords, &fd, &host,
+    int gso = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiKKOLiLLy*np|Op", keywords, &fd, &host,
                                      &port, &protect_address, &context_address, &session,
                                      &ssrc, &payload_type, &seq, &ts_base, &extension,
-                                     &abs_send_time_at, &video, &sink))
+                                     &abs_send_time_at, &video, &sink, &gso))
         return -1;
     int framed = sink != Py_None;
     /* every check before anything of ours changes; no sum that could overflow */
@@ -409,7 +422,8 @@ static int stream_init(RtpStream *self, PyObject *args, PyObject *kwargs) {
     self->ts_base = (uint32_t)ts_base;
     self->video = video;
     self->need_key = video;
-    self->packets = self->octets = self->dropped = 0;
+    self->gso = gso && !framed;
+    self->packets = self->octets = self->dropped = self->datagrams = 0;
     self->last_rtp = 0;
     self->last_time = 0.0;
     return 0;
@@ -438,6 +452,66 @@ static int check_payloads(PyObject *payloads, Py_ssize_t header_room) {
     return 0;
 }
 
+/* Sends ``count`` protected packets over UDP, in order; returns how many went.
+ * With gso, each run of equal-size packets (and one shorter packet ending it)
+ * goes as one datagram that the kernel cuts at that size: one pass through the
+ * stack for a sample's packets, not one each. A kernel or route that refuses
+ * GSO turns it off for this stream, and the packets go one by one. */
+static int udp_send(RtpStream *self, struct iovec *vectors, int count) {
+    struct mmsghdr messages[BATCH];
+    int segments[BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } controls[BATCH];
+    int done = 0;
+    while (done < count) {
+        int m = 0;
+        for (int i = done; i < count; m++) {
+            size_t size = vectors[i].iov_len, total = size;
+            int n = 1;
+            while (self->gso && i + n < count && n < GSO_SEGMENTS &&
+                   vectors[i + n].iov_len <= size && total + vectors[i + n].iov_len <= GSO_BYTES) {
+                total += vectors[i + n].iov_len;
+                if (vectors[i + n++].iov_len < size)
+                    break; /* only the last segment may be shorter */
+            }
+            memset(&messages[m], 0, sizeof messages[m]);
+            struct msghdr *header = &messages[m].msg_hdr;
+            header->msg_name = &self->address;
+            header->msg_namelen = self->address_length;
+            header->msg_iov = &vectors[i];
+            header->msg_iovlen = (size_t)n;
+            if (n > 1) {
+                header->msg_control = controls[m].buf;
+                header->msg_controllen = sizeof controls[m].buf;
+                struct cmsghdr *control = CMSG_FIRSTHDR(header);
+                control->cmsg_level = SOL_UDP;
+                control->cmsg_type = UDP_SEGMENT;
+                control->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                uint16_t segment = (uint16_t)size;
+                memcpy(CMSG_DATA(control), &segment, sizeof segment);
+            }
+            segments[m] = n;
+            i += n;
+        }
+        int sent = sendmmsg(self->fd, messages, (unsigned int)m, MSG_DONTWAIT);
+        if (sent < 0) {
+            if (segments[0] > 1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+                self->gso = 0; /* refused (EIO, EINVAL...): again, one by one */
+                continue;
+            }
+            return done; /* the socket could take no more */
+        }
+        for (int k = 0; k < sent; k++)
+            done += segments[k];
+        self->datagrams += (unsigned long long)sent;
+        /* fewer than asked: full, or a GSO datagram refused (its error is lost
+         * after a first success); the next call tells them apart */
+    }
+    return done;
+}
+
 /* Sends one checked sample's packets; a packet that cannot be protected or sent
  * ends the sample there (the video then waits for a keyframe). Never fails. */
 static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int keyframe,
@@ -462,7 +536,6 @@ static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int
     Py_ssize_t done = 0;
     int cut = 0;
     while (done < count && !cut) {
-        struct mmsghdr messages[BATCH];
         struct iovec vectors[BATCH];
         int ends[BATCH];
         Py_ssize_t sizes[BATCH];
@@ -502,11 +575,6 @@ static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int
                 vectors[batch].iov_base = packet;
                 vectors[batch].iov_len = (size_t)length;
             }
-            memset(&messages[batch], 0, sizeof messages[batch]);
-            messages[batch].msg_hdr.msg_name = &self->address;
-            messages[batch].msg_hdr.msg_namelen = self->address_length;
-            messages[batch].msg_hdr.msg_iov = &vectors[batch];
-            messages[batch].msg_hdr.msg_iovlen = 1;
             sizes[batch] = size;
             batch++;
         }
@@ -516,7 +584,7 @@ static void send_one(RtpStream *self, PyObject *payloads, uint32_t media_ts, int
         else if (self->sink != NULL)
             sent = sink_send(self->sink, vectors, ends, batch);
         else
-            sent = sendmmsg(self->fd, messages, (unsigned int)batch, MSG_DONTWAIT);
+            sent = udp_send(self, vectors, batch);
         if (sent < 0)
             sent = 0;
         for (int i = 0; i < sent; i++)
@@ -644,6 +712,12 @@ static PyObject *get_seq(RtpStream *self, void *Py_UNUSED(closure)) {
 static PyObject *get_packets(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(self->packets);
 }
+static PyObject *get_datagrams(RtpStream *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(self->datagrams);
+}
+static PyObject *get_gso(RtpStream *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(self->gso);
+}
 static PyObject *get_octets(RtpStream *self, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(self->octets);
 }
@@ -682,6 +756,9 @@ static PyGetSetDef stream_getset[] = {
     {"packets", (getter)get_packets, NULL, "Packets sent.", NULL},
     {"octets", (getter)get_octets, NULL, "Payload octets sent.", NULL},
     {"dropped", (getter)get_dropped, NULL, "Samples cut short.", NULL},
+    {"datagrams", (getter)get_datagrams, NULL, "UDP datagrams sent (GSO: fewer than packets).",
+     NULL},
+    {"gso", (getter)get_gso, NULL, "Whether a sample's packets go as one GSO datagram.", NULL},
     {"last_rtp", (getter)get_last_rtp, NULL, "RTP timestamp of the last packet.", NULL},
     {"last_time", (getter)get_last_time, NULL, "Wall clock of the last packet.", NULL},
     {"ts_base", (getter)get_ts_base, NULL, "What media timestamps are offset by.", NULL},

@@ -419,6 +419,7 @@ def open_stream(
     video: bool,
     native: bool = True,
     sink: TcpSink | None = None,
+    gso: bool = True,
 ) -> RtpStream:
     """A viewer's track: in C when built (and ``native``), else in Python.
 
@@ -426,6 +427,8 @@ def open_stream(
     descriptor of ``sock`` of its own, so that neither can go before it does;
     ``close()`` ends its sending. Over ICE-TCP ``sink`` (from :func:`open_sink`,
     of the same implementation) carries its packets, and ``sock`` is None.
+    With ``gso`` the C stream sends a sample's equal-size packets as one UDP GSO
+    datagram (the receiver gets the same packets); Python sends them one by one.
     """
     if sink is not None:  # the stream writes through it: the same implementation
         native = not isinstance(sink, PyTcpSink)
@@ -445,6 +448,7 @@ def open_stream(
             abs_send_time_at=abs_send_time_at,
             video=video,
             sink=sink,
+            gso=gso,
         )
     return PyRtpStream(
         sock,

@@ -105,7 +105,11 @@ class FastSender(RTCRtpSender):
     """
 
     def _fast_init(
-        self, label: str, on_keyframe_request: Callable[[], None], native: bool = True
+        self,
+        label: str,
+        on_keyframe_request: Callable[[], None],
+        native: bool = True,
+        gso: bool = True,
     ) -> None:
         self.label = label
         self.on_keyframe_request = on_keyframe_request
@@ -116,6 +120,7 @@ class FastSender(RTCRtpSender):
         self.ready = asyncio.Event()
         self.stream: RtpStream | None = None
         self._native = native
+        self._gso = gso
         self._started = False
         self._stopped = False  # stopped before it started: it never starts
         self._session: Any = None
@@ -181,6 +186,7 @@ class FastSender(RTCRtpSender):
                 video,
                 native=self._native,
                 sink=sink,
+                gso=self._gso,
             )
         REPORTS.add(self)
         METERS.traffic("WebRTC").opened(self, _stream_counts)
@@ -409,14 +415,18 @@ def _stream_counts(sender: FastSender) -> tuple[int, int]:
 
 
 def adopt(
-    sender: RTCRtpSender, label: str, on_keyframe_request: Callable[[], None], native: bool = True
+    sender: RTCRtpSender,
+    label: str,
+    on_keyframe_request: Callable[[], None],
+    native: bool = True,
+    gso: bool = True,
 ) -> FastSender:
     """Turn the sender aiortc made for a transceiver into a :class:`FastSender`
     (before negotiation ends: aiortc calls ``send`` when DTLS is up)."""
     internals.adopt_sender(sender, FastSender)
     fast = sender
     assert isinstance(fast, FastSender)
-    fast._fast_init(label, on_keyframe_request, native)
+    fast._fast_init(label, on_keyframe_request, native, gso)
     return fast
 
 

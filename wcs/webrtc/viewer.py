@@ -113,11 +113,13 @@ class WebRTCViewer:
         fast: bool = True,
         ice_tcp: IceTcpServer | None = None,
         tcp_only: bool = False,
+        gso: bool = True,
     ) -> None:
         self.info = info
         self.label = label
         self._on_state = on_state
         self.fast = fast
+        self._gso = gso
         self._ice_tcp = ice_tcp
         self._tcp_only = tcp_only
         self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
@@ -178,7 +180,7 @@ class WebRTCViewer:
         if self.fast:
             transceiver = self.pc.addTransceiver(kind, direction="sendonly")
             sender = self.tracks[kind] = adopt(
-                transceiver.sender, f"{self.label} {kind}", self._keyframe_requested
+                transceiver.sender, f"{self.label} {kind}", self._keyframe_requested, gso=self._gso
             )
             if kind == "video":
                 sender.on_feedback = self._feedback
