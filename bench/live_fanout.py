@@ -15,6 +15,10 @@ of this benchmark, side by side:
 - ``wcsvod`` as configured by default;
 - ``nogso``: the same server with ``webrtc_udp_gso=false`` (a datagram per packet,
   the engine before UDP GSO), for the ratio;
+- ``gro``: the same server, its counting viewers receiving with UDP GRO: on loopback
+  the receivers' delivery runs on the sending CPU and is counted as the server's
+  (over a network it is not); with GRO a GSO datagram reaches the receiver whole,
+  so this row is nearer what the server itself pays;
 - ``tcp``: the same server, its counting viewers playing over ICE-TCP
   (``transport: "TCP"``, ``testkit/ice_tcp.py``), each one TCP connection read
   frame by frame by the same poller (the decoding viewers stay on UDP);
@@ -100,10 +104,11 @@ async def fan_out(
     profile: Path | None = None,
     transport: str = "UDP",
     http_url: str = "",
+    gro: bool = False,
 ) -> dict:
     counter = Counter()
     stop = asyncio.Event()
-    views = [CheapViewer(transport=transport) for _ in range(viewers)]
+    views = [CheapViewer(transport=transport, gro=gro) for _ in range(viewers)]
     cheap = []
     started = time.monotonic()
     for index, view in enumerate(views):
@@ -234,8 +239,9 @@ def main() -> None:
         help="counts for today's aiortc senders (they saturate early)",
     )
     parser.add_argument("--stock-counts", default="10,100,300")
-    parser.add_argument("--engines", default="wcsvod,nogso,tcp,whep,aiortc,stock")
+    parser.add_argument("--engines", default="wcsvod,nogso,gro,tcp,whep,aiortc,stock")
     parser.add_argument("--nogso-counts", default="300,1000", help="counts for nogso")
+    parser.add_argument("--gro-counts", default="300,1000", help="counts for gro")
     parser.add_argument("--tcp-counts", default="300,1000", help="counts for TCP viewers")
     parser.add_argument("--whep-counts", default="300,1000", help="counts for WHEP viewers")
     parser.add_argument(
@@ -250,7 +256,7 @@ def main() -> None:
     if args.smoke:
         global MEASURE
         args.counts = args.aiortc_counts = args.stock_counts = "2"
-        args.tcp_counts = args.whep_counts = args.nogso_counts = "2"
+        args.tcp_counts = args.whep_counts = args.nogso_counts = args.gro_counts = "2"
         MEASURE, seconds = 2.0, 10
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
@@ -271,6 +277,7 @@ def main() -> None:
     servers: dict[str, dict[str, str]] = {
         "wcsvod": {},
         "nogso": {"webrtc_udp_gso": "false"},
+        "gro": {},
         "tcp": {},
         "whep": {},
         "aiortc": {"webrtc_sender": "aiortc"},
@@ -278,6 +285,7 @@ def main() -> None:
     engine_counts = {
         "wcsvod": counts,
         "nogso": [int(c) for c in args.nogso_counts.split(",") if c],
+        "gro": [int(c) for c in args.gro_counts.split(",") if c],
         "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
         "whep": [int(c) for c in args.whep_counts.split(",") if c],
         "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
@@ -311,6 +319,7 @@ def main() -> None:
                             raw,
                             {"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
                             server.http_url,
+                            gro=engine == "gro",
                         ),
                         timeout=900,
                     )
@@ -348,7 +357,7 @@ def main() -> None:
         results["stock"] = rows
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
-    for other in ("nogso", "tcp", "whep", "aiortc", "stock"):
+    for other in ("nogso", "gro", "tcp", "whep", "aiortc", "stock"):
         pairs = [
             (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
         ]

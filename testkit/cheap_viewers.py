@@ -36,6 +36,11 @@ from wcs.media.mp4 import Mp4File
 
 #: How often the counter drains every socket (s).
 POLL = 0.02
+#: Where byte-counted sockets are read into (their bytes are not kept).
+_SCRATCH = bytearray(1 << 18)
+#: Linux's UDP_GRO socket option (netinet/udp.h), and room for its message.
+UDP_GRO = 104
+_GRO_SPACE = socket.CMSG_SPACE(4)
 
 
 @dataclass
@@ -51,6 +56,13 @@ class CheapViewer:
     ssrcs: dict[int, int] = field(default_factory=dict)  # packets by sender SSRC
     transport: str = "UDP"  # how it plays: "TCP" is ICE-TCP only, "WHEP" over WHEP
     deaf: bool = False  # once connected, reads nothing (its socket fills)
+    bytes: int = 0  # what a byte-counted socket (an MSE media socket) brought
+    requested_at: float | None = None  # when playStream (or the WHEP POST) went
+    #: Receive with UDP GRO: the kernel hands over a sender's GSO datagram whole (on
+    #: loopback the receivers' delivery runs on the sender's CPU; over a network it
+    #: would not), counted as the packets it carries.
+    gro: bool = False
+    playing_at: float | None = None  # when PLAYING came
 
 
 class Counter:
@@ -59,7 +71,17 @@ class Counter:
     def __init__(self) -> None:
         self._sockets: list[tuple[socket.socket, Any, CheapViewer]] = []
         self._streams: list[tuple[socket.socket, Any, CheapViewer, tuple, bytearray]] = []
+        self._counted: list[tuple[socket.socket, CheapViewer]] = []  # bytes only
         self._task: asyncio.Task | None = None
+
+    def add_bytes(self, sock: socket.socket, viewer: CheapViewer) -> None:
+        """Count what arrives on ``sock`` (a copy of it is drained; the caller
+        stops reading its own)."""
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+        raw.setblocking(False)
+        self._counted.append((raw, viewer))
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain_forever())
 
     def add(self, pc: RTCPeerConnection, viewer: CheapViewer) -> None:
         """Take over the viewer's sockets from aiortc (reading only)."""
@@ -71,6 +93,8 @@ class Counter:
             transport.pause_reading()
             raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
             raw.setblocking(False)
+            if viewer.gro:
+                raw.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
             self._sockets.append((raw, protocol, viewer))
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain_forever())
@@ -104,6 +128,13 @@ class Counter:
             else:
                 streams.append(stream)
         self._streams = streams
+        counted = []
+        for raw, counted_viewer in self._counted:
+            if counted_viewer is viewer:
+                raw.close()
+            else:
+                counted.append((raw, counted_viewer))
+        self._counted = counted
 
     def stop(self) -> None:
         if self._task is not None:
@@ -112,8 +143,11 @@ class Counter:
             raw.close()
         for stream in self._streams:
             stream[0].close()
+        for raw, _ in self._counted:
+            raw.close()
         self._sockets = []
         self._streams = []
+        self._counted = []
 
     async def _drain_forever(self) -> None:
         while True:
@@ -121,10 +155,23 @@ class Counter:
             self.drain()
 
     def drain(self) -> None:
+        for raw, viewer in self._counted:
+            while True:
+                try:
+                    got = raw.recv_into(_SCRATCH)
+                except OSError:  # empty (BlockingIOError), or gone
+                    break
+                if not got:
+                    break
+                viewer.bytes += got
         for raw, protocol, viewer in self._sockets:
             while True:
                 try:
-                    data, addr = raw.recvfrom(2048)
+                    if viewer.gro:
+                        data, ancillary, _, addr = raw.recvmsg(1 << 16, _GRO_SPACE)
+                    else:
+                        data, addr = raw.recvfrom(2048)
+                        ancillary = ()
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
@@ -134,10 +181,16 @@ class Counter:
                     if 199 < data[1] < 208:
                         viewer.rtcp += 1
                     else:
-                        viewer.rtp += 1
+                        # a GRO datagram: packets of its segment size, the last shorter
+                        segment = next((int.from_bytes(value[:2], "little")
+                                        for level, kind, value in ancillary
+                                        if level == socket.SOL_UDP and kind == UDP_GRO),
+                                       len(data))
+                        count = -(-len(data) // segment)
+                        viewer.rtp += count
                         viewer.rtp_bytes += len(data)
                         ssrc = int.from_bytes(data[8:12], "big")
-                        viewer.ssrcs[ssrc] = viewer.ssrcs.get(ssrc, 0) + 1
+                        viewer.ssrcs[ssrc] = viewer.ssrcs.get(ssrc, 0) + count
                 elif first < 4:
                     protocol.datagram_received(data, addr)  # consent checks, both ways
         for raw, protocol, viewer, addr, buffer in self._streams:
@@ -231,10 +284,13 @@ async def watch_whep(http_url: str, name: str, counter: Counter, stop: asyncio.E
 
 
 async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
-                timeout: float = 120.0, viewer: CheapViewer | None = None) -> CheapViewer:
+                timeout: float = 120.0, viewer: CheapViewer | None = None,
+                go: asyncio.Event | None = None) -> CheapViewer:
     """Play ``name`` as the SDK offers; once connected, hand the sockets to
     ``counter``; send stopStream when ``stop`` is set (or at ``timeout``).
-    ``viewer`` (made if not given) fills in as it goes."""
+    ``viewer`` (made if not given) fills in as it goes. With ``go``, the session
+    and the offer are made first, and playStream waits until ``go`` is set (a
+    storm of plays whose peers were made beforehand)."""
     viewer = viewer or CheapViewer()
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -251,6 +307,12 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
             add_active_tcp(pc)
             extra["transport"] = "TCP"
         request = stream_request(name, sdp=pc.localDescription.sdp, **extra)
+        while go is not None and not go.is_set():  # the session answers pings meanwhile
+            try:
+                await asyncio.wait_for(ws.receive_json(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+        viewer.requested_at = time.monotonic()
         await ws.send("playStream", request)
         deadline = time.monotonic() + timeout
         stopping = False
@@ -270,6 +332,8 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
                 viewer.statuses.append(event["status"])
                 if event.get("info"):
                     viewer.infos.append(event["info"])
+                if event["status"] == "PLAYING" and viewer.playing_at is None:
+                    viewer.playing_at = time.monotonic()
                 if event["status"] in ("STOPPED", "FAILED"):
                     break
     finally:
@@ -278,6 +342,52 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
         ws.close()
     return viewer
 
+
+
+async def watch_mse(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
+                    timeout: float = 120.0, viewer: CheapViewer | None = None) -> CheapViewer:
+    """An MSE play as the SDK makes it (the offer, then the media socket), whose
+    media socket ``counter`` drains, counting bytes only."""
+    from testkit.mse_client import MSE_OFFER
+
+    viewer = viewer or CheapViewer(transport="MSE")
+    ws = await AsyncWebSocket.connect(ws_url)
+    media: AsyncWebSocket | None = None
+    try:
+        await ws.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})
+        user = (await ws.receive_json())["data"][0]
+        request = stream_request(name, provider="MSE", sdp=MSE_OFFER)
+        await ws.send("playStream", request)
+        deadline = time.monotonic() + timeout
+        stopping = False
+        while time.monotonic() < deadline:
+            if stop.is_set() and not stopping:
+                stopping = True
+                await ws.send("stopStream", dict(request, sdp=None))
+            try:
+                message = await asyncio.wait_for(ws.receive_json(), 0.25)
+            except asyncio.TimeoutError:
+                continue
+            if message["message"] == "setRemoteSDP" and media is None:
+                media = await AsyncWebSocket.connect(ws_url)
+                await media.send("connectMediaTransport", {"authToken": user["authToken"]})
+                media.writer.transport.pause_reading()  # type: ignore[attr-defined]
+                counter.add_bytes(media.writer.get_extra_info("socket"), viewer)
+            elif message["message"] == "notifyStreamStatusEvent":
+                event = message["data"][0]
+                viewer.statuses.append(event["status"])
+                if event.get("info"):
+                    viewer.infos.append(event["info"])
+                if event["status"] == "PLAYING" and viewer.connected_at is None:
+                    viewer.connected_at = time.monotonic()
+                if event["status"] in ("STOPPED", "FAILED"):
+                    break
+    finally:
+        counter.remove(viewer)
+        ws.close()
+        if media is not None:
+            media.close()
+    return viewer
 
 
 class Crowd:

@@ -154,3 +154,22 @@ def test_a_truncated_sps_does_not_break_the_flv_tagger():
     data = b"\x00\x00\x00\x01\x67" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01\x65\x01"
     tags = tagger.tags(Sample("video", data, 0, 90000, 0.0, True, "h264"), 0)  # IndexError
     assert tags == [] or all(kind == 9 for kind, _, _ in tags)
+
+
+def test_a_samples_frame_is_cut_once_for_every_tagger_that_takes_it():
+    sample = video([SPS, PPS, SEI, b"\x65\x88\x84"], keyframe=True)
+    mse, rtmp = FlvTagger(ASC), FlvTagger(ASC, every_keyframe=False)
+    first, second = mse.tags(sample, 0)[-1][2], rtmp.tags(sample, 40)[-1][2]
+    assert first is second  # the same bytes object: joined once
+    # the same bytes as a keyframe and as not one are two different tags
+    again = video([SPS, PPS, SEI, b"\x65\x88\x84"], keyframe=False)
+    assert FlvTagger(ASC).tags(again, 0)[-1][2][:1] == b"\x27"
+
+
+def test_the_frame_cache_is_bounded():
+    from wcs.media import flv
+
+    tagger = FlvTagger(ASC)
+    for n in range(flv.CACHE + 50):
+        tagger.tags(video([SPS, PPS, b"\x65" + n.to_bytes(4, "big")], keyframe=True), n)
+    assert len(flv._cut) <= flv.CACHE

@@ -164,3 +164,22 @@ def test_a_paused_batch_viewer_is_cut_back_to_keyframes_like_one_alone():
     batch.remove(viewers[1])
     batch.remove(viewers[0])
     assert not batch.viewers and not batch._framers
+
+
+def test_a_batch_made_mid_gop_frames_the_frames_after_a_joiners_burst():
+    """The framer starts with the batch's first viewer, after that viewer's burst
+    (from the last keyframe, whose SPS and PPS the framer never saw): the delta
+    frames that follow must reach the viewer, not wait for the next keyframe."""
+    alone_channel, channel = Recorder(), Recorder()
+    alone, joiner = attached(alone_channel), attached(channel)
+    samples = live()  # the keyframe (and its SPS/PPS) is frame 60
+    for sample in samples[20:40]:
+        alone.deliver(sample)
+        joiner.deliver(sample)  # the burst, framed by the joiner alone
+    batch = MseViewer.Batch()
+    batch.add(joiner)
+    for sample in samples[40:110]:  # delta frames, then the keyframe at 120 is not here
+        alone.deliver(sample)
+        batch.deliver(sample)
+    assert channel.messages == alone_channel.messages
+    assert sum(m[:1] == b"\x09" for m in channel.messages) == 45

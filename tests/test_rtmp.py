@@ -91,6 +91,18 @@ def test_an_extended_timestamp_travels_in_every_chunk():
     assert read_all(chunks, CHUNK_SIZE) == [(9, 1, stamp, body)]
 
 
+def test_a_bodys_chunks_are_cut_once_and_shared_by_every_push():
+    from wcs.push import rtmp
+
+    body = bytes(range(256)) * 40
+    one, two = message(6, 9, 1000, body, 1), message(6, 9, 2000, body, 1)
+    assert one[1] is two[1] and one[0] != two[0]  # only the header is a push's own
+    assert read_all(b"".join(two), CHUNK_SIZE) == [(9, 1, 2000, body)]
+    for n in range(rtmp.CHUNKED + 20):
+        message(6, 9, n, n.to_bytes(4, "big") * 2000, 1)
+    assert len(rtmp._chunked) <= rtmp.CHUNKED
+
+
 def test_the_reader_follows_set_chunk_size_and_waits_for_more():
     reader = ChunkReader()
     data = b"".join(message(2, 1, 0, struct.pack(">I", 1000)))

@@ -16,6 +16,29 @@ from wcs.media.sample import Sample
 AUDIO, VIDEO = 8, 9
 
 _SKIPPED = (h264.NAL_SPS, h264.NAL_PPS, h264.NAL_AUD)
+#: Video samples whose tags are kept: the same bytes reach every MSE viewer and
+#: RTMP push of a stream, so a sample's NAL units are cut and joined once.
+CACHE = 256
+
+_cut: dict[tuple[bytes, bool], tuple[tuple[bytes, bytes] | None, bytes]] = {}
+
+
+def _video_tag(data: bytes, keyframe: bool) -> tuple[tuple[bytes, bytes] | None, bytes]:
+    """A video sample's SPS and PPS (if it has both) and its frame's tag body."""
+    key = (data, keyframe)
+    found = _cut.get(key)
+    if found is None:
+        units = [u for u in h264.split_annexb(data) if u]
+        # an SPS too short to name its profile and level (a publisher's) is no SPS
+        sps = [u for u in units if u[0] & 0x1F == h264.NAL_SPS and len(u) >= 4]
+        pps = [u for u in units if u[0] & 0x1F == h264.NAL_PPS]
+        body = b"".join(len(u).to_bytes(4, "big") + u for u in units if u[0] & 0x1F not in _SKIPPED)
+        tag = b"\x17\x01" if keyframe else b"\x27\x01"
+        found = ((sps[0], pps[0]) if sps and pps else None, tag + b"\x00\x00\x00" + body)
+        if len(_cut) >= CACHE:
+            del _cut[next(iter(_cut))]
+        _cut[key] = found
+    return found
 
 
 def avcc_record(sps: bytes, pps: bytes) -> bytes:
@@ -49,6 +72,18 @@ class FlvTagger:
         self._parameters: tuple[bytes, bytes] | None = None
         self._sent_parameters: tuple[bytes, bytes] | None = None
 
+    @property
+    def parameters(self) -> tuple[bytes, bytes] | None:
+        """The SPS and PPS the video is at (None before the first)."""
+        return self._parameters
+
+    def assume(self, parameters: tuple[bytes, bytes]) -> None:
+        """Start from ``parameters`` (another tagger's, of the same stream) if this
+        one has seen none: a tagger that starts mid-GOP meets them only at the next
+        keyframe, and would cut the frames before it."""
+        if self._parameters is None:
+            self._parameters = parameters
+
     def take_audio_config(self) -> bool:
         """Whether the config must go before the next AAC frame, marked sent now
         (for a caller that frames its audio elsewhere and sends the config itself)."""
@@ -71,21 +106,16 @@ class FlvTagger:
         return out
 
     def _video(self, sample: Sample, milliseconds: int) -> list[tuple[int, int, bytes]]:
-        units = [u for u in h264.split_annexb(sample.data) if u]
-        # an SPS too short to name its profile and level (a publisher's) is no SPS
-        sps = [u for u in units if u[0] & 0x1F == h264.NAL_SPS and len(u) >= 4]
-        pps = [u for u in units if u[0] & 0x1F == h264.NAL_PPS]
-        if sps and pps:
-            self._parameters = (sps[0], pps[0])
+        parameters, frame = _video_tag(sample.data, sample.keyframe)
+        if parameters is not None:
+            self._parameters = parameters
         if self._parameters is None:
             return []  # nothing decodable before the first SPS/PPS
-        body = b"".join(len(u).to_bytes(4, "big") + u for u in units if u[0] & 0x1F not in _SKIPPED)
         out = []
         if sample.keyframe and (self.every_keyframe or self._parameters != self._sent_parameters):
             out.append(
                 (VIDEO, milliseconds, b"\x17\x00\x00\x00\x00" + avcc_record(*self._parameters))
             )
             self._sent_parameters = self._parameters
-        tag = b"\x17\x01" if sample.keyframe else b"\x27\x01"
-        out.append((VIDEO, milliseconds, tag + b"\x00\x00\x00" + body))
+        out.append((VIDEO, milliseconds, frame))
         return out

@@ -39,6 +39,11 @@ class MsePacketizer:
             return None
         return b"".join(record(kind, ms, body) for kind, ms, body in tags)
 
+    @property
+    def parameters(self) -> tuple[bytes, bytes] | None:
+        """The SPS and PPS this viewer's video is at."""
+        return self._tagger.parameters
+
     def take_audio_config(self) -> bool:
         """Whether this viewer's next AAC record must come after the config (which
         the caller then sends: it is marked sent)."""
@@ -67,6 +72,12 @@ class MseFramer:
     def __init__(self, audio_config: bytes) -> None:
         self.audio_config = audio_config
         self._tagger = FlvTagger(b"", every_keyframe=True, audio_header=b"")
+
+    def assume(self, parameters: tuple[bytes, bytes] | None) -> None:
+        """A viewer joins with the SPS and PPS of its burst: the framer (made
+        mid-GOP, or before the stream's first keyframe) starts from them."""
+        if parameters is not None:
+            self._tagger.assume(parameters)
 
     def records(self, sample: Sample) -> Records | None:
         """The records of ``sample``; None for what MSE does not take (Opus)."""

@@ -218,6 +218,7 @@ class MseViewer:
             framer = self._framers.get(config)
             if framer is None:
                 framer = self._framers[config] = MseFramer(config)
+            framer.assume(viewer.packetizer.parameters)  # its burst's, if it had one
             self.viewers[viewer] = framer
 
         def remove(self, viewer: MseViewer) -> None:

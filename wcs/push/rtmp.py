@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from wcs.errors import BadRequest
 from wcs.metrics import METERS
 from wcs.push import amf0
+from wcs.transports.tcp_writes import write_now
 
 log = Logger()
 
@@ -118,6 +119,14 @@ def _chunk_basic(fmt: int, stream: int) -> bytes:
     return bytes([(fmt << 6) | stream])  # our chunk streams are all below 64
 
 
+#: Message bodies whose chunks after the first header are kept: a stream's tag
+#: bodies are the same bytes for every push of it (wcs/media/flv.py), so each is
+#: cut into chunks once, and a push writes only its own header before them.
+CHUNKED = 256
+
+_chunked: dict[tuple[int, int, bytes], bytes] = {}
+
+
 def message(
     stream: int,
     kind: int,
@@ -140,12 +149,26 @@ def message(
     )
     if len(body) <= chunk_size:
         return [header, body]
-    out = [header, body[:chunk_size]]
+    if extended:  # each continuation carries the timestamp too
+        return [header, _chunks(body, stream, stamp, chunk_size)]
+    key = (stream, chunk_size, body)
+    rest = _chunked.get(key)
+    if rest is None:
+        rest = _chunks(body, stream, b"", chunk_size)
+        if len(_chunked) >= CHUNKED:
+            del _chunked[next(iter(_chunked))]
+        _chunked[key] = rest
+    return [header, rest]
+
+
+def _chunks(body: bytes, stream: int, stamp: bytes, chunk_size: int) -> bytes:
+    """``body`` cut at ``chunk_size``, a type 3 header before each chunk but the first."""
     continuation = _chunk_basic(3, stream) + stamp
+    parts = [body[:chunk_size]]
     for start in range(chunk_size, len(body), chunk_size):
-        out.append(continuation)
-        out.append(body[start : start + chunk_size])
-    return out
+        parts.append(continuation)
+        parts.append(body[start : start + chunk_size])
+    return b"".join(parts)
 
 
 class RtmpError(Exception):
@@ -395,7 +418,7 @@ class RtmpPublisher(Protocol):
         )
         self.sent += len(body)
         self.messages += 1
-        self.connection.writeSequence(chunks)
+        write_now(self.connection, *chunks)
 
     # --- reading
 

@@ -52,6 +52,7 @@ from twisted.python.failure import Failure
 from wcs.cluster.admissions import Admission
 from wcs.config import Settings
 from wcs.signalling.session import Session, StreamHandler
+from wcs.transports.tcp_writes import write_now
 
 log = Logger()
 
@@ -234,10 +235,16 @@ class SocketChannel:
         return PreparedMessage(payload, True, False, False)
 
     def send_prepared(self, message: PreparedMessage) -> None:
-        """A message from :meth:`prepare`: its frame written as it is (Autobahn
-        frames it again for a connection that compresses, which ours never do)."""
-        if self.protocol.state == WebSocketServerProtocol.STATE_OPEN:
-            self.protocol.sendPreparedMessage(message)
+        """A message from :meth:`prepare`: its frame written as it is, at once when
+        nothing waits before it (Autobahn frames it again for a connection that
+        compresses, which ours never do)."""
+        protocol = self.protocol
+        if protocol.state != WebSocketServerProtocol.STATE_OPEN:
+            return
+        if protocol._perMessageCompress is None:
+            write_now(protocol.transport, message.payloadHybi)
+        else:
+            protocol.sendPreparedMessage(message)
 
     def register_producer(self, producer: object) -> None:
         transport = self.protocol.connection
