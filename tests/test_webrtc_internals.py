@@ -111,3 +111,48 @@ def test_the_overrides_are_installed_under_aiortc_s_names():
 
     assert getattr(FastSender, internals.SENDER_RTCP_HANDLER) is FastSender.handle_rtcp
     assert getattr(Peer, internals.PEER_CONNECT) is Peer.connect_task
+
+
+# what a viewer's peer is made without
+
+
+def new_peer() -> RTCPeerConnection:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    return RTCPeerConnection()
+
+
+def estimator(receiver: object) -> object:
+    return getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator")
+
+
+def test_send_only_receivers_are_made_without_a_bandwidth_estimator():
+    pc = new_peer()
+    with internals.without_bitrate_estimator():
+        inside = pc.addTransceiver("video", direction="sendonly")
+    outside = pc.addTransceiver("video", direction="sendonly")  # a publisher's keeps its own
+    assert estimator(inside.receiver) is None and estimator(outside.receiver) is not None
+    with pytest.raises(RuntimeError), internals.without_bitrate_estimator():
+        raise RuntimeError("a failure inside puts aiortc's back all the same")
+    assert estimator(pc.addTransceiver("video").receiver) is not None
+
+
+def fingerprint(pc: RTCPeerConnection) -> str:
+    certificates = getattr(pc, "_RTCPeerConnection__certificates")
+    return certificates[0].getFingerprints()[0].value
+
+
+def test_peers_made_with_one_certificate_share_the_process_s_and_others_make_their_own():
+    with internals.one_certificate():
+        first = new_peer()
+    with internals.one_certificate():
+        second = new_peer()
+    own = new_peer()
+    assert fingerprint(first) == fingerprint(second) != fingerprint(own)
+    assert fingerprint(first) == internals.process_certificate().getFingerprints()[0].value
+
+
+def test_the_process_certificate_is_made_again_after_a_day(monkeypatch):
+    made = internals.process_certificate()
+    assert internals.process_certificate() is made
+    monkeypatch.setattr(internals, "CERTIFICATE_LIFE", -1.0)
+    assert internals.process_certificate() is not made

@@ -86,7 +86,8 @@ class Peer(RTCPeerConnection):
         tcp_only: bool = False,
     ) -> None:
         policy = RTCIceTransportPolicy.RELAY if tcp_only else RTCIceTransportPolicy.ALL
-        super().__init__(RTCConfiguration(iceServers=[], iceTransportPolicy=policy))
+        with internals.one_certificate():
+            super().__init__(RTCConfiguration(iceServers=[], iceTransportPolicy=policy))
         self.label = label
         self._on_connect_error = on_connect_error
         self._ice_tcp = ice_tcp

@@ -177,19 +177,19 @@ class WebRTCViewer:
 
     def _add(self, kind: str, preferences: list) -> None:
         assert self.pc is not None
-        if self.fast:
-            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        track = None if self.fast else EncodedTrack(kind)
+        with internals.without_bitrate_estimator():  # a viewer receives nothing
+            transceiver = self.pc.addTransceiver(track or kind, direction="sendonly")
+        if track is None:
             sender = self.tracks[kind] = adopt(
                 transceiver.sender, f"{self.label} {kind}", self._keyframe_requested, gso=self._gso
             )
             if kind == "video":
                 sender.on_feedback = self._feedback
         else:
-            track = self.tracks[kind] = EncodedTrack(kind)
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            self.tracks[kind] = track
             METERS.traffic("WebRTC").opened(transceiver.sender, internals.sender_counts)
         transceiver.setCodecPreferences(preferences)
-        _receives_nothing(transceiver.receiver)
 
     def _keyframe_requested(self) -> None:
         """The browser asked for a keyframe (PLI or FIR): the stream decides how."""
@@ -344,12 +344,3 @@ def _ignore(_state: str, _info: str | None) -> None:
 
 def _nothing() -> None:
     """What a closed viewer asks for: nothing."""
-
-
-def _receives_nothing(receiver: Any) -> None:
-    """A viewer's transceiver only sends; aiortc still gives its video receiver
-    a bandwidth estimator for the media it would receive, with a 1,000-bucket
-    rate window: 1,001 objects per viewer, 62 % of all a viewer holds, which
-    every full garbage collection walked (a thousand viewers: 90-290 ms
-    pauses). Nothing is ever received, so there is nothing to estimate."""
-    internals.drop_bitrate_estimator(receiver)
