@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import tree_times
+from bench.live_fanout import SELF
+from bench.vod_personal import proc_stat, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run
 from testkit.rest_client import call
@@ -53,6 +54,7 @@ async def storm(server: ServerProcess, viewers: int, rate: float, packets: float
             await asyncio.sleep(1.0)
     await asyncio.sleep(3.0)
     user0, system0, _ = tree_times(server.process.pid)
+    me0, _ = proc_stat(SELF)
     began = time.monotonic()
     for index, go in enumerate(gos):  # the storm
         go.set()
@@ -63,6 +65,7 @@ async def storm(server: ServerProcess, viewers: int, rate: float, packets: float
         await asyncio.sleep(0.1)
     ended = time.monotonic()
     user1, system1, rss = tree_times(server.process.pid)
+    me1, _ = proc_stat(SELF)
     counted0 = sum(v.rtp for v in views)
     await asyncio.sleep(AFTER)
     counted1 = sum(v.rtp for v in views)
@@ -82,7 +85,8 @@ async def storm(server: ServerProcess, viewers: int, rate: float, packets: float
     print(f"storm: {storm_seconds:.1f} s from the first play to the last PLAYING, server CPU "
           f"{(user1 + system1 - user0 - system0) / storm_seconds * 100:.0f}% of a core "
           f"({(user1 + system1 - user0 - system0) * 1000 / max(1, len(played)):.1f} ms a join), "
-          f"RSS {rss / 2**20:.0f} MiB")
+          f"RSS {rss / 2**20:.0f} MiB; the viewers' own process "
+          f"{(me1 - me0) / storm_seconds * 100:.0f}% of a core")
     expected = packets * len(played) * AFTER
     print(f"the {AFTER:g} s after: {(counted1 - counted0) / expected * 100 if expected else 0:.1f}% "
           "of the expected packets delivered")
