@@ -48,8 +48,11 @@ async def storm(server: ServerProcess, viewers: int, rate: float, packets: float
     gos = [asyncio.Event() for _ in range(viewers)]
     tasks = []
     for index in range(viewers):  # sessions and offers first, 50 a second
-        tasks.append(asyncio.ensure_future(
-            watch(server.ws_url, NAME, counter, stop, 600, views[index], gos[index])))
+        tasks.append(
+            asyncio.ensure_future(
+                watch(server.ws_url, NAME, counter, stop, 600, views[index], gos[index])
+            )
+        )
         if index % 50 == 49:
             await asyncio.sleep(1.0)
     await asyncio.sleep(3.0)
@@ -75,21 +78,29 @@ async def storm(server: ServerProcess, viewers: int, rate: float, packets: float
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     counter.stop()
-    print(f"{viewers} viewers, {rate:g} a second: {len(played)} played, {len(failed)} failed"
-          + (f" (e.g. {failed[0]})" if failed else ""))
+    print(
+        f"{viewers} viewers, {rate:g} a second: {len(played)} played, {len(failed)} failed"
+        + (f" (e.g. {failed[0]})" if failed else "")
+    )
     if waits:
-        print(f"time to PLAYING: p50 {statistics.median(waits):.2f} s, "
-              f"p90 {percentile(waits, 0.9):.2f} s, p99 {percentile(waits, 0.99):.2f} s, "
-              f"slowest {max(waits):.2f} s")
+        print(
+            f"time to PLAYING: p50 {statistics.median(waits):.2f} s, "
+            f"p90 {percentile(waits, 0.9):.2f} s, p99 {percentile(waits, 0.99):.2f} s, "
+            f"slowest {max(waits):.2f} s"
+        )
     storm_seconds = ended - began
-    print(f"storm: {storm_seconds:.1f} s from the first play to the last PLAYING, server CPU "
-          f"{(user1 + system1 - user0 - system0) / storm_seconds * 100:.0f}% of a core "
-          f"({(user1 + system1 - user0 - system0) * 1000 / max(1, len(played)):.1f} ms a join), "
-          f"RSS {rss / 2**20:.0f} MiB; the viewers' own process "
-          f"{(me1 - me0) / storm_seconds * 100:.0f}% of a core")
+    print(
+        f"storm: {storm_seconds:.1f} s from the first play to the last PLAYING, server CPU "
+        f"{(user1 + system1 - user0 - system0) / storm_seconds * 100:.0f}% of a core "
+        f"({(user1 + system1 - user0 - system0) * 1000 / max(1, len(played)):.1f} ms a join), "
+        f"RSS {rss / 2**20:.0f} MiB; the viewers' own process "
+        f"{(me1 - me0) / storm_seconds * 100:.0f}% of a core"
+    )
     expected = packets * len(played) * AFTER
-    print(f"the {AFTER:g} s after: {(counted1 - counted0) / expected * 100 if expected else 0:.1f}% "
-          "of the expected packets delivered")
+    print(
+        f"the {AFTER:g} s after: {(counted1 - counted0) / expected * 100 if expected else 0:.1f}% "
+        "of the expected packets delivered"
+    )
 
 
 def main() -> None:
@@ -108,8 +119,11 @@ def main() -> None:
         {"media_dir": str(folder), "vod_live_loop": "true", **LOAD_LIMITS},
     ).start()
     try:
-        status, body, _ = call(server.http_url, "/rest-api/vod/startup",
-                               {"uri": "vod-live://clip.mp4", "localStreamName": NAME})
+        status, body, _ = call(
+            server.http_url,
+            "/rest-api/vod/startup",
+            {"uri": "vod-live://clip.mp4", "localStreamName": NAME},
+        )
         assert status == 200, body
         run(storm(server, args.viewers, args.rate, packet_rate(clip)), timeout=900)
     finally:

@@ -278,8 +278,9 @@ def main() -> None:
     rows: dict[str, list[dict]] = {}
     try:
         status, body, _ = call(
-            server.http_url, "/rest-api/vod/startup", {"uri": "vod-live://clip.mp4",
-                                                       "localStreamName": NAME}
+            server.http_url,
+            "/rest-api/vod/startup",
+            {"uri": "vod-live://clip.mp4", "localStreamName": NAME},
         )
         assert status == 200, body
         time.sleep(2.0)

@@ -48,6 +48,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         r"a hook adds p50 -?[\d.]+ ms",  # (a difference: noise may make it negative)
     ),
     "s3_source": (["--smoke"], r"4MB.mp4 \(\d+ MB\): first frame \d+ ms after playStream"),
+    "send_path": (["--smoke"], r"GSO on [\d.]+, off [\d.]+; off / on = [\d.]+x"),
     "soak": (["--smoke"], r"PASS|FAIL"),
     "vod_personal": (["--smoke"], r"RSS playing hour.mp4 +: idle \d+ MiB, peak \d+ MiB"),
     "workers": (["--smoke"], r"\n +2 +[\d.]+% +[\d.]+% +[\d.]+% +[\d.]+%"),

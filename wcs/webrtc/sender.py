@@ -205,6 +205,13 @@ class FastSender(RTCRtpSender):
         except Exception:  # already gone with the transport
             pass
         if stream is not None:
+            log.debug(
+                "{label}: {packets} packets in {datagrams} datagrams (GSO {gso})",
+                label=self.label,
+                packets=stream.packets,
+                datagrams=getattr(stream, "datagrams", stream.packets),
+                gso="on" if getattr(stream, "gso", False) else "off",
+            )
             stream.close()  # a broadcast that still lists it sends it nothing more
             await self._send_rtcp_now([RtcpByePacket(sources=[self.ssrc])])
 
