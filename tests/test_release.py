@@ -74,6 +74,12 @@ class Socket:
     def send(self, data: bytes) -> None:
         self.sent += len(data)
 
+    def prepare(self, payload: bytes) -> bytes:
+        return payload
+
+    def send_prepared(self, message: bytes) -> None:
+        self.send(message)
+
     def register_producer(self, producer: object) -> None:
         self.producer = producer
 

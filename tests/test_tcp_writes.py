@@ -9,7 +9,7 @@ from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 
-from wcs.transports.tcp_writes import write_now
+from wcs.tcp_writes import write_now
 
 
 class Reactor:

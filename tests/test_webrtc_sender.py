@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -514,3 +515,60 @@ def test_a_nack_flood_is_bounded():
     later = now + sender_module.RESEND_INTERVAL + 0.01
     assert may(sender, 5, later)  # the interval over, the memory is cleared
     assert len(sender._resent) == 1
+
+
+@pytest.mark.parametrize("cname", [b"", b"a", b"ab", b"abc", b"abcd", b"viewer-cname", b"x" * 40])
+def test_a_sender_report_is_the_bytes_aiortc_would_make(cname):
+    from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo
+
+    from wcs.webrtc.sender import sender_report
+
+    counts = (0x1_0000_0005, 0x2_0000_0007)  # past 32 bits: counts wrap
+    theirs = bytes(
+        RtcpSrPacket(
+            ssrc=0xDEADBEEF,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=0x1122334455667788,
+                rtp_timestamp=0x99AABBCC,
+                packet_count=counts[0] & 0xFFFFFFFF,
+                octet_count=counts[1] & 0xFFFFFFFF,
+            ),
+        )
+    )
+    if cname:
+        theirs += bytes(
+            RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=0xDEADBEEF, items=[(1, cname)])])
+        )
+    ours = sender_report(0xDEADBEEF, 0x1122334455667788, 0x99AABBCC, *counts, cname)
+    assert ours == theirs
+    assert len(RtcpPacket.parse(ours)) == (2 if cname else 1)
+
+
+def test_reports_are_made_only_for_the_senders_due_and_again_after_each():
+    class Counting:
+        label = "counting"
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def report(self) -> None:
+            self.times.append(time.monotonic())
+
+    @on_a_loop
+    async def scenario():
+        reports = Reports()
+        senders = [Counting() for _ in range(50)]
+        for sender in senders:
+            reports.add(sender)
+        reports.discard(senders[0])
+        reports.add(senders[1])  # added again: due once, at its new time
+        await asyncio.sleep(4.0)
+        for sender in senders:
+            reports.discard(sender)
+        return senders
+
+    senders = scenario()
+    assert senders[0].times == []
+    for sender in senders[1:]:
+        gaps = [b - a for a, b in zip(sender.times, sender.times[1:])]
+        assert 2 <= len(sender.times) <= 8 and all(0.4 <= gap <= 1.7 for gap in gaps), sender.times

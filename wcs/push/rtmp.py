@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from wcs.errors import BadRequest
 from wcs.metrics import METERS
 from wcs.push import amf0
-from wcs.transports.tcp_writes import write_now
+from wcs.tcp_writes import write_now
 
 log = Logger()
 

@@ -52,7 +52,7 @@ from twisted.python.failure import Failure
 from wcs.cluster.admissions import Admission
 from wcs.config import Settings
 from wcs.signalling.session import Session, StreamHandler
-from wcs.transports.tcp_writes import write_now
+from wcs.tcp_writes import write_now
 
 log = Logger()
 
