@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="ten viewers")
     args = parser.parse_args()
     if args.smoke:
-        args.viewers, args.rate = 10, 10.0
+        global AFTER
+        args.viewers, args.rate, AFTER = 10, 10.0, 1.0
     require_loopback_only()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-storm-"))
     clip = make_mp4(folder / "clip.mp4", seconds=60, profile="baseline", bitrate="450k")

@@ -254,10 +254,10 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 60
     if args.smoke:
-        global MEASURE
+        global MEASURE, FULL
         args.counts = args.aiortc_counts = args.stock_counts = "2"
         args.tcp_counts = args.whep_counts = args.nogso_counts = args.gro_counts = "2"
-        MEASURE, seconds = 2.0, 10
+        MEASURE, FULL, seconds = 2.0, 1, 10  # one decoding viewer shows it still decodes
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
     engines = args.engines.split(",")

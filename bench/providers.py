@@ -45,6 +45,8 @@ from testkit.rest_client import call
 from tools.makemedia import make_mp4
 
 MEASURE = 10.0
+#: Seconds between all playing and the measurement, and after each row.
+SETTLE = 3.0
 #: Viewers started per second while a count fills up.
 ARRIVALS = 50
 NAME = "show"
@@ -131,7 +133,7 @@ async def measure(
             break
         await asyncio.sleep(0.1)
     joined = time.monotonic() - began
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(SETTLE)
     user0, system0, _ = tree_times(server.process.pid)
     me0, _ = proc_stat(SELF)
     bytes0, t0 = delivered(), time.monotonic()
@@ -249,7 +251,7 @@ async def alone(server: ServerProcess) -> float:
 
 
 def main() -> None:
-    global MEASURE
+    global MEASURE, SETTLE
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", default="100,300,1000")
     parser.add_argument("--providers", default="webrtc,whep,mse,hls,rtmp")
@@ -257,7 +259,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 60
     if args.smoke:
-        args.counts, MEASURE, seconds = "2", 2.0, 10
+        args.counts, MEASURE, SETTLE, seconds = "2", 1.0, 0.5, 10
     counts = [int(c) for c in args.counts.split(",") if c]
     require_loopback_only()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-providers-"))
@@ -283,7 +285,7 @@ def main() -> None:
             {"uri": "vod-live://clip.mp4", "localStreamName": NAME},
         )
         assert status == 200, body
-        time.sleep(2.0)
+        time.sleep(SETTLE)
         base = run(alone(server), timeout=60)
         print(f"the broadcast alone: {base * 100:.1f}% of a core")
         makers = {
@@ -298,7 +300,7 @@ def main() -> None:
             for count in counts:
                 row = run(makers[provider](count), timeout=900)
                 rows[provider].append(row)
-                time.sleep(2.0)  # the last ones gone before the next count
+                time.sleep(SETTLE)  # the last ones gone before the next count
             report(provider, rows[provider], base, media_rate)
     finally:
         server.stop()

@@ -248,6 +248,7 @@ def test_the_sdk_s_republishing_demo_reaches_an_rtmp_server(start_server, media,
         page.click("#publishBtn")
         wait_status(page, "PUBLISHING")
         _, found, _ = call(server.http_url, "/rest-api/push/find", {"streamName": "camera"})
+        assert isinstance(found, list) and found, (found, receiver.log())  # (what ffmpeg said)
         wait_push(server, found[0]["mediaSessionId"], "PUBLISHING")
         assert found[0]["rtmpUrl"] == receiver.url
         assert page.text_content("#player") == f"{receiver.url}/rtmp_camera"
