@@ -25,13 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.live_fanout import SELF
+from bench.providers import NAME, start_broadcast
 from bench.vod_personal import proc_stat, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run
-from testkit.rest_client import call
 from tools.makemedia import make_mp4
 
-NAME = "show"
 AFTER = 5.0
 
 
@@ -120,12 +119,7 @@ def main() -> None:
         {"media_dir": str(folder), "vod_live_loop": "true", **LOAD_LIMITS},
     ).start()
     try:
-        status, body, _ = call(
-            server.http_url,
-            "/rest-api/vod/startup",
-            {"uri": "vod-live://clip.mp4", "localStreamName": NAME},
-        )
-        assert status == 200, body
+        start_broadcast(server)
         run(storm(server, args.viewers, args.rate, packet_rate(clip)), timeout=900)
     finally:
         server.stop()

@@ -185,7 +185,7 @@ async def mse_row(server: ServerProcess, viewers: int) -> dict:
             server,
             lambda i, stop: watch_mse(server.ws_url, NAME, counter, stop, 600, views[i]),
             viewers,
-            lambda: sum(v.connected_at is not None for v in views),
+            lambda: sum(v.playing_at is not None for v in views),
             lambda: sum(v.bytes for v in views),
         )
     finally:
@@ -240,6 +240,16 @@ async def rtmp_row(server: ServerProcess, viewers: int) -> dict:
         listener.close()
 
 
+def start_broadcast(server: ServerProcess) -> None:
+    """``vod-live://clip.mp4`` (looping) as the broadcast ``NAME``, started by REST."""
+    status, body, _ = call(
+        server.http_url,
+        "/rest-api/vod/startup",
+        {"uri": "vod-live://clip.mp4", "localStreamName": NAME},
+    )
+    assert status == 200, body
+
+
 async def alone(server: ServerProcess) -> float:
     """Server CPU (cores) of the broadcast with nobody watching."""
     assert server.process is not None
@@ -279,12 +289,7 @@ def main() -> None:
     ).start()
     rows: dict[str, list[dict]] = {}
     try:
-        status, body, _ = call(
-            server.http_url,
-            "/rest-api/vod/startup",
-            {"uri": "vod-live://clip.mp4", "localStreamName": NAME},
-        )
-        assert status == 200, body
+        start_broadcast(server)
         time.sleep(SETTLE)
         base = run(alone(server), timeout=60)
         print(f"the broadcast alone: {base * 100:.1f}% of a core")

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import av
@@ -283,6 +284,38 @@ async def watch_whep(http_url: str, name: str, counter: Counter, stop: asyncio.E
     return viewer
 
 
+async def _follow_play(ws: AsyncWebSocket, request: dict[str, Any], viewer: CheapViewer,
+                       stop: asyncio.Event, timeout: float,
+                       answered: Callable[[str], Awaitable[None]]) -> None:
+    """Send ``request`` as playStream, then follow the session until the play is
+    STOPPED or FAILED (or ``timeout``): ``answered`` gets the answer's SDP, the
+    statuses go into ``viewer`` (when it played, too), and stopStream goes once
+    ``stop`` is set."""
+    viewer.requested_at = time.monotonic()
+    await ws.send("playStream", request)
+    deadline = time.monotonic() + timeout
+    stopping = False
+    while time.monotonic() < deadline:
+        if stop.is_set() and not stopping:
+            stopping = True
+            await ws.send("stopStream", dict(request, sdp=None))
+        try:
+            message = await asyncio.wait_for(ws.receive_json(), 0.25)
+        except asyncio.TimeoutError:
+            continue
+        if message["message"] == "setRemoteSDP":
+            await answered(message["data"][1])
+        elif message["message"] == "notifyStreamStatusEvent":
+            event = message["data"][0]
+            viewer.statuses.append(event["status"])
+            if event.get("info"):
+                viewer.infos.append(event["info"])
+            if event["status"] == "PLAYING" and viewer.playing_at is None:
+                viewer.playing_at = time.monotonic()
+            if event["status"] in ("STOPPED", "FAILED"):
+                break
+
+
 async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
                 timeout: float = 120.0, viewer: CheapViewer | None = None,
                 go: asyncio.Event | None = None) -> CheapViewer:
@@ -312,30 +345,11 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
                 await asyncio.wait_for(ws.receive_json(), 0.25)
             except asyncio.TimeoutError:
                 pass
-        viewer.requested_at = time.monotonic()
-        await ws.send("playStream", request)
-        deadline = time.monotonic() + timeout
-        stopping = False
-        while time.monotonic() < deadline:
-            if stop.is_set() and not stopping:
-                stopping = True
-                await ws.send("stopStream", dict(request, sdp=None))
-            try:
-                message = await asyncio.wait_for(ws.receive_json(), 0.25)
-            except asyncio.TimeoutError:
-                continue
-            if message["message"] == "setRemoteSDP":
-                await pc.setRemoteDescription(RTCSessionDescription(message["data"][1],
-                                                                    "answer"))
-            elif message["message"] == "notifyStreamStatusEvent":
-                event = message["data"][0]
-                viewer.statuses.append(event["status"])
-                if event.get("info"):
-                    viewer.infos.append(event["info"])
-                if event["status"] == "PLAYING" and viewer.playing_at is None:
-                    viewer.playing_at = time.monotonic()
-                if event["status"] in ("STOPPED", "FAILED"):
-                    break
+
+        async def answered(sdp: str) -> None:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+        await _follow_play(ws, request, viewer, stop, timeout, answered)
     finally:
         counter.remove(viewer)
         await pc.close()
@@ -347,7 +361,8 @@ async def watch(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
 async def watch_mse(ws_url: str, name: str, counter: Counter, stop: asyncio.Event,
                     timeout: float = 120.0, viewer: CheapViewer | None = None) -> CheapViewer:
     """An MSE play as the SDK makes it (the offer, then the media socket), whose
-    media socket ``counter`` drains, counting bytes only."""
+    media socket ``counter`` drains, counting bytes only (``playing_at`` says
+    when it played: an MSE viewer has no connection of its own to wait for)."""
     from testkit.mse_client import MSE_OFFER
 
     viewer = viewer or CheapViewer(transport="MSE")
@@ -357,31 +372,16 @@ async def watch_mse(ws_url: str, name: str, counter: Counter, stop: asyncio.Even
         await ws.send("connection", {"appKey": "defaultApp", "clientVersion": "2.0"})
         user = (await ws.receive_json())["data"][0]
         request = stream_request(name, provider="MSE", sdp=MSE_OFFER)
-        await ws.send("playStream", request)
-        deadline = time.monotonic() + timeout
-        stopping = False
-        while time.monotonic() < deadline:
-            if stop.is_set() and not stopping:
-                stopping = True
-                await ws.send("stopStream", dict(request, sdp=None))
-            try:
-                message = await asyncio.wait_for(ws.receive_json(), 0.25)
-            except asyncio.TimeoutError:
-                continue
-            if message["message"] == "setRemoteSDP" and media is None:
+
+        async def answered(_sdp: str) -> None:
+            nonlocal media
+            if media is None:  # the SDK's media socket, drained by ``counter``
                 media = await AsyncWebSocket.connect(ws_url)
                 await media.send("connectMediaTransport", {"authToken": user["authToken"]})
                 media.writer.transport.pause_reading()  # type: ignore[attr-defined]
                 counter.add_bytes(media.writer.get_extra_info("socket"), viewer)
-            elif message["message"] == "notifyStreamStatusEvent":
-                event = message["data"][0]
-                viewer.statuses.append(event["status"])
-                if event.get("info"):
-                    viewer.infos.append(event["info"])
-                if event["status"] == "PLAYING" and viewer.connected_at is None:
-                    viewer.connected_at = time.monotonic()
-                if event["status"] in ("STOPPED", "FAILED"):
-                    break
+
+        await _follow_play(ws, request, viewer, stop, timeout, answered)
     finally:
         counter.remove(viewer)
         ws.close()

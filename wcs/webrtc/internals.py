@@ -41,7 +41,6 @@ CONTRACT: tuple[tuple[str, str], ...] = (
     ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__decoder_queue"),
     ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__remote_streams"),
     ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc"),
-    ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_RTCRtpReceiver__remote_bitrate_estimator"),
     ("aiortc.rtcrtpreceiver.RTCRtpReceiver", "_send_rtcp_pli"),
     ("aiortc.rtcrtpreceiver", "decoder_worker"),
     ("aiortc.rtcrtpreceiver", "RemoteBitrateEstimator"),
