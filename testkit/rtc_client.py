@@ -99,6 +99,7 @@ class Received:
     sender_reports: list[tuple[str, float, int, int]] = field(
         default_factory=list)  # kind, arrival, NTP, RTP
     dropped: int = 0  # video packets this viewer threw away on purpose
+    consumer_errors: list[str] = field(default_factory=list)  # this client's own failures
     pli_sent: float | None = None
 
     def fps(self) -> float:
@@ -184,11 +185,14 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                         result.keyframes.append(now)
                     plane = frame.planes[0]
                     row = bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size])
-                    result.numbers.append(read_barcode(row))
+                    result.numbers.append(read_barcode(row, frame.width))
                 else:
                     rows.append((now, pts, frame.samples))
         except MediaStreamError:
             pass
+        except Exception as error:  # a broken reader must not pass for a silent server
+            result.consumer_errors.append(f"{track.kind}: {error!r}")
+            raise
 
     def vanish() -> None:
         """Gone without a word: the ICE sockets closed under the peer."""
@@ -282,5 +286,7 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
         for task in consumers:
             task.cancel()
         ws.close()
+    if result.consumer_errors:
+        raise AssertionError(f"the test client failed reading frames: {result.consumer_errors}")
     return result
 

@@ -13,7 +13,8 @@ from wcs.cluster.relay import RelayReceiver, RelaySender, RelayService, pack, un
 from wcs.media.sample import AudioInfo, MediaInfo, Sample, VideoInfo
 from wcs.streams.stream import PublishedStream
 
-INFO = MediaInfo(0.0, VideoInfo(640, 360, 30.0, "42e01f"), AudioInfo(48000, 2, b"\x12\x10"))
+INFO = MediaInfo(0.0, VideoInfo(640, 360, 30.0, "42e01f"), AudioInfo(48000, 2, b"\x12\x10"),
+                 bitrate=280_000)  # (a file's: the ladder judges rungs by it on either side)
 
 
 def frames(transport: StringTransport) -> list[bytes]:

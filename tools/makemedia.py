@@ -49,9 +49,14 @@ def _made_once(path: Path, recipe: list, make: Callable[[Path], None]) -> Path:
     return path
 
 
-def read_barcode(luma_row: bytes) -> int:
-    """The frame number from one luma row inside the top band (y < 32)."""
-    return sum(1 << bit for bit in range(16) if luma_row[40 * bit + 20] > 128)
+def read_barcode(luma_row: bytes, width: int | None = None) -> int:
+    """The frame number from one luma row inside the top band (y < 32).
+
+    A picture narrower than 640 shows only the blocks that fit in ``width``
+    (a row may be longer: its line padding), so only those bits are read."""
+    width = len(luma_row) if width is None else min(width, len(luma_row))
+    return sum(1 << bit for bit in range(16) if 40 * bit + 20 < width
+               and luma_row[40 * bit + 20] > 128)
 
 
 def frames_in(path: Path) -> int:

@@ -89,6 +89,7 @@ def unpack(frame: bytes) -> Sample:
 def describe(info: MediaInfo) -> dict[str, Any]:
     return {
         "duration": info.duration,
+        "bitrate": info.bitrate,  # the ladder's worth is judged by it on either side
         "video": vars(info.video) if info.video else None,
         "audio": {
             "sample_rate": info.audio.sample_rate,
@@ -108,6 +109,7 @@ def described(data: dict[str, Any]) -> MediaInfo:
         AudioInfo(audio["sample_rate"], audio["channels"], bytes.fromhex(audio["aac_config"]))
         if audio
         else None,
+        int(data.get("bitrate") or 0),
     )
 
 
