@@ -11,6 +11,8 @@ Its cost alone is measured first; each row is then one provider's viewers:
   counting bytes;
 - HLS: HTTP/1.1 keep-alive clients that read the playlist every target duration
   and fetch each new segment (bytes counted, nothing parsed but the playlist);
+- static: the HLS clients' requests made of plain files of the same sizes, from the
+  server's static files (the anchor HLS is compared with);
 - RTMP: REST ``/push/startup`` pushes, each to a counting RTMP sink
   (``bench/rtmp_push.py``'s).
 
@@ -31,8 +33,11 @@ import re
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -109,6 +114,81 @@ class HlsViewer:
         status = int(head.split(b" ", 2)[1])
         length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
         return status, await reader.readexactly(length)
+
+
+class StaticViewer(HlsViewer):
+    """HLS's requests made of plain files: one the size of the playlist every half
+    target duration, one the size of a segment every segment's duration, from the
+    server's static files (``/client/records/``: Twisted's ``static.File``) on one
+    keep-alive connection. The anchor HLS is measured against."""
+
+    def __init__(self, http_url: str, shape: HlsShape) -> None:
+        super().__init__(http_url)
+        self.shape = shape
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(self.host, int(self.port))
+        except OSError as error:
+            self.failed = str(error)
+            return
+        last_segment = time.monotonic()
+        try:
+            while not stop.is_set():
+                status, _ = await self._get(reader, writer, f"/client/records/{PLAYLIST_FILE}")
+                if status != 200:
+                    self.failed = f"playlist-sized file {status}"
+                if time.monotonic() - last_segment >= self.shape.seconds:
+                    last_segment += self.shape.seconds
+                    status, body = await self._get(
+                        reader, writer, f"/client/records/{SEGMENT_FILE}"
+                    )
+                    if status == 200:
+                        self.bytes += len(body)
+                        if self.connected_at is None:
+                            self.connected_at = time.monotonic()
+                try:
+                    await asyncio.wait_for(stop.wait(), self.shape.target / 2)
+                except TimeoutError:
+                    pass
+        except (ConnectionError, asyncio.IncompleteReadError) as error:
+            self.failed = f"connection: {error}"
+        finally:
+            writer.close()
+
+
+#: The static files a :class:`StaticViewer` reads, in the media folder.
+PLAYLIST_FILE, SEGMENT_FILE = "playlist-sized.mp4", "segment-sized.mp4"
+
+
+class HlsShape(NamedTuple):
+    """What a live HLS client of the broadcast reads: the playlist's size, a
+    segment's size and duration, and the target duration (polls every half)."""
+
+    playlist: int
+    segment: int
+    seconds: float
+    target: float
+
+
+def hls_shape(server: ServerProcess) -> HlsShape:
+    """The broadcast's HLS as it is now (the last full segment of its playlist)."""
+    base = f"{server.hls_url}/{NAME}/"
+    text = b""
+    for _ in range(100):  # (its first segments take a few seconds to be made)
+        try:
+            text = urllib.request.urlopen(base + f"{NAME}.m3u8", timeout=10).read()
+        except urllib.error.HTTPError:  # (not yet made)
+            text = b""
+        if re.search(rb"\n[^#\s][^\n]*\n", text):
+            break
+        time.sleep(0.2)
+    lines = text.decode().splitlines()
+    uri = [line for line in lines if line and line[0] != "#"][-1]
+    seconds = float(re.findall(r"#EXTINF:([\d.]+)", text.decode())[-1])
+    target = float(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text.decode())[1])
+    segment = len(urllib.request.urlopen(base + uri, timeout=10).read())
+    return HlsShape(len(text), segment, seconds, target)
 
 
 async def measure(
@@ -207,6 +287,21 @@ async def hls_row(server: ServerProcess, viewers: int) -> dict:
     return row
 
 
+async def static_row(server: ServerProcess, viewers: int, shape: HlsShape) -> dict:
+    views = [StaticViewer(server.http_url, shape) for _ in range(viewers)]
+    row = await measure(
+        server,
+        lambda i, stop: views[i].run(stop),
+        viewers,
+        lambda: sum(v.connected_at is not None for v in views),
+        lambda: sum(v.bytes for v in views),
+    )
+    failed = [v.failed for v in views if v.failed]
+    if failed:
+        print(f"  static: {len(failed)} clients failed, e.g. {failed[0]}")
+    return row
+
+
 async def rtmp_row(server: ServerProcess, viewers: int) -> dict:
     sink = Sink()
     listener = await asyncio.start_server(sink.serve, "127.0.0.1", 0, backlog=1024)
@@ -264,7 +359,7 @@ def main() -> None:
     global MEASURE, SETTLE
     parser = argparse.ArgumentParser()
     parser.add_argument("--counts", default="100,300,1000")
-    parser.add_argument("--providers", default="webrtc,whep,mse,hls,rtmp")
+    parser.add_argument("--providers", default="webrtc,whep,mse,hls,static,rtmp")
     parser.add_argument("--smoke", action="store_true", help="two of each, 2 s")
     args = parser.parse_args()
     seconds = 60
@@ -293,11 +388,19 @@ def main() -> None:
         time.sleep(SETTLE)
         base = run(alone(server), timeout=60)
         print(f"the broadcast alone: {base * 100:.1f}% of a core")
+        shape = hls_shape(server)
+        (folder / PLAYLIST_FILE).write_bytes(bytes(shape.playlist))
+        (folder / SEGMENT_FILE).write_bytes(bytes(shape.segment))
+        print(
+            f"HLS: a {shape.playlist} B playlist every {shape.target / 2:g} s, "
+            f"a {shape.segment} B segment every {shape.seconds:g} s (static: the same sizes)"
+        )
         makers = {
             "webrtc": lambda n: webrtc_row(server, n, "UDP"),
             "whep": lambda n: webrtc_row(server, n, "WHEP"),
             "mse": lambda n: mse_row(server, n),
             "hls": lambda n: hls_row(server, n),
+            "static": lambda n: static_row(server, n, shape),
             "rtmp": lambda n: rtmp_row(server, n),
         }
         for provider in args.providers.split(","):
@@ -353,6 +456,15 @@ def table(rows: dict[str, list[dict]], base: float, media_rate: float) -> None:
                 ratio = f" ({share / theirs:.2f}x)" if theirs else ""
             cells.append(f"{share:.4f}{ratio}".rjust(16))
         print(f"{provider:>8} " + " ".join(cells))
+    hls = {r["viewers"]: r for r in rows.get("hls", [])}
+    static = {r["viewers"]: r for r in rows.get("static", [])}
+    ratios = [
+        f"{count}: {max(0.0, hls[count]['cpu'] - base) / max(1e-9, static[count]['cpu'] - base):.2f}x"
+        for count in counts
+        if count in hls and count in static
+    ]
+    if ratios:
+        print("HLS against the same requests of static files: " + ", ".join(ratios))
 
 
 if __name__ == "__main__":

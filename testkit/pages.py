@@ -103,9 +103,12 @@ def frame_number(page, selector: str = VIDEO) -> int:
         canvas.height = v.videoHeight;
         const g = canvas.getContext('2d');
         g.drawImage(v, 0, 0);
-        const row = g.getImageData(0, 16, canvas.width, 1).data;
+        // (tools/makemedia.py's BARCODE: a sixteenth of the width a block, scaled)
+        const row = g.getImageData(0, Math.floor(canvas.height * 16 / 360), canvas.width, 1).data;
         let n = 0;
-        for (let bit = 0; bit < 16; bit++) if (row[(40 * bit + 20) * 4] > 128) n |= 1 << bit;
+        for (let bit = 0; bit < 16; bit++) {
+            if (row[Math.floor((2 * bit + 1) * canvas.width / 32) * 4] > 128) n |= 1 << bit;
+        }
         return n;
     }""", selector)
 

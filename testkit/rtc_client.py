@@ -20,7 +20,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpSrPacket
 
 from testkit.harness import encode_frame, handshake, run, split_url  # noqa: F401 (run)
-from tools.makemedia import read_barcode
+from tools.makemedia import frame_number
 from wcs.webrtc.codecs import register_profiles
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -183,9 +183,7 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     rows.append((now, pts, frame.width, frame.height))
                     if frame.key_frame:
                         result.keyframes.append(now)
-                    plane = frame.planes[0]
-                    row = bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size])
-                    result.numbers.append(read_barcode(row, frame.width))
+                    result.numbers.append(frame_number(frame))
                 else:
                     rows.append((now, pts, frame.samples))
         except MediaStreamError:

@@ -41,7 +41,11 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         r"aiortc [\d.]+ \(installed\) \(imported: [\d.]+\): contract tests pass",
     ),
     "join_storm": (["--smoke"], r"time to PLAYING: p50 [\d.]+ s, p90 [\d.]+ s, p99 [\d.]+ s"),
-    "providers": (["--smoke"], r"\n +mse +[\d.]+( \([\d.]+x\))?\n +hls +[\d.]+"),
+    "providers": (
+        ["--smoke"],
+        r"\n +mse +[\d.]+( \([\d.]+x\))?\n +hls +[\d.]+.*\n +static +[\d.]+.*\n"
+        r"(.*\n)*HLS against the same requests of static files: 2: [\d.]+x",
+    ),
     "rendition": (["--smoke"], r"rendition 320x180: \d+ frames out"),
     "rtmp_push": (
         ["--pushes", "1", "--seconds", "2", "--plays", "3"],

@@ -9,7 +9,7 @@ import io
 import av
 
 from testkit.rtc_client import AsyncWebSocket, play, run
-from tools.makemedia import read_barcode
+from tools.makemedia import frame_number
 
 
 async def snapshot(url: str, name: str, media_session_id: str = "snap-1") -> dict:
@@ -35,8 +35,7 @@ def picture(event: dict) -> av.VideoFrame:
 
 
 def number(frame: av.VideoFrame) -> int:
-    plane = frame.reformat(format="yuv420p").planes[0]
-    return read_barcode(bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size]))
+    return frame_number(frame.reformat(format="yuv420p"))
 
 
 def test_a_snapshot_is_the_picture_the_viewers_see_now(start_server, media):

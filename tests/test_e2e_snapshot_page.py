@@ -14,7 +14,7 @@ from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
 from testkit.harness import CHROMIUM
 from testkit.pages import wait_status
 from testkit.rest_client import call
-from tools.makemedia import make_camera, read_barcode
+from tools.makemedia import frame_number, make_camera
 
 SNAPSHOT = "/client2/examples/demo/streaming/stream-snapshot/stream-snapshot.html"
 LOOP = 180  # frames in the camera's loop (6 s at 30 fps)
@@ -56,8 +56,7 @@ def png_number(src: str, size: tuple[int, int]) -> int:
     with av.open(io.BytesIO(data)) as container:
         frame = next(container.decode(video=0))
     assert (frame.width, frame.height) == size
-    plane = frame.reformat(width=640, height=480, format="yuv420p").planes[0]
-    return read_barcode(bytes(memoryview(plane)[16 * plane.line_size:17 * plane.line_size]))
+    return frame_number(frame.reformat(format="yuv420p"))
 
 
 def test_the_stream_snapshot_demo_shows_the_published_picture(start_server, camera_page,

@@ -18,8 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 PROFILES = ("baseline", "main", "high")
-BARCODE = ("geq=lum='if(lt(Y,32),if(mod(floor(N/pow(2,floor(X/40))),2),235,16),lum(X,Y))'"
-           ":cb='if(lt(Y,32),128,cb(X,Y))':cr='if(lt(Y,32),128,cr(X,Y))'")
+#: The frame number as 16 blocks across the top band, a sixteenth of the width each
+#: (40 px at 640) and 32/360 of the height tall (32 px at 360), least significant bit
+#: first: scaled with the picture, so a rendition of a file reads as the file does.
+BARCODE = ("geq=lum='if(lt(Y,H*4/45),if(mod(floor(N/pow(2,floor(X*16/W))),2),235,16),lum(X,Y))'"
+           ":cb='if(lt(Y,H*4/45),128,cb(X,Y))':cr='if(lt(Y,H*4/45),128,cr(X,Y))'")
 
 
 #: A folder where files once made are kept and copied from (the test suite sets it
@@ -50,13 +53,22 @@ def _made_once(path: Path, recipe: list, make: Callable[[Path], None]) -> Path:
 
 
 def read_barcode(luma_row: bytes, width: int | None = None) -> int:
-    """The frame number from one luma row inside the top band (y < 32).
-
-    A picture narrower than 640 shows only the blocks that fit in ``width``
-    (a row may be longer: its line padding), so only those bits are read."""
+    """The frame number from one luma row inside the top band (``barcode_row``) of
+    a picture ``width`` wide (a row may be longer: its line padding)."""
     width = len(luma_row) if width is None else min(width, len(luma_row))
-    return sum(1 << bit for bit in range(16) if 40 * bit + 20 < width
-               and luma_row[40 * bit + 20] > 128)
+    return sum(1 << bit for bit in range(16) if luma_row[(2 * bit + 1) * width // 32] > 128)
+
+
+def barcode_row(height: int) -> int:
+    """A luma row inside the barcode band of a picture ``height`` tall."""
+    return height * 16 // 360
+
+
+def frame_number(frame) -> int:  # type: ignore[no-untyped-def]
+    """The barcode frame number of a decoded PyAV video frame (yuv420p)."""
+    plane = frame.planes[0]
+    at = barcode_row(frame.height) * plane.line_size
+    return read_barcode(bytes(memoryview(plane)[at:at + plane.line_size]), frame.width)
 
 
 def frames_in(path: Path) -> int:
@@ -73,8 +85,8 @@ def make_mp4(path: Path, *, seconds: float = 10.0, width: int = 640, height: int
              audio_rate: int = 44100, bitrate: str = "280k", barcode: bool = False) -> Path:
     """Encode a test file; raises if ffmpeg is missing or fails.
 
-    With ``barcode``, the top 32 rows carry the frame number as 16 black or
-    white blocks 40 px wide, least significant bit first (see ``read_barcode``).
+    With ``barcode``, the top band carries the frame number (``BARCODE``; read it
+    back with ``frame_number``).
     """
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
