@@ -43,8 +43,19 @@ def video_state(page, selector: str = VIDEO) -> dict:
         const v = document.querySelector(selector);
         if (!v) return null;
         const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
+        if (v.__waits === undefined) {  // times it ran out of media, from the first look
+            v.__waits = 0;
+            v.addEventListener('waiting', () => { v.__waits += 1; });
+        }
+        let ahead = 0;  // media buffered past the playhead (MSE; none for WebRTC)
+        for (let i = 0; i < v.buffered.length; i++) {
+            if (v.buffered.start(i) <= v.currentTime && v.currentTime <= v.buffered.end(i)) {
+                ahead = v.buffered.end(i) - v.currentTime;
+            }
+        }
         return {width: v.videoWidth, height: v.videoHeight, time: v.currentTime,
-                frames: q.totalVideoFrames || 0, paused: v.paused};
+                frames: q.totalVideoFrames || 0, paused: v.paused, ahead: ahead,
+                waits: v.__waits};
     }""", selector)
 
 
@@ -113,20 +124,47 @@ def frame_number(page, selector: str = VIDEO) -> int:
     }""", selector)
 
 
-def frame_differences(first, second, readings: int = 7) -> list[int]:
+def jitter_buffer(page) -> tuple[float, int]:
+    """Chromium's running sums for the page's last peer connection's video: the
+    seconds its frames spent in the jitter buffer, and how many came out."""
+    return tuple(page.evaluate("""async () => {
+        const pc = window.__pcs[window.__pcs.length - 1];
+        for (const s of (await pc.getStats()).values()) {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') {
+                return [s.jitterBufferDelay || 0, s.jitterBufferEmittedCount || 0];
+            }
+        }
+        return [0, 0];
+    }"""))
+
+
+def frame_differences(first, second, readings: int = 7, fps: float = 30.0,
+                      as_received: bool = False) -> list[int]:
     """How many frames apart two pages' pictures are, read every 0.2 s.
 
     Each reading takes a round trip to the browser (more on a loaded machine),
     so the first page is read before and after the second and the second is
     compared with the mean of the two: the time the reading itself took is
-    not counted as the pages' difference."""
+    not counted as the pages' difference. ``as_received`` (WebRTC pages) adds to
+    each page's picture the frames its jitter buffer holds back (its mean delay
+    over the readings): how far apart the frames are that each page receives,
+    which is what the servers decide (a page that joined with a burst, or on a
+    loaded machine, buffers more, and each browser chooses its own delay)."""
     import time
 
-    differences = []
+    held = [jitter_buffer(page) for page in (first, second)] if as_received else []
+    shown = []
     for _ in range(readings):
         before = frame_number(first)
         middle = frame_number(second)
         after = frame_number(first)
-        differences.append(round(abs(middle - (before + after) / 2)))
+        shown.append(middle - (before + after) / 2)
         time.sleep(0.2)
-    return differences
+    correction = 0.0
+    if as_received:
+        delays = []
+        for page, (delay0, count0) in zip((first, second), held, strict=True):
+            delay1, count1 = jitter_buffer(page)
+            delays.append((delay1 - delay0) / (count1 - count0) if count1 > count0 else 0.0)
+        correction = (delays[1] - delays[0]) * fps
+    return [round(abs(difference + correction)) for difference in shown]

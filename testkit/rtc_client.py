@@ -142,8 +142,9 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
     stopStream), ``drop_after`` seconds (then the socket just closes), or ``timeout``.
     With ``read=False`` the tracks are never read: a viewer that stalls.
     ``stop_event``, when set, also sends stopStream. ``video_loss`` throws away
-    that share of the video packets as they arrive (retransmissions too), so
-    only NACKs can repair them; ``pli_after`` sends a PLI that long after PLAYING.
+    that share of the video packets as they arrive, so only NACKs can repair
+    them (their retransmissions are kept: aiortc asks again for a packet only
+    when it finds a new one missing, so a lost resend would be luck's to mend); ``pli_after`` sends a PLI that long after PLAYING.
     ``vanish_after`` seconds after PLAYING the peer goes silent at once (its UDP
     sockets closed: no DTLS close, no stopStream), ``close_peer_after`` it closes
     its peer connection (a DTLS close); either way the signalling stays open until
@@ -209,7 +210,8 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
 
         async def rtp(packet: Any, arrival_time_ms: int) -> None:
             codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)
-            if kind == "video" and video_loss and chance.random() < video_loss:
+            resent = codec is not None and codec.mimeType.lower().endswith("/rtx")
+            if kind == "video" and video_loss and not resent and chance.random() < video_loss:
                 result.dropped += 1
                 return
             if codec is not None and not codec.mimeType.lower().endswith("/rtx"):

@@ -50,8 +50,12 @@ def assert_plays_on(page, seconds: float = 3.1) -> dict:
     assert (first["width"], first["height"]) == (640, 360)
     time.sleep(seconds)
     later = video_state(page, "#video")
-    # (a player on a loaded machine may fall a few frames behind wall time)
-    assert later["time"] - first["time"] >= seconds - 0.25, (first, later)
+    # (a player on a loaded machine may fall a few frames behind wall time; one that
+    # falls further must have had media in hand throughout: then the lag is its own
+    # machine's, not the server's)
+    assert later["time"] - first["time"] >= seconds / 2, (first, later)
+    if later["time"] - first["time"] < seconds - 0.25:
+        assert later["ahead"] > 0.5 and later["waits"] == first["waits"], (first, later)
     return later
 
 

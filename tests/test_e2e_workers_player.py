@@ -60,12 +60,13 @@ def test_two_pages_on_two_workers_show_the_same_frame(start_server, page, browse
                 break
         assert other is not None, f"{TRIES} pages all landed on worker {first_worker}"
         time.sleep(1.0)
-        differences = frame_differences(page, other)
-        print(f"frame differences across workers: {differences}")
+        shown = frame_differences(page, other)
+        received = frame_differences(page, other, as_received=True)
+        print(f"frame differences across workers: shown {shown}, received {received}")
         # the server's side is in step within 100 ms (test_e2e_workers measures each
-        # frame's arrival); two pages of a loaded machine, read one after the other,
-        # add their own delay: measured 0-1 frames idle, up to 11 while the suite runs
-        assert statistics.median(differences) <= 15, differences
+        # frame's arrival); what two pages show differs by what each one's jitter
+        # buffer holds back as well (8-10 frames idle, 16-18 while the suite runs)
+        assert statistics.median(received) <= 6, (received, shown)
         before = video_state(other)
         time.sleep(1.0)
         after = video_state(other)
