@@ -67,43 +67,55 @@ class HlsViewer:
         self.requests = 0
         self.failed = ""
         self.connected_at: float | None = None
+        self._seen: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        path = f"/{NAME}/{NAME}.m3u8"
+        """One connection, a turn (:meth:`_turn`) at a time until ``stop``."""
         try:
             reader, writer = await asyncio.open_connection(self.host, int(self.port))
         except OSError as error:
             self.failed = str(error)
             return
-        seen: set[str] = set()
         try:
             while not stop.is_set():
-                status, playlist = await self._get(reader, writer, path)
-                if status != 200:
-                    self.failed = f"playlist {status}"
-                    await asyncio.sleep(1.0)
-                    continue
-                text = playlist.decode()
-                target = float(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text)[1])
-                segments = [line for line in text.splitlines() if line and line[0] != "#"]
-                if not seen:  # a live client starts at the end
-                    seen.update(segments[:-1])
-                for uri in segments:
-                    if uri not in seen and not stop.is_set():
-                        seen.add(uri)
-                        status, body = await self._get(reader, writer, f"/{NAME}/{uri}")
-                        if status == 200:
-                            self.bytes += len(body)
-                            if self.connected_at is None:
-                                self.connected_at = time.monotonic()
+                wait = await self._turn(reader, writer, stop)
                 try:
-                    await asyncio.wait_for(stop.wait(), target / 2)
+                    await asyncio.wait_for(stop.wait(), wait)
                 except TimeoutError:
                     pass
         except (ConnectionError, asyncio.IncompleteReadError) as error:
             self.failed = f"connection: {error}"
         finally:
             writer.close()
+
+    async def _turn(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event
+    ) -> float:
+        """The playlist, then each segment not yet fetched; the seconds to the next turn."""
+        status, playlist = await self._get(reader, writer, f"/{NAME}/{NAME}.m3u8")
+        if status != 200:
+            self.failed = f"playlist {status}"
+            return 1.0
+        text = playlist.decode()
+        target = float(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text)[1])
+        segments = [line for line in text.splitlines() if line and line[0] != "#"]
+        if not self._seen:  # a live client starts at the end
+            self._seen.update(segments[:-1])
+        for uri in segments:
+            if uri not in self._seen and not stop.is_set():
+                self._seen.add(uri)
+                await self._fetch(reader, writer, f"/{NAME}/{uri}")
+        return target / 2
+
+    async def _fetch(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+    ) -> None:
+        """A media request: its bytes counted; the first one is the client playing."""
+        status, body = await self._get(reader, writer, path)
+        if status == 200:
+            self.bytes += len(body)
+            if self.connected_at is None:
+                self.connected_at = time.monotonic()
 
     async def _get(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
@@ -125,36 +137,20 @@ class StaticViewer(HlsViewer):
     def __init__(self, http_url: str, shape: HlsShape) -> None:
         super().__init__(http_url)
         self.shape = shape
+        self._last_segment: float | None = None  # (from the first turn on)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        try:
-            reader, writer = await asyncio.open_connection(self.host, int(self.port))
-        except OSError as error:
-            self.failed = str(error)
-            return
-        last_segment = time.monotonic()
-        try:
-            while not stop.is_set():
-                status, _ = await self._get(reader, writer, f"/client/records/{PLAYLIST_FILE}")
-                if status != 200:
-                    self.failed = f"playlist-sized file {status}"
-                if time.monotonic() - last_segment >= self.shape.seconds:
-                    last_segment += self.shape.seconds
-                    status, body = await self._get(
-                        reader, writer, f"/client/records/{SEGMENT_FILE}"
-                    )
-                    if status == 200:
-                        self.bytes += len(body)
-                        if self.connected_at is None:
-                            self.connected_at = time.monotonic()
-                try:
-                    await asyncio.wait_for(stop.wait(), self.shape.target / 2)
-                except TimeoutError:
-                    pass
-        except (ConnectionError, asyncio.IncompleteReadError) as error:
-            self.failed = f"connection: {error}"
-        finally:
-            writer.close()
+    async def _turn(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event
+    ) -> float:
+        if self._last_segment is None:
+            self._last_segment = time.monotonic()
+        status, _ = await self._get(reader, writer, f"/client/records/{PLAYLIST_FILE}")
+        if status != 200:
+            self.failed = f"playlist-sized file {status}"
+        if time.monotonic() - self._last_segment >= self.shape.seconds:
+            self._last_segment += self.shape.seconds
+            await self._fetch(reader, writer, f"/client/records/{SEGMENT_FILE}")
+        return self.shape.target / 2
 
 
 #: The static files a :class:`StaticViewer` reads, in the media folder.
@@ -183,10 +179,10 @@ def hls_shape(server: ServerProcess) -> HlsShape:
         if re.search(rb"\n[^#\s][^\n]*\n", text):
             break
         time.sleep(0.2)
-    lines = text.decode().splitlines()
-    uri = [line for line in lines if line and line[0] != "#"][-1]
-    seconds = float(re.findall(r"#EXTINF:([\d.]+)", text.decode())[-1])
-    target = float(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text.decode())[1])
+    playlist = text.decode()
+    uri = [line for line in playlist.splitlines() if line and line[0] != "#"][-1]
+    seconds = float(re.findall(r"#EXTINF:([\d.]+)", playlist)[-1])
+    target = float(re.search(r"#EXT-X-TARGETDURATION:(\d+)", playlist)[1])
     segment = len(urllib.request.urlopen(base + uri, timeout=10).read())
     return HlsShape(len(text), segment, seconds, target)
 
@@ -272,33 +268,18 @@ async def mse_row(server: ServerProcess, viewers: int) -> dict:
         counter.stop()
 
 
-async def hls_row(server: ServerProcess, viewers: int) -> dict:
-    views = [HlsViewer(server.hls_url) for _ in range(viewers)]
+async def http_row(server: ServerProcess, views: list[HlsViewer], label: str) -> dict:
+    """A row of HTTP clients (:class:`HlsViewer` or :class:`StaticViewer`)."""
     row = await measure(
         server,
         lambda i, stop: views[i].run(stop),
-        viewers,
+        len(views),
         lambda: sum(v.connected_at is not None for v in views),
         lambda: sum(v.bytes for v in views),
     )
     failed = [v.failed for v in views if v.failed]
     if failed:
-        print(f"  HLS: {len(failed)} clients failed, e.g. {failed[0]}")
-    return row
-
-
-async def static_row(server: ServerProcess, viewers: int, shape: HlsShape) -> dict:
-    views = [StaticViewer(server.http_url, shape) for _ in range(viewers)]
-    row = await measure(
-        server,
-        lambda i, stop: views[i].run(stop),
-        viewers,
-        lambda: sum(v.connected_at is not None for v in views),
-        lambda: sum(v.bytes for v in views),
-    )
-    failed = [v.failed for v in views if v.failed]
-    if failed:
-        print(f"  static: {len(failed)} clients failed, e.g. {failed[0]}")
+        print(f"  {label}: {len(failed)} clients failed, e.g. {failed[0]}")
     return row
 
 
@@ -399,8 +380,10 @@ def main() -> None:
             "webrtc": lambda n: webrtc_row(server, n, "UDP"),
             "whep": lambda n: webrtc_row(server, n, "WHEP"),
             "mse": lambda n: mse_row(server, n),
-            "hls": lambda n: hls_row(server, n),
-            "static": lambda n: static_row(server, n, shape),
+            "hls": lambda n: http_row(server, [HlsViewer(server.hls_url) for _ in range(n)], "HLS"),
+            "static": lambda n: http_row(
+                server, [StaticViewer(server.http_url, shape) for _ in range(n)], "static"
+            ),
             "rtmp": lambda n: rtmp_row(server, n),
         }
         for provider in args.providers.split(","):
@@ -458,8 +441,12 @@ def table(rows: dict[str, list[dict]], base: float, media_rate: float) -> None:
         print(f"{provider:>8} " + " ".join(cells))
     hls = {r["viewers"]: r for r in rows.get("hls", [])}
     static = {r["viewers"]: r for r in rows.get("static", [])}
+
+    def net(r: dict) -> float:
+        return max(0.0, r["cpu"] - base)
+
     ratios = [
-        f"{count}: {max(0.0, hls[count]['cpu'] - base) / max(1e-9, static[count]['cpu'] - base):.2f}x"
+        f"{count}: {net(hls[count]) / max(1e-9, net(static[count])):.2f}x"
         for count in counts
         if count in hls and count in static
     ]

@@ -144,7 +144,8 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
     ``stop_event``, when set, also sends stopStream. ``video_loss`` throws away
     that share of the video packets as they arrive, so only NACKs can repair
     them (their retransmissions are kept: aiortc asks again for a packet only
-    when it finds a new one missing, so a lost resend would be luck's to mend); ``pli_after`` sends a PLI that long after PLAYING.
+    when it finds a new one missing, so a lost resend would be luck's to mend);
+    ``pli_after`` sends a PLI that long after PLAYING.
     ``vanish_after`` seconds after PLAYING the peer goes silent at once (its UDP
     sockets closed: no DTLS close, no stopStream), ``close_peer_after`` it closes
     its peer connection (a DTLS close); either way the signalling stays open until
@@ -214,7 +215,7 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
             if kind == "video" and video_loss and not resent and chance.random() < video_loss:
                 result.dropped += 1
                 return
-            if codec is not None and not codec.mimeType.lower().endswith("/rtx"):
+            if codec is not None and not resent:
                 result.rtp.append((kind, time.time(), packet.timestamp))
             await rtp_in(packet, arrival_time_ms)
 
