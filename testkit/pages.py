@@ -127,15 +127,8 @@ def frame_number(page, selector: str = VIDEO) -> int:
 def jitter_buffer(page) -> tuple[float, int]:
     """Chromium's running sums for the page's last peer connection's video: the
     seconds its frames spent in the jitter buffer, and how many came out."""
-    return tuple(page.evaluate("""async () => {
-        const pc = window.__pcs[window.__pcs.length - 1];
-        for (const s of (await pc.getStats()).values()) {
-            if (s.type === 'inbound-rtp' && s.kind === 'video') {
-                return [s.jitterBufferDelay || 0, s.jitterBufferEmittedCount || 0];
-            }
-        }
-        return [0, 0];
-    }"""))
+    video = inbound_stats(page).get("video") or {}
+    return video.get("jitterBufferDelay") or 0.0, video.get("jitterBufferEmittedCount") or 0
 
 
 def frame_differences(first, second, readings: int = 7, fps: float = 30.0,
