@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from tests.test_registry import FakeMedia, Viewer
 from wcs.errors import BadRequest, Conflict, NotFound, Unsupported
+from wcs.sources.ranged import NotYetDownloaded
 from wcs.streams import uri as uris
 from wcs.streams.stream import VodStream
 
@@ -145,6 +147,40 @@ def test_a_seek_plays_from_the_keyframe_before_with_timestamps_going_on():
     clock.advance(1.0)
     times = [sample.time for sample in viewer.got]
     assert times == sorted(times) and stream.position() == pytest.approx(31.0, abs=0.05)
+
+
+class Downloading(FakeMedia):
+    """A file still downloading: its end (which ``pass_length`` reads) is there
+    only once ``prepare_join``'s fetch has come."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetched: Deferred[None] | None = None
+
+    def prepare_join(self, position: float, loop: bool) -> Deferred[None]:
+        self.fetched = Deferred()
+        return self.fetched
+
+    def pass_length(self) -> float:
+        if self.fetched is None or not self.fetched.called:
+            raise NotYetDownloaded("the end of the file has not arrived")
+        return super().pass_length()
+
+
+def test_a_seek_into_a_download_reads_the_file_s_end_only_once_fetched():
+    clock, media = Clock(), Downloading()
+    stream, viewer = personal(clock, media)
+    clock.advance(1.0)
+    seeking = stream.seek(40.5)
+    clock.advance(1.0)  # fetching: nothing read yet, and nothing raised
+    assert media.positions == [0.0] and not seeking.called
+    assert media.fetched is not None
+    media.fetched.callback(None)
+    clock.advance(0)
+    assert seeking.result.position == 40.0 and media.positions == [0.0, 40.5]
+    got = len(viewer.got)
+    clock.advance(1.0)
+    assert len(viewer.got) > got  # playing on from there
 
 
 def test_seeks_outside_the_file_or_of_a_broadcast_are_refused_and_the_play_goes_on():

@@ -351,14 +351,14 @@ class VodStream(SizeWatch):
                 after = pump.last_time + (1 / fps if fps else 0.02)
             self._sent += pump.sent
             pump.close()
-        if self._period is None:
-            self._period = self.media.pass_length()
         keyframe = self.media.keyframe_time(position)
 
         def ready(_: object) -> Seeked:
             self._seeking = False
             if self.closed:
                 raise NotFound("the play has ended")
+            if self._period is None:  # (reads the last GOP: a download has it by now)
+                self._period = self.media.pass_length()
             samples = self.media.samples(
                 period=self._period, position=position, wants_opus=self._wants_opus
             )
