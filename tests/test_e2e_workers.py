@@ -197,7 +197,10 @@ def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
     record = published.events[-1]
     assert record["status"] == "UNPUBLISHED" and record["recordName"], record
     assert http_status(f"{server.http_url}/client/records/{record['recordName']}") == 200
-    assert frames_in(folder / record["recordName"]) > 300
+    frames = frames_in(folder / record["recordName"])
+    # every picture the page sent (test_recording's measure; a loaded client sends fewer)
+    assert abs(frames - len(published.sent_video)) <= 2 and frames > 30, (
+        frames, len(published.sent_video))
 
 
 def worker_pid(server, index: int) -> int:
