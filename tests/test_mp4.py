@@ -192,6 +192,47 @@ def test_cached_opus_is_passed_over_while_no_one_takes_it(files):
                 if s.codec == "opus"]) == len(cached)
 
 
+def test_with_cached_opus_and_no_one_taking_aac_the_audio_track_is_not_read(files):
+    """A WebRTC play's reader: video and cached Opus only, in due order, the
+    same video and Opus as a reader that also gives AAC; the file's audio
+    packets are never demuxed."""
+    source = Mp4File(files / "main.mp4", "source")
+    cached = list(source.opus_samples())
+    both = Mp4File(files / "main.mp4", "both")
+    both.replay_opus(lambda: iter(cached))
+    full = list(both.samples())
+    media = Mp4File(files / "main.mp4", "opus only")
+    media.replay_opus(lambda: iter(cached))
+    demuxed: list[object] = []
+
+    class Watched:
+        """The container, telling which streams each demux reads."""
+
+        def __init__(self, container):
+            self.container = container
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def demux(self, *args, **kwargs):
+            demuxed.append(args)
+            return self.container.demux(*args, **kwargs)
+
+    media.container = Watched(media.container)
+    lean = list(media.samples(wants_aac=lambda: False))
+    assert not [s for s in lean if s.codec == "aac"]
+    for codec in ("h264", "opus"):
+        assert [(s.pts, s.data) for s in lean if s.codec == codec] == [
+            (s.pts, s.data) for s in full if s.codec == codec
+        ]
+    assert [s.time for s in lean] == sorted(s.time for s in lean)
+    assert len([s for s in lean if s.codec == "opus"]) == len(cached)
+    assert demuxed == [([media.video],)]
+    # nobody takes Opus either: AAC comes as before, whatever wants_aac says
+    assert [s for s in media.samples(wants_opus=lambda: False, wants_aac=lambda: False)
+            if s.codec == "aac"]
+
+
 def test_opus_begun_mid_file_stays_on_one_grid_across_loops(files):
     """Transcoding that began at a frame in the middle (the first WebRTC viewer
     came then) puts its 20 ms frames off the file's grid; the next pass's Opus

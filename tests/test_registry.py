@@ -35,9 +35,10 @@ class FakeMedia:
         return float(int(position))  # a keyframe every second
 
     def samples(self, loop: bool = False, *, period=None, position: float = 0.0,
-                wants_opus=lambda: True):
+                wants_opus=lambda: True, wants_aac=lambda: True):
         self.positions.append(position)
         self.wants_opus = wants_opus
+        self.wants_aac = wants_aac
         for n in range(int(position * 30) // 30 * 30, 100_000):  # from the keyframe before
             yield Sample("video", b"v", n * 3000, 90000, n / 30, keyframe=n % 30 == 0)
 

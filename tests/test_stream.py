@@ -106,6 +106,21 @@ def test_opus_is_made_only_while_a_subscriber_takes_it():
     assert wants() is True
 
 
+def test_a_personal_play_reads_aac_only_for_a_viewer_that_takes_it_and_a_broadcast_always():
+    clock = Clock()
+    for takes, wanted in ((frozenset({"opus"}), False), (frozenset({"aac"}), True)):
+        media = FakeMedia()
+        stream = VodStream(uris.parse("vod://a.mp4"), "vod://a.mp4", media, clock, lambda s: None)
+        stream.subscribe(Taking(takes))
+        clock.advance(0.01)
+        assert media.wants_aac() is wanted
+    media = FakeMedia()
+    stream = broadcast(clock, media, loop=True, persistent=True)
+    stream.subscribe(Taking(frozenset({"opus"})))
+    clock.advance(0.01)
+    assert media.wants_aac() is True  # a late MSE joiner takes AAC from its cached GOP
+
+
 def test_a_personal_stream_reads_from_its_start_when_its_viewer_comes():
     clock, media = Clock(), FakeMedia()
     gone: list[VodStream] = []

@@ -140,6 +140,7 @@ class Mp4File:
         period: float | None = None,
         position: float = 0.0,
         wants_opus: Callable[[], bool] = lambda: True,
+        wants_aac: Callable[[], bool] = lambda: True,
     ) -> Iterator[Sample]:
         """Every sample in due order; with ``loop``, again and again from the start.
 
@@ -160,6 +161,12 @@ class Mp4File:
         Opus comes only while ``wants_opus()`` says someone takes it (asked at
         each AAC frame): otherwise no transcoder runs, and one that starts again
         starts afresh at that frame.
+
+        AAC comes only if ``wants_aac()`` (asked at each pass's start) or
+        nobody takes Opus then. A pass whose Opus comes from the cache without
+        AAC leaves the file's audio unread: a WebRTC play's reader then demuxes
+        its video alone (a third of a personal play's samples, and of its
+        reading, were AAC frames nobody took).
         """
         offset = 0.0
         seek = 0.0
@@ -183,7 +190,8 @@ class Mp4File:
             seek = 0.0
             for grid in grids.values():
                 grid.new_pass()
-            for sample in self._one_pass(skip, wants_opus):
+            aac = wants_aac() or not wants_opus()
+            for sample in self._one_pass(skip, wants_opus, aac):
                 if offset:
                     sample = shifted(sample, offset)
                 on_grid = grids.get(sample.codec)
@@ -346,12 +354,15 @@ class Mp4File:
                 stream.codec_context.flush_buffers()
 
     def _one_pass(
-        self, skip: float | None = None, wants_opus: Callable[[], bool] = lambda: True
+        self,
+        skip: float | None = None,
+        wants_opus: Callable[[], bool] = lambda: True,
+        aac: bool = True,
     ) -> Iterator[Sample]:
         """One pass over the file (from where it was sought to: cached Opus
         before ``skip`` s is passed over), merged across tracks by due time."""
         queues: dict[str, deque[Sample]] = {kind: deque() for kind in self._kinds()}
-        for sample in self._read(skip, wants_opus):
+        for sample in self._read(skip, wants_opus, aac):
             queues[sample.kind].append(sample)
             while all(queues.values()) or sum(map(len, queues.values())) > MERGE_LIMIT:
                 yield _pop_earliest(queues)
@@ -366,14 +377,18 @@ class Mp4File:
         ]
 
     def _read(
-        self, skip: float | None = None, wants_opus: Callable[[], bool] = lambda: True
+        self,
+        skip: float | None = None,
+        wants_opus: Callable[[], bool] = lambda: True,
+        aac: bool = True,
     ) -> Iterator[Sample]:
-        """Samples in file order; a broken tail ends the stream, it does not raise."""
+        """Samples in file order (AAC only if ``aac``, when Opus comes from the
+        cache); a broken tail ends the stream, it does not raise."""
         if self.audio is not None and self._cached_opus is not None:
             opus = self._cached_opus()
             if skip:
                 opus = itertools.dropwhile(lambda sample: sample.time < skip - 1.0, opus)
-            yield from _merged(self._read_media(None), opus, wants_opus)
+            yield from _merged(self._read_media(None, aac), opus, wants_opus, aac)
         else:
             yield from self._read_media(wants_opus if self.audio else None)
 
@@ -402,9 +417,12 @@ class Mp4File:
         yield from transcoder.feed(None, -self.origin)
         self.opus_dropped = transcoder.dropped
 
-    def _read_media(self, wants_opus: Callable[[], bool] | None) -> Iterator[Sample]:
+    def _read_media(
+        self, wants_opus: Callable[[], bool] | None, aac: bool = True
+    ) -> Iterator[Sample]:
         """Video and AAC as stored (and, while ``wants_opus()``, Opus made from
-        the AAC), in file order."""
+        the AAC), in file order; without ``aac`` nor ``wants_opus`` the audio
+        track is not even demuxed."""
         transcoder: OpusTranscoder | None = None
         dropped = 0
         remover = (
@@ -418,7 +436,10 @@ class Mp4File:
                 "(python -m wcs prepare writes a copy that needs none)",
                 label=self.label,
             )
-        streams = [s for s in (self.video, self.audio) if s is not None]
+        audio = self.audio if aac or wants_opus is not None else None
+        streams = [s for s in (self.video, audio) if s is not None]
+        if not streams:  # PyAV would take no streams for all of them
+            return
         try:
             for packet in self.container.demux(streams):
                 if packet.size == 0:
@@ -430,9 +451,9 @@ class Mp4File:
                     if sample is not None:
                         yield sample
                 else:
-                    aac = self._aac_sample(packet)
-                    if aac is not None:
-                        yield aac
+                    stored = self._aac_sample(packet) if aac else None
+                    if stored is not None:
+                        yield stored
                     if wants_opus is None:
                         continue
                     if not wants_opus():
@@ -551,14 +572,18 @@ class AudioGrid:
 
 
 def _merged(
-    media: Iterator[Sample], opus: Iterator[Sample], wants_opus: Callable[[], bool] = lambda: True
+    media: Iterator[Sample],
+    opus: Iterator[Sample],
+    wants_opus: Callable[[], bool] = lambda: True,
+    aac: bool = True,
 ) -> Iterator[Sample]:
     """File-order samples with cached Opus slotted in by time, beside the AAC
-    (while ``wants_opus()``: the rest is passed over)."""
+    (while ``wants_opus()``: the rest is passed over); with no AAC among
+    them (``aac`` false), after each video sample."""
     waiting = next(opus, None)
     for sample in media:
         yield sample
-        if sample.codec == "aac":
+        if sample.codec == "aac" or not aac:
             while waiting is not None and waiting.time <= sample.time:
                 if wants_opus():
                     yield waiting

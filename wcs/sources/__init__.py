@@ -55,10 +55,16 @@ class OpenedMedia:
         period: float | None = None,
         position: float = 0.0,
         wants_opus: Callable[[], bool] = lambda: True,
+        wants_aac: Callable[[], bool] = lambda: True,
     ) -> Iterator[Sample]:
-        """Its samples (see :meth:`Mp4File.samples`); Opus only while ``wants_opus()``."""
+        """Its samples (see :meth:`Mp4File.samples`); Opus only while
+        ``wants_opus()``, AAC only if ``wants_aac()`` (or nobody takes Opus)."""
         return self._reader.samples(
-            loop=loop, period=period, position=position, wants_opus=wants_opus
+            loop=loop,
+            period=period,
+            position=position,
+            wants_opus=wants_opus,
+            wants_aac=wants_aac,
         )
 
     def prepare_join(self, position: float, loop: bool) -> Deferred[None]:

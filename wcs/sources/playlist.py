@@ -59,6 +59,7 @@ class Medium(Protocol):
         period: float | None = None,
         position: float = 0.0,
         wants_opus: Callable[[], bool] = ...,
+        wants_aac: Callable[[], bool] = ...,
     ) -> Iterator[Sample]: ...
 
     def prepare_join(self, position: float, loop: bool) -> Deferred[None]: ...
@@ -202,6 +203,7 @@ class PlaylistMedia:
         period: float | None = None,
         position: float = 0.0,
         wants_opus: Callable[[], bool] = lambda: True,
+        wants_aac: Callable[[], bool] = lambda: True,
     ) -> Iterator[Sample]:
         """Every sample from ``position`` (s on the channel's timeline) on, item
         after item, for ever (a reader must check :meth:`ready` before each)."""
@@ -213,7 +215,9 @@ class PlaylistMedia:
                 grid.new_pass()
             end = began
             self._skip = False
-            for sample in medium.samples(position=offset_in_item, wants_opus=wants_opus):
+            for sample in medium.samples(
+                position=offset_in_item, wants_opus=wants_opus, wants_aac=wants_aac
+            ):
                 if self._skip or self.closed:
                     break
                 sample = shifted(sample, began)

@@ -186,6 +186,11 @@ class VodStream(SizeWatch):
     def _wants_opus(self) -> bool:
         return self.broadcast.wants("opus")
 
+    def _wants_aac(self) -> bool:
+        """A broadcast's late joiner may take AAC from its cached GOP on: it is
+        always read. A personal play's viewers are there before it is read."""
+        return self.live or self.broadcast.wants("aac")
+
     @property
     def playlist(self) -> PlaylistMedia | None:
         """The list it plays, for a playlist channel."""
@@ -259,10 +264,16 @@ class VodStream(SizeWatch):
             if self._period is None:
                 self._period = self.media.pass_length()
             samples = self.media.samples(
-                loop=self.loop, period=self._period, position=position, wants_opus=self._wants_opus
+                loop=self.loop,
+                period=self._period,
+                position=position,
+                wants_opus=self._wants_opus,
+                wants_aac=self._wants_aac,
             )
         else:
-            samples = self.media.samples(loop=self.loop, wants_opus=self._wants_opus)
+            samples = self.media.samples(
+                loop=self.loop, wants_opus=self._wants_opus, wants_aac=self._wants_aac
+            )
         pump = self.pump = Pump(
             samples,
             self.clock,
@@ -360,7 +371,10 @@ class VodStream(SizeWatch):
             if self._period is None:  # (reads the last GOP: a download has it by now)
                 self._period = self.media.pass_length()
             samples = self.media.samples(
-                period=self._period, position=position, wants_opus=self._wants_opus
+                period=self._period,
+                position=position,
+                wants_opus=self._wants_opus,
+                wants_aac=self._wants_aac,
             )
             pump = self.pump = Pump(
                 from_keyframe(samples) if self.info.video is not None else samples,
