@@ -1,7 +1,8 @@
 """Pacing on the reactor: each sample goes out when the wall clock reaches it.
 
 Deadlines are ``start + sample time`` rather than accumulated sleeps, so
-timer jitter never adds up to drift. Whatever goes wrong, reading a sample or
+timer jitter never adds up to drift. Pumps wake on their clock's shared
+:mod:`~wcs.media.metronome`, not on a reactor timer each. Whatever goes wrong, reading a sample or
 handing it on, ends the pump through ``on_end`` with a reason (a bug's with
 its traceback in the log): a stream never just stops being paced.
 """
@@ -12,17 +13,22 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 import av
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import INTERNAL_ERROR, WcsError
+from wcs.media import metronome
 from wcs.media.sample import Sample, shifted
 from wcs.metrics import METERS
 
 log = Logger()
 
-#: Samples are sent this much before they are due (absorbs timer latency).
-LEAD = 0.005
+#: Samples are sent up to this much before they are due: a wake-up rounded up
+#: to the metronome's tick still sends them in time.
+LEAD = metronome.TICK
+#: Float error a deadline may be off by and still be due (a tick rounded to the
+#: clock's float may fall a hair before ``due - LEAD``).
+EPSILON = 1e-6
 #: Most samples sent in one reactor turn when catching up.
 BURST = 64
 #: How often a pump whose source is not ready looks again (s).
@@ -65,7 +71,8 @@ class Pump:
         self._ready = ready
         self._waiting_since: float | None = None
         self._pending: Sample | None = None
-        self._call: IDelayedCall | None = None
+        self._metronome = metronome.of(clock)
+        self._call: metronome.Beat | None = None
         self._start: float | None = start
         self._lead = 0.0
         self._continue_at = continue_at
@@ -86,7 +93,7 @@ class Pump:
             return
         self._lead = lead if self._start is None else 0.0
         self.running = True
-        self._call = self._clock.callLater(0, self._run)
+        self._call = self._metronome.call_later(0, self._run)
 
     def pause(self) -> None:
         """Stop sending until :meth:`resume`; the next sample stays pending."""
@@ -196,7 +203,7 @@ class Pump:
             if self._start is None:
                 self._start = now - self._pending.time - self._lead
             due = self._start + self._pending.time
-            if due > now + LEAD:
+            if due > now + LEAD + EPSILON:
                 break
             sample, self._pending = self._pending, None
             self._deliver(sample)
@@ -206,7 +213,7 @@ class Pump:
         if self._pending is not None:
             assert self._start is not None  # set above, once a sample was pending
             delay = max(0.0, self._start + self._pending.time - now - LEAD)
-        self._call = self._clock.callLater(delay, self._run)
+        self._call = self._metronome.call_later(delay, self._run)
 
     def _deliver(self, sample: Sample) -> None:
         """Hand one sample on, moved to its place on the play's timeline."""
@@ -255,7 +262,7 @@ class Pump:
         elif now - self._waiting_since > STALL_LIMIT:
             self._finish("Source stalled")
             return False
-        self._call = self._clock.callLater(RETRY, self._run)
+        self._call = self._metronome.call_later(RETRY, self._run)
         return False
 
     def _finish(self, reason: str | None) -> None:
