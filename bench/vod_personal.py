@@ -115,6 +115,46 @@ def cpu_per_viewer(server: ServerProcess, viewers: int, seconds: float) -> float
     return samples[0] / viewers
 
 
+def cheap_cost(server: ServerProcess, clip: Path, viewers: int, seconds: float) -> dict:
+    """Server CPU per personal play with ``viewers`` counting viewers
+    (``testkit/cheap_viewers.py``: they finish ICE and DTLS, then only count
+    the encrypted packets), so that the server, not its clients, is measured;
+    with the packets delivered against what the file makes in that time."""
+    import asyncio
+
+    from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
+
+    rate = packet_rate(clip)
+
+    async def measure() -> dict:
+        counter, stop = Counter(), asyncio.Event()
+        views = [CheapViewer() for _ in range(viewers)]
+        plays = [
+            asyncio.ensure_future(watch(server.ws_url, f"vod://{clip.name}", counter, stop, 120, v))
+            for v in views
+        ]
+        for _ in range(300):  # until every play is connected (30 s at most)
+            await asyncio.sleep(0.1)
+            if all(v.connected_at for v in views):
+                break
+        await asyncio.sleep(2.0)
+        cpu0, counted0, t0 = sum(tree_times(pid)[:2]), sum(v.rtp for v in views), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu1, counted1, t1 = sum(tree_times(pid)[:2]), sum(v.rtp for v in views), time.monotonic()
+        connected = sum(v.connected_at is not None for v in views)
+        stop.set()
+        await asyncio.gather(*plays, return_exceptions=True)
+        counter.stop()
+        return {
+            "connected": connected,
+            "core": (cpu1 - cpu0) / (t1 - t0) / viewers,
+            "delivered": (counted1 - counted0) / (rate * connected * (t1 - t0)) if connected else 0,
+        }
+
+    pid = server.process.pid
+    return run(measure(), timeout=seconds + 120)
+
+
 def rss_while_playing(folder: Path, name: str, seconds: float) -> tuple[int, int]:
     server = ServerProcess(Path(tempfile.mkdtemp()), {"media_dir": str(folder)}).start()
     try:
@@ -128,6 +168,8 @@ def rss_while_playing(folder: Path, name: str, seconds: float) -> tuple[int, int
 def main() -> None:
     smoke = "--smoke" in sys.argv[1:]
     runs, counts, play_seconds = (1, (1,), 4.0) if smoke else (10, (1, 10), 12.0)
+    # many plays of one file at once: what each costs the server alone
+    cheap_counts = (2,) if smoke else (20, 50)
     require_loopback_only()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-bench-"))
     make_mp4(folder / "clip.mp4", seconds=6 if smoke else 30, profile="main")
@@ -172,6 +214,13 @@ def main() -> None:
                 print(
                     f"CPU per personal viewer with {viewers:>2} viewers, {label} "
                     f"(640x360 30 fps H.264 passthrough): {cores * 100:.2f} % of a core"
+                )
+            for viewers in cheap_counts if settings == {} else ():
+                row = cheap_cost(server, folder / "clip.mp4", viewers, play_seconds)
+                print(
+                    f"CPU per personal viewer with {viewers:>2} counting viewers, {label}: "
+                    f"{row['core'] * 100:.2f} % of a core "
+                    f"({row['connected']} connected, {row['delivered'] * 100:.1f} % of packets)"
                 )
         finally:
             server.stop()

@@ -54,7 +54,9 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "s3_source": (["--smoke"], r"4MB.mp4 \(\d+ MB\): first frame \d+ ms after playStream"),
     "send_path": (["--smoke"], r"GSO on [\d.]+, off [\d.]+; off / on = [\d.]+x"),
     "soak": (["--smoke"], r"PASS|FAIL"),
-    "vod_personal": (["--smoke"], r"RSS playing hour.mp4 +: idle \d+ MiB, peak \d+ MiB"),
+    "vod_personal": (["--smoke"], r"counting viewers, audio from the Opus cache: [\d.]+ % of a "
+                     r"core \(2 connected, [1-9][\d.]* % of packets\)[\s\S]*"
+                     r"RSS playing hour.mp4 +: idle \d+ MiB, peak \d+ MiB"),
     "workers": (["--smoke"], r"\n +2 +[\d.]+% +[\d.]+% +[\d.]+% +[\d.]+%"),
 }
 #: Longest one bench may take at its smallest.
