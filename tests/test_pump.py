@@ -40,7 +40,7 @@ def test_each_sample_goes_out_when_due_and_the_end_is_told():
     run.advance(0.5)
     assert [s.data for _, s in run.sent] == [b"0", b"1", b"2", b"3", b"4"]
     for (at, sample) in run.sent:
-        assert sample.time - pump.LEAD <= at < sample.time + 0.011
+        assert sample.time - pump.EARLY <= at < sample.time + 0.011
     assert run.ended == [None]
     assert run.pump.sent["video"] == 5
 
@@ -244,7 +244,7 @@ def test_catching_up_sends_what_is_due_at_once_and_paces_the_rest_once_started()
     source = [Sample("video", b"", 0, 90000, 15 + n / 100, keyframe=n == 0) for n in range(1000)]
     paced = Pump(iter(source), clock, "t", sent.append, lambda reason: None, start=980.0)
     paced.catch_up()
-    due = 501 + round(pump.LEAD * 100)  # and those due within the lead
+    due = 501 + int(pump.EARLY * 100)  # and those due within the lead
     assert len(sent) == due and not clock.getDelayedCalls()  # due ones, in this call
     paced.catch_up()  # nothing more is due: nothing more goes
     assert len(sent) == due

@@ -1,8 +1,8 @@
 """Pacing on the reactor: each sample goes out when the wall clock reaches it.
 
 Deadlines are ``start + sample time`` rather than accumulated sleeps, so
-timer jitter never adds up to drift. Pumps wake on their clock's shared
-:mod:`~wcs.media.metronome`, not on a reactor timer each. Whatever goes wrong, reading a sample or
+timer jitter never adds up to drift. Pumps wake on their clock's
+:mod:`~wcs.media.metronome`, sharing reactor timers. Whatever goes wrong, reading a sample or
 handing it on, ends the pump through ``on_end`` with a reason (a bug's with
 its traceback in the log): a stream never just stops being paced.
 """
@@ -23,9 +23,11 @@ from wcs.metrics import METERS
 
 log = Logger()
 
-#: Samples are sent up to this much before they are due: a wake-up rounded up
-#: to the metronome's tick still sends them in time.
-LEAD = metronome.TICK
+#: Samples are sent this much before they are due (absorbs timer latency).
+LEAD = 0.005
+#: What a turn sends: what is due within the lead, and within the time its
+#: wake-up may come early to share another pump's timer.
+EARLY = LEAD + metronome.JOIN
 #: Float error a deadline may be off by and still be due (a tick rounded to the
 #: clock's float may fall a hair before ``due - LEAD``).
 EPSILON = 1e-6
@@ -203,7 +205,7 @@ class Pump:
             if self._start is None:
                 self._start = now - self._pending.time - self._lead
             due = self._start + self._pending.time
-            if due > now + LEAD + EPSILON:
+            if due > now + EARLY + EPSILON:
                 break
             sample, self._pending = self._pending, None
             self._deliver(sample)
