@@ -16,6 +16,7 @@ setup(
             "wcs.webrtc._rtpout",
             ["wcs/webrtc/_rtpout.c"],
             extra_compile_args=["-Wall", "-Wextra", "-Werror"],
+            libraries=["crypto"],  # OpenSSL's AES-GCM: SRTP protected here
             optional=True,
         )
     ],

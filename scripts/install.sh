@@ -13,6 +13,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # System packages: only what is missing, so a re-run costs nothing.
 apt_packages=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+# the C helper's SRTP uses OpenSSL's AES-GCM
+[ -e /usr/include/openssl/evp.h ] || apt_packages+=(libssl-dev)
 if $want_test; then
   command -v chromium >/dev/null || apt_packages+=(chromium)
   command -v ffmpeg >/dev/null || apt_packages+=(ffmpeg)

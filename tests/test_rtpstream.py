@@ -435,6 +435,9 @@ def c_stream(**changes):
         ({"abs_send_time_at": sys.maxsize}, "abs_send_time_at"),
         ({"abs_send_time_at": 0, "extension": b""}, "abs_send_time_at"),
         ({"host": "not an address"}, "not an IP address"),
+        ({"key": b"k" * 30}, "key"),
+        ({"key": b"k" * 16}, "key"),
+        ({"key": bytearray(28)}, "key"),
     ],
 )
 def test_c_stream_refuses_every_bad_parameter_by_name(change, problem):
@@ -553,6 +556,67 @@ def test_c_send_all_holds_its_streams_while_it_sends():
     rtpstream._rtpout.send_all(streams, PAYLOADS[0], 0, True, 0, 1.0)
     assert [s.packets for s in streams] == [2, 2, 2]
     sock.close()
+
+
+GCM = {16: Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 32: Policy.SRTP_PROFILE_AEAD_AES_256_GCM}
+
+
+def gcm_pair(key_length: int) -> tuple:
+    """Two senders of one track from 65534 on (the numbers wrap): the C loop
+    protecting with its own AES-GCM, and the Python loop through libsrtp; and a
+    receiving libsrtp session, as a browser's."""
+    master = os.urandom(key_length + 12)
+
+    def policy(direction: int) -> Policy:
+        return Policy(key=master, ssrc_type=direction, srtp_profile=GCM[key_length])
+
+    sock = receiver()
+    own = open_stream(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), sock.getsockname(),
+                      Session(policy(Policy.SSRC_ANY_OUTBOUND)), 0x11223344, 102, 65534,
+                      4000000000, EXTENSION, ABS_AT, True, native=True, key=master)
+    libsrtp = open_stream(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), sock.getsockname(),
+                          Session(policy(Policy.SSRC_ANY_OUTBOUND)), 0x11223344, 102, 65534,
+                          4000000000, EXTENSION, ABS_AT, True, native=False)
+    return own, libsrtp, sock, Session(policy(Policy.SSRC_ANY_INBOUND))
+
+
+@pytest.mark.parametrize("key_length", [16, 32])
+def test_the_c_loop_protects_aes_gcm_itself_with_the_bytes_libsrtp_makes(key_length):
+    own, libsrtp, sock, browser = gcm_pair(key_length)
+    assert own.own_srtp
+    sent = []
+    for track in (own, libsrtp):
+        for n, payloads in enumerate(PAYLOADS * 3):  # 15 packets: 65534, 65535, 0, 1...
+            track.send(payloads, 90000 + 3000 * n, n == 0, 0x123456 + n, 1.5 + n / 30)
+        sent.append(received(sock, 15))
+    assert sent[0] == sent[1]
+    numbers = [browser.unprotect(packet)[2:4] for packet in sent[0]]  # a receiver reads them
+    assert [int.from_bytes(n, "big") for n in numbers] == [65534, 65535, *range(13)]
+
+
+@pytest.mark.parametrize("key_length", [16, 32])
+def test_a_resend_is_protected_with_its_number_s_rollover_counter(key_length):
+    """A NACKed packet sent again as it was: from before the numbers wrapped
+    and after, it comes out as the first send did."""
+    own, _libsrtp, sock, browser = gcm_pair(key_length)
+    for n, payloads in enumerate(PAYLOADS * 3):
+        own.send(payloads, 90000 + 3000 * n, n == 0, 0x123456 + n, 1.5 + n / 30)
+    first = received(sock, 15)
+    for packet in (first[1], first[2], first[-1]):  # numbers 65535, 0, 12
+        plain = browser.unprotect(packet)
+        assert own.protect(plain) == packet
+    for junk in (b"", b"\x80" * 11, b"\x00" * 40, b"\x90" + b"\x00" * 11, b"\x80" * 2000):
+        with pytest.raises(ValueError, match="RTP packet"):
+            own.protect(junk)
+
+
+def test_a_stream_without_a_key_protects_a_resend_through_libsrtp():
+    sock = receiver()
+    track, keys, _sender = stream(True, sock)
+    packet = struct.pack("!BBHII", 0x80, 102, 7, 1, 0x11223344) + b"p" * 10
+    assert not track.own_srtp
+    protected = track.protect(packet)
+    assert protected[:12] == packet[:12] and len(protected) == len(packet) + 10  # SHA1-80 tag
 
 
 def test_the_c_loop_is_taken_only_for_libsrtp_2s_protect():

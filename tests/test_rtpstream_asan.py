@@ -38,7 +38,7 @@ def build(tmp_path: Path) -> Path:
     subprocess.run(
         ["gcc", "-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1", "-fPIC",
          "-shared", "-Wall", "-Wextra", "-Werror", f"-I{sysconfig.get_paths()['include']}",
-         str(ROOT / "wcs/webrtc/_rtpout.c"), "-o", str(built)],
+         str(ROOT / "wcs/webrtc/_rtpout.c"), "-lcrypto", "-o", str(built)],
         check=True, capture_output=True, text=True)
     return built
 

@@ -49,6 +49,14 @@ from wcs.webrtc.sender import (
 
 KEY = os.urandom(30)
 PROFILE = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+#: The profile Chromium and aiortc agree on: the C loop protects it itself.
+GCM_KEY = os.urandom(28)
+GCM = Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+
+
+def srtp(gcm: bool) -> tuple[bytes, int]:
+    """The server's sending key and profile."""
+    return (GCM_KEY, GCM) if gcm else (KEY, PROFILE)
 H264, RTX = 102, 103
 PAYLOADS = (b"\x7c\x85" + b"a" * 1000, b"\x7c\x45" + b"b" * 500)  # an IDR in two FU-A
 
@@ -92,10 +100,20 @@ class FakeDtls:
     state = "connected"
     _stats_id = "transport_1"
 
-    def __init__(self, to: tuple[str, int], nominated: bool = True) -> None:
-        policy = Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=PROFILE)
+    def __init__(self, to: tuple[str, int], nominated: bool = True, gcm: bool = False) -> None:
+        key, profile = srtp(gcm)
+        policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
         policy.allow_repeat_tx = True  # as aiortc sets it
         self._tx_srtp = Session(policy)
+        self._role = "server"
+        # DTLS's exported keys: the client's key, the server's, the client's salt, the server's
+        exported = os.urandom(16) + GCM_KEY[:16] + os.urandom(12) + GCM_KEY[16:]
+        self._ssl = SimpleNamespace(
+            get_selected_srtp_profile=lambda: (
+                b"SRTP_AEAD_AES_128_GCM" if gcm else b"SRTP_AES128_CM_SHA1_80"
+            ),
+            export_keying_material=lambda label, length: exported[:length],
+        )
         self.ice_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.ice_socket.bind(("127.0.0.1", 0))
         pair = SimpleNamespace(
@@ -128,10 +146,11 @@ class FakeDtls:
 class Browser:
     """The viewer's end: a UDP socket and the SRTP keys to read what arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, gcm: bool = False) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(2)
+        self.key, self.profile = srtp(gcm)
 
     def address(self) -> tuple[str, int]:
         return self.sock.getsockname()
@@ -141,7 +160,9 @@ class Browser:
 
     def rtp(self) -> tuple[tuple, bytes, bytes]:
         """One packet: its header fields, its extension block, its payload."""
-        keys = Session(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=PROFILE))
+        keys = Session(
+            Policy(key=self.key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=self.profile)
+        )
         plain = keys.unprotect(self.read())
         header = struct.unpack("!BBHII", plain[:12])
         if header[0] & 0x10:
@@ -150,7 +171,9 @@ class Browser:
         return header, b"", plain[12:]
 
     def rtcp(self) -> list:
-        keys = Session(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=PROFILE))
+        keys = Session(
+            Policy(key=self.key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=self.profile)
+        )
         return RtcpPacket.parse(keys.unprotect_rtcp(self.read()))
 
     def nothing(self) -> bool:
@@ -164,10 +187,11 @@ class Browser:
         return False
 
 
-def started(kind: str = "video", rtx: bool = True, native: bool = True, mux: str = "1"):
+def started(kind: str = "video", rtx: bool = True, native: bool = True, mux: str = "1",
+            gcm: bool = False):
     """A browser, and a fast sender that aiortc has just told DTLS is up."""
-    browser = Browser()
-    dtls = FakeDtls(browser.address())
+    browser = Browser(gcm)
+    dtls = FakeDtls(browser.address(), gcm=gcm)
     asked: list[str] = []
     fast = adopt(
         RTCRtpSender(kind, dtls), "test viewer", lambda: asked.append("keyframe"), native=native
@@ -264,11 +288,13 @@ def test_without_a_nominated_pair_it_does_not_start():
     assert scenario() == (None, False)
 
 
+@pytest.mark.parametrize("gcm", [False, True])
 @pytest.mark.parametrize("rtx", [True, False])
-def test_a_nack_is_answered_from_the_shared_payloads(rtx):
+def test_a_nack_is_answered_from_the_shared_payloads(rtx, gcm):
     @on_a_loop
     async def scenario():
-        browser, _, fast, _ = started(rtx=rtx)
+        browser, _, fast, _ = started(rtx=rtx, gcm=gcm)
+        assert fast.stream is None
         await fast.send(parameters(rtx=rtx))
         fast.send_sample(PAYLOADS, 90000, True)
         sent = [browser.rtp(), browser.rtp()]
@@ -283,6 +309,7 @@ def test_a_nack_is_answered_from_the_shared_payloads(rtx):
         )
         again = browser.rtp()
         nothing_else = browser.nothing()  # a packet no longer kept is not made up
+        assert fast.stream.own_srtp is gcm  # AES-GCM: the C loop's own SRTP
         await fast.stop()
         return fast, sent, again, nothing_else
 

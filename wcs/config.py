@@ -99,6 +99,8 @@ class Settings:
     webrtc_sender: str = "fast"
     #: A sample's equal-size packets to a viewer as one UDP GSO datagram.
     webrtc_udp_gso: bool = True
+    #: AES-GCM SRTP protected by the C loop itself, not by libsrtp.
+    webrtc_own_srtp: bool = True
     vod_audio_cache_size: int = 1024
     rest_cors_origins: tuple[str, ...] = ()
     ws_allowed_origins: tuple[str, ...] = ()
@@ -381,6 +383,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "stream_record_policy_template": ("record_template", _template, repr),
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "webrtc_udp_gso": ("webrtc_udp_gso", _bool, repr),
+    "webrtc_own_srtp": ("webrtc_own_srtp", _bool, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),
     "rest_cors_origins": ("rest_cors_origins", _origins, repr),
     "ws_allowed_origins": ("ws_allowed_origins", _origins, repr),

@@ -60,6 +60,7 @@ from wcs.web.site import build_root, build_site
 from wcs.web.streams import StreamApi
 from wcs.web.vod import VodApi
 from wcs.webrtc.icetcp import IceTcpServer
+from wcs.webrtc.rtpstream import SendPath
 from wcs.whep.resource import Door
 from wcs.whep.sessions import DOORS, HttpSessions
 
@@ -294,7 +295,7 @@ def compose(
         settings.record_template,
         settings.announced_ips,
         fast_sender=settings.webrtc_sender == "fast",
-        udp_gso=settings.webrtc_udp_gso,
+        send_path=SendPath(gso=settings.webrtc_udp_gso, own_srtp=settings.webrtc_own_srtp),
         limits=limits,
         ice_tcp=ice_tcp,
     )

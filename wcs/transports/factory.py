@@ -24,7 +24,7 @@ from wcs.transports.interfaces import OnState, Player
 from wcs.webrtc import ice
 from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.publisher import WebRTCPublisher
-from wcs.webrtc.rtpstream import NATIVE_UNUSABLE
+from wcs.webrtc.rtpstream import NATIVE_UNUSABLE, SendPath
 from wcs.webrtc.viewer import WebRTCViewer
 
 log = Logger()
@@ -35,8 +35,8 @@ class TransportFactory:
 
     ``announced_ips`` are the addresses ICE offers (WCS's ``ip``; empty: all
     of the machine's); records are named by ``record_template``; ``fast_sender``
-    false sends WebRTC through aiortc's own per-viewer senders; ``udp_gso`` false
-    has the fast sender send a datagram per packet.
+    false sends WebRTC through aiortc's own per-viewer senders; ``send_path`` says
+    how the fast sender sends (UDP GSO, its own SRTP).
     """
 
     play_providers: tuple[str, ...] = ("WebRTC", "MSE")
@@ -49,7 +49,7 @@ class TransportFactory:
         record_template: str,
         announced_ips: Sequence[str] = (),
         fast_sender: bool = True,
-        udp_gso: bool = True,
+        send_path: SendPath = SendPath(),
         limits: Limits = Limits(),
         ice_tcp: IceTcpServer | None = None,
     ) -> None:
@@ -58,7 +58,7 @@ class TransportFactory:
         self.tcp_offered = ice_tcp is not None
         self.limits = limits
         self.fast_sender = fast_sender
-        self.udp_gso = udp_gso
+        self.send_path = send_path
         self.record_dir = record_dir
         self.record_template = record_template
         self.channels = MediaChannels()
@@ -87,7 +87,7 @@ class TransportFactory:
                 label,
                 on_state,
                 fast=self.fast_sender,
-                gso=self.udp_gso,
+                path=self.send_path,
                 ice_tcp=self.ice_tcp,
                 tcp_only=tcp_only and self.ice_tcp is not None,
             )

@@ -46,6 +46,10 @@ CONTRACT: tuple[tuple[str, str], ...] = (
     ("aiortc.rtcrtpreceiver", "RemoteBitrateEstimator"),
     ("aiortc.rtcdtlstransport.RTCCertificate", "generateCertificate"),
     ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_tx_srtp"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_ssl"),
+    ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_role"),
+    ("aiortc.rtcdtlstransport", "SRTP_AEAD_AES_128_GCM"),
+    ("aiortc.rtcdtlstransport", "SRTP_AEAD_AES_256_GCM"),
     ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_stats_id"),
     ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_get_stats"),
     ("aiortc.rtcdtlstransport.RTCDtlsTransport", "_send_rtp"),
@@ -115,6 +119,26 @@ def unregister_sender(dtls: RTCDtlsTransport, sender: RTCRtpSender) -> None:
 def tx_srtp(dtls: RTCDtlsTransport) -> Session:
     """The SRTP session that protects what the transport sends (set once DTLS is up)."""
     return dtls._tx_srtp
+
+
+def tx_srtp_gcm_key(dtls: RTCDtlsTransport) -> bytes | None:
+    """The master key and salt of the transport's sending SRTP session when its
+    profile is AES-GCM (RFC 7714), for the C loop to protect with itself; None
+    for another profile. Exported again from the DTLS session, as aiortc's
+    ``_setup_srtp`` did (it keeps only the libsrtp session made from them)."""
+    from aiortc import rtcdtlstransport
+
+    ssl = dtls._ssl
+    if ssl is None:  # no DTLS session (never up, or closed)
+        return None
+    selected = ssl.get_selected_srtp_profile()
+    for profile in (rtcdtlstransport.SRTP_AEAD_AES_128_GCM, rtcdtlstransport.SRTP_AEAD_AES_256_GCM):
+        if profile.openssl_profile == selected:
+            view = ssl.export_keying_material(
+                b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+            )
+            return profile.get_key_and_salt(view, 1 if dtls._role == "server" else 0)
+    return None
 
 
 def nominated_route(dtls: RTCDtlsTransport) -> tuple[Any, tuple[str, int]] | None:

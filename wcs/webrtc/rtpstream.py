@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import socket
 import struct
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pylibsrtp import Session
@@ -212,6 +213,8 @@ class RtpStream(Protocol):
 
     def send_raw(self, data: bytes) -> None: ...
 
+    def protect(self, packet: bytes) -> bytes: ...
+
     def find(self, seq: int) -> tuple[tuple[bytes, ...], int, int] | None: ...
 
     def close(self) -> None: ...
@@ -390,6 +393,10 @@ class PyRtpStream:
             except OSError:
                 pass
 
+    def protect(self, packet: bytes) -> bytes:
+        """A packet protected as this stream's are (a resend): by the session."""
+        return self._protect(packet)
+
     def find(self, seq: int) -> tuple[tuple[bytes, ...], int, int] | None:
         for entry in self._sent:
             if entry is not None:
@@ -406,6 +413,17 @@ class PyRtpStream:
         self._sent = [None] * SENT_HISTORY
 
 
+@dataclass(frozen=True)
+class SendPath:
+    """How the C loop sends: ``gso``, a sample's equal-size packets to a viewer
+    as one UDP GSO datagram; ``own_srtp``, AES-GCM SRTP protected by the stream
+    itself rather than by libsrtp (the configuration's ``webrtc_udp_gso`` and
+    ``webrtc_own_srtp``)."""
+
+    gso: bool = True
+    own_srtp: bool = True
+
+
 def open_stream(
     sock: socket.socket | None,
     address: tuple[str, int],
@@ -420,6 +438,7 @@ def open_stream(
     native: bool = True,
     sink: TcpSink | None = None,
     gso: bool = True,
+    key: bytes | None = None,
 ) -> RtpStream:
     """A viewer's track: in C when built (and ``native``), else in Python.
 
@@ -429,6 +448,9 @@ def open_stream(
     of the same implementation) carries its packets, and ``sock`` is None.
     With ``gso`` the C stream sends a sample's equal-size packets as one UDP GSO
     datagram (the receiver gets the same packets); Python sends them one by one.
+    ``key`` (an AES-GCM profile's master key and salt) has the C stream protect
+    its packets itself, with the same bytes libsrtp would make; Python leaves
+    that to ``session``.
     """
     if sink is not None:  # the stream writes through it: the same implementation
         native = not isinstance(sink, PyTcpSink)
@@ -449,6 +471,7 @@ def open_stream(
             video=video,
             sink=sink,
             gso=gso,
+            key=key,
         )
     return PyRtpStream(
         sock,

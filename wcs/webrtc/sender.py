@@ -48,7 +48,7 @@ from twisted.logger import Logger
 from wcs.metrics import METERS
 from wcs.webrtc import internals
 from wcs.webrtc.icetcp import IceTcpCandidate, sink_of
-from wcs.webrtc.rtpstream import RtpStream, open_stream, send_all
+from wcs.webrtc.rtpstream import RtpStream, SendPath, open_stream, send_all
 
 log = Logger()
 
@@ -128,7 +128,7 @@ class FastSender(RTCRtpSender):
         label: str,
         on_keyframe_request: Callable[[], None],
         native: bool = True,
-        gso: bool = True,
+        path: SendPath = SendPath(),
     ) -> None:
         self.label = label
         self.on_keyframe_request = on_keyframe_request
@@ -139,7 +139,7 @@ class FastSender(RTCRtpSender):
         self.ready = asyncio.Event()
         self.stream: RtpStream | None = None
         self._native = native
-        self._gso = gso
+        self._path = path
         self._started = False
         self._stopped = False  # stopped before it started: it never starts
         self._session: Any = None
@@ -205,7 +205,8 @@ class FastSender(RTCRtpSender):
                 video,
                 native=self._native,
                 sink=sink,
-                gso=self._gso,
+                gso=self._path.gso,
+                key=internals.tx_srtp_gcm_key(dtls) if self._path.own_srtp else None,
             )
         REPORTS.add(self)
         METERS.traffic("WebRTC").opened(self, _stream_counts)
@@ -350,9 +351,14 @@ class FastSender(RTCRtpSender):
         at = self._abs_send_time_at
         if at >= 0:  # sent now: the bandwidth estimate reads this
             extension[at : at + 3] = abs_send_time(time.time()).to_bytes(3, "big")
-        try:
-            stream.send_raw(self._session.protect(header + bytes(extension) + payload))
-        except Exception:  # pylibsrtp's errors: the packet is just not sent again
+        packet = header + bytes(extension) + payload
+        try:  # RTX is another SSRC, libsrtp's; a packet resent as it was, the stream's
+            stream.send_raw(
+                self._session.protect(packet)
+                if self._rtx_pt is not None
+                else stream.protect(packet)
+            )
+        except Exception:  # protection's errors: the packet is just not sent again
             pass
 
     def report(self) -> None:
@@ -449,14 +455,14 @@ def adopt(
     label: str,
     on_keyframe_request: Callable[[], None],
     native: bool = True,
-    gso: bool = True,
+    path: SendPath = SendPath(),
 ) -> FastSender:
     """Turn the sender aiortc made for a transceiver into a :class:`FastSender`
     (before negotiation ends: aiortc calls ``send`` when DTLS is up)."""
     internals.adopt_sender(sender, FastSender)
     fast = sender
     assert isinstance(fast, FastSender)
-    fast._fast_init(label, on_keyframe_request, native, gso)
+    fast._fast_init(label, on_keyframe_request, native, path)
     return fast
 
 

@@ -27,7 +27,7 @@ from wcs.webrtc import codecs, ice, internals
 from wcs.webrtc.icetcp import IceTcpServer
 from wcs.webrtc.packetizer import payloads
 from wcs.webrtc.peer import Peer, trickle_into
-from wcs.webrtc.rtpstream import RtpStream
+from wcs.webrtc.rtpstream import RtpStream, SendPath
 from wcs.webrtc.sender import FastSender, Feedback, adopt, no_feedback, send_to_all
 
 log = Logger()
@@ -113,13 +113,13 @@ class WebRTCViewer:
         fast: bool = True,
         ice_tcp: IceTcpServer | None = None,
         tcp_only: bool = False,
-        gso: bool = True,
+        path: SendPath = SendPath(),
     ) -> None:
         self.info = info
         self.label = label
         self._on_state = on_state
         self.fast = fast
-        self._gso = gso
+        self._path = path
         self._ice_tcp = ice_tcp
         self._tcp_only = tcp_only
         self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
@@ -182,7 +182,10 @@ class WebRTCViewer:
             transceiver = self.pc.addTransceiver(track or kind, direction="sendonly")
         if track is None:
             sender = self.tracks[kind] = adopt(
-                transceiver.sender, f"{self.label} {kind}", self._keyframe_requested, gso=self._gso
+                transceiver.sender,
+                f"{self.label} {kind}",
+                self._keyframe_requested,
+                path=self._path,
             )
             if kind == "video":
                 sender.on_feedback = self._feedback
