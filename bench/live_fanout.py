@@ -15,6 +15,9 @@ of this benchmark, side by side:
 - ``wcsvod`` as configured by default;
 - ``nogso``: the same server with ``webrtc_udp_gso=false`` (a datagram per packet,
   the engine before UDP GSO), for the ratio;
+- ``libsrtp``: the same server with ``webrtc_own_srtp=false`` (every packet
+  protected by libsrtp's ``srtp_protect``, the engine before the C loop's own
+  AES-GCM), for the ratio;
 - ``gro``: the same server, its counting viewers receiving with UDP GRO: on loopback
   the receivers' delivery runs on the sending CPU and is counted as the server's
   (over a network it is not); with GRO a GSO datagram reaches the receiver whole,
@@ -239,8 +242,9 @@ def main() -> None:
         help="counts for today's aiortc senders (they saturate early)",
     )
     parser.add_argument("--stock-counts", default="10,100,300")
-    parser.add_argument("--engines", default="wcsvod,nogso,gro,tcp,whep,aiortc,stock")
+    parser.add_argument("--engines", default="wcsvod,nogso,libsrtp,gro,tcp,whep,aiortc,stock")
     parser.add_argument("--nogso-counts", default="300,1000", help="counts for nogso")
+    parser.add_argument("--libsrtp-counts", default="300,1000", help="counts for libsrtp")
     parser.add_argument("--gro-counts", default="300,1000", help="counts for gro")
     parser.add_argument("--tcp-counts", default="300,1000", help="counts for TCP viewers")
     parser.add_argument("--whep-counts", default="300,1000", help="counts for WHEP viewers")
@@ -257,6 +261,7 @@ def main() -> None:
         global MEASURE, FULL
         args.counts = args.aiortc_counts = args.stock_counts = "2"
         args.tcp_counts = args.whep_counts = args.nogso_counts = args.gro_counts = "2"
+        args.libsrtp_counts = "2"
         MEASURE, FULL, seconds = 2.0, 1, 10  # one decoding viewer shows it still decodes
     counts = [int(c) for c in args.counts.split(",") if c]
     stock_counts = [int(c) for c in args.stock_counts.split(",") if c]
@@ -277,6 +282,7 @@ def main() -> None:
     servers: dict[str, dict[str, str]] = {
         "wcsvod": {},
         "nogso": {"webrtc_udp_gso": "false"},
+        "libsrtp": {"webrtc_own_srtp": "false"},
         "gro": {},
         "tcp": {},
         "whep": {},
@@ -285,6 +291,7 @@ def main() -> None:
     engine_counts = {
         "wcsvod": counts,
         "nogso": [int(c) for c in args.nogso_counts.split(",") if c],
+        "libsrtp": [int(c) for c in args.libsrtp_counts.split(",") if c],
         "gro": [int(c) for c in args.gro_counts.split(",") if c],
         "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
         "whep": [int(c) for c in args.whep_counts.split(",") if c],
@@ -357,7 +364,7 @@ def main() -> None:
         results["stock"] = rows
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
-    for other in ("nogso", "gro", "tcp", "whep", "aiortc", "stock"):
+    for other in ("nogso", "libsrtp", "gro", "tcp", "whep", "aiortc", "stock"):
         pairs = [
             (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
         ]

@@ -226,11 +226,12 @@ class FastSender(RTCRtpSender):
             pass
         if stream is not None:
             log.debug(
-                "{label}: {packets} packets in {datagrams} datagrams (GSO {gso})",
+                "{label}: {packets} packets in {datagrams} datagrams (GSO {gso}; SRTP by {srtp})",
                 label=self.label,
                 packets=stream.packets,
                 datagrams=getattr(stream, "datagrams", stream.packets),
                 gso="on" if getattr(stream, "gso", False) else "off",
+                srtp="the stream (AES-GCM)" if getattr(stream, "own_srtp", False) else "libsrtp",
             )
             stream.close()  # a broadcast that still lists it sends it nothing more
             await self._send_rtcp_now([RtcpByePacket(sources=[self.ssrc])])
