@@ -62,6 +62,7 @@ def send(page, message: str, **fields) -> None:
                   [message, fields])
 
 
+@pytest.mark.heavy  # times a reaction: the picture a seek asked for within a second
 @pytest.mark.parametrize("provider", ["WebRTC", "MSE"])
 def test_own_player_seeks_pauses_and_resumes(start_server, page, media, provider):
     server = start_server(media_dir=str(media), access_log="true")

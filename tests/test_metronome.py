@@ -3,6 +3,7 @@ never runs late, and a timer nobody waits for leaves the reactor."""
 
 from __future__ import annotations
 
+import gc
 import random
 
 from twisted.internet.task import Clock
@@ -114,3 +115,30 @@ def test_each_clock_has_one_metronome():
     one, other = Clock(), Clock()
     assert metronome.of(one) is metronome.of(one)
     assert metronome.of(one) is not metronome.of(other)
+
+
+def test_rung_and_cancelled_calls_leave_no_cycle_for_the_collector():
+    """A thousand plays coming and going must not leave their beats and timers
+    for the garbage collector (a release test counts what it frees)."""
+    clock = Clock()
+    beats = Metronome(clock)
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(50):
+            kept = beats.call_later(0.01 * (n % 5), lambda: None)
+            dropped = beats.call_later(0.01 * (n % 5) + 0.001, lambda: None)
+            dropped.cancel()
+            alone = beats.call_later(1.0 + n, lambda: None)
+            alone.cancel()  # its timer leaves the reactor
+            clock.advance(0.05)
+            assert not kept.active()
+        del kept, dropped, alone
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = [o for o in gc.garbage if type(o).__module__ == "wcs.media.metronome"]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert found == []

@@ -63,6 +63,24 @@ def test_a_late_reactor_catches_up_in_bursts_that_yield_between_them():
     assert max(turns) == pump.BURST and len(turns) >= 200 // pump.BURST
 
 
+def test_a_sample_is_told_how_long_before_its_moment_it_goes():
+    """What a sender report maps RTP time by: the moment each sample was due,
+    whether the wake-up came early (to share a timer) or late (a busy reactor)."""
+    run = Run(samples(30, step=0.033))
+    told: list[tuple[float, float]] = []
+    run.pump._send = lambda sample: told.append(  # type: ignore[method-assign]
+        (sample.time, run.clock.seconds() - 1000.0 + pump.ahead()))
+    run.pump.start()
+    run.clock.advance(0)
+    run.advance(0.5, step=0.007)
+    run.clock.advance(0.3)  # late
+    run.advance(0.3, step=0.007)
+    assert len(told) == 30
+    for due, mapped in told:
+        assert abs(mapped - due) < 1e-9, (due, mapped)
+    assert pump.ahead() == 0.0  # outside a delivery
+
+
 def test_stop_is_silent_and_final():
     run = Run(samples(5))
     run.pump.start()

@@ -37,7 +37,7 @@ class Beat:
     def __init__(self, call: Callable[[], object], timer: _Timer) -> None:
         self._call = call
         self._done = False
-        self._timer = timer
+        self._timer: _Timer | None = timer  # let go once done: no cycle for the collector
 
     def active(self) -> bool:
         return not self._done
@@ -46,11 +46,14 @@ class Beat:
         if not self._done:
             self._done = True
             self._call = _nothing  # let go of whoever asked (a pump, its stream)
-            self._timer.cancelled()
+            timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancelled()
 
     def ring(self) -> None:
         if not self._done:
             self._done = True
+            self._timer = None
             call, self._call = self._call, _nothing
             call()
 
@@ -115,11 +118,13 @@ class Metronome:
         if timer.call is not None and timer.call.active():
             timer.call.cancel()
         timer.call = None
+        timer.beats = []
 
     def _ring(self, timer: _Timer) -> None:
         self._forget(timer)
         timer.call = None  # ringing: a call cancelled now cancels no reactor timer
-        for beat in timer.beats:
+        beats, timer.beats = timer.beats, []
+        for beat in beats:
             try:
                 beat.ring()
             except Exception:  # one call's bug does not cost the others their turn

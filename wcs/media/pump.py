@@ -33,10 +33,21 @@ EARLY = LEAD + metronome.JOIN
 EPSILON = 1e-6
 #: Most samples sent in one reactor turn when catching up.
 BURST = 64
+
 #: How often a pump whose source is not ready looks again (s).
 RETRY = 0.05
 #: How long a source may keep the pump waiting before the stream fails (s).
 STALL_LIMIT = 15.0
+
+_ahead = 0.0
+
+
+def ahead() -> float:
+    """How long before its due moment the sample a pump is handing on goes (s;
+    negative when late, 0 outside a pump's delivery). A sender report maps RTP
+    time to when a sample was due, not to when the metronome let it go or a
+    busy reactor got to it."""
+    return _ahead
 
 
 class Pump:
@@ -208,7 +219,7 @@ class Pump:
             if due > now + EARLY + EPSILON:
                 break
             sample, self._pending = self._pending, None
-            self._deliver(sample)
+            self._deliver(sample, due - now)
             if not self.running:
                 return
         delay = 0.0
@@ -217,8 +228,10 @@ class Pump:
             delay = max(0.0, self._start + self._pending.time - now - LEAD)
         self._call = self._metronome.call_later(delay, self._run)
 
-    def _deliver(self, sample: Sample) -> None:
-        """Hand one sample on, moved to its place on the play's timeline."""
+    def _deliver(self, sample: Sample, early: float = 0.0) -> None:
+        """Hand one sample on, moved to its place on the play's timeline;
+        ``early`` (s) is how long before it is due it goes."""
+        global _ahead
         if self._continue_at is not None:  # the first sample read since a seek
             self.offset += self._continue_at - sample.time
             self._continue_at = None
@@ -228,7 +241,11 @@ class Pump:
             self.last_time = sample.time
         self.sent[sample.kind] += 1
         METERS.samples_read[sample.kind] += 1
-        self._send(sample)
+        _ahead = early
+        try:
+            self._send(sample)
+        finally:
+            _ahead = 0.0
 
     def _read(self) -> bool:
         """Read the next sample into ``_pending``; False (the pump ended) at the

@@ -45,6 +45,7 @@ from aiortc.rtp import (
 from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 from twisted.logger import Logger
 
+from wcs.media import pump
 from wcs.metrics import METERS
 from wcs.webrtc import internals
 from wcs.webrtc.icetcp import IceTcpCandidate, sink_of
@@ -330,7 +331,7 @@ class FastSender(RTCRtpSender):
         stream = self.stream
         if stream is not None:
             now = time.time()
-            stream.send(payloads, media_ts, keyframe, abs_send_time(now), now)
+            stream.send(payloads, media_ts, keyframe, abs_send_time(now), now + pump.ahead())
 
     def retransmit(self, seq: int) -> None:
         """Send a lost packet again (over RTX when negotiated), if still remembered."""
@@ -363,7 +364,8 @@ class FastSender(RTCRtpSender):
             pass
 
     def report(self) -> None:
-        """An RTCP sender report (and SDES), with the NTP/RTP mapping of the last packet."""
+        """An RTCP sender report (and SDES), mapping the last packet's RTP time to
+        the moment its sample was due."""
         stream = self.stream
         if stream is None or stream.packets == 0:
             return  # no mapping to give before the first packet
@@ -437,9 +439,10 @@ REPORTS = Reports()
 def send_to_all(
     streams: list[RtpStream], payloads: tuple[bytes, ...], media_ts: int, keyframe: bool
 ) -> None:
-    """One sample to the tracks of every viewer of a broadcast, in one call."""
+    """One sample to the tracks of every viewer of a broadcast, in one call; the
+    sender reports' clock is when the sample was due (the packets go when sent)."""
     now = time.time()
-    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now)
+    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now + pump.ahead())
 
 
 def no_feedback(remb: int | None, loss: float | None, rate: float | None) -> None:
