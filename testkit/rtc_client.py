@@ -278,7 +278,13 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
                     break
                 if event["status"] in ("STOPPED", "FAILED"):
                     break
-        await asyncio.sleep(0.3)  # let the last frames out of the jitter buffers
+        # let the last frames out of the jitter buffers and decoders: until none came
+        # for 0.3 s (a loaded machine's decoder thread may be 200 ms behind), 3 s at most
+        settle = time.monotonic() + 3.0
+        seen = -1
+        while time.monotonic() < settle and seen != len(result.video) + len(result.audio):
+            seen = len(result.video) + len(result.audio)
+            await asyncio.sleep(0.3)
     finally:
         try:  # (a peer whose sockets were closed under it may never finish closing)
             await asyncio.wait_for(pc.close(), 5.0)
