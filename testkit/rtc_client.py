@@ -87,6 +87,7 @@ class Received:
     """What one play produced, as the viewer saw it."""
 
     statuses: list[str] = field(default_factory=list)
+    status_times: list[float] = field(default_factory=list)  # monotonic, as each came
     infos: list[str] = field(default_factory=list)
     answer: str = ""
     video: list[tuple[float, int, int, int]] = field(default_factory=list)  # arrival, pts, w, h
@@ -262,6 +263,7 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
             elif message["message"] == "notifyStreamStatusEvent":
                 event = message["data"][0]
                 result.statuses.append(event["status"])
+                result.status_times.append(time.monotonic())
                 if event.get("info"):
                     result.infos.append(event["info"])
                 if event["status"] == "PLAYING" and stop_after is not None:

@@ -206,7 +206,10 @@ def test_a_viewer_that_vanishes_is_ended_failed_and_released(start_server, media
                    timeout=20))
     assert got.statuses == ["PENDING", "PLAYING", "FAILED"]
     assert got.infos[-1] == LOST
-    assert time.monotonic() - began < 8  # six missed checks ~0.2 s apart, not 20 s
+    # six missed checks ~0.2 s apart, not 20 s (the client's own teardown after, with
+    # its sockets gone, is not the server's to count)
+    print(f"FAILED {got.status_times[-1] - began:.2f} s after the play began")
+    assert got.status_times[-1] - began < 8
     deadline = time.monotonic() + 5
     while "released after sending" not in server.log() and time.monotonic() < deadline:
         time.sleep(0.1)
