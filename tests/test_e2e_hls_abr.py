@@ -78,7 +78,11 @@ def test_the_default_ladder_as_a_multivariant_playlist(start_server, tmp_path):
         assert status == 200, data
         assert decoded_size(data)[:2] == (width, height)
         rate = len(data) * 8 / duration
-        assert rate <= int(variant["BANDWIDTH"]), (variant, rate)
+        print(f"{variant['RESOLUTION']}: {uri}, {duration} s at {rate:.0f} b/s, "
+              f"BANDWIDTH {variant['BANDWIDTH']}")
+        # (the frames it holds against its duration: what a failure must say)
+        assert rate <= int(variant["BANDWIDTH"]), (variant, rate, uri, duration,
+                                                   decoded_size(data))
     log = server.log()
     assert log.count(f"rendition {NAME} at 640x360 started") == 1
     assert log.count(f"rendition {NAME} at 320x180 started") == 1
