@@ -33,7 +33,6 @@ EARLY = LEAD + metronome.JOIN
 EPSILON = 1e-6
 #: Most samples sent in one reactor turn when catching up.
 BURST = 64
-
 #: How often a pump whose source is not ready looks again (s).
 RETRY = 0.05
 #: How long a source may keep the pump waiting before the stream fails (s).
@@ -241,11 +240,12 @@ class Pump:
             self.last_time = sample.time
         self.sent[sample.kind] += 1
         METERS.samples_read[sample.kind] += 1
-        _ahead = early
+        # (restored, not zeroed: a delivery that sets off another pump's keeps its own)
+        outer, _ahead = _ahead, early
         try:
             self._send(sample)
         finally:
-            _ahead = 0.0
+            _ahead = outer
 
     def _read(self) -> bool:
         """Read the next sample into ``_pending``; False (the pump ended) at the
