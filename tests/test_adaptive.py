@@ -107,18 +107,19 @@ def test_down_holds_the_picture_until_the_renditions_idr_then_takes_it_alone():
     assert viewer.batched == 10  # with the others: one batch per sample
     view.go(1)
     assert low.started_after == 9 * FRAME  # a new rendition encodes from the next picture
-    assert low.keyframes_asked == 1
+    assert low.keyframes_asked == 0  # not before it sends pictures
     for n in range(10, 14):
-        source.video(n)  # held: the viewer waits for the rendition's IDR
+        source.video(n)  # the first plays on; then held, waiting for the rendition's IDR
         source.audio(n)  # (its sound goes on meanwhile)
         low.video(n - 2)  # behind by two frames, no IDR yet
+        assert low.keyframes_asked == 1
     low.video(12, keyframe=True)  # the IDR after what the viewer has
     for n in range(13, 16):
         low.video(n)
     clock.advance(0)
     source.video(16)
     low.video(16)
-    assert videos(viewer) == list(range(10)) + [12, 13, 14, 15, 16]
+    assert videos(viewer) == list(range(11)) + [12, 13, 14, 15, 16]
     assert moved == [(0, 1)] and view.index == 1 and view.offer.name == "180p"
     assert viewer not in source.broadcast.subscribers and view not in source.broadcast.subscribers
     assert len(low.broadcast) == 1  # the view alone: its side is gone
@@ -161,14 +162,14 @@ def test_a_move_that_finds_no_keyframe_gives_up_and_asks_the_old_step_for_one():
     clock, source, low, viewer, view, moved = setup()
     view.go(1)
     for n in range(1, 5):
-        source.video(n)  # held
+        source.video(n)  # the first plays on, the rest are held
         low.video(n)  # never a keyframe
     clock.advance(adaptive.MOVE_TIMEOUT)
     assert view.moving() is None and view.index == 0 and moved == []
     assert source.keyframes_asked == 1
     assert not low.broadcast.subscribers
     source.video(5, keyframe=True)
-    assert videos(viewer) == [0, 5]
+    assert videos(viewer) == [0, 1, 5]
     assert viewer.batched == 2  # back in the batch
 
 
@@ -193,6 +194,22 @@ def test_the_end_of_its_step_ends_the_viewer_once():
     assert moved == []
 
 
+def test_a_rendition_that_sends_no_picture_leaves_the_viewer_playing_until_it_gives_up():
+    """A rendition of a personal play (no GOP kept) decodes nothing before the
+    source's next keyframe: the viewer's picture goes on meanwhile."""
+    clock, source, low, viewer, view, moved = setup()
+    view.go(1)
+    for n in range(1, 60):
+        source.video(n)
+        low.audio(n)  # its sound comes through; no picture yet
+    assert videos(viewer) == list(range(60)) and low.keyframes_asked == 0
+    clock.advance(adaptive.MOVE_TIMEOUT)
+    assert view.moving() is None and view.index == 0
+    assert source.keyframes_asked == 0  # nothing was held: nothing to repair
+    source.video(60)
+    assert videos(viewer)[-1] == 60 and viewer.batched == 2  # back in the batch
+
+
 def test_feedback_moves_it_by_the_chooser():
     clock, source, low, viewer, view, moved = setup()
     for step in range(32):  # past the receiver's settling
@@ -202,5 +219,8 @@ def test_feedback_moves_it_by_the_chooser():
     clock.advance(0.25)
     view.feedback(400_000, None, None)
     assert view.moving() == 1
+    view.request_keyframe()  # a PLI before the rendition sends pictures: the source
+    assert (source.keyframes_asked, low.keyframes_asked) == (1, 0)
+    low.video(1)
     view.request_keyframe()  # a PLI while held: the rendition is asked
     assert low.keyframes_asked == 2

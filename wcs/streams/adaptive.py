@@ -8,9 +8,11 @@ throughout (one SSRC, its sequence numbers going on): every step is on the
 source's timeline, so its timestamps go on too, and a move only ever goes
 forward in time:
 
-- to a rendition (behind the source by its encoding), the rendition is asked
-  for an IDR at once and the viewer's video is held from now until that IDR
-  comes, a frame or two later;
+- to a rendition (behind the source by its encoding), the viewer plays on
+  until the rendition sends a picture (a rendition just made, of a personal
+  play with no GOP kept, can only start decoding at the source's next
+  keyframe); then the rendition is asked for an IDR and the viewer's video is
+  held until it comes, a frame or two later;
 - to the source (ahead of its renditions), the viewer plays on until the
   source's next keyframe, and takes that;
 - its audio (the same in every step) comes from the step it leaves until the
@@ -122,8 +124,8 @@ class AdaptiveView:
 
     def go(self, index: int) -> None:
         """Move to ``offers[index]`` at its next usable keyframe: a rendition (behind
-        the source) from the next picture on, the viewer's picture held until its IDR
-        comes; the source when its next keyframe does."""
+        the source) at the IDR it is asked for once it sends pictures, the viewer's
+        picture held from then until it comes; the source when its next keyframe does."""
         if self.closed_as is not None or self.step is None or index == self.index:
             return
         if self._move is not None:
@@ -277,7 +279,8 @@ class _Move:
         self.view = view
         self.step = step
         self.index = index
-        self.holding = lagging  # the old step's picture stops now
+        self.lagging = lagging  # a rendition: its IDR is asked for once it sends pictures
+        self.holding = False  # the old step's picture has stopped
         self.side = _Side(self)
         self.arrived = False
         self._timer: IDelayedCall | None = None
@@ -285,13 +288,21 @@ class _Move:
     def begin(self) -> None:
         self._timer = self.view.clock.callLater(MOVE_TIMEOUT, self._late)
         self.step.subscribe(self.side)
-        self.step.request_keyframe()  # a rendition's IDR, or a publisher's keyframe
+        if not self.lagging:
+            self.step.request_keyframe()  # a publisher sends one at once
 
     def take(self, sample: Sample) -> None:
         """A sample of the new step, live."""
         view = self.view
         if not self.arrived:
-            if sample.kind != "video" or not sample.keyframe or sample.pts <= view._last_video:
+            if sample.kind != "video":
+                return
+            if not sample.keyframe or sample.pts <= view._last_video:
+                if self.lagging and not self.holding:
+                    # the rendition makes pictures: its next one an IDR, the
+                    # viewer's own picture held till then
+                    self.holding = True
+                    self.step.request_keyframe()
                 return  # not yet: the viewer has this moment, or needs a keyframe
             self.arrived = True
             self.holding = True  # nothing more from the old step
