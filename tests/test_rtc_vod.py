@@ -23,8 +23,11 @@ PROFILES = [("baseline.mp4", "42"), ("main.mp4", "4d"), ("high.mp4", "64"), ("bf
 @pytest.mark.alone  # rates read from the client's own arrival times: nothing else on the cores
 def test_every_frame_arrives_in_order_at_file_rate(start_server, media):
     """The four profiles played at once, each its own personal stream (each
-    viewer decodes its frames: a few percent of a core each)."""
-    server = start_server(media_dir=str(media))
+    viewer decodes its frames: a few percent of a core each). The ladder is off:
+    four decoders in one client process can let aiortc's delay-based REMB fall,
+    and a play then rightly moves to 180p (CI saw it once); moves of a personal
+    play are test_e2e_webrtc_abr's and test_adaptive's."""
+    server = start_server(media_dir=str(media), webrtc_abr="false")
 
     async def all_at_once() -> list:
         return list(await asyncio.gather(*(
