@@ -103,15 +103,19 @@ class Received:
     consumer_errors: list[str] = field(default_factory=list)  # this client's own failures
     pli_sent: float | None = None
 
-    def fps(self) -> float:
-        """Frames a second as they arrived: one over the median gap between
-        frames, so that a stall of this client's own loop (on a loaded machine)
-        and the burst that follows it do not read as the server's pace."""
+    def fps(self, span: int = 30) -> float:
+        """Frames a second as they arrived: ``span`` frames over the median time
+        that many took (about a second), so that a stall of this client's own
+        loop (on a loaded machine) and the burst that follows it do not read as
+        the server's pace, nor do single gaps (the server's shared timers send a
+        frame up to 10 ms early, so 30 fps goes out in gaps of 27, 33 and 40 ms,
+        whose median alone moves with the client's jitter)."""
         import statistics
 
         times = [v[0] for v in self.video]
-        gaps = [b - a for a, b in zip(times, times[1:])]
-        return 1.0 / statistics.median(gaps)
+        span = max(1, min(span, len(times) // 2))
+        takes = [b - a for a, b in zip(times, times[span:])]
+        return span / statistics.median(takes)
 
     def drift(self, window: float = 1.0) -> float:
         """How far video and audio moved apart (s), from the first to the last second.
