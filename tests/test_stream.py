@@ -135,6 +135,24 @@ def test_a_personal_stream_reads_from_its_start_when_its_viewer_comes():
     assert stream.closed and gone == [stream]
 
 
+def test_a_personal_stream_gives_a_later_subscriber_its_gop_as_it_was():
+    """A rendition made for its viewer's move down the ladder decodes from the
+    GOP's keyframe; nobody takes history (no lead) from a personal play."""
+    clock, media = Clock(), FakeMedia()
+    stream = VodStream(uris.parse("vod://a.mp4"), "vod://a.mp4", media, clock, lambda _: None)
+    stream.subscribe(Viewer())
+    clock.advance(0)
+    for _ in range(45):
+        clock.advance(1 / 30)
+    feed = Viewer()
+    feed.pressed_join = False
+    stream.subscribe(feed)
+    frames = [sample.pts // 3000 for sample in feed.got]
+    assert frames[0] == 30 and feed.got[0].keyframe  # from the GOP's keyframe...
+    assert frames == list(range(30, frames[-1] + 1)) and frames[-1] >= 45  # ...as it was
+    assert stream.broadcast._recent == []
+
+
 # --- a personal play's seek and pause
 
 

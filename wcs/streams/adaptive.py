@@ -9,10 +9,10 @@ source's timeline, so its timestamps go on too, and a move only ever goes
 forward in time:
 
 - to a rendition (behind the source by its encoding), the viewer plays on
-  until the rendition sends a picture (a rendition just made, of a personal
-  play with no GOP kept, can only start decoding at the source's next
-  keyframe); then the rendition is asked for an IDR and the viewer's video is
-  held until it comes, a frame or two later;
+  until the rendition sends a picture (one just made decodes the source's GOP
+  first; one whose source kept none, past its longest, waits for the source's
+  next keyframe); then the rendition is asked for an IDR and the viewer's video
+  is held until it comes, a frame or two later;
 - to the source (ahead of its renditions), the viewer plays on until the
   source's next keyframe, and takes that;
 - its audio (the same in every step) comes from the step it leaves until the

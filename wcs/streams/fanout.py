@@ -56,9 +56,12 @@ class Broadcast:
     ``deliver`` call each.
     """
 
-    def __init__(self, label: str, cache_gop: bool = True) -> None:
+    def __init__(self, label: str, history: bool = True) -> None:
         self.label = label
-        self.cache_gop = cache_gop
+        #: Whether media is kept for joiners with a lead (a broadcast's MSE and
+        #: HLS late joiners). The GOP is always kept: a personal play's viewer
+        #: moved down the ladder gets a rendition that decodes from its keyframe.
+        self.history = history
         self.subscribers: list[Subscriber] = []
         self._singles: list[Subscriber] = []
         self._batches: dict[type, Any] = {}
@@ -136,11 +139,10 @@ class Broadcast:
 
     def send(self, sample: Sample) -> None:
         """One live sample to everyone (the pump calls this when it is due)."""
-        if self.cache_gop:
-            if sample.kind == "video":
-                self._remember(sample)
-            if sample.kind == "video" or sample.codec == "aac":
-                self._keep(sample)
+        if sample.kind == "video":
+            self._remember(sample)
+        if self.history and (sample.kind == "video" or sample.codec == "aac"):
+            self._keep(sample)
         for subscriber in list(self._singles):
             if self._finished:  # a subscriber's failure ended the stream
                 return

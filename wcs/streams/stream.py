@@ -149,7 +149,7 @@ class VodStream(SizeWatch):
         self.clock = clock
         self._on_gone = on_gone
         self.label = f"{uri} [{self.id[:8]}]"
-        self.broadcast = Broadcast(self.label, cache_gop=live)
+        self.broadcast = Broadcast(self.label, history=live)
         #: When a sample of time 0 is due: the broadcast's start, shared by
         #: every worker that serves it.
         if start is None:
@@ -537,7 +537,7 @@ class PublishedStream(SizeWatch):
         self.id = stream_id or str(uuid.uuid4())
         self.name = name
         self.info = info
-        self.broadcast = Broadcast(f"published {name!r}", cache_gop=True)
+        self.broadcast = Broadcast(f"published {name!r}")
         self.ask_publisher = request_keyframe
         self._clock = clock
         self._asked_at: float | None = None
