@@ -35,6 +35,7 @@ import av
 
 from bench.vod_personal import tree_times
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only
+from testkit.keepalive import KeepAlive
 from testkit.rest_client import call
 from tools.makemedia import make_mp4
 
@@ -47,42 +48,13 @@ def cpu_seconds(pid: int) -> float:
     return user + system
 
 
-class Client:
-    """One keep-alive HTTP/1.1 connection: GETs, the body read and counted."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.bytes = 0
-
-    async def get(self, path: str) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        body = await self.reader.readexactly(length)
-        self.bytes += len(body)
-        return status, body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 def hls_path(name: str, file: str | None = None) -> str:
     quoted = urllib.parse.quote(name, safe="")
     return f"/{quoted}/{file or quoted + '.m3u8'}"
 
 
 async def fetch_new(
-    client: Client, name: str, listed: list[str], fetched: set[str], counts: dict
+    client: KeepAlive, name: str, listed: list[str], fetched: set[str], counts: dict
 ) -> list[bytes]:
     """Fetch what ``listed`` names that was not fetched yet (on a first look, only
     the last: a player starts near the live edge), counted; what came back whole."""
@@ -102,7 +74,7 @@ async def fetch_new(
 
 async def hls_viewer(server, name: str, until: float, check: bool, counts: dict) -> None:
     """Poll the playlist every second; fetch each segment not fetched yet."""
-    client = Client(server.host, server.ports["hls.port"])
+    client = KeepAlive(server.host, server.ports["hls.port"])
     fetched: set[str] = set()
     try:
         while time.monotonic() < until:
@@ -128,7 +100,7 @@ PART_URI = re.compile(r'#EXT-X-PART:.*URI="([\d.]+ts)"')
 async def ll_viewer(server, name: str, until: float, check: bool, counts: dict) -> None:
     """A Low-Latency HLS player: a blocking reload for the part the last playlist
     hinted at, then each part not fetched yet (hls.js in lowLatencyMode does this)."""
-    client = Client(server.host, server.ports["hls.port"])
+    client = KeepAlive(server.host, server.ports["hls.port"])
     fetched: set[str] = set()
     query = ""
     decoder = av.CodecContext.create("h264", "r")
@@ -156,7 +128,7 @@ async def ll_viewer(server, name: str, until: float, check: bool, counts: dict) 
 
 async def static_viewer(server, path: str, until: float, every: float, counts: dict) -> None:
     """The same bytes at the same rate from a static file of the web port."""
-    client = Client(server.host, server.ports["http.port"])
+    client = KeepAlive(server.host, server.ports["http.port"])
     try:
         while time.monotonic() < until:
             await client.get("/client2/flashphoner.js")  # the playlist's request
@@ -326,7 +298,7 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
 
 
 async def one_get(server, path: str, web: bool = False) -> tuple[int, bytes]:
-    client = Client(server.host, server.ports["http.port" if web else "hls.port"])
+    client = KeepAlive(server.host, server.ports["http.port" if web else "hls.port"])
     try:
         return await client.get(path)
     finally:

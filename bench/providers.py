@@ -46,6 +46,7 @@ from bench.rtmp_push import Sink
 from bench.vod_personal import proc_stat, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, watch, watch_mse, watch_whep
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run, split_url
+from testkit.keepalive import KeepAlive
 from testkit.rest_client import call
 from tools.makemedia import make_mp4
 
@@ -62,23 +63,27 @@ class HlsViewer:
     duration, then each segment it has not fetched; counts the bytes."""
 
     def __init__(self, hls_url: str) -> None:
-        self.host, self.port, _ = split_url(hls_url)
-        self.bytes = 0
-        self.requests = 0
+        host, port, _ = split_url(hls_url)
+        self.client = KeepAlive(host, int(port))
+        self.bytes = 0  # media bodies (segments) only
         self.failed = ""
         self.connected_at: float | None = None
         self._seen: set[str] = set()
 
+    @property
+    def requests(self) -> int:
+        return self.client.requests
+
     async def run(self, stop: asyncio.Event) -> None:
         """One connection, a turn (:meth:`_turn`) at a time until ``stop``."""
         try:
-            reader, writer = await asyncio.open_connection(self.host, int(self.port))
+            await self.client.connect()
         except OSError as error:
             self.failed = str(error)
             return
         try:
             while not stop.is_set():
-                wait = await self._turn(reader, writer, stop)
+                wait = await self._turn(stop)
                 try:
                     await asyncio.wait_for(stop.wait(), wait)
                 except TimeoutError:
@@ -86,13 +91,11 @@ class HlsViewer:
         except (ConnectionError, asyncio.IncompleteReadError) as error:
             self.failed = f"connection: {error}"
         finally:
-            writer.close()
+            self.client.close()
 
-    async def _turn(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event
-    ) -> float:
+    async def _turn(self, stop: asyncio.Event) -> float:
         """The playlist, then each segment not yet fetched; the seconds to the next turn."""
-        status, playlist = await self._get(reader, writer, f"/{NAME}/{NAME}.m3u8")
+        status, playlist = await self.client.get(f"/{NAME}/{NAME}.m3u8")
         if status != 200:
             self.failed = f"playlist {status}"
             return 1.0
@@ -104,28 +107,16 @@ class HlsViewer:
         for uri in segments:
             if uri not in self._seen and not stop.is_set():
                 self._seen.add(uri)
-                await self._fetch(reader, writer, f"/{NAME}/{uri}")
+                await self._fetch(f"/{NAME}/{uri}")
         return target / 2
 
-    async def _fetch(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
-    ) -> None:
+    async def _fetch(self, path: str) -> None:
         """A media request: its bytes counted; the first one is the client playing."""
-        status, body = await self._get(reader, writer, path)
+        status, body = await self.client.get(path)
         if status == 200:
             self.bytes += len(body)
             if self.connected_at is None:
                 self.connected_at = time.monotonic()
-
-    async def _get(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
-    ) -> tuple[int, bytes]:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
-        self.requests += 1
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
-        return status, await reader.readexactly(length)
 
 
 class StaticViewer(HlsViewer):
@@ -139,17 +130,15 @@ class StaticViewer(HlsViewer):
         self.shape = shape
         self._last_segment: float | None = None  # (from the first turn on)
 
-    async def _turn(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event
-    ) -> float:
+    async def _turn(self, stop: asyncio.Event) -> float:
         if self._last_segment is None:
             self._last_segment = time.monotonic()
-        status, _ = await self._get(reader, writer, f"/client/records/{PLAYLIST_FILE}")
+        status, _ = await self.client.get(f"/client/records/{PLAYLIST_FILE}")
         if status != 200:
             self.failed = f"playlist-sized file {status}"
         if time.monotonic() - self._last_segment >= self.shape.seconds:
             self._last_segment += self.shape.seconds
-            await self._fetch(reader, writer, f"/client/records/{SEGMENT_FILE}")
+            await self._fetch(f"/client/records/{SEGMENT_FILE}")
         return self.shape.target / 2
 
 
