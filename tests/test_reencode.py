@@ -13,7 +13,7 @@ import pytest
 
 from tests.test_packetizer import picture
 from wcs.media import h264
-from wcs.media.reencode import X264, BFrameRemover, Vp8ToH264, profile_level_id
+from wcs.media.reencode import CAP_WINDOW, X264, BFrameRemover, Vp8ToH264, profile_level_id
 from wcs.media.sample import VIDEO_CLOCK, Sample
 
 WIDTH, HEIGHT, FRAMES, GOP = 160, 96, 60, 30
@@ -136,6 +136,31 @@ def test_x264_makes_an_idr_when_asked_and_takes_other_pixel_formats():
     assert len(out) == 10 and [n for n, s in enumerate(out) if s.keyframe] == [0, 7]
     assert h264.NAL_IDR in units(out[7])
     assert len(decode(out)) == 10
+
+
+def test_a_capped_encoder_keeps_any_span_within_its_cap_and_vbv_window():
+    """What HLS ABR's BANDWIDTH of a rung counts on: noise (the worst picture to
+    compress) at a low cap, with IDRs every second, never puts more in ``d``
+    seconds than the cap over ``d`` plus the VBV's window."""
+    import random
+
+    rate, fps, bitrate = 30.0, 30, 150_000
+    encoder = X264(320, 180, Fraction(1, fps), rate, bitrate, profile="baseline", capped=True)
+    noise = random.Random(7)
+    sizes = []
+    for n in range(6 * fps):
+        frame = av.VideoFrame(320, 180, "yuv420p")
+        for plane in frame.planes:
+            plane.update(noise.randbytes(plane.buffer_size))
+        frame.pts = n
+        sizes += [len(s.data) * 8 for s in encoder.encode(frame, keyframe=n % fps == 0)]
+    assert len(sizes) == 6 * fps
+    for span in (fps, 2 * fps):  # segments of a second and of two
+        worst = max(sum(sizes[i:i + span]) for i in range(len(sizes) - span + 1))
+        bound = bitrate * (span / fps + CAP_WINDOW)
+        print(f"{span / fps:.0f} s: worst {worst} bits, bound {bound:.0f}")
+        assert worst <= bound * 1.02  # (x264's VBV is a model: a hair over, at most)
+    assert sum(sizes) / 6 > 0.6 * bitrate  # it does use what it is given
 
 
 def vp8_samples(count: int) -> list[Sample]:

@@ -31,7 +31,7 @@ def test_peak_bandwidth_is_the_densest_segment():
 
 def test_the_playlist_lists_the_source_then_each_rung():
     steps = Ladder.parse("360p,180p").steps(INFO.video)
-    text = variants.multivariant(INFO, 1_500_000, steps)
+    text = variants.multivariant(INFO, 1_500_000, steps, shortest=2.0)
     lines = text.splitlines()
     assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
     assert lines[3] == (
@@ -39,8 +39,19 @@ def test_the_playlist_lists_the_source_then_each_rung():
         'CODECS="avc1.64001f,mp4a.40.2",FRAME-RATE=30.000'
     )
     assert lines[4] == "source/source.m3u8"
-    assert lines[5].startswith("#EXT-X-STREAM-INF:BANDWIDTH=974144,RESOLUTION=640x360,")
+    # 360p's cap, 691.2 kb/s, with its half-second VBV over a 2 s segment (1.25x),
+    # the TS overhead (1.12x) and the audio (200 kb/s)
+    assert lines[5].startswith("#EXT-X-STREAM-INF:BANDWIDTH=1167680,RESOLUTION=640x360,")
     assert 'CODECS="avc1.42e01f,mp4a.40.2"' in lines[5]
     assert lines[6] == "360p/360p.m3u8" and lines[8] == "180p/180p.m3u8"
     silent = MediaInfo(0, INFO.video, None)
-    assert "BANDWIDTH=774144," in variants.multivariant(silent, 1, steps)
+    assert "BANDWIDTH=967680," in variants.multivariant(silent, 1, steps, shortest=2.0)
+    # segments of a second: the VBV's half second weighs twice as much (1.5x)
+    assert "BANDWIDTH=1161216," in variants.multivariant(silent, 1, steps, shortest=1.0)
+    assert "BANDWIDTH=1161216," in variants.multivariant(silent, 1, steps, shortest=0.2)
+
+
+def test_the_shortest_segment_made():
+    made = [Segment(0, 2.0, b"x", True), Segment(1, 1.5, b"x", True), Segment(2, 0.0, b"", True)]
+    assert variants.shortest(made) == 1.5
+    assert variants.shortest([]) == 1.0

@@ -4,15 +4,17 @@ WCS's name for it is ``<streamName>-HLS-ABR-STREAM``; its variants sit beside
 it, one folder each (``source/source.m3u8``, ``360p/360p.m3u8``, ...), every
 one an LL-HLS media playlist of its own packager. BANDWIDTH is what a player
 must be able to take: for the source, the peak of its segments made so far
-(with their TS overhead); for a rung, its encoder's capped rate with the audio
-and the overhead on top.
+(with their TS overhead); for a rung, the most its capped encoder can put in a
+segment as short as the source's shortest (the cap and its VBV's window over
+that segment's length), with the audio and the overhead on top.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from wcs.hls.segmenter import Segment
+from wcs.hls.segmenter import MIN_SEGMENT, Segment
+from wcs.media.reencode import CAP_WINDOW
 from wcs.media.sample import MediaInfo
 from wcs.streams.ladder import AUDIO_BITRATE, Step
 
@@ -50,8 +52,17 @@ def peak_bandwidth(segments: Iterable[Segment]) -> int:
     return max((round(len(s.data) * 8 / s.duration) for s in segments if s.duration > 0), default=0)
 
 
-def multivariant(info: MediaInfo, source_bandwidth: int, steps: list[Step]) -> str:
-    """The playlist: the source first, then each rung from the highest down."""
+def shortest(segments: Iterable[Segment]) -> float:
+    """The shortest whole segment's duration (s; ``MIN_SEGMENT`` if none)."""
+    return min((s.duration for s in segments if s.duration > 0), default=MIN_SEGMENT)
+
+
+def multivariant(
+    info: MediaInfo, source_bandwidth: int, steps: list[Step], shortest: float = MIN_SEGMENT
+) -> str:
+    """The playlist: the source first, then each rung from the highest down
+    (``shortest``: the source's shortest segment so far, s; the rungs' are cut
+    where the source's are)."""
     video = info.video
     lines = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
     rate = f",FRAME-RATE={video.fps:.3f}" if video is not None and video.fps else ""
@@ -63,7 +74,8 @@ def multivariant(info: MediaInfo, source_bandwidth: int, steps: list[Step]) -> s
     lines.append(f"{SOURCE}/{SOURCE}.m3u8")
     audio = AUDIO_IN_TS if info.audio is not None else 0
     for step in steps:
-        bandwidth = round(step.bitrate * OVERHEAD) + audio
+        peak = step.bitrate * (1 + CAP_WINDOW / max(shortest, MIN_SEGMENT))
+        bandwidth = round(peak * OVERHEAD) + audio
         width, height = step.size
         lines.append(
             f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={width}x{height}"

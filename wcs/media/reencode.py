@@ -27,6 +27,12 @@ def profile_level_id(level_idc: int) -> str:
     return f"6400{level_idc:02x}"
 
 
+#: A capped encoder's VBV (s): over any span of ``d`` seconds it makes at most
+#: ``bitrate * (d + CAP_WINDOW)`` bits, so a segment of ``d`` seconds peaks at
+#: ``1 + CAP_WINDOW / d`` times the cap (HLS ABR's BANDWIDTH counts on it).
+CAP_WINDOW = 0.5
+
+
 class X264:
     """x264 for live use: no B-frames, no lookahead, IDRs where asked."""
 
@@ -41,8 +47,8 @@ class X264:
         profile: str = "high",
         capped: bool = False,
     ) -> None:
-        """``capped``: no second above ``bitrate`` (a VBV of one second), for a
-        rendition that must fit a viewer's link, not just average to it."""
+        """``capped``: no :data:`CAP_WINDOW` above ``bitrate`` (a VBV that long),
+        for a rendition that must fit a viewer's link, not just average to it."""
         self.time_base = time_base
         self.origin = origin
         self.encoder = av.CodecContext.create("libx264", "w")
@@ -60,7 +66,11 @@ class X264:
             "profile": profile,
             "x264-params": f"keyint={max(1, int(rate * 10))}:scenecut=0:forced-idr=1:"
             "repeat-headers=1:annexb=1"
-            + (f":vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}" if capped else ""),
+            + (
+                f":vbv-maxrate={bitrate // 1000}:vbv-bufsize={int(bitrate * CAP_WINDOW) // 1000}"
+                if capped
+                else ""
+            ),
         }
         self.encoder.open()
 

@@ -209,6 +209,7 @@ class HlsFile(resource.Resource):
                 packager.stream.info,
                 round(variants.peak_bandwidth(segmenter.segments) * variants.OVERHEAD),
                 steps,
+                variants.shortest(segmenter.segments),
             )
             return 200, PLAYLIST_TYPE, body.encode("ascii")
 
