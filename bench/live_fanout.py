@@ -22,6 +22,12 @@ of this benchmark, side by side:
   the receivers' delivery runs on the sending CPU and is counted as the server's
   (over a network it is not); with GRO a GSO datagram reaches the receiver whole,
   so this row is nearer what the server itself pays;
+- ``sink``: the same server, all but one in ``CHECKED`` of its counting viewers
+  sunk once connected (``testkit/kernel_sink.py``: an nftables rule counts and
+  drops their RTP as it comes in, so neither their sockets nor this process pay
+  for it, and a GSO datagram is taken whole, as a NIC with segmentation offload
+  would); their packets are their payload bytes at the read viewers' mean size.
+  The nearest this box comes to receivers on another machine;
 - ``tcp``: the same server, its counting viewers playing over ICE-TCP
   (``transport: "TCP"``, ``testkit/ice_tcp.py``), each one TCP connection read
   frame by frame by the same poller (the decoding viewers stay on UDP);
@@ -61,6 +67,7 @@ from testkit.harness import (
     run,
     wait_for_port,
 )
+from testkit.kernel_sink import KernelSink
 from tools.makemedia import make_mp4
 
 MEASURE = 10.0
@@ -70,6 +77,8 @@ ARRIVALS = 25
 FULL = 2
 #: The benchmark's own CPU per process, so a saturated client shows.
 SELF = "self"
+#: With a kernel sink, one counting viewer in this many reads its packets itself.
+CHECKED = 20
 
 
 def profile_summary(raw: Path, top: int = 25) -> str:
@@ -108,10 +117,38 @@ async def fan_out(
     transport: str = "UDP",
     http_url: str = "",
     gro: bool = False,
+    sink: bool = False,
 ) -> dict:
-    counter = Counter()
+    kernel = KernelSink() if sink else None
+    try:
+        return await _fan_out(
+            ws_url, name, viewers, pid, rate, profile, transport, http_url, gro, kernel
+        )
+    finally:
+        if kernel is not None:
+            kernel.close()
+
+
+async def _fan_out(
+    ws_url: str,
+    name: str,
+    viewers: int,
+    pid: int,
+    rate: float,
+    profile: Path | None,
+    transport: str,
+    http_url: str,
+    gro: bool,
+    kernel: KernelSink | None,
+) -> dict:
+    counter = Counter(kernel)
     stop = asyncio.Event()
-    views = [CheapViewer(transport=transport, gro=gro) for _ in range(viewers)]
+    # with a kernel sink, all but every CHECKED-th counting viewer are sunk
+    views = [
+        CheapViewer(transport=transport, gro=gro, sunk=kernel is not None and i % CHECKED != 0)
+        for i in range(viewers)
+    ]
+    checked = [v for v in views if not v.sunk]
     cheap = []
     started = time.monotonic()
     for index, view in enumerate(views):
@@ -146,7 +183,9 @@ async def fan_out(
     user0, system0, _ = tree_times(pid)
     own0 = sum(proc_times(pid)[:2])
     me0, _ = proc_stat(SELF)
-    counted0 = sum(v.rtp for v in views)
+    counted0 = sum(v.rtp for v in checked)
+    checked_bytes0 = sum(v.rtp_bytes for v in checked)
+    sunk0 = kernel.payload() if kernel is not None else (0, 0)
     t0 = time.monotonic()
     spy = None
     if profile is not None:
@@ -174,9 +213,12 @@ async def fan_out(
     user1, system1, rss = tree_times(pid)
     own1 = sum(proc_times(pid)[:2])
     me1, _ = proc_stat(SELF)
-    counted1 = sum(v.rtp for v in views)
+    counted1 = sum(v.rtp for v in checked)
+    checked_bytes1 = sum(v.rtp_bytes for v in checked)
+    sunk1 = kernel.payload() if kernel is not None else (0, 0)
     t1 = time.monotonic()
     connected = sum(v.connected_at is not None for v in views)
+    reading = sum(v.connected_at is not None for v in checked)
     stop.set()
     await asyncio.gather(*cheap, return_exceptions=True)
     decoded = [json.loads((await process.communicate())[0] or b"{}") for process in full]
@@ -186,6 +228,10 @@ async def fan_out(
     seconds = t1 - t0
     cpu0, cpu1 = user0 + system0, user1 + system1
     delivered = counted1 - counted0
+    sunk_bytes = sunk1[1] - sunk0[1]
+    if sunk_bytes:  # the sunk viewers' packets: their bytes at the checked ones' size
+        size = (checked_bytes1 - checked_bytes0) / delivered if delivered else 0
+        delivered += round(sunk_bytes / size) if size else 0
     expected = rate * connected * seconds
     fps = [_window_fps(r, t0, t1) for r in decoded]
     in_order = all(_in_order(r) for r in decoded)
@@ -202,6 +248,8 @@ async def fan_out(
         "rss": rss,
         "fps": min(fps) if fps else 0.0,
         "in_order": in_order,
+        # the checked viewers' own share of what they should have had
+        "checked": (counted1 - counted0) / (rate * reading * seconds) if reading else 0.0,
     }
 
 
@@ -220,7 +268,7 @@ def report(title: str, rows: list[dict]) -> None:
     print(
         f"{'viewers':>8} {'connected':>9} {'join s':>7} {'delivered':>9} {'server CPU':>10} "
         f"{'µs/pkt/viewer':>13} {'% core/viewer':>13} {'RSS MiB':>8} {'full fps':>8} "
-        f"{'in order':>8} {'kernel':>6} {'client CPU':>10}"
+        f"{'in order':>8} {'kernel':>6} {'client CPU':>10} {'read ones':>9}"
     )
     for r in rows:
         print(
@@ -228,7 +276,7 @@ def report(title: str, rows: list[dict]) -> None:
             f"{r['delivered'] * 100:>8.1f}% {r['cpu'] * 100:>9.1f}% {r['us']:>13.1f} "
             f"{r['cpu'] / r['viewers'] * 100:>13.3f} {r['rss'] / 2**20:>8.0f} "
             f"{r['fps']:>8.1f} {r['in_order']!s:>8} {r['kernel'] * 100:>5.0f}% "
-            f"{r['client'] * 100:>9.1f}%"
+            f"{r['client'] * 100:>9.1f}% {r['checked'] * 100:>8.1f}%"
         )
     sys.stdout.flush()
 
@@ -242,10 +290,13 @@ def main() -> None:
         help="counts for today's aiortc senders (they saturate early)",
     )
     parser.add_argument("--stock-counts", default="10,100,300")
-    parser.add_argument("--engines", default="wcsvod,nogso,libsrtp,gro,tcp,whep,aiortc,stock")
+    parser.add_argument(
+        "--engines", default="wcsvod,nogso,libsrtp,gro,sink,tcp,whep,aiortc,stock"
+    )
     parser.add_argument("--nogso-counts", default="300,1000", help="counts for nogso")
     parser.add_argument("--libsrtp-counts", default="300,1000", help="counts for libsrtp")
     parser.add_argument("--gro-counts", default="300,1000", help="counts for gro")
+    parser.add_argument("--sink-counts", default="300,1000,2000", help="counts for sink")
     parser.add_argument("--tcp-counts", default="300,1000", help="counts for TCP viewers")
     parser.add_argument("--whep-counts", default="300,1000", help="counts for WHEP viewers")
     parser.add_argument(
@@ -261,6 +312,7 @@ def main() -> None:
         global MEASURE, FULL
         args.counts = args.aiortc_counts = args.stock_counts = "2"
         args.tcp_counts = args.whep_counts = args.nogso_counts = args.gro_counts = "2"
+        args.sink_counts = "2"
         args.libsrtp_counts = "2"
         MEASURE, FULL, seconds = 2.0, 1, 10  # one decoding viewer shows it still decodes
     counts = [int(c) for c in args.counts.split(",") if c]
@@ -284,6 +336,7 @@ def main() -> None:
         "nogso": {"webrtc_udp_gso": "false"},
         "libsrtp": {"webrtc_own_srtp": "false"},
         "gro": {},
+        "sink": {},
         "tcp": {},
         "whep": {},
         "aiortc": {"webrtc_sender": "aiortc"},
@@ -293,6 +346,7 @@ def main() -> None:
         "nogso": [int(c) for c in args.nogso_counts.split(",") if c],
         "libsrtp": [int(c) for c in args.libsrtp_counts.split(",") if c],
         "gro": [int(c) for c in args.gro_counts.split(",") if c],
+        "sink": [int(c) for c in args.sink_counts.split(",") if c],
         "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
         "whep": [int(c) for c in args.whep_counts.split(",") if c],
         "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
@@ -327,6 +381,7 @@ def main() -> None:
                             {"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
                             server.http_url,
                             gro=engine == "gro",
+                            sink=engine == "sink",
                         ),
                         timeout=900,
                     )
@@ -364,7 +419,7 @@ def main() -> None:
         results["stock"] = rows
         report("stock aiortc (MediaPlayer + MediaRelay, Opus encoded per viewer):", rows)
     anchor = results.get("wcsvod", [])
-    for other in ("nogso", "libsrtp", "gro", "tcp", "whep", "aiortc", "stock"):
+    for other in ("nogso", "libsrtp", "gro", "sink", "tcp", "whep", "aiortc", "stock"):
         pairs = [
             (a, b) for a in anchor for b in results.get(other, []) if a["viewers"] == b["viewers"]
         ]

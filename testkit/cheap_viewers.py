@@ -32,6 +32,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 
 from testkit.ice_tcp import add_active_tcp, nominated
+from testkit.kernel_sink import KernelSink
 from testkit.rtc_client import AsyncWebSocket, stream_request
 from wcs.media.mp4 import Mp4File
 
@@ -64,12 +65,17 @@ class CheapViewer:
     #: would not), counted as the packets it carries.
     gro: bool = False
     playing_at: float | None = None  # when PLAYING came
+    #: Once connected, its RTP is counted and dropped by the kernel
+    #: (``testkit/kernel_sink.py``) before its socket: only STUN reaches it.
+    sunk: bool = False
 
 
 class Counter:
     """The one poller over every counting viewer's socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: KernelSink | None = None) -> None:
+        self.sink = sink  # where sunk viewers' ports go
+        self._sinking: list[int] = []  # ports to add to it at the next drain
         self._sockets: list[tuple[socket.socket, Any, CheapViewer]] = []
         self._streams: list[tuple[socket.socket, Any, CheapViewer, tuple, bytearray]] = []
         self._counted: list[tuple[socket.socket, CheapViewer]] = []  # bytes only
@@ -94,6 +100,8 @@ class Counter:
             transport.pause_reading()
             raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
             raw.setblocking(False)
+            if viewer.sunk and self.sink is not None:
+                self._sinking.append(raw.getsockname()[1])
             if viewer.gro:
                 raw.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
             self._sockets.append((raw, protocol, viewer))
@@ -156,6 +164,9 @@ class Counter:
             self.drain()
 
     def drain(self) -> None:
+        if self._sinking and self.sink is not None:
+            ports, self._sinking = self._sinking, []
+            self.sink.add(ports)
         for raw, viewer in self._counted:
             while True:
                 try:
