@@ -56,7 +56,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import proc_stat, proc_times, tree_times
+from bench.vod_personal import children, proc_stat, proc_times, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch, watch_whep
 from testkit.harness import (
     LOAD_LIMITS,
@@ -182,6 +182,7 @@ async def _fan_out(
     await asyncio.sleep(3.0)
     user0, system0, _ = tree_times(pid)
     own0 = sum(proc_times(pid)[:2])
+    workers0 = _workers(pid)
     me0, _ = proc_stat(SELF)
     counted0 = sum(v.rtp for v in checked)
     checked_bytes0 = sum(v.rtp_bytes for v in checked)
@@ -212,6 +213,7 @@ async def _fan_out(
     await asyncio.sleep(MEASURE)
     user1, system1, rss = tree_times(pid)
     own1 = sum(proc_times(pid)[:2])
+    workers1 = _workers(pid)
     me1, _ = proc_stat(SELF)
     counted1 = sum(v.rtp for v in checked)
     checked_bytes1 = sum(v.rtp_bytes for v in checked)
@@ -243,6 +245,11 @@ async def _fan_out(
         "cpu": (cpu1 - cpu0) / seconds,
         "client": (me1 - me0) / seconds,
         "own": (own1 - own0) / seconds,
+        # each worker's share of a core, busiest first (a saturated one shows)
+        "workers": sorted(
+            ((workers1[w] - workers0[w]) / seconds for w in workers1 if w in workers0),
+            reverse=True,
+        ),
         "kernel": (system1 - system0) / (cpu1 - cpu0) if cpu1 > cpu0 else 0.0,
         "us": (cpu1 - cpu0) * 1e6 / delivered if delivered else float("inf"),
         "rss": rss,
@@ -251,6 +258,17 @@ async def _fan_out(
         # the checked viewers' own share of what they should have had
         "checked": (counted1 - counted0) / (rate * reading * seconds) if reading else 0.0,
     }
+
+
+def _workers(pid: int) -> dict[int, float]:
+    """CPU seconds of each of the server's workers (its child processes)."""
+    found = {}
+    for child in children(pid):
+        try:
+            found[child] = sum(proc_times(child)[:2])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 def _window_fps(received: dict, t0: float, t1: float) -> float:
@@ -268,7 +286,7 @@ def report(title: str, rows: list[dict]) -> None:
     print(
         f"{'viewers':>8} {'connected':>9} {'join s':>7} {'delivered':>9} {'server CPU':>10} "
         f"{'µs/pkt/viewer':>13} {'% core/viewer':>13} {'RSS MiB':>8} {'full fps':>8} "
-        f"{'in order':>8} {'kernel':>6} {'client CPU':>10} {'read ones':>9}"
+        f"{'in order':>8} {'kernel':>6} {'client CPU':>10} {'read ones':>9} workers"
     )
     for r in rows:
         print(
@@ -276,7 +294,8 @@ def report(title: str, rows: list[dict]) -> None:
             f"{r['delivered'] * 100:>8.1f}% {r['cpu'] * 100:>9.1f}% {r['us']:>13.1f} "
             f"{r['cpu'] / r['viewers'] * 100:>13.3f} {r['rss'] / 2**20:>8.0f} "
             f"{r['fps']:>8.1f} {r['in_order']!s:>8} {r['kernel'] * 100:>5.0f}% "
-            f"{r['client'] * 100:>9.1f}% {r['checked'] * 100:>8.1f}%"
+            f"{r['client'] * 100:>9.1f}% {r['checked'] * 100:>8.1f}% "
+            + "/".join(f"{w * 100:.0f}%" for w in r["workers"])
         )
     sys.stdout.flush()
 
