@@ -179,6 +179,12 @@ async def _fan_out(
         )
         for _ in range(FULL)
     ]
+    for process in full:  # (starting Python on a loaded box may take seconds)
+        assert process.stdout is not None
+        try:
+            await asyncio.wait_for(process.stdout.readline(), 90)
+        except TimeoutError:
+            pass
     await asyncio.sleep(3.0)
     user0, system0, _ = tree_times(pid)
     own0 = sum(proc_times(pid)[:2])
