@@ -149,6 +149,26 @@ async def _fan_out(
         for i in range(viewers)
     ]
     checked = [v for v in views if not v.sunk]
+    # the decoding viewers run in processes of their own (this one is busy counting),
+    # from before the crowd comes until the measurement is over
+    full = [
+        await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "python"),
+            "-m",
+            "testkit.full_viewer",
+            ws_url,
+            name,
+            "0",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(FULL)
+    ]
+    for process in full:
+        assert process.stdout is not None
+        try:
+            await asyncio.wait_for(process.stdout.readline(), 60)
+        except TimeoutError:
+            pass
     cheap = []
     started = time.monotonic()
     for index, view in enumerate(views):
@@ -166,25 +186,6 @@ async def _fan_out(
         if all(v.connected_at or v.statuses[-1:] == ["FAILED"] for v in views):
             break
     joined = time.monotonic() - started
-    # the decoding viewers run in processes of their own: this one is busy counting
-    full = [
-        await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "python"),
-            "-m",
-            "testkit.full_viewer",
-            ws_url,
-            name,
-            str(MEASURE + 5.0),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(FULL)
-    ]
-    for process in full:  # (starting Python on a loaded box may take seconds)
-        assert process.stdout is not None
-        try:
-            await asyncio.wait_for(process.stdout.readline(), 90)
-        except TimeoutError:
-            pass
     await asyncio.sleep(3.0)
     user0, system0, _ = tree_times(pid)
     own0 = sum(proc_times(pid)[:2])
@@ -228,6 +229,9 @@ async def _fan_out(
     connected = sum(v.connected_at is not None for v in views)
     reading = sum(v.connected_at is not None for v in checked)
     stop.set()
+    for process in full:
+        if process.returncode is None:
+            process.terminate()  # (it stops its play and says what it decoded)
     await asyncio.gather(*cheap, return_exceptions=True)
     decoded = [json.loads((await process.communicate())[0] or b"{}") for process in full]
     counter.stop()
