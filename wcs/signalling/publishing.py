@@ -80,9 +80,10 @@ class Publication(Negotiation):
             return
         if state == "connected":
             self.disarm()
-            self.report("PUBLISHING", **self._record_info())
             if self.request.rtmp_url and self.pushes is not None:
-                self._push(self.pushes)
+                self._push(self.pushes)  # PUBLISHING once the push is listed
+            else:
+                self.report("PUBLISHING", **self._record_info())
         elif state == "stopped":  # the publisher closed its connection
             self.end("UNPUBLISHED", None)
         else:
@@ -90,8 +91,14 @@ class Publication(Negotiation):
 
     def _push(self, pushes: Pushes) -> None:
         """Send the stream on to its ``rtmpUrl`` (as the SDK's republishing demo
-        asks); it ends with the publication. A push refused at once (a bad URL,
+        asks); it ends with the publication. The page hears PUBLISHING once the
+        push is listed (REST ``push/find`` finds it from then on, on any worker;
+        its RTMP connection comes up after). A push refused at once (a bad URL,
         too many pushes) fails the publication, which could not do what it asked."""
+
+        def started(_: object) -> None:
+            if not self.done:
+                self.report("PUBLISHING", **self._record_info())
 
         def refused(failure: Failure) -> None:
             if isinstance(failure.value, WcsError):
@@ -99,7 +106,9 @@ class Publication(Negotiation):
             else:
                 self.refused(failure)
 
-        pushes.start(self.request.name, self.request.rtmp_url, self.session.id).addErrback(refused)
+        pushes.start(self.request.name, self.request.rtmp_url, self.session.id).addCallbacks(
+            started, refused
+        )
 
     def _recorder_state(self, state: str, info: str | None) -> None:
         if state == "failed":  # the disk filled up, for instance
