@@ -111,7 +111,10 @@ def test_throttled_viewers_move_down_and_back_up_the_other_keeps_the_source(
             print("through the limit:", stats, after)
             assert later["width"] == 320
             assert later["time"] - shown["time"] >= 5.0  # it plays on
-            assert after["framesDecoded"] - stats["framesDecoded"] >= 6 * 30 * 0.8
+            # frames that came whole: decoded, or dropped by the browser itself for
+            # being late (CI: a starved Chromium dropped 37 of the 177 it had whole)
+            handled = after["framesDecoded"] + after["framesDropped"]
+            assert handled - stats["framesDecoded"] - stats["framesDropped"] >= 6 * 30 * 0.8
             # (at most two: it runs beside the rest of the suite)
             assert after["freezeCount"] - stats["freezeCount"] <= 2
         for name, wanted in ((NAME, "source 1 · 180p 1"), (PERSONAL, "180p 1")):
