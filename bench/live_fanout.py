@@ -120,11 +120,15 @@ async def fan_out(
     sink: bool = False,
 ) -> dict:
     kernel = KernelSink() if sink else None
+    full: list[asyncio.subprocess.Process] = []  # the decoding viewers
     try:
         return await _fan_out(
-            ws_url, name, viewers, pid, rate, profile, transport, http_url, gro, kernel
+            ws_url, name, viewers, pid, rate, profile, transport, http_url, gro, kernel, full
         )
     finally:
+        for process in full:  # (they play until told: none is left behind by a failure)
+            if process.returncode is None:
+                process.kill()
         if kernel is not None:
             kernel.close()
 
@@ -140,6 +144,7 @@ async def _fan_out(
     http_url: str,
     gro: bool,
     kernel: KernelSink | None,
+    full: list[asyncio.subprocess.Process],
 ) -> dict:
     counter = Counter(kernel)
     stop = asyncio.Event()
@@ -151,18 +156,20 @@ async def _fan_out(
     checked = [v for v in views if not v.sunk]
     # the decoding viewers run in processes of their own (this one is busy counting),
     # from before the crowd comes until the measurement is over
-    full = [
-        await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "python"),
-            "-m",
-            "testkit.full_viewer",
-            ws_url,
-            name,
-            "0",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(FULL)
-    ]
+    full.extend(
+        [
+            await asyncio.create_subprocess_exec(
+                str(VENV_BIN / "python"),
+                "-m",
+                "testkit.full_viewer",
+                ws_url,
+                name,
+                "0",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(FULL)
+        ]
+    )
     for process in full:
         assert process.stdout is not None
         try:
