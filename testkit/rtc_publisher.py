@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
@@ -17,11 +18,29 @@ from wcs.media.mp4 import Mp4File
 from wcs.webrtc.viewer import EncodedTrack
 
 
+class _SentTrack(EncodedTrack):
+    """An :class:`EncodedTrack` that notes each picture aiortc takes to send.
+
+    Counting at ``push`` would include what the track itself throws away when
+    aiortc does not read (a client starved of CPU: CI once saw 256 pictures
+    queued and dropped), and the server would be blamed for the difference."""
+
+    def __init__(self, kind: str, sent: list[bytes]) -> None:
+        super().__init__(kind)
+        self.sent = sent
+
+    async def recv(self) -> av.Packet:
+        packet = await super().recv()
+        if self.kind == "video":
+            self.sent.append(bytes(packet))
+        return packet
+
+
 @dataclass
 class Published:
     statuses: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
-    sent_video: list[bytes] = field(default_factory=list)
+    sent_video: list[bytes] = field(default_factory=list)  # the pictures aiortc sent
     seconds: float = 0.0
     plis: int = 0  # keyframe requests (PLI) the server sent this publisher
 
@@ -45,7 +64,7 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
     ws = await AsyncWebSocket.connect(ws_url)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     media = Mp4File(path, "publisher")
-    tracks = {kind: EncodedTrack(kind) for kind in ("video", "audio")}
+    tracks = {kind: _SentTrack(kind, result.sent_video) for kind in ("video", "audio")}
     player = None
     if vp8:  # decoded pictures, which aiortc encodes as VP8 (the only codec offered)
         from aiortc import RTCRtpSender
@@ -77,13 +96,10 @@ async def publish(ws_url: str, name: str, path: Path, seconds: float, record: bo
                 break
             if sample.codec == "aac":
                 continue  # a browser sends Opus; the file's AAC is for MSE viewers
-            delay = started + sample.time - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # (a late client still yields, so that aiortc reads as it goes)
+            await asyncio.sleep(max(0.0, started + sample.time - time.monotonic()))
             if gap is not None and gap[0] <= sample.time < gap[1]:
                 continue
-            if sample.kind == "video":
-                result.sent_video.append(sample.data)
             tracks[sample.kind].push(sample)
         result.seconds = time.monotonic() - started
 
