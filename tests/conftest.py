@@ -150,11 +150,42 @@ def room(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def _trace(what: str, nodeid: str) -> None:
     """With ``WCSVOD_ROOM_TRACE=FILE``, when each test began to wait for the room,
-    went in and came out, by test process: where a run's wall time went."""
+    went in and came out, by test process, with the CPU seconds this process and
+    all it started had used by then: where a run's wall time and CPU went."""
     path = os.environ.get("WCSVOD_ROOM_TRACE")
     if path:
         with open(path, "a") as out:
-            out.write(f"{time.time():.2f} {os.environ.get('PYTEST_XDIST_WORKER')} {what} {nodeid}\n")
+            out.write(f"{time.time():.2f} {os.environ.get('PYTEST_XDIST_WORKER')} {what} "
+                      f"{nodeid} cpu={_tree_cpu():.2f}\n")
+
+
+def _tree_cpu() -> float:
+    """CPU seconds of this process, the children it has reaped (and theirs) and
+    every descendant still running (a session's Chromium, a test's servers)."""
+    import resource
+
+    used = sum(getattr(resource.getrusage(who), field) for field in ("ru_utime", "ru_stime")
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            parents[int(entry.name)] = int(fields[1])
+            ticks[int(entry.name)] = sum(int(value) for value in fields[11:15])
+    mine, found = {os.getpid()}, True
+    while found:
+        found = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                found = True
+    mine.discard(os.getpid())
+    return used + sum(ticks[pid] for pid in mine) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.hookimpl(wrapper=True)
