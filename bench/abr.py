@@ -94,8 +94,12 @@ class RealTime:
         return self.clock.seconds() - start
 
 
-def switch_times(folder: Path, rounds: int) -> dict[str, list[float]]:
-    clip = make_mp4(folder / "hd.mp4", seconds=30, width=1280, height=720, bitrate="2500k")
+def switch_times(folder: Path, rounds: int, smoke: bool = False) -> dict[str, list[float]]:
+    """The moves of one viewer of a looping 720p file (480p and shorter for the
+    smoke run: the same ladder of 360p and 180p, a third of the decoding)."""
+    clip = (make_mp4(folder / "hd.mp4", seconds=8, width=854, height=480, bitrate="1200k")
+            if smoke else
+            make_mp4(folder / "hd.mp4", seconds=30, width=1280, height=720, bitrate="2500k"))
     time_ = RealTime()
     source = VodStream(uri.parse("vod-live://hd.mp4"), "vod-live://hd.mp4",
                        OpenedMedia(Mp4File(clip, "hd")), time_.clock, lambda _: None,
@@ -144,7 +148,7 @@ def main() -> None:
     report_costs(seconds, ((640, 360), (320, 180)))
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-abr-"))
     print("\n2. Time to switch (s, from the move asked to the new step's first picture)")
-    times = switch_times(folder, 1 if args.smoke else args.rounds)
+    times = switch_times(folder, 1 if args.smoke else args.rounds, args.smoke)
     for case, values in times.items():
         print(f"  {case:>22}: median {statistics.median(values):.2f}, "
               f"max {max(values):.2f} over {len(values)} moves")

@@ -157,12 +157,18 @@ def main() -> None:
     parser.add_argument("--viewers", default="100,400")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--snapshots", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5, help="first-playlist requests of each kind")
+    parser.add_argument("--smoke", action="store_true", help="once at the smallest setting")
     args = parser.parse_args()
+    if args.smoke:
+        args.viewers, args.seconds, args.snapshots, args.rounds = "1", 2.0, 2, 2
     require_loopback_only()
     folder = Path(tempfile.mkdtemp(prefix="wcsvod-hls-"))
-    clip = make_mp4(folder / "clip.mp4", seconds=60, profile="main", bitrate="450k")
-    for index in range(5):
-        make_mp4(folder / f"fresh{index}.mp4", seconds=10, bitrate="450k")
+    # (the broadcasts loop: a short file serves a short run as well)
+    clip = make_mp4(folder / "clip.mp4", seconds=10 if args.smoke else 60, profile="main",
+                    bitrate="450k")
+    for index in range(args.rounds):
+        make_mp4(folder / f"fresh{index}.mp4", seconds=4 if args.smoke else 10, bitrate="450k")
     settings = {"media_dir": str(folder), "vod_live_loop": "true", **LOAD_LIMITS}
     server = ServerProcess(Path(tempfile.mkdtemp()), settings).start()
     try:
@@ -175,7 +181,7 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
     # --- first segment
     hls = f"{server.hls_url}"
     running, fresh = [], []
-    for index in range(5):
+    for index in range(args.rounds):
         call(
             server.http_url,
             "/rest-api/vod/startup",
@@ -190,7 +196,7 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
             response.read()
         return time.monotonic() - started
 
-    for index in range(5):
+    for index in range(args.rounds):
         running.append(first(f"show{index}"))
         time.sleep(0.37)  # somewhere else in the GOP each time
         fresh.append(first(f"vod-live://fresh{index}.mp4"))
@@ -198,9 +204,9 @@ def run_all(server, folder: Path, clip: Path, args) -> None:
         f"HLS first playlist (ms), broadcast running: {fmt(running)}; "
         f"started by the request: {fmt(fresh)}"
     )
-    for index in range(2, 5):  # two broadcasts stay: less of the server's CPU is theirs
+    for index in range(2, args.rounds):  # two broadcasts stay: less of the server's CPU is theirs
         call(server.http_url, "/rest-api/vod/terminate", {"localStreamName": f"show{index}"})
-    for index in range(5):
+    for index in range(args.rounds):
         call(
             server.http_url,
             "/rest-api/vod/terminate",

@@ -2000,6 +2000,8 @@ def main() -> None:
         if not sep:
             parser.error(f"--server-config {item!r}: give KEY=VALUE")
         settings_extra[key.strip()] = value.strip()
+    if args.smoke:  # unwatched broadcasts end in 2 s, not 30: the waits for idle are short
+        settings_extra.setdefault("vod_stream_timeout", "2000")
     caps = Caps(
         {
             cap: getattr(args, cap)

@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from tools.makemedia import make_mp4
 from wcs.errors import Unsupported
 from wcs.media.mp4 import Mp4File
-from wcs.media.resize import PROFILE_LEVEL_ID, Resizer, fitted
+from wcs.media.resize import Resizer
+from wcs.media.sizing import PROFILE_LEVEL_ID, fitted
 from wcs.sources import OpenedMedia
 from wcs.streams import uri
 from wcs.streams.rendition import Rendition

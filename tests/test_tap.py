@@ -15,12 +15,14 @@ import textwrap
 from testkit.harness import REPO
 
 
-def in_tap(tmp_path, code: str, **values: str):
-    """Run ``code`` after ``from wcs import tap`` with these settings; its JSON answer."""
+def in_tap(tmp_path, code: str, composing: bool = True, **values: str):
+    """Run ``code`` after ``from wcs import tap`` (and ``compose``, unless told not to
+    import it) with these settings; its JSON answer."""
     overrides = {"media_dir": str(tmp_path), "state_dir": str(tmp_path / "state"), **values}
     script = textwrap.dedent(f"""
         import json
         from wcs import tap
+        {"from wcs import compose" if composing else ""}
         from wcs.config import load
         settings = load(None, {overrides!r})
     """) + textwrap.dedent(code)
@@ -28,6 +30,17 @@ def in_tap(tmp_path, code: str, **values: str):
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def test_the_supervisor_loads_none_of_the_media_stack(tmp_path):
+    """With workers it only supervises: it starts on a third of a worker's CPU."""
+    loaded = in_tap(tmp_path, """
+        import sys
+        tap.supervise(settings, tap.Options())
+        print(json.dumps([name for name in ("wcs.compose", "av", "aiortc", "wcs.streams.registry")
+                          if name in sys.modules]))
+    """, composing=False, workers="2")
+    assert loaded == []
 
 
 def test_plain_listeners_on_the_bind_address(tmp_path):
@@ -55,7 +68,7 @@ def test_tls_listeners_use_the_pem_pair_and_quote_what_needs_it(tmp_path):
 def test_every_listener_is_a_service_that_fails_the_start_when_it_cannot_listen(tmp_path):
     services = in_tap(tmp_path, """
         from twisted.application.internet import StreamServerEndpointService
-        composed = tap.compose(settings)
+        composed = compose.compose(settings)
         print(json.dumps([s._raiseSynchronously for s in composed
                           if isinstance(s, StreamServerEndpointService)]))
     """, bind_address="127.0.0.1")
@@ -71,7 +84,7 @@ def test_freed_heap_goes_back_to_the_system_every_minute(tmp_path):
             with open("/proc/self/status") as status:
                 return next(int(line.split()[1]) for line in status
                             if line.startswith("VmRSS:")) / 1024
-        timers = [s for s in tap.compose(settings) if isinstance(s, TimerService)]
+        timers = [s for s in compose.compose(settings) if isinstance(s, TimerService)]
         blocks = [bytes([k % 251]) * 65536 for k in range(1000)]  # on the heap, touched
         top = bytes([1]) * 65536  # holds the heap's top: free() alone gives nothing back
         del blocks

@@ -31,7 +31,7 @@ from twisted.python import usage
 if TYPE_CHECKING:
     from twisted.internet.ssl import DefaultOpenSSLContextFactory
 
-from wcs import aio, tap
+from wcs import aio, compose, tap
 from wcs.cluster.hub import HubDirectory
 from wcs.config import ConfigError, Settings
 
@@ -87,7 +87,7 @@ class AdoptedPort(service.Service):
         return port.stopListening() if port is not None else None
 
 
-def _listen(settings: Settings, listeners: dict[str, int]) -> tap.Listen:
+def _listen(settings: Settings, listeners: dict[str, int]) -> compose.Listen:
     secure: dict[str, DefaultOpenSSLContextFactory] = {}
 
     def listen(key: str, factory: IProtocolFactory) -> service.IService:
@@ -162,8 +162,8 @@ def main(argv: list[str]) -> None:
     hub_fd = int(options["hub-fd"])
     IReactorSocket(reactor).adoptStreamConnection(hub_fd, socket.AF_UNIX, _Given(hub))
     os.close(hub_fd)
-    relay = tap.relay_service(settings, hub)
-    top = tap.compose(
+    relay = compose.relay_service(settings, hub)
+    top = compose.compose(
         settings,
         _listen(settings, options.listeners),
         directory=hub,

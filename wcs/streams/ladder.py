@@ -2,7 +2,7 @@
 
 ``hls_abr_profiles`` names its rungs by height (``360p,180p``, the default); a
 rung is a box of that height and any width, so a stream of any aspect gets
-pictures that fit it (:func:`wcs.media.resize.fitted`). Only rungs strictly
+pictures that fit it (:func:`wcs.media.sizing.fitted`). Only rungs strictly
 below the source are offered: a 360p file's ladder is its 180p alone, a 160p
 file's is empty. The same ladder serves HLS ABR (one variant a rung) and the
 WebRTC viewers the server moves by their bandwidth.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wcs.media import resize
+from wcs.media import sizing
 from wcs.media.sample import VideoInfo
 
 #: What a stream offers when ``hls_abr_profiles`` is not set.
@@ -35,7 +35,7 @@ class Rung:
     def size(self, video: VideoInfo) -> tuple[int, int] | None:
         """The picture this rung has for a source of ``video``'s size; None when
         the source is not larger (the rung is not offered)."""
-        return resize.fitted((video.width, video.height), (0, self.height))
+        return sizing.fitted((video.width, video.height), (0, self.height))
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Step:
     rung: Rung
     size: tuple[int, int]
     bitrate: int
-    profile_level_id: str = resize.PROFILE_LEVEL_ID
+    profile_level_id: str = sizing.PROFILE_LEVEL_ID
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ class Ladder:
             if not part:
                 continue
             found = _RUNG.fullmatch(part)
-            if found is None or not resize.MIN_SIDE <= int(found[1]) <= 4320:
+            if found is None or not sizing.MIN_SIDE <= int(found[1]) <= 4320:
                 raise ValueError(
-                    f"{part!r} is not a rung: heights from {resize.MIN_SIDE} to 4320 "
+                    f"{part!r} is not a rung: heights from {sizing.MIN_SIDE} to 4320 "
                     "written like 360p, comma-separated"
                 )
             rungs[int(found[1])] = Rung(part, int(found[1]))
@@ -92,7 +92,7 @@ class Ladder:
         for rung in self.rungs:
             size = rung.size(video)
             if size is not None and all(step.size != size for step in steps):
-                steps.append(Step(rung, size, resize.bitrate_for(size, video.fps)))
+                steps.append(Step(rung, size, sizing.bitrate_for(size, video.fps)))
         return steps
 
 

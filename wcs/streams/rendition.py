@@ -17,8 +17,9 @@ from typing import Any
 from twisted.logger import Logger
 
 from wcs.errors import STREAM_NOT_FOUND
-from wcs.media.resize import PROFILE_LEVEL_ID, Resizer, ResizeThread
+from wcs.media.resize import Resizer, ResizeThread
 from wcs.media.sample import MediaInfo, Sample
+from wcs.media.sizing import PROFILE_LEVEL_ID
 from wcs.streams.fanout import Broadcast
 from wcs.streams.subscriber import Subscriber
 

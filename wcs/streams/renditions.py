@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wcs.errors import Unsupported
-from wcs.media import resize
+from wcs.media import sizing
 from wcs.streams.adaptive import Offer
 from wcs.streams.bandwidth import AUDIO_NEED
 from wcs.streams.ladder import NO_LADDER, Ladder, Rung, Step
@@ -59,7 +59,7 @@ class Renditions:
         stream itself, or its rendition at the fitted size (made once, shared);
         raises :class:`~wcs.errors.Unsupported` when transcoding is disabled."""
         video = stream.info.video if stream.info is not None else None
-        size = resize.fitted((video.width, video.height), (width, height)) if video else None
+        size = sizing.fitted((video.width, video.height), (width, height)) if video else None
         if size is None:
             return stream
         if not self.transcoding:
