@@ -382,3 +382,22 @@ def test_names_that_do_not_answer_are_a_clear_refusal():
         assert failure.value.info.startswith("Cluster unavailable: the server's stream names")
     assert all(media.closed for media in sources.media)  # nothing opened is kept
     assert registry.streams == {} and registry._opening == {} and registry._starting == set()
+
+
+@pytest.mark.parametrize("worker, carried", [("1.1", False), ("node-a/1.1", True)])
+def test_media_sessions_ride_the_load_only_to_other_nodes(worker, carried):
+    """On one machine the workers ask each other for their plays; a node of a
+    cluster carries them in its load for the others (a second's list of every
+    session was 5 % of a busy worker, for nobody)."""
+    from wcs.cluster.directory import LocalDirectory
+    from wcs.cluster.store import Store
+    from wcs.streams.media_sessions import MediaSession
+
+    store = Store()
+    registry = StreamRegistry(FakeSources(), Clock(), directory=LocalDirectory(store, worker))
+    registry.media.add(MediaSession("m1", "cam", False, "WebRTC", "s1"), lambda _: None,
+                       lambda: None)
+    registry.queries.report(cpu=0.25)
+    [load] = store.loads()
+    assert load.worker == worker and load.cpu == 0.25
+    assert [media["id"] for media in load.media] == (["m1"] if carried else [])

@@ -32,7 +32,7 @@ def tree(registry: Registry, access: Access | None = None) -> resource.Resource:
     return root
 
 
-def test_each_worker_s_load_in_worker_order_without_its_sessions_or_metrics():
+def test_each_worker_s_load_in_worker_order_without_its_sessions():
     registry = Registry(
         Load(
             "n/2",
@@ -42,7 +42,6 @@ def test_each_worker_s_load_in_worker_order_without_its_sessions_or_metrics():
             cpu=0.5,
             streams=1,
             media=[{"id": "p1"}],
-            metrics=[["family"]],
             hls={"show": 2},
         ),
         Load("n/1", node="n", pid=11),

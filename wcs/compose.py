@@ -218,7 +218,7 @@ def compose(
         if key in FIRST_WORKER_ONLY and worker and not _first(worker):
             continue
         listen(key, factories[key]).setServiceParent(top)
-    StreamsService(registry, sources, state if worker else None).setServiceParent(top)
+    StreamsService(registry, sources).setServiceParent(top)
     if not worker:
         Announcer(settings).setServiceParent(top)
     FrozenStart().setServiceParent(top)

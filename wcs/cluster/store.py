@@ -77,8 +77,6 @@ class Load:
     streams: int = 0
     #: its plays and publications (:class:`~wcs.streams.media_sessions.MediaSession`)
     media: list[dict[str, Any]] = field(default_factory=list)
-    #: its metric families, as :func:`wcs.metrics.to_wire` carries them
-    metrics: list[Any] = field(default_factory=list)
     #: HLS players (of the last 30 s) by stream name: HLS has no media sessions
     hls: dict[str, int] = field(default_factory=dict)
 

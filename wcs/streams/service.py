@@ -1,5 +1,5 @@
 """The streams' side of a running server, as a service: every second this
-process's viewers, load and metrics go to the whole server (its directory);
+process's viewers and load go to the whole server (its directory);
 when the server stops, every stream ends cleanly (its viewers hear "Server
 shutdown") and so does the sources' background work.
 """
@@ -11,7 +11,7 @@ import time
 from twisted.application import service
 from twisted.internet import task
 
-from wcs.metrics import METERS, StateReader, families, to_wire
+from wcs.metrics import METERS
 from wcs.sources import Sources
 from wcs.streams.registry import StreamRegistry
 
@@ -24,12 +24,9 @@ class StreamsService(service.Service):
     ``REPORT_INTERVAL``; ends every stream cleanly when the server stops (viewers
     get STOPPED), and the sources' background work."""
 
-    def __init__(
-        self, registry: StreamRegistry, sources: Sources, state: StateReader | None = None
-    ) -> None:
+    def __init__(self, registry: StreamRegistry, sources: Sources) -> None:
         self.registry = registry
         self.sources = sources
-        self.state = state  # a worker's: its metrics go in its reports
         self._reporter = task.LoopingCall(self._report)
         self._cpu = CpuMeter()
 
@@ -38,9 +35,8 @@ class StreamsService(service.Service):
         self._reporter.start(REPORT_INTERVAL)
 
     def _report(self) -> None:
-        metrics = to_wire(families(METERS, self.state)) if self.state is not None else None
         hls = METERS.hls_viewers.by(self.registry.clock.seconds(), lambda key: key[1])
-        self.registry.queries.report(cpu=self._cpu.share(), metrics=metrics, hls=hls)
+        self.registry.queries.report(cpu=self._cpu.share(), hls=hls)
 
     def stopService(self) -> None:
         super().stopService()

@@ -37,8 +37,7 @@ class ClusterApi(RestArea):
 
 
 def _listed(load: Load) -> dict[str, Any]:
-    """A worker's load, without the list of its media sessions (``/stream/find_all``)
-    or its metrics (``/metrics``)."""
+    """A worker's load, without the list of its media sessions (``/stream/find_all``)."""
     fields = dataclasses.asdict(load)
-    del fields["media"], fields["metrics"], fields["hls"]
+    del fields["media"], fields["hls"]
     return fields
