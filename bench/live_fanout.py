@@ -71,6 +71,8 @@ from testkit.kernel_sink import KernelSink
 from tools.makemedia import make_mp4
 
 MEASURE = 10.0
+#: What ``--profile`` runs: "py-spy" (Python's stacks) or "perf" (``--perf``).
+PROFILER = "py-spy"
 #: Viewers started per second while a count fills up.
 ARRIVALS = 25
 #: Decoding viewers beside the counting ones.
@@ -79,6 +81,18 @@ FULL = 2
 SELF = "self"
 #: With a kernel sink, one counting viewer in this many reads its packets itself.
 CHECKED = 20
+
+
+def perf_summary(raw: Path, top: int = 30) -> str:
+    """``perf report``'s functions by their own share of the workers' samples,
+    kernel and user space alike (``--perf``)."""
+    done = subprocess.run(
+        ["perf", "report", "-i", str(raw), "--no-children", "--sort", "dso,sym", "--stdio",
+         "--percent-limit", "0.5", "-g", "none"],
+        capture_output=True, text=True, timeout=300,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.strip() and not line.startswith("#")]
+    return "\n".join(rows[:top]) or done.stderr[-2000:]
 
 
 def profile_summary(raw: Path, top: int = 25) -> str:
@@ -203,7 +217,14 @@ async def _fan_out(
     sunk0 = kernel.payload() if kernel is not None else (0, 0)
     t0 = time.monotonic()
     spy = None
-    if profile is not None:
+    if profile is not None and PROFILER == "perf":  # the kernel's share too, by function
+        spy = subprocess.Popen(
+            ["perf", "record", "-F", "499", "-g", "-o", str(profile),
+             "-p", ",".join(str(worker) for worker in workers0), "--", "sleep", str(MEASURE)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    elif profile is not None:
         spy = subprocess.Popen(
             [
                 str(VENV_BIN / "py-spy"),
@@ -341,9 +362,17 @@ def main() -> None:
         default=0,
         help="profile the server (py-spy) at this count of viewers",
     )
+    parser.add_argument(
+        "--perf",
+        action="store_true",
+        help="with --profile: Linux perf on the workers (kernel included), not py-spy",
+    )
     parser.add_argument("--smoke", action="store_true", help="once at the smallest setting")
     args = parser.parse_args()
     seconds = 60
+    if args.perf:
+        global PROFILER
+        PROFILER = "perf"
     if args.smoke:
         global MEASURE, FULL
         args.counts = args.aiortc_counts = args.stock_counts = "2"
@@ -427,7 +456,7 @@ def main() -> None:
                     server.stop()
             if raw is not None and raw.exists():
                 print(f"{engine} at {count} viewers, where the server's time went:")
-                print(profile_summary(raw))
+                print(perf_summary(raw) if args.perf else profile_summary(raw))
         results[engine] = rows
         report(f"{engine}:", rows)
     for server in kept.values():
