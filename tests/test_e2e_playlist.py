@@ -161,7 +161,9 @@ def test_the_sdk_hls_js_page_plays_a_channel_across_its_joins(start_server, page
     widths, gap = watch(page, 10.0)
     seen = changes(widths)
     assert 320 in seen and 640 in seen, seen
-    assert gap < 0.5, f"a freeze of {gap:.2f} s across the joins (HLS)"
+    # a join that stalls hls.js waits for a segment (2 s); CI's loaded Chromium once
+    # presented a frame 0.58 s after the one before, between joins
+    assert gap < 1.0, f"a freeze of {gap:.2f} s across the joins (HLS)"
     print(f"HLS: widths {seen}, longest gap between frames {gap * 1000:.0f} ms")
 
 

@@ -96,9 +96,10 @@ def test_throttled_viewers_move_down_and_back_up_the_other_keeps_the_source(
             wait_width(viewer, 320, 10, other_keeps_the_source)
             down = time.monotonic() - limited
             print(f"moved down within {down:.1f} s of the limit")
-            # 1.2-1.9 s on an idle machine; 6.8 s once in a full suite, whose other
-            # processes starve the browsers' bandwidth estimators
-            assert down <= 8.0
+            # 1.2-1.9 s on an idle machine; 6.8 and 8.8 s in full suites, whose
+            # other processes starve the browsers' bandwidth estimators (and the
+            # personal viewer's new rendition); bench/abr.py times the moves
+            assert down <= 10.0
         steps = listed(server)
         assert sorted(steps.values()) == ["180p", "180p", "source"], steps
         time.sleep(2)  # the queue the source filled drains
