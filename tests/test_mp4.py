@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -316,4 +317,36 @@ def test_an_audio_only_file_loops_on_its_aac_alone(loop_files):
     samples = [next(looped) for _ in range(3 * len(frames) + 5)]
     assert samples[-1].time > 3 * period - 0.1
     assert set(steps(samples, "aac")) == {1024}
+    media.close()
+
+
+def test_a_looping_reader_takes_the_cache_at_its_next_pass_once_it_is_made(files):
+    """A broadcast that began before its file's Opus was cached transcodes its
+    first pass only: each pass asks ``find_opus``, and once it answers, the
+    passes replay the cache (same frames, on the same grid) and stop asking."""
+    source = Mp4File(files / "main.mp4", "source")
+    cached = list(source.opus_samples())
+    marked = [dataclasses.replace(sample, data=b"cached") for sample in cached]
+    media = Mp4File(files / "main.mp4", "looping")
+    asked: list[int] = []
+
+    def find():
+        asked.append(1)
+        return (lambda: iter(marked)) if len(asked) > 1 else None
+
+    media.find_opus = find
+    length = media.pass_length()
+    opus = []
+    for sample in media.samples(loop=True):
+        if sample.time > 2.5 * length:
+            break
+        if sample.codec == "opus":
+            opus.append(sample)
+    first = [s for s in opus if s.time < length - 0.1]
+    later = [s for s in opus if s.time > length + 0.1]
+    assert first and all(s.data != b"cached" for s in first)  # transcoded
+    assert later and all(s.data == b"cached" for s in later)  # replayed
+    assert len(asked) == 2  # asked at the second pass, and never after it answered
+    times = [s.pts for s in opus]
+    assert times == sorted(times) and len(set(times)) == len(times)  # one grid, no overlap
     media.close()

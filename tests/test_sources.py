@@ -4,6 +4,7 @@ S3 endpoint faked at the HTTP level (signed ranged GETs answered from a real fil
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,25 @@ def test_one_spelling_of_a_location(media, tmp_path):
                 sources.canonical(refused)
     finally:
         (media / "sub" / "link.mp4").unlink()
+
+
+def test_a_file_opened_before_its_opus_was_cached_finds_the_cache_later(media, tmp_path):
+    """A broadcast opened while nothing was cached transcodes; once its own
+    transcoding has had the entry made, its next pass replays it."""
+    from wcs.sources.opus_cache import OpusCache
+
+    cache = OpusCache(tmp_path / "opus", 2**30)
+    client = S3Client(Clock(), endpoint="http://s3.test", timeout=5.0, http=FakeS3({}))
+    sources = Sources(media, client, tmp_path / "cache", opus=cache)
+    source = opened(sources.open("clip.mp4", "vod-live://clip.mp4"))
+    reader = source._reader
+    assert reader.find_opus is not None and reader.find_opus() is None  # nothing yet
+    assert any(s.codec == "opus" for s in source.samples())  # transcoded: the job queued
+    deadline = time.monotonic() + 20
+    while reader.find_opus is not None and reader.find_opus() is None:
+        assert time.monotonic() < deadline, "the cache entry was not made"
+        time.sleep(0.05)
+    opus = [s for s in source.samples() if s.codec == "opus"]  # the next pass
+    assert opus and reader.find_opus is None  # the cache replayed, asked no more
+    source.close()
+    cache.close()

@@ -52,6 +52,10 @@ class Mp4File:
         #: Called once, when Opus is first made from this file (a cache may then
         #: make it for later readers).
         self.on_transcoding: Callable[[], None] = _nothing
+        #: Asked at each pass while the Opus is still transcoded: the cache's
+        #: replay once it holds this file (a looping broadcast stops transcoding
+        #: at its next pass), or None.
+        self.find_opus: Callable[[], Callable[[], Iterator[Sample]] | None] | None = None
         self.opus_dropped = 0
         self._began = False  # whether samples() was called
         self._bases: dict[int, tuple[int, int]] = {}  # each stream's time base
@@ -384,6 +388,13 @@ class Mp4File:
     ) -> Iterator[Sample]:
         """Samples in file order (AAC only if ``aac``, when Opus comes from the
         cache); a broken tail ends the stream, it does not raise."""
+        if self.audio is not None and self._cached_opus is None and self.find_opus is not None:
+            found = self.find_opus()
+            if found is not None:
+                self._cached_opus, self.find_opus = found, None
+                log.info(
+                    "{label}: Opus cached meanwhile: replayed from this pass on", label=self.label
+                )
         if self.audio is not None and self._cached_opus is not None:
             opus = self._cached_opus()
             if skip:

@@ -230,6 +230,7 @@ class Sources:
                 log.info("{label}: audio from the Opus cache", label=label)
             else:  # cached for later readers once one transcodes (a WebRTC viewer came)
                 media.on_transcoding = lambda: opus.make(path)
+                media.find_opus = lambda: opus.replay(path, make=False)
         return OpenedMedia(media)
 
     def _open_s3(self, location: str, label: str) -> Deferred[OpenedMedia]:

@@ -5,7 +5,8 @@ all its viewers, but every personal (``vod://``) play would transcode again.
 So the first play of a file that transcodes (a WebRTC viewer's) starts one
 background job that transcodes its whole audio (:meth:`Mp4File.opus_samples`,
 the very samples a play makes) into a cache file; once that is complete, opens
-of the file replay it and transcode nothing.
+of the file replay it and transcode nothing, and readers opened before take it
+at their next pass (``Mp4File.find_opus``).
 
 Entries are keyed by the file's real path, size and modification time, so a
 changed file is transcoded afresh; the folder is kept under ``limit`` bytes by
