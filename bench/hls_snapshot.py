@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import av
 
-from bench.vod_personal import tree_times
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only
 from testkit.keepalive import KeepAlive
+from testkit.procfs import tree_times
 from testkit.rest_client import call
 from tools.makemedia import make_mp4
 

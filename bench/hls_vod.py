@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import tree_times
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only
+from testkit.procfs import tree_times
 from tools.makemedia import make_mp4
 
 

@@ -41,9 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run
+from testkit.procfs import tree_times
 from testkit.rest_client import call
 from tools.makemedia import make_mp4
 

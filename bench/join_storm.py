@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.live_fanout import SELF
 from bench.providers import NAME, start_broadcast
-from bench.vod_personal import proc_stat, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run
+from testkit.procfs import proc_stat, tree_times
 from tools.makemedia import make_mp4
 
 AFTER = 5.0

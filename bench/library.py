@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.vod_personal import tree_times
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only
+from testkit.procfs import tree_times
 from testkit.rest_client import call
 from tools.makemedia import make_mp4
 

@@ -56,7 +56,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import children, proc_stat, proc_times, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, packet_rate, watch, watch_whep
 from testkit.harness import (
     LOAD_LIMITS,
@@ -68,6 +67,7 @@ from testkit.harness import (
     wait_for_port,
 )
 from testkit.kernel_sink import KernelSink
+from testkit.procfs import children, proc_stat, proc_times, tree_times
 from tools.makemedia import make_mp4
 
 MEASURE = 10.0

@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.live_fanout import MEASURE
-from bench.vod_personal import tree_times
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run
 from testkit.mse_client import watch
+from testkit.procfs import tree_times
 from tools.makemedia import make_mp4
 
 COUNTS = "1,10,50,100"

@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.live_fanout import SELF
 from bench.rtmp_push import Sink
-from bench.vod_personal import proc_stat, tree_times
 from testkit.cheap_viewers import CheapViewer, Counter, watch, watch_mse, watch_whep
 from testkit.harness import LOAD_LIMITS, ServerProcess, require_loopback_only, run, split_url
 from testkit.keepalive import KeepAlive
+from testkit.procfs import proc_stat, tree_times
 from testkit.rest_client import call
 from tools.makemedia import make_mp4
 

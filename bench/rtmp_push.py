@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import av
 
-from bench.vod_personal import tree_times
 from testkit.backend import Backend
 from testkit.harness import (
     LOAD_LIMITS,
@@ -39,6 +38,7 @@ from testkit.harness import (
     require_loopback_only,
 )
 from testkit.mse_client import MSE_OFFER, watch
+from testkit.procfs import tree_times
 from testkit.rest_client import call
 from testkit.rtc_client import stream_request
 from testkit.rtmp_receiver import FfmpegReceiver

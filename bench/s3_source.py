@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.vod_personal import peak_rss
 from testkit.harness import ServerProcess, require_loopback_only, run
+from testkit.procfs import peak_rss
 from testkit.rtc_client import play
 from testkit.s3 import (
     S3Server,

@@ -93,7 +93,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from bench.vod_personal import proc_times
 from testkit.cheap_viewers import CheapViewer, Counter, _ice_protocols
 from testkit.harness import (
     ServerProcess,
@@ -103,6 +102,7 @@ from testkit.harness import (
     split_url,
 )
 from testkit.mse_client import MSE_OFFER, parse_records
+from testkit.procfs import proc_times
 from testkit.rest_client import call, conforms
 from testkit.rtc_client import AsyncWebSocket, stream_request
 from testkit.rtc_publisher import publish

@@ -18,52 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from testkit.browser import CHROMIUM_ARGS, STATUS_RECORDER
 from testkit.harness import CHROMIUM, WEBSDK, ServerProcess, require_loopback_only
 from testkit.pages import open_player
+from testkit.procfs import peak_rss, proc_stat, tree_times
 from testkit.rtc_client import play, run
 from tools.makemedia import concat, make_mp4
-
-
-def proc_stat(pid: int | str) -> tuple[float, int]:
-    """(CPU seconds, RSS bytes) of a process, from /proc."""
-    user, system, rss = proc_times(pid)
-    return user + system, rss
-
-
-def proc_times(pid: int | str) -> tuple[float, float, int]:
-    """(user CPU seconds, kernel CPU seconds, RSS bytes) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = 100.0
-    return int(fields[11]) / ticks, int(fields[12]) / ticks, int(fields[21]) * 4096
-
-
-def tree_times(pid: int) -> tuple[float, float, int]:
-    """:func:`proc_times` summed over a process and its children (a supervisor
-    and its workers); processes that ended meanwhile are left out."""
-    total = [0.0, 0.0, 0]
-    for member in [pid, *children(pid)]:
-        try:
-            times = proc_times(member)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total = [a + b for a, b in zip(total, times, strict=True)]
-    # whole ticks summed as floats: rounded back to ticks, or an idle server's two
-    # readings could differ by -1e-17 (printed "-0.00 % of a core")
-    return round(total[0], 2), round(total[1], 2), int(total[2])
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of a process, from /proc."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split() if (task / "children").exists() else []
-        found += [int(child) for child in text]
-    return found
-
-
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def first_frame_times(server: ServerProcess, runs: int) -> list[float]:

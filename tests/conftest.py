@@ -162,30 +162,15 @@ def _trace(what: str, nodeid: str) -> None:
 def _tree_cpu() -> float:
     """CPU seconds of this process, the children it has reaped (and theirs) and
     every descendant still running (a session's Chromium, a test's servers)."""
-    import resource
+    from testkit.procfs import descendants, total_cpu
 
-    used = sum(getattr(resource.getrusage(who), field) for field in ("ru_utime", "ru_stime")
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:
-                continue  # gone meanwhile
-            parents[int(entry.name)] = int(fields[1])
-            ticks[int(entry.name)] = sum(int(value) for value in fields[11:15])
-    mine, found = {os.getpid()}, True
-    while found:
-        found = False
-        for pid, parent in parents.items():
-            if parent in mine and pid not in mine:
-                mine.add(pid)
-                found = True
-    mine.discard(os.getpid())
-    return used + sum(ticks[pid] for pid in mine) / os.sysconf("SC_CLK_TCK")
+    used = total_cpu(os.getpid())
+    for pid in descendants(os.getpid()):
+        try:
+            used += total_cpu(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile (and counted once its parent reaps it)
+    return used
 
 
 @pytest.hookimpl(wrapper=True)
