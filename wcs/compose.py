@@ -48,10 +48,10 @@ from wcs.tap import (
     PLAIN,
     SECURE,
     Announcer,
-    _ports,
-    _push_trust,
     cluster_store,
     listen_descriptions,
+    listening_ports,
+    push_trust_root,
 )
 from wcs.transports.factory import TransportFactory
 from wcs.web.cluster import ClusterApi
@@ -159,7 +159,7 @@ def compose(
         settings.rtmp_transponder_stream_name_prefix,
         settings.rtmp_transponder_full_url,
         settings.rtmp_push_retries,
-        RtmpConnector(_push_trust(settings)),
+        RtmpConnector(push_trust_root(settings)),
         slots=counted,
     )
     pushes.setServiceParent(top)
@@ -214,7 +214,7 @@ def compose(
     }
     if ice_tcp is not None:
         factories["ice_tcp_port"] = ice_tcp
-    for key in (*_ports(settings, PLAIN), *_ports(settings, SECURE)):
+    for key in listening_ports(settings, PLAIN + SECURE):
         if key in FIRST_WORKER_ONLY and worker and not _first(worker):
             continue
         listen(key, factories[key]).setServiceParent(top)

@@ -150,9 +150,9 @@ def listen_descriptions(settings: Settings) -> dict[str, str]:
     interface = endpoints.quoteStringArgument(settings.bind_address)
     descriptions = {
         key: f"tcp:{port}:interface={interface}:backlog={BACKLOG}"
-        for key, port in _ports(settings, PLAIN).items()
+        for key, port in listening_ports(settings, PLAIN).items()
     }
-    secure = _ports(settings, SECURE)
+    secure = listening_ports(settings, SECURE)
     if secure:
         from wcs.tls import certificate_files
 
@@ -169,7 +169,7 @@ def listen_descriptions(settings: Settings) -> dict[str, str]:
     return descriptions
 
 
-def _push_trust(settings: Settings) -> IOpenSSLTrustRoot | None:
+def push_trust_root(settings: Settings) -> IOpenSSLTrustRoot | None:
     """``rtmp_push_ca_file``'s certificates, or None: rtmps:// pushes trust the system's CAs."""
     if settings.rtmp_push_ca_file is None:
         return None
@@ -178,7 +178,7 @@ def _push_trust(settings: Settings) -> IOpenSSLTrustRoot | None:
     return push_trust(settings.rtmp_push_ca_file)
 
 
-def _ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
+def listening_ports(settings: Settings, keys: tuple[str, ...]) -> dict[str, int]:
     ports = {
         "ws.port": settings.ws_port,
         "wss.port": settings.wss_port,
@@ -208,15 +208,15 @@ def supervise(settings: Settings, options: Options) -> service.MultiService:
 
     from wcs.cluster.workers import Listener, Supervisor, python_command
 
-    if _ports(settings, SECURE):
+    if listening_ports(settings, SECURE):
         from wcs.tls import certificate_files
 
         certificate_files(settings)  # made once here, not by every worker at once
-    _push_trust(settings)  # a bad file stops the start here, not in every worker
+    push_trust_root(settings)  # a bad file stops the start here, not in every worker
     top = service.MultiService()
     listeners = [
         Listener(key, settings.bind_address, port, BACKLOG, first_only=key in FIRST_WORKER_ONLY)
-        for key, port in {**_ports(settings, PLAIN), **_ports(settings, SECURE)}.items()
+        for key, port in listening_ports(settings, PLAIN + SECURE).items()
     ]
     command = python_command() + options.worker_arguments()
     node = settings.node if settings.cluster_redis_url else ""
