@@ -280,7 +280,7 @@ def open_fds(pid: int) -> int:
     """Descriptors the server holds: the process and its workers, if any."""
     import os
 
-    from bench.vod_personal import children
+    from testkit.procfs import children
 
     total = 0
     for member in [pid, *children(pid)]:
