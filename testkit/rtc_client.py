@@ -93,6 +93,7 @@ class Received:
     video: list[tuple[float, int, int, int]] = field(default_factory=list)  # arrival, pts, w, h
     audio: list[tuple[float, int, int]] = field(default_factory=list)  # arrival, pts, samples
     play_sent: float = 0.0
+    connected: float = 0.0  # monotonic, once a worker has answered the WebSocket upgrade
     first_picture: str = ""  # digest of the first decoded picture's luma plane
     numbers: list[int] = field(default_factory=list)  # barcode frame numbers, if any
     keyframes: list[float] = field(default_factory=list)  # arrivals of decoded keyframes
@@ -158,6 +159,7 @@ async def play(ws_url: str, name: str, timeout: float = 30.0, stop_after: float 
     as the play goes (what a caller that gives up can still look at)."""
     result = result if result is not None else Received()
     ws = await AsyncWebSocket.connect(ws_url)
+    result.connected = time.monotonic()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     consumers: list[asyncio.Task] = []
 

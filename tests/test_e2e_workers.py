@@ -50,10 +50,13 @@ async def on_two_workers(server, name: str, stop: asyncio.Event, serving=None,
 
     Which worker accepts is the kernel's choice, so once one worker serves, it
     is paused (``SIGSTOP``) while the next play connects: only the other one can
-    accept it. It goes on (``SIGCONT``) as soon as that play is PLAYING."""
+    accept it. It goes on (``SIGCONT``) as soon as that worker has answered the
+    WebSocket upgrade, before the play: the paused worker may be the one that
+    must relay a publication to it, and its publisher's packets must not pile
+    up in a stopped process meanwhile."""
     serving = serving or (lambda: workers_of(server, name))
     plays: list[asyncio.Future] = []
-    busy: list[str] = []
+    busy = [worker for worker, viewers in (await asyncio.to_thread(serving)).items() if viewers]
     for _ in range(TRIES):
         got = Received()
         if progress is not None:
@@ -66,11 +69,14 @@ async def on_two_workers(server, name: str, stop: asyncio.Event, serving=None,
             plays.append(asyncio.ensure_future(play(server.ws_url, name, stop_event=stop,
                                                     timeout=90, result=got)))
             deadline = time.monotonic() + 6
-            while "PLAYING" not in got.statuses and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            while not got.connected and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
         finally:
             if paused:
                 os.kill(paused, signal.SIGCONT)
+        deadline = time.monotonic() + 6
+        while "PLAYING" not in got.statuses and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         await asyncio.sleep(1.6)  # a report (every second) from each worker
         busy = [worker for worker, viewers in (await asyncio.to_thread(serving)).items()
                 if viewers]
@@ -165,7 +171,9 @@ def test_a_publication_plays_on_the_other_worker(start_server, media, tmp_path):
 
     def relaying() -> dict[str, int]:
         """Which workers serve the publication: the publisher's (one viewer, its
-        own) and, once a viewer lands elsewhere, the relaying one's."""
+        own) and, once a viewer lands elsewhere, the relaying one's. So the first
+        play is made to land on the other worker while the publisher's is paused:
+        the case where the relay must wait for that worker to go on."""
         log = server.log()
         published = re.findall(r"\[worker (\d)\] .*published as 'cam'", log)
         relayed = re.findall(r"\[worker (\d)\] .*relayed from", log)
