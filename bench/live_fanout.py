@@ -92,7 +92,33 @@ def perf_summary(raw: Path, top: int = 30) -> str:
         capture_output=True, text=True, timeout=300,
     )
     rows = [line for line in done.stdout.splitlines() if line.strip() and not line.startswith("#")]
-    return "\n".join(rows[:top]) or done.stderr[-2000:]
+    summary = "\n".join(rows[:top]) or done.stderr[-2000:]
+    delivery = loopback_delivery(raw)
+    if delivery is not None:
+        summary += (f"\nloopback delivery (the receivers' kernel side, which lo runs in the"
+                    f" sender's context): {delivery:.1f} % of the workers' samples")
+    return summary
+
+
+#: Where the kernel's receive side begins: loopback's transmit queues the packet
+#: to the backlog and the softirq that delivers it to the receiver's socket runs
+#: as the sender's bottom half (on a NIC, the receivers' machines pay it).
+DELIVERY = ("net_rx_action",)
+
+
+def loopback_delivery(raw: Path) -> float | None:
+    """The share of the workers' samples inside the loopback receive path
+    (``perf report --children``), so the server's own cost can be told from
+    the receivers' that loopback charges to it."""
+    done = subprocess.run(
+        ["perf", "report", "-i", str(raw), "--children", "--sort", "sym", "--stdio", "-g", "none"],
+        capture_output=True, text=True, timeout=300,
+    )
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[-1] in DELIVERY and fields[0].endswith("%"):
+            return float(fields[0].rstrip("%"))
+    return None
 
 
 def profile_summary(raw: Path, top: int = 25) -> str:
