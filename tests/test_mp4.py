@@ -9,7 +9,7 @@ import pytest
 
 from tools.makemedia import corrupt_audio, frames_in, make_mp4
 from wcs.media import h264
-from wcs.media.mp4 import Mp4File
+from wcs.media.mp4 import Mp4File, _OpusFeed
 from wcs.media.sample import OPUS_FRAME
 
 
@@ -320,33 +320,90 @@ def test_an_audio_only_file_loops_on_its_aac_alone(loop_files):
     media.close()
 
 
-def test_a_looping_reader_takes_the_cache_at_its_next_pass_once_it_is_made(files):
-    """A broadcast that began before its file's Opus was cached transcodes its
-    first pass only: each pass asks ``find_opus``, and once it answers, the
-    passes replay the cache (same frames, on the same grid) and stop asking."""
+def test_a_reader_takes_the_cache_within_a_second_of_its_making(files):
+    """A play or broadcast that began before its file's Opus was cached
+    transcodes only until the cache holds the file: it looks once a second of
+    media (``find_opus``) and goes on from the cache's frame after its last
+    transcoded one: the same frames, on one grid (no gap, no overlap), for the
+    rest of the pass and the next ones, asking no more once answered."""
     source = Mp4File(files / "main.mp4", "source")
     cached = list(source.opus_samples())
     marked = [dataclasses.replace(sample, data=b"cached") for sample in cached]
     media = Mp4File(files / "main.mp4", "looping")
-    asked: list[int] = []
+    length = media.pass_length()
+    made_at = length / 2  # the media time at which the cache is complete
+    now = [0.0]
+    asked: list[float] = []
 
     def find():
-        asked.append(1)
-        return (lambda: iter(marked)) if len(asked) > 1 else None
+        asked.append(now[0])
+        return (lambda: iter(marked)) if now[0] >= made_at else None
 
     media.find_opus = find
-    length = media.pass_length()
     opus = []
     for sample in media.samples(loop=True):
+        now[0] = sample.time
         if sample.time > 2.5 * length:
             break
         if sample.codec == "opus":
             opus.append(sample)
-    first = [s for s in opus if s.time < length - 0.1]
-    later = [s for s in opus if s.time > length + 0.1]
-    assert first and all(s.data != b"cached" for s in first)  # transcoded
-    assert later and all(s.data == b"cached" for s in later)  # replayed
-    assert len(asked) == 2  # asked at the second pass, and never after it answered
-    times = [s.pts for s in opus]
-    assert times == sorted(times) and len(set(times)) == len(times)  # one grid, no overlap
+    switched = next(i for i, sample in enumerate(opus) if sample.data == b"cached")
+    assert made_at <= opus[switched].time <= made_at + _OpusFeed.LOOK_EVERY + 0.1, (
+        opus[switched].time, made_at)
+    assert all(sample.data == b"cached" for sample in opus[switched:])  # and the next passes
+    # until then transcoded, frame for frame what the cache holds
+    assert [s.data for s in opus[:switched]] == [s.data for s in cached[:switched]]
+    assert asked[-1] >= made_at and len(asked) <= made_at / _OpusFeed.LOOK_EVERY + 2, asked
+    steps = {later.pts - earlier.pts for earlier, later in zip(opus, opus[1:])}
+    assert steps == {OPUS_FRAME}, steps  # one grid, across the switch and the passes
+    media.close()
+
+
+def test_a_transcoder_begun_mid_file_takes_the_cache_onto_its_own_grid(files):
+    """Opus first wanted mid-file is transcoded on a grid of its own, off the
+    cache's; the cache's frames it goes on with are moved (by under half a
+    frame) to follow its last frame exactly, and the next pass keeps that grid."""
+    cached = list(Mp4File(files / "main.mp4", "source").opus_samples())
+    marked = [dataclasses.replace(sample, data=b"cached") for sample in cached]
+    media = Mp4File(files / "main.mp4", "looping")
+    length = media.pass_length()
+    wanted = {"opus": False}
+    now = [0.0]
+    media.find_opus = lambda: (lambda: iter(marked)) if now[0] >= length / 2 else None
+    opus = []
+    for sample in media.samples(loop=True, wants_opus=lambda: wanted["opus"]):
+        now[0] = sample.time
+        wanted["opus"] = sample.time > 0.31  # a viewer came, off the 20 ms grid
+        if sample.time > 2.5 * length:
+            break
+        if sample.codec == "opus":
+            opus.append(sample)
+    begun = opus[0].pts
+    assert begun % OPUS_FRAME != 0  # off the file's (and the cache's) grid
+    switched = next(i for i, sample in enumerate(opus) if sample.data == b"cached")
+    assert 0 < switched and all(sample.data == b"cached" for sample in opus[switched:])
+    moved = min((opus[switched].pts - sample.pts for sample in marked), key=abs)
+    assert 0 < abs(moved) <= OPUS_FRAME / 2, moved  # moved, by at most half a frame
+    steps = {later.pts - earlier.pts for earlier, later in zip(opus, opus[1:])}
+    assert steps == {OPUS_FRAME}, steps
+    assert all((sample.pts - begun) % OPUS_FRAME == 0 for sample in opus)  # its grid
+    media.close()
+
+
+def test_a_reader_that_never_finds_the_cache_transcodes_each_pass_and_looks_once_a_second(files):
+    """Without a cache entry the reader goes on transcoding, and its looks
+    stay one per second of media (a ``stat`` each), pass after pass."""
+    media = Mp4File(files / "main.mp4", "looping")
+    length = media.pass_length()
+    asked: list[int] = []
+    media.find_opus = lambda: asked.append(1)
+    opus = []
+    for sample in media.samples(loop=True):
+        if sample.time > 2 * length:
+            break
+        if sample.codec == "opus":
+            opus.append(sample)
+    assert opus and opus[-1].time > 1.9 * length
+    looks = 2 * length / _OpusFeed.LOOK_EVERY
+    assert looks - 2 <= len(asked) <= looks + 3, len(asked)
     media.close()

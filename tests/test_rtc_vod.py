@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -97,8 +98,12 @@ def test_undecodable_aac_frames_are_dropped_counted_and_logged_once(start_server
     missing = len(clean.audio) - len(damaged.audio)
     assert 8 <= missing <= 13, missing
     log = server.log()
-    assert log.count("undecodable AAC frame dropped") == 1
-    assert "10 undecodable AAC frames dropped in all" in log
+    assert log.count("undecodable AAC frame dropped") == 1  # the play's first, once
+    # the play transcodes until the cache it had made holds the file (which left
+    # out all ten), and counts those it met itself
+    assert "(10 AAC frames left out: they do not decode)" in log
+    counted = [int(n) for n in re.findall(r"(\d+) undecodable AAC frames dropped in all", log)]
+    assert len(counted) <= 1 and all(1 <= n <= 10 for n in counted), counted
 
 
 def test_closing_the_session_releases_everything(start_server, media):

@@ -52,9 +52,10 @@ class Mp4File:
         #: Called once, when Opus is first made from this file (a cache may then
         #: make it for later readers).
         self.on_transcoding: Callable[[], None] = _nothing
-        #: Asked at each pass while the Opus is still transcoded: the cache's
-        #: replay once it holds this file (a looping broadcast stops transcoding
-        #: at its next pass), or None.
+        #: Asked while the Opus is still transcoded (at each pass, and once a
+        #: second of media within it): the cache's replay once it holds this
+        #: file, or None. A reader that began first thus stops transcoding
+        #: about a second after the cache is made.
         self.find_opus: Callable[[], Callable[[], Iterator[Sample]] | None] | None = None
         self.opus_dropped = 0
         self._began = False  # whether samples() was called
@@ -388,13 +389,8 @@ class Mp4File:
     ) -> Iterator[Sample]:
         """Samples in file order (AAC only if ``aac``, when Opus comes from the
         cache); a broken tail ends the stream, it does not raise."""
-        if self.audio is not None and self._cached_opus is None and self.find_opus is not None:
-            found = self.find_opus()
-            if found is not None:
-                self._cached_opus, self.find_opus = found, None
-                log.info(
-                    "{label}: Opus cached meanwhile: replayed from this pass on", label=self.label
-                )
+        if self.audio is not None and self.find_opus is not None and self.find_cached_opus():
+            log.info("{label}: Opus cached meanwhile: replayed from this pass on", label=self.label)
         if self.audio is not None and self._cached_opus is not None:
             opus = self._cached_opus()
             if skip:
@@ -434,8 +430,7 @@ class Mp4File:
         """Video and AAC as stored (and, while ``wants_opus()``, Opus made from
         the AAC), in file order; without ``aac`` nor ``wants_opus`` the audio
         track is not even demuxed."""
-        transcoder: OpusTranscoder | None = None
-        dropped = 0
+        opus = _OpusFeed(self) if wants_opus is not None else None
         remover = (
             reencode.BFrameRemover(self.video, self.origin)
             if self.video is not None and self.has_b_frames
@@ -465,29 +460,25 @@ class Mp4File:
                     stored = self._aac_sample(packet) if aac else None
                     if stored is not None:
                         yield stored
-                    if wants_opus is None:
-                        continue
-                    if not wants_opus():
-                        if transcoder is not None:  # no one takes Opus now: let it go
-                            dropped += transcoder.dropped
-                            transcoder = None
-                        continue
-                    if transcoder is None:
-                        transcoder = self._transcoder()
-                    yield from transcoder.feed(packet, -self.origin)
+                    if opus is not None and wants_opus is not None:
+                        yield from opus.feed(packet, wants_opus())
         except av.FFmpegError as error:
             log.warn(
                 "{label}: read stopped early ({error})", label=self.label, error=_reason(error)
             )
         if remover is not None:
             yield from remover.feed(None)
-        if transcoder is not None:
-            yield from transcoder.feed(None, -self.origin)
-            dropped += transcoder.dropped
-        if dropped:
-            log.warn(
-                "{label}: {n} undecodable AAC frames dropped in all", label=self.label, n=dropped
-            )
+        if opus is not None and wants_opus is not None:
+            yield from opus.end(wants_opus())
+
+    def find_cached_opus(self) -> Callable[[], Iterator[Sample]] | None:
+        """The cache's replay of this file's Opus if ``find_opus`` now finds
+        it (then it is kept, and asked no more), else None."""
+        if self._cached_opus is None and self.find_opus is not None:
+            found = self.find_opus()
+            if found is not None:
+                self._cached_opus, self.find_opus = found, None
+        return self._cached_opus
 
     def _transcoder(self) -> OpusTranscoder:
         """A fresh AAC → Opus transcoder, from the frame about to be read."""
@@ -580,6 +571,92 @@ class AudioGrid:
             sample.time = self.next / sample.clock
         self.next = sample.pts + frame
         return True
+
+
+class _OpusFeed:
+    """A pass's Opus made from its AAC packets as they are read: transcoded,
+    until the Opus cache holds the file (``Mp4File.find_opus``, asked once a
+    :data:`LOOK_EVERY` of media), and from there on the cache's frames, picked
+    up just after the last transcoded one. The cache made the very same frames
+    from the same packets, so a reader that began before the cache existed (a
+    file's first play or broadcast) stops transcoding within a second of it,
+    not at its next pass."""
+
+    #: Media seconds between two looks for the cache while transcoding.
+    LOOK_EVERY = 1.0
+
+    def __init__(self, media: Mp4File) -> None:
+        self.media = media
+        self.transcoder: OpusTranscoder | None = None
+        self.dropped = 0
+        self.last: Sample | None = None  # the last transcoded Opus frame given
+        self.cached: Iterator[Sample] | None = None
+        self.waiting: Sample | None = None  # the cache's next frame
+        self.shift = 0.0  # how far the cache's frames are moved onto the pass's grid
+        self.look_at = 0.0  # media time of the next look for the cache
+
+    def feed(self, packet: av.Packet, wanted: bool) -> Iterator[Sample]:
+        """The Opus due with this AAC packet (none while no one ``wanted`` it)."""
+        media = self.media
+        if wanted and self.cached is None and media.find_opus is not None and packet.pts:
+            now = media._seconds(packet.stream, packet.pts) - media.origin
+            if now >= self.look_at:
+                self.look_at = now + self.LOOK_EVERY
+                self._take_cache(now)
+        if self.cached is not None:
+            now = media._seconds(packet.stream, packet.pts or 0) - media.origin
+            while self.waiting is not None and self.waiting.time <= now:
+                if wanted:
+                    yield shifted(self.waiting, self.shift) if self.shift else self.waiting
+                self.waiting = next(self.cached, None)
+            return
+        if not wanted:
+            if self.transcoder is not None:  # no one takes Opus now: let it go
+                self.dropped += self.transcoder.dropped
+                self.transcoder = None
+            return
+        if self.transcoder is None:
+            self.transcoder = media._transcoder()
+        for sample in self.transcoder.feed(packet, -media.origin):
+            self.last = sample
+            yield sample
+
+    def _take_cache(self, now: float) -> None:
+        """Go on from the cache, if it holds the file now: from its first frame
+        that starts at least half a frame after the last one given, moved (by
+        at most half a frame) to follow that one exactly. A transcoder begun
+        mid-file (when a viewer first took Opus) is on a grid of its own."""
+        replay = self.media.find_cached_opus()
+        if replay is None:
+            return
+        frame = OPUS_FRAME / OPUS_CLOCK
+        last = self.last
+        after = (last.time if last is not None else now - frame) + frame / 2
+        self.cached = itertools.dropwhile(lambda sample: sample.time < after, replay())
+        self.waiting = next(self.cached, None)
+        if last is not None and self.waiting is not None:
+            self.shift = (last.pts + OPUS_FRAME - self.waiting.pts) / OPUS_CLOCK
+        if self.transcoder is not None:
+            self.dropped += self.transcoder.dropped
+            self.transcoder = None
+        log.info("{label}: Opus cached meanwhile: replayed from here on", label=self.media.label)
+
+    def end(self, wanted: bool) -> Iterator[Sample]:
+        """What is left at the end of the pass: the transcoder's last frames,
+        or the cache's (passed over unless ``wanted``)."""
+        if self.transcoder is not None:
+            yield from self.transcoder.feed(None, -self.media.origin)
+            self.dropped += self.transcoder.dropped
+        while self.cached is not None and self.waiting is not None:
+            if wanted:
+                yield shifted(self.waiting, self.shift) if self.shift else self.waiting
+            self.waiting = next(self.cached, None)
+        if self.dropped:
+            log.warn(
+                "{label}: {n} undecodable AAC frames dropped in all",
+                label=self.media.label,
+                n=self.dropped,
+            )
 
 
 def _merged(

@@ -6,7 +6,7 @@ So the first play of a file that transcodes (a WebRTC viewer's) starts one
 background job that transcodes its whole audio (:meth:`Mp4File.opus_samples`,
 the very samples a play makes) into a cache file; once that is complete, opens
 of the file replay it and transcode nothing, and readers opened before take it
-at their next pass (``Mp4File.find_opus``).
+up within a second of media (``Mp4File.find_opus``).
 
 Entries are keyed by the file's real path, size and modification time, so a
 changed file is transcoded afresh; the folder is kept under ``limit`` bytes by
