@@ -28,6 +28,8 @@ of this benchmark, side by side:
   for it, and a GSO datagram is taken whole, as a NIC with segmentation offload
   would); their packets are their payload bytes at the read viewers' mean size.
   The nearest this box comes to receivers on another machine;
+- ``sink40``: ``sink`` with ``webrtc_audio_packet_ms=40``: two 20 ms Opus frames
+  a packet, so audio makes half the datagrams (the expected packets counted so);
 - ``tcp``: the same server, its counting viewers playing over ICE-TCP
   (``transport: "TCP"``, ``testkit/ice_tcp.py``), each one TCP connection read
   frame by frame by the same poller (the decoding viewers stay on UDP);
@@ -428,6 +430,8 @@ def main() -> None:
         "libsrtp": {"webrtc_own_srtp": "false"},
         "gro": {},
         "sink": {},
+        # sunk viewers again, with two 20 ms Opus frames joined a packet
+        "sink40": {"webrtc_audio_packet_ms": "40"},
         "tcp": {},
         "whep": {},
         "aiortc": {"webrtc_sender": "aiortc"},
@@ -438,6 +442,7 @@ def main() -> None:
         "libsrtp": [int(c) for c in args.libsrtp_counts.split(",") if c],
         "gro": [int(c) for c in args.gro_counts.split(",") if c],
         "sink": [int(c) for c in args.sink_counts.split(",") if c],
+        "sink40": [int(c) for c in args.sink_counts.split(",") if c],
         "tcp": [int(c) for c in args.tcp_counts.split(",") if c],
         "whep": [int(c) for c in args.whep_counts.split(",") if c],
         "aiortc": [int(c) for c in args.aiortc_counts.split(",") if c],
@@ -467,12 +472,12 @@ def main() -> None:
                             "vod-live://clip.mp4",
                             count,
                             server.process.pid,
-                            rate,
+                            packet_rate(clip, 2) if engine == "sink40" else rate,
                             raw,
                             {"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
                             server.http_url,
                             gro=engine == "gro",
-                            sink=engine == "sink",
+                            sink=engine in ("sink", "sink40"),
                         ),
                         timeout=900,
                     )

@@ -35,6 +35,7 @@ from testkit.ice_tcp import add_active_tcp, nominated
 from testkit.kernel_sink import KernelSink
 from testkit.rtc_client import AsyncWebSocket, stream_request
 from wcs.media.mp4 import Mp4File
+from wcs.media.opus_packets import Joiner
 
 #: How often the counter drains every socket (s).
 POLL = 0.02
@@ -448,9 +449,11 @@ class Crowd:
         return sum(v.rtp for v in self.viewers)
 
 
-def packet_rate(clip: Path) -> float:
-    """RTP packets per second the file makes, packetised as aiortc does (MTU 1300)."""
+def packet_rate(clip: Path, audio_frames: int = 1) -> float:
+    """RTP packets per second the file makes, packetised as aiortc does (MTU 1300),
+    with ``audio_frames`` Opus frames joined a packet as the server joins them."""
     media = Mp4File(clip, "rate")
+    joiner = Joiner(audio_frames) if audio_frames > 1 else None
     packets = 0
     for sample in media.samples():
         if sample.codec == "h264":
@@ -458,7 +461,7 @@ def packet_rate(clip: Path) -> float:
             packet.pts, packet.time_base = sample.pts, Fraction(1, 90000)
             packets += len(H264Encoder().pack(packet)[0])
         elif sample.codec == "opus":
-            packets += 1
+            packets += len(joiner.take(sample)) if joiner is not None else 1
     duration = media.info.duration
     media.close()
     return packets / duration

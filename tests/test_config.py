@@ -137,6 +137,9 @@ def test_good_values(tmp_path):
     ("cluster_address=host.name", "cluster_address='host.name': must be an IP address"),
     ("hls_abr_profiles=360", "hls_abr_profiles='360': '360' is not a rung"),
     ("webrtc_abr=on", "webrtc_abr='on': must be true or false"),
+    ("webrtc_audio_packet_ms=30", "webrtc_audio_packet_ms='30': must be 20, 40, 60, 80, 100"),
+    ("webrtc_audio_packet_ms=140", "webrtc_audio_packet_ms='140': must be 20, 40"),
+    ("webrtc_audio_packet_ms=x", "webrtc_audio_packet_ms='x': must be 20, 40"),
     ("cluster_node=a b", "cluster_node='a b': must be at most 64 letters"),
 ])
 def test_bad_values_name_key_and_value(tmp_path, line, message):
@@ -145,6 +148,11 @@ def test_bad_values_name_key_and_value(tmp_path, line, message):
     text = str(raised.value)
     assert message in text
     assert "\n" not in text
+
+
+def test_the_audio_packet_length(tmp_path):
+    assert load_text(tmp_path, "").webrtc_audio_packet_ms == 20
+    assert load_text(tmp_path, "webrtc_audio_packet_ms=60\n").webrtc_audio_packet_ms == 60
 
 
 def test_workers_and_cluster(tmp_path):

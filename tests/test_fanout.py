@@ -156,6 +156,7 @@ def test_track_starts_on_a_keyframe_and_stays_bounded_when_not_read():
 
 
 def test_a_viewer_is_taken_out_of_its_batch_whole_even_after_its_sender_stopped():
+    from wcs.webrtc.rtpstream import SendPath
     from wcs.webrtc.sender import FastSender
     from wcs.webrtc.viewer import WebRTCViewer
 
@@ -164,6 +165,7 @@ def test_a_viewer_is_taken_out_of_its_batch_whole_even_after_its_sender_stopped(
         sender = FastSender.__new__(FastSender)
         sender.stream = stream
         made.tracks = {"video": sender}
+        made._path = SendPath()
         return made
 
     batch = WebRTCViewer.Batch()

@@ -139,7 +139,11 @@ def compose(
         settings.record_template,
         settings.announced_ips,
         fast_sender=settings.webrtc_sender == "fast",
-        send_path=SendPath(gso=settings.webrtc_udp_gso, own_srtp=settings.webrtc_own_srtp),
+        send_path=SendPath(
+            gso=settings.webrtc_udp_gso,
+            own_srtp=settings.webrtc_own_srtp,
+            audio_frames=settings.webrtc_audio_packet_ms // 20,
+        ),
         limits=limits,
         ice_tcp=ice_tcp,
     )

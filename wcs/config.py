@@ -101,6 +101,8 @@ class Settings:
     webrtc_udp_gso: bool = True
     #: AES-GCM SRTP protected by the C loop itself, not by libsrtp.
     webrtc_own_srtp: bool = True
+    #: Opus in each WebRTC audio packet (ms): 20, or up to 120 to send fewer datagrams.
+    webrtc_audio_packet_ms: int = 20
     vod_audio_cache_size: int = 1024
     rest_cors_origins: tuple[str, ...] = ()
     ws_allowed_origins: tuple[str, ...] = ()
@@ -297,6 +299,16 @@ def _sender(text: str) -> str:
     return text
 
 
+def _audio_packet_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value not in range(20, 121, 20):
+        raise ValueError("must be 20, 40, 60, 80, 100 or 120 (ms of 20 ms Opus frames)")
+    return value
+
+
 def _log_format(text: str) -> str:
     if text not in ("text", "json"):
         raise ValueError("must be text or json")
@@ -384,6 +396,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "webrtc_sender": ("webrtc_sender", _sender, repr),
     "webrtc_udp_gso": ("webrtc_udp_gso", _bool, repr),
     "webrtc_own_srtp": ("webrtc_own_srtp", _bool, repr),
+    "webrtc_audio_packet_ms": ("webrtc_audio_packet_ms", _audio_packet_ms, repr),
     "vod_audio_cache_size": ("vod_audio_cache_size", _non_negative, repr),
     "rest_cors_origins": ("rest_cors_origins", _origins, repr),
     "ws_allowed_origins": ("ws_allowed_origins", _origins, repr),

@@ -417,11 +417,13 @@ class PyRtpStream:
 class SendPath:
     """How the C loop sends: ``gso``, a sample's equal-size packets to a viewer
     as one UDP GSO datagram; ``own_srtp``, AES-GCM SRTP protected by the stream
-    itself rather than by libsrtp (the configuration's ``webrtc_udp_gso`` and
-    ``webrtc_own_srtp``)."""
+    itself rather than by libsrtp; ``audio_frames``, the 20 ms Opus frames
+    joined into each audio packet (the configuration's ``webrtc_udp_gso``,
+    ``webrtc_own_srtp`` and ``webrtc_audio_packet_ms``)."""
 
     gso: bool = True
     own_srtp: bool = True
+    audio_frames: int = 1
 
 
 def open_stream(

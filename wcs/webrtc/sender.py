@@ -326,12 +326,15 @@ class FastSender(RTCRtpSender):
 
     # the fast path
 
-    def send_sample(self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool) -> None:
-        """One sample's packets to this viewer alone (a late joiner's GOP, say)."""
+    def send_sample(
+        self, payloads: tuple[bytes, ...], media_ts: int, keyframe: bool, held: float = 0.0
+    ) -> None:
+        """One sample's packets to this viewer alone (a late joiner's GOP, say);
+        one ``held`` back (joined Opus) was due that much before."""
         stream = self.stream
         if stream is not None:
             now = time.time()
-            stream.send(payloads, media_ts, keyframe, abs_send_time(now), now + pump.ahead())
+            stream.send(payloads, media_ts, keyframe, abs_send_time(now), now + pump.ahead() - held)
 
     def retransmit(self, seq: int) -> None:
         """Send a lost packet again (over RTX when negotiated), if still remembered."""
@@ -437,12 +440,17 @@ REPORTS = Reports()
 
 
 def send_to_all(
-    streams: list[RtpStream], payloads: tuple[bytes, ...], media_ts: int, keyframe: bool
+    streams: list[RtpStream],
+    payloads: tuple[bytes, ...],
+    media_ts: int,
+    keyframe: bool,
+    held: float = 0.0,
 ) -> None:
     """One sample to the tracks of every viewer of a broadcast, in one call; the
-    sender reports' clock is when the sample was due (the packets go when sent)."""
+    sender reports' clock is when the sample was due (the packets go when sent;
+    a sample ``held`` back, joined Opus, was due that much before)."""
     now = time.time()
-    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now + pump.ahead())
+    send_all(streams, payloads, media_ts, keyframe, abs_send_time(now), now + pump.ahead() - held)
 
 
 def no_feedback(remb: int | None, loss: float | None, rate: float | None) -> None:

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from wcs import aio
 from wcs.errors import ICE_FAILED, ICE_TCP_FAILED, ICE_TIMEOUT, INTERNAL_ERROR, NegotiationError
+from wcs.media.opus_packets import Joiner
 from wcs.media.sample import MediaInfo, Sample
 from wcs.metrics import METERS
 from wcs.transports.interfaces import IceFragment
@@ -120,6 +121,7 @@ class WebRTCViewer:
         self._on_state = on_state
         self.fast = fast
         self._path = path
+        self._joiner: Joiner | None = None  # Opus frames joined (``path.audio_frames``)
         self._ice_tcp = ice_tcp
         self._tcp_only = tcp_only
         self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
@@ -257,6 +259,12 @@ class WebRTCViewer:
             return  # browsers take Opus over WebRTC
         track = self.tracks.get(sample.kind)
         if isinstance(track, FastSender):
+            if sample.codec == "opus" and self._path.audio_frames > 1:
+                if self._joiner is None:
+                    self._joiner = Joiner(self._path.audio_frames)
+                for packet, held in self._joiner.take(sample):
+                    track.send_sample((packet.data,), packet.pts, True, held)
+                return
             track.send_sample(payloads(sample), sample.pts, sample.keyframe)
         elif track is not None:
             track.push(sample)
@@ -270,11 +278,15 @@ class WebRTCViewer:
             self.tracks: dict[str, list[EncodedTrack]] = {"video": [], "audio": []}
             #: what each viewer was added with, so that exactly that is removed
             self.members: dict[WebRTCViewer, list[tuple[str, Any]]] = {}
+            #: Opus frames joined for the fast tracks (one process, one setting)
+            self.joiner: Joiner | None = None
 
         def __iter__(self) -> Iterator[WebRTCViewer]:
             return iter(list(self.members))
 
         def add(self, viewer: WebRTCViewer) -> None:
+            if self.joiner is None and viewer._path.audio_frames > 1:
+                self.joiner = Joiner(viewer._path.audio_frames)
             added: list[tuple[str, Any]] = []
             for kind, track in viewer.tracks.items():
                 if isinstance(track, FastSender) and track.stream is not None:
@@ -296,7 +308,10 @@ class WebRTCViewer:
             if sample.codec == "aac":
                 return  # browsers take Opus over WebRTC
             streams = self.streams[sample.kind]
-            if streams:
+            if streams and sample.codec == "opus" and self.joiner is not None:
+                for packet, held in self.joiner.take(sample):
+                    send_to_all(streams, (packet.data,), packet.pts, True, held)
+            elif streams:
                 send_to_all(streams, payloads(sample), sample.pts, sample.keyframe)
             for track in self.tracks[sample.kind]:
                 track.push(sample)
