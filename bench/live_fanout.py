@@ -54,7 +54,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -149,24 +151,33 @@ def profile_summary(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One measurement: ``viewers`` counting viewers of ``name`` on the server at
+    ``ws_url`` (process ``pid``, whose broadcast makes ``rate`` packets a second
+    a viewer), how they connect, and where a profile goes."""
+
+    ws_url: str
+    name: str
+    viewers: int
+    pid: int
+    rate: float
+    profile: Path | None = None
+    transport: str = "UDP"
+    http_url: str = ""
+    gro: bool = False
+    sink: bool = False
+
+
 async def fan_out(
-    ws_url: str,
-    name: str,
-    viewers: int,
-    pid: int,
-    rate: float,
-    profile: Path | None = None,
-    transport: str = "UDP",
-    http_url: str = "",
-    gro: bool = False,
-    sink: bool = False,
+    ws_url: str, name: str, viewers: int, pid: int, rate: float, **options: Any
 ) -> dict:
-    kernel = KernelSink() if sink else None
+    """Measure ``viewers`` counting viewers (``options``: :class:`Plan`'s)."""
+    plan = Plan(ws_url, name, viewers, pid, rate, **options)
+    kernel = KernelSink() if plan.sink else None
     full: list[asyncio.subprocess.Process] = []  # the decoding viewers
     try:
-        return await _fan_out(
-            ws_url, name, viewers, pid, rate, profile, transport, http_url, gro, kernel, full
-        )
+        return await _fan_out(plan, kernel, full)
     finally:
         for process in full:  # (they play until told: none is left behind by a failure)
             if process.returncode is None:
@@ -176,18 +187,10 @@ async def fan_out(
 
 
 async def _fan_out(
-    ws_url: str,
-    name: str,
-    viewers: int,
-    pid: int,
-    rate: float,
-    profile: Path | None,
-    transport: str,
-    http_url: str,
-    gro: bool,
-    kernel: KernelSink | None,
-    full: list[asyncio.subprocess.Process],
+    plan: Plan, kernel: KernelSink | None, full: list[asyncio.subprocess.Process]
 ) -> dict:
+    ws_url, name, viewers, pid, rate = plan.ws_url, plan.name, plan.viewers, plan.pid, plan.rate
+    profile, transport, http_url, gro = plan.profile, plan.transport, plan.http_url, plan.gro
     counter = Counter(kernel)
     stop = asyncio.Event()
     # with a kernel sink, all but every CHECKED-th counting viewer are sunk
@@ -376,7 +379,7 @@ def main() -> None:
     )
     parser.add_argument("--stock-counts", default="10,100,300")
     parser.add_argument(
-        "--engines", default="wcsvod,nogso,libsrtp,gro,sink,tcp,whep,aiortc,stock"
+        "--engines", default="wcsvod,nogso,libsrtp,gro,sink,sink40,tcp,whep,aiortc,stock"
     )
     parser.add_argument("--nogso-counts", default="300,1000", help="counts for nogso")
     parser.add_argument("--libsrtp-counts", default="300,1000", help="counts for libsrtp")
@@ -473,9 +476,9 @@ def main() -> None:
                             count,
                             server.process.pid,
                             packet_rate(clip, 2) if engine == "sink40" else rate,
-                            raw,
-                            {"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
-                            server.http_url,
+                            profile=raw,
+                            transport={"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
+                            http_url=server.http_url,
                             gro=engine == "gro",
                             sink=engine in ("sink", "sink40"),
                         ),
@@ -523,6 +526,20 @@ def main() -> None:
             print(f"µs per packet per viewer, {other} / wcsvod:")
             for ours, theirs in pairs:
                 print(f"{ours['viewers']:>8} viewers: {theirs['us'] / ours['us']:.2f}x")
+    pairs = [
+        (a, b)
+        for a in results.get("sink", [])
+        for b in results.get("sink40", [])
+        if a["viewers"] == b["viewers"]
+    ]
+    if pairs:  # fewer packets: the cost per viewer is what compares
+        print("% of a core per viewer, sink40 / sink:")
+        for ours, theirs in pairs:
+            ratio = (theirs["cpu"] / theirs["viewers"]) / (ours["cpu"] / ours["viewers"])
+            print(f"{ours['viewers']:>8} viewers: {ratio:.2f}x")
+    (folder / "clip.mp4").unlink(missing_ok=True)  # (4 MB; a profile's raw stays, printed)
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 if __name__ == "__main__":
