@@ -390,6 +390,38 @@ def test_a_transcoder_begun_mid_file_takes_the_cache_onto_its_own_grid(files):
     media.close()
 
 
+def test_deep_into_a_file_a_pass_keeps_transcoding_and_takes_the_cache_at_the_next(files,
+                                                                                  monkeypatch):
+    """Finding the place in the cache reads it from its start: past ``CATCH_UP``
+    seconds a pass does not look, and the next pass replays the cache whole."""
+    monkeypatch.setattr(_OpusFeed, "CATCH_UP", 0.5)
+    cached = list(Mp4File(files / "main.mp4", "source").opus_samples())
+    marked = [dataclasses.replace(sample, data=b"cached") for sample in cached]
+    media = Mp4File(files / "main.mp4", "looping")
+    length = media.pass_length()
+    asked: list[float] = []
+    now = [0.0]
+
+    def find():
+        asked.append(now[0])
+        return (lambda: iter(marked)) if now[0] >= 0.8 else None
+
+    media.find_opus = find
+    opus = []
+    for sample in media.samples(loop=True):
+        now[0] = sample.time
+        if sample.time > 1.5 * length:
+            break
+        if sample.codec == "opus":
+            opus.append(sample)
+    first = [s for s in opus if s.time < length - 0.1]
+    assert first and all(s.data != b"cached" for s in first)  # this pass transcoded on
+    later = [s for s in opus if s.time > length + 0.1]
+    assert later and all(s.data == b"cached" for s in later)  # the next replays
+    assert all(t <= 0.5 or t >= length - 0.1 for t in asked), asked  # none looked past it
+    media.close()
+
+
 def test_a_reader_that_never_finds_the_cache_transcodes_each_pass_and_looks_once_a_second(files):
     """Without a cache entry the reader goes on transcoding, and its looks
     stay one per second of media (a ``stat`` each), pass after pass."""

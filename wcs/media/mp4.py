@@ -584,6 +584,10 @@ class _OpusFeed:
 
     #: Media seconds between two looks for the cache while transcoding.
     LOOK_EVERY = 1.0
+    #: Past this far into the file (s) a pass keeps transcoding to its end: the
+    #: cache is read from its start to find the place (about 10 ms a 100 s, on
+    #: the reactor), which a play sought deep into a long file would stall on.
+    CATCH_UP = 120.0
 
     def __init__(self, media: Mp4File) -> None:
         self.media = media
@@ -600,7 +604,7 @@ class _OpusFeed:
         media = self.media
         if wanted and self.cached is None and media.find_opus is not None and packet.pts:
             now = media._seconds(packet.stream, packet.pts) - media.origin
-            if now >= self.look_at:
+            if self.look_at <= now <= self.CATCH_UP:
                 self.look_at = now + self.LOOK_EVERY
                 self._take_cache(now)
         if self.cached is not None:
