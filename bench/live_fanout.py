@@ -379,7 +379,7 @@ def main() -> None:
     )
     parser.add_argument("--stock-counts", default="10,100,300")
     parser.add_argument(
-        "--engines", default="wcsvod,nogso,libsrtp,gro,sink,sink40,tcp,whep,aiortc,stock"
+        "--engines", default="wcsvod,nogso,libsrtp,gro,sink,tcp,whep,aiortc,stock"
     )
     parser.add_argument("--nogso-counts", default="300,1000", help="counts for nogso")
     parser.add_argument("--libsrtp-counts", default="300,1000", help="counts for libsrtp")
