@@ -35,7 +35,10 @@ def test_the_browser_hears_every_sample_from_fewer_packets(start_server, page, m
     assert 0.85 * 1000 / ms <= rate <= 1.1 * 1000 / ms, rate  # one datagram per ``ms``
     assert audio["packetsLost"] == 0, audio
     assert audio["totalSamplesReceived"] >= 0.95 * 48000 * WINDOW, audio
-    assert audio["concealedSamples"] <= 0.02 * audio["totalSamplesReceived"], audio
+    # a frame decoded short of its packet would leave the rest concealed (half of
+    # it at 40 ms); here 0 %, but beside the suite's other tests a stalled box
+    # makes a late 60 ms packet conceal 60 ms (CI: 3.5 %)
+    assert audio["concealedSamples"] <= 0.05 * audio["totalSamplesReceived"], audio
     assert video["framesDecoded"] >= 28 * WINDOW, video
     # in step: what each track waits in its jitter buffer is close
     video_delay = video["jitterBufferDelay"] / video["jitterBufferEmittedCount"]
