@@ -422,6 +422,27 @@ def test_deep_into_a_file_a_pass_keeps_transcoding_and_takes_the_cache_at_the_ne
     media.close()
 
 
+def test_opus_wanted_again_after_a_while_takes_the_cache_from_then_not_from_before(files):
+    """No one took Opus for a second (the broadcast's WebRTC viewers left); one
+    comes once the cache is made: the cache's frames start at that moment, not
+    where the old transcoder stopped (which would send the gap at once)."""
+    cached = list(Mp4File(files / "main.mp4", "source").opus_samples())
+    marked = [dataclasses.replace(sample, data=b"cached") for sample in cached]
+    media = Mp4File(files / "main.mp4", "toggled")
+    now = [0.0]
+    media.find_opus = lambda: (lambda: iter(marked)) if now[0] >= 1.0 else None
+    opus = []
+    for sample in media.samples(wants_opus=lambda: not 0.3 < now[0] < 1.4):
+        now[0] = sample.time
+        if sample.codec == "opus":
+            opus.append(sample)
+    before = [s for s in opus if s.data != b"cached"]
+    after = [s for s in opus if s.data == b"cached"]
+    assert before and before[-1].time < 0.4  # transcoded until no one took it
+    assert after and after[0].time > 1.3, after[0].time  # from the moment it was wanted
+    media.close()
+
+
 def test_a_reader_that_never_finds_the_cache_transcodes_each_pass_and_looks_once_a_second(files):
     """Without a cache entry the reader goes on transcoding, and its looks
     stay one per second of media (a ``stat`` each), pass after pass."""

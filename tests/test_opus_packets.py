@@ -109,3 +109,104 @@ def test_a_change_of_configuration_starts_the_next_packet(frames):
 def test_a_joiner_of_too_few_or_too_many_frames_is_refused(count):
     with pytest.raises(ValueError, match="frames in a packet"):
         Joiner(count)
+
+
+def test_a_packet_stays_within_a_datagram():
+    """Loud or high-rate frames join fewer a packet: the RTP payload must fit."""
+    joiner = Joiner(6)
+    big = b"\xfc" + bytes(700)
+    out = [packet for i in range(4) for packet, _ in joiner.take(opus(i, big))]
+    out += [packet for packet, _ in joiner.flush()]
+    assert [packet.pts for packet in out] == [i * OPUS_FRAME for i in range(4)]  # one by one
+    assert all(len(packet.data) <= 1200 for packet in out)
+    assert join([b"\xfc" + bytes(1276)] * 2) is None  # over an Opus frame's 1275 bytes
+
+
+def test_silk_frames_join_only_up_to_120_ms():
+    silk_60 = b"\x18\x01"  # config 3: SILK narrowband 60 ms, one frame
+    assert join([silk_60] * 2) is not None and join([silk_60] * 3) is None
+
+
+def test_a_packet_that_is_not_one_frame_goes_at_once_and_is_not_held():
+    joiner = Joiner(2)
+    assert [p.data for p, _ in joiner.take(opus(0, b"\xfd\x01\x02"))] == [b"\xfd\x01\x02"]
+    assert [p.pts for p, _ in joiner.take(opus(1, b""))] == [OPUS_FRAME]
+    assert joiner.take(opus(2)) == [] and joiner.flush()[0][0].pts == 2 * OPUS_FRAME
+
+
+def test_pending_leaves_the_frames_held_and_flush_lets_them_go():
+    joiner = Joiner(3)
+    joiner.take(opus(0))
+    joiner.take(opus(1))
+    [(packet, held)] = joiner.pending()
+    assert packet.data == join([opus(0).data, opus(1).data]) and held == pytest.approx(0.02)
+    assert joiner.pending() == [(packet, held)]  # still held
+    assert joiner.flush() == [(packet, held)] and joiner.flush() == []
+
+
+class _Stream:
+    """What a batch sends a viewer's audio to (the pure-Python send path)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, bytes]] = []
+
+    def _send(self, payloads, media_ts, keyframe, abs_send_time, now) -> None:
+        self.sent.append((media_ts, payloads[0]))
+
+
+def _viewer(stream: _Stream):
+    from wcs.webrtc.rtpstream import SendPath
+    from wcs.webrtc.sender import FastSender
+    from wcs.webrtc.viewer import WebRTCViewer
+
+    made = WebRTCViewer.__new__(WebRTCViewer)
+    sender = FastSender.__new__(FastSender)
+    sender.stream = stream
+    made.tracks = {"audio": sender}
+    made._path = SendPath(audio_frames=2)
+    return made
+
+
+def frames_of(sent: list[tuple[int, bytes]]) -> list[int]:
+    """The frame indexes a viewer got, joined packets counted frame by frame."""
+    return [pts // OPUS_FRAME + i for pts, data in sent
+            for i in range(data[1] & 0x3F if data[0] & 0x03 == 3 else 1)]
+
+
+def test_a_viewer_leaving_and_joining_a_batch_misses_no_frame_and_gets_none_twice():
+    """An adaptive move takes a viewer out of its batch (fed alone, 20 ms a packet)
+    and back: it leaves with the frames held for the others, and comes back on a
+    packet's first frame (the others get the held ones at once)."""
+    from wcs.webrtc.viewer import WebRTCViewer
+
+    batch = WebRTCViewer.Batch()
+    stays, moves = _Stream(), _Stream()
+    staying, moving = _viewer(stays), _viewer(moves)
+    batch.add(staying)
+    batch.add(moving)
+    batch.deliver(opus(0))
+    batch.remove(moving)  # frame 0 is held: it gets it now
+    moves.sent += [(i * OPUS_FRAME, opus(i).data) for i in (1, 2)]  # fed alone meanwhile
+    batch.deliver(opus(1))
+    batch.deliver(opus(2))
+    batch.add(moving)  # frame 2 is held: the others get it now, it had it
+    for i in (3, 4, 5, 6):
+        batch.deliver(opus(i))
+    assert frames_of(stays.sent) == list(range(7))
+    assert frames_of(moves.sent) == list(range(7))
+    pts = [ts for ts, _ in moves.sent]
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)
+
+
+def test_the_last_viewer_leaving_leaves_no_frame_for_the_next():
+    from wcs.webrtc.viewer import WebRTCViewer
+
+    batch = WebRTCViewer.Batch()
+    first, later = _Stream(), _Stream()
+    batch.add(_viewer(first))
+    batch.deliver(opus(0))
+    batch.remove(next(iter(batch)))
+    batch.add(_viewer(later))
+    for i in (500, 501):  # minutes later
+        batch.deliver(opus(i))
+    assert frames_of(later.sent) == [500, 501]

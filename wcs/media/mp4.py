@@ -618,6 +618,7 @@ class _OpusFeed:
             if self.transcoder is not None:  # no one takes Opus now: let it go
                 self.dropped += self.transcoder.dropped
                 self.transcoder = None
+            self.last = None  # (what comes next starts afresh on the timeline)
             return
         if self.transcoder is None:
             self.transcoder = media._transcoder()
@@ -638,8 +639,9 @@ class _OpusFeed:
         after = (last.time if last is not None else now - frame) + frame / 2
         self.cached = itertools.dropwhile(lambda sample: sample.time < after, replay())
         self.waiting = next(self.cached, None)
-        if last is not None and self.waiting is not None:
-            self.shift = (last.pts + OPUS_FRAME - self.waiting.pts) / OPUS_CLOCK
+        waiting = self.waiting
+        if last is not None and waiting is not None and waiting.pts - last.pts < 1.5 * OPUS_FRAME:
+            self.shift = (last.pts + OPUS_FRAME - waiting.pts) / OPUS_CLOCK
         if self.transcoder is not None:
             self.dropped += self.transcoder.dropped
             self.transcoder = None

@@ -18,6 +18,11 @@ from wcs.media.sample import OPUS_FRAME, Sample
 
 #: Frames one code 3 packet may carry (RFC 6716: at most 120 ms of audio; 20 ms frames).
 MOST_FRAMES = 6
+#: The most bytes a joined packet may take: an RTP payload must fit one datagram
+#: (as the video's are cut to), so a loud or high-rate stream joins fewer frames.
+MOST_BYTES = 1200
+#: The most bytes one Opus frame may take (RFC 6716 §3.4, R2).
+MOST_FRAME_BYTES = 1275
 
 
 def join(frames: Sequence[bytes]) -> bytes | None:
@@ -29,10 +34,24 @@ def join(frames: Sequence[bytes]) -> bytes | None:
     toc = frames[0][0]
     if toc & 0x03 or any(frame[0] != toc for frame in frames):
         return None  # not single frames, or not one configuration
+    if _duration(toc) * len(frames) > 120:
+        return None  # (SILK's 40 and 60 ms frames)
     bodies = [frame[1:] for frame in frames]
+    if any(len(body) > MOST_FRAME_BYTES for body in bodies):
+        return None
     lengths = b"".join(_length(len(body)) for body in bodies[:-1])
     # code 3, VBR (each length but the last given), no padding
     return bytes((toc | 0x03, 0x80 | len(frames))) + lengths + b"".join(bodies)
+
+
+def _duration(toc: int) -> float:
+    """The milliseconds of one frame of the TOC byte's configuration (RFC 6716 table 2)."""
+    config = toc >> 3
+    if config < 12:  # SILK: 10, 20, 40, 60 ms
+        return (10, 20, 40, 60)[config & 3]
+    if config < 16:  # hybrid: 10, 20 ms
+        return (10, 20)[config & 1]
+    return (2.5, 5, 10, 20)[config & 3]  # CELT
 
 
 def _length(size: int) -> bytes:
@@ -63,21 +82,38 @@ class Joiner:
         out: list[tuple[Sample, float]] = []
         if self._held and not self._follows(sample):
             out.extend(self._send(sample.time))
+        if not sample.data or sample.data[0] & 0x03:  # not one frame: as it is
+            out.append((sample, 0.0))
+            return out
         self._held.append(sample)
         if len(self._held) == self.count:
             out.extend(self._send(sample.time))
         return out
 
+    def flush(self) -> list[tuple[Sample, float]]:
+        """The held frames now (the packet cut short, between two frames: held
+        since the first, as at the last one's moment), and none held after."""
+        return self._send(self._held[-1].time) if self._held else []
+
+    def pending(self) -> list[tuple[Sample, float]]:
+        """What :meth:`flush` would send, still held (for a viewer that leaves
+        the others, who get them with the next frames)."""
+        held = list(self._held)
+        out = self.flush()
+        self._held = held
+        return out
+
     def _follows(self, sample: Sample) -> bool:
         """Whether ``sample`` can join the held frames: the next 20 ms, one
         frame, the same configuration (libopus moves between bandwidths now
-        and then: a change starts the next packet)."""
+        and then: a change starts the next packet), the packet within
+        :data:`MOST_BYTES`."""
         last = self._held[-1]
         return (
             sample.pts == last.pts + OPUS_FRAME
             and bool(sample.data)
-            and sample.data[0] & 0x03 == 0
             and sample.data[0] == last.data[0]
+            and sum(len(frame.data) + 1 for frame in self._held) + len(sample.data) <= MOST_BYTES
         )
 
     def _send(self, now: float) -> list[tuple[Sample, float]]:

@@ -121,7 +121,6 @@ class WebRTCViewer:
         self._on_state = on_state
         self.fast = fast
         self._path = path
-        self._joiner: Joiner | None = None  # Opus frames joined (``path.audio_frames``)
         self._ice_tcp = ice_tcp
         self._tcp_only = tcp_only
         self._never_connected = ICE_TCP_FAILED if tcp_only else ICE_FAILED
@@ -259,12 +258,8 @@ class WebRTCViewer:
             return  # browsers take Opus over WebRTC
         track = self.tracks.get(sample.kind)
         if isinstance(track, FastSender):
-            if sample.codec == "opus" and self._path.audio_frames > 1:
-                if self._joiner is None:
-                    self._joiner = Joiner(self._path.audio_frames)
-                for packet, held in self._joiner.take(sample):
-                    track.send_sample((packet.data,), packet.pts, True, held)
-                return
+            # (one by one, Opus frames go 20 ms a packet: a viewer is fed so only
+            # while an adaptive move is under way, between its batch's packets)
             track.send_sample(payloads(sample), sample.pts, sample.keyframe)
         elif track is not None:
             track.push(sample)
@@ -287,6 +282,8 @@ class WebRTCViewer:
         def add(self, viewer: WebRTCViewer) -> None:
             if self.joiner is None and viewer._path.audio_frames > 1:
                 self.joiner = Joiner(viewer._path.audio_frames)
+            elif self.joiner is not None:  # the newcomer starts on a packet's first frame
+                self._send_joined(self.streams["audio"], self.joiner.flush())
             added: list[tuple[str, Any]] = []
             for kind, track in viewer.tracks.items():
                 if isinstance(track, FastSender) and track.stream is not None:
@@ -303,14 +300,25 @@ class WebRTCViewer:
                     self.tracks[kind].remove(outlet)
                 else:
                     self.streams[kind].remove(outlet)
+                    if kind == "audio" and self.joiner is not None:
+                        # the frames held for the others, to this one now (it goes
+                        # on alone: an adaptive move), and none kept for no one
+                        self._send_joined([outlet], self.joiner.pending())
+                        if not self.streams["audio"]:
+                            self.joiner.flush()
+
+        @staticmethod
+        def _send_joined(streams: list[RtpStream], packets: list[tuple[Sample, float]]) -> None:
+            if streams:
+                for packet, held in packets:
+                    send_to_all(streams, (packet.data,), packet.pts, True, held)
 
         def deliver(self, sample: Sample) -> None:
             if sample.codec == "aac":
                 return  # browsers take Opus over WebRTC
             streams = self.streams[sample.kind]
             if streams and sample.codec == "opus" and self.joiner is not None:
-                for packet, held in self.joiner.take(sample):
-                    send_to_all(streams, (packet.data,), packet.pts, True, held)
+                self._send_joined(streams, self.joiner.take(sample))
             elif streams:
                 send_to_all(streams, payloads(sample), sample.pts, sample.keyframe)
             for track in self.tracks[sample.kind]:
