@@ -453,48 +453,50 @@ def main() -> None:
     # a measurement starts a server of its own; the smoke run (which only shows the
     # bench still works) lets the engines with the same settings share one
     kept: dict[str, ServerProcess] = {}
-    for engine in [e for e in engines if e in servers]:
-        settings = {
-            "media_dir": str(folder),
-            "vod_live_loop": "true",
-            **LOAD_LIMITS,
-            **servers[engine],
-        }
-        rows = []
-        for count in engine_counts[engine]:
-            key = json.dumps(settings, sort_keys=True)
-            server = kept.get(key) or ServerProcess(Path(tempfile.mkdtemp()), settings).start()
-            if args.smoke:
-                kept[key] = server
-            raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
-            try:
-                rows.append(
-                    run(
-                        fan_out(
-                            server.ws_url,
-                            "vod-live://clip.mp4",
-                            count,
-                            server.process.pid,
-                            packet_rate(clip, 2) if engine == "sink40" else rate,
-                            profile=raw,
-                            transport={"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
-                            http_url=server.http_url,
-                            gro=engine == "gro",
-                            sink=engine in ("sink", "sink40"),
-                        ),
-                        timeout=900,
+    try:
+        for engine in [e for e in engines if e in servers]:
+            settings = {
+                "media_dir": str(folder),
+                "vod_live_loop": "true",
+                **LOAD_LIMITS,
+                **servers[engine],
+            }
+            rows = []
+            for count in engine_counts[engine]:
+                key = json.dumps(settings, sort_keys=True)
+                server = kept.get(key) or ServerProcess(Path(tempfile.mkdtemp()), settings).start()
+                if args.smoke:
+                    kept[key] = server
+                raw = folder / f"{engine}-{count}.txt" if count == args.profile else None
+                try:
+                    rows.append(
+                        run(
+                            fan_out(
+                                server.ws_url,
+                                "vod-live://clip.mp4",
+                                count,
+                                server.process.pid,
+                                packet_rate(clip, 2) if engine == "sink40" else rate,
+                                profile=raw,
+                                transport={"tcp": "TCP", "whep": "WHEP"}.get(engine, "UDP"),
+                                http_url=server.http_url,
+                                gro=engine == "gro",
+                                sink=engine in ("sink", "sink40"),
+                            ),
+                            timeout=900,
+                        )
                     )
-                )
-            finally:
-                if not args.smoke:
-                    server.stop()
-            if raw is not None and raw.exists():
-                print(f"{engine} at {count} viewers, where the server's time went:")
-                print(perf_summary(raw) if args.perf else profile_summary(raw))
-        results[engine] = rows
-        report(f"{engine}:", rows)
-    for server in kept.values():
-        server.stop()
+                finally:
+                    if not args.smoke:
+                        server.stop()
+                if raw is not None and raw.exists():
+                    print(f"{engine} at {count} viewers, where the server's time went:")
+                    print(perf_summary(raw) if args.perf else profile_summary(raw))
+            results[engine] = rows
+            report(f"{engine}:", rows)
+    finally:  # (a smoke run's shared servers, even when a run failed)
+        for server in kept.values():
+            server.stop()
     if "stock" in engines:
         rows = []
         for count in stock_counts:
